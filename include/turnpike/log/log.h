@@ -1,0 +1,60 @@
+// Error log and access log.
+//
+// Both are spdlog loggers writing through one background thread (asynchronous: a worker never
+// waits on disk; when the queue is full the oldest queued lines are dropped and counted). File
+// sinks reopen their file on reopen() (SIGUSR1, after logrotate moved it away).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "turnpike/config/config.h"
+
+namespace spdlog { class logger; }
+
+namespace turnpike::log {
+
+// Configures (or, on reload, reconfigures) the error log — spdlog's default logger, so
+// spdlog::info() etc. write to it — and the access log. Returns false and sets `error` when a
+// log file cannot be opened; the previous loggers then stay in place.
+bool configure(const config::LogConfig& cfg, std::string& error);
+
+// Reopens every file sink (SIGUSR1). Safe to call from any thread.
+void reopen();
+
+// Flushes and stops the background thread (at exit).
+void shutdown();
+
+// Lines dropped because the asynchronous queue was full.
+uint64_t dropped_lines();
+
+// What the access log records about one request. Views need only live during write_access().
+struct AccessRecord {
+  std::string_view remote_addr;      // "127.0.0.1:51234"
+  std::chrono::system_clock::time_point start;
+  std::string_view method;
+  std::string_view target;           // as the client sent it
+  std::string_view protocol;         // "HTTP/1.1"
+  std::string_view host;
+  int status = 0;
+  uint64_t request_bytes = 0;        // body bytes received from the client
+  uint64_t response_bytes = 0;       // body bytes sent to the client
+  uint64_t duration_us = 0;          // first byte of the request to last byte of the response
+  std::string_view route;            // route name, empty when none matched
+  std::string_view upstream_addr;    // "127.0.0.1:9001", empty when not proxied
+  int upstream_status = 0;           // 0 when not proxied
+  uint64_t upstream_duration_us = 0; // connect start to end of the upstream response head
+  std::string_view user_agent;
+  std::string_view referer;
+  std::string_view error;            // why the request failed ("upstream_timeout"), empty if not
+};
+
+// True when an access log is configured; callers skip building a record otherwise.
+bool access_enabled();
+// Formats (text or JSON, per LogConfig::access_format) and queues one access log line.
+void write_access(const AccessRecord& record);
+
+}  // namespace turnpike::log
