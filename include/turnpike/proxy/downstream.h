@@ -1,0 +1,51 @@
+// The client side of one request, as the protocol-neutral pipeline sees it.
+//
+// HTTP/1.1 connections implement it today; HTTP/2 streams will implement it the same way. The
+// pipeline never touches a socket or a framing detail: it reads decoded body bytes and hands over
+// a response head and body pieces; the implementation frames them for its protocol and applies
+// backpressure by completing only when the bytes are on their way.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "turnpike/http/types.h"
+
+namespace turnpike::proxy {
+
+struct RequestContext;
+
+// A response head handed to the client side. Header views must stay valid until send_head returns.
+struct ResponseOut {
+  int status = 200;
+  std::string_view reason;                       // empty: the standard phrase
+  const std::vector<http::Header>* headers = nullptr;  // end-to-end fields to pass (may be null)
+  std::optional<uint64_t> content_length;        // known body length; nullopt: streamed
+  bool no_body = false;                          // HEAD, 204, 304: send no body whatever the length
+  bool keep_content_length_header = false;       // no_body: pass the upstream's Content-Length as is
+};
+
+class Downstream {
+ public:
+  virtual ~Downstream() = default;
+
+  // Next pieces of the decoded request body, in ctx.body_views. Returns an error on a client
+  // failure or timeout; empty ctx.body_views with ctx.body_done means the body has ended.
+  virtual boost::asio::awaitable<boost::system::error_code> read_body(RequestContext& ctx) = 0;
+  // Body bytes that arrived with the head, without another read (may be all of the body).
+  virtual void preread_body(RequestContext& ctx) = 0;
+
+  // Writes the response head with the first body pieces; `end` when they are the whole body.
+  virtual boost::asio::awaitable<boost::system::error_code> send_head(
+      RequestContext& ctx, const ResponseOut& head, std::span<const std::string_view> body, bool end) = 0;
+  // Writes more body pieces; `end` on the last call (pieces may then be empty).
+  virtual boost::asio::awaitable<boost::system::error_code> send_body(
+      RequestContext& ctx, std::span<const std::string_view> body, bool end) = 0;
+};
+
+}  // namespace turnpike::proxy

@@ -1,0 +1,59 @@
+// The extension point of the request pipeline: an HttpFilter hooks into named phases.
+//
+// A filter is the shared, immutable *config half* of an extension (built once per snapshot, used
+// by every worker at once — so its methods are const and keep per-request state in the
+// RequestContext). Every hook does nothing by default; a filter overrides the phases it needs.
+// Built-in C++ filters and (later) the Lua plugin runner implement this same interface.
+//
+// Return values of a hook:
+//   proceed  — go on to the next filter / phase.
+//   respond  — stop: answer the client with ctx.local_response (set it before returning).
+//   suspend  — the filter started async work: it called ctx.suspend_with(awaitable) and the
+//              pipeline co_awaits that, whose result (proceed/respond) then counts as the hook's.
+#pragma once
+
+#include <string_view>
+
+namespace turnpike::proxy {
+
+struct RequestContext;
+
+enum class FilterStatus : unsigned char {
+  proceed,  // continue the chain
+  respond,  // answer with ctx.local_response and skip the rest of the request phases
+  suspend,  // wait for the awaitable given to ctx.suspend_with()
+};
+std::string_view to_string(FilterStatus s) noexcept;
+
+// The phases, in the order a request passes them. See docs/life-of-a-request.md.
+enum class Phase : unsigned char {
+  rewrite,          // after routing: may change path, query, request headers
+  access,           // allow or deny (authentication, rate limits)
+  upstream_select,  // may override the upstream or node choice
+  header_filter,    // response head received (or local response built): may edit response headers
+  body_filter,      // each response body chunk, as it passes
+  log,              // after the last byte: metrics, access log; cannot change anything
+};
+std::string_view to_string(Phase p) noexcept;
+
+class HttpFilter {
+ public:
+  virtual ~HttpFilter() = default;
+  virtual std::string_view name() const = 0;
+
+  // rewrite: runs once the route is known. May edit ctx.request_edits, ctx.path_override.
+  virtual FilterStatus on_rewrite(RequestContext&) const { return FilterStatus::proceed; }
+  // access: may deny with a local response (401, 403, 429 ...).
+  virtual FilterStatus on_access(RequestContext&) const { return FilterStatus::proceed; }
+  // upstream_select: may set ctx.upstream_override.
+  virtual FilterStatus on_upstream_select(RequestContext&) const { return FilterStatus::proceed; }
+  // header_filter: ctx.response_status and the response header list are known; may edit
+  // ctx.response_edits. Runs for proxied and local responses alike.
+  virtual FilterStatus on_response_headers(RequestContext&) const { return FilterStatus::proceed; }
+  // body_filter: sees each chunk of the response body as it passes (`last` on the final call).
+  virtual void on_response_body(RequestContext&, std::string_view chunk, bool last) const {}
+  // log: after the response is finished (or failed).
+  virtual void on_log(const RequestContext&) const {}
+};
+
+}  // namespace turnpike::proxy

@@ -1,0 +1,107 @@
+// Per-request state, shared by every phase of the pipeline and by both protocol sides.
+//
+// Protocol-neutral: an HTTP/1.1 connection fills it from its parser today, an HTTP/2 stream will
+// fill it the same way. Contexts are pooled per worker and reset between requests, so their
+// vectors and strings keep their capacity: a warmed-up worker allocates nothing per request.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <deque>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "turnpike/http/chunked.h"
+#include "turnpike/http/parser.h"
+#include "turnpike/proxy/filter.h"
+#include "turnpike/router/router.h"
+
+namespace turnpike::proxy {
+
+struct Snapshot;
+struct ListenerRuntime;
+struct RouteRuntime;
+
+struct HeaderEdit {
+  enum class Op : unsigned char {
+    set,     // remove every field with this name, then add one
+    add,     // add one more field line
+    remove,  // remove every field with this name
+  };
+  Op op = Op::set;
+  std::string_view name;   // must outlive the request: config strings, or ctx.arena
+  std::string_view value;
+};
+
+// A response the gateway makes itself (static route, error, a filter's denial).
+struct LocalResponse {
+  int status = 0;  // 0: none
+  std::string_view content_type;
+  std::string body;
+  std::vector<std::pair<std::string_view, std::string_view>> headers;
+};
+
+struct RequestContext {
+  // ---- Set by the downstream side before the pipeline runs ----
+  const Snapshot* snapshot = nullptr;
+  const ListenerRuntime* listener = nullptr;
+  http::RequestHead head;
+  std::vector<http::Header> headers;  // the request's fields (views into the connection buffer)
+  std::string_view protocol;          // "HTTP/1.1", "HTTP/1.0", later "HTTP/2.0"
+  std::string_view scheme = "http";
+  std::string_view client_ip;         // text form
+  std::string_view remote_addr;       // "ip:port"
+  std::string host;                   // lower-case, without port: what routing uses
+  std::string_view authority;         // Host / :authority as sent
+  std::string path;                   // normalized path: what routing saw and the upstream gets
+  std::string_view query;
+  bool has_query = false;
+  std::chrono::steady_clock::time_point start;
+
+  // ---- Routing and filters ----
+  router::MatchResult match;
+  const RouteRuntime* route = nullptr;
+  std::vector<HeaderEdit> request_edits;   // applied when the upstream request is written
+  std::vector<HeaderEdit> response_edits;  // applied when the response head is written
+  size_t upstream_override = SIZE_MAX;     // an upstream_select filter's choice (snapshot index)
+  LocalResponse local_response;
+  std::optional<boost::asio::awaitable<FilterStatus>> pending;  // see FilterStatus::suspend
+  std::deque<std::string> arena;           // owned strings that edits may point into (stable)
+
+  // ---- Request body (filled by the downstream side as it reads) ----
+  http::ChunkedDecoder chunked;
+  uint64_t body_remaining = 0;             // content-length framing: bytes still to read
+  bool body_done = true;
+  uint64_t request_body_bytes = 0;
+  std::vector<std::string_view> body_views;  // current decoded body pieces
+
+  // ---- Response ----
+  int response_status = 0;
+  std::vector<http::Header> response_headers;  // upstream's fields (views into its buffer)
+  uint64_t response_body_bytes = 0;
+  bool response_started = false;           // first byte sent to the client: no error page now
+  bool close_connection = false;           // the client connection cannot be reused after this
+
+  // ---- For the log phase ----
+  std::string_view upstream_addr;
+  int upstream_status = 0;
+  std::chrono::steady_clock::duration upstream_time{};
+  std::string_view error;                  // short machine-readable reason a request failed
+
+  // ---- Scratch space for the sides' serializers ----
+  std::string out_head;                    // serialized head being written
+  std::vector<std::string_view> connection_tokens;
+
+  void suspend_with(boost::asio::awaitable<FilterStatus> work) { pending.emplace(std::move(work)); }
+  // Keeps `s` alive for the rest of the request and returns a view of it.
+  std::string_view keep(std::string s) {
+    arena.push_back(std::move(s));
+    return arena.back();
+  }
+  void reset();
+};
+
+}  // namespace turnpike::proxy

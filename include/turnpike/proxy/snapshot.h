@@ -1,0 +1,48 @@
+// The runtime config snapshot: a validated Config plus everything derived from it that the data
+// path needs (one router per listener, resolved upstreams, per-route filter chains).
+//
+// Built whole on the main thread at start and on every reload; if building fails nothing
+// changes. Immutable once built and shared by all workers; each request keeps the snapshot it
+// started with, so a reload never changes a request midway.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "turnpike/config/config.h"
+#include "turnpike/proxy/filter.h"
+#include "turnpike/router/router.h"
+#include "turnpike/upstream/upstream.h"
+
+namespace turnpike::proxy {
+
+struct RouteRuntime {
+  const config::RouteConfig* config = nullptr;
+  size_t upstream_index = SIZE_MAX;  // into Snapshot::upstreams; SIZE_MAX for static responses
+  std::vector<std::shared_ptr<const HttpFilter>> filters;  // in phase-run order
+};
+
+struct ListenerRuntime {
+  const config::ListenerConfig* config = nullptr;
+  std::unique_ptr<const router::Router> router;  // the routes that apply to this listener
+};
+
+struct Snapshot {
+  std::shared_ptr<const config::Config> config;
+  uint64_t generation = 0;
+  std::vector<std::shared_ptr<const upstream::ResolvedUpstream>> upstreams;  // config order
+  std::vector<RouteRuntime> routes;                                         // config order
+  std::vector<ListenerRuntime> listeners;                                   // config order
+
+  const ListenerRuntime* find_listener(std::string_view name) const;
+  size_t find_upstream(std::string_view name) const;  // SIZE_MAX when absent
+
+  // Builds a snapshot; on failure returns null with the reasons (file:line) in `errors`.
+  static std::shared_ptr<const Snapshot> build(std::shared_ptr<const config::Config> config,
+                                               uint64_t generation,
+                                               std::vector<config::ConfigError>& errors);
+};
+
+}  // namespace turnpike::proxy

@@ -1,0 +1,141 @@
+// Upstreams as the data path sees them: resolved, immutable, shared by all workers through the
+// config snapshot; and the per-worker keepalive pool that hands out connections to their nodes.
+//
+// Threading: a ResolvedUpstream is const and shared. An UpstreamPool and its connections belong
+// to one worker thread and are never touched by another. Hot path: taking and returning a pooled
+// connection is a list splice — no lock, no allocation.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/intrusive/list.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "turnpike/common/buffer_pool.h"
+#include "turnpike/common/counter.h"
+#include "turnpike/config/config.h"
+
+namespace turnpike::upstream {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+struct ResolvedNode {
+  tcp::endpoint endpoint;
+  uint32_t weight = 1;
+  std::string address;  // "127.0.0.1:9001", for logs and headers
+};
+
+struct ResolvedUpstream {
+  const config::UpstreamConfig* config = nullptr;  // owned by the snapshot's Config
+  std::vector<ResolvedNode> nodes;
+};
+
+// Resolves every node's host (blocking getaddrinfo: call it off the data path, when building a
+// snapshot). Errors name the node's file:line.
+bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
+                      std::vector<config::ConfigError>& errors);
+
+// What an upstream connection is doing; the sweeper uses it to pick the timeout that applies.
+enum class ConnState : uint8_t {
+  connecting,  // TCP connect in progress (connect timeout)
+  idle,        // parked in the pool (idle timeout)
+  sending,     // writing the request (send timeout)
+  receiving,   // waiting for / reading the response (read timeout)
+  closed,      // socket closed; about to be freed
+};
+std::string_view to_string(ConnState s) noexcept;
+
+using PoolHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct PoolTag>,
+                                                  boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+using AllHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct AllTag>,
+                                                 boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+class UpstreamPool;
+
+class UpstreamConnection : public PoolHook, public AllHook {
+ public:
+  UpstreamConnection(asio::io_context& ioc, UpstreamPool& pool, size_t node)
+      : socket(ioc), pool(&pool), node(node) {}
+
+  tcp::socket socket;
+  UpstreamPool* pool;
+  size_t node;                      // index into the pool's nodes
+  IoBuffer buffer;                  // response bytes; held only while a response is read
+  ConnState state = ConnState::connecting;
+  uint32_t requests = 0;            // requests sent on this connection
+  bool reused = false;              // came from the pool (vs freshly connected) for this request
+  bool timed_out = false;           // the sweeper cancelled an operation on it
+  bool watching = false;            // an async_wait for readability is pending while idle
+  uint32_t watch_generation = 0;
+  Clock::time_point deadline = Clock::time_point::max();
+
+  // Arms the timeout for the given state.
+  void arm(ConnState s, Clock::time_point now);
+};
+
+class UpstreamPool {
+ public:
+  UpstreamPool(asio::io_context& ioc, BufferPool& buffers, std::shared_ptr<const ResolvedUpstream> upstream);
+  ~UpstreamPool();
+  UpstreamPool(const UpstreamPool&) = delete;
+  UpstreamPool& operator=(const UpstreamPool&) = delete;
+
+  const ResolvedUpstream& upstream() const { return *upstream_; }
+  const config::UpstreamConfig& config() const { return *upstream_->config; }
+  // On reload, an unchanged upstream keeps its pool but adopts the new snapshot's object.
+  void adopt(std::shared_ptr<const ResolvedUpstream> upstream) { upstream_ = std::move(upstream); }
+  BufferPool& buffers() { return buffers_; }
+
+  // Smooth weighted round-robin (each node gets its weight's share, evenly interleaved), skipping
+  // nodes whose bit is set in `exclude`. Returns SIZE_MAX when every node is excluded.
+  size_t pick(uint64_t exclude);
+
+  // A ready connection to `node`: a parked one (LIFO) if any, else a new one. ec is set on
+  // connect failure; timed_out on the returned error tells a connect timeout from a refusal.
+  struct Acquired {
+    boost::system::error_code ec;
+    bool timed_out = false;
+    UpstreamConnection* conn = nullptr;
+  };
+  asio::awaitable<Acquired> acquire(size_t node);
+
+  // Returns a connection after a response: parked for reuse when `reusable` and within limits,
+  // otherwise closed and freed.
+  void release(UpstreamConnection* conn, bool reusable);
+
+  // Enforces timeouts: cancels operations past their deadline, closes idle connections past the
+  // idle timeout. Called by the worker's periodic sweep.
+  void sweep(Clock::time_point now);
+  // Closes every parked connection (drain, or retirement after a reload).
+  void close_idle();
+  size_t active() const { return active_; }
+  size_t idle() const;
+
+ private:
+  void destroy(UpstreamConnection* conn);
+  void watch(UpstreamConnection* conn);
+
+  struct Node {
+    int64_t current = 0;
+    boost::intrusive::list<UpstreamConnection, boost::intrusive::base_hook<PoolHook>,
+                           boost::intrusive::constant_time_size<false>> idle;
+    size_t idle_count = 0;
+  };
+
+  asio::io_context& ioc_;
+  BufferPool& buffers_;
+  std::shared_ptr<const ResolvedUpstream> upstream_;
+  std::vector<Node> nodes_;
+  boost::intrusive::list<UpstreamConnection, boost::intrusive::base_hook<AllHook>,
+                         boost::intrusive::constant_time_size<false>> all_;
+  size_t active_ = 0;  // connections handed out and not yet released
+};
+
+}  // namespace turnpike::upstream

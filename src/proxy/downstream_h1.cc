@@ -1,0 +1,449 @@
+// HTTP/1.1 client connections: the read loop, request-head checks, body reading with
+// backpressure, and response framing (Content-Length, chunked, or close-delimited for 1.0).
+//
+// Hot path: an idle connection waits for readability holding no buffer; reads and writes go
+// straight between pooled buffers and the socket; the response head is serialized into the
+// pooled context's string. No allocation after warm-up, no lock, no exceptions.
+#include "downstream_h1.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+#include "headers.h"
+#include "pipeline.h"
+#include "turnpike/http/uri.h"
+#include "turnpike/proxy/snapshot.h"
+
+namespace turnpike::proxy {
+
+namespace {
+constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
+using boost::system::error_code;
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+}  // namespace
+
+std::string_view to_string(DownstreamWait w) noexcept {
+  switch (w) {
+    case DownstreamWait::none: return "none";
+    case DownstreamWait::idle: return "idle";
+    case DownstreamWait::head: return "head";
+    case DownstreamWait::body: return "body";
+    case DownstreamWait::send: return "send";
+  }
+  return "unknown";
+}
+
+DownstreamConnection::DownstreamConnection(Worker& worker, tcp::socket socket, std::string listener)
+    : worker_(worker), socket_(std::move(socket)), listener_(std::move(listener)) {
+  error_code ec;
+  socket_.non_blocking(true, ec);
+  auto ep = socket_.remote_endpoint(ec);
+  if (!ec) {
+    remote_ = ep.address().to_string();
+    ip_len_ = remote_.size();
+    remote_.push_back(':');
+    remote_.append(std::to_string(ep.port()));
+  }
+  worker_.add_connection(*this);
+}
+
+DownstreamConnection::~DownstreamConnection() {
+  in_.reset(&worker_.buffers());
+  aux_.reset(&worker_.buffers());
+  worker_.connection_closed(*this);
+}
+
+void DownstreamConnection::arm(DownstreamWait w, Clock::duration timeout) {
+  wait_ = w;
+  deadline_ = Clock::now() + timeout;
+}
+
+void DownstreamConnection::expire() {
+  if (timed_out_) return;
+  auto& c = worker_.counters();
+  switch (wait_) {
+    case DownstreamWait::head: c.header_timeouts.inc(); break;
+    case DownstreamWait::body: c.body_timeouts.inc(); break;
+    case DownstreamWait::send: c.send_timeouts.inc(); break;
+    case DownstreamWait::idle: c.keepalive_timeouts.inc(); break;
+    case DownstreamWait::none: return;
+  }
+  spdlog::debug("client {}: {} timeout", remote_, to_string(wait_));
+  timed_out_ = true;
+  deadline_ = Clock::time_point::max();
+  error_code ignored;
+  socket_.cancel(ignored);
+}
+
+void DownstreamConnection::close_if_idle() {
+  if (wait_ != DownstreamWait::idle) return;
+  timed_out_ = true;
+  deadline_ = Clock::time_point::max();
+  error_code ignored;
+  socket_.cancel(ignored);
+}
+
+boost::asio::awaitable<error_code> DownstreamConnection::fill(IoBuffer& buffer, size_t limit) {
+  if (!buffer.make_room(worker_.buffers(), limit)) co_return boost::asio::error::message_size;
+  for (;;) {
+    error_code ec;
+    size_t got = socket_.read_some(boost::asio::buffer(buffer.tail(), buffer.tail_room()), ec);
+    if (!ec) {
+      buffer.commit(got);
+      co_return error_code{};
+    }
+    if (ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) co_return ec;
+    auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, nothrow);
+    if (wec) co_return wec;
+    if (timed_out_) co_return boost::asio::error::timed_out;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The connection's life
+// ---------------------------------------------------------------------------------------------
+
+boost::asio::awaitable<void> DownstreamConnection::run() {
+  auto& counters = worker_.counters();
+  for (;;) {
+    // ---- 1. wait for the next request; an idle connection holds no buffer ----
+    if (in_.empty()) {
+      in_.reset(&worker_.buffers());
+      if (worker_.draining() && requests_ > 0) break;
+      const auto& limits = worker_.snapshot()->config->limits;
+      arm(DownstreamWait::idle, requests_ == 0 ? limits.header_timeout : limits.keepalive_timeout);
+      worker_.mark_idle(*this);
+      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, nothrow);
+      worker_.mark_busy(*this);
+      if (ec || timed_out_) break;
+    }
+    if (snapshot_.get() != worker_.snapshot().get()) snapshot_ = worker_.snapshot();
+    const auto& limits = snapshot_->config->limits;
+    arm(DownstreamWait::head, limits.header_timeout);
+
+    // ---- 2. read and parse the head ----
+    RequestContext& ctx = *worker_.acquire_context();
+    struct Release {
+      Worker& w;
+      RequestContext& c;
+      ~Release() { w.release_context(&c); }
+    } release{worker_, ctx};
+    http::ParserLimits pl{limits.max_request_line, limits.max_header_bytes, limits.max_headers};
+    http::ParseState ps;
+    http::ParseError perr = http::ParseError::none;
+    http::ParseStatus st = http::ParseStatus::incomplete;
+    for (;;) {
+      if (!in_.empty()) {
+        st = http::parse_request_head(in_.data(), in_.size(), pl, ps, ctx.head, ctx.headers, perr);
+        if (st != http::ParseStatus::incomplete) break;
+      }
+      auto ec = co_await fill(in_, std::max(limits.max_header_bytes, limits.max_request_line) + 1);
+      if (ec) break;
+    }
+    if (st == http::ParseStatus::incomplete) {
+      // Client went away or was too slow; a partial head gets a 408 if the socket still works.
+      if (timed_out_ && !in_.empty()) {
+        timed_out_ = false;
+        co_await refuse(408, "request_timeout", "the request head did not arrive in time");
+      }
+      break;
+    }
+    if (st == http::ParseStatus::error) {
+      counters.bad_requests.inc();
+      spdlog::debug("client {}: bad request: {}", remote_, http::to_string(perr));
+      co_await refuse(http::status_for(perr), "bad_request", http::to_string(perr));
+      break;
+    }
+
+    // ---- 3. the request's context ----
+    ++requests_;
+    counters.requests.inc();
+    ctx.snapshot = snapshot_.get();
+    ctx.listener = snapshot_->find_listener(listener_);
+    ctx.protocol = ctx.head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    ctx.remote_addr = remote_;
+    ctx.client_ip = std::string_view(remote_).substr(0, ip_len_);
+    ctx.start = Clock::now();
+    http10_ = ctx.head.version_minor == 0;
+    cursor_ = ctx.head.head_length;
+    sent_continue_ = false;
+    close_after_ = !ctx.head.keep_alive || worker_.draining();
+    if (requests_ >= limits.max_requests_per_connection) {
+      counters.max_requests_reached.inc();
+      close_after_ = true;
+    }
+    int status = 0;
+    std::string_view code, message;
+    disarm();
+    if (!ctx.listener) {
+      break;  // the listener was removed by a reload
+    } else if (!prepare_request(ctx, status, code, message)) {
+      counters.bad_requests.inc();
+      ctx.close_connection = true;
+      co_await respond_error(ctx, *this, status, code, message);
+    } else {
+      co_await run_request(worker_, ctx, *this);
+    }
+
+    // ---- 4. after the response: keep the connection for the next request, or close ----
+    bool reuse = !close_after_ && !ctx.close_connection && ctx.body_done && !until_close_out_ && !timed_out_;
+    if (!reuse) break;
+    if (aux_.has_block()) {
+      // The body spilled into aux_, so in_ is used up; pipelined bytes (if any) are in aux_.
+      aux_.consume(aux_cursor_);
+      aux_cursor_ = 0;
+      in_.reset(&worker_.buffers());
+      in_.swap(aux_);
+    } else {
+      in_.consume(cursor_);
+    }
+    cursor_ = 0;
+  }
+  // Lingering close after an error answer is done by refuse(); here the socket just closes.
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+}
+
+bool DownstreamConnection::prepare_request(RequestContext& ctx, int& status, std::string_view& code,
+                                           std::string_view& message) {
+  const auto& limits = snapshot_->config->limits;
+  if (ctx.head.unknown_expectation) {
+    status = 417, code = "expectation_failed", message = "only 100-continue is supported";
+    return false;
+  }
+  if (ctx.head.method == http::Method::connect) {
+    status = 405, code = "method_not_allowed", message = "CONNECT is not supported";
+    return false;
+  }
+  http::TargetParts parts;
+  auto form = http::split_target(ctx.head.target, parts);
+  if (form != http::TargetForm::origin && form != http::TargetForm::absolute) {
+    status = 400, code = "bad_request", message = "unsupported request-target form";
+    return false;
+  }
+  if (!http::normalize_path(parts.path, {limits.merge_slashes}, ctx.path)) {
+    status = 400, code = "bad_request", message = "invalid request path";
+    return false;
+  }
+  ctx.query = parts.query;
+  ctx.has_query = parts.has_query;
+  // RFC 9112 §3.2.2: an absolute-form target's authority replaces the Host field.
+  ctx.authority = form == http::TargetForm::absolute ? parts.authority : ctx.head.host;
+  if (!ctx.authority.empty() && !http::parse_authority(ctx.authority, ctx.host)) {
+    status = 400, code = "bad_request", message = "invalid host";
+    return false;
+  }
+  switch (ctx.head.framing) {
+    case http::BodyFraming::content_length:
+      if (limits.max_body_size != 0 && ctx.head.content_length > limits.max_body_size) {
+        status = 413, code = "body_too_large", message = "request body exceeds the configured limit";
+        ctx.body_done = false;
+        return false;
+      }
+      ctx.body_remaining = ctx.head.content_length;
+      ctx.body_done = ctx.body_remaining == 0;
+      break;
+    case http::BodyFraming::chunked:
+      ctx.chunked.reset();
+      ctx.body_done = false;
+      break;
+    default:
+      ctx.body_done = true;
+      break;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request body
+// ---------------------------------------------------------------------------------------------
+
+void DownstreamConnection::take_body_from(RequestContext& ctx, IoBuffer& buffer, size_t& offset) {
+  ctx.body_views.clear();
+  if (ctx.body_done || offset >= buffer.size()) return;
+  std::string_view avail(buffer.data() + offset, buffer.size() - offset);
+  if (ctx.head.framing == http::BodyFraming::content_length) {
+    size_t take = static_cast<size_t>(std::min<uint64_t>(ctx.body_remaining, avail.size()));
+    ctx.body_views.push_back(avail.substr(0, take));
+    ctx.body_remaining -= take;
+    ctx.request_body_bytes += take;
+    offset += take;
+    ctx.body_done = ctx.body_remaining == 0;
+  } else {
+    uint64_t before = ctx.chunked.body_bytes();
+    offset += ctx.chunked.feed(avail, ctx.body_views);
+    ctx.request_body_bytes += ctx.chunked.body_bytes() - before;
+    ctx.body_done = ctx.chunked.done();
+  }
+}
+
+void DownstreamConnection::preread_body(RequestContext& ctx) { take_body_from(ctx, in_, cursor_); }
+
+boost::asio::awaitable<error_code> DownstreamConnection::read_body(RequestContext& ctx) {
+  ctx.body_views.clear();
+  if (ctx.body_done) co_return error_code{};
+  if (ctx.head.expect_continue && !sent_continue_ && !ctx.response_started) {
+    // The client waits for this before sending the body (RFC 9110 §10.1.1).
+    sent_continue_ = true;
+    arm(DownstreamWait::send, snapshot_->config->limits.send_timeout);
+    auto [ec, n] = co_await boost::asio::async_write(socket_, boost::asio::buffer(kContinue), nothrow);
+    disarm();
+    if (ec) co_return ec;
+  }
+  const auto& limits = snapshot_->config->limits;
+  for (;;) {
+    // Body bytes go after the head in in_ while there is room, else into aux_ (from its start:
+    // the previous pieces were written before we were called again).
+    IoBuffer* buffer = &in_;
+    size_t* offset = &cursor_;
+    if (aux_.has_block() || in_.tail_room() < 2048) {
+      if (aux_.has_block()) aux_.consume(aux_cursor_);
+      aux_cursor_ = 0;
+      buffer = &aux_;
+      offset = &aux_cursor_;
+    }
+    if (*offset >= buffer->size()) {
+      arm(DownstreamWait::body, limits.body_timeout);
+      auto ec = co_await fill(*buffer, BufferPool::kBlockSize);
+      disarm();
+      if (ec) co_return timed_out_ ? boost::asio::error::timed_out : ec;
+    }
+    take_body_from(ctx, *buffer, *offset);
+    if (ctx.chunked.failed()) co_return boost::asio::error::invalid_argument;
+    if (!ctx.body_views.empty() || ctx.body_done) co_return error_code{};
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response
+// ---------------------------------------------------------------------------------------------
+
+boost::asio::awaitable<error_code> DownstreamConnection::send_head(RequestContext& ctx, const ResponseOut& head,
+                                                                   std::span<const std::string_view> body, bool end) {
+  std::string& out = ctx.out_head;
+  out.clear();
+  out.append("HTTP/1.1 ");
+  append_decimal(out, static_cast<uint64_t>(head.status));
+  out.push_back(' ');
+  out.append(head.reason.empty() ? http::reason_phrase(head.status) : head.reason);
+  out.append("\r\n");
+  if (head.headers) {
+    collect_connection_tokens(*head.headers, ctx.connection_tokens);
+    for (const auto& h : *head.headers) {
+      if (http::is_hop_by_hop(h.name) || named_in(h.name, ctx.connection_tokens)) continue;
+      if (iequals(h.name, "content-length") && !head.keep_content_length_header) continue;
+      if (!ctx.response_edits.empty() && edited_away(h.name, ctx.response_edits)) continue;
+      append_field(out, h.name, h.value);
+    }
+  }
+  append_edits(out, ctx.response_edits);
+
+  chunked_out_ = false;
+  until_close_out_ = false;
+  if (head.no_body) {
+    if (!head.keep_content_length_header && head.content_length && head.status != 204 && head.status != 304) {
+      out.append("Content-Length: ");
+      append_decimal(out, *head.content_length);
+      out.append("\r\n");
+    }
+  } else if (head.content_length) {
+    out.append("Content-Length: ");
+    append_decimal(out, *head.content_length);
+    out.append("\r\n");
+  } else if (!http10_) {
+    out.append("Transfer-Encoding: chunked\r\n");
+    chunked_out_ = true;
+  } else {
+    until_close_out_ = true;  // HTTP/1.0 client, unknown length: the close ends the body
+  }
+  // Unread request body: closing is cheaper and safer than reading it to find the next request.
+  if (!ctx.body_done || worker_.draining() || until_close_out_) close_after_ = true;
+  if (close_after_) {
+    out.append("Connection: close\r\n");
+  } else if (http10_) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append("\r\n");
+  ctx.response_started = true;
+  co_return co_await write_pieces(ctx, head.no_body ? std::span<const std::string_view>() : body, end);
+}
+
+boost::asio::awaitable<error_code> DownstreamConnection::send_body(RequestContext& ctx,
+                                                                   std::span<const std::string_view> body, bool end) {
+  ctx.out_head.clear();
+  co_return co_await write_pieces(ctx, body, end);
+}
+
+boost::asio::awaitable<error_code> DownstreamConnection::write_pieces(RequestContext& ctx,
+                                                                      std::span<const std::string_view> body, bool end) {
+  std::array<boost::asio::const_buffer, 40> bufs;
+  size_t n = 0;
+  if (!ctx.out_head.empty()) bufs[n++] = boost::asio::buffer(ctx.out_head);
+  size_t next = 0;
+  const auto send_timeout = snapshot_->config->limits.send_timeout;
+  do {
+    size_t stop = std::min(body.size(), next + (bufs.size() - n - 3));
+    uint64_t total = 0;
+    for (size_t k = next; k < stop; ++k) total += body[k].size();
+    if (chunked_out_ && total > 0) {
+      bufs[n++] = boost::asio::buffer(chunk_header_, http::write_chunk_header(chunk_header_, total));
+    }
+    for (size_t k = next; k < stop; ++k) {
+      if (!body[k].empty()) bufs[n++] = boost::asio::buffer(body[k].data(), body[k].size());
+    }
+    if (chunked_out_ && total > 0) bufs[n++] = boost::asio::buffer(http::kChunkTrailer.data(), http::kChunkTrailer.size());
+    next = stop;
+    if (chunked_out_ && end && next >= body.size()) {
+      bufs[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
+    }
+    if (n > 0) {
+      arm(DownstreamWait::send, send_timeout);
+      auto [ec, written] = co_await boost::asio::async_write(socket_, std::span(bufs.data(), n), nothrow);
+      disarm();
+      if (ec) co_return timed_out_ ? boost::asio::error::timed_out : ec;
+    }
+    n = 0;
+  } while (next < body.size());
+  co_return error_code{};
+}
+
+boost::asio::awaitable<void> DownstreamConnection::refuse(int status, std::string_view code, std::string_view message) {
+  std::string body = "{\"error\":\"";
+  body.append(code);
+  body.append("\",\"message\":\"");
+  body.append(message);
+  body.append("\"}\n");
+  std::string out = "HTTP/1.1 ";
+  append_decimal(out, static_cast<uint64_t>(status));
+  out.push_back(' ');
+  out.append(http::reason_phrase(status));
+  out.append("\r\nContent-Type: application/json\r\nContent-Length: ");
+  append_decimal(out, body.size());
+  out.append("\r\nConnection: close\r\n\r\n");
+  out.append(body);
+  arm(DownstreamWait::send, std::chrono::seconds(5));
+  auto [ec, n] = co_await boost::asio::async_write(socket_, boost::asio::buffer(out), nothrow);
+  if (ec) co_return;
+  // Lingering close: stop sending, then read and drop what the client still sends for a moment,
+  // so our answer is not destroyed by a reset for unread data.
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  in_.reset(&worker_.buffers());
+  arm(DownstreamWait::send, std::chrono::seconds(2));
+  for (size_t drained = 0; drained < 256 * 1024;) {
+    in_.consume(in_.size());
+    auto rec = co_await fill(in_, BufferPool::kBlockSize);
+    if (rec) break;
+    drained += in_.size();
+  }
+  disarm();
+}
+
+}  // namespace turnpike::proxy

@@ -1,0 +1,82 @@
+// A client connection speaking HTTP/1.1 (or 1.0): reads request heads, feeds the pipeline,
+// frames responses. One coroutine per connection runs its whole life (run()).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+#include <string>
+
+#include "turnpike/common/buffer_pool.h"
+#include "turnpike/proxy/downstream.h"
+#include "worker.h"
+
+namespace turnpike::proxy {
+
+// What the connection is waiting for; picks the timeout that applies and the counter it bumps.
+enum class DownstreamWait : unsigned char {
+  none,      // working on the request (upstream timeouts apply, not ours)
+  idle,      // keepalive: between requests, holding no buffer (keepalive_timeout)
+  head,      // reading a request head (header_timeout: slowloris)
+  body,      // reading the request body (body_timeout)
+  send,      // writing the response (send_timeout)
+};
+std::string_view to_string(DownstreamWait w) noexcept;
+
+class DownstreamConnection : public DownstreamHook, public IdleHook, public Downstream {
+ public:
+  DownstreamConnection(Worker& worker, tcp::socket socket, std::string listener);
+  ~DownstreamConnection() override;
+
+  // Owns the connection for its whole life: spawn this, not run().
+  static boost::asio::awaitable<void> serve(std::unique_ptr<DownstreamConnection> self) { co_await self->run(); }
+  boost::asio::awaitable<void> run();
+
+  // Sweeper: called when the deadline has passed.
+  void expire();
+  // Limit/drain: close now if idle between requests.
+  void close_if_idle();
+  Clock::time_point deadline() const { return deadline_; }
+  DownstreamWait waiting_for() const { return wait_; }
+
+  // Downstream
+  boost::asio::awaitable<boost::system::error_code> read_body(RequestContext& ctx) override;
+  void preread_body(RequestContext& ctx) override;
+  boost::asio::awaitable<boost::system::error_code> send_head(RequestContext& ctx, const ResponseOut& head,
+                                                              std::span<const std::string_view> body, bool end) override;
+  boost::asio::awaitable<boost::system::error_code> send_body(RequestContext& ctx,
+                                                              std::span<const std::string_view> body, bool end) override;
+
+ private:
+  void arm(DownstreamWait w, Clock::duration timeout);
+  void disarm() { wait_ = DownstreamWait::none; deadline_ = Clock::time_point::max(); }
+  boost::asio::awaitable<boost::system::error_code> fill(IoBuffer& buffer, size_t limit);
+  boost::asio::awaitable<boost::system::error_code> write_pieces(RequestContext& ctx, std::span<const std::string_view> body, bool end);
+  // Parse errors and early refusals: a complete response, then the connection closes.
+  boost::asio::awaitable<void> refuse(int status, std::string_view code, std::string_view message);
+  bool prepare_request(RequestContext& ctx, int& status, std::string_view& code, std::string_view& message);
+  void take_body_from(RequestContext& ctx, IoBuffer& buffer, size_t& offset);
+
+  Worker& worker_;
+  tcp::socket socket_;
+  std::string listener_;
+  IoBuffer in_;           // request heads (and the body bytes that follow them)
+  IoBuffer aux_;          // body bytes read while in_ holds a head
+  size_t cursor_ = 0;     // in_: first byte not yet consumed by the current request
+  size_t aux_cursor_ = 0; // aux_: the same
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::string remote_;    // "ip:port"
+  size_t ip_len_ = 0;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  DownstreamWait wait_ = DownstreamWait::none;
+  uint32_t requests_ = 0;
+  bool timed_out_ = false;
+  bool http10_ = false;
+  bool close_after_ = false;
+  bool chunked_out_ = false;
+  bool sent_continue_ = false;
+  bool until_close_out_ = false;
+  char chunk_header_[24];
+};
+
+}  // namespace turnpike::proxy

@@ -1,0 +1,419 @@
+// Forwarding a request to an HTTP/1.1 upstream and streaming the response back.
+//
+//   pick node → acquire connection (retry another node on connect failure)
+//   → write head + body (re-framed, streamed with backpressure)
+//   → read response head (retry a stale reused connection when that is safe)
+//   → header filter → stream body (re-framed) → park or close the connection
+//
+// Hot path: the request head is serialized into the pooled context's string; body bytes go from
+// one connection's buffer to the other's socket without copies; one writev per direction for a
+// small exchange. No allocation after warm-up, no lock, no exceptions.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+#include "headers.h"
+#include "pipeline.h"
+#include "turnpike/http/chunked.h"
+#include "turnpike/proxy/snapshot.h"
+#include "worker.h"
+
+namespace turnpike::proxy {
+
+namespace {
+
+constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
+using boost::system::error_code;
+using upstream::ConnState;
+using upstream::UpstreamConnection;
+
+// Fields the gateway writes itself, so the client's copies are not passed on.
+bool replaced_by_gateway(std::string_view name) {
+  return iequals(name, "host") || iequals(name, "content-length") || iequals(name, "expect") ||
+         iequals(name, "x-forwarded-for") || iequals(name, "x-real-ip") || iequals(name, "x-forwarded-proto") ||
+         iequals(name, "x-forwarded-host");
+}
+
+// Serializes the upstream request head into ctx.out_head.
+void write_request_head(RequestContext& ctx, const upstream::ResolvedNode& node) {
+  std::string& out = ctx.out_head;
+  out.clear();
+  out.append(ctx.head.method_name);
+  out.push_back(' ');
+  out.append(ctx.path);
+  if (ctx.has_query) {
+    out.push_back('?');
+    out.append(ctx.query);
+  }
+  out.append(" HTTP/1.1\r\n");
+  append_field(out, "Host", ctx.authority.empty() ? std::string_view(node.address) : ctx.authority);
+
+  collect_connection_tokens(ctx.headers, ctx.connection_tokens);
+  std::string_view xff_first;
+  bool xff_many = false;
+  for (const auto& h : ctx.headers) {
+    if (http::is_hop_by_hop(h.name) || named_in(h.name, ctx.connection_tokens)) continue;
+    if (replaced_by_gateway(h.name)) {
+      if (iequals(h.name, "x-forwarded-for")) {
+        if (xff_first.empty()) xff_first = h.value; else xff_many = true;
+      }
+      continue;
+    }
+    if (!ctx.request_edits.empty() && edited_away(h.name, ctx.request_edits)) continue;
+    append_field(out, h.name, h.value);
+  }
+  append_edits(out, ctx.request_edits);
+
+  // X-Forwarded-For keeps the chain the client sent (all its fields, in order) and appends us.
+  out.append("X-Forwarded-For: ");
+  if (xff_many) {
+    for (const auto& h : ctx.headers) {
+      if (iequals(h.name, "x-forwarded-for")) {
+        out.append(h.value);
+        out.append(", ");
+      }
+    }
+  } else if (!xff_first.empty()) {
+    out.append(xff_first);
+    out.append(", ");
+  }
+  out.append(ctx.client_ip);
+  out.append("\r\n");
+  append_field(out, "X-Real-IP", ctx.client_ip);
+  append_field(out, "X-Forwarded-Proto", ctx.scheme);
+  if (!ctx.authority.empty()) append_field(out, "X-Forwarded-Host", ctx.authority);
+
+  // Re-framed: a known length stays a Content-Length; a chunked body is re-chunked by us.
+  if (ctx.head.framing == http::BodyFraming::content_length) {
+    out.append("Content-Length: ");
+    append_decimal(out, ctx.head.content_length);
+    out.append("\r\n");
+  } else if (ctx.head.framing == http::BodyFraming::chunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  }
+  out.append("\r\n");
+}
+
+// Fills `bufs` with the pieces, framed as one chunk when `chunked`. Returns how many were used.
+size_t frame_pieces(std::array<boost::asio::const_buffer, 40>& bufs, size_t n, std::span<const std::string_view> pieces,
+                    size_t& first, bool chunked, char* chunk_header) {
+  size_t total = 0;
+  size_t start = first;
+  size_t room = bufs.size() - n - 2;
+  size_t end = std::min(pieces.size(), start + room);
+  for (size_t k = start; k < end; ++k) total += pieces[k].size();
+  if (chunked && total > 0) {
+    size_t len = http::write_chunk_header(chunk_header, total);
+    bufs[n++] = boost::asio::buffer(chunk_header, len);
+  }
+  for (size_t k = start; k < end; ++k) {
+    if (!pieces[k].empty()) bufs[n++] = boost::asio::buffer(pieces[k].data(), pieces[k].size());
+  }
+  if (chunked && total > 0) bufs[n++] = boost::asio::buffer(http::kChunkTrailer.data(), http::kChunkTrailer.size());
+  first = end;
+  return n;
+}
+
+enum class SendResult : unsigned char {
+  ok,            // request fully written
+  upstream_failed,  // writing to the upstream failed (see conn->timed_out)
+  client_failed,    // reading the body from the client failed
+  too_large,        // body exceeded max_body_size
+};
+
+// Writes the head and the whole body to the upstream. `body_touched` is set once any body
+// bytes beyond those that came with the head have been read from the client (no retry then).
+boost::asio::awaitable<SendResult> send_request(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                                UpstreamConnection& conn, bool& body_touched) {
+  const bool chunked = ctx.head.framing == http::BodyFraming::chunked;
+  const uint64_t max_body = ctx.snapshot->config->limits.max_body_size;
+  std::array<boost::asio::const_buffer, 40> bufs;
+  char chunk_header[24];
+  size_t n = 0;
+  bufs[n++] = boost::asio::buffer(ctx.out_head);
+  conn.arm(ConnState::sending, Clock::now());
+  ++conn.requests;
+
+  // Body bytes that came with the head go out in the same write.
+  if (ctx.head.framing != http::BodyFraming::none) downstream.preread_body(ctx);
+  for (;;) {
+    size_t first = 0;
+    do {
+      n = frame_pieces(bufs, n, ctx.body_views, first, chunked, chunk_header);
+      bool last_batch = first >= ctx.body_views.size();
+      if (last_batch && ctx.body_done && chunked && n + 1 <= bufs.size()) {
+        bufs[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
+      }
+      if (n > 0) {
+        auto [ec, written] = co_await boost::asio::async_write(conn.socket, std::span(bufs.data(), n), nothrow);
+        if (ec) co_return SendResult::upstream_failed;
+        conn.arm(ConnState::sending, Clock::now());
+      }
+      n = 0;
+    } while (first < ctx.body_views.size());
+    if (max_body != 0 && ctx.request_body_bytes > max_body) co_return SendResult::too_large;
+    if (ctx.body_done) break;
+    body_touched = true;
+    auto ec = co_await downstream.read_body(ctx);
+    if (ec) co_return SendResult::client_failed;
+    if (ctx.body_done && ctx.body_views.empty() && chunked) {
+      bufs[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
+      auto [wec, written] = co_await boost::asio::async_write(conn.socket, std::span(bufs.data(), n), nothrow);
+      if (wec) co_return SendResult::upstream_failed;
+      break;
+    }
+  }
+  co_return SendResult::ok;
+}
+
+// Reads into the connection's buffer once, waiting for readability first (no speculative read
+// that would fail while the upstream is still working on the answer).
+boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t limit) {
+  auto& buffers = conn.pool->buffers();
+  if (!conn.buffer.make_room(buffers, limit)) co_return boost::asio::error::message_size;
+  for (;;) {
+    auto [wec] = co_await conn.socket.async_wait(upstream::tcp::socket::wait_read, nothrow);
+    if (wec) co_return wec;
+    error_code ec;
+    size_t got = conn.socket.read_some(boost::asio::buffer(conn.buffer.tail(), conn.buffer.tail_room()), ec);
+    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) continue;
+    if (ec) co_return ec;
+    conn.buffer.commit(got);
+    co_return error_code{};
+  }
+}
+
+}  // namespace
+
+boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                           size_t upstream_index) {
+  upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream_index);
+  const auto& ucfg = pool.config();
+  auto& counters = worker.counters();
+  const bool idempotent = http::is_idempotent(ctx.head.method);
+  http::ParserLimits response_limits;
+  response_limits.max_header_bytes = std::max<size_t>(65536, ctx.snapshot->config->limits.max_header_bytes);
+  response_limits.max_headers = std::max<size_t>(200, ctx.snapshot->config->limits.max_headers);
+  response_limits.max_request_line = 8192;
+
+  uint64_t tried = 0;
+  uint32_t connect_attempts = 0;
+  uint32_t stale_retries = 0;
+  bool body_touched = false;
+  bool last_timed_out = false;
+  UpstreamConnection* conn = nullptr;
+  http::ResponseHead rh;
+  auto started = Clock::now();
+
+  // ---- 1. connect, send, read the response head; retry where it is safe ----
+  for (;;) {
+    size_t node = pool.pick(tried);
+    if (node == SIZE_MAX) node = pool.pick(0);  // every node tried: the round-robin picks again
+    const auto& rn = pool.upstream().nodes[node];
+    ctx.upstream_addr = rn.address;
+    auto acquired = co_await pool.acquire(node);
+    if (acquired.ec) {
+      counters.upstream_connect_failures.inc();
+      last_timed_out = acquired.timed_out;
+      spdlog::debug("upstream {} {}: connect failed: {}", ucfg.name, rn.address,
+                    acquired.timed_out ? "timeout" : acquired.ec.message());
+      if (node < 64) tried |= uint64_t{1} << node;
+      if (++connect_attempts <= ucfg.retries && !body_touched) {
+        counters.retries.inc();
+        continue;
+      }
+      if (last_timed_out) {
+        counters.upstream_timeouts.inc();
+        co_await respond_error(ctx, downstream, 504, "upstream_connect_timeout", "timed out connecting to the upstream");
+      } else {
+        co_await respond_error(ctx, downstream, 502, "upstream_connect_failed", "could not connect to the upstream");
+      }
+      co_return;
+    }
+    conn = acquired.conn;
+    write_request_head(ctx, rn);
+    SendResult sent = co_await send_request(worker, ctx, downstream, *conn, body_touched);
+    if (sent == SendResult::client_failed || sent == SendResult::too_large) {
+      pool.release(conn, false);
+      if (sent == SendResult::too_large) {
+        co_await respond_error(ctx, downstream, 413, "body_too_large", "request body exceeds the configured limit");
+      } else {
+        ctx.error = "client_body_failed";
+      }
+      ctx.close_connection = true;
+      co_return;
+    }
+    error_code ec;
+    bool retry_stale = false;
+    if (sent == SendResult::upstream_failed) {
+      ec = boost::asio::error::broken_pipe;
+      retry_stale = conn->reused && !conn->timed_out;
+    } else {
+      // Read until a final (non-1xx) response head is complete.
+      conn->arm(ConnState::receiving, Clock::now());
+      conn->buffer.ensure(pool.buffers());
+      http::ParseState ps;
+      http::ParseError perr = http::ParseError::none;
+      bool got_bytes = false;
+      for (;;) {
+        if (!conn->buffer.empty()) {
+          auto st = http::parse_response_head(conn->buffer.data(), conn->buffer.size(), response_limits, ps,
+                                              ctx.head.method, rh, ctx.response_headers, perr);
+          if (st == http::ParseStatus::error) {
+            ec = boost::asio::error::invalid_argument;
+            break;
+          }
+          if (st == http::ParseStatus::complete) {
+            if (rh.status >= 100 && rh.status < 200 && rh.status != 101) {
+              conn->buffer.consume(rh.head_length);  // interim response: not forwarded
+              ps = {};
+              continue;
+            }
+            break;
+          }
+        }
+        ec = co_await read_more(*conn, response_limits.max_header_bytes + 1);
+        if (ec) break;
+        got_bytes = true;
+        conn->arm(ConnState::receiving, Clock::now());
+      }
+      if (ec && !got_bytes && conn->reused && !conn->timed_out && ec != boost::asio::error::invalid_argument) {
+        retry_stale = true;  // a parked connection the upstream had closed
+      }
+      if (!ec && rh.status == 101) ec = boost::asio::error::invalid_argument;  // no upgrade support yet
+    }
+    if (!ec) break;
+
+    bool timed_out = conn->timed_out;
+    pool.release(conn, false);
+    conn = nullptr;
+    if (retry_stale && !body_touched && idempotent && stale_retries < 4) {
+      ++stale_retries;
+      counters.retries.inc();
+      continue;
+    }
+    ctx.upstream_time = Clock::now() - started;
+    if (timed_out) {
+      counters.upstream_timeouts.inc();
+      co_await respond_error(ctx, downstream, 504, "upstream_timeout", "the upstream did not answer in time");
+    } else if (ec == boost::asio::error::invalid_argument || ec == boost::asio::error::message_size) {
+      counters.upstream_bad_responses.inc();
+      co_await respond_error(ctx, downstream, 502, "upstream_bad_response", "the upstream sent an invalid response");
+    } else {
+      co_await respond_error(ctx, downstream, 502, "upstream_failed", "the upstream closed the connection");
+    }
+    co_return;
+  }
+
+  // ---- 2. response head: header filter, then to the client with the first body bytes ----
+  ctx.upstream_status = rh.status;
+  ctx.response_status = rh.status;
+  ctx.upstream_time = Clock::now() - started;
+  size_t i = 0;
+  if (ctx.route && !ctx.route->filters.empty()) {
+    if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
+      co_await run_phase(ctx, Phase::header_filter);
+    }
+  }
+  conn->buffer.consume(rh.head_length);
+
+  ResponseOut out;
+  out.status = rh.status;
+  out.reason = rh.reason;
+  out.headers = &ctx.response_headers;
+  out.no_body = rh.framing == http::BodyFraming::none;
+  out.keep_content_length_header = out.no_body;
+  if (rh.framing == http::BodyFraming::content_length) out.content_length = rh.content_length;
+
+  const bool has_body_filters = ctx.route && !ctx.route->filters.empty();
+  uint64_t remaining = rh.framing == http::BodyFraming::content_length ? rh.content_length : 0;
+  bool done = out.no_body || (rh.framing == http::BodyFraming::content_length && remaining == 0);
+  bool reusable = rh.keep_alive && rh.framing != http::BodyFraming::until_close;
+  ctx.chunked.reset();
+  bool first = true;
+  error_code dec;
+
+  // ---- 3. stream the body: upstream buffer → client, one read and one write at a time ----
+  for (;;) {
+    ctx.body_views.clear();
+    if (!done && !conn->buffer.empty()) {
+      if (rh.framing == http::BodyFraming::content_length) {
+        size_t take = static_cast<size_t>(std::min<uint64_t>(remaining, conn->buffer.size()));
+        ctx.body_views.push_back({conn->buffer.data(), take});
+        remaining -= take;
+        done = remaining == 0;
+      } else if (rh.framing == http::BodyFraming::chunked) {
+        size_t used = ctx.chunked.feed(conn->buffer.view(), ctx.body_views);
+        if (ctx.chunked.failed()) {
+          counters.upstream_bad_responses.inc();
+          ctx.error = "upstream_bad_chunking";
+          if (first) {
+            pool.release(conn, false);
+            co_await respond_error(ctx, downstream, 502, "upstream_bad_response", "the upstream sent an invalid response");
+            co_return;
+          }
+          reusable = false;
+          ctx.close_connection = true;
+          break;
+        }
+        // Bytes the decoder did not take (after the last chunk) are not ours to forward.
+        if (ctx.chunked.done()) {
+          done = true;
+          if (used != conn->buffer.size()) reusable = false;
+        }
+      } else {
+        ctx.body_views.push_back(conn->buffer.view());
+      }
+    }
+    uint64_t piece_bytes = 0;
+    for (auto v : ctx.body_views) piece_bytes += v.size();
+    if (has_body_filters) {
+      for (const auto& f : ctx.route->filters) {
+        for (auto v : ctx.body_views) f->on_response_body(ctx, v, false);
+        if (done) f->on_response_body(ctx, {}, true);
+      }
+    }
+    if (first) {
+      dec = co_await downstream.send_head(ctx, out, ctx.body_views, done);
+      first = false;
+    } else if (!ctx.body_views.empty() || done) {
+      dec = co_await downstream.send_body(ctx, ctx.body_views, done);
+    }
+    if (dec) {
+      ctx.close_connection = true;
+      reusable = false;
+      break;
+    }
+    ctx.response_body_bytes += piece_bytes;
+    if (rh.framing == http::BodyFraming::content_length || rh.framing == http::BodyFraming::until_close) {
+      conn->buffer.consume(std::min<size_t>(conn->buffer.size(), piece_bytes));
+    } else {
+      conn->buffer.consume(conn->buffer.size());
+    }
+    if (done) break;
+    conn->arm(ConnState::receiving, Clock::now());
+    auto ec = co_await read_more(*conn, BufferPool::kBlockSize);
+    if (ec) {
+      if (rh.framing == http::BodyFraming::until_close && ec == boost::asio::error::eof) {
+        done = true;
+        reusable = false;
+        ctx.body_views.clear();
+        dec = co_await downstream.send_body(ctx, ctx.body_views, true);
+        if (dec) ctx.close_connection = true;
+        break;
+      }
+      // Truncated body: the client must see a broken response, not a short one.
+      if (conn->timed_out) counters.upstream_timeouts.inc();
+      ctx.error = conn->timed_out ? "upstream_timeout" : "upstream_truncated";
+      ctx.close_connection = true;
+      reusable = false;
+      break;
+    }
+  }
+  pool.release(conn, reusable && done);
+}
+
+}  // namespace turnpike::proxy

@@ -1,0 +1,230 @@
+// The life of a request, top to bottom (docs/life-of-a-request.md walks through it):
+//
+//   route → rewrite → access → (static response | upstream select → forward) → log
+//
+// The response-side phases (header filter, body filter) run inside whichever step produces the
+// response: send_local_response() for gateway-made answers, forward_http1() for proxied ones.
+//
+// Hot path: no allocation after warm-up (the context is pooled); filter hooks are plain calls and
+// only a filter that really suspends costs a coroutine.
+#include "pipeline.h"
+
+#include <spdlog/spdlog.h>
+
+#include "turnpike/common/strings.h"
+#include "turnpike/log/log.h"
+#include "turnpike/proxy/snapshot.h"
+#include "worker.h"
+
+namespace turnpike::proxy {
+
+std::string_view to_string(FilterStatus s) noexcept {
+  switch (s) {
+    case FilterStatus::proceed: return "proceed";
+    case FilterStatus::respond: return "respond";
+    case FilterStatus::suspend: return "suspend";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(Phase p) noexcept {
+  switch (p) {
+    case Phase::rewrite: return "rewrite";
+    case Phase::access: return "access";
+    case Phase::upstream_select: return "upstream_select";
+    case Phase::header_filter: return "header_filter";
+    case Phase::body_filter: return "body_filter";
+    case Phase::log: return "log";
+  }
+  return "unknown";
+}
+
+FilterStatus run_phase_hooks(RequestContext& ctx, Phase phase, size_t& i) {
+  if (!ctx.route) return FilterStatus::proceed;
+  const auto& filters = ctx.route->filters;
+  for (; i < filters.size(); ++i) {
+    const HttpFilter& f = *filters[i];
+    FilterStatus st = FilterStatus::proceed;
+    switch (phase) {
+      case Phase::rewrite: st = f.on_rewrite(ctx); break;
+      case Phase::access: st = f.on_access(ctx); break;
+      case Phase::upstream_select: st = f.on_upstream_select(ctx); break;
+      case Phase::header_filter: st = f.on_response_headers(ctx); break;
+      case Phase::body_filter:
+      case Phase::log: break;  // not status-returning phases
+    }
+    if (st != FilterStatus::proceed) return st;
+  }
+  return FilterStatus::proceed;
+}
+
+boost::asio::awaitable<FilterStatus> run_phase(RequestContext& ctx, Phase phase) {
+  size_t i = 0;
+  for (;;) {
+    FilterStatus st = run_phase_hooks(ctx, phase, i);
+    if (st != FilterStatus::suspend) co_return st;
+    if (!ctx.pending) {
+      spdlog::error("filter {} suspended without work in phase {}", ctx.route->filters[i]->name(), to_string(phase));
+      co_return FilterStatus::proceed;
+    }
+    auto work = std::move(*ctx.pending);
+    ctx.pending.reset();
+    st = co_await std::move(work);
+    if (st == FilterStatus::respond) co_return st;
+    ++i;
+  }
+}
+
+namespace {
+
+// Runs a phase without a coroutine frame unless some filter suspends.
+inline bool phase_is_sync_proceed(RequestContext& ctx, Phase phase, FilterStatus& st, size_t& i) {
+  i = 0;
+  st = run_phase_hooks(ctx, phase, i);
+  return st != FilterStatus::suspend;
+}
+
+void json_escape_into(std::string& out, std::string_view s) {
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      static const char* hex = "0123456789abcdef";
+      out.append("\\u00");
+      out.push_back(hex[(c >> 4) & 0xF]);
+      out.push_back(hex[c & 0xF]);
+    } else {
+      out.push_back(c);
+    }
+  }
+}
+
+void write_access_log(const RequestContext& ctx) {
+  if (!log::access_enabled()) return;
+  log::AccessRecord r;
+  r.remote_addr = ctx.remote_addr;
+  auto elapsed = std::chrono::steady_clock::now() - ctx.start;
+  r.start = std::chrono::system_clock::now() -
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(elapsed);
+  r.method = ctx.head.method_name;
+  r.target = ctx.head.target;
+  r.protocol = ctx.protocol;
+  r.host = ctx.authority;
+  r.status = ctx.response_status;
+  r.request_bytes = ctx.request_body_bytes;
+  r.response_bytes = ctx.response_body_bytes;
+  r.duration_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count());
+  if (ctx.route) r.route = ctx.route->config->name;
+  r.upstream_addr = ctx.upstream_addr;
+  r.upstream_status = ctx.upstream_status;
+  r.upstream_duration_us =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(ctx.upstream_time).count());
+  for (const auto& h : ctx.headers) {
+    if (iequals(h.name, "user-agent")) r.user_agent = h.value;
+    else if (iequals(h.name, "referer")) r.referer = h.value;
+  }
+  r.error = ctx.error;
+  log::write_access(r);
+}
+
+}  // namespace
+
+boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream& downstream) {
+  LocalResponse& lr = ctx.local_response;
+  ctx.response_headers.clear();
+  if (!lr.content_type.empty()) ctx.response_headers.push_back({"Content-Type", lr.content_type});
+  for (const auto& [name, value] : lr.headers) ctx.response_headers.push_back({name, value});
+  ctx.response_status = lr.status;
+
+  FilterStatus st;
+  size_t i;
+  if (!phase_is_sync_proceed(ctx, Phase::header_filter, st, i)) co_await run_phase(ctx, Phase::header_filter);
+
+  ResponseOut out;
+  out.status = lr.status;
+  out.headers = &ctx.response_headers;
+  out.content_length = lr.body.size();
+  out.no_body = ctx.head.method == http::Method::head || lr.status == 204 || lr.status == 304;
+  std::string_view body = lr.body;
+  std::span<const std::string_view> pieces(&body, out.no_body || body.empty() ? 0 : 1);
+  auto ec = co_await downstream.send_head(ctx, out, pieces, true);
+  if (ec) {
+    ctx.close_connection = true;
+  } else {
+    ctx.response_body_bytes += out.no_body ? 0 : body.size();
+  }
+}
+
+boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& downstream, int status,
+                                           std::string_view code, std::string_view message) {
+  if (ctx.response_started) {
+    // Too late for an error page: the client already has part of another response.
+    ctx.close_connection = true;
+    co_return;
+  }
+  ctx.error = code;
+  LocalResponse& lr = ctx.local_response;
+  lr.status = status;
+  lr.content_type = "application/json";
+  lr.headers.clear();
+  lr.body.clear();
+  lr.body.append("{\"error\":\"");
+  json_escape_into(lr.body, code);
+  lr.body.append("\",\"message\":\"");
+  json_escape_into(lr.body, message);
+  lr.body.append("\"}\n");
+  co_await send_local_response(ctx, downstream);
+}
+
+boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Downstream& downstream) {
+  // ---- route ----
+  router::MatchInput in;
+  in.host = ctx.host;
+  in.path = ctx.path;
+  in.method = ctx.head.method;
+  in.headers = ctx.headers.data();
+  in.header_count = ctx.headers.size();
+  ctx.listener->router->match(in, ctx.match);
+  if (!ctx.match.matched) {
+    co_await respond_error(ctx, downstream, 404, "no_route", "no route matches this request");
+  } else {
+    ctx.route = &ctx.snapshot->routes[ctx.match.route_index];
+    FilterStatus st;
+    size_t i;
+    // ---- rewrite, access ----
+    if (!phase_is_sync_proceed(ctx, Phase::rewrite, st, i)) st = co_await run_phase(ctx, Phase::rewrite);
+    if (st == FilterStatus::proceed && !phase_is_sync_proceed(ctx, Phase::access, st, i)) {
+      st = co_await run_phase(ctx, Phase::access);
+    }
+    if (st == FilterStatus::respond) {
+      co_await send_local_response(ctx, downstream);
+    } else if (const auto& respond = ctx.route->config->respond) {
+      // ---- static response ----
+      ctx.local_response.status = respond->status;
+      ctx.local_response.content_type = {};
+      ctx.local_response.headers.clear();
+      for (const auto& [name, value] : respond->headers) ctx.local_response.headers.emplace_back(name, value);
+      ctx.local_response.body.assign(respond->body);
+      co_await send_local_response(ctx, downstream);
+    } else {
+      // ---- upstream select, forward ----
+      if (!phase_is_sync_proceed(ctx, Phase::upstream_select, st, i)) {
+        st = co_await run_phase(ctx, Phase::upstream_select);
+      }
+      if (st == FilterStatus::respond) {
+        co_await send_local_response(ctx, downstream);
+      } else {
+        size_t upstream = ctx.upstream_override != SIZE_MAX ? ctx.upstream_override : ctx.route->upstream_index;
+        co_await forward_http1(worker, ctx, downstream, upstream);
+      }
+    }
+  }
+  // ---- log ----
+  if (ctx.route) {
+    for (const auto& f : ctx.route->filters) f->on_log(ctx);
+  }
+  write_access_log(ctx);
+}
+
+}  // namespace turnpike::proxy

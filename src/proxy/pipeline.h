@@ -1,0 +1,36 @@
+// The request pipeline: the life of one request, protocol-neutral. See docs/life-of-a-request.md.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <string_view>
+
+#include "turnpike/proxy/downstream.h"
+#include "turnpike/proxy/request_context.h"
+
+namespace turnpike::proxy {
+
+class Worker;
+
+// Runs every phase for a parsed request and answers it through `downstream`. Never throws;
+// failures become an error response (or, once the response has started, a closed connection).
+boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Downstream& downstream);
+
+// Answers with a gateway-made response: {"error": code, "message": message} as JSON.
+boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& downstream, int status,
+                                           std::string_view code, std::string_view message);
+
+// Sends ctx.local_response (header filters run first).
+boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream& downstream);
+
+// Proxies the request to an HTTP/1.1 upstream (forward_h1.cc).
+boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                           size_t upstream_index);
+
+// Runs one phase's hooks of the route's filters from filter `i` on; stops at the first that
+// suspends (returning suspend with `i` at it) or responds. Synchronous: no coroutine frame.
+FilterStatus run_phase_hooks(RequestContext& ctx, Phase phase, size_t& i);
+
+// Runs a whole phase, awaiting filters that suspend.
+boost::asio::awaitable<FilterStatus> run_phase(RequestContext& ctx, Phase phase);
+
+}  // namespace turnpike::proxy

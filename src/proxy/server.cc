@@ -1,0 +1,297 @@
+// Process lifecycle: start, reload (build whole, validate, swap atomically, or keep the old),
+// drain. Runs on the main thread; workers are reached only by posting to them.
+#include "turnpike/proxy/server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "turnpike/log/log.h"
+#include "turnpike/proxy/snapshot.h"
+#include "worker.h"
+
+namespace turnpike::proxy {
+
+namespace {
+
+constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
+
+// One bound listener: the address it really got (port 0 resolved) and its config.
+struct BoundListener {
+  config::ListenerConfig config;
+  std::string bound;  // "127.0.0.1:8080"
+  uint16_t port = 0;
+};
+
+// Opens one SO_REUSEPORT listening socket per worker for a listener. With port 0 the first
+// socket picks the port and the others join it.
+bool open_listener(const config::ListenerConfig& l, unsigned workers, std::vector<int>& fds, BoundListener& bound,
+                   std::string& error) {
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(l.address, ec);
+  if (ec) {
+    error = "invalid address " + l.address;
+    return false;
+  }
+  uint16_t port = l.port;
+  for (unsigned w = 0; w < workers; ++w) {
+    tcp::endpoint ep(addr, port);
+    int fd = ::socket(addr.is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        ::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0 || ::listen(fd, l.backlog) != 0) {
+      error = std::string("cannot listen on ") + l.address + ":" + std::to_string(port) + ": " + std::strerror(errno);
+      if (fd >= 0) ::close(fd);
+      for (int f : fds) ::close(f);
+      fds.clear();
+      return false;
+    }
+    if (port == 0) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof(ss);
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+      port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    }
+    fds.push_back(fd);
+  }
+  bound.config = l;
+  bound.port = port;
+  bound.bound = (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" + std::to_string(port);
+  return true;
+}
+
+bool same_listener(const config::ListenerConfig& a, const config::ListenerConfig& b) {
+  return a.name == b.name && a.address == b.address && a.port == b.port && a.backlog == b.backlog;
+}
+
+class Server {
+ public:
+  explicit Server(const ServerOptions& options) : options_(options), signals_(main_) {}
+
+  int run();
+
+ private:
+  bool start();
+  void reload();
+  boost::asio::awaitable<void> signal_loop();
+  boost::asio::awaitable<void> drain();
+  void write_ready_file();
+  void report(const std::vector<config::ConfigError>& errors);
+
+  ServerOptions options_;
+  boost::asio::io_context main_;
+  boost::asio::signal_set signals_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::map<std::string, BoundListener> listeners_;
+  unsigned worker_count_ = 1;
+  uint64_t generation_ = 0;
+  uint64_t reload_attempts_ = 0;
+  std::string last_reload_ = "none";
+  bool stopping_ = false;
+};
+
+void Server::report(const std::vector<config::ConfigError>& errors) {
+  for (const auto& e : errors) spdlog::error("{}", e.to_string());
+}
+
+bool Server::start() {
+  auto loaded = config::load_config_file(options_.config_path);
+  if (!loaded.config) {
+    for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    return false;
+  }
+  std::string log_error;
+  if (!log::configure(loaded.config->log, log_error)) {
+    std::fprintf(stderr, "%s: %s\n", options_.config_path.c_str(), log_error.c_str());
+    return false;
+  }
+  std::vector<config::ConfigError> errors;
+  snapshot_ = Snapshot::build(loaded.config, ++generation_, errors);
+  if (!snapshot_) {
+    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    return false;
+  }
+  worker_count_ = options_.workers ? options_.workers : snapshot_->config->workers;
+  if (worker_count_ == 0) worker_count_ = std::max(1u, std::thread::hardware_concurrency());
+
+  std::vector<std::vector<std::pair<std::string, int>>> per_worker(worker_count_);
+  for (const auto& l : snapshot_->config->listeners) {
+    std::vector<int> fds;
+    BoundListener bound;
+    std::string error;
+    if (!open_listener(l, worker_count_, fds, bound, error)) {
+      spdlog::critical("listener \"{}\": {}", l.name, error);
+      for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
+      return false;
+    }
+    for (unsigned w = 0; w < worker_count_; ++w) per_worker[w].emplace_back(l.name, fds[w]);
+    spdlog::info("listener \"{}\" on {}", l.name, bound.bound);
+    listeners_[l.name] = std::move(bound);
+  }
+  for (unsigned w = 0; w < worker_count_; ++w) {
+    workers_.push_back(std::make_unique<Worker>(w, snapshot_));
+  }
+  for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->start(std::move(per_worker[w]));
+  spdlog::info("turnpike started: {} workers, {} routes, {} upstreams", worker_count_,
+               snapshot_->config->routes.size(), snapshot_->config->upstreams.size());
+  return true;
+}
+
+void Server::reload() {
+  ++reload_attempts_;
+  spdlog::info("reloading {}", options_.config_path);
+  auto loaded = config::load_config_file(options_.config_path);
+  std::vector<config::ConfigError> errors = loaded.errors;
+  std::shared_ptr<const Snapshot> next;
+  if (loaded.config) next = Snapshot::build(loaded.config, generation_ + 1, errors);
+  // Listeners that are new or changed need sockets before anything is swapped.
+  std::vector<std::vector<std::pair<std::string, int>>> per_worker(worker_count_);
+  std::map<std::string, BoundListener> bound_next;
+  if (next) {
+    for (const auto& l : next->config->listeners) {
+      auto old = listeners_.find(l.name);
+      if (old != listeners_.end() && same_listener(old->second.config, l)) {
+        bound_next[l.name] = old->second;
+        continue;
+      }
+      std::vector<int> fds;
+      BoundListener bound;
+      std::string error;
+      if (!open_listener(l, worker_count_, fds, bound, error)) {
+        errors.push_back({l.source.file, l.source.line, "listener \"" + l.name + "\": " + error});
+        break;
+      }
+      for (unsigned w = 0; w < worker_count_; ++w) per_worker[w].emplace_back(l.name, fds[w]);
+      bound_next[l.name] = std::move(bound);
+    }
+  }
+  std::string log_error;
+  if (errors.empty() && next && !log::configure(next->config->log, log_error)) {
+    errors.push_back({options_.config_path, 0, log_error});
+  }
+  if (!errors.empty() || !next) {
+    for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
+    spdlog::error("reload refused, the running configuration stays in place:");
+    report(errors);
+    last_reload_ = "failed";
+    write_ready_file();
+    return;
+  }
+  if ((next->config->workers != 0 ? next->config->workers : worker_count_) != worker_count_ && !options_.workers) {
+    spdlog::warn("reload: a new worker count takes effect on restart");
+  }
+  generation_ = next->generation;
+  snapshot_ = next;
+  for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->post_snapshot(next, std::move(per_worker[w]));
+  listeners_ = std::move(bound_next);
+  last_reload_ = "ok";
+  spdlog::info("reload complete: generation {}", generation_);
+  write_ready_file();
+}
+
+void Server::write_ready_file() {
+  if (options_.ready_file.empty()) return;
+  std::string json = "{\"pid\": " + std::to_string(::getpid()) + ", \"generation\": " + std::to_string(generation_) +
+                     ", \"reload_attempts\": " + std::to_string(reload_attempts_) + ", \"last_reload\": \"" +
+                     last_reload_ + "\", \"workers\": " + std::to_string(worker_count_) + ", \"listeners\": {";
+  bool first = true;
+  for (const auto& [name, b] : listeners_) {
+    json += (first ? "\"" : ", \"") + name + "\": \"" + b.bound + "\"";
+    first = false;
+  }
+  json += "}}\n";
+  std::string tmp = options_.ready_file + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << json;
+  }
+  std::rename(tmp.c_str(), options_.ready_file.c_str());
+}
+
+boost::asio::awaitable<void> Server::signal_loop() {
+  for (;;) {
+    auto [ec, sig] = co_await signals_.async_wait(nothrow);
+    if (ec) co_return;
+    if (sig == SIGHUP) {
+      if (!stopping_) reload();
+    } else if (sig == SIGUSR1) {
+      log::reopen();
+      spdlog::info("log files reopened");
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      if (stopping_) continue;
+      stopping_ = true;
+      co_await drain();
+      co_return;
+    }
+  }
+}
+
+boost::asio::awaitable<void> Server::drain() {
+  auto timeout = snapshot_->config->drain_timeout;
+  spdlog::info("draining: finishing in-flight requests (up to {} ms)", timeout.count());
+  for (auto& w : workers_) w->post_drain();
+  auto until = std::chrono::steady_clock::now() + timeout;
+  boost::asio::steady_timer t(main_);
+  for (;;) {
+    bool all = true;
+    for (auto& w : workers_) all = all && w->finished();
+    if (all) break;
+    if (std::chrono::steady_clock::now() >= until) {
+      spdlog::warn("drain timeout: closing the remaining connections");
+      for (auto& w : workers_) w->force_stop();
+      until = std::chrono::steady_clock::time_point::max();
+    }
+    t.expires_after(std::chrono::milliseconds(20));
+    co_await t.async_wait(nothrow);
+  }
+  signals_.cancel();
+}
+
+int Server::run() {
+  signals_.add(SIGHUP);
+  signals_.add(SIGTERM);
+  signals_.add(SIGINT);
+  signals_.add(SIGUSR1);
+  if (!start()) {
+    log::shutdown();
+    return 1;
+  }
+  write_ready_file();
+  boost::asio::co_spawn(main_, signal_loop(), boost::asio::detached);
+  main_.run();
+  for (auto& w : workers_) w->join();
+  uint64_t requests = 0;
+  for (auto& w : workers_) requests += w->counters().requests.value();
+  spdlog::info("turnpike stopped after {} requests", requests);
+  workers_.clear();
+  log::shutdown();
+  return 0;
+}
+
+}  // namespace
+
+int run_server(const ServerOptions& options) {
+  Server server(options);
+  return server.run();
+}
+
+}  // namespace turnpike::proxy

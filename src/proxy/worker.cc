@@ -1,0 +1,279 @@
+// Worker threads: accept loops, connection bookkeeping (limits, idle list, drain), the periodic
+// timeout sweep, per-worker upstream pools and request-context recycling.
+//
+// Timeouts use one sweep every 100 ms over this worker's connections instead of a timer per
+// operation: arming a timeout is a store, not a timer-queue update plus a cancelled handler.
+#include "worker.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include "downstream_h1.h"
+
+namespace turnpike::proxy {
+
+namespace {
+constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
+constexpr auto kSweepInterval = std::chrono::milliseconds(100);
+
+// Pools survive a reload when what they connect to and how did not change (file lines may).
+bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig& b) {
+  if (a.nodes.size() != b.nodes.size()) return false;
+  for (size_t i = 0; i < a.nodes.size(); ++i) {
+    if (a.nodes[i].host != b.nodes[i].host || a.nodes[i].port != b.nodes[i].port ||
+        a.nodes[i].weight != b.nodes[i].weight) {
+      return false;
+    }
+  }
+  return a.name == b.name && a.keepalive_max_idle == b.keepalive_max_idle &&
+         a.keepalive_idle_timeout == b.keepalive_idle_timeout &&
+         a.keepalive_max_requests == b.keepalive_max_requests && a.connect_timeout == b.connect_timeout &&
+         a.send_timeout == b.send_timeout && a.read_timeout == b.read_timeout && a.retries == b.retries;
+}
+}  // namespace
+
+Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot)
+    : index_(index), ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO), snapshot_(std::move(snapshot)), sweep_timer_(ioc_) {
+  for (const auto& up : snapshot_->upstreams) {
+    pools_.push_back(std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, up));
+  }
+}
+
+Worker::~Worker() { join(); }
+
+void Worker::start(std::vector<std::pair<std::string, int>> listen_fds) {
+  thread_ = std::thread([this, fds = std::move(listen_fds)]() mutable {
+    open_acceptors(std::move(fds));
+    schedule_sweep();
+    ioc_.run();
+    // Everything has unwound; free what is left while the io_context still exists.
+    acceptors_.clear();
+    pools_.clear();
+    retired_pools_.clear();
+    ioc_.restart();
+    ioc_.poll();
+    finished_ = true;
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::post_snapshot(std::shared_ptr<const Snapshot> snapshot, std::vector<std::pair<std::string, int>> new_fds) {
+  boost::asio::post(ioc_, [this, snapshot = std::move(snapshot), fds = std::move(new_fds)]() mutable {
+    apply_snapshot(std::move(snapshot), std::move(fds));
+  });
+}
+
+void Worker::post_drain() {
+  boost::asio::post(ioc_, [this] { start_drain(); });
+}
+
+void Worker::force_stop() {
+  boost::asio::post(ioc_, [this] {
+    start_drain();
+    for (auto& c : connections_) {
+      boost::system::error_code ignored;
+      c.expire();
+      (void)ignored;
+    }
+    for (auto& p : pools_) p->sweep(Clock::time_point::max());
+    for (auto& p : retired_pools_) p->sweep(Clock::time_point::max());
+  });
+}
+
+void Worker::open_acceptors(std::vector<std::pair<std::string, int>> fds) {
+  for (auto& [name, fd] : fds) {
+    auto acc = std::make_unique<Acceptor>(Acceptor{name, tcp::acceptor(ioc_), false});
+    boost::system::error_code ec;
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    acc->acceptor.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+    if (ec) {
+      spdlog::error("worker {}: listener {}: {}", index_, name, ec.message());
+      ::close(fd);
+      continue;
+    }
+    Acceptor* raw = acc.get();
+    acceptors_.push_back(std::move(acc));
+    boost::asio::co_spawn(ioc_, accept_loop(raw), boost::asio::detached);
+  }
+}
+
+boost::asio::awaitable<void> Worker::accept_loop(Acceptor* acc) {
+  for (;;) {
+    auto [ec, socket] = co_await acc->acceptor.async_accept(nothrow);
+    if (acc->closing || draining_) co_return;
+    if (ec) {
+      if (ec == boost::asio::error::operation_aborted) co_return;
+      // Out of descriptors or memory: back off briefly instead of spinning.
+      spdlog::warn("worker {}: accept on {}: {}", index_, acc->name, ec.message());
+      boost::asio::steady_timer t(ioc_, std::chrono::milliseconds(50));
+      co_await t.async_wait(nothrow);
+      continue;
+    }
+    counters_.connections_accepted.inc();
+    if (!make_room_for_connection()) {
+      counters_.connections_rejected.inc();
+      spdlog::debug("worker {}: connection limit reached, refusing a connection", index_);
+      continue;  // the socket closes as it goes out of scope
+    }
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto conn = std::make_unique<DownstreamConnection>(*this, std::move(socket), acc->name);
+    boost::asio::co_spawn(ioc_, DownstreamConnection::serve(std::move(conn)), boost::asio::detached);
+  }
+}
+
+bool Worker::make_room_for_connection() {
+  const auto max = snapshot_->config->limits.max_connections_per_worker;
+  if (connection_count_ < max) return true;
+  // At the limit the oldest idle keepalive connection makes way for the new one.
+  if (!idle_.empty()) {
+    DownstreamConnection& oldest = idle_.front();
+    oldest.IdleHook::unlink();
+    oldest.close_if_idle();
+    counters_.idle_closed_for_limit.inc();
+    spdlog::debug("worker {}: connection limit reached, closed an idle connection", index_);
+    return true;
+  }
+  return false;
+}
+
+void Worker::add_connection(DownstreamConnection& c) {
+  connections_.push_back(c);
+  ++connection_count_;
+  counters_.connections_active.inc();
+}
+
+void Worker::connection_closed(DownstreamConnection& c) {
+  c.DownstreamHook::unlink();
+  c.IdleHook::unlink();
+  --connection_count_;
+  counters_.connections_active.dec();
+  if (draining_) maybe_finish_drain();
+}
+
+void Worker::mark_idle(DownstreamConnection& c) { idle_.push_back(c); }
+void Worker::mark_busy(DownstreamConnection& c) { c.IdleHook::unlink(); }
+
+RequestContext* Worker::acquire_context() {
+  if (free_contexts_.empty()) return new RequestContext();
+  RequestContext* ctx = free_contexts_.back().release();
+  free_contexts_.pop_back();
+  return ctx;
+}
+
+void Worker::release_context(RequestContext* ctx) {
+  ctx->reset();
+  free_contexts_.emplace_back(ctx);
+}
+
+upstream::UpstreamPool& Worker::pool_for(const Snapshot& snapshot, size_t upstream_index) {
+  if (&snapshot == snapshot_.get()) return *pools_[upstream_index];
+  // The request started before a reload: find the pool that serves its upstream now.
+  const auto& wanted = snapshot.upstreams[upstream_index];
+  for (auto* list : {&pools_, &retired_pools_}) {
+    for (auto& p : *list) {
+      if (&p->upstream() == wanted.get() || same_upstream(p->config(), *wanted->config)) return *p;
+    }
+  }
+  retired_pools_.push_back(std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, wanted));
+  return *retired_pools_.back();
+}
+
+void Worker::apply_snapshot(std::shared_ptr<const Snapshot> snapshot, std::vector<std::pair<std::string, int>> fds) {
+  // Listeners: close the ones that are gone or replaced, then open the new sockets.
+  for (auto& acc : acceptors_) {
+    bool keep = snapshot->find_listener(acc->name) != nullptr;
+    for (auto& [name, fd] : fds) keep = keep && name != acc->name;
+    if (!keep && !acc->closing) {
+      acc->closing = true;
+      boost::system::error_code ignored;
+      acc->acceptor.close(ignored);
+    }
+  }
+  open_acceptors(std::move(fds));
+
+  // Pools: an unchanged upstream keeps its pool (and its warm connections).
+  std::vector<std::unique_ptr<upstream::UpstreamPool>> next;
+  for (const auto& up : snapshot->upstreams) {
+    std::unique_ptr<upstream::UpstreamPool> found;
+    for (auto& p : pools_) {
+      if (p && same_upstream(p->config(), *up->config)) {
+        found = std::move(p);
+        break;
+      }
+    }
+    if (found) {
+      found->adopt(up);
+    } else {
+      found = std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, up);
+    }
+    next.push_back(std::move(found));
+  }
+  for (auto& p : pools_) {
+    if (!p) continue;
+    p->close_idle();
+    if (p->active() > 0) retired_pools_.push_back(std::move(p));
+  }
+  pools_ = std::move(next);
+  snapshot_ = std::move(snapshot);
+}
+
+void Worker::start_drain() {
+  if (draining_) return;
+  draining_ = true;
+  for (auto& acc : acceptors_) {
+    acc->closing = true;
+    boost::system::error_code ignored;
+    acc->acceptor.close(ignored);
+  }
+  while (!idle_.empty()) {
+    DownstreamConnection& c = idle_.front();
+    c.IdleHook::unlink();
+    c.close_if_idle();
+  }
+  maybe_finish_drain();
+}
+
+void Worker::maybe_finish_drain() {
+  if (connection_count_ != 0) return;
+  for (auto& p : pools_) p->close_idle();
+  boost::system::error_code ignored;
+  sweep_timer_.cancel();
+}
+
+void Worker::schedule_sweep() {
+  sweep_timer_.expires_after(kSweepInterval);
+  sweep_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    sweep();
+    if (!(draining_ && connection_count_ == 0)) schedule_sweep();
+  });
+}
+
+void Worker::sweep() {
+  auto now = Clock::now();
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    DownstreamConnection& c = *it++;
+    if (c.deadline() <= now) c.expire();
+  }
+  for (auto& p : pools_) p->sweep(now);
+  for (auto it = retired_pools_.begin(); it != retired_pools_.end();) {
+    (*it)->sweep(now);
+    if ((*it)->active() == 0) {
+      it = retired_pools_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace turnpike::proxy

@@ -1,0 +1,175 @@
+// Per-worker keepalive pool for one upstream: node selection, connect, park, reuse, timeouts.
+//
+// Hot path (acquire/release of a parked connection): list splices and one async_wait that
+// watches a parked connection so an upstream close is noticed while it sits idle. No lock; the
+// only allocations are for new connections.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include "turnpike/upstream/upstream.h"
+
+namespace turnpike::upstream {
+
+std::string_view to_string(ConnState s) noexcept {
+  switch (s) {
+    case ConnState::connecting: return "connecting";
+    case ConnState::idle: return "idle";
+    case ConnState::sending: return "sending";
+    case ConnState::receiving: return "receiving";
+    case ConnState::closed: return "closed";
+  }
+  return "unknown";
+}
+
+void UpstreamConnection::arm(ConnState s, Clock::time_point now) {
+  state = s;
+  const auto& cfg = pool->config();
+  switch (s) {
+    case ConnState::connecting: deadline = now + cfg.connect_timeout; break;
+    case ConnState::idle: deadline = now + cfg.keepalive_idle_timeout; break;
+    case ConnState::sending: deadline = now + cfg.send_timeout; break;
+    case ConnState::receiving: deadline = now + cfg.read_timeout; break;
+    case ConnState::closed: deadline = Clock::time_point::max(); break;
+  }
+}
+
+UpstreamPool::UpstreamPool(asio::io_context& ioc, BufferPool& buffers,
+                           std::shared_ptr<const ResolvedUpstream> upstream)
+    : ioc_(ioc), buffers_(buffers), upstream_(std::move(upstream)), nodes_(upstream_->nodes.size()) {}
+
+UpstreamPool::~UpstreamPool() {
+  while (!all_.empty()) destroy(&all_.front());
+}
+
+size_t UpstreamPool::idle() const {
+  size_t n = 0;
+  for (const auto& node : nodes_) n += node.idle_count;
+  return n;
+}
+
+size_t UpstreamPool::pick(uint64_t exclude) {
+  // Smooth weighted round-robin: every node gains its weight, the richest is chosen and pays the
+  // total. Weights {5,1,1} give a a b a c a a — interleaved, not bursts.
+  const auto& rn = upstream_->nodes;
+  int64_t total = 0;
+  size_t best = SIZE_MAX;
+  for (size_t i = 0; i < rn.size(); ++i) {
+    if (i < 64 && (exclude & (uint64_t{1} << i))) continue;
+    nodes_[i].current += rn[i].weight;
+    total += rn[i].weight;
+    if (best == SIZE_MAX || nodes_[i].current > nodes_[best].current) best = i;
+  }
+  if (best != SIZE_MAX) nodes_[best].current -= total;
+  return best;
+}
+
+asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(size_t node) {
+  Node& n = nodes_[node];
+  if (!n.idle.empty()) {
+    UpstreamConnection* conn = &n.idle.front();
+    n.idle.pop_front();
+    --n.idle_count;
+    conn->reused = true;
+    conn->state = ConnState::sending;
+    ++active_;
+    co_return Acquired{{}, false, conn};
+  }
+  auto* conn = new UpstreamConnection(ioc_, *this, node);
+  all_.push_back(*conn);
+  ++active_;
+  conn->arm(ConnState::connecting, Clock::now());
+  auto [ec] = co_await conn->socket.async_connect(upstream_->nodes[node].endpoint,
+                                                  asio::as_tuple(asio::use_awaitable));
+  if (ec) {
+    bool timed_out = conn->timed_out;
+    --active_;
+    destroy(conn);
+    co_return Acquired{ec, timed_out, nullptr};
+  }
+  boost::system::error_code ignored;
+  conn->socket.set_option(tcp::no_delay(true), ignored);
+  conn->reused = false;
+  conn->state = ConnState::sending;
+  co_return Acquired{{}, false, conn};
+}
+
+void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
+  --active_;
+  conn->buffer.release_if_empty(buffers_);
+  const auto& cfg = config();
+  Node& n = nodes_[conn->node];
+  if (!reusable || conn->timed_out || !conn->buffer.empty() || conn->requests >= cfg.keepalive_max_requests ||
+      n.idle_count >= cfg.keepalive_max_idle || !conn->socket.is_open()) {
+    destroy(conn);
+    return;
+  }
+  conn->buffer.reset(&buffers_);
+  conn->arm(ConnState::idle, Clock::now());
+  n.idle.push_front(*conn);
+  ++n.idle_count;
+  if (!conn->watching) watch(conn);
+}
+
+void UpstreamPool::watch(UpstreamConnection* conn) {
+  // A parked connection becomes readable only when the upstream closes it (or misbehaves by
+  // sending unrequested bytes): either way it must not be reused. The wait stays pending when the
+  // connection is taken out again; it then completes harmlessly with the next response.
+  conn->watching = true;
+  uint32_t gen = ++conn->watch_generation;
+  conn->socket.async_wait(tcp::socket::wait_read, [conn, gen](boost::system::error_code ec) {
+    conn->watching = false;
+    if (ec || conn->state != ConnState::idle || conn->watch_generation != gen) return;
+    UpstreamPool* pool = conn->pool;
+    Node& n = pool->nodes_[conn->node];
+    n.idle.erase(n.idle.iterator_to(*conn));
+    --n.idle_count;
+    pool->destroy(conn);
+  });
+}
+
+void UpstreamPool::destroy(UpstreamConnection* conn) {
+  boost::system::error_code ignored;
+  conn->socket.close(ignored);
+  conn->state = ConnState::closed;
+  conn->PoolHook::unlink();
+  conn->AllHook::unlink();
+  conn->buffer.reset(&buffers_);
+  // Closing completed any pending operation with operation_aborted; those handlers are already
+  // queued, so freeing after them (posted later, same thread, FIFO) keeps their pointer valid.
+  asio::post(ioc_, [conn] { delete conn; });
+}
+
+void UpstreamPool::close_idle() {
+  for (auto& n : nodes_) {
+    while (!n.idle.empty()) {
+      UpstreamConnection* conn = &n.idle.front();
+      n.idle.pop_front();
+      destroy(conn);
+    }
+    n.idle_count = 0;
+  }
+}
+
+void UpstreamPool::sweep(Clock::time_point now) {
+  for (auto it = all_.begin(); it != all_.end();) {
+    UpstreamConnection& c = *it++;
+    if (c.deadline > now) continue;
+    if (c.state == ConnState::idle) {
+      Node& n = nodes_[c.node];
+      n.idle.erase(n.idle.iterator_to(c));
+      --n.idle_count;
+      destroy(&c);
+    } else if (c.state != ConnState::closed && !c.timed_out) {
+      spdlog::debug("upstream {} {}: {} timeout", upstream_->config->name, upstream_->nodes[c.node].address,
+                    to_string(c.state));
+      c.timed_out = true;
+      c.deadline = Clock::time_point::max();
+      boost::system::error_code ignored;
+      c.socket.cancel(ignored);
+    }
+  }
+}
+
+}  // namespace turnpike::upstream
