@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything Turnpike needs to build, test and benchmark on Debian 12. Idempotent:
+# when every package is already installed it changes nothing and touches no network.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config clang-14 libclang-rt-14-dev
+  # libraries
+  libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libluajit2-5.1-dev
+  prometheus-cpp-dev libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
+  # test and benchmark peers
+  curl wrk nghttp2-client nginx-light libnginx-mod-http-lua haproxy
+  python3 python3-pytest python3-h2 python3-yaml
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The packaged nginx starts a service on port 80; Turnpike's tests and benchmarks run their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+  $SUDO systemctl stop nginx || true
+fi
