@@ -1,1 +1,491 @@
-// placeholder
+// Loading a config: YAML text → validated Config, collecting every error in one pass.
+//
+// Sections are read in document order of importance rather than text order (listeners and
+// upstreams before routes, which refer to them); errors are sorted by line at the end, so the
+// user sees them in file order. Nothing here throws: yaml-cpp's exceptions become errors.
+// Routes live in routes.cc; the node readers in yaml_reader.cc.
+#include <arpa/inet.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "sections.h"
+#include "turnpike/common/strings.h"
+
+namespace turnpike::config {
+
+using detail::Diagnostics;
+using detail::Where;
+using detail::check_keys;
+using detail::describe;
+using detail::expect_list;
+using detail::expect_map;
+using detail::field;
+using detail::field_duration;
+using detail::field_int;
+using detail::field_size;
+using detail::quote;
+
+namespace detail {
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 128) return false;
+  for (char c : name) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f || c == '"' || c == '\'' || c == '\\') return false;
+  }
+  return true;
+}
+
+std::string item_name(std::string_view kind, std::string_view name) {
+  return std::string(kind) + " " + quote(name);
+}
+
+}  // namespace detail
+
+namespace {
+
+constexpr Duration kPositive{1};  // the smallest duration accepted where 0 makes no sense
+constexpr Duration kZero{0};
+
+// ---------------------------------------------------------------------------------------------
+// Addresses
+// ---------------------------------------------------------------------------------------------
+
+// The canonical text of an IP literal ("::0" → "::"), or empty when `s` is not one.
+std::string canonical_ip(std::string_view s) {
+  std::string text(s);
+  unsigned char buf[16];
+  char out[INET6_ADDRSTRLEN];
+  if (inet_pton(AF_INET, text.c_str(), buf) == 1) {
+    return inet_ntop(AF_INET, buf, out, sizeof out) ? out : "";
+  }
+  if (inet_pton(AF_INET6, text.c_str(), buf) == 1) {
+    return inet_ntop(AF_INET6, buf, out, sizeof out) ? out : "";
+  }
+  return {};
+}
+
+std::string_view strip_brackets(std::string_view s) {
+  if (s.size() >= 2 && s.front() == '[' && s.back() == ']') return s.substr(1, s.size() - 2);
+  return s;
+}
+
+// RFC 1123 §2.1 host names: labels of letters, digits and hyphens (and '_', which real DNS
+// data contains), not starting or ending with a hyphen; the last label is not all digits, so
+// a malformed IPv4 literal ("256.1.1.1") is not taken for a name.
+bool valid_dns_name(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  if (s.back() == '.') s.remove_suffix(1);
+  bool last_all_digits = false;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t dot = s.find('.', start);
+    if (dot == std::string_view::npos) dot = s.size();
+    std::string_view label = s.substr(start, dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    last_all_digits = true;
+    for (char c : label) {
+      bool digit = c >= '0' && c <= '9';
+      bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      if (!digit && !alpha && c != '-' && c != '_') return false;
+      if (!digit) last_all_digits = false;
+    }
+    start = dot + 1;
+  }
+  return !last_all_digits;
+}
+
+bool valid_upstream_host(std::string_view host) {
+  return !canonical_ip(host).empty() || valid_dns_name(host);
+}
+
+// Short node form: "10.0.0.1:8080", "[::1]:8080", "backend.local:80" or a host alone (port 80).
+bool parse_host_port(std::string_view s, std::string& host, std::optional<int64_t>& port,
+                     std::string& why) {
+  std::string_view port_text;
+  if (!s.empty() && s.front() == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos) {
+      why = "has \"[\" without \"]\"";
+      return false;
+    }
+    host = std::string(s.substr(1, close - 1));
+    std::string_view rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') {
+        why = "expected \":port\" after \"]\"";
+        return false;
+      }
+      port_text = rest.substr(1);
+      if (port_text.empty()) {
+        why = "has an empty port";
+        return false;
+      }
+    }
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon != std::string_view::npos && s.find(':') != colon) {
+      why = "IPv6 addresses need brackets: \"[::1]:8080\"";
+      return false;
+    }
+    host = std::string(s.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port_text = s.substr(colon + 1);
+      if (port_text.empty()) {
+        why = "has an empty port";
+        return false;
+      }
+    }
+  }
+  if (!port_text.empty()) {
+    std::optional<uint64_t> p = parse_decimal(port_text);
+    if (!p || *p < 1 || *p > 65535) {
+      why = "port " + quote(port_text) + " is not in 1..65535";
+      return false;
+    }
+    port = static_cast<int64_t>(*p);
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loader
+// ---------------------------------------------------------------------------------------------
+
+class Loader {
+ public:
+  Loader(Diagnostics& diag, Config& cfg) : diag_(diag), cfg_(cfg) {}
+
+  void load(const YAML::Node& root) {
+    Where top(diag_, "");
+    if (root.IsNull() || !root.IsDefined()) {
+      top.error(root, "the configuration is empty: at least one listener is required");
+      return;
+    }
+    if (!root.IsMap()) {
+      top.error(root, "expected a mapping at the top level, got " + describe(root));
+      return;
+    }
+    root_line_ = detail::line_of(root);
+    check_keys(top, root,
+               {"workers", "drain_timeout", "log", "limits", "listeners", "upstreams", "routes"});
+    load_workers(root["workers"]);
+    field_duration(top, root, "drain_timeout", cfg_.drain_timeout, kZero);
+    // An optional section left empty ("routes:" with its items commented out) is as good as
+    // absent.
+    auto section = [&](const char* key) {
+      const YAML::Node n = root[key];
+      return n && !n.IsNull() ? n : YAML::Node(YAML::NodeType::Undefined);
+    };
+    if (const YAML::Node n = section("log")) load_log(n);
+    if (const YAML::Node n = section("limits")) load_limits(n);
+    load_listeners(section("listeners"));
+    if (const YAML::Node n = section("upstreams")) load_upstreams(n);
+    if (const YAML::Node n = section("routes")) detail::load_routes(diag_, n, cfg_);
+  }
+
+ private:
+  void load_workers(const YAML::Node& n) {
+    if (!n) return;
+    if (n.IsScalar() && n.Scalar() == "auto") {
+      cfg_.workers = 0;
+      return;
+    }
+    Where w(diag_, "", "workers");
+    if (!n.IsScalar() || !parse_decimal(n.Scalar())) {
+      w.error(n, "expected \"auto\" or a number of threads, got " + describe(n));
+      return;
+    }
+    if (auto v = detail::read_int(w, n, 1, 256)) cfg_.workers = static_cast<unsigned>(*v);
+  }
+
+  void load_log(const YAML::Node& n) {
+    Where w(diag_, "", "log");
+    if (!expect_map(w, n)) return;
+    check_keys(w, n, {"error_log", "level", "access_log", "access_format"});
+    LogConfig& log = cfg_.log;
+    field(w, n, "error_log", log.error_log);
+    field(w, n, "level", log.level);
+    field(w, n, "access_log", log.access_log);
+    field(w, n, "access_format", log.access_format);
+    if (const YAML::Node v = n["error_log"]; v && v.IsScalar()) {
+      if (log.error_log.empty()) w.key("error_log").error(v, "must not be empty");
+      if (log.error_log == "off") {
+        w.key("error_log").error(v, "the error log cannot be turned off; use level: off");
+      }
+    }
+    if (const YAML::Node v = n["access_log"]; v && v.IsScalar() && log.access_log.empty()) {
+      w.key("access_log").error(v, "must not be empty; use \"off\" for no access log");
+    }
+    static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn",
+                                                   "error", "critical", "off"};
+    if (const YAML::Node v = n["level"]; v && v.IsScalar()) {
+      if (std::find(std::begin(kLevels), std::end(kLevels), log.level) == std::end(kLevels)) {
+        w.key("level").error(v, "unknown level " + quote(log.level) +
+                                    " (trace, debug, info, warn, error, critical or off)");
+      }
+    }
+    if (const YAML::Node v = n["access_format"]; v && v.IsScalar()) {
+      if (log.access_format != "text" && log.access_format != "json") {
+        w.key("access_format").error(v, "must be \"text\" or \"json\", got " + quote(log.access_format));
+      }
+    }
+  }
+
+  void load_limits(const YAML::Node& n) {
+    Where w(diag_, "", "limits");
+    if (!expect_map(w, n)) return;
+    check_keys(w, n,
+               {"max_request_line", "max_header_bytes", "max_headers", "max_body_size",
+                "header_timeout", "body_timeout", "send_timeout", "keepalive_timeout",
+                "max_requests_per_connection", "max_connections_per_worker", "merge_slashes"});
+    ClientLimits& l = cfg_.limits;
+    uint64_t v = l.max_request_line;
+    field_size(w, n, "max_request_line", v, 256, 1 << 20);
+    l.max_request_line = v;
+    v = l.max_header_bytes;
+    field_size(w, n, "max_header_bytes", v, 1 << 10, 16 << 20);
+    l.max_header_bytes = v;
+    field_int(w, n, "max_headers", l.max_headers, 1, 10'000);
+    field_size(w, n, "max_body_size", l.max_body_size, 0, UINT64_MAX);
+    field_duration(w, n, "header_timeout", l.header_timeout, kPositive);
+    field_duration(w, n, "body_timeout", l.body_timeout, kPositive);
+    field_duration(w, n, "send_timeout", l.send_timeout, kPositive);
+    field_duration(w, n, "keepalive_timeout", l.keepalive_timeout, kPositive);
+    field_int(w, n, "max_requests_per_connection", l.max_requests_per_connection, 1, UINT32_MAX);
+    field_int(w, n, "max_connections_per_worker", l.max_connections_per_worker, 1, 1'000'000);
+    field(w, n, "merge_slashes", l.merge_slashes);
+  }
+
+  // Reads the `name` of a list item, checking it; `fallback` names the item in messages until
+  // then. Returns the Where to use for the rest of the item.
+  Where named_item(const YAML::Node& item, std::string_view kind, size_t index,
+                   std::string& name, bool required) {
+    Where w(diag_, std::string(kind) + " #" + std::to_string(index + 1));
+    const YAML::Node n = item["name"];
+    if (!n) {
+      if (required) w.error(item, "\"name\" is required");
+      return w;
+    }
+    std::optional<std::string> s = detail::read_string(w.key("name"), n);
+    if (!s) return w;
+    if (!detail::valid_name(*s)) {
+      w.key("name").error(n, quote(*s) + " " + std::string(detail::kNameRule));
+      return w;
+    }
+    name = *s;
+    return w.item(detail::item_name(kind, name));
+  }
+
+  void load_listeners(const YAML::Node& list) {
+    Where w(diag_, "", "listeners");
+    if (!list) {
+      w.error_at_line(root_line_, "at least one listener is required");
+      return;
+    }
+    if (!expect_list(w, list)) return;
+    if (list.size() == 0) {
+      w.error(list, "at least one listener is required");
+      return;
+    }
+    size_t i = 0;
+    for (auto it = list.begin(); it != list.end(); ++it, ++i) {
+      const YAML::Node& item = *it;
+      if (!expect_map(w.index(i), item)) continue;
+      ListenerConfig l;
+      l.source = w.source(item);
+      Where lw = named_item(item, "listener", i, l.name, true);
+      check_keys(lw, item, {"name", "address", "port", "backlog"});
+      if (const YAML::Node a = item["address"]) {
+        if (std::optional<std::string> s = detail::read_string(lw.key("address"), a)) {
+          l.address = std::string(strip_brackets(*s));
+          if (canonical_ip(l.address).empty()) {
+            lw.key("address").error(a, quote(*s) + " is not an IPv4 or IPv6 address");
+          }
+        }
+      }
+      if (!item["port"]) lw.error(item, "\"port\" is required (0 picks a free port)");
+      field_int(lw, item, "port", l.port, 0, 65535);
+      field_int(lw, item, "backlog", l.backlog, 1, 65535);
+      for (const ListenerConfig& other : cfg_.listeners) {
+        if (!l.name.empty() && other.name == l.name) {
+          lw.error(item["name"], "name is already used by the listener at line " +
+                                     std::to_string(other.source.line));
+        }
+        if (l.port != 0 && other.port == l.port &&
+            canonical_ip(other.address) == canonical_ip(l.address) &&
+            !canonical_ip(l.address).empty()) {
+          lw.error(item, l.address + " port " + std::to_string(l.port) +
+                             " is already used by " + detail::item_name("listener", other.name));
+        }
+      }
+      cfg_.listeners.push_back(std::move(l));
+    }
+  }
+
+  void load_upstreams(const YAML::Node& list) {
+    Where w(diag_, "", "upstreams");
+    if (!expect_list(w, list)) return;
+    size_t i = 0;
+    for (auto it = list.begin(); it != list.end(); ++it, ++i) {
+      const YAML::Node& item = *it;
+      if (!expect_map(w.index(i), item)) continue;
+      UpstreamConfig u;
+      u.source = w.source(item);
+      Where uw = named_item(item, "upstream", i, u.name, true);
+      check_keys(uw, item, {"name", "nodes", "keepalive", "timeouts", "retries"});
+      load_nodes(uw, item, u);
+      if (const YAML::Node k = item["keepalive"]) {
+        Where kw = uw.key("keepalive");
+        if (expect_map(kw, k)) {
+          check_keys(kw, k, {"max_idle", "idle_timeout", "max_requests"});
+          field_int(kw, k, "max_idle", u.keepalive_max_idle, 0, 100'000);
+          field_duration(kw, k, "idle_timeout", u.keepalive_idle_timeout, kPositive);
+          field_int(kw, k, "max_requests", u.keepalive_max_requests, 1, UINT32_MAX);
+        }
+      }
+      if (const YAML::Node t = item["timeouts"]) {
+        Where tw = uw.key("timeouts");
+        if (expect_map(tw, t)) {
+          check_keys(tw, t, {"connect", "send", "read"});
+          field_duration(tw, t, "connect", u.connect_timeout, kPositive);
+          field_duration(tw, t, "send", u.send_timeout, kPositive);
+          field_duration(tw, t, "read", u.read_timeout, kPositive);
+        }
+      }
+      field_int(uw, item, "retries", u.retries, 0, 10);
+      for (const UpstreamConfig& other : cfg_.upstreams) {
+        if (!u.name.empty() && other.name == u.name) {
+          uw.error(item["name"], "name is already used by the upstream at line " +
+                                     std::to_string(other.source.line));
+        }
+      }
+      cfg_.upstreams.push_back(std::move(u));
+    }
+  }
+
+  void load_nodes(const Where& uw, const YAML::Node& item, UpstreamConfig& u) {
+    const YAML::Node list = item["nodes"];
+    Where w = uw.key("nodes");
+    if (!list) {
+      uw.error(item, "\"nodes\" is required (at least one node)");
+      return;
+    }
+    if (!expect_list(w, list)) return;
+    if (list.size() == 0) {
+      w.error(list, "at least one node is required");
+      return;
+    }
+    size_t i = 0;
+    for (auto it = list.begin(); it != list.end(); ++it, ++i) {
+      const YAML::Node& n = *it;
+      Where nw = w.index(i);
+      UpstreamNodeConfig node;
+      node.source = nw.source(n);
+      if (n.IsScalar()) {
+        std::optional<int64_t> port;
+        std::string why;
+        if (!parse_host_port(n.Scalar(), node.host, port, why)) {
+          nw.error(n, quote(n.Scalar()) + " " + why);
+          continue;
+        }
+        if (port) node.port = static_cast<uint16_t>(*port);
+      } else if (n.IsMap()) {
+        check_keys(nw, n, {"host", "port", "weight"});
+        if (!n["host"]) {
+          nw.error(n, "\"host\" is required");
+          continue;
+        }
+        field(nw, n, "host", node.host);
+        node.host = std::string(strip_brackets(node.host));
+        field_int(nw, n, "port", node.port, 1, 65535);
+        field_int(nw, n, "weight", node.weight, 1, 10'000);
+      } else {
+        nw.error(n, "expected \"host:port\" or a mapping with host, port and weight, got " +
+                        describe(n));
+        continue;
+      }
+      if (!valid_upstream_host(node.host)) {
+        nw.error(n, "host " + quote(node.host) + " is neither an IP address nor a DNS name");
+        continue;
+      }
+      for (const UpstreamNodeConfig& other : u.nodes) {
+        if (other.host == node.host && other.port == node.port) {
+          nw.error(n, "node " + node.host + ":" + std::to_string(node.port) +
+                          " is listed twice (use weight instead)");
+        }
+      }
+      u.nodes.push_back(std::move(node));
+    }
+  }
+
+  Diagnostics& diag_;
+  Config& cfg_;
+  int root_line_ = 0;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------------------------
+
+LoadResult load_config_string(const std::string& yaml, const std::string& file) {
+  Diagnostics diag(file);
+  auto cfg = std::make_shared<Config>();
+  cfg->file = file;
+  try {
+    std::vector<YAML::Node> docs = YAML::LoadAll(yaml);
+    if (docs.size() > 1) {
+      diag.add(detail::line_of(docs[1]), "only one YAML document is allowed per file");
+    }
+    Loader(diag, *cfg).load(docs.empty() ? YAML::Node() : docs.front());
+  } catch (const YAML::Exception& e) {
+    // Syntax errors stop yaml-cpp at the first one; report just that.
+    diag = Diagnostics(file);
+    diag.add(e.mark.is_null() ? 0 : e.mark.line + 1, "YAML syntax error: " + e.msg);
+  } catch (const std::exception& e) {
+    diag.add(0, std::string("cannot load: ") + e.what());
+  }
+  LoadResult result;
+  if (diag.empty()) {
+    result.config = std::move(cfg);
+  } else {
+    result.errors = diag.take_sorted();
+  }
+  return result;
+}
+
+LoadResult load_config_file(const std::string& path) {
+  auto fail = [&](int err) {
+    LoadResult result;
+    result.errors.push_back(ConfigError{path, 0, std::string("cannot read: ") + std::strerror(err)});
+    return result;
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(errno);
+  std::string text;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return fail(err);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return load_config_string(text, path);
+}
+
+}  // namespace turnpike::config

@@ -1,1 +1,262 @@
-// placeholder
+// The access log: one line per request, text or JSON (see access_format.h).
+//
+// Hot path: write_access() runs on a worker thread for every request. It takes no lock: the
+// installed logger is found through a thread-local copy checked against an atomic generation,
+// the line is built in a stack buffer and queued to the logging thread.
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <ctime>
+#include <mutex>
+
+#include "access_format.h"
+
+namespace turnpike::log {
+
+namespace detail {
+
+namespace {
+
+struct AccessLog {
+  std::shared_ptr<spdlog::logger> logger;
+  bool json = false;
+};
+
+// Publication of the installed AccessLog without a lock on the per-request path: installing
+// bumps g_generation under g_mutex; each worker keeps a thread-local copy and only takes the
+// mutex (once per reload) when the generation it copied at has changed.
+std::atomic<bool> g_enabled{false};
+std::mutex g_mutex;
+std::shared_ptr<const AccessLog> g_installed;  // guarded by g_mutex
+std::atomic<uint64_t> g_generation{1};
+
+// A worker that logs nothing after a reload keeps the previous logger (and its file) until its
+// next line or its exit; that costs one open file, never a lost line.
+const AccessLog* current_access_log() {
+  thread_local uint64_t seen_generation = 0;
+  thread_local std::shared_ptr<const AccessLog> cached;
+  if (g_generation.load(std::memory_order_acquire) != seen_generation) {
+    std::lock_guard lock(g_mutex);
+    cached = g_installed;
+    seen_generation = g_generation.load(std::memory_order_relaxed);
+  }
+  return cached.get();
+}
+
+constexpr char kHex[] = "0123456789abcdef";
+
+void append(fmt::memory_buffer& out, std::string_view s) { out.append(s.data(), s.data() + s.size()); }
+
+void append_hex_escape(fmt::memory_buffer& out, const char* prefix, unsigned char u) {
+  append(out, prefix);
+  out.push_back(kHex[u >> 4]);
+  out.push_back(kHex[u & 15]);
+}
+
+// Text fields: printable ASCII passes, everything else (and the delimiters '"' and '\', and
+// the space in unquoted fields) becomes \xHH.
+void append_text(fmt::memory_buffer& out, std::string_view s, bool quoted) {
+  if (s.empty()) {
+    out.push_back('-');
+    return;
+  }
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    bool plain = u > 0x20 && u < 0x7f && c != '"' && c != '\\';
+    if (plain || (quoted && c == ' ')) {
+      out.push_back(c);
+    } else {
+      append_hex_escape(out, "\\x", u);
+    }
+  }
+}
+
+// Seconds with millisecond precision: "0.001".
+void append_seconds(fmt::memory_buffer& out, uint64_t us) {
+  fmt::format_to(std::back_inserter(out), "{}.{:03}", us / 1'000'000, (us / 1000) % 1000);
+}
+
+// Length of the valid UTF-8 sequence at the start of `s` (RFC 3629 §4: no overlong forms, no
+// surrogates, nothing above U+10FFFF), or 0 when it is not one.
+size_t utf8_sequence(std::string_view s) {
+  auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  auto cont = [&](size_t i) { return i < s.size() && (b(i) & 0xC0) == 0x80; };
+  unsigned char c = b(0);
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && b(1) < 0xA0) return 0;  // overlong
+    if (c == 0xED && b(1) > 0x9F) return 0;  // UTF-16 surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && b(1) < 0x90) return 0;  // overlong
+    if (c == 0xF4 && b(1) > 0x8F) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void append_iso_time(std::chrono::system_clock::time_point t, fmt::memory_buffer& out) {
+  using namespace std::chrono;
+  auto ms_total = duration_cast<milliseconds>(t.time_since_epoch()).count();
+  auto secs = static_cast<std::time_t>(ms_total / 1000);
+  auto ms = static_cast<int>(ms_total % 1000);
+  if (ms < 0) {  // before 1970: floor, not truncate
+    ms += 1000;
+    secs -= 1;
+  }
+  // gmtime_r per line would cost more than the rest of the line; the second rarely changes.
+  thread_local std::time_t cached_secs = -1;
+  thread_local char cached[32];
+  thread_local size_t cached_len = 0;
+  if (secs != cached_secs) {
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    cached_len = std::strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+    cached_secs = secs;
+  }
+  out.append(cached, cached + cached_len);
+  fmt::format_to(std::back_inserter(out), ".{:03}Z", ms);
+}
+
+void append_json_string(std::string_view s, fmt::memory_buffer& out) {
+  out.push_back('"');
+  size_t i = 0;
+  while (i < s.size()) {
+    char c = s[i];
+    auto u = static_cast<unsigned char>(c);
+    if (u >= 0x80) {
+      size_t n = utf8_sequence(s.substr(i));
+      if (n == 0) {
+        append_hex_escape(out, "\\u00", u);
+        ++i;
+      } else {
+        append(out, s.substr(i, n));
+        i += n;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': append(out, "\\\""); break;
+      case '\\': append(out, "\\\\"); break;
+      case '\n': append(out, "\\n"); break;
+      case '\r': append(out, "\\r"); break;
+      case '\t': append(out, "\\t"); break;
+      case '\b': append(out, "\\b"); break;
+      case '\f': append(out, "\\f"); break;
+      default:
+        if (u < 0x20 || u == 0x7f) {
+          append_hex_escape(out, "\\u00", u);
+        } else {
+          out.push_back(c);
+        }
+    }
+    ++i;
+  }
+  out.push_back('"');
+}
+
+void format_access_text(const AccessRecord& r, fmt::memory_buffer& out) {
+  append_text(out, r.remote_addr, false);
+  append(out, " - [");
+  append_iso_time(r.start, out);
+  append(out, "] \"");
+  if (r.method.empty() && r.target.empty() && r.protocol.empty()) {
+    out.push_back('-');
+  } else {
+    append_text(out, r.method, true);
+    out.push_back(' ');
+    append_text(out, r.target, true);
+    out.push_back(' ');
+    append_text(out, r.protocol, true);
+  }
+  fmt::format_to(std::back_inserter(out), "\" {} {} \"", r.status, r.response_bytes);
+  append_text(out, r.referer, true);
+  append(out, "\" \"");
+  append_text(out, r.user_agent, true);
+  append(out, "\" rt=");
+  append_seconds(out, r.duration_us);
+  append(out, " route=");
+  append_text(out, r.route, false);
+  append(out, " upstream=");
+  append_text(out, r.upstream_addr, false);
+  append(out, " ustatus=");
+  if (r.upstream_status != 0) {
+    fmt::format_to(std::back_inserter(out), "{}", r.upstream_status);
+  } else {
+    out.push_back('-');
+  }
+  append(out, " urt=");
+  if (!r.upstream_addr.empty()) {
+    append_seconds(out, r.upstream_duration_us);
+  } else {
+    out.push_back('-');
+  }
+  append(out, " err=");
+  append_text(out, r.error, false);
+}
+
+void format_access_json(const AccessRecord& r, fmt::memory_buffer& out) {
+  auto str = [&](std::string_view key, std::string_view value) {
+    append(out, key);
+    append_json_string(value, out);
+  };
+  auto num = [&](std::string_view key, uint64_t value) {
+    append(out, key);
+    fmt::format_to(std::back_inserter(out), "{}", value);
+  };
+  append(out, "{\"time\":\"");
+  append_iso_time(r.start, out);
+  out.push_back('"');
+  str(",\"remote_addr\":", r.remote_addr);
+  str(",\"method\":", r.method);
+  str(",\"target\":", r.target);
+  str(",\"protocol\":", r.protocol);
+  str(",\"host\":", r.host);
+  num(",\"status\":", static_cast<uint64_t>(r.status < 0 ? 0 : r.status));
+  num(",\"request_bytes\":", r.request_bytes);
+  num(",\"response_bytes\":", r.response_bytes);
+  num(",\"duration_us\":", r.duration_us);
+  str(",\"route\":", r.route);
+  str(",\"upstream_addr\":", r.upstream_addr);
+  num(",\"upstream_status\":", static_cast<uint64_t>(r.upstream_status < 0 ? 0 : r.upstream_status));
+  num(",\"upstream_duration_us\":", r.upstream_duration_us);
+  str(",\"user_agent\":", r.user_agent);
+  str(",\"referer\":", r.referer);
+  str(",\"error\":", r.error);
+  out.push_back('}');
+}
+
+void install_access_log(std::shared_ptr<spdlog::logger> logger, bool json) {
+  std::shared_ptr<const AccessLog> old;  // released outside the lock
+  {
+    std::lock_guard lock(g_mutex);
+    old = std::move(g_installed);
+    if (logger) g_installed = std::make_shared<const AccessLog>(AccessLog{std::move(logger), json});
+    g_generation.fetch_add(1, std::memory_order_release);
+    g_enabled.store(g_installed != nullptr, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace detail
+
+bool access_enabled() { return detail::g_enabled.load(std::memory_order_relaxed); }
+
+void write_access(const AccessRecord& record) {
+  if (!access_enabled()) return;
+  const detail::AccessLog* access = detail::current_access_log();
+  if (!access) return;
+  fmt::memory_buffer line;
+  if (access->json) {
+    detail::format_access_json(record, line);
+  } else {
+    detail::format_access_text(record, line);
+  }
+  access->logger->log(spdlog::level::info, spdlog::string_view_t(line.data(), line.size()));
+}
+
+}  // namespace turnpike::log

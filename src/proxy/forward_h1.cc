@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <bit>
 
 #include "headers.h"
 #include "pipeline.h"
@@ -127,7 +128,8 @@ enum class SendResult : unsigned char {
 // Writes the head and the whole body to the upstream. `body_touched` is set once any body
 // bytes beyond those that came with the head have been read from the client (no retry then).
 boost::asio::awaitable<SendResult> send_request(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                                UpstreamConnection& conn, bool& body_touched) {
+                                                UpstreamConnection& conn, bool& body_touched,
+                                                error_code& client_ec) {
   const bool chunked = ctx.head.framing == http::BodyFraming::chunked;
   const uint64_t max_body = ctx.snapshot->config->limits.max_body_size;
   std::array<boost::asio::const_buffer, 40> bufs;
@@ -137,8 +139,8 @@ boost::asio::awaitable<SendResult> send_request(Worker& worker, RequestContext& 
   conn.arm(ConnState::sending, Clock::now());
   ++conn.requests;
 
-  // Body bytes that came with the head go out in the same write.
-  if (ctx.head.framing != http::BodyFraming::none) downstream.preread_body(ctx);
+  // ctx.body_views holds the body bytes already received (see forward_http1): they go out in
+  // the same write as the head.
   for (;;) {
     size_t first = 0;
     do {
@@ -157,8 +159,8 @@ boost::asio::awaitable<SendResult> send_request(Worker& worker, RequestContext& 
     if (max_body != 0 && ctx.request_body_bytes > max_body) co_return SendResult::too_large;
     if (ctx.body_done) break;
     body_touched = true;
-    auto ec = co_await downstream.read_body(ctx);
-    if (ec) co_return SendResult::client_failed;
+    client_ec = co_await downstream.read_body(ctx);
+    if (client_ec) co_return SendResult::client_failed;
     if (ctx.body_done && ctx.body_views.empty() && chunked) {
       bufs[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
       auto [wec, written] = co_await boost::asio::async_write(conn.socket, std::span(bufs.data(), n), nothrow);
@@ -186,6 +188,19 @@ boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t li
   }
 }
 
+// The client's body could not be read: malformed chunking gets a 400, a too slow client a 408
+// (if it still listens), a vanished one nothing. The connection closes either way.
+boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream, error_code ec) {
+  ctx.close_connection = true;
+  if (ctx.chunked.failed()) {
+    co_await respond_error(ctx, downstream, 400, "bad_request", ctx.chunked.error());
+  } else if (ec == boost::asio::error::timed_out) {
+    co_await respond_error(ctx, downstream, 408, "request_timeout", "the request body did not arrive in time");
+  } else {
+    ctx.error = "client_body_failed";
+  }
+}
+
 }  // namespace
 
 boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
@@ -198,6 +213,24 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
   response_limits.max_header_bytes = std::max<size_t>(65536, ctx.snapshot->config->limits.max_header_bytes);
   response_limits.max_headers = std::max<size_t>(200, ctx.snapshot->config->limits.max_headers);
   response_limits.max_request_line = 8192;
+
+  // Body bytes that came with the head. A chunked body is not forwarded before its first chunk
+  // header has been seen to be valid, so a malformed one never reaches the upstream at all.
+  if (ctx.head.framing != http::BodyFraming::none) {
+    downstream.preread_body(ctx);
+    while (ctx.head.framing == http::BodyFraming::chunked && ctx.body_views.empty() && !ctx.body_done &&
+           !ctx.chunked.failed()) {
+      auto ec = co_await downstream.read_body(ctx);
+      if (ec && !ctx.chunked.failed()) {
+        co_await fail_client_body(ctx, downstream, ec);
+        co_return;
+      }
+    }
+    if (ctx.chunked.failed()) {
+      co_await fail_client_body(ctx, downstream, boost::asio::error::invalid_argument);
+      co_return;
+    }
+  }
 
   uint64_t tried = 0;
   uint32_t connect_attempts = 0;
@@ -221,7 +254,9 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
       spdlog::debug("upstream {} {}: connect failed: {}", ucfg.name, rn.address,
                     acquired.timed_out ? "timeout" : acquired.ec.message());
       if (node < 64) tried |= uint64_t{1} << node;
-      if (++connect_attempts <= ucfg.retries && !body_touched) {
+      const size_t node_count = std::min<size_t>(64, pool.upstream().nodes.size());
+      const bool untried_left = static_cast<size_t>(std::popcount(tried)) < node_count;
+      if (++connect_attempts <= ucfg.retries && !body_touched && untried_left) {
         counters.retries.inc();
         continue;
       }
@@ -235,15 +270,16 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     }
     conn = acquired.conn;
     write_request_head(ctx, rn);
-    SendResult sent = co_await send_request(worker, ctx, downstream, *conn, body_touched);
+    error_code client_ec;
+    SendResult sent = co_await send_request(worker, ctx, downstream, *conn, body_touched, client_ec);
     if (sent == SendResult::client_failed || sent == SendResult::too_large) {
       pool.release(conn, false);
       if (sent == SendResult::too_large) {
         co_await respond_error(ctx, downstream, 413, "body_too_large", "request body exceeds the configured limit");
+        ctx.close_connection = true;
       } else {
-        ctx.error = "client_body_failed";
+        co_await fail_client_body(ctx, downstream, client_ec);
       }
-      ctx.close_connection = true;
       co_return;
     }
     error_code ec;
