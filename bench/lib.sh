@@ -206,7 +206,8 @@ run_wrk() {
 }
 
 # measure PID URL [WRK ARGS...]: warm-up, then wrk for $DUR s while reading PID's CPU (and the
-# origin's, when ORIGIN_PID is set). Sets M_CPU (µs/req), M_ORIGIN_CPU, M_RPS, M_P99, M_REQS,
+# origin's, when ORIGIN_PID is set). Sets M_CPU (µs/req), M_ORIGIN_CPU, M_RPS, M_P99 (wrk's text),
+# M_P99_MS, M_REQS,
 # M_NON2XX, M_SOCKERR, M_OK (1 when errors <= ERR_PCT % and the process lives), M_DIED, M_RAW.
 measure() {
   local pid=$1 url=$2; shift 2
@@ -219,6 +220,7 @@ measure() {
   M_REQS=$(awk '/requests in/{print $1}' <<<"$M_RAW"); M_REQS=${M_REQS:-0}
   M_RPS=$(awk '/Requests\/sec/{printf "%.0f", $2}' <<<"$M_RAW"); M_RPS=${M_RPS:-0}
   M_P99=$(awk '$1=="99%"{print $2}' <<<"$M_RAW"); M_P99=${M_P99:-?}
+  M_P99_MS=$(awk -v v="$M_P99" 'BEGIN{n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n+=0; else if (v ~ /m$/) n*=60000; else if (v ~ /s$/) n*=1000; else {print "?"; exit} printf "%.2f", n}')
   M_NON2XX=$(awk '/Non-2xx/{print $NF}' <<<"$M_RAW"); M_NON2XX=${M_NON2XX:-0}
   M_SOCKERR=$(awk -F'[ ,]+' '/Socket errors/{s=0; for(i=1;i<=NF;i++) if($i ~ /^[0-9]+$/) s+=$i; print s}' <<<"$M_RAW")
   M_SOCKERR=${M_SOCKERR:-0}
@@ -248,5 +250,6 @@ env_header() {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "- host: $(nproc) cores, $(lscpu 2>/dev/null | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2; exit}'), kernel $(uname -r)"
   echo "- turnpike: $TURNPIKE_BIN ($(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_DIR" diff --quiet 2>/dev/null || echo '+dirty'))"
+  echo "- load average (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg) (above ~1: other work competed for the 2 cores)"
   echo "- peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
 }

@@ -8,13 +8,16 @@
 # request (user+sys, all threads), ratio to nginx, req/s, p99 and failed requests.
 #
 # Env: TURNPIKE_BIN (default build-release/src/app/turnpike), DUR=8 (s), WARM=1 (s), CONNS=64,
-#      CASES="origin turnpike nginx haproxy lua turnpike-again", ERR_PCT=1, KEEP_TMP=0.
+#      CASES="origin turnpike nginx haproxy lua turnpike-again", ROUNDS=1 (with more, every case
+#      runs once per round, interleaved, and the table shows medians), ERR_PCT=1, MAX_LOAD=1.0
+#      (warn when the load average is above it at the start), KEEP_TMP=0.
 # Exit status: 0 when every case ran and succeeded; 1 when a case FAILED or was skipped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need nginx haproxy wrk curl python3 awk
 
 CASES=${CASES:-origin turnpike nginx haproxy lua turnpike-again}
+ROUNDS=${ROUNDS:-1}
 LUA_MOD=/usr/lib/nginx/modules/ngx_http_lua_module.so
 raise_nofile >/dev/null
 
@@ -51,12 +54,14 @@ if want lua; then
   fi
 fi
 
-ROWS=() FAILED=0 NGINX_CPU='' TP_FIRST='' TP_LAST=''
-# row CASE CPU RPS P99 NON2XX SOCKERR ORIGIN_CPU OK NOTE
-add_row() { ROWS+=("$(printf '%s\t' "$@")"); }
+FAILED=0 ORDER=()
+declare -A LABEL CPU OCPU RPS P99 NON SOCK OK NOTE
+median() { (($#)) || { echo -; return 0; }; printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{if (NR == 0) print "-"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
+# run_case KEY LABEL: one measured run of one case; results appended to the per-case lists.
 run_case() {
   local key=$1 label=$2 pid port url args=()
+  if [[ -z ${LABEL[$key]:-} ]]; then ORDER+=("$key"); LABEL[$key]=$label OK[$key]=1 NON[$key]=0 SOCK[$key]=0; fi
   case $key in
     origin) pid=$ORIGIN_PID port=$ORIGIN_PORT ;;
     turnpike-again) pid=${PID[turnpike]:-} port=${PORT[turnpike]:-} ;;
@@ -64,67 +69,87 @@ run_case() {
   esac
   [[ $key == lua ]] && args=(-H 'apikey: secret-key-1')
   local skip=${SKIP[$key]:-}; [[ $key == turnpike-again ]] && skip=${SKIP[turnpike]:-}
-  if [[ -n $skip ]]; then add_row "$label" - - - - - - 0 "SKIPPED: $skip"; FAILED=1; return; fi
+  if [[ -n $skip ]]; then OK[$key]=0 NOTE[$key]="SKIPPED: $skip"; FAILED=1; return; fi
   url="http://127.0.0.1:$port/"
   if ! precheck "$url" "${args[@]}"; then
     loud "$label: precheck failed: $PRECHECK_MSG"
-    add_row "$label" - - - - - - 0 "FAILED precheck: $PRECHECK_MSG"; FAILED=1; return
+    OK[$key]=0 NOTE[$key]="FAILED precheck: $PRECHECK_MSG"; FAILED=1; return
   fi
   log "measuring $label ($url, ${DUR}s)"
   local saved_origin=$ORIGIN_PID
-  [[ $key == origin ]] && ORIGIN_PID=
+  [[ $key == origin ]] && ORIGIN_PID=''
   measure "$pid" "$url" "${args[@]}"
   ORIGIN_PID=$saved_origin
   local ocpu=$M_ORIGIN_CPU; [[ $key == origin ]] && ocpu=-
-  local note=
-  if ((!M_OK)); then
-    FAILED=1; note="FAILED: $M_NON2XX non-2xx + $M_SOCKERR socket errors of $M_REQS"
-    ((M_DIED)) && note="$note, process DIED"
-    loud "$label: $note — its numbers are NOT valid" "$(head -c 2000 <<<"$M_RAW")"
-  fi
-  add_row "$label" "$M_CPU" "$M_RPS" "$M_P99" "$M_NON2XX" "$M_SOCKERR" "$ocpu" "$M_OK" "$note"
   log "$label: cpu_us_per_req=$M_CPU rps=$M_RPS p99=$M_P99 reqs=$M_REQS non2xx=$M_NON2XX sockerr=$M_SOCKERR origin_us=$ocpu"
-  if ((M_OK)); then
-    case $key in
-      nginx) NGINX_CPU=$M_CPU ;;
-      turnpike) TP_FIRST=$M_CPU ;;
-      turnpike-again) TP_LAST=$M_CPU ;;
-    esac
+  NON[$key]=$((NON[$key] + M_NON2XX)) SOCK[$key]=$((SOCK[$key] + M_SOCKERR))
+  if ((!M_OK)); then
+    FAILED=1 OK[$key]=0
+    NOTE[$key]="FAILED: $M_NON2XX non-2xx + $M_SOCKERR socket errors of $M_REQS"
+    ((M_DIED)) && NOTE[$key]="${NOTE[$key]}, process DIED"
+    loud "$label: ${NOTE[$key]} — its numbers are NOT valid" "$(head -c 2000 <<<"$M_RAW")"
+    return
   fi
+  CPU[$key]+="$M_CPU " OCPU[$key]+="$ocpu " RPS[$key]+="$M_RPS " P99[$key]+="$M_P99_MS "
 }
 
-for c in $CASES; do
-  case $c in
-    origin) run_case origin "direct origin (nginx return 200)" ;;
-    turnpike) run_case turnpike "Turnpike" ;;
-    nginx) run_case nginx "nginx proxy" ;;
-    haproxy) run_case haproxy "HAProxy" ;;
-    lua) run_case lua "nginx+lua key-auth" ;;
-    turnpike-again) run_case turnpike-again "Turnpike (again, drift)" ;;
-    *) die "unknown case '$c'" ;;
-  esac
+load_before=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$load_before" -v m="${MAX_LOAD:-1.0}" 'BEGIN{exit !(l > m)}'; then
+  loud "load average is $load_before before the run: something else is using the CPU;" \
+       "CPU µs/req will be inflated and noisy (see the drift line). Prefer a quiet machine."
+fi
+for ((round = 1; round <= ROUNDS; round++)); do
+  ((ROUNDS > 1)) && log "round $round of $ROUNDS"
+  for c in $CASES; do
+    case $c in
+      origin) run_case origin "direct origin (nginx return 200)" ;;
+      turnpike) run_case turnpike "Turnpike" ;;
+      nginx) run_case nginx "nginx proxy" ;;
+      haproxy) run_case haproxy "HAProxy" ;;
+      lua) run_case lua "nginx+lua key-auth" ;;
+      turnpike-again) run_case turnpike-again "Turnpike (again, drift)" ;;
+      *) die "unknown case '$c'" ;;
+    esac
+  done
 done
+load_after=$(cut -d' ' -f1 /proc/loadavg)
 
+# shellcheck disable=SC2086  # the lists are space-separated on purpose
+med() { median ${1:-}; }
+NGINX_CPU=''; [[ ${OK[nginx]:-0} == 1 ]] && NGINX_CPU=$(med "${CPU[nginx]}")
 echo
-echo "### HTTP/1.1 keepalive, wrk -t1 -c$CONNS -d${DUR}s, one worker/thread per server"
+echo "### HTTP/1.1 keepalive, wrk -t1 -c$CONNS -d${DUR}s, one worker/thread per server$( ((ROUNDS > 1)) && echo ", median of $ROUNDS rounds")"
 env_header
-echo "- command: DUR=$DUR WARM=$WARM CONNS=$CONNS bench/run.sh"
+echo "- load average (1 min) before/after the run: $load_before / $load_after"
+echo "- command: DUR=$DUR WARM=$WARM CONNS=$CONNS ROUNDS=$ROUNDS bench/run.sh"
 echo
-echo "| case | CPU µs/req | ratio to nginx | req/s | p99 | non-2xx | origin CPU µs/req | status |"
+echo "| case | CPU µs/req | ratio to nginx | req/s | p99 ms | non-2xx | origin CPU µs/req | status |"
 echo "|---|---:|---:|---:|---:|---:|---:|---|"
-for r in "${ROWS[@]}"; do
-  IFS=$'\t' read -r label cpu rps p99 non2xx sockerr ocpu ok note <<<"$r"
+for key in "${ORDER[@]}"; do
+  cpu=$(med "${CPU[$key]:-}") ocpu=$(med "${OCPU[$key]:-}") rps=$(med "${RPS[$key]:-}" | awk '{printf ($1 == "-") ? "-" : "%.0f", $1}') p99=$(med "${P99[$key]:-}")
+  [[ $key == origin ]] && ocpu=-
   ratio=-
-  if [[ -n $NGINX_CPU && $ok == 1 ]]; then
+  if [[ -n $NGINX_CPU && ${OK[$key]} == 1 ]]; then
     ratio=$(awk -v a="$cpu" -v b="$NGINX_CPU" 'BEGIN{printf "%.2f", a/b}')
   fi
-  errs=$non2xx; [[ $sockerr != - && $sockerr != 0 ]] && errs="$non2xx (+$sockerr socket)"
-  if [[ $ok == 1 ]]; then status=ok; else status="**${note:-FAILED}**"; cpu="~~$cpu~~"; fi
-  echo "| $label | $cpu | $ratio | $rps | $p99 | $errs | $ocpu | $status |"
+  errs=${NON[$key]}; ((SOCK[$key] > 0)) && errs="${NON[$key]} (+${SOCK[$key]} socket)"
+  if [[ ${OK[$key]} == 1 ]]; then status=ok; else status="**${NOTE[$key]:-FAILED}**"; cpu="~~$cpu~~"; fi
+  echo "| ${LABEL[$key]} | $cpu | $ratio | $rps | $p99 | $errs | $ocpu | $status |"
 done
-if [[ -n $TP_FIRST && -n $TP_LAST ]]; then
+if ((ROUNDS > 1)); then
   echo
-  echo "Turnpike drift (again vs first): $(awk -v a="$TP_FIRST" -v b="$TP_LAST" 'BEGIN{printf "%+.1f%%", (b-a)/a*100}')"
+  echo "CPU µs/req per round:"
+  for key in "${ORDER[@]}"; do v=${CPU[$key]:-none}; echo "- ${LABEL[$key]}: ${v% }"; done
+fi
+if [[ ${OK[turnpike]:-0} == 1 && ${OK[turnpike-again]:-0} == 1 ]]; then
+  first=$(awk '{print $1}' <<<"${CPU[turnpike]}") last=$(awk '{print $NF}' <<<"${CPU[turnpike-again]}")
+  drift=$(awk -v a="$first" -v b="$last" 'BEGIN{printf "%+.1f", (b-a)/a*100}')
+  echo
+  echo "Turnpike drift (last 'again' run vs first run): ${drift}%"
+  if awk -v d="$drift" 'BEGIN{exit !(d > 10 || d < -10)}'; then
+    loud "Turnpike drifted ${drift}% between its first and last run: the machine was not quiet;" \
+         "rerun (ROUNDS=3 helps) before quoting these numbers."
+  fi
 fi
 if ((FAILED)); then
   loud "some cases FAILED or were SKIPPED (see status column); their numbers must not be quoted"

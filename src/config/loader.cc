@@ -1,8 +1,8 @@
 // Loading a config: YAML text → validated Config, collecting every error in one pass.
 //
-// Sections are read in document order of importance rather than text order (listeners and
-// upstreams before routes, which refer to them); errors are sorted by line at the end, so the
-// user sees them in file order. Nothing here throws: yaml-cpp's exceptions become errors.
+// Sections are read in dependency order rather than text order (listeners and upstreams before
+// routes, which refer to them); errors are sorted by line at the end, so the user still sees
+// them in file order. Nothing here throws: yaml-cpp's exceptions become errors.
 // Routes live in routes.cc; the node readers in yaml_reader.cc.
 #include <arpa/inet.h>
 
@@ -264,14 +264,14 @@ class Loader {
     field(w, n, "merge_slashes", l.merge_slashes);
   }
 
-  // Reads the `name` of a list item, checking it; `fallback` names the item in messages until
-  // then. Returns the Where to use for the rest of the item.
+  // Reads and checks the `name` of a list item. Returns the Where for the rest of the item:
+  // `listener "public"` once the name is known, `listener #2` when it is missing or invalid.
   Where named_item(const YAML::Node& item, std::string_view kind, size_t index,
-                   std::string& name, bool required) {
+                   std::string& name) {
     Where w(diag_, std::string(kind) + " #" + std::to_string(index + 1));
     const YAML::Node n = item["name"];
     if (!n) {
-      if (required) w.error(item, "\"name\" is required");
+      w.error(item, "\"name\" is required");
       return w;
     }
     std::optional<std::string> s = detail::read_string(w.key("name"), n);
@@ -301,7 +301,7 @@ class Loader {
       if (!expect_map(w.index(i), item)) continue;
       ListenerConfig l;
       l.source = w.source(item);
-      Where lw = named_item(item, "listener", i, l.name, true);
+      Where lw = named_item(item, "listener", i, l.name);
       check_keys(lw, item, {"name", "address", "port", "backlog"});
       if (const YAML::Node a = item["address"]) {
         if (std::optional<std::string> s = detail::read_string(lw.key("address"), a)) {
@@ -339,7 +339,7 @@ class Loader {
       if (!expect_map(w.index(i), item)) continue;
       UpstreamConfig u;
       u.source = w.source(item);
-      Where uw = named_item(item, "upstream", i, u.name, true);
+      Where uw = named_item(item, "upstream", i, u.name);
       check_keys(uw, item, {"name", "nodes", "keepalive", "timeouts", "retries"});
       load_nodes(uw, item, u);
       if (const YAML::Node k = item["keepalive"]) {

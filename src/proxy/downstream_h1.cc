@@ -16,11 +16,14 @@
 #include <array>
 
 #include "headers.h"
+#include "io.h"
 #include "pipeline.h"
 #include "turnpike/http/uri.h"
 #include "turnpike/proxy/snapshot.h"
 
 namespace turnpike::proxy {
+
+using namespace std::string_view_literals;
 
 namespace {
 constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
@@ -235,10 +238,20 @@ bool DownstreamConnection::prepare_request(RequestContext& ctx, int& status, std
   ctx.query = parts.query;
   ctx.has_query = parts.has_query;
   // RFC 9112 §3.2.2: an absolute-form target's authority replaces the Host field.
-  ctx.authority = form == http::TargetForm::absolute ? parts.authority : ctx.head.host;
-  if (!ctx.authority.empty() && !http::parse_authority(ctx.authority, ctx.host)) {
-    status = 400, code = "bad_request", message = "invalid host";
-    return false;
+  if (form == http::TargetForm::absolute) {
+    ctx.authority = parts.authority;
+    if (!http::parse_authority(ctx.authority, ctx.host)) {
+      status = 400, code = "bad_request", message = "invalid host";
+      return false;
+    }
+  } else {
+    // The parser already validated Host; routing needs only its host part, lower-cased.
+    ctx.authority = ctx.head.host;
+    std::string_view h = ctx.authority;
+    size_t end = h.starts_with('[') ? h.find(']') + 1 : h.find(':');
+    h = h.substr(0, end);
+    ctx.host.resize(h.size());
+    for (size_t i = 0; i < h.size(); ++i) ctx.host[i] = ascii_lower(h[i]);
   }
   switch (ctx.head.framing) {
     case http::BodyFraming::content_length:
@@ -327,20 +340,20 @@ boost::asio::awaitable<error_code> DownstreamConnection::read_body(RequestContex
 
 boost::asio::awaitable<error_code> DownstreamConnection::send_head(RequestContext& ctx, const ResponseOut& head,
                                                                    std::span<const std::string_view> body, bool end) {
-  std::string& out = ctx.out_head;
+  HeadBuffer& out = ctx.out_head;
   out.clear();
-  out.append("HTTP/1.1 ");
-  append_decimal(out, static_cast<uint64_t>(head.status));
-  out.push_back(' ');
-  out.append(head.reason.empty() ? http::reason_phrase(head.status) : head.reason);
-  out.append("\r\n");
+  out.put("HTTP/1.1 "sv);
+  out.put_decimal(static_cast<uint64_t>(head.status));
+  out.put(' ');
+  out.put(head.reason.empty() ? http::reason_phrase(head.status) : head.reason);
+  out.put("\r\n"sv);
   if (head.headers) {
     collect_connection_tokens(*head.headers, ctx.connection_tokens);
     for (const auto& h : *head.headers) {
       if (http::is_hop_by_hop(h.name) || named_in(h.name, ctx.connection_tokens)) continue;
       if (iequals(h.name, "content-length") && !head.keep_content_length_header) continue;
       if (!ctx.response_edits.empty() && edited_away(h.name, ctx.response_edits)) continue;
-      append_field(out, h.name, h.value);
+      out.put_field(h.name, h.value);
     }
   }
   append_edits(out, ctx.response_edits);
@@ -349,16 +362,16 @@ boost::asio::awaitable<error_code> DownstreamConnection::send_head(RequestContex
   until_close_out_ = false;
   if (head.no_body) {
     if (!head.keep_content_length_header && head.content_length && head.status != 204 && head.status != 304) {
-      out.append("Content-Length: ");
-      append_decimal(out, *head.content_length);
-      out.append("\r\n");
+      out.put("Content-Length: "sv);
+      out.put_decimal(*head.content_length);
+      out.put("\r\n"sv);
     }
   } else if (head.content_length) {
-    out.append("Content-Length: ");
-    append_decimal(out, *head.content_length);
-    out.append("\r\n");
+    out.put("Content-Length: "sv);
+    out.put_decimal(*head.content_length);
+    out.put("\r\n"sv);
   } else if (!http10_) {
-    out.append("Transfer-Encoding: chunked\r\n");
+    out.put("Transfer-Encoding: chunked\r\n"sv);
     chunked_out_ = true;
   } else {
     until_close_out_ = true;  // HTTP/1.0 client, unknown length: the close ends the body
@@ -366,11 +379,11 @@ boost::asio::awaitable<error_code> DownstreamConnection::send_head(RequestContex
   // Unread request body: closing is cheaper and safer than reading it to find the next request.
   if (!ctx.body_done || worker_.draining() || until_close_out_) close_after_ = true;
   if (close_after_) {
-    out.append("Connection: close\r\n");
+    out.put("Connection: close\r\n"sv);
   } else if (http10_) {
-    out.append("Connection: keep-alive\r\n");
+    out.put("Connection: keep-alive\r\n"sv);
   }
-  out.append("\r\n");
+  out.put("\r\n"sv);
   ctx.response_started = true;
   co_return co_await write_pieces(ctx, head.no_body ? std::span<const std::string_view>() : body, end);
 }
@@ -383,31 +396,38 @@ boost::asio::awaitable<error_code> DownstreamConnection::send_body(RequestContex
 
 boost::asio::awaitable<error_code> DownstreamConnection::write_pieces(RequestContext& ctx,
                                                                       std::span<const std::string_view> body, bool end) {
-  std::array<boost::asio::const_buffer, 40> bufs;
+  auto& iov = ctx.iov;
   size_t n = 0;
-  if (!ctx.out_head.empty()) bufs[n++] = boost::asio::buffer(ctx.out_head);
+  if (!ctx.out_head.empty()) iov[n++] = boost::asio::buffer(ctx.out_head.data(), ctx.out_head.size());
   size_t next = 0;
-  const auto send_timeout = snapshot_->config->limits.send_timeout;
   do {
-    size_t stop = std::min(body.size(), next + (bufs.size() - n - 3));
+    size_t stop = std::min(body.size(), next + (iov.size() - n - 3));
     uint64_t total = 0;
     for (size_t k = next; k < stop; ++k) total += body[k].size();
     if (chunked_out_ && total > 0) {
-      bufs[n++] = boost::asio::buffer(chunk_header_, http::write_chunk_header(chunk_header_, total));
+      iov[n++] = boost::asio::buffer(chunk_header_, http::write_chunk_header(chunk_header_, total));
     }
     for (size_t k = next; k < stop; ++k) {
-      if (!body[k].empty()) bufs[n++] = boost::asio::buffer(body[k].data(), body[k].size());
+      if (!body[k].empty()) iov[n++] = boost::asio::buffer(body[k].data(), body[k].size());
     }
-    if (chunked_out_ && total > 0) bufs[n++] = boost::asio::buffer(http::kChunkTrailer.data(), http::kChunkTrailer.size());
+    if (chunked_out_ && total > 0) iov[n++] = boost::asio::buffer(http::kChunkTrailer.data(), http::kChunkTrailer.size());
     next = stop;
     if (chunked_out_ && end && next >= body.size()) {
-      bufs[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
+      iov[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
     }
     if (n > 0) {
-      arm(DownstreamWait::send, send_timeout);
-      auto [ec, written] = co_await boost::asio::async_write(socket_, std::span(bufs.data(), n), nothrow);
-      disarm();
-      if (ec) co_return timed_out_ ? boost::asio::error::timed_out : ec;
+      // Straight into the socket when it takes everything (the usual case); else wait.
+      std::span<boost::asio::const_buffer> bufs(iov.data(), n);
+      error_code ec;
+      size_t all = total_size(bufs);
+      size_t done = write_now(socket_, bufs, ec);
+      if (ec) co_return ec;
+      if (done < all) {
+        arm(DownstreamWait::send, snapshot_->config->limits.send_timeout);
+        auto [aec, written] = co_await boost::asio::async_write(socket_, consume_front(bufs, done), nothrow);
+        disarm();
+        if (aec) co_return timed_out_ ? boost::asio::error::timed_out : aec;
+      }
     }
     n = 0;
   } while (next < body.size());
@@ -417,16 +437,16 @@ boost::asio::awaitable<error_code> DownstreamConnection::write_pieces(RequestCon
 boost::asio::awaitable<void> DownstreamConnection::refuse(int status, std::string_view code, std::string_view message) {
   std::string body = "{\"error\":\"";
   body.append(code);
-  body.append("\",\"message\":\"");
+  body.append("\",\"message\":\""sv);
   body.append(message);
-  body.append("\"}\n");
+  body.append("\"}\n"sv);
   std::string out = "HTTP/1.1 ";
   append_decimal(out, static_cast<uint64_t>(status));
   out.push_back(' ');
   out.append(http::reason_phrase(status));
-  out.append("\r\nContent-Type: application/json\r\nContent-Length: ");
+  out.append("\r\nContent-Type: application/json\r\nContent-Length: "sv);
   append_decimal(out, body.size());
-  out.append("\r\nConnection: close\r\n\r\n");
+  out.append("\r\nConnection: close\r\n\r\n"sv);
   out.append(body);
   arm(DownstreamWait::send, std::chrono::seconds(5));
   auto [ec, n] = co_await boost::asio::async_write(socket_, boost::asio::buffer(out), nothrow);

@@ -17,12 +17,15 @@
 #include <bit>
 
 #include "headers.h"
+#include "io.h"
 #include "pipeline.h"
 #include "turnpike/http/chunked.h"
 #include "turnpike/proxy/snapshot.h"
 #include "worker.h"
 
 namespace turnpike::proxy {
+
+using namespace std::string_view_literals;
 
 namespace {
 
@@ -40,17 +43,17 @@ bool replaced_by_gateway(std::string_view name) {
 
 // Serializes the upstream request head into ctx.out_head.
 void write_request_head(RequestContext& ctx, const upstream::ResolvedNode& node) {
-  std::string& out = ctx.out_head;
+  HeadBuffer& out = ctx.out_head;
   out.clear();
-  out.append(ctx.head.method_name);
-  out.push_back(' ');
-  out.append(ctx.path);
+  out.put(ctx.head.method_name);
+  out.put(' ');
+  out.put(ctx.path);
   if (ctx.has_query) {
-    out.push_back('?');
-    out.append(ctx.query);
+    out.put('?');
+    out.put(ctx.query);
   }
-  out.append(" HTTP/1.1\r\n");
-  append_field(out, "Host", ctx.authority.empty() ? std::string_view(node.address) : ctx.authority);
+  out.put(" HTTP/1.1\r\n"sv);
+  out.put_field("Host", ctx.authority.empty() ? std::string_view(node.address) : ctx.authority);
 
   collect_connection_tokens(ctx.headers, ctx.connection_tokens);
   std::string_view xff_first;
@@ -64,62 +67,81 @@ void write_request_head(RequestContext& ctx, const upstream::ResolvedNode& node)
       continue;
     }
     if (!ctx.request_edits.empty() && edited_away(h.name, ctx.request_edits)) continue;
-    append_field(out, h.name, h.value);
+    out.put_field(h.name, h.value);
   }
   append_edits(out, ctx.request_edits);
 
   // X-Forwarded-For keeps the chain the client sent (all its fields, in order) and appends us.
-  out.append("X-Forwarded-For: ");
+  out.put("X-Forwarded-For: "sv);
   if (xff_many) {
     for (const auto& h : ctx.headers) {
       if (iequals(h.name, "x-forwarded-for")) {
-        out.append(h.value);
-        out.append(", ");
+        out.put(h.value);
+        out.put(", "sv);
       }
     }
   } else if (!xff_first.empty()) {
-    out.append(xff_first);
-    out.append(", ");
+    out.put(xff_first);
+    out.put(", "sv);
   }
-  out.append(ctx.client_ip);
-  out.append("\r\n");
-  append_field(out, "X-Real-IP", ctx.client_ip);
-  append_field(out, "X-Forwarded-Proto", ctx.scheme);
-  if (!ctx.authority.empty()) append_field(out, "X-Forwarded-Host", ctx.authority);
+  out.put(ctx.client_ip);
+  out.put("\r\n"sv);
+  out.put_field("X-Real-IP", ctx.client_ip);
+  out.put_field("X-Forwarded-Proto", ctx.scheme);
+  if (!ctx.authority.empty()) out.put_field("X-Forwarded-Host", ctx.authority);
 
   // Re-framed: a known length stays a Content-Length; a chunked body is re-chunked by us.
   if (ctx.head.framing == http::BodyFraming::content_length) {
-    out.append("Content-Length: ");
-    append_decimal(out, ctx.head.content_length);
-    out.append("\r\n");
+    out.put("Content-Length: "sv);
+    out.put_decimal(ctx.head.content_length);
+    out.put("\r\n"sv);
   } else if (ctx.head.framing == http::BodyFraming::chunked) {
-    out.append("Transfer-Encoding: chunked\r\n");
+    out.put("Transfer-Encoding: chunked\r\n"sv);
   }
-  out.append("\r\n");
+  out.put("\r\n"sv);
 }
 
-// Fills `bufs` with the pieces, framed as one chunk when `chunked`. Returns how many were used.
-size_t frame_pieces(std::array<boost::asio::const_buffer, 40>& bufs, size_t n, std::span<const std::string_view> pieces,
-                    size_t& first, bool chunked, char* chunk_header) {
+using Iov = std::array<boost::asio::const_buffer, 40>;
+
+// Appends pieces[first..] to iov after its first n entries, framed as one chunk when `chunked`,
+// as many as fit. Advances `first`; returns the new entry count.
+size_t frame_pieces(Iov& iov, size_t n, std::span<const std::string_view> pieces, size_t& first, bool chunked,
+                    char* chunk_header) {
   size_t total = 0;
   size_t start = first;
-  size_t room = bufs.size() - n - 2;
+  size_t room = iov.size() - n - 3;
   size_t end = std::min(pieces.size(), start + room);
   for (size_t k = start; k < end; ++k) total += pieces[k].size();
   if (chunked && total > 0) {
     size_t len = http::write_chunk_header(chunk_header, total);
-    bufs[n++] = boost::asio::buffer(chunk_header, len);
+    iov[n++] = boost::asio::buffer(chunk_header, len);
   }
   for (size_t k = start; k < end; ++k) {
-    if (!pieces[k].empty()) bufs[n++] = boost::asio::buffer(pieces[k].data(), pieces[k].size());
+    if (!pieces[k].empty()) iov[n++] = boost::asio::buffer(pieces[k].data(), pieces[k].size());
   }
-  if (chunked && total > 0) bufs[n++] = boost::asio::buffer(http::kChunkTrailer.data(), http::kChunkTrailer.size());
+  if (chunked && total > 0) iov[n++] = boost::asio::buffer(http::kChunkTrailer.data(), http::kChunkTrailer.size());
   first = end;
   return n;
 }
 
+// Writes iov[0..n) to the upstream: directly when the socket takes it all (the usual case),
+// else the rest asynchronously.
+boost::asio::awaitable<error_code> write_upstream(UpstreamConnection& conn, Iov& iov, size_t n) {
+  std::span<boost::asio::const_buffer> bufs(iov.data(), n);
+  error_code ec;
+  size_t total = total_size(bufs);
+  size_t done = write_now(conn.socket, bufs, ec);
+  if (ec) co_return ec;
+  if (done < total) {
+    auto rest = consume_front(bufs, done);
+    auto [aec, written] = co_await boost::asio::async_write(conn.socket, rest, nothrow);
+    co_return aec;
+  }
+  co_return error_code{};
+}
+
 enum class SendResult : unsigned char {
-  ok,            // request fully written
+  ok,               // request fully written
   upstream_failed,  // writing to the upstream failed (see conn->timed_out)
   client_failed,    // reading the body from the client failed
   too_large,        // body exceeded max_body_size
@@ -127,15 +149,14 @@ enum class SendResult : unsigned char {
 
 // Writes the head and the whole body to the upstream. `body_touched` is set once any body
 // bytes beyond those that came with the head have been read from the client (no retry then).
-boost::asio::awaitable<SendResult> send_request(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                                UpstreamConnection& conn, bool& body_touched,
-                                                error_code& client_ec) {
+boost::asio::awaitable<SendResult> send_request(RequestContext& ctx, Downstream& downstream, UpstreamConnection& conn,
+                                                bool& body_touched, error_code& client_ec) {
   const bool chunked = ctx.head.framing == http::BodyFraming::chunked;
   const uint64_t max_body = ctx.snapshot->config->limits.max_body_size;
-  std::array<boost::asio::const_buffer, 40> bufs;
+  Iov& iov = ctx.iov;
   char chunk_header[24];
   size_t n = 0;
-  bufs[n++] = boost::asio::buffer(ctx.out_head);
+  iov[n++] = boost::asio::buffer(ctx.out_head.data(), ctx.out_head.size());
   conn.arm(ConnState::sending, Clock::now());
   ++conn.requests;
 
@@ -144,14 +165,13 @@ boost::asio::awaitable<SendResult> send_request(Worker& worker, RequestContext& 
   for (;;) {
     size_t first = 0;
     do {
-      n = frame_pieces(bufs, n, ctx.body_views, first, chunked, chunk_header);
+      n = frame_pieces(iov, n, ctx.body_views, first, chunked, chunk_header);
       bool last_batch = first >= ctx.body_views.size();
-      if (last_batch && ctx.body_done && chunked && n + 1 <= bufs.size()) {
-        bufs[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
+      if (last_batch && ctx.body_done && chunked) {
+        iov[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
       }
       if (n > 0) {
-        auto [ec, written] = co_await boost::asio::async_write(conn.socket, std::span(bufs.data(), n), nothrow);
-        if (ec) co_return SendResult::upstream_failed;
+        if (co_await write_upstream(conn, iov, n)) co_return SendResult::upstream_failed;
         conn.arm(ConnState::sending, Clock::now());
       }
       n = 0;
@@ -162,9 +182,8 @@ boost::asio::awaitable<SendResult> send_request(Worker& worker, RequestContext& 
     client_ec = co_await downstream.read_body(ctx);
     if (client_ec) co_return SendResult::client_failed;
     if (ctx.body_done && ctx.body_views.empty() && chunked) {
-      bufs[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
-      auto [wec, written] = co_await boost::asio::async_write(conn.socket, std::span(bufs.data(), n), nothrow);
-      if (wec) co_return SendResult::upstream_failed;
+      iov[0] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
+      if (co_await write_upstream(conn, iov, 1)) co_return SendResult::upstream_failed;
       break;
     }
   }
@@ -203,9 +222,13 @@ boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& d
 
 }  // namespace
 
-boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                           size_t upstream_index) {
-  upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream_index);
+namespace {
+
+// Step 1 of forwarding: a connection that has sent the request and received a final response
+// head (in `rh`, its fields in ctx.response_headers). Retries where that is safe. On failure the
+// error response has been sent and the result is null.
+boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                                            upstream::UpstreamPool& pool, http::ResponseHead& rh) {
   const auto& ucfg = pool.config();
   auto& counters = worker.counters();
   const bool idempotent = http::is_idempotent(ctx.head.method);
@@ -214,31 +237,12 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
   response_limits.max_headers = std::max<size_t>(200, ctx.snapshot->config->limits.max_headers);
   response_limits.max_request_line = 8192;
 
-  // Body bytes that came with the head. A chunked body is not forwarded before its first chunk
-  // header has been seen to be valid, so a malformed one never reaches the upstream at all.
-  if (ctx.head.framing != http::BodyFraming::none) {
-    downstream.preread_body(ctx);
-    while (ctx.head.framing == http::BodyFraming::chunked && ctx.body_views.empty() && !ctx.body_done &&
-           !ctx.chunked.failed()) {
-      auto ec = co_await downstream.read_body(ctx);
-      if (ec && !ctx.chunked.failed()) {
-        co_await fail_client_body(ctx, downstream, ec);
-        co_return;
-      }
-    }
-    if (ctx.chunked.failed()) {
-      co_await fail_client_body(ctx, downstream, boost::asio::error::invalid_argument);
-      co_return;
-    }
-  }
-
   uint64_t tried = 0;
   uint32_t connect_attempts = 0;
   uint32_t stale_retries = 0;
   bool body_touched = false;
   bool last_timed_out = false;
   UpstreamConnection* conn = nullptr;
-  http::ResponseHead rh;
   auto started = Clock::now();
 
   // ---- 1. connect, send, read the response head; retry where it is safe ----
@@ -266,12 +270,12 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
       } else {
         co_await respond_error(ctx, downstream, 502, "upstream_connect_failed", "could not connect to the upstream");
       }
-      co_return;
+      co_return nullptr;
     }
     conn = acquired.conn;
     write_request_head(ctx, rn);
     error_code client_ec;
-    SendResult sent = co_await send_request(worker, ctx, downstream, *conn, body_touched, client_ec);
+    SendResult sent = co_await send_request(ctx, downstream, *conn, body_touched, client_ec);
     if (sent == SendResult::client_failed || sent == SendResult::too_large) {
       pool.release(conn, false);
       if (sent == SendResult::too_large) {
@@ -280,7 +284,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
       } else {
         co_await fail_client_body(ctx, downstream, client_ec);
       }
-      co_return;
+      co_return nullptr;
     }
     error_code ec;
     bool retry_stale = false;
@@ -341,13 +345,22 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     } else {
       co_await respond_error(ctx, downstream, 502, "upstream_failed", "the upstream closed the connection");
     }
-    co_return;
+    co_return nullptr;
   }
+  ctx.upstream_time = Clock::now() - started;
+  co_return conn;
+}
 
+// Steps 2 and 3: header filter, response head to the client, then the body streamed from the
+// upstream connection's buffer to the client; finally the connection is parked or closed.
+boost::asio::awaitable<void> relay_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                            upstream::UpstreamPool& pool, UpstreamConnection* conn_ptr,
+                                            http::ResponseHead& rh) {
+  UpstreamConnection* conn = conn_ptr;
+  auto& counters = worker.counters();
   // ---- 2. response head: header filter, then to the client with the first body bytes ----
   ctx.upstream_status = rh.status;
   ctx.response_status = rh.status;
-  ctx.upstream_time = Clock::now() - started;
   size_t i = 0;
   if (ctx.route && !ctx.route->filters.empty()) {
     if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
@@ -450,6 +463,35 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     }
   }
   pool.release(conn, reusable && done);
+}
+
+}  // namespace
+
+boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                           size_t upstream_index) {
+  upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream_index);
+
+  // Body bytes that came with the head. A chunked body is not forwarded before its first chunk
+  // header has been seen to be valid, so a malformed one never reaches the upstream at all.
+  if (ctx.head.framing != http::BodyFraming::none) {
+    downstream.preread_body(ctx);
+    while (ctx.head.framing == http::BodyFraming::chunked && ctx.body_views.empty() && !ctx.body_done &&
+           !ctx.chunked.failed()) {
+      auto ec = co_await downstream.read_body(ctx);
+      if (ec && !ctx.chunked.failed()) {
+        co_await fail_client_body(ctx, downstream, ec);
+        co_return;
+      }
+    }
+    if (ctx.chunked.failed()) {
+      co_await fail_client_body(ctx, downstream, boost::asio::error::invalid_argument);
+      co_return;
+    }
+  }
+
+  http::ResponseHead rh;
+  UpstreamConnection* conn = co_await obtain_response(worker, ctx, downstream, pool, rh);
+  if (conn) co_await relay_response(worker, ctx, downstream, pool, conn, rh);
 }
 
 }  // namespace turnpike::proxy

@@ -12,6 +12,8 @@
 
 namespace turnpike::proxy {
 
+using namespace std::string_view_literals;
+
 // Collects the tokens of every Connection field (RFC 9110 §7.6.1): those fields are hop-by-hop.
 inline void collect_connection_tokens(const std::vector<http::Header>& headers,
                                       std::vector<std::string_view>& out) {
@@ -44,16 +46,9 @@ inline bool edited_away(std::string_view name, const std::vector<HeaderEdit>& ed
   return false;
 }
 
-inline void append_field(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
-}
-
-inline void append_edits(std::string& out, const std::vector<HeaderEdit>& edits) {
+inline void append_edits(HeadBuffer& out, const std::vector<HeaderEdit>& edits) {
   for (const auto& e : edits) {
-    if (e.op != HeaderEdit::Op::remove) append_field(out, e.name, e.value);
+    if (e.op != HeaderEdit::Op::remove) out.put_field(e.name, e.value);
   }
 }
 

@@ -18,6 +18,8 @@
 
 namespace turnpike::proxy {
 
+using namespace std::string_view_literals;
+
 std::string_view to_string(FilterStatus s) noexcept {
   switch (s) {
     case FilterStatus::proceed: return "proceed";
@@ -91,7 +93,7 @@ void json_escape_into(std::string& out, std::string_view s) {
       out.push_back(c);
     } else if (static_cast<unsigned char>(c) < 0x20) {
       static const char* hex = "0123456789abcdef";
-      out.append("\\u00");
+      out.append("\\u00"sv);
       out.push_back(hex[(c >> 4) & 0xF]);
       out.push_back(hex[c & 0xF]);
     } else {
@@ -169,11 +171,11 @@ boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& down
   lr.content_type = "application/json";
   lr.headers.clear();
   lr.body.clear();
-  lr.body.append("{\"error\":\"");
+  lr.body.append("{\"error\":\""sv);
   json_escape_into(lr.body, code);
-  lr.body.append("\",\"message\":\"");
+  lr.body.append("\",\"message\":\""sv);
   json_escape_into(lr.body, message);
-  lr.body.append("\"}\n");
+  lr.body.append("\"}\n"sv);
   co_await send_local_response(ctx, downstream);
 }
 

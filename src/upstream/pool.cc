@@ -90,6 +90,7 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(size_t node) {
   }
   boost::system::error_code ignored;
   conn->socket.set_option(tcp::no_delay(true), ignored);
+  conn->socket.non_blocking(true, ignored);  // reads and writes are tried directly first
   conn->reused = false;
   conn->state = ConnState::sending;
   co_return Acquired{{}, false, conn};

@@ -20,12 +20,16 @@ namespace turnpike::log {
 // Configures (or, on reload, reconfigures) the error log — spdlog's default logger, so
 // spdlog::info() etc. write to it — and the access log. Returns false and sets `error` when a
 // log file cannot be opened; the previous loggers then stay in place.
+// The first call installs spdlog's default logger, which spdlog does not allow while other
+// threads log: make it before starting workers. Later calls (reloads) may run at any time: they
+// switch the default logger's target and level in place.
 bool configure(const config::LogConfig& cfg, std::string& error);
 
 // Reopens every file sink (SIGUSR1). Safe to call from any thread.
 void reopen();
 
-// Flushes and stops the background thread (at exit).
+// Writes what is queued and stops the background thread (at exit, after the workers stopped).
+// Later spdlog calls still reach the error log, synchronously; the access log is off.
 void shutdown();
 
 // Lines dropped because the asynchronous queue was full.

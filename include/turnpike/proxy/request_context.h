@@ -5,7 +5,9 @@
 // vectors and strings keep their capacity: a warmed-up worker allocates nothing per request.
 #pragma once
 
+#include <array>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
 #include <chrono>
 #include <deque>
 #include <cstdint>
@@ -14,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "turnpike/common/head_buffer.h"
 #include "turnpike/http/chunked.h"
 #include "turnpike/http/parser.h"
 #include "turnpike/proxy/filter.h"
@@ -92,8 +95,11 @@ struct RequestContext {
   std::string_view error;                  // short machine-readable reason a request failed
 
   // ---- Scratch space for the sides' serializers ----
-  std::string out_head;                    // serialized head being written
+  HeadBuffer out_head;                     // serialized head being written
   std::vector<std::string_view> connection_tokens;
+  // Scatter list for one writev. Kept here, not in coroutine frames, so those stay small enough
+  // for Asio's per-thread frame recycling (it recycles blocks up to about 1 KiB).
+  std::array<boost::asio::const_buffer, 40> iov;
 
   void suspend_with(boost::asio::awaitable<FilterStatus> work) { pending.emplace(std::move(work)); }
   // Keeps `s` alive for the rest of the request and returns a view of it.

@@ -9,7 +9,8 @@
 // specific wins, compared in this order:
 //   1. host: exact > wildcard ("*.example.com"; a longer suffix beats a shorter one) > any host;
 //   2. path: exact > pattern with {params} > prefix; among patterns, more literal segments win and
-//      then the literal that comes earlier; among prefixes, the longer one wins;
+//      then the literal that comes earlier, then one without a trailing "/*", then the one with
+//      more segments; among prefixes, the longer one wins;
 //   3. rules with a method list beat rules without one;
 //   4. more header conditions beat fewer;
 //   5. finally, the rule listed first in the config (lower route_index) wins.
@@ -32,6 +33,9 @@ namespace turnpike::router {
 //   "/a/*"        prefix: matches "/a", "/a/" and everything below "/a/" (never "/ab")
 //   "/*"          every path
 //   "/u/{id}/x"   pattern: {name} matches one non-empty segment; may end in "/*" ("/u/{id}/*")
+// Request paths are compared segment by segment, byte for byte: "/a/" is not "/a" (only a "/*"
+// rule takes a trailing slash or an empty segment), and a target that does not start with '/'
+// ("*", an authority) is matched only by rules whose path is "/*".
 enum class PathKind : uint8_t {
   exact,    // literal path
   prefix,   // literal prefix ending in "/*"
@@ -55,10 +59,14 @@ std::string_view to_string(HeaderCondition::Op op) noexcept;
 struct RouteRule {
   uint32_t route_index = 0;        // what match() reports; the config's route position
   int32_t priority = 0;            // higher wins over specificity
-  std::vector<std::string> hosts;  // empty: any host. "example.com" or "*.example.com"; lower-case
+  // Empty: any host. "example.com" or "*.example.com"; lower-case. "*.example.com" matches one
+  // or more labels before ".example.com" ("a.example.com", "a.b.example.com"), never
+  // "example.com" itself. A request without a host matches only any-host rules.
+  std::vector<std::string> hosts;
   std::vector<std::string> paths;  // empty: "/*"
   uint32_t method_mask = 0;        // http::method_bit()s; 0: any method
-  std::vector<HeaderCondition> headers;
+  std::vector<HeaderCondition> headers;  // all must hold; a repeated field satisfies equals or
+                                         // prefix when any one of its lines does
 };
 
 // Checks one path in RouteRule syntax; on failure returns false and says why in `error`.
@@ -85,13 +93,14 @@ struct MatchResult {
   bool matched = false;
   uint32_t route_index = 0;
   size_t param_count = 0;
-  PathParam params[kMaxPathParams];
+  PathParam params[kMaxPathParams];  // in the order the {params} appear in the rule's path
 };
 
 class Router {
  public:
   // Builds a router. Rules must have passed validate_path/validate_host; on a rule that cannot be
-  // built returns nullptr and sets `error`.
+  // built (bad host or path, empty header condition name) returns nullptr and sets `error`,
+  // which starts with "route <route_index>: ". Identical rules are allowed: the lower index wins.
   static std::unique_ptr<const Router> build(std::vector<RouteRule> rules, std::string& error);
 
   virtual ~Router() = default;

@@ -154,7 +154,7 @@ class Generator {
     r.host = pick({"x.com", "a.x.com", "b.a.x.com", "c.b.a.x.com", "y.com", "z.org", "", "com"});
     int depth = below(6);
     r.path.clear();
-    for (int i = 0; i < depth; ++i) r.path += "/" + pick({"a", "b", "c", "d", "", "a"});
+    for (int i = 0; i < depth; ++i) r.path.append("/").append(pick({"a", "b", "c", "d", "", "a"}));
     if (r.path.empty() || below(6) == 0) r.path += "/";
     if (below(40) == 0) r.path = pick({"*", "", "a/b"});
     r.method = pick_method();
@@ -194,12 +194,13 @@ class Generator {
     int params = 0;
     for (int i = 0; i < depth; ++i) {
       if (below(3) == 0) {
-        p += "/{p" + std::to_string(index) + "_" + std::to_string(params++) + "}";
+        p.append("/{p").append(std::to_string(index)).append("_");
+        p.append(std::to_string(params++)).append("}");
       } else {
-        p += "/" + pick({"a", "b", "c", "a"});
+        p.append("/").append(pick({"a", "b", "c", "a"}));
       }
     }
-    if (below(2) == 0) return p + "/*";
+    if (below(2) == 0) return p.append("/*");
     return p.empty() ? "/" : p;
   }
 
