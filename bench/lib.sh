@@ -20,6 +20,24 @@ ERR_PCT=${ERR_PCT:-1}                  # a run with more than this % failed requ
 BENCH_PIDS=()
 BENCH_TMP=$(mktemp -d /tmp/turnpike-bench.XXXXXX)
 
+# cpu_busy_pct SECONDS: how busy the whole machine's CPUs were over SECONDS, in % (from /proc/stat).
+cpu_busy_pct() {
+  local a b
+  a=$(awk '$1=="cpu"{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat)
+  sleep "$1"
+  b=$(awk '$1=="cpu"{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN{split(a,x," "); split(b,y," "); t=y[1]-x[1]; i=y[2]-x[2]; printf "%.0f", (t > 0 ? (t-i)*100/t : 0)}'
+}
+BENCH_BUSY0=$(cpu_busy_pct 1)
+
+# warn_if_busy: loud warning when the machine was not idle when the benchmark started.
+warn_if_busy() {
+  if ((BENCH_BUSY0 > ${MAX_BUSY:-10})); then
+    loud "the CPUs were ${BENCH_BUSY0}% busy before the run: something else is using them;" \
+         "CPU µs/req will be inflated and noisy. Prefer a quiet machine (no build, no fuzzer)."
+  fi
+}
+
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 loud() {
@@ -249,7 +267,7 @@ raise_nofile() {
 env_header() {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "- host: $(nproc) cores, $(lscpu 2>/dev/null | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2; exit}'), kernel $(uname -r)"
-  echo "- turnpike: $TURNPIKE_BIN ($(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_DIR" diff --quiet 2>/dev/null || echo '+dirty'))"
-  echo "- load average (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg) (above ~1: other work competed for the 2 cores)"
+  echo "- turnpike: $TURNPIKE_BIN (binary built $(date -u -r "$TURNPIKE_BIN" '+%Y-%m-%d %H:%M UTC' 2>/dev/null || echo '?'); repo HEAD $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_DIR" diff --quiet 2>/dev/null || echo '+dirty'))"
+  echo "- CPU busy before the benchmark (1 s sample, all cores): ${BENCH_BUSY0}% (above ~10%: other work was competing)"
   echo "- peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
 }

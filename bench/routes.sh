@@ -17,6 +17,7 @@ HOST=api.bench.example.com
 REQ_PATH=/v2/accounts/12345/orders/67890
 have_turnpike || die "Turnpike binary not found at $TURNPIKE_BIN (set TURNPIKE_BIN or build it)"
 
+warn_if_busy
 start_origin
 python3 "$BENCH_DIR/gen_routes.py" "$ORIGIN_PORT" 1 >"$BENCH_TMP/routes-1.yaml"
 python3 "$BENCH_DIR/gen_routes.py" "$ORIGIN_PORT" "$ROUTES" >"$BENCH_TMP/routes-n.yaml"

@@ -9,8 +9,8 @@
 #
 # Env: TURNPIKE_BIN (default build-release/src/app/turnpike), DUR=8 (s), WARM=1 (s), CONNS=64,
 #      CASES="origin turnpike nginx haproxy lua turnpike-again", ROUNDS=1 (with more, every case
-#      runs once per round, interleaved, and the table shows medians), ERR_PCT=1, MAX_LOAD=1.0
-#      (warn when the load average is above it at the start), KEEP_TMP=0.
+#      runs once per round, interleaved, and the table shows medians), ERR_PCT=1, MAX_BUSY=10
+#      (warn when the CPUs are more than this % busy at the start), KEEP_TMP=0.
 # Exit status: 0 when every case ran and succeeded; 1 when a case FAILED or was skipped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -93,11 +93,7 @@ run_case() {
   CPU[$key]+="$M_CPU " OCPU[$key]+="$ocpu " RPS[$key]+="$M_RPS " P99[$key]+="$M_P99_MS "
 }
 
-load_before=$(cut -d' ' -f1 /proc/loadavg)
-if awk -v l="$load_before" -v m="${MAX_LOAD:-1.0}" 'BEGIN{exit !(l > m)}'; then
-  loud "load average is $load_before before the run: something else is using the CPU;" \
-       "CPU µs/req will be inflated and noisy (see the drift line). Prefer a quiet machine."
-fi
+warn_if_busy
 for ((round = 1; round <= ROUNDS; round++)); do
   ((ROUNDS > 1)) && log "round $round of $ROUNDS"
   for c in $CASES; do
@@ -112,7 +108,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
     esac
   done
 done
-load_after=$(cut -d' ' -f1 /proc/loadavg)
 
 # shellcheck disable=SC2086  # the lists are space-separated on purpose
 med() { median ${1:-}; }
@@ -120,7 +115,6 @@ NGINX_CPU=''; [[ ${OK[nginx]:-0} == 1 ]] && NGINX_CPU=$(med "${CPU[nginx]}")
 echo
 echo "### HTTP/1.1 keepalive, wrk -t1 -c$CONNS -d${DUR}s, one worker/thread per server$( ((ROUNDS > 1)) && echo ", median of $ROUNDS rounds")"
 env_header
-echo "- load average (1 min) before/after the run: $load_before / $load_after"
 echo "- command: DUR=$DUR WARM=$WARM CONNS=$CONNS ROUNDS=$ROUNDS bench/run.sh"
 echo
 echo "| case | CPU µs/req | ratio to nginx | req/s | p99 ms | non-2xx | origin CPU µs/req | status |"

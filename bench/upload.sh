@@ -18,6 +18,7 @@ STREAM_CASES=${STREAM_CASES:-upload upload-chunked download download-chunked}
 STREAM_PROXIES=${STREAM_PROXIES:-turnpike nginx}
 INTERVAL=${INTERVAL:-0.1}
 
+warn_if_busy
 ORIGIN_PORT=$(free_ports 1)
 start_bg stream-origin python3 "$BENCH_DIR/stream_origin.py" "$ORIGIN_PORT"
 wait_port "$ORIGIN_PORT" "$LAST_PID" || { cat "$BENCH_TMP/stream-origin.log" >&2; die "stream origin did not start"; }

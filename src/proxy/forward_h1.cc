@@ -220,10 +220,6 @@ boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& d
   }
 }
 
-}  // namespace
-
-namespace {
-
 // Step 1 of forwarding: a connection that has sent the request and received a final response
 // head (in `rh`, its fields in ctx.response_headers). Retries where that is safe. On failure the
 // error response has been sent and the result is null.

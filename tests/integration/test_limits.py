@@ -133,3 +133,29 @@ def test_max_requests_per_connection_closes_after_the_last_one(tp, origin):
         assert last.status == 200
         assert last.has_token("connection", "close"), "third of max 3 requests must say Connection: close"
         assert conn.wait_closed(3.0)
+
+
+def test_limit_hits_are_counted_and_reported_at_shutdown(origin, turnpike):
+    """Every limit hit is counted; the counts are printed when the process stops."""
+    inst = turnpike(base_config(origin, limits=LIMITS))
+    # One slowloris head (header timeout), one oversized header section (431), one smuggling
+    # attempt (400), and one connection that reaches max_requests_per_connection.
+    with rawhttp.HttpConn(inst.port()) as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        assert conn.wait_closed(5.0)
+    rawhttp.send_raw(inst.port(), b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")
+    rawhttp.send_raw(inst.port(), b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    with rawhttp.HttpConn(inst.port()) as conn:
+        for _ in range(3):
+            conn.send(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert conn.read_response().status == 200
+    assert inst.stop() == 0
+    logs = inst.logs()
+    summary = [line for line in logs.splitlines() if "turnpike stopped:" in line]
+    assert summary, logs[-2000:]
+    fields = dict(item.split("=", 1) for item in summary[-1].split("turnpike stopped:")[1].split())
+    assert int(fields["header_timeouts"]) >= 1, summary
+    assert int(fields["bad_requests"]) >= 2, summary
+    assert int(fields["max_requests_reached"]) >= 1, summary
+    assert int(fields["requests"]) >= 3, summary
