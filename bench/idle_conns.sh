@@ -7,6 +7,7 @@
 #
 # Env: TURNPIKE_BIN, N=5000, SETTLE=2, IDLE_CASES="turnpike nginx haproxy", KEEP_TMP=0.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need nginx haproxy wrk curl python3 awk
 N=${N:-5000}

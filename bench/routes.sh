@@ -9,6 +9,7 @@
 #
 # Env: TURNPIKE_BIN, DUR=8, WARM=1, CONNS=64, ROUTES=10000, ROUNDS=2, ERR_PCT=1, KEEP_TMP=0.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need nginx wrk curl python3 awk
 ROUTES=${ROUTES:-10000}

@@ -13,6 +13,7 @@
 #      (warn when the CPUs are more than this % busy at the start), KEEP_TMP=0.
 # Exit status: 0 when every case ran and succeeded; 1 when a case FAILED or was skipped.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need nginx haproxy wrk curl python3 awk
 

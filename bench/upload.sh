@@ -11,6 +11,7 @@
 # Env: TURNPIKE_BIN, SIZE=1073741824 (bytes), STREAM_CASES="upload upload-chunked download
 #      download-chunked", STREAM_PROXIES="turnpike nginx", INTERVAL=0.1, KEEP_TMP=0.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need nginx curl python3 awk
 SIZE=${SIZE:-1073741824}

@@ -112,19 +112,45 @@ boost::asio::awaitable<error_code> DownstreamConnection::fill(IoBuffer& buffer, 
 // The connection's life
 // ---------------------------------------------------------------------------------------------
 
-boost::asio::awaitable<void> DownstreamConnection::run() {
+void DownstreamConnection::park(std::unique_ptr<DownstreamConnection> self) {
+  // Waiting for the next request is a plain callback holding only the connection: no coroutine
+  // frame and no buffer exist while a connection is idle.
+  DownstreamConnection& c = *self;
+  c.in_.reset(&c.worker_.buffers());
+  c.aux_.reset(&c.worker_.buffers());
+  const auto& limits = c.worker_.snapshot()->config->limits;
+  c.arm(DownstreamWait::idle, c.requests_ == 0 ? limits.header_timeout : limits.keepalive_timeout);
+  c.worker_.mark_idle(c);
+  c.socket_.async_wait(tcp::socket::wait_read, [self = std::move(self)](error_code ec) mutable {
+    DownstreamConnection& c = *self;
+    c.worker_.mark_busy(c);
+    if (ec || c.timed_out_ || (c.worker_.draining() && c.requests_ > 0)) {
+      c.close();
+      return;  // `self` frees the connection
+    }
+    boost::asio::co_spawn(c.worker_.io(), serve(std::move(self)), boost::asio::detached);
+  });
+}
+
+boost::asio::awaitable<void> DownstreamConnection::serve(std::unique_ptr<DownstreamConnection> self) {
+  // (Kept as two statements: GCC 12 miscompiles a co_await inside an if condition here.)
+  const bool idle = co_await self->run();
+  if (idle) park(std::move(self));
+}
+
+void DownstreamConnection::close() {
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+}
+
+boost::asio::awaitable<bool> DownstreamConnection::run() {
   auto& counters = worker_.counters();
-  for (;;) {
-    // ---- 1. wait for the next request; an idle connection holds no buffer ----
-    if (in_.empty()) {
-      in_.reset(&worker_.buffers());
-      if (worker_.draining() && requests_ > 0) break;
-      const auto& limits = worker_.snapshot()->config->limits;
-      arm(DownstreamWait::idle, requests_ == 0 ? limits.header_timeout : limits.keepalive_timeout);
-      worker_.mark_idle(*this);
-      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, nothrow);
-      worker_.mark_busy(*this);
-      if (ec || timed_out_) break;
+  for (bool first = true;; first = false) {
+    // ---- 1. nothing buffered: park until the client sends the next request ----
+    if (in_.empty() && !first) {
+      if (worker_.draining()) break;
+      co_return true;
     }
     if (snapshot_.get() != worker_.snapshot().get()) snapshot_ = worker_.snapshot();
     const auto& limits = snapshot_->config->limits;
@@ -209,9 +235,8 @@ boost::asio::awaitable<void> DownstreamConnection::run() {
     cursor_ = 0;
   }
   // Lingering close after an error answer is done by refuse(); here the socket just closes.
-  error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  close();
+  co_return false;
 }
 
 bool DownstreamConnection::prepare_request(RequestContext& ctx, int& status, std::string_view& code,

@@ -28,9 +28,10 @@ class DownstreamConnection : public DownstreamHook, public IdleHook, public Down
   DownstreamConnection(Worker& worker, tcp::socket socket, std::string listener);
   ~DownstreamConnection() override;
 
-  // Owns the connection for its whole life: spawn this, not run().
-  static boost::asio::awaitable<void> serve(std::unique_ptr<DownstreamConnection> self) { co_await self->run(); }
-  boost::asio::awaitable<void> run();
+  // Waits (callback only, no coroutine, no buffer) for the client to send bytes, then serves.
+  static void park(std::unique_ptr<DownstreamConnection> self);
+  // Serves requests while the client keeps bytes coming; parks the connection when it goes idle.
+  static boost::asio::awaitable<void> serve(std::unique_ptr<DownstreamConnection> self);
 
   // Sweeper: called when the deadline has passed.
   void expire();
@@ -48,6 +49,9 @@ class DownstreamConnection : public DownstreamHook, public IdleHook, public Down
                                                               std::span<const std::string_view> body, bool end) override;
 
  private:
+  // The request loop; true when the connection should be parked idle, false when it closed.
+  boost::asio::awaitable<bool> run();
+  void close();
   void arm(DownstreamWait w, Clock::duration timeout);
   void disarm() { wait_ = DownstreamWait::none; deadline_ = Clock::time_point::max(); }
   boost::asio::awaitable<boost::system::error_code> fill(IoBuffer& buffer, size_t limit);

@@ -171,7 +171,8 @@ boost::asio::awaitable<SendResult> send_request(RequestContext& ctx, Downstream&
         iov[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
       }
       if (n > 0) {
-        if (co_await write_upstream(conn, iov, n)) co_return SendResult::upstream_failed;
+        const error_code wec = co_await write_upstream(conn, iov, n);
+        if (wec) co_return SendResult::upstream_failed;
         conn.arm(ConnState::sending, Clock::now());
       }
       n = 0;
@@ -183,7 +184,8 @@ boost::asio::awaitable<SendResult> send_request(RequestContext& ctx, Downstream&
     if (client_ec) co_return SendResult::client_failed;
     if (ctx.body_done && ctx.body_views.empty() && chunked) {
       iov[0] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
-      if (co_await write_upstream(conn, iov, 1)) co_return SendResult::upstream_failed;
+      const error_code wec = co_await write_upstream(conn, iov, 1);
+      if (wec) co_return SendResult::upstream_failed;
       break;
     }
   }

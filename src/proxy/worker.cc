@@ -127,7 +127,7 @@ boost::asio::awaitable<void> Worker::accept_loop(Acceptor* acc) {
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     auto conn = std::make_unique<DownstreamConnection>(*this, std::move(socket), acc->name);
-    boost::asio::co_spawn(ioc_, DownstreamConnection::serve(std::move(conn)), boost::asio::detached);
+    DownstreamConnection::park(std::move(conn));
   }
 }
 
