@@ -84,6 +84,18 @@ void DownstreamConnection::expire() {
   socket_.cancel(ignored);
 }
 
+Clock::duration DownstreamConnection::limits_keepalive() const {
+  const auto& limits = worker_.snapshot()->config->limits;
+  return requests_ == 0 ? limits.header_timeout : limits.keepalive_timeout;
+}
+
+void DownstreamConnection::request_park() {
+  if (wait_ != DownstreamWait::idle || parked_ || park_requested_) return;
+  park_requested_ = true;
+  error_code ignored;
+  socket_.cancel(ignored);
+}
+
 void DownstreamConnection::close_if_idle() {
   if (wait_ != DownstreamWait::idle) return;
   timed_out_ = true;
@@ -118,11 +130,12 @@ void DownstreamConnection::park(std::unique_ptr<DownstreamConnection> self) {
   DownstreamConnection& c = *self;
   c.in_.reset(&c.worker_.buffers());
   c.aux_.reset(&c.worker_.buffers());
-  const auto& limits = c.worker_.snapshot()->config->limits;
-  c.arm(DownstreamWait::idle, c.requests_ == 0 ? limits.header_timeout : limits.keepalive_timeout);
+  if (c.wait_ != DownstreamWait::idle) c.arm(DownstreamWait::idle, c.limits_keepalive());  // else keep its deadline
   c.worker_.mark_idle(c);
+  c.parked_ = true;
   c.socket_.async_wait(tcp::socket::wait_read, [self = std::move(self)](error_code ec) mutable {
     DownstreamConnection& c = *self;
+    c.parked_ = false;
     c.worker_.mark_busy(c);
     if (ec || c.timed_out_ || (c.worker_.draining() && c.requests_ > 0)) {
       c.close();
@@ -147,10 +160,24 @@ void DownstreamConnection::close() {
 boost::asio::awaitable<bool> DownstreamConnection::run() {
   auto& counters = worker_.counters();
   for (bool first = true;; first = false) {
-    // ---- 1. nothing buffered: park until the client sends the next request ----
+    // ---- 1. nothing buffered: wait for the client's next request ----
+    // With few connections the coroutine waits itself (cheapest per request). With many, the
+    // connection is parked instead: no coroutine frame while idle (see park()); the sweep also
+    // parks connections already waiting here once the worker crosses that threshold.
     if (in_.empty() && !first) {
       if (worker_.draining()) break;
-      co_return true;
+      if (worker_.many_connections()) co_return true;
+      in_.reset(&worker_.buffers());
+      aux_.reset(&worker_.buffers());
+      arm(DownstreamWait::idle, limits_keepalive());
+      worker_.mark_idle(*this);
+      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, nothrow);
+      worker_.mark_busy(*this);
+      if (park_requested_) {
+        park_requested_ = false;
+        co_return true;
+      }
+      if (ec || timed_out_) break;
     }
     if (snapshot_.get() != worker_.snapshot().get()) snapshot_ = worker_.snapshot();
     const auto& limits = snapshot_->config->limits;

@@ -37,6 +37,8 @@ class DownstreamConnection : public DownstreamHook, public IdleHook, public Down
   void expire();
   // Limit/drain: close now if idle between requests.
   void close_if_idle();
+  // Many connections: an idle connection waiting in its coroutine is parked instead.
+  void request_park();
   Clock::time_point deadline() const { return deadline_; }
   DownstreamWait waiting_for() const { return wait_; }
 
@@ -52,6 +54,7 @@ class DownstreamConnection : public DownstreamHook, public IdleHook, public Down
   // The request loop; true when the connection should be parked idle, false when it closed.
   boost::asio::awaitable<bool> run();
   void close();
+  Clock::duration limits_keepalive() const;  // the idle timeout that applies now
   void arm(DownstreamWait w, Clock::duration timeout);
   void disarm() { wait_ = DownstreamWait::none; deadline_ = Clock::time_point::max(); }
   boost::asio::awaitable<boost::system::error_code> fill(IoBuffer& buffer, size_t limit);
@@ -75,6 +78,8 @@ class DownstreamConnection : public DownstreamHook, public IdleHook, public Down
   DownstreamWait wait_ = DownstreamWait::none;
   uint32_t requests_ = 0;
   bool timed_out_ = false;
+  bool parked_ = false;          // waiting in park()'s callback, no coroutine
+  bool park_requested_ = false;  // the sweep asked a coroutine-waiting connection to park
   bool http10_ = false;
   bool close_after_ = false;
   bool chunked_out_ = false;

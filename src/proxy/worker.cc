@@ -261,6 +261,9 @@ void Worker::schedule_sweep() {
 
 void Worker::sweep() {
   auto now = Clock::now();
+  if (many_connections()) {
+    for (auto& c : idle_) c.request_park();
+  }
   for (auto it = connections_.begin(); it != connections_.end();) {
     DownstreamConnection& c = *it++;
     if (c.deadline() <= now) c.expire();

@@ -100,3 +100,29 @@ def test_unknown_expectation_is_rejected_with_417(tp, origin):
                            headers=[("Expect", "something-else"), ("Content-Length", "3")], body=b"abc")
     assert resp.status == 417, resp
     assert not origin.snapshot(), "a request with an unknown expectation reached the origin"
+
+
+def test_many_idle_keepalive_connections_are_parked_and_still_served(origin, turnpike):
+    """Past 256 connections per worker, idle keepalive connections are parked without a
+    coroutine; each must still serve its next request, pipelined bytes included."""
+    inst = turnpike(base_config(origin, workers=1))
+    conns = []
+    try:
+        for i in range(300):
+            c = rawhttp.HttpConn(inst.port())
+            c.__enter__()
+            conns.append(c)
+            resp = c.request("GET", f"/echo/first?i={i}")
+            assert resp.status == 200
+        import time
+        time.sleep(0.5)  # the worker's sweep parks the ones still waiting in their coroutine
+        for i, c in enumerate(conns):
+            resp = c.request("GET", f"/echo/second?i={i}")
+            assert resp.status == 200 and resp.json()["query"] == f"i={i}"
+        # Two pipelined requests arriving at a parked connection are both answered, in order.
+        conns[0].send(b"GET /echo/p1 HTTP/1.1\r\nHost: a\r\n\r\nGET /echo/p2 HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert conns[0].read_response().json()["path"] == "/echo/p1"
+        assert conns[0].read_response().json()["path"] == "/echo/p2"
+    finally:
+        for c in conns:
+            c.__exit__(None, None, None)
