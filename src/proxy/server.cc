@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -130,6 +131,8 @@ bool Server::start() {
     for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     return false;
   }
+  // Parsing a large YAML file leaves a fragmented heap behind; hand the free pages back.
+  ::malloc_trim(0);
   worker_count_ = options_.workers ? options_.workers : snapshot_->config->workers;
   if (worker_count_ == 0) worker_count_ = std::max(1u, std::thread::hardware_concurrency());
 
@@ -204,6 +207,7 @@ void Server::reload() {
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->post_snapshot(next, std::move(per_worker[w]));
   listeners_ = std::move(bound_next);
   last_reload_ = "ok";
+  ::malloc_trim(0);
   spdlog::info("reload complete: generation {}", generation_);
   write_ready_file();
 }
