@@ -453,17 +453,7 @@ boost::asio::awaitable<error_code> DownstreamConnection::write_pieces(RequestCon
   if (!ctx.out_head.empty()) iov[n++] = boost::asio::buffer(ctx.out_head.data(), ctx.out_head.size());
   size_t next = 0;
   do {
-    size_t stop = std::min(body.size(), next + (iov.size() - n - 3));
-    uint64_t total = 0;
-    for (size_t k = next; k < stop; ++k) total += body[k].size();
-    if (chunked_out_ && total > 0) {
-      iov[n++] = boost::asio::buffer(chunk_header_, http::write_chunk_header(chunk_header_, total));
-    }
-    for (size_t k = next; k < stop; ++k) {
-      if (!body[k].empty()) iov[n++] = boost::asio::buffer(body[k].data(), body[k].size());
-    }
-    if (chunked_out_ && total > 0) iov[n++] = boost::asio::buffer(http::kChunkTrailer.data(), http::kChunkTrailer.size());
-    next = stop;
+    n = frame_pieces(iov, n, body, next, chunked_out_, chunk_header_);
     if (chunked_out_ && end && next >= body.size()) {
       iov[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
     }
@@ -487,11 +477,7 @@ boost::asio::awaitable<error_code> DownstreamConnection::write_pieces(RequestCon
 }
 
 boost::asio::awaitable<void> DownstreamConnection::refuse(int status, std::string_view code, std::string_view message) {
-  std::string body = "{\"error\":\"";
-  body.append(code);
-  body.append("\",\"message\":\""sv);
-  body.append(message);
-  body.append("\"}\n"sv);
+  const std::string body = error_json(code, message);
   std::string out = "HTTP/1.1 ";
   append_decimal(out, static_cast<uint64_t>(status));
   out.push_back(' ');

@@ -101,29 +101,6 @@ void write_request_head(RequestContext& ctx, const upstream::ResolvedNode& node)
   out.put("\r\n"sv);
 }
 
-using Iov = std::array<boost::asio::const_buffer, 40>;
-
-// Appends pieces[first..] to iov after its first n entries, framed as one chunk when `chunked`,
-// as many as fit. Advances `first`; returns the new entry count.
-size_t frame_pieces(Iov& iov, size_t n, std::span<const std::string_view> pieces, size_t& first, bool chunked,
-                    char* chunk_header) {
-  size_t total = 0;
-  size_t start = first;
-  size_t room = iov.size() - n - 3;
-  size_t end = std::min(pieces.size(), start + room);
-  for (size_t k = start; k < end; ++k) total += pieces[k].size();
-  if (chunked && total > 0) {
-    size_t len = http::write_chunk_header(chunk_header, total);
-    iov[n++] = boost::asio::buffer(chunk_header, len);
-  }
-  for (size_t k = start; k < end; ++k) {
-    if (!pieces[k].empty()) iov[n++] = boost::asio::buffer(pieces[k].data(), pieces[k].size());
-  }
-  if (chunked && total > 0) iov[n++] = boost::asio::buffer(http::kChunkTrailer.data(), http::kChunkTrailer.size());
-  first = end;
-  return n;
-}
-
 // Writes iov[0..n) to the upstream: directly when the socket takes it all (the usual case),
 // else the rest asynchronously.
 boost::asio::awaitable<error_code> write_upstream(UpstreamConnection& conn, Iov& iov, size_t n) {

@@ -6,7 +6,11 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <array>
 #include <span>
+#include <string_view>
+
+#include "turnpike/http/chunked.h"
 
 namespace turnpike::proxy {
 
@@ -36,6 +40,26 @@ inline std::span<boost::asio::const_buffer> consume_front(std::span<boost::asio:
   }
   if (i < bufs.size() && n > 0) bufs[i] += n;
   return bufs.subspan(i);
+}
+
+using Iov = std::array<boost::asio::const_buffer, 40>;
+
+// Appends pieces[first..] to iov after its first n entries — framed as one chunk ("<size>\r\n"
+// data "\r\n") when `chunked` — as many as fit, leaving room for a last-chunk marker. Advances
+// `first`; returns the new entry count. Both directions frame bodies with this.
+inline size_t frame_pieces(Iov& iov, size_t n, std::span<const std::string_view> pieces, size_t& first, bool chunked,
+                           char* chunk_header) {
+  size_t total = 0;
+  const size_t start = first;
+  const size_t end = std::min(pieces.size(), start + (iov.size() - n - 3));
+  for (size_t k = start; k < end; ++k) total += pieces[k].size();
+  if (chunked && total > 0) iov[n++] = boost::asio::buffer(chunk_header, http::write_chunk_header(chunk_header, total));
+  for (size_t k = start; k < end; ++k) {
+    if (!pieces[k].empty()) iov[n++] = boost::asio::buffer(pieces[k].data(), pieces[k].size());
+  }
+  if (chunked && total > 0) iov[n++] = boost::asio::buffer(http::kChunkTrailer.data(), http::kChunkTrailer.size());
+  first = end;
+  return n;
 }
 
 }  // namespace turnpike::proxy

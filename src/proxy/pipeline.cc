@@ -132,6 +132,15 @@ void write_access_log(const RequestContext& ctx) {
 
 }  // namespace
 
+std::string error_json(std::string_view code, std::string_view message) {
+  std::string body = "{\"error\":\"";
+  json_escape_into(body, code);
+  body.append("\",\"message\":\""sv);
+  json_escape_into(body, message);
+  body.append("\"}\n"sv);
+  return body;
+}
+
 boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream& downstream) {
   LocalResponse& lr = ctx.local_response;
   ctx.response_headers.clear();
@@ -170,12 +179,7 @@ boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& down
   lr.status = status;
   lr.content_type = "application/json";
   lr.headers.clear();
-  lr.body.clear();
-  lr.body.append("{\"error\":\""sv);
-  json_escape_into(lr.body, code);
-  lr.body.append("\",\"message\":\""sv);
-  json_escape_into(lr.body, message);
-  lr.body.append("\"}\n"sv);
+  lr.body = error_json(code, message);
   co_await send_local_response(ctx, downstream);
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <string>
 #include <string_view>
 
 #include "turnpike/proxy/downstream.h"
@@ -14,6 +15,9 @@ class Worker;
 // Runs every phase for a parsed request and answers it through `downstream`. Never throws;
 // failures become an error response (or, once the response has started, a closed connection).
 boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Downstream& downstream);
+
+// The gateway's error body: {"error": code, "message": message}, JSON-escaped.
+std::string error_json(std::string_view code, std::string_view message);
 
 // Answers with a gateway-made response: {"error": code, "message": message} as JSON.
 boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& downstream, int status,

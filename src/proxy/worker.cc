@@ -77,11 +77,7 @@ void Worker::post_drain() {
 void Worker::force_stop() {
   boost::asio::post(ioc_, [this] {
     start_drain();
-    for (auto& c : connections_) {
-      boost::system::error_code ignored;
-      c.expire();
-      (void)ignored;
-    }
+    for (auto& c : connections_) c.expire();
     for (auto& p : pools_) p->sweep(Clock::time_point::max());
     for (auto& p : retired_pools_) p->sweep(Clock::time_point::max());
   });
@@ -246,7 +242,6 @@ void Worker::start_drain() {
 void Worker::maybe_finish_drain() {
   if (connection_count_ != 0) return;
   for (auto& p : pools_) p->close_idle();
-  boost::system::error_code ignored;
   sweep_timer_.cancel();
 }
 
