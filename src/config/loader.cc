@@ -163,6 +163,15 @@ class Loader {
  public:
   Loader(Diagnostics& diag, Config& cfg) : diag_(diag), cfg_(cfg) {}
 
+  // Relative file paths in the config (certificates, keys, CA bundles) are relative to the
+  // config file's directory, so a config and its files can move together.
+  std::string relative_to_config(const std::string& path) const {
+    if (path.empty() || path.front() == '/') return path;
+    const size_t slash = cfg_.file.rfind('/');
+    if (slash == std::string::npos) return path;
+    return cfg_.file.substr(0, slash + 1) + path;
+  }
+
   void load(const YAML::Node& root) {
     Where top(diag_, "");
     if (root.IsNull() || !root.IsDefined()) {
@@ -302,7 +311,7 @@ class Loader {
       ListenerConfig l;
       l.source = w.source(item);
       Where lw = named_item(item, "listener", i, l.name);
-      check_keys(lw, item, {"name", "address", "port", "backlog"});
+      check_keys(lw, item, {"name", "address", "port", "backlog", "tls", "http2"});
       if (const YAML::Node a = item["address"]) {
         if (std::optional<std::string> s = detail::read_string(lw.key("address"), a)) {
           l.address = std::string(strip_brackets(*s));
@@ -314,6 +323,8 @@ class Loader {
       if (!item["port"]) lw.error(item, "\"port\" is required (0 picks a free port)");
       field_int(lw, item, "port", l.port, 0, 65535);
       field_int(lw, item, "backlog", l.backlog, 1, 65535);
+      if (const YAML::Node t = item["tls"]) load_listener_tls(lw.key("tls"), t, l);
+      if (const YAML::Node h = item["http2"]) load_http2(lw.key("http2"), h, l.http2);
       for (const ListenerConfig& other : cfg_.listeners) {
         if (!l.name.empty() && other.name == l.name) {
           lw.error(item["name"], "name is already used by the listener at line " +
@@ -330,6 +341,121 @@ class Loader {
     }
   }
 
+  void load_listener_tls(const Where& w, const YAML::Node& t, ListenerConfig& l) {
+    if (!expect_map(w, t)) return;
+    check_keys(w, t, {"certificates", "min_version", "ciphers", "ciphersuites", "alpn",
+                      "handshake_timeout", "session_tickets", "ticket_key_rotation"});
+    ListenerTlsConfig tls;
+    const YAML::Node certs = t["certificates"];
+    if (!certs) {
+      w.error(t, "\"certificates\" is required: at least one cert/key pair");
+    } else if (expect_list(w.key("certificates"), certs)) {
+      if (certs.size() == 0) w.key("certificates").error(certs, "at least one cert/key pair is required");
+      size_t i = 0;
+      for (auto it = certs.begin(); it != certs.end(); ++it, ++i) {
+        Where cw = w.key("certificates").index(i);
+        const YAML::Node& c = *it;
+        if (!expect_map(cw, c)) continue;
+        check_keys(cw, c, {"cert", "key", "server_names"});
+        CertificateConfig cc;
+        cc.source = cw.source(c);
+        if (!c["cert"]) cw.error(c, "\"cert\" is required (a PEM certificate chain file)");
+        if (!c["key"]) cw.error(c, "\"key\" is required (a PEM private key file)");
+        field(cw, c, "cert", cc.cert_file);
+        field(cw, c, "key", cc.key_file);
+        cc.cert_file = relative_to_config(cc.cert_file);
+        cc.key_file = relative_to_config(cc.key_file);
+        if (const YAML::Node sn = c["server_names"]) {
+          if (auto names = detail::read_string_list(cw.key("server_names"), sn)) {
+            for (auto& [name, node] : *names) {
+              std::string lower = to_lower_copy(name);
+              std::string_view bare = std::string_view(lower).starts_with("*.") ? std::string_view(lower).substr(2) : std::string_view(lower);
+              if (bare.empty() || bare.find('*') != std::string_view::npos || bare.find_first_of(" /:") != std::string_view::npos) {
+                cw.key("server_names").error(node, quote(name) + " is not a host name or \"*.\" wildcard");
+                continue;
+              }
+              cc.server_names.push_back(std::move(lower));
+            }
+          }
+        }
+        tls.certificates.push_back(std::move(cc));
+      }
+    }
+    if (const YAML::Node v = t["min_version"]) {
+      if (auto s = detail::read_string(w.key("min_version"), v)) {
+        if (*s != "TLSv1.2" && *s != "TLSv1.3") {
+          w.key("min_version").error(v, quote(*s) + " is not supported: use \"TLSv1.2\" or \"TLSv1.3\"");
+        } else {
+          tls.min_version = *s;
+        }
+      }
+    }
+    field(w, t, "ciphers", tls.ciphers);
+    field(w, t, "ciphersuites", tls.ciphersuites);
+    if (const YAML::Node a = t["alpn"]) {
+      if (auto protos = detail::read_string_list(w.key("alpn"), a)) {
+        tls.alpn.clear();
+        for (auto& [p, node] : *protos) {
+          if (p != "h2" && p != "http/1.1") {
+            w.key("alpn").error(node, quote(p) + " is not supported: use \"h2\" and/or \"http/1.1\"");
+            continue;
+          }
+          tls.alpn.push_back(p);
+        }
+        if (tls.alpn.empty()) w.key("alpn").error(a, "at least one protocol is required");
+      }
+    }
+    field_duration(w, t, "handshake_timeout", tls.handshake_timeout, kPositive);
+    field(w, t, "session_tickets", tls.session_tickets);
+    field_duration(w, t, "ticket_key_rotation", tls.ticket_key_rotation, Duration{60'000});
+    l.tls = std::move(tls);
+  }
+
+  void load_http2(const Where& w, const YAML::Node& h, Http2Config& c) {
+    if (!expect_map(w, h)) return;
+    check_keys(w, h, {"enabled", "max_concurrent_streams", "max_header_list_size", "header_table_size",
+                      "initial_window_size", "max_frame_size", "max_continuations", "max_resets_per_second",
+                      "max_control_frames_per_second", "max_requests_per_connection", "idle_timeout"});
+    field(w, h, "enabled", c.enabled);
+    field_int(w, h, "max_concurrent_streams", c.max_concurrent_streams, 1, 10'000);
+    if (const YAML::Node n = h["max_header_list_size"]) {
+      if (auto v = detail::read_size(w.key("max_header_list_size"), n, 1024, 16u << 20)) c.max_header_list_size = static_cast<uint32_t>(*v);
+    }
+    if (const YAML::Node n = h["header_table_size"]) {
+      if (auto v = detail::read_size(w.key("header_table_size"), n, 0, 1u << 20)) c.header_table_size = static_cast<uint32_t>(*v);
+    }
+    if (const YAML::Node n = h["initial_window_size"]) {
+      if (auto v = detail::read_size(w.key("initial_window_size"), n, 1024, (1u << 31) - 1)) c.initial_window_size = static_cast<uint32_t>(*v);
+    }
+    if (const YAML::Node n = h["max_frame_size"]) {
+      if (auto v = detail::read_size(w.key("max_frame_size"), n, 16384, (1u << 24) - 1)) c.max_frame_size = static_cast<uint32_t>(*v);
+    }
+    field_int(w, h, "max_continuations", c.max_continuations, 1, 1000);
+    field_int(w, h, "max_resets_per_second", c.max_resets_per_second, 1, 1'000'000);
+    field_int(w, h, "max_control_frames_per_second", c.max_control_frames_per_second, 1, 1'000'000);
+    field_int(w, h, "max_requests_per_connection", c.max_requests_per_connection, 1, UINT32_MAX);
+    field_duration(w, h, "idle_timeout", c.idle_timeout, kPositive);
+  }
+
+  void load_upstream_tls(const Where& w, const YAML::Node& t, UpstreamTlsConfig& tls) {
+    if (!expect_map(w, t)) return;
+    check_keys(w, t, {"enabled", "sni", "verify", "ca_file", "cert", "key", "session_reuse"});
+    tls.enabled = true;
+    field(w, t, "enabled", tls.enabled);
+    field(w, t, "sni", tls.sni);
+    field(w, t, "verify", tls.verify);
+    field(w, t, "ca_file", tls.ca_file);
+    field(w, t, "cert", tls.cert_file);
+    field(w, t, "key", tls.key_file);
+    field(w, t, "session_reuse", tls.session_reuse);
+    tls.ca_file = relative_to_config(tls.ca_file);
+    tls.cert_file = relative_to_config(tls.cert_file);
+    tls.key_file = relative_to_config(tls.key_file);
+    if (tls.cert_file.empty() != tls.key_file.empty()) {
+      w.error(t, "a client certificate needs both \"cert\" and \"key\"");
+    }
+  }
+
   void load_upstreams(const YAML::Node& list) {
     Where w(diag_, "", "upstreams");
     if (!expect_list(w, list)) return;
@@ -340,8 +466,23 @@ class Loader {
       UpstreamConfig u;
       u.source = w.source(item);
       Where uw = named_item(item, "upstream", i, u.name);
-      check_keys(uw, item, {"name", "nodes", "keepalive", "timeouts", "retries"});
+      check_keys(uw, item, {"name", "nodes", "protocol", "tls", "h2_max_streams_per_connection", "keepalive",
+                            "timeouts", "retries"});
       load_nodes(uw, item, u);
+      if (const YAML::Node p = item["protocol"]) {
+        if (auto s = detail::read_string(uw.key("protocol"), p)) {
+          if (*s == "http1" || *s == "http/1.1") u.protocol = UpstreamProtocol::http1;
+          else if (*s == "h2c") u.protocol = UpstreamProtocol::h2c;
+          else if (*s == "h2") u.protocol = UpstreamProtocol::h2;
+          else uw.key("protocol").error(p, quote(*s) + " is not a protocol: use \"http1\", \"h2c\" or \"h2\"");
+        }
+      }
+      if (const YAML::Node t = item["tls"]) load_upstream_tls(uw.key("tls"), t, u.tls);
+      if (u.protocol == UpstreamProtocol::h2) u.tls.enabled = true;
+      if (u.protocol == UpstreamProtocol::h2c && u.tls.enabled) {
+        uw.key("protocol").error(item["protocol"], "\"h2c\" is cleartext: use \"h2\" with tls");
+      }
+      field_int(uw, item, "h2_max_streams_per_connection", u.h2_max_streams_per_connection, 1, 100'000);
       if (const YAML::Node k = item["keepalive"]) {
         Where kw = uw.key("keepalive");
         if (expect_map(kw, k)) {

@@ -42,11 +42,52 @@ struct ClientLimits {
   bool operator==(const ClientLimits&) const = default;
 };
 
+// One certificate chain and its key. Which server names it answers for comes from the
+// certificate (subjectAltName DNS names, else the CN) unless `server_names` lists them.
+struct CertificateConfig {
+  std::string cert_file;                  // PEM chain, leaf first
+  std::string key_file;                   // PEM private key matching the leaf
+  std::vector<std::string> server_names;  // optional override: exact or "*.example.com"
+  SourceRef source;
+  bool operator==(const CertificateConfig&) const = default;
+};
+
+// TLS termination on a listener.
+struct ListenerTlsConfig {
+  std::vector<CertificateConfig> certificates;  // SNI picks one; the first is the default
+  std::string min_version = "TLSv1.2";          // "TLSv1.2" or "TLSv1.3"
+  std::string ciphers;                          // TLS 1.2 cipher list; empty: a modern default
+  std::string ciphersuites;                     // TLS 1.3 suites; empty: OpenSSL's default
+  std::vector<std::string> alpn = {"h2", "http/1.1"};  // offered in preference order
+  Duration handshake_timeout{10'000};
+  bool session_tickets = true;
+  Duration ticket_key_rotation{3'600'000};      // a new key every hour; the last 2 still decrypt
+  bool operator==(const ListenerTlsConfig&) const = default;
+};
+
+// HTTP/2 on a listener: over TLS when ALPN picks h2; on cleartext as h2c with prior knowledge.
+struct Http2Config {
+  bool enabled = true;                 // TLS listeners: offer h2 in ALPN; cleartext: accept the h2c preface
+  uint32_t max_concurrent_streams = 128;
+  uint32_t max_header_list_size = 65536;  // decoded header list (SETTINGS_MAX_HEADER_LIST_SIZE)
+  uint32_t header_table_size = 4096;      // HPACK dynamic table we let the client use
+  uint32_t initial_window_size = 65535;   // per stream, for request bodies
+  uint32_t max_frame_size = 16384;
+  uint32_t max_continuations = 8;          // CONTINUATION frames per header block (CVE-2024-28182)
+  uint32_t max_resets_per_second = 200;    // client RST_STREAMs (Rapid Reset, CVE-2023-44487)
+  uint32_t max_control_frames_per_second = 1000;  // SETTINGS/PING/empty DATA/PRIORITY floods
+  uint32_t max_requests_per_connection = 100'000;
+  Duration idle_timeout{180'000};          // no open stream for this long: GOAWAY and close
+  bool operator==(const Http2Config&) const = default;
+};
+
 struct ListenerConfig {
   std::string name;
   std::string address = "0.0.0.0";  // IPv4 or IPv6 literal
   uint16_t port = 0;                 // 0: pick a free port (tests); see --ready-file
   int backlog = 4096;
+  std::optional<ListenerTlsConfig> tls;  // absent: cleartext
+  Http2Config http2;
   SourceRef source;
   bool operator==(const ListenerConfig&) const = default;
 };
@@ -59,9 +100,31 @@ struct UpstreamNodeConfig {
   bool operator==(const UpstreamNodeConfig&) const = default;
 };
 
+// How Turnpike talks to an upstream.
+enum class UpstreamProtocol : unsigned char {
+  http1,  // HTTP/1.1, one request per connection at a time (keepalive pool)
+  h2c,    // HTTP/2 over cleartext, prior knowledge; many streams per connection
+  h2,     // HTTP/2 over TLS (ALPN h2); requires tls
+};
+
+// TLS towards an upstream ("https" / h2 upstreams).
+struct UpstreamTlsConfig {
+  bool enabled = false;
+  std::string sni;             // empty: the node's host when it is a name, else none
+  bool verify = true;          // verify the chain and the name (sni, or the node host)
+  std::string ca_file;         // empty: the system bundle
+  std::string cert_file;       // client certificate (mTLS), optional
+  std::string key_file;
+  bool session_reuse = true;   // resume TLS sessions on new pooled connections
+  bool operator==(const UpstreamTlsConfig&) const = default;
+};
+
 struct UpstreamConfig {
   std::string name;
   std::vector<UpstreamNodeConfig> nodes;
+  UpstreamProtocol protocol = UpstreamProtocol::http1;
+  UpstreamTlsConfig tls;
+  uint32_t h2_max_streams_per_connection = 100;  // h2/h2c: open another connection past this
   // Keepalive pool, per worker and per node.
   uint32_t keepalive_max_idle = 64;
   Duration keepalive_idle_timeout{55'000};  // below common origin keepalive timeouts (nginx: 75 s)
