@@ -102,6 +102,7 @@ void RequestContext::reset() {
   body_views.clear();
   response_status = 0;
   response_headers.clear();
+  response_trailers.clear();
   response_body_bytes = 0;
   response_started = false;
   close_connection = false;

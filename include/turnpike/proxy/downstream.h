@@ -46,6 +46,11 @@ class Downstream {
   // Writes more body pieces; `end` on the last call (pieces may then be empty).
   virtual boost::asio::awaitable<boost::system::error_code> send_body(
       RequestContext& ctx, std::span<const std::string_view> body, bool end) = 0;
+  // Ends the response with trailer fields (gRPC's grpc-status, for one), instead of a send_body
+  // with `end`. HTTP/1.1 writes them after the last chunk when the body is chunked and drops them
+  // otherwise; HTTP/2 sends them as a HEADERS frame with END_STREAM.
+  virtual boost::asio::awaitable<boost::system::error_code> send_trailers(
+      RequestContext& ctx, std::span<const http::Header> trailers) = 0;
 };
 
 }  // namespace turnpike::proxy

@@ -84,6 +84,7 @@ struct RequestContext {
   // ---- Response ----
   int response_status = 0;
   std::vector<http::Header> response_headers;  // upstream's fields (views into its buffer)
+  std::vector<http::Header> response_trailers; // upstream's trailer fields, when it sent any
   uint64_t response_body_bytes = 0;
   bool response_started = false;           // first byte sent to the client: no error page now
   bool close_connection = false;           // the client connection cannot be reused after this
