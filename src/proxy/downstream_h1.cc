@@ -446,6 +446,22 @@ boost::asio::awaitable<error_code> DownstreamConnection::send_body(RequestContex
   co_return co_await write_pieces(ctx, body, end);
 }
 
+boost::asio::awaitable<error_code> DownstreamConnection::send_trailers(RequestContext& ctx,
+                                                                       std::span<const http::Header> trailers) {
+  if (!chunked_out_) co_return co_await send_body(ctx, {}, true);  // no place for trailers: dropped
+  // Last chunk, the trailer section, the blank line (RFC 9112 §7.1.2).
+  HeadBuffer& out = ctx.out_head;
+  out.clear();
+  out.put("0\r\n"sv);
+  for (const auto& t : trailers) {
+    if (http::is_hop_by_hop(t.name) || iequals(t.name, "content-length")) continue;
+    out.put_field(t.name, t.value);
+  }
+  out.put("\r\n"sv);
+  chunked_out_ = false;  // the framing is written: write_pieces adds nothing
+  co_return co_await write_pieces(ctx, {}, true);
+}
+
 boost::asio::awaitable<error_code> DownstreamConnection::write_pieces(RequestContext& ctx,
                                                                       std::span<const std::string_view> body, bool end) {
   auto& iov = ctx.iov;

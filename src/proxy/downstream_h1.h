@@ -49,6 +49,8 @@ class DownstreamConnection : public DownstreamHook, public IdleHook, public Down
                                                               std::span<const std::string_view> body, bool end) override;
   boost::asio::awaitable<boost::system::error_code> send_body(RequestContext& ctx,
                                                               std::span<const std::string_view> body, bool end) override;
+  boost::asio::awaitable<boost::system::error_code> send_trailers(RequestContext& ctx,
+                                                                  std::span<const http::Header> trailers) override;
 
  private:
   // The request loop; true when the connection should be parked idle, false when it closed.
