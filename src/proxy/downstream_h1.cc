@@ -34,6 +34,7 @@ constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 std::string_view to_string(DownstreamWait w) noexcept {
   switch (w) {
     case DownstreamWait::none: return "none";
+    case DownstreamWait::handshake: return "handshake";
     case DownstreamWait::idle: return "idle";
     case DownstreamWait::head: return "head";
     case DownstreamWait::body: return "body";
@@ -42,11 +43,10 @@ std::string_view to_string(DownstreamWait w) noexcept {
   return "unknown";
 }
 
-DownstreamConnection::DownstreamConnection(Worker& worker, tcp::socket socket, std::string listener)
-    : worker_(worker), socket_(std::move(socket)), listener_(std::move(listener)) {
+DownstreamConnection::DownstreamConnection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener)
+    : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
   error_code ec;
-  socket_.non_blocking(true, ec);
-  auto ep = socket_.remote_endpoint(ec);
+  auto ep = transport_->socket().remote_endpoint(ec);
   if (!ec) {
     remote_ = ep.address().to_string();
     ip_len_ = remote_.size();
@@ -75,13 +75,13 @@ void DownstreamConnection::expire() {
     case DownstreamWait::body: c.body_timeouts.inc(); break;
     case DownstreamWait::send: c.send_timeouts.inc(); break;
     case DownstreamWait::idle: c.keepalive_timeouts.inc(); break;
+    case DownstreamWait::handshake: c.tls_handshake_timeouts.inc(); break;
     case DownstreamWait::none: return;
   }
   spdlog::debug("client {}: {} timeout", remote_, to_string(wait_));
   timed_out_ = true;
   deadline_ = Clock::time_point::max();
-  error_code ignored;
-  socket_.cancel(ignored);
+  transport_->cancel();
 }
 
 Clock::duration DownstreamConnection::limits_keepalive() const {
@@ -92,29 +92,27 @@ Clock::duration DownstreamConnection::limits_keepalive() const {
 void DownstreamConnection::request_park() {
   if (wait_ != DownstreamWait::idle || parked_ || park_requested_) return;
   park_requested_ = true;
-  error_code ignored;
-  socket_.cancel(ignored);
+  transport_->cancel();
 }
 
 void DownstreamConnection::close_if_idle() {
   if (wait_ != DownstreamWait::idle) return;
   timed_out_ = true;
   deadline_ = Clock::time_point::max();
-  error_code ignored;
-  socket_.cancel(ignored);
+  transport_->cancel();
 }
 
 boost::asio::awaitable<error_code> DownstreamConnection::fill(IoBuffer& buffer, size_t limit) {
   if (!buffer.make_room(worker_.buffers(), limit)) co_return boost::asio::error::message_size;
   for (;;) {
     error_code ec;
-    size_t got = socket_.read_some(boost::asio::buffer(buffer.tail(), buffer.tail_room()), ec);
+    size_t got = transport_->read_some(buffer.tail(), buffer.tail_room(), ec);
     if (!ec) {
       buffer.commit(got);
       co_return error_code{};
     }
     if (ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) co_return ec;
-    auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, nothrow);
+    auto wec = co_await transport_->wait_readable();
     if (wec) co_return wec;
     if (timed_out_) co_return boost::asio::error::timed_out;
   }
@@ -133,7 +131,7 @@ void DownstreamConnection::park(std::unique_ptr<DownstreamConnection> self) {
   if (c.wait_ != DownstreamWait::idle) c.arm(DownstreamWait::idle, c.limits_keepalive());  // else keep its deadline
   c.worker_.mark_idle(c);
   c.parked_ = true;
-  c.socket_.async_wait(tcp::socket::wait_read, [self = std::move(self)](error_code ec) mutable {
+  c.transport_->async_wait_readable([self = std::move(self)](error_code ec) mutable {
     DownstreamConnection& c = *self;
     c.parked_ = false;
     c.worker_.mark_busy(c);
@@ -145,17 +143,33 @@ void DownstreamConnection::park(std::unique_ptr<DownstreamConnection> self) {
   });
 }
 
+boost::asio::awaitable<void> DownstreamConnection::start_tls(std::unique_ptr<DownstreamConnection> self,
+                                                             std::chrono::milliseconds handshake_timeout) {
+  DownstreamConnection& c = *self;
+  auto& counters = c.worker_.counters();
+  c.arm(DownstreamWait::handshake, handshake_timeout);
+  const error_code ec = co_await c.transport_->handshake();
+  c.disarm();
+  if (ec || c.timed_out_) {
+    if (!c.timed_out_) {
+      counters.tls_handshake_failures.inc();
+      spdlog::debug("client {}: TLS handshake failed: {}", c.remote_, ec.message());
+    }
+    c.close();
+    co_return;
+  }
+  counters.tls_handshakes.inc();
+  if (c.transport_->resumed()) counters.tls_resumed.inc();
+  co_await serve(std::move(self));
+}
+
 boost::asio::awaitable<void> DownstreamConnection::serve(std::unique_ptr<DownstreamConnection> self) {
   // (Kept as two statements: GCC 12 miscompiles a co_await inside an if condition here.)
   const bool idle = co_await self->run();
   if (idle) park(std::move(self));
 }
 
-void DownstreamConnection::close() {
-  error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
-}
+void DownstreamConnection::close() { transport_->close(); }
 
 boost::asio::awaitable<bool> DownstreamConnection::run() {
   auto& counters = worker_.counters();
@@ -171,7 +185,7 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
       aux_.reset(&worker_.buffers());
       arm(DownstreamWait::idle, limits_keepalive());
       worker_.mark_idle(*this);
-      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, nothrow);
+      auto ec = co_await transport_->wait_readable();
       worker_.mark_busy(*this);
       if (park_requested_) {
         park_requested_ = false;
@@ -223,6 +237,7 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
     ctx.snapshot = snapshot_.get();
     ctx.listener = snapshot_->find_listener(listener_);
     ctx.protocol = ctx.head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    if (transport_->is_tls()) ctx.scheme = "https";
     ctx.remote_addr = remote_;
     ctx.client_ip = std::string_view(remote_).substr(0, ip_len_);
     ctx.start = Clock::now();
@@ -358,7 +373,7 @@ boost::asio::awaitable<error_code> DownstreamConnection::read_body(RequestContex
     // The client waits for this before sending the body (RFC 9110 §10.1.1).
     sent_continue_ = true;
     arm(DownstreamWait::send, snapshot_->config->limits.send_timeout);
-    auto [ec, n] = co_await boost::asio::async_write(socket_, boost::asio::buffer(kContinue), nothrow);
+    auto ec = co_await transport_->write_all(kContinue);
     disarm();
     if (ec) co_return ec;
   }
@@ -478,11 +493,11 @@ boost::asio::awaitable<error_code> DownstreamConnection::write_pieces(RequestCon
       std::span<boost::asio::const_buffer> bufs(iov.data(), n);
       error_code ec;
       size_t all = total_size(bufs);
-      size_t done = write_now(socket_, bufs, ec);
+      size_t done = transport_->write_some(bufs, ec);
       if (ec) co_return ec;
       if (done < all) {
         arm(DownstreamWait::send, snapshot_->config->limits.send_timeout);
-        auto [aec, written] = co_await boost::asio::async_write(socket_, consume_front(bufs, done), nothrow);
+        auto aec = co_await transport_->write_all(consume_front(bufs, done));
         disarm();
         if (aec) co_return timed_out_ ? boost::asio::error::timed_out : aec;
       }
@@ -503,12 +518,11 @@ boost::asio::awaitable<void> DownstreamConnection::refuse(int status, std::strin
   out.append("\r\nConnection: close\r\n\r\n"sv);
   out.append(body);
   arm(DownstreamWait::send, std::chrono::seconds(5));
-  auto [ec, n] = co_await boost::asio::async_write(socket_, boost::asio::buffer(out), nothrow);
+  auto ec = co_await transport_->write_all(out);
   if (ec) co_return;
   // Lingering close: stop sending, then read and drop what the client still sends for a moment,
   // so our answer is not destroyed by a reset for unread data.
-  error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  transport_->shutdown_send();
   in_.reset(&worker_.buffers());
   arm(DownstreamWait::send, std::chrono::seconds(2));
   for (size_t drained = 0; drained < 256 * 1024;) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "turnpike/common/buffer_pool.h"
+#include "transport.h"
 #include "turnpike/proxy/downstream.h"
 #include "worker.h"
 
@@ -16,6 +17,7 @@ namespace turnpike::proxy {
 // What the connection is waiting for; picks the timeout that applies and the counter it bumps.
 enum class DownstreamWait : unsigned char {
   none,      // working on the request (upstream timeouts apply, not ours)
+  handshake, // TLS handshake (tls.handshake_timeout)
   idle,      // keepalive: between requests, holding no buffer (keepalive_timeout)
   head,      // reading a request head (header_timeout: slowloris)
   body,      // reading the request body (body_timeout)
@@ -23,23 +25,23 @@ enum class DownstreamWait : unsigned char {
 };
 std::string_view to_string(DownstreamWait w) noexcept;
 
-class DownstreamConnection : public DownstreamHook, public IdleHook, public Downstream {
+class DownstreamConnection : public ClientConnection, public Downstream {
  public:
-  DownstreamConnection(Worker& worker, tcp::socket socket, std::string listener);
+  DownstreamConnection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener);
   ~DownstreamConnection() override;
 
   // Waits (callback only, no coroutine, no buffer) for the client to send bytes, then serves.
   static void park(std::unique_ptr<DownstreamConnection> self);
+  // TLS: the handshake first (then HTTP/2 when ALPN picked it); then as serve().
+  static boost::asio::awaitable<void> start_tls(std::unique_ptr<DownstreamConnection> self,
+                                                std::chrono::milliseconds handshake_timeout);
   // Serves requests while the client keeps bytes coming; parks the connection when it goes idle.
   static boost::asio::awaitable<void> serve(std::unique_ptr<DownstreamConnection> self);
 
-  // Sweeper: called when the deadline has passed.
-  void expire();
-  // Limit/drain: close now if idle between requests.
-  void close_if_idle();
-  // Many connections: an idle connection waiting in its coroutine is parked instead.
-  void request_park();
-  Clock::time_point deadline() const { return deadline_; }
+  // ClientConnection
+  void expire() override;
+  void close_if_idle() override;
+  void request_park() override;
   DownstreamWait waiting_for() const { return wait_; }
 
   // Downstream
@@ -61,13 +63,15 @@ class DownstreamConnection : public DownstreamHook, public IdleHook, public Down
   void disarm() { wait_ = DownstreamWait::none; deadline_ = Clock::time_point::max(); }
   boost::asio::awaitable<boost::system::error_code> fill(IoBuffer& buffer, size_t limit);
   boost::asio::awaitable<boost::system::error_code> write_pieces(RequestContext& ctx, std::span<const std::string_view> body, bool end);
+  // Cleartext listener with HTTP/2: the client's first bytes are (a prefix of) the h2 preface.
+  bool h2_preface_pending() const;
   // Parse errors and early refusals: a complete response, then the connection closes.
   boost::asio::awaitable<void> refuse(int status, std::string_view code, std::string_view message);
   bool prepare_request(RequestContext& ctx, int& status, std::string_view& code, std::string_view& message);
   void take_body_from(RequestContext& ctx, IoBuffer& buffer, size_t& offset);
 
   Worker& worker_;
-  tcp::socket socket_;
+  std::unique_ptr<Transport> transport_;
   std::string listener_;
   IoBuffer in_;           // request heads (and the body bytes that follow them)
   IoBuffer aux_;          // body bytes read while in_ holds a head
@@ -76,7 +80,6 @@ class DownstreamConnection : public DownstreamHook, public IdleHook, public Down
   std::shared_ptr<const Snapshot> snapshot_;
   std::string remote_;    // "ip:port"
   size_t ip_len_ = 0;
-  Clock::time_point deadline_ = Clock::time_point::max();
   DownstreamWait wait_ = DownstreamWait::none;
   uint32_t requests_ = 0;
   bool timed_out_ = false;

@@ -284,33 +284,16 @@ int Server::run() {
   main_.run();
   for (auto& w : workers_) w->join();
   // What the workers counted, summed: limits hit, failures, retries.
-  WorkerCounters total;
-  for (auto& w : workers_) {
-    const auto& c = w->counters();
-    total.connections_accepted.inc(c.connections_accepted.value());
-    total.connections_rejected.inc(c.connections_rejected.value());
-    total.idle_closed_for_limit.inc(c.idle_closed_for_limit.value());
-    total.requests.inc(c.requests.value());
-    total.bad_requests.inc(c.bad_requests.value());
-    total.header_timeouts.inc(c.header_timeouts.value());
-    total.body_timeouts.inc(c.body_timeouts.value());
-    total.send_timeouts.inc(c.send_timeouts.value());
-    total.keepalive_timeouts.inc(c.keepalive_timeouts.value());
-    total.max_requests_reached.inc(c.max_requests_reached.value());
-    total.upstream_connect_failures.inc(c.upstream_connect_failures.value());
-    total.upstream_timeouts.inc(c.upstream_timeouts.value());
-    total.upstream_bad_responses.inc(c.upstream_bad_responses.value());
-    total.retries.inc(c.retries.value());
+  std::string summary = "turnpike stopped:";
+  for (const auto& [name, member] : kWorkerCounterNames) {
+    uint64_t sum = 0;
+    for (auto& w : workers_) sum += (w->counters().*member).value();
+    summary += fmt::format(" {}={}", name, sum);
   }
-  spdlog::info(
-      "turnpike stopped: connections={} rejected={} idle_closed_for_limit={} requests={} bad_requests={} "
-      "header_timeouts={} body_timeouts={} send_timeouts={} keepalive_timeouts={} max_requests_reached={} "
-      "upstream_connect_failures={} upstream_timeouts={} upstream_bad_responses={} retries={} log_lines_dropped={}",
-      total.connections_accepted.value(), total.connections_rejected.value(), total.idle_closed_for_limit.value(),
-      total.requests.value(), total.bad_requests.value(), total.header_timeouts.value(), total.body_timeouts.value(),
-      total.send_timeouts.value(), total.keepalive_timeouts.value(), total.max_requests_reached.value(),
-      total.upstream_connect_failures.value(), total.upstream_timeouts.value(), total.upstream_bad_responses.value(),
-      total.retries.value(), log::dropped_lines());
+  const auto tls = tls::tls_stats();
+  summary += fmt::format(" tls_tickets_issued={} tls_tickets_decrypted={} tls_ticket_keys_rotated={} log_lines_dropped={}",
+                         tls.tickets_issued, tls.tickets_decrypted, tls.ticket_keys_rotated, log::dropped_lines());
+  spdlog::info("{}", summary);
   workers_.clear();
   log::shutdown();
   return 0;

@@ -65,6 +65,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
       errors.push_back({listener.source.file, listener.source.line,
                         "listener \"" + listener.name + "\": cannot build routes: " + error});
     }
+    if (listener.tls) lr.tls = tls::ServerContext::build(listener, errors);
     snap->listeners.push_back(std::move(lr));
   }
   if (errors.size() != errors_before) return nullptr;

@@ -122,9 +122,26 @@ boost::asio::awaitable<void> Worker::accept_loop(Acceptor* acc) {
     }
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    auto conn = std::make_unique<DownstreamConnection>(*this, std::move(socket), acc->name);
-    DownstreamConnection::park(std::move(conn));
+    serve_connection(std::move(socket), acc->name);
   }
+}
+
+void Worker::serve_connection(tcp::socket socket, const std::string& listener) {
+  const ListenerRuntime* lr = snapshot_->find_listener(listener);
+  if (!lr) return;  // removed by a reload that this accept raced with
+  if (!lr->tls) {
+    auto conn = std::make_unique<DownstreamConnection>(*this, std::make_unique<Transport>(std::move(socket)), listener);
+    DownstreamConnection::park(std::move(conn));
+    return;
+  }
+  SSL* ssl = lr->tls->new_session();
+  if (!ssl) {
+    counters_.tls_handshake_failures.inc();
+    return;
+  }
+  auto conn = std::make_unique<DownstreamConnection>(*this, std::make_unique<Transport>(std::move(socket), ssl), listener);
+  boost::asio::co_spawn(ioc_, DownstreamConnection::start_tls(std::move(conn), lr->tls->config().handshake_timeout),
+                        boost::asio::detached);
 }
 
 bool Worker::make_room_for_connection() {
@@ -132,7 +149,7 @@ bool Worker::make_room_for_connection() {
   if (connection_count_ < max) return true;
   // At the limit the oldest idle keepalive connection makes way for the new one.
   if (!idle_.empty()) {
-    DownstreamConnection& oldest = idle_.front();
+    ClientConnection& oldest = idle_.front();
     oldest.IdleHook::unlink();
     oldest.close_if_idle();
     counters_.idle_closed_for_limit.inc();
@@ -142,13 +159,13 @@ bool Worker::make_room_for_connection() {
   return false;
 }
 
-void Worker::add_connection(DownstreamConnection& c) {
+void Worker::add_connection(ClientConnection& c) {
   connections_.push_back(c);
   ++connection_count_;
   counters_.connections_active.inc();
 }
 
-void Worker::connection_closed(DownstreamConnection& c) {
+void Worker::connection_closed(ClientConnection& c) {
   c.DownstreamHook::unlink();
   c.IdleHook::unlink();
   --connection_count_;
@@ -156,8 +173,8 @@ void Worker::connection_closed(DownstreamConnection& c) {
   if (draining_) maybe_finish_drain();
 }
 
-void Worker::mark_idle(DownstreamConnection& c) { idle_.push_back(c); }
-void Worker::mark_busy(DownstreamConnection& c) { c.IdleHook::unlink(); }
+void Worker::mark_idle(ClientConnection& c) { idle_.push_back(c); }
+void Worker::mark_busy(ClientConnection& c) { c.IdleHook::unlink(); }
 
 RequestContext* Worker::acquire_context() {
   if (free_contexts_.empty()) return new RequestContext();
@@ -221,6 +238,7 @@ void Worker::apply_snapshot(std::shared_ptr<const Snapshot> snapshot, std::vecto
   }
   pools_ = std::move(next);
   snapshot_ = std::move(snapshot);
+  for (auto it = connections_.begin(); it != connections_.end();) (it++)->snapshot_changed();
 }
 
 void Worker::start_drain() {
@@ -232,7 +250,7 @@ void Worker::start_drain() {
     acc->acceptor.close(ignored);
   }
   while (!idle_.empty()) {
-    DownstreamConnection& c = idle_.front();
+    ClientConnection& c = idle_.front();
     c.IdleHook::unlink();
     c.close_if_idle();
   }
@@ -260,7 +278,7 @@ void Worker::sweep() {
     for (auto& c : idle_) c.request_park();
   }
   for (auto it = connections_.begin(); it != connections_.end();) {
-    DownstreamConnection& c = *it++;
+    ClientConnection& c = *it++;
     if (c.deadline() <= now) c.expire();
   }
   for (auto& p : pools_) p->sweep(now);

@@ -45,12 +45,59 @@ struct WorkerCounters {
   Counter upstream_timeouts;
   Counter upstream_bad_responses;
   Counter retries;
+  Counter tls_handshakes;            // completed
+  Counter tls_resumed;               // of those, resumed from a ticket
+  Counter tls_handshake_failures;    // failed handshakes (bad client hello, no shared cipher, ...)
+  Counter tls_handshake_timeouts;
+  Counter upstream_tls_failures;     // handshakes with upstreams that failed (verification, ...)
 };
 
-class DownstreamConnection;
+// Every counter with its name, for the exit summary (a new counter goes here too).
+inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerCounterNames[] = {
+    {"connections", &WorkerCounters::connections_accepted},
+    {"rejected", &WorkerCounters::connections_rejected},
+    {"idle_closed_for_limit", &WorkerCounters::idle_closed_for_limit},
+    {"requests", &WorkerCounters::requests},
+    {"bad_requests", &WorkerCounters::bad_requests},
+    {"header_timeouts", &WorkerCounters::header_timeouts},
+    {"body_timeouts", &WorkerCounters::body_timeouts},
+    {"send_timeouts", &WorkerCounters::send_timeouts},
+    {"keepalive_timeouts", &WorkerCounters::keepalive_timeouts},
+    {"max_requests_reached", &WorkerCounters::max_requests_reached},
+    {"upstream_connect_failures", &WorkerCounters::upstream_connect_failures},
+    {"upstream_timeouts", &WorkerCounters::upstream_timeouts},
+    {"upstream_bad_responses", &WorkerCounters::upstream_bad_responses},
+    {"retries", &WorkerCounters::retries},
+    {"tls_handshakes", &WorkerCounters::tls_handshakes},
+    {"tls_resumed", &WorkerCounters::tls_resumed},
+    {"tls_handshake_failures", &WorkerCounters::tls_handshake_failures},
+    {"tls_handshake_timeouts", &WorkerCounters::tls_handshake_timeouts},
+    {"upstream_tls_failures", &WorkerCounters::upstream_tls_failures},
+};
+
 using DownstreamHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 using IdleHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct IdleTag>,
                                                   boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+// A client connection as the worker sees it, whatever its protocol (HTTP/1.1, HTTP/2, a TLS
+// handshake in progress): listed for the deadline sweep, and on the idle list while it waits
+// between requests so drain and the connection limit can close it.
+class ClientConnection : public DownstreamHook, public IdleHook {
+ public:
+  virtual ~ClientConnection() = default;
+  // The deadline passed: fail what the connection waits for (and count it).
+  virtual void expire() = 0;
+  // Drain, or the connection limit: close now if nothing is in flight (HTTP/2: GOAWAY).
+  virtual void close_if_idle() = 0;
+  // Many connections: an idle connection waiting in its coroutine should park instead.
+  virtual void request_park() {}
+  // A new snapshot was applied (HTTP/2 sends GOAWAY when its listener changed).
+  virtual void snapshot_changed() {}
+  Clock::time_point deadline() const { return deadline_; }
+
+ protected:
+  Clock::time_point deadline_ = Clock::time_point::max();
+};
 
 class Worker {
  public:
@@ -87,10 +134,12 @@ class Worker {
   RequestContext* acquire_context();
   void release_context(RequestContext* ctx);
 
-  void add_connection(DownstreamConnection& c);
-  void connection_closed(DownstreamConnection& c);
-  void mark_idle(DownstreamConnection& c);
-  void mark_busy(DownstreamConnection& c);
+  void add_connection(ClientConnection& c);
+  void connection_closed(ClientConnection& c);
+  void mark_idle(ClientConnection& c);
+  void mark_busy(ClientConnection& c);
+  // Starts serving an accepted connection on `listener` (TLS handshake first when it has TLS).
+  void serve_connection(tcp::socket socket, const std::string& listener);
 
  private:
   struct Acceptor {
@@ -117,9 +166,9 @@ class Worker {
   asio::steady_timer sweep_timer_;
   bool draining_ = false;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
-  boost::intrusive::list<DownstreamConnection, boost::intrusive::base_hook<DownstreamHook>,
+  boost::intrusive::list<ClientConnection, boost::intrusive::base_hook<DownstreamHook>,
                          boost::intrusive::constant_time_size<false>> connections_;
-  boost::intrusive::list<DownstreamConnection, boost::intrusive::base_hook<IdleHook>,
+  boost::intrusive::list<ClientConnection, boost::intrusive::base_hook<IdleHook>,
                          boost::intrusive::constant_time_size<false>> idle_;  // oldest first
   size_t connection_count_ = 0;
   // Pools by upstream position in the current snapshot; retired pools wait for their last

@@ -13,6 +13,10 @@ bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
   out.config = &cfg;
   out.nodes.clear();
   bool ok = true;
+  if (cfg.tls.enabled) {
+    out.tls = tls::ClientContext::build(cfg, errors);
+    if (!out.tls) ok = false;
+  }
   for (const auto& node : cfg.nodes) {
     boost::system::error_code ec;
     auto ip = asio::ip::make_address(node.host, ec);

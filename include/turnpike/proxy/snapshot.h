@@ -14,6 +14,7 @@
 #include "turnpike/config/config.h"
 #include "turnpike/proxy/filter.h"
 #include "turnpike/router/router.h"
+#include "turnpike/tls/context.h"
 #include "turnpike/upstream/upstream.h"
 
 namespace turnpike::proxy {
@@ -27,6 +28,7 @@ struct RouteRuntime {
 struct ListenerRuntime {
   const config::ListenerConfig* config = nullptr;
   std::unique_ptr<const router::Router> router;  // the routes that apply to this listener
+  std::shared_ptr<const tls::ServerContext> tls;  // null: cleartext
 };
 
 struct Snapshot {

@@ -17,8 +17,9 @@
 #include <vector>
 
 #include "turnpike/common/buffer_pool.h"
-#include "turnpike/common/counter.h"
 #include "turnpike/config/config.h"
+#include "turnpike/tls/context.h"
+#include "turnpike/common/counter.h"
 
 namespace turnpike::upstream {
 
@@ -35,6 +36,7 @@ struct ResolvedNode {
 struct ResolvedUpstream {
   const config::UpstreamConfig* config = nullptr;  // owned by the snapshot's Config
   std::vector<ResolvedNode> nodes;
+  std::shared_ptr<const tls::ClientContext> tls;   // set when config->tls.enabled
 };
 
 // Resolves every node's host (blocking getaddrinfo: call it off the data path, when building a

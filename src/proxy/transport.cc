@@ -1,0 +1,262 @@
+// Transport: plain sockets and OpenSSL on the socket's descriptor, behind one non-blocking API.
+#include "transport.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <cstring>
+
+namespace turnpike::proxy {
+
+namespace {
+constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
+using boost::system::error_code;
+namespace aerr = boost::asio::error;
+
+// Plaintext gathered for one SSL_write: at most one full TLS record's worth.
+constexpr size_t kTlsWriteChunk = 16384;
+
+// Error category for OpenSSL failures: the value is the packed ERR code of the first error queued.
+class TlsCategory final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "tls"; }
+  std::string message(int ev) const override {
+    char buf[256];
+    ERR_error_string_n(static_cast<unsigned long>(static_cast<unsigned>(ev)), buf, sizeof buf);
+    return buf;
+  }
+};
+const TlsCategory& tls_category() {
+  static const TlsCategory c;
+  return c;
+}
+
+bool would_block(const error_code& ec) { return ec == aerr::would_block || ec == aerr::try_again; }
+}  // namespace
+
+error_code tls_error(int ssl_error) {
+  if (ssl_error == SSL_ERROR_SYSCALL) {
+    int e = errno;
+    if (e == 0) return aerr::eof;
+    return error_code(e, boost::system::system_category());
+  }
+  if (ssl_error == SSL_ERROR_ZERO_RETURN) return aerr::eof;
+  unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return aerr::connection_reset;
+  // Keep the library and reason (the low 32 bits are enough for ERR_error_string_n).
+  return error_code(static_cast<int>(code & 0x7fffffff), tls_category());
+}
+
+Transport::Transport(tcp::socket socket) : socket_(std::move(socket)) {
+  error_code ec;
+  socket_.non_blocking(true, ec);
+}
+
+Transport::Transport(tcp::socket socket, SSL* ssl) : socket_(std::move(socket)), ssl_(ssl) {
+  error_code ec;
+  socket_.non_blocking(true, ec);
+  SSL_set_fd(ssl_, socket_.native_handle());
+}
+
+Transport::~Transport() {
+  if (ssl_) SSL_free(ssl_);
+}
+
+// ---- reads ----
+
+size_t Transport::read_some(void* data, size_t size, error_code& ec) {
+  if (ssl_) return tls_read(data, size, ec);
+  return socket_.read_some(boost::asio::buffer(data, size), ec);
+}
+
+size_t Transport::tls_read(void* data, size_t size, error_code& ec) {
+  ec = {};
+  read_wants_write_ = false;
+  ERR_clear_error();
+  size_t got = 0;
+  if (SSL_read_ex(ssl_, data, size, &got) == 1) return got;
+  int err = SSL_get_error(ssl_, 0);
+  switch (err) {
+    case SSL_ERROR_WANT_READ:
+      ec = aerr::would_block;
+      return 0;
+    case SSL_ERROR_WANT_WRITE:
+      read_wants_write_ = true;
+      ec = aerr::would_block;
+      return 0;
+    default:
+      ec = tls_error(err);
+      return 0;
+  }
+}
+
+bool Transport::read_buffered() const { return ssl_ && SSL_has_pending(ssl_) == 1; }
+
+boost::asio::awaitable<error_code> Transport::wait_readable() {
+  if (read_buffered()) co_return error_code{};
+  auto [ec] = co_await socket_.async_wait(read_wants_write_ ? tcp::socket::wait_write : tcp::socket::wait_read,
+                                          nothrow);
+  co_return ec;
+}
+
+// ---- writes ----
+
+size_t Transport::write_some(std::span<const boost::asio::const_buffer> bufs, error_code& ec) {
+  if (ssl_) return tls_write(bufs, ec);
+  size_t n = socket_.write_some(bufs, ec);
+  if (ec && would_block(ec)) {
+    ec = {};
+    return 0;
+  }
+  return n;
+}
+
+size_t Transport::tls_write(std::span<const boost::asio::const_buffer> bufs, error_code& ec) {
+  ec = {};
+  write_wants_read_ = false;
+  // OpenSSL takes one buffer per call. A large buffer goes as is; smaller ones are gathered into
+  // one record-sized chunk. Without partial-write mode SSL_write_ex writes all it is given or
+  // reports would-block, and must then be given the same bytes again: we pass exactly the length
+  // it saw last time (retry_len_), and the caller's buffers start with the same bytes.
+  static thread_local char gather[kTlsWriteChunk];
+  size_t written_total = 0;
+  size_t i = 0;    // current buffer
+  size_t off = 0;  // offset into it
+  while (i < bufs.size()) {
+    const char* first = static_cast<const char*>(bufs[i].data()) + off;
+    size_t first_len = bufs[i].size() - off;
+    if (first_len == 0) {
+      ++i, off = 0;
+      continue;
+    }
+    const char* data = first;
+    size_t len = first_len;
+    if (first_len < kTlsWriteChunk && i + 1 < bufs.size()) {
+      len = 0;
+      size_t j = i, o = off;
+      while (j < bufs.size() && len < kTlsWriteChunk) {
+        size_t take = std::min(bufs[j].size() - o, kTlsWriteChunk - len);
+        std::memcpy(gather + len, static_cast<const char*>(bufs[j].data()) + o, take);
+        len += take;
+        ++j, o = 0;
+      }
+      data = gather;
+    }
+    if (retry_len_ != 0) len = std::min(len, retry_len_);
+    ERR_clear_error();
+    size_t written = 0;
+    if (SSL_write_ex(ssl_, data, len, &written) != 1) {
+      int err = SSL_get_error(ssl_, 0);
+      if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+        write_wants_read_ = err == SSL_ERROR_WANT_READ;
+        retry_len_ = len;
+        return written_total;
+      }
+      ec = tls_error(err);
+      return written_total;
+    }
+    retry_len_ = 0;
+    written_total += written;
+    // Advance (i, off) past what went.
+    size_t n = written;
+    while (n > 0 && i < bufs.size()) {
+      size_t rest = bufs[i].size() - off;
+      if (n < rest) {
+        off += n;
+        n = 0;
+      } else {
+        n -= rest;
+        ++i, off = 0;
+      }
+    }
+  }
+  return written_total;
+}
+
+boost::asio::awaitable<error_code> Transport::wait_writable() {
+  auto [ec] = co_await socket_.async_wait(write_wants_read_ ? tcp::socket::wait_read : tcp::socket::wait_write,
+                                          nothrow);
+  co_return ec;
+}
+
+boost::asio::awaitable<error_code> Transport::write_all(std::span<boost::asio::const_buffer> bufs) {
+  for (;;) {
+    error_code ec;
+    size_t n = write_some(bufs, ec);
+    if (ec) co_return ec;
+    size_t left = 0;
+    size_t skip = n;
+    while (!bufs.empty() && skip >= bufs[0].size()) {
+      skip -= bufs[0].size();
+      bufs = bufs.subspan(1);
+    }
+    if (!bufs.empty()) bufs[0] += skip;
+    for (const auto& b : bufs) left += b.size();
+    if (left == 0) co_return error_code{};
+    auto wec = co_await wait_writable();
+    if (wec) co_return wec;
+  }
+}
+
+boost::asio::awaitable<error_code> Transport::write_all(std::string_view bytes) {
+  boost::asio::const_buffer b(bytes.data(), bytes.size());
+  co_return co_await write_all(std::span<boost::asio::const_buffer>(&b, 1));
+}
+
+// ---- handshake and the rest ----
+
+boost::asio::awaitable<error_code> Transport::handshake() {
+  if (!ssl_) co_return error_code{};
+  for (;;) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl_);
+    if (r == 1) co_return error_code{};
+    int err = SSL_get_error(ssl_, r);
+    if (err == SSL_ERROR_WANT_READ) {
+      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, nothrow);
+      if (ec) co_return ec;
+    } else if (err == SSL_ERROR_WANT_WRITE) {
+      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_write, nothrow);
+      if (ec) co_return ec;
+    } else {
+      co_return tls_error(err);
+    }
+  }
+}
+
+std::string_view Transport::alpn() const {
+  if (!ssl_) return {};
+  const unsigned char* p = nullptr;
+  unsigned len = 0;
+  SSL_get0_alpn_selected(ssl_, &p, &len);
+  return p ? std::string_view(reinterpret_cast<const char*>(p), len) : std::string_view();
+}
+
+bool Transport::resumed() const { return ssl_ && SSL_session_reused(ssl_) == 1; }
+
+void Transport::cancel() {
+  error_code ignored;
+  socket_.cancel(ignored);
+}
+
+void Transport::shutdown_send() {
+  if (ssl_ && SSL_is_init_finished(ssl_)) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // queues and tries to send close_notify; never waits
+    ERR_clear_error();
+  }
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+void Transport::close() {
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+}
+
+}  // namespace turnpike::proxy
