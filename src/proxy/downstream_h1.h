@@ -8,7 +8,7 @@
 #include <string>
 
 #include "turnpike/common/buffer_pool.h"
-#include "transport.h"
+#include "turnpike/tls/transport.h"
 #include "turnpike/proxy/downstream.h"
 #include "worker.h"
 
@@ -24,6 +24,8 @@ enum class DownstreamWait : unsigned char {
   send,      // writing the response (send_timeout)
 };
 std::string_view to_string(DownstreamWait w) noexcept;
+
+using tls::Transport;
 
 class DownstreamConnection : public ClientConnection, public Downstream {
  public:

@@ -107,13 +107,9 @@ boost::asio::awaitable<error_code> write_upstream(UpstreamConnection& conn, Iov&
   std::span<boost::asio::const_buffer> bufs(iov.data(), n);
   error_code ec;
   size_t total = total_size(bufs);
-  size_t done = write_now(conn.socket, bufs, ec);
+  size_t done = conn.io.write_some(bufs, ec);
   if (ec) co_return ec;
-  if (done < total) {
-    auto rest = consume_front(bufs, done);
-    auto [aec, written] = co_await boost::asio::async_write(conn.socket, rest, nothrow);
-    co_return aec;
-  }
+  if (done < total) co_return co_await conn.io.write_all(consume_front(bufs, done));
   co_return error_code{};
 }
 
@@ -175,10 +171,10 @@ boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t li
   auto& buffers = conn.pool->buffers();
   if (!conn.buffer.make_room(buffers, limit)) co_return boost::asio::error::message_size;
   for (;;) {
-    auto [wec] = co_await conn.socket.async_wait(upstream::tcp::socket::wait_read, nothrow);
+    auto wec = co_await conn.io.wait_readable();
     if (wec) co_return wec;
     error_code ec;
-    size_t got = conn.socket.read_some(boost::asio::buffer(conn.buffer.tail(), conn.buffer.tail_room()), ec);
+    size_t got = conn.io.read_some(conn.buffer.tail(), conn.buffer.tail_room(), ec);
     if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) continue;
     if (ec) co_return ec;
     conn.buffer.commit(got);
@@ -229,8 +225,9 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
     auto acquired = co_await pool.acquire(node);
     if (acquired.ec) {
       counters.upstream_connect_failures.inc();
+      if (acquired.tls_failed) counters.upstream_tls_failures.inc();
       last_timed_out = acquired.timed_out;
-      spdlog::debug("upstream {} {}: connect failed: {}", ucfg.name, rn.address,
+      spdlog::debug("upstream {} {}: {} failed: {}", ucfg.name, rn.address, acquired.tls_failed ? "TLS handshake" : "connect",
                     acquired.timed_out ? "timeout" : acquired.ec.message());
       if (node < 64) tried |= uint64_t{1} << node;
       const size_t node_count = std::min<size_t>(64, pool.upstream().nodes.size());

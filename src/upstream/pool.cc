@@ -6,6 +6,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/post.hpp>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include "turnpike/upstream/upstream.h"
@@ -80,20 +81,45 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(size_t node) {
   all_.push_back(*conn);
   ++active_;
   conn->arm(ConnState::connecting, Clock::now());
-  auto [ec] = co_await conn->socket.async_connect(upstream_->nodes[node].endpoint,
-                                                  asio::as_tuple(asio::use_awaitable));
+  auto [ec] = co_await conn->io.socket().async_connect(upstream_->nodes[node].endpoint,
+                                                       asio::as_tuple(asio::use_awaitable));
+  bool tls_failed = false;
+  if (!ec && upstream_->tls) {
+    boost::system::error_code ignored;
+    conn->io.socket().non_blocking(true, ignored);
+    ec = co_await start_tls(conn);
+    tls_failed = ec && !conn->timed_out;
+  }
   if (ec) {
     bool timed_out = conn->timed_out;
     --active_;
     destroy(conn);
-    co_return Acquired{ec, timed_out, nullptr};
+    co_return Acquired{ec, timed_out, nullptr, tls_failed};
   }
   boost::system::error_code ignored;
-  conn->socket.set_option(tcp::no_delay(true), ignored);
-  conn->socket.non_blocking(true, ignored);  // reads and writes are tried directly first
+  conn->io.socket().set_option(tcp::no_delay(true), ignored);
+  conn->io.socket().non_blocking(true, ignored);  // reads and writes are tried directly first
   conn->reused = false;
   conn->state = ConnState::sending;
   co_return Acquired{{}, false, conn};
+}
+
+asio::awaitable<boost::system::error_code> UpstreamPool::start_tls(UpstreamConnection* conn) {
+  Node& n = nodes_[conn->node];
+  const auto& node_cfg = config().nodes[conn->node];
+  SSL* ssl = upstream_->tls->new_session(node_cfg.host, {}, n.tls_session);
+  if (!ssl) co_return boost::asio::error::no_memory;
+  conn->io.start_tls(ssl);
+  auto ec = co_await conn->io.handshake();
+  if (ec) {
+    spdlog::debug("upstream {} {}: TLS handshake failed: {}", config().name, upstream_->nodes[conn->node].address,
+                  ec.message());
+  }
+  co_return ec;
+}
+
+UpstreamPool::Node::~Node() {
+  if (tls_session) SSL_SESSION_free(tls_session);
 }
 
 void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
@@ -101,8 +127,20 @@ void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
   conn->buffer.release_if_empty(buffers_);
   const auto& cfg = config();
   Node& n = nodes_[conn->node];
+  if (conn->io.is_tls() && conn->requests == 1 && reusable && cfg.tls.session_reuse) {
+    // After the first response the server's session ticket (TLS 1.3) has been read: keep it for
+    // the next connection to this node.
+    if (SSL_SESSION* s = SSL_get1_session(conn->io.ssl())) {
+      if (SSL_SESSION_is_resumable(s)) {
+        if (n.tls_session) SSL_SESSION_free(n.tls_session);
+        n.tls_session = s;
+      } else {
+        SSL_SESSION_free(s);
+      }
+    }
+  }
   if (!reusable || conn->timed_out || !conn->buffer.empty() || conn->requests >= cfg.keepalive_max_requests ||
-      n.idle_count >= cfg.keepalive_max_idle || !conn->socket.is_open()) {
+      n.idle_count >= cfg.keepalive_max_idle || !conn->io.socket().is_open()) {
     destroy(conn);
     return;
   }
@@ -119,7 +157,7 @@ void UpstreamPool::watch(UpstreamConnection* conn) {
   // connection is taken out again; it then completes harmlessly with the next response.
   conn->watching = true;
   uint32_t gen = ++conn->watch_generation;
-  conn->socket.async_wait(tcp::socket::wait_read, [conn, gen](boost::system::error_code ec) {
+  conn->io.socket().async_wait(tcp::socket::wait_read, [conn, gen](boost::system::error_code ec) {
     conn->watching = false;
     if (ec || conn->state != ConnState::idle || conn->watch_generation != gen) return;
     UpstreamPool* pool = conn->pool;
@@ -131,8 +169,7 @@ void UpstreamPool::watch(UpstreamConnection* conn) {
 }
 
 void UpstreamPool::destroy(UpstreamConnection* conn) {
-  boost::system::error_code ignored;
-  conn->socket.close(ignored);
+  conn->io.close();
   conn->state = ConnState::closed;
   conn->PoolHook::unlink();
   conn->AllHook::unlink();
@@ -167,8 +204,7 @@ void UpstreamPool::sweep(Clock::time_point now) {
                     to_string(c.state));
       c.timed_out = true;
       c.deadline = Clock::time_point::max();
-      boost::system::error_code ignored;
-      c.socket.cancel(ignored);
+      c.io.cancel();
     }
   }
 }

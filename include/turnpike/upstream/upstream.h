@@ -19,6 +19,7 @@
 #include "turnpike/common/buffer_pool.h"
 #include "turnpike/config/config.h"
 #include "turnpike/tls/context.h"
+#include "turnpike/tls/transport.h"
 #include "turnpike/common/counter.h"
 
 namespace turnpike::upstream {
@@ -64,9 +65,9 @@ class UpstreamPool;
 class UpstreamConnection : public PoolHook, public AllHook {
  public:
   UpstreamConnection(asio::io_context& ioc, UpstreamPool& pool, size_t node)
-      : socket(ioc), pool(&pool), node(node) {}
+      : io(tcp::socket(ioc)), pool(&pool), node(node) {}
 
-  tcp::socket socket;
+  tls::Transport io;                // the socket, or TLS over it for https upstreams
   UpstreamPool* pool;
   size_t node;                      // index into the pool's nodes
   IoBuffer buffer;                  // response bytes; held only while a response is read
@@ -105,6 +106,7 @@ class UpstreamPool {
     boost::system::error_code ec;
     bool timed_out = false;
     UpstreamConnection* conn = nullptr;
+    bool tls_failed = false;  // connected, but the TLS handshake failed (verification, ...)
   };
   asio::awaitable<Acquired> acquire(size_t node);
 
@@ -123,9 +125,13 @@ class UpstreamPool {
  private:
   void destroy(UpstreamConnection* conn);
   void watch(UpstreamConnection* conn);
+  // https: the TLS handshake on a fresh connection (under the connect timeout).
+  asio::awaitable<boost::system::error_code> start_tls(UpstreamConnection* conn);
 
   struct Node {
+    ~Node();
     int64_t current = 0;
+    SSL_SESSION* tls_session = nullptr;  // https: the last resumable session, offered to new connections
     boost::intrusive::list<UpstreamConnection, boost::intrusive::base_hook<PoolHook>,
                            boost::intrusive::constant_time_size<false>> idle;
     size_t idle_count = 0;

@@ -19,7 +19,7 @@
 
 typedef struct ssl_st SSL;
 
-namespace turnpike::proxy {
+namespace turnpike::tls {
 
 class Transport {
  public:
@@ -33,6 +33,9 @@ class Transport {
   ~Transport();
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
+
+  // Switches a connected plain transport to TLS (client side: after connect, before handshake).
+  void start_tls(SSL* ssl);
 
   tcp::socket& socket() { return socket_; }
   bool is_tls() const { return ssl_ != nullptr; }
@@ -94,4 +97,4 @@ class Transport {
 // library's reason.
 boost::system::error_code tls_error(int ssl_error);
 
-}  // namespace turnpike::proxy
+}  // namespace turnpike::tls

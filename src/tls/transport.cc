@@ -1,5 +1,5 @@
 // Transport: plain sockets and OpenSSL on the socket's descriptor, behind one non-blocking API.
-#include "transport.h"
+#include "turnpike/tls/transport.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace turnpike::proxy {
+namespace turnpike::tls {
 
 namespace {
 constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
@@ -62,6 +62,12 @@ Transport::Transport(tcp::socket socket, SSL* ssl) : socket_(std::move(socket)),
   SSL_set_fd(ssl_, socket_.native_handle());
 }
 
+void Transport::start_tls(SSL* ssl) {
+  if (ssl_) SSL_free(ssl_);
+  ssl_ = ssl;
+  SSL_set_fd(ssl_, socket_.native_handle());
+}
+
 Transport::~Transport() {
   if (ssl_) SSL_free(ssl_);
 }
@@ -94,7 +100,9 @@ size_t Transport::tls_read(void* data, size_t size, error_code& ec) {
   }
 }
 
-bool Transport::read_buffered() const { return ssl_ && SSL_has_pending(ssl_) == 1; }
+// Only bytes OpenSSL has already decrypted count: a partial record it holds (SSL_has_pending)
+// needs the rest from the socket, so waiting on the socket is right then.
+bool Transport::read_buffered() const { return ssl_ && SSL_pending(ssl_) > 0; }
 
 boost::asio::awaitable<error_code> Transport::wait_readable() {
   if (read_buffered()) co_return error_code{};
@@ -259,4 +267,4 @@ void Transport::close() {
   socket_.close(ignored);
 }
 
-}  // namespace turnpike::proxy
+}  // namespace turnpike::tls
