@@ -15,6 +15,7 @@
 
 #include <array>
 
+#include "downstream_h2.h"
 #include "headers.h"
 #include "io.h"
 #include "pipeline.h"
@@ -29,6 +30,8 @@ namespace {
 constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
 using boost::system::error_code;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+// RFC 9113 §3.4: the client connection preface, for h2c with prior knowledge.
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 }  // namespace
 
 std::string_view to_string(DownstreamWait w) noexcept {
@@ -160,6 +163,10 @@ boost::asio::awaitable<void> DownstreamConnection::start_tls(std::unique_ptr<Dow
   }
   counters.tls_handshakes.inc();
   if (c.transport_->resumed()) counters.tls_resumed.inc();
+  if (c.transport_->alpn() == "h2") {
+    serve_h2(c.worker_, std::move(c.transport_), c.listener_, {});
+    co_return;  // `self` goes; the HTTP/2 connection has the socket
+  }
   co_await serve(std::move(self));
 }
 
@@ -209,7 +216,12 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
     http::ParseError perr = http::ParseError::none;
     http::ParseStatus st = http::ParseStatus::incomplete;
     for (;;) {
-      if (!in_.empty()) {
+      if (h2_preface_pending()) {
+        if (in_.size() >= kH2Preface.size()) {
+          serve_h2(worker_, std::move(transport_), listener_, in_.view());
+          co_return false;  // the HTTP/2 connection has the socket and the bytes
+        }
+      } else if (!in_.empty()) {
         st = http::parse_request_head(in_.data(), in_.size(), pl, ps, ctx.head, ctx.headers, perr);
         if (st != http::ParseStatus::incomplete) break;
       }
@@ -279,6 +291,15 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
   // Lingering close after an error answer is done by refuse(); here the socket just closes.
   close();
   co_return false;
+}
+
+bool DownstreamConnection::h2_preface_pending() const {
+  // Only a connection's first request, only on a cleartext listener with http2 enabled.
+  if (requests_ != 0 || transport_->is_tls() || in_.empty()) return false;
+  const ListenerRuntime* lr = snapshot_ ? snapshot_->find_listener(listener_) : nullptr;
+  if (!lr || !lr->config->http2.enabled) return false;
+  const std::string_view got = in_.view();
+  return kH2Preface.starts_with(got.substr(0, std::min(got.size(), kH2Preface.size())));
 }
 
 bool DownstreamConnection::prepare_request(RequestContext& ctx, int& status, std::string_view& code,

@@ -50,6 +50,18 @@ struct WorkerCounters {
   Counter tls_handshake_failures;    // failed handshakes (bad client hello, no shared cipher, ...)
   Counter tls_handshake_timeouts;
   Counter upstream_tls_failures;     // handshakes with upstreams that failed (verification, ...)
+  Counter h2_connections;            // HTTP/2 client connections (ALPN h2 or h2c prior knowledge)
+  Counter h2_malformed;              // streams reset for RFC 9113 §8 violations (PROTOCOL_ERROR)
+  Counter h2_refused_streams;        // streams refused (REFUSED_STREAM): too many in flight
+  Counter h2_client_resets;          // RST_STREAM frames received from clients
+  Counter h2_rapid_resets;           // connections cut off for their RST_STREAM rate (CVE-2023-44487)
+  Counter h2_continuation_floods;    // cut off for too many CONTINUATION frames (CVE-2024-28182)
+  Counter h2_hpack_bombs;            // cut off for a decoded header list far over the limit
+  Counter h2_header_lists_too_large; // requests answered 431: header list over max_header_list_size
+  Counter h2_control_floods;         // cut off for SETTINGS/PING/PRIORITY/WINDOW_UPDATE/empty DATA floods
+  Counter h2_protocol_errors;        // connection errors nghttp2 detected (GOAWAY with an error)
+  Counter h2_goaways;                // graceful GOAWAYs (drain, reload, limits)
+  Counter h2_idle_timeouts;          // closed after http2.idle_timeout with no stream open
 };
 
 // Every counter with its name, for the exit summary (a new counter goes here too).
@@ -73,6 +85,18 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"tls_handshake_failures", &WorkerCounters::tls_handshake_failures},
     {"tls_handshake_timeouts", &WorkerCounters::tls_handshake_timeouts},
     {"upstream_tls_failures", &WorkerCounters::upstream_tls_failures},
+    {"h2_connections", &WorkerCounters::h2_connections},
+    {"h2_malformed", &WorkerCounters::h2_malformed},
+    {"h2_refused_streams", &WorkerCounters::h2_refused_streams},
+    {"h2_client_resets", &WorkerCounters::h2_client_resets},
+    {"h2_rapid_resets", &WorkerCounters::h2_rapid_resets},
+    {"h2_continuation_floods", &WorkerCounters::h2_continuation_floods},
+    {"h2_hpack_bombs", &WorkerCounters::h2_hpack_bombs},
+    {"h2_header_lists_too_large", &WorkerCounters::h2_header_lists_too_large},
+    {"h2_control_floods", &WorkerCounters::h2_control_floods},
+    {"h2_protocol_errors", &WorkerCounters::h2_protocol_errors},
+    {"h2_goaways", &WorkerCounters::h2_goaways},
+    {"h2_idle_timeouts", &WorkerCounters::h2_idle_timeouts},
 };
 
 using DownstreamHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;

@@ -1,0 +1,437 @@
+// HTTP/2 client connections: the I/O loop, timeouts from the worker's sweep, graceful and
+// abusive shutdowns (GOAWAY). The nghttp2 callbacks live in h2_session.cc, streams in h2_stream.cc.
+//
+// Hot path: one pooled 16 KiB block borrowed per read turn (an idle connection holds none), one
+// output string reused across turns, no timer per stream (deadlines are stores checked by the
+// sweep), no lock.
+#include "h2_connection.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <spdlog/spdlog.h>
+
+#include "downstream_h2.h"
+#include "pipeline.h"
+#include "turnpike/proxy/snapshot.h"
+
+namespace turnpike::proxy {
+
+namespace {
+using boost::system::error_code;
+constexpr size_t kOutBatch = 64 * 1024;  // bytes taken from nghttp2 per write
+constexpr int kReadsPerTurn = 4;         // then write what they produced before reading on
+constexpr auto kGoawayGrace = std::chrono::seconds(1);  // notice → final GOAWAY (≥ 1 RTT)
+}  // namespace
+
+std::string_view to_string(H2Goaway g) noexcept {
+  switch (g) {
+    case H2Goaway::none: return "none";
+    case H2Goaway::notice: return "notice";
+    case H2Goaway::final: return "final";
+    case H2Goaway::calm: return "calm";
+  }
+  return "unknown";
+}
+
+void serve_h2(Worker& worker, std::unique_ptr<tls::Transport> transport, std::string listener,
+              std::string_view already_read) {
+  auto conn = std::make_unique<H2Connection>(worker, std::move(transport), std::move(listener));
+  if (!conn->start(already_read)) return;  // destroyed: socket closed
+  boost::asio::co_spawn(worker.io(), H2Connection::serve(std::move(conn)), boost::asio::detached);
+}
+
+H2Connection::H2Connection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener)
+    : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
+  error_code ec;
+  auto ep = transport_->socket().remote_endpoint(ec);
+  if (!ec) {
+    remote_ = ep.address().to_string();
+    ip_len_ = remote_.size();
+    remote_.push_back(':');
+    remote_.append(std::to_string(ep.port()));
+  }
+  worker_.add_connection(*this);
+  worker_.counters().h2_connections.inc();
+}
+
+H2Connection::~H2Connection() {
+  if (session_) nghttp2_session_del(session_);
+  worker_.connection_closed(*this);
+}
+
+void H2Connection::wake() {
+  if (wake_ || dead_) return;
+  wake_ = true;
+  if (waiting_read_) transport_->cancel();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+// ---------------------------------------------------------------------------------------------
+
+boost::asio::awaitable<void> H2Connection::serve(std::unique_ptr<H2Connection> self) {
+  co_await self->run();
+}
+
+boost::asio::awaitable<void> H2Connection::run() {
+  // An h2 connection stays on the worker's idle list for its whole life: drain and the
+  // connection limit then reach it through close_if_idle(), which starts a graceful GOAWAY.
+  worker_.mark_idle(*this);
+  on_idle_list_ = true;
+  for (;;) {
+    if (!produce_and_write()) break;
+    if (out_pos_ < out_.size()) {
+      // The client does not take our output: stop reading until it does (backpressure).
+      if (write_deadline_ == Clock::time_point::max()) {
+        write_deadline_ = Clock::now() + limits().send_timeout;
+        note_deadline(write_deadline_);
+      }
+      auto ec = co_await transport_->wait_writable();
+      if (ec || dead_) break;
+      continue;
+    }
+    write_deadline_ = Clock::time_point::max();
+    if (goaway_ == H2Goaway::calm) break;  // the error GOAWAY is written: close
+    if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) break;
+    if (wake_) {
+      wake_ = false;
+      continue;
+    }
+    waiting_read_ = true;
+    auto ec = co_await transport_->wait_readable();
+    waiting_read_ = false;
+    if (dead_) break;
+    if (ec == boost::asio::error::operation_aborted) {
+      wake_ = false;  // a stream submitted something, or a timer-driven change: go round
+      continue;
+    }
+    if (ec) break;
+    if (!read_and_process()) break;
+  }
+  shut();
+  // Pipelines still running hold pointers to their streams and to us: wait for the last one.
+  while (pipelines_ > 0) {
+    co_await all_done_.wait();
+  }
+}
+
+bool H2Connection::read_and_process() {
+  BufferPool& pool = worker_.buffers();
+  char* block = pool.acquire();
+  bool ok = true;
+  now_ = Clock::now();
+  for (int i = 0; i < kReadsPerTurn; ++i) {
+    error_code ec;
+    size_t n = transport_->read_some(block, BufferPool::kBlockSize, ec);
+    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) break;
+    if (ec) {
+      if (ec != boost::asio::error::eof) spdlog::debug("h2 client {}: read: {}", remote_, ec.message());
+      ok = false;
+      break;
+    }
+    ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(block), n);
+    if (rv < 0) {
+      on_recv_error(rv);
+      break;
+    }
+    if (goaway_ == H2Goaway::calm || nghttp2_session_want_write(session_)) break;
+  }
+  pool.release(block);
+  return ok;
+}
+
+void H2Connection::on_recv_error(ssize_t rv) {
+  // A callback aborted for abuse (calm_code_ set), or nghttp2 gave up on the connection.
+  uint32_t code = calm_code_;
+  if (code == 0) {
+    switch (rv) {
+      case NGHTTP2_ERR_FLOODED:
+      case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS: code = NGHTTP2_ENHANCE_YOUR_CALM; break;
+      case NGHTTP2_ERR_HEADER_COMP: code = NGHTTP2_COMPRESSION_ERROR; break;
+      case NGHTTP2_ERR_NOMEM:
+      case NGHTTP2_ERR_CALLBACK_FAILURE: code = NGHTTP2_INTERNAL_ERROR; break;
+      default: code = NGHTTP2_PROTOCOL_ERROR; break;
+    }
+    worker_.counters().h2_protocol_errors.inc();
+    spdlog::debug("h2 client {}: session error: {}", remote_, nghttp2_strerror(static_cast<int>(rv)));
+  }
+  nghttp2_session_terminate_session(session_, code);
+  goaway_ = H2Goaway::calm;
+}
+
+bool H2Connection::produce_and_write() {
+  if (out_pos_ == out_.size()) {
+    out_.clear();
+    out_pos_ = 0;
+    // Only refilled once everything is written, so a partial TLS write is retried with the
+    // same bytes at the same address.
+    while (out_.size() < kOutBatch) {
+      const uint8_t* data = nullptr;
+      ssize_t n = nghttp2_session_mem_send(session_, &data);
+      if (n < 0) {
+        spdlog::debug("h2 client {}: mem_send: {}", remote_, nghttp2_strerror(static_cast<int>(n)));
+        return false;
+      }
+      if (n == 0) break;
+      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    }
+  }
+  if (out_pos_ == out_.size()) return true;
+  error_code ec;
+  boost::asio::const_buffer buf(out_.data() + out_pos_, out_.size() - out_pos_);
+  size_t done = transport_->write_some(std::span(&buf, 1), ec);
+  if (ec) {
+    spdlog::debug("h2 client {}: write: {}", remote_, ec.message());
+    return false;
+  }
+  out_pos_ += done;
+  if (out_pos_ == out_.size() && out_.capacity() > 4 * kOutBatch) std::string().swap(out_);
+  return true;
+}
+
+void H2Connection::shut() {
+  dead_ = true;
+  transport_->close();  // idempotent
+  deadline_ = Clock::time_point::max();
+  if (on_idle_list_) {
+    worker_.mark_busy(*this);
+    on_idle_list_ = false;
+  }
+  for (auto it = live_.begin(); it != live_.end();) {
+    H2Stream* s = &*it++;
+    stream_closed(s, NGHTTP2_CANCEL);
+  }
+  std::string().swap(out_);
+  out_pos_ = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeouts (called by the worker's 100 ms sweep when deadline() has passed)
+// ---------------------------------------------------------------------------------------------
+
+void H2Connection::expire() {
+  const auto now = Clock::now();
+  if (dead_) return;
+  if (deadline_ > now) {
+    // Not the sweep: the drain timeout ran out (Worker::force_stop). Close now.
+    forced_ = true;
+    dead_ = true;
+    transport_->cancel();
+    transport_->close();
+    return;
+  }
+  auto& counters = worker_.counters();
+  if (write_deadline_ <= now) {
+    counters.send_timeouts.inc();
+    spdlog::debug("h2 client {}: send timeout", remote_);
+    dead_ = true;
+    transport_->cancel();
+    return;
+  }
+  if (header_deadline_ <= now) {
+    // A header block started and never finished: the whole connection is stuck behind it.
+    counters.header_timeouts.inc();
+    spdlog::debug("h2 client {}: header timeout", remote_);
+    header_deadline_ = Clock::time_point::max();
+    calm_down(NGHTTP2_PROTOCOL_ERROR, nullptr, "header block timeout");
+  }
+  if (idle_deadline_ <= now) {
+    counters.h2_idle_timeouts.inc();
+    spdlog::debug("h2 client {}: idle timeout", remote_);
+    idle_deadline_ = Clock::time_point::max();
+    send_final_goaway();
+  }
+  if (goaway_deadline_ <= now) {
+    goaway_deadline_ = Clock::time_point::max();
+    send_final_goaway();
+  }
+  for (auto& s : live_) {
+    if (s.deadline_ > now) continue;
+    s.deadline_ = Clock::time_point::max();
+    s.timed_out_ = true;
+    if (s.wait_ == H2StreamWait::body) {
+      counters.body_timeouts.inc();
+      // The pipeline answers 408 if it still can; the stream is reset when it ends.
+      s.event_.signal(worker_.io(), boost::asio::error::timed_out);
+    } else if (s.wait_ == H2StreamWait::send) {
+      counters.send_timeouts.inc();
+      reset_stream(&s, NGHTTP2_CANCEL);
+      s.event_.signal(worker_.io(), boost::asio::error::timed_out);
+    }
+    spdlog::debug("h2 client {}: stream {}: {} timeout", remote_, s.id_, to_string(s.wait_));
+  }
+  recompute_deadline();
+  wake();
+}
+
+void H2Connection::recompute_deadline() {
+  Clock::time_point d = std::min({write_deadline_, header_deadline_, idle_deadline_, goaway_deadline_});
+  for (const auto& s : live_) d = std::min(d, s.deadline_);
+  deadline_ = d;
+}
+
+void H2Connection::update_idle() {
+  // Idle: no stream is open and no pipeline runs. The timer starts then, and stops on a new one.
+  if (live_count_ == 0 && pipelines_ == 0) {
+    if (idle_deadline_ == Clock::time_point::max() && cfg_) {
+      idle_deadline_ = Clock::now() + cfg_->idle_timeout;
+      note_deadline(idle_deadline_);
+    }
+    if (goaway_ == H2Goaway::notice) send_final_goaway();  // nothing in flight: no need to wait
+  } else {
+    idle_deadline_ = Clock::time_point::max();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GOAWAY
+// ---------------------------------------------------------------------------------------------
+
+void H2Connection::close_if_idle() {
+  // Unlinked from the idle list by the worker (drain, or the connection limit).
+  on_idle_list_ = false;
+  start_graceful(worker_.draining() ? "drain" : "connection limit");
+}
+
+void H2Connection::snapshot_changed() {
+  if (goaway_ != H2Goaway::none || !snapshot_) return;
+  const ListenerRuntime* lr = worker_.snapshot()->find_listener(listener_);
+  const ListenerRuntime* mine = snapshot_->find_listener(listener_);
+  if (lr && mine && *lr->config == *mine->config) return;
+  start_graceful("listener changed by reload");
+}
+
+void H2Connection::start_graceful(std::string_view why) {
+  if (dead_ || !session_ || goaway_ != H2Goaway::none) return;
+  spdlog::debug("h2 client {}: graceful GOAWAY ({})", remote_, why);
+  worker_.counters().h2_goaways.inc();
+  if (live_count_ == 0 && pipelines_ == 0) {
+    send_final_goaway();
+    return;
+  }
+  // RFC 9113 §6.8: a GOAWAY with 2^31-1 first, the final one after at least one round trip, so
+  // requests already on their way are not lost.
+  nghttp2_submit_shutdown_notice(session_);
+  goaway_ = H2Goaway::notice;
+  goaway_deadline_ = Clock::now() + kGoawayGrace;
+  note_deadline(goaway_deadline_);
+  wake();
+}
+
+void H2Connection::send_final_goaway() {
+  if (dead_ || !session_ || goaway_ == H2Goaway::final || goaway_ == H2Goaway::calm) return;
+  goaway_ = H2Goaway::final;
+  goaway_deadline_ = Clock::time_point::max();
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
+                        NGHTTP2_NO_ERROR, nullptr, 0);
+  wake();
+}
+
+void H2Connection::calm_down(uint32_t code, Counter WorkerCounters::*counter, std::string_view why) {
+  if (goaway_ == H2Goaway::calm) return;
+  if (counter) (worker_.counters().*counter).inc();
+  spdlog::debug("h2 client {}: {}: GOAWAY {}", remote_, why, nghttp2_http2_strerror(code));
+  calm_code_ = code;
+  goaway_ = H2Goaway::calm;
+  if (session_) nghttp2_session_terminate_session(session_, code);
+  wake();
+}
+
+bool H2Connection::count_control_frame() {
+  if (++control_in_window_ <= cfg_->max_control_frames_per_second) return true;
+  calm_down(NGHTTP2_ENHANCE_YOUR_CALM, &WorkerCounters::h2_control_floods, "control frame flood");
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream pipelines
+// ---------------------------------------------------------------------------------------------
+
+boost::asio::awaitable<void> H2Connection::run_stream(H2Stream* s, int status, std::string_view code,
+                                                      std::string_view message) {
+  RequestContext& ctx = *s->ctx_;
+  if (s->closed_) {
+    ctx.error = "client_reset";  // reset before the pipeline got to run: nothing to do
+  } else if (status != 0) {
+    co_await respond_error(ctx, *s, status, code, message);
+  } else {
+    co_await run_request(worker_, ctx, *s);
+  }
+  // A response the pipeline did not finish (upstream failure mid-body, client timeout) must
+  // look broken to the client: reset. A finished one with the request body still coming in
+  // tells the client to stop sending (RFC 9113 §8.1).
+  if (!s->closed_ && !dead_) {
+    const bool complete = s->no_body_ || (s->submitted_ && s->end_ && s->eof_sent_);
+    if (!complete) {
+      reset_stream(s, s->timed_out_ ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR);
+    } else if (!s->remote_closed_) {
+      reset_stream(s, NGHTTP2_NO_ERROR);
+    }
+  }
+  s->release_taken();
+  s->disarm();
+  s->pieces_ = {};
+  s->trailers_ = {};
+  worker_.release_context(&ctx);
+  s->ctx_ = nullptr;
+  s->pipeline_running_ = false;
+  --pipelines_;
+  maybe_release(s);
+  if (dead_) {
+    if (pipelines_ == 0) all_done_.signal(worker_.io());
+    co_return;
+  }
+  if (worker_.draining() && goaway_ == H2Goaway::none) start_graceful("drain");
+  update_idle();
+  wake();
+}
+
+void H2Connection::reset_stream(H2Stream* s, uint32_t error_code) {
+  if (s->closed_ || dead_) return;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id_, error_code);
+  wake();
+}
+
+H2Stream* H2Connection::new_stream(int32_t id) {
+  std::unique_ptr<H2Stream> s;
+  if (!free_streams_.empty()) {
+    s = std::move(free_streams_.back());
+    free_streams_.pop_back();
+  } else {
+    s = std::make_unique<H2Stream>(*this);
+  }
+  H2Stream* raw = s.release();
+  raw->reset_for(id, worker_.snapshot());
+  live_.push_back(*raw);
+  ++live_count_;
+  idle_deadline_ = Clock::time_point::max();
+  return raw;
+}
+
+void H2Connection::stream_closed(H2Stream* s, uint32_t error_code) {
+  if (s->closed_) return;
+  s->closed_ = true;
+  s->close_code_ = error_code;
+  // DATA nobody will read: give its window back to the connection (the stream's is gone).
+  if (!s->body_in_.empty()) {
+    if (!dead_) nghttp2_session_consume(session_, s->id_, s->body_in_.size());
+    s->body_in_.clear();
+  }
+  s->event_.signal(worker_.io(), boost::asio::error::connection_reset);
+  maybe_release(s);
+}
+
+void H2Connection::maybe_release(H2Stream* s) {
+  if (!s->closed_ || s->pipeline_running_) return;
+  s->StreamHook::unlink();
+  --live_count_;
+  s->snapshot_.reset();
+  if (free_streams_.size() < 64 && s->arena_.capacity() <= 64 * 1024 && s->body_in_.capacity() <= 1 << 20) {
+    free_streams_.emplace_back(s);
+  } else {
+    delete s;
+  }
+  if (!dead_) update_idle();
+}
+
+}  // namespace turnpike::proxy

@@ -1,0 +1,141 @@
+// A client connection speaking HTTP/2 (RFC 9113): one nghttp2 server session driven by one
+// coroutine that owns the socket, and one pipeline coroutine per request stream.
+//
+// The loop (h2_connection.cc) reads, feeds nghttp2, and writes what it produces, one batched
+// write per turn; while the socket does not take our output it stops reading, so a client that
+// does not read cannot make us buffer without bound. The nghttp2 callbacks (h2_session.cc) turn
+// complete header blocks into RequestContexts, enforce RFC 9113 §8 and the attack limits, and
+// wake the stream pipelines (h2_stream.cc), which never touch the socket themselves.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "h2_stream.h"
+#include "turnpike/tls/transport.h"
+#include "worker.h"
+
+namespace turnpike::proxy {
+
+using tls::Transport;
+
+// How far the connection is in shutting down.
+enum class H2Goaway : unsigned char {
+  none,    // serving
+  notice,  // graceful: shutdown notice sent (GOAWAY with 2^31-1), final GOAWAY after a grace period
+  final,   // GOAWAY with the last stream id sent: open streams finish, no new ones
+  calm,    // abuse or protocol error: error GOAWAY sent, closing as soon as it is written
+};
+std::string_view to_string(H2Goaway g) noexcept;
+
+class H2Connection final : public ClientConnection {
+ public:
+  H2Connection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener);
+  ~H2Connection() override;
+  H2Connection(const H2Connection&) = delete;
+  H2Connection& operator=(const H2Connection&) = delete;
+
+  // Sets up the session and feeds it the bytes already read (the preface, for h2c); false when
+  // that fails (listener gone, out of memory).
+  bool start(std::string_view already_read);
+  static boost::asio::awaitable<void> serve(std::unique_ptr<H2Connection> self);
+
+  // ClientConnection
+  void expire() override;
+  void close_if_idle() override;
+  void snapshot_changed() override;
+
+  // ---- For streams ----
+  Worker& worker() { return worker_; }
+  nghttp2_session* session() { return dead_ ? nullptr : session_; }
+  const config::ClientLimits& limits() const { return snapshot_->config->limits; }
+  // Something was submitted to nghttp2: make the loop call mem_send.
+  void wake();
+  void note_deadline(Clock::time_point d) {
+    if (d < deadline_) deadline_ = d;
+  }
+  // Builds nghttp2_nv entries for response fields in scratch storage (valid until the next call).
+  std::span<nghttp2_nv> response_nv(RequestContext& ctx, const ResponseOut& head, const char* status);
+  std::span<nghttp2_nv> trailer_nv(std::span<const http::Header> trailers);
+
+ private:
+  friend struct H2Callbacks;
+
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<void> run_stream(H2Stream* s, int status, std::string_view code, std::string_view message);
+  // One read turn: read what is there (bounded), feed nghttp2. False: the connection is over.
+  bool read_and_process();
+  // Fills out_ from nghttp2 (when it is empty) and writes what the socket takes. False on error.
+  bool produce_and_write();
+  void on_recv_error(ssize_t rv);
+  // The end of the connection: fail every stream, close the socket.
+  void shut();
+
+  // ---- Streams ----
+  H2Stream* new_stream(int32_t id);
+  void stream_closed(H2Stream* s, uint32_t error_code);
+  void maybe_release(H2Stream* s);
+  // A complete request header block: checks it (RFC 9113 §8) and starts its pipeline.
+  void begin_request(H2Stream* s, bool end_stream);
+  bool fill_context(H2Stream* s, RequestContext& ctx, int& status, std::string_view& code, std::string_view& message);
+  void reset_stream(H2Stream* s, uint32_t error_code);
+
+  // ---- Limits ----
+  // Abuse detected: GOAWAY with `code`, then close. `why` is for the debug log.
+  void calm_down(uint32_t code, Counter WorkerCounters::*counter, std::string_view why);
+  bool count_control_frame();
+  void start_graceful(std::string_view why);
+  void send_final_goaway();
+  void update_idle();
+  void recompute_deadline();
+
+  Worker& worker_;
+  std::unique_ptr<Transport> transport_;
+  std::string listener_;
+  std::shared_ptr<const Snapshot> snapshot_;   // the one the connection started with
+  const config::Http2Config* cfg_ = nullptr;   // its listener's http2 section
+  nghttp2_session* session_ = nullptr;
+  std::string remote_;                         // "ip:port"
+  size_t ip_len_ = 0;
+
+  // ---- I/O ----
+  std::string out_;               // bytes from nghttp2 not yet written
+  size_t out_pos_ = 0;            // out_: first byte not yet written
+  bool waiting_read_ = false;     // the loop waits for readability (wake() cancels that wait)
+  bool wake_ = false;
+  bool dead_ = false;             // the socket is closed: no more I/O, streams fail
+  bool forced_ = false;           // closed by expire() outside the sweep (drain timeout)
+  H2Event all_done_;              // the loop waiting for the last pipeline after shut()
+
+  // ---- Streams ----
+  boost::intrusive::list<H2Stream, boost::intrusive::base_hook<StreamHook>,
+                         boost::intrusive::constant_time_size<false>> live_;
+  std::vector<std::unique_ptr<H2Stream>> free_streams_;
+  size_t live_count_ = 0;
+  size_t pipelines_ = 0;          // pipeline coroutines running (their streams may be closed)
+  uint32_t requests_ = 0;
+  Clock::time_point now_;         // cached per read turn for the rate windows
+
+  // ---- Limits ----
+  Clock::time_point rate_window_start_;
+  uint32_t resets_in_window_ = 0;
+  uint32_t control_in_window_ = 0;
+  uint32_t continuations_ = 0;    // CONTINUATION frames in the header block being received
+  Clock::time_point header_deadline_ = Clock::time_point::max();  // a header block in progress
+  Clock::time_point write_deadline_ = Clock::time_point::max();   // the socket not taking output
+  Clock::time_point idle_deadline_ = Clock::time_point::max();    // no stream open
+  Clock::time_point goaway_deadline_ = Clock::time_point::max();  // notice → final GOAWAY
+  H2Goaway goaway_ = H2Goaway::none;
+  uint32_t calm_code_ = 0;        // set by a callback that aborted mem_recv for abuse
+  bool on_idle_list_ = false;
+
+  // ---- Scratch for building header lists (single thread; nghttp2 copies on submit) ----
+  std::vector<nghttp2_nv> nv_;
+  std::string nv_names_;
+};
+
+}  // namespace turnpike::proxy

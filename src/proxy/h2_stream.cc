@@ -1,0 +1,237 @@
+// HTTP/2 streams as Downstreams: request body out of received DATA (window given back only as
+// the pipeline takes it), response head and body into nghttp2 (completing when nghttp2 has copied
+// the pieces into frames, so a client that stops reading stalls the pipeline by flow control).
+//
+// Hot path: the pipeline's body views are copied once, by read_data, into the DATA frame
+// nghttp2 is building; no per-request allocation once the stream object is warm.
+#include "h2_stream.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "h2_connection.h"
+
+namespace turnpike::proxy {
+
+using boost::system::error_code;
+
+std::string_view to_string(H2StreamWait w) noexcept {
+  switch (w) {
+    case H2StreamWait::none: return "none";
+    case H2StreamWait::body: return "body";
+    case H2StreamWait::send: return "send";
+  }
+  return "unknown";
+}
+
+void H2Stream::reset_for(int32_t id, std::shared_ptr<const Snapshot> snapshot) {
+  id_ = id;
+  snapshot_ = std::move(snapshot);
+  ctx_ = nullptr;
+  arena_.clear();
+  if (arena_.capacity() < 1024) arena_.reserve(1024);
+  fields_.clear();
+  method_ = scheme_ = authority_ = path_ = host_ = {};
+  pseudo_seen_ = 0;
+  header_list_size_ = 0;
+  content_length_ = -1;
+  in_trailers_ = too_large_ = malformed_ = expect_continue_ = unknown_expectation_ = false;
+  body_in_.clear();
+  body_out_.clear();
+  taken_unconsumed_ = 0;
+  remote_closed_ = sent_continue_ = false;
+  pieces_ = {};
+  piece_ = piece_off_ = 0;
+  trailers_ = {};
+  trailers_pending_ = submitted_ = end_ = eof_sent_ = deferred_ = no_body_ = false;
+  closed_ = false;
+  close_code_ = 0;
+  pipeline_running_ = timed_out_ = false;
+  wait_ = H2StreamWait::none;
+  deadline_ = Clock::time_point::max();
+}
+
+void H2Stream::arm(H2StreamWait w, Clock::duration timeout) {
+  wait_ = w;
+  deadline_ = Clock::now() + timeout;
+  conn_.note_deadline(deadline_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request body
+// ---------------------------------------------------------------------------------------------
+
+void H2Stream::release_taken() {
+  if (taken_unconsumed_ == 0) return;
+  // The pipeline is done with the previous pieces: the client may send that much more. On a
+  // closed stream nghttp2 credits the connection window only.
+  if (nghttp2_session* session = conn_.session()) {
+    nghttp2_session_consume(session, id_, taken_unconsumed_);
+    conn_.wake();
+  }
+  taken_unconsumed_ = 0;
+}
+
+void H2Stream::preread_body(RequestContext& ctx) {
+  ctx.body_views.clear();
+  if (ctx.body_done || body_in_.empty()) return;
+  body_out_.swap(body_in_);
+  body_in_.clear();
+  taken_unconsumed_ = body_out_.size();
+  ctx.body_views.push_back(body_out_);
+  ctx.request_body_bytes += body_out_.size();
+  ctx.body_done = remote_closed_;
+}
+
+boost::asio::awaitable<error_code> H2Stream::read_body(RequestContext& ctx) {
+  ctx.body_views.clear();
+  release_taken();
+  body_out_.clear();
+  if (ctx.body_done) co_return error_code{};
+  if (ctx.head.expect_continue && !sent_continue_ && !ctx.response_started && !closed_) {
+    // RFC 9110 §10.1.1: the client may wait for this before it sends the body.
+    sent_continue_ = true;
+    const nghttp2_nv nv{reinterpret_cast<uint8_t*>(const_cast<char*>(":status")),
+                        reinterpret_cast<uint8_t*>(const_cast<char*>("100")), 7, 3, NGHTTP2_NV_FLAG_NONE};
+    if (nghttp2_session* session = conn_.session()) {
+      nghttp2_submit_headers(session, NGHTTP2_FLAG_NONE, id_, nullptr, &nv, 1, nullptr);
+      conn_.wake();
+    }
+  }
+  for (;;) {
+    if (!body_in_.empty()) {
+      preread_body(ctx);
+      co_return error_code{};
+    }
+    if (remote_closed_) {
+      // nghttp2 checks content-length against the DATA received (RFC 9113 §8.1.1); so do we.
+      if (ctx.head.framing == http::BodyFraming::content_length && ctx.request_body_bytes != ctx.head.content_length) {
+        co_return boost::asio::error::invalid_argument;
+      }
+      ctx.body_done = true;
+      co_return error_code{};
+    }
+    if (closed_) co_return boost::asio::error::connection_reset;
+    if (timed_out_) co_return boost::asio::error::timed_out;
+    arm(H2StreamWait::body, conn_.limits().body_timeout);
+    co_await event_.wait();
+    disarm();
+    if (event_.result()) co_return event_.result();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response
+// ---------------------------------------------------------------------------------------------
+
+ssize_t H2Stream::read_data(nghttp2_session* session, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
+                            nghttp2_data_source* source, void*) {
+  H2Stream& s = *static_cast<H2Stream*>(source->ptr);
+  size_t n = 0;
+  while (n < length && s.piece_ < s.pieces_.size()) {
+    std::string_view p = s.pieces_[s.piece_];
+    size_t take = std::min(length - n, p.size() - s.piece_off_);
+    if (take > 0) std::memcpy(buf + n, p.data() + s.piece_off_, take);
+    n += take;
+    s.piece_off_ += take;
+    if (s.piece_off_ == p.size()) {
+      ++s.piece_;
+      s.piece_off_ = 0;
+    }
+  }
+  if (s.piece_ == s.pieces_.size()) {
+    if (s.end_) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      s.eof_sent_ = true;
+      if (s.trailers_pending_) {
+        s.trailers_pending_ = false;
+        auto nv = s.conn_.trailer_nv(s.trailers_);
+        if (!nv.empty() && nghttp2_submit_trailer(session, s.id_, nv.data(), nv.size()) == 0) {
+          *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        }
+      }
+    } else if (n == 0) {
+      s.deferred_ = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    // Everything the pipeline gave is in frames now: it may reuse its buffers.
+    s.event_.signal(s.conn_.worker().io());
+  }
+  return static_cast<ssize_t>(n);
+}
+
+boost::asio::awaitable<error_code> H2Stream::wait_sent(RequestContext& ctx) {
+  while (!all_sent()) {
+    if (closed_) co_return boost::asio::error::connection_reset;
+    if (timed_out_) co_return boost::asio::error::timed_out;
+    if (deferred_) {
+      deferred_ = false;
+      if (nghttp2_session* session = conn_.session()) nghttp2_session_resume_data(session, id_);
+    }
+    conn_.wake();
+    arm(H2StreamWait::send, conn_.limits().send_timeout);
+    co_await event_.wait();
+    disarm();
+    if (event_.result()) co_return event_.result();
+  }
+  co_return error_code{};
+}
+
+boost::asio::awaitable<error_code> H2Stream::send_head(RequestContext& ctx, const ResponseOut& head,
+                                                       std::span<const std::string_view> body, bool end) {
+  nghttp2_session* session = conn_.session();
+  if (closed_ || !session) co_return boost::asio::error::connection_reset;
+  int status = head.status;
+  if (status < 100 || status > 999) status = 502;
+  status_[0] = static_cast<char>('0' + status / 100);
+  status_[1] = static_cast<char>('0' + status / 10 % 10);
+  status_[2] = static_cast<char>('0' + status % 10);
+  auto nv = conn_.response_nv(ctx, head, status_);
+  no_body_ = head.no_body;
+  if (!no_body_ && end) {
+    no_body_ = true;  // empty final body: END_STREAM on the HEADERS frame
+    for (auto p : body) no_body_ = no_body_ && p.empty();
+  }
+  pieces_ = no_body_ ? std::span<const std::string_view>() : body;
+  piece_ = piece_off_ = 0;
+  end_ = end || no_body_;
+  eof_sent_ = no_body_;
+  nghttp2_data_provider provider;
+  provider.source.ptr = this;
+  provider.read_callback = &H2Stream::read_data;
+  int rv = nghttp2_submit_response(session, id_, nv.data(), nv.size(), no_body_ ? nullptr : &provider);
+  if (rv != 0) {
+    spdlog::debug("h2 stream {}: submit_response: {}", id_, nghttp2_strerror(rv));
+    co_return boost::asio::error::connection_reset;
+  }
+  submitted_ = true;
+  ctx.response_started = true;
+  conn_.wake();
+  co_return co_await wait_sent(ctx);
+}
+
+boost::asio::awaitable<error_code> H2Stream::send_body(RequestContext& ctx, std::span<const std::string_view> body,
+                                                       bool end) {
+  if (no_body_ || (end_ && eof_sent_)) co_return error_code{};  // nothing more may follow
+  pieces_ = body;
+  piece_ = piece_off_ = 0;
+  end_ = end;
+  co_return co_await wait_sent(ctx);
+}
+
+boost::asio::awaitable<error_code> H2Stream::send_trailers(RequestContext& ctx, std::span<const http::Header> trailers) {
+  if (no_body_ || (end_ && eof_sent_)) co_return error_code{};
+  // HEADERS with END_STREAM after the last DATA (RFC 9113 §8.1); submitted by read_data once the
+  // body is all in frames.
+  pieces_ = {};
+  piece_ = piece_off_ = 0;
+  trailers_ = trailers;
+  trailers_pending_ = true;
+  end_ = true;
+  auto ec = co_await wait_sent(ctx);
+  trailers_ = {};
+  co_return ec;
+}
+
+}  // namespace turnpike::proxy

@@ -1,0 +1,164 @@
+// One HTTP/2 request stream as the pipeline sees it: a Downstream, like an HTTP/1.1 connection.
+//
+// The stream owns the bytes its RequestContext points into (the decoded header block, received
+// DATA), so the views stay valid for the request's whole life. Objects are recycled by their
+// connection: a stream's strings and vectors keep their capacity across requests.
+//
+// Hot path: no socket here. Request DATA is copied once, from the read buffer into body_in_;
+// response pieces are copied once, by nghttp2's data callback straight into the frame it builds.
+// Nothing takes a lock; a warmed-up stream allocates nothing.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/intrusive/list.hpp>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "turnpike/proxy/downstream.h"
+#include "turnpike/proxy/request_context.h"
+#include "worker.h"
+
+namespace turnpike::proxy {
+
+class H2Connection;
+
+// A one-shot wake-up for a single waiting coroutine, without a timer: wait() parks the coroutine's
+// completion handler, signal() posts it (never runs it inline, so nghttp2 callbacks never re-enter
+// the pipeline). A signal with nobody waiting does nothing: waiters check their condition first,
+// and everything runs on one thread, so no wake-up can be lost in between.
+//
+// The handler is stored by its concrete type (what use_awaitable makes for a void() signature;
+// a static_assert checks it) rather than in an any_completion_handler: no allocation per wait,
+// and Boost 1.81's any_completion_handler recursively re-wraps itself when posted.
+class H2Event {
+ public:
+  using error_code = boost::system::error_code;
+  // co_await event.wait(); then event.result() says why it woke.
+  auto wait() {
+    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
+        [this](auto handler) {
+          static_assert(std::is_same_v<decltype(handler), Handler>, "use_awaitable's handler type changed");
+          handler_.emplace(std::move(handler));
+        },
+        boost::asio::use_awaitable);
+  }
+  error_code result() const { return result_; }
+  bool waiting() const { return handler_.has_value(); }
+  void signal(boost::asio::io_context& io, error_code ec = {}) {
+    if (!handler_) return;
+    result_ = ec;
+    boost::asio::post(io, [h = std::move(*handler_)]() mutable { std::move(h)(); });
+    handler_.reset();
+  }
+
+ private:
+  using Handler = boost::asio::detail::awaitable_handler<boost::asio::any_io_executor>;
+  std::optional<Handler> handler_;
+  error_code result_;
+};
+
+// What a stream's pipeline waits for; picks the timeout and the counter.
+enum class H2StreamWait : unsigned char {
+  none,  // not waiting on the client
+  body,  // read_body: the next DATA (limits.body_timeout)
+  send,  // send_*: flow-control window to send the response (limits.send_timeout)
+};
+std::string_view to_string(H2StreamWait w) noexcept;
+
+using StreamHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+class H2Stream final : public Downstream, public StreamHook {
+ public:
+  explicit H2Stream(H2Connection& conn) : conn_(conn) {}
+
+  // ---- Downstream ----
+  boost::asio::awaitable<boost::system::error_code> read_body(RequestContext& ctx) override;
+  void preread_body(RequestContext& ctx) override;
+  boost::asio::awaitable<boost::system::error_code> send_head(RequestContext& ctx, const ResponseOut& head,
+                                                              std::span<const std::string_view> body, bool end) override;
+  boost::asio::awaitable<boost::system::error_code> send_body(RequestContext& ctx,
+                                                              std::span<const std::string_view> body, bool end) override;
+  boost::asio::awaitable<boost::system::error_code> send_trailers(RequestContext& ctx,
+                                                                  std::span<const http::Header> trailers) override;
+
+ private:
+  friend class H2Connection;
+  friend struct H2Callbacks;
+
+  // A field of the request's header block: offsets into arena_ (stable while it grows).
+  struct FieldRef {
+    uint32_t name_off = 0, name_len = 0, value_off = 0, value_len = 0;
+  };
+
+  void reset_for(int32_t id, std::shared_ptr<const Snapshot> snapshot);
+  std::string_view text(uint32_t off, uint32_t len) const { return {arena_.data() + off, len}; }
+  // Gives nghttp2 back the window for body bytes the pipeline has finished with.
+  void release_taken();
+  // Waits until nghttp2 has taken every queued response piece (and the end, when given).
+  boost::asio::awaitable<boost::system::error_code> wait_sent(RequestContext& ctx);
+  bool all_sent() const { return piece_ == pieces_.size() && (!end_ || eof_sent_); }
+  void arm(H2StreamWait w, Clock::duration timeout);
+  void disarm() { wait_ = H2StreamWait::none; deadline_ = Clock::time_point::max(); }
+  // nghttp2's data source callback for the response body.
+  static ssize_t read_data(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
+                           uint32_t* flags, nghttp2_data_source* source, void* user_data);
+
+  H2Connection& conn_;
+  int32_t id_ = 0;
+  std::shared_ptr<const Snapshot> snapshot_;  // the snapshot this request started with
+  RequestContext* ctx_ = nullptr;             // while the pipeline runs
+
+  // ---- Request head, as decoded ----
+  std::string arena_;                  // every field name and value, back to back
+  std::vector<FieldRef> fields_;       // regular fields in order
+  FieldRef method_, scheme_, authority_, path_, host_;
+  uint8_t pseudo_seen_ = 0;            // bit per pseudo-header / host (see h2_session.cc)
+  uint64_t header_list_size_ = 0;      // decoded size of the block being received (RFC 9113 §6.5.2)
+  int64_t content_length_ = -1;
+  bool in_trailers_ = false;           // receiving the request's trailer block (dropped)
+  bool too_large_ = false;             // header list above max_header_list_size: answered 431
+  bool malformed_ = false;             // reset with PROTOCOL_ERROR (RFC 9113 §8.1.1)
+  bool expect_continue_ = false;
+  bool unknown_expectation_ = false;
+
+  // ---- Request body ----
+  std::string body_in_;                // received, not yet given to the pipeline
+  std::string body_out_;               // given to the pipeline (ctx.body_views point here)
+  size_t taken_unconsumed_ = 0;        // bytes of body_out_ whose window nghttp2 has not got back
+  bool remote_closed_ = false;         // END_STREAM received
+  bool sent_continue_ = false;
+
+  // ---- Response ----
+  std::span<const std::string_view> pieces_;  // being sent; valid while the pipeline waits
+  size_t piece_ = 0;                   // next piece to copy
+  size_t piece_off_ = 0;               // bytes of pieces_[piece_] already copied
+  std::span<const http::Header> trailers_;
+  bool trailers_pending_ = false;
+  bool submitted_ = false;             // response HEADERS submitted
+  bool end_ = false;                   // the pipeline gave the last piece
+  bool eof_sent_ = false;              // nghttp2 has the end of the response (END_STREAM queued)
+  bool deferred_ = false;              // the data callback returned DEFERRED: resume_data needed
+  bool no_body_ = false;               // the response ended with its HEADERS
+  char status_[3];
+
+  // ---- Lifecycle ----
+  bool closed_ = false;                // nghttp2 closed the stream (or the connection died)
+  uint32_t close_code_ = 0;            // RST_STREAM error code it closed with
+  bool pipeline_running_ = false;
+  bool timed_out_ = false;
+  H2StreamWait wait_ = H2StreamWait::none;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  H2Event event_;                      // the pipeline waiting in read_body or send_*
+};
+
+}  // namespace turnpike::proxy
