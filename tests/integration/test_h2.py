@@ -1,0 +1,312 @@
+"""HTTP/2 client side (h2c with prior knowledge): requests from curl, nghttp, h2load and the h2
+library reach the HTTP/1.1 origin through the same pipeline as HTTP/1.1 requests; bodies both
+ways with flow-control backpressure; many streams per connection; resets; GOAWAY on drain."""
+import hashlib
+import json
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import h2.settings
+
+import h2client
+from h2client import H2Client
+from harness import base_config
+from origin import pattern_sha256
+
+MiB = 1024 * 1024
+
+
+def h2_config(origin, http2=None, **kw):
+    listener = {"name": "public", "address": "127.0.0.1", "port": 0}
+    if http2 is not None:
+        listener["http2"] = http2
+    return base_config(origin, listeners=[listener], **kw)
+
+
+@pytest.fixture
+def tp(origin, turnpike):
+    return turnpike(h2_config(origin))
+
+
+def run(args, timeout=60):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_curl_prior_knowledge_get_reaches_origin_as_http11(tp, origin):
+    r = run(["curl", "-s", "--http2-prior-knowledge", "-o", "-", "-w", "\n%{http_version} %{http_code}",
+             f"http://127.0.0.1:{tp.port()}/echo/a%41b?x=1"])
+    assert r.returncode == 0, r.stderr
+    body, _, tail = r.stdout.rpartition("\n")
+    assert tail == "2 200"
+    echoed = json.loads(body)
+    assert echoed["path"] == "/echo/aAb" and echoed["query"] == "x=1"
+    assert echoed["version"] == "HTTP/1.1"
+    headers = {n.lower(): v for n, v in echoed["headers"]}
+    assert headers["host"] == f"127.0.0.1:{tp.port()}"
+    assert headers["x-forwarded-proto"] == "http"
+
+
+def test_http11_still_served_on_an_http2_listener(tp):
+    r = run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", f"http://127.0.0.1:{tp.port()}/echo"])
+    assert r.stdout == "1.1 200", r
+
+
+def test_nghttp_get_and_post(tp, origin, tmp_path):
+    body = bytes(range(256)) * 4096  # 1 MiB
+    (tmp_path / "body").write_bytes(body)
+    r = run(["nghttp", "-n", "-s", f"http://127.0.0.1:{tp.port()}/echo"])
+    assert r.returncode == 0 and " 200 " in r.stdout, r.stdout + r.stderr
+    r = run(["nghttp", "-n", "-d", str(tmp_path / "body"), f"http://127.0.0.1:{tp.port()}/sink"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = origin.wait_for_path("/sink")
+    assert rec.method == "POST" and rec.body_len == len(body)
+    assert rec.body_sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_h2load_all_2xx(tp):
+    r = run(["h2load", "-n", "2000", "-c", "4", "-m", "10", f"http://127.0.0.1:{tp.port()}/echo"], timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2000 succeeded" in r.stdout, r.stdout
+    assert "status codes: 2000 2xx" in r.stdout, r.stdout
+
+
+def test_bodies_both_ways_several_mib_checked_by_digest(tp, origin):
+    c = H2Client(tp.port())
+    try:
+        upload = bytes((i * 7) & 0xFF for i in range(256)) * (5 * 4096)  # 5 MiB
+        digest = hashlib.sha256(upload).hexdigest()
+        # With content-length: forwarded with the same Content-Length.
+        sid = c.request("POST", "/sink", body=upload)
+        (res,) = c.wait_streams([sid], timeout=60)
+        assert res.status == 200 and json.loads(res.body) == {"length": len(upload), "sha256": digest}
+        assert origin.wait_for_path("/sink").framing == "content-length"
+        origin.reset()
+        # Without content-length: re-chunked for the HTTP/1.1 origin.
+        sid = c.request("POST", "/sink", body=upload, content_length=False)
+        (res,) = c.wait_streams([sid], timeout=60)
+        assert res.status == 200 and json.loads(res.body) == {"length": len(upload), "sha256": digest}
+        assert origin.wait_for_path("/sink").framing == "chunked"
+        # Download.
+        res = c.get(f"/bytes/{6 * MiB}", keep_body=False, timeout=60)
+        assert res.status == 200 and res.header("content-length") == str(6 * MiB)
+        assert res.body_len == 6 * MiB and res.sha256 == pattern_sha256(6 * MiB)
+        res = c.get(f"/chunked/{3 * MiB}", keep_body=False, timeout=60)
+        assert res.status == 200 and res.header("content-length") is None
+        assert res.sha256 == pattern_sha256(3 * MiB)
+    finally:
+        c.close()
+
+
+def test_many_concurrent_streams_on_one_connection(tp):
+    c = H2Client(tp.port())
+    try:
+        sids = [c.request("GET", f"/echo/{i}") for i in range(100)]
+        results = c.wait_streams(sids, timeout=60)
+        for i, res in enumerate(results):
+            assert res.status == 200, res
+            assert json.loads(res.body)["path"] == f"/echo/{i}"
+    finally:
+        c.close()
+
+
+def test_hop_by_hop_response_fields_removed_and_names_lower_case(tp):
+    c = H2Client(tp.port())
+    try:
+        res = c.get("/echo?resp_header=X-Custom:yes&resp_header=Keep-Alive:timeout=5&resp_header=Upgrade:foo")
+        assert res.status == 200
+        names = [n for n, _ in res.headers]
+        assert "x-custom" in names
+        assert all(n == n.lower() for n in names)
+        assert "keep-alive" not in names and "upgrade" not in names and "connection" not in names
+    finally:
+        c.close()
+
+
+def test_small_client_window_backpressure_keeps_memory_bounded(tp):
+    size = 48 * MiB
+    c = H2Client(tp.port(), auto_window=False, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 16384})
+    try:
+        before = h2client.vm_rss_kib(tp.pid)
+        sid = c.request("GET", f"/bytes/{size}", keep_body=False)
+        c.wait(lambda: c.streams[sid].status is not None, timeout=10)
+        # Stall: only the initial window arrives; the rest waits in the origin and the kernel.
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            c.pump(timeout=0.2)
+        assert c.streams[sid].body_len <= 65535
+        stalled = h2client.vm_rss_kib(tp.pid)
+        assert stalled - before < 16 * 1024, f"RSS grew {stalled - before} KiB while the client read nothing"
+        # Read it all in small window steps.
+        deadline = time.monotonic() + 120
+        granted = 0
+        while not c.streams[sid].done:
+            assert time.monotonic() < deadline, "download did not finish"
+            got = c.streams[sid].body_len
+            if got + 65536 > granted:
+                c.grant(sid, 1024 * 1024)
+                granted += 1024 * 1024
+            c.pump(timeout=1.0)
+        res = c.streams[sid]
+        assert res.ended and res.body_len == size and res.sha256 == pattern_sha256(size)
+        after = h2client.vm_rss_kib(tp.pid)
+        assert after - before < 32 * 1024, f"RSS grew {after - before} KiB for a streamed response"
+    finally:
+        c.close()
+
+
+def test_request_trailers_dropped_body_forwarded(tp, origin):
+    c = H2Client(tp.port())
+    try:
+        sid = c.request("POST", "/sink", body=b"hello", end=False)
+        c.conn.send_headers(sid, [("x-trailer", "1")], end_stream=True)
+        c.flush()
+        (res,) = c.wait_streams([sid])
+        assert res.status == 200 and json.loads(res.body)["length"] == 5
+        rec = origin.wait_for_path("/sink")
+        assert rec.trailers == [] and "x-trailer" not in rec.header_names()
+    finally:
+        c.close()
+
+
+def test_client_reset_mid_response_does_not_disturb_other_streams(tp):
+    c = H2Client(tp.port())
+    try:
+        big = c.request("GET", f"/bytes/{32 * MiB}", keep_body=False)
+        other = c.request("GET", f"/bytes/{2 * MiB}", keep_body=False)
+        c.wait(lambda: c.streams[big].body_len > 0, timeout=10)
+        c.reset(big)
+        (res,) = c.wait_streams([other], timeout=60)
+        assert res.ended and res.sha256 == pattern_sha256(2 * MiB)
+        after = c.get("/echo/after")
+        assert after.status == 200 and json.loads(after.body)["path"] == "/echo/after"
+    finally:
+        c.close()
+
+
+def test_expect_100_continue(tp, origin):
+    c = H2Client(tp.port())
+    try:
+        sid = c.request("POST", "/sink", headers=[("content-length", "3"), ("expect", "100-continue")], end=False)
+        c.send_body(sid, b"abc")
+        (res,) = c.wait_streams([sid])
+        assert res.status == 200 and json.loads(res.body)["length"] == 3
+    finally:
+        c.close()
+
+
+def test_connect_and_bad_path_answered_on_the_stream(tp, origin):
+    c = H2Client(tp.port(), validate=False)
+    try:
+        sid = c.conn.get_next_available_stream_id()
+        c.streams[sid] = h2client.StreamResult()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "example.com:443")], end_stream=True)
+        c.flush()
+        (res,) = c.wait_streams([sid])
+        assert res.status == 405
+        res = c.get("/a/%00b")
+        assert res.status == 400
+        assert origin.snapshot() == []
+    finally:
+        c.close()
+
+
+def test_large_header_list_gets_431(origin, turnpike):
+    tp = turnpike(h2_config(origin, http2={"max_header_list_size": 4096}))
+    c = H2Client(tp.port())
+    try:
+        res = c.get("/echo", headers=[("x-big", "a" * 6000)])
+        assert res.status == 431
+        assert c.get("/echo").status == 200
+    finally:
+        c.close()
+
+
+def test_goaway_on_drain_lets_in_flight_stream_finish(origin, turnpike):
+    # Raw frames: the h2 library refuses frames after any GOAWAY, even the shutdown notice.
+    tp = turnpike(h2_config(origin, drain_timeout="10s"))
+    c = h2client.RawH2(tp.port())
+    try:
+        c.send(c.request_headers(1, "/sleep/1500"))
+        origin.wait_for_path("/sleep/1500", timeout=5)
+        tp.signal(signal.SIGTERM)
+        notice = c.goaway(timeout=5)
+        assert notice is not None and notice.error_code == h2client.NO_ERROR
+        end = c.response_end(1, timeout=15)
+        assert end is not None and end.type != h2client.RST_STREAM
+        assert c.status_of(1) == 200
+        final = c.wait_for(lambda f: f.type == h2client.GOAWAY and f.last_stream_id == 1, timeout=5)
+        assert final is not None and final.error_code == h2client.NO_ERROR
+        assert c.wait_closed(timeout=5)
+        assert tp.wait_exit(12) == 0
+    finally:
+        c.close()
+
+
+def test_idle_connection_gets_goaway_after_idle_timeout(origin, turnpike):
+    tp = turnpike(h2_config(origin, http2={"idle_timeout": "400ms"}))
+    c = H2Client(tp.port())
+    try:
+        assert c.get("/echo").status == 200
+        start = time.monotonic()
+        c.wait(lambda: c.goaway is not None, timeout=5)
+        assert c.goaway.error_code == h2client.NO_ERROR
+        assert time.monotonic() - start >= 0.2
+    finally:
+        c.close()
+
+
+def test_max_requests_per_connection_graceful_goaway(origin, turnpike):
+    tp = turnpike(h2_config(origin, http2={"max_requests_per_connection": 3}))
+    c = h2client.RawH2(tp.port())
+    try:
+        for sid in (1, 3, 5):
+            c.send(c.request_headers(sid, f"/echo/{sid}"))
+            end = c.response_end(sid, timeout=10)
+            assert end is not None and end.type != h2client.RST_STREAM
+            assert c.status_of(sid) == 200
+        final = c.wait_for(lambda f: f.type == h2client.GOAWAY and f.last_stream_id == 5, timeout=5)
+        assert final is not None and final.error_code == h2client.NO_ERROR
+        assert c.wait_closed(timeout=5)
+    finally:
+        c.close()
+
+
+def test_slow_request_body_gets_408_after_body_timeout(origin, turnpike):
+    tp = turnpike(h2_config(origin, limits={"body_timeout": "500ms"}))
+    c = H2Client(tp.port())
+    try:
+        sid = c.request("POST", "/sink", headers=[("content-length", "10")], end=False)
+        c.send_body(sid, b"abc", end=False)
+        (res,) = c.wait_streams([sid], timeout=10)
+        assert res.status == 408 or res.reset is not None
+        assert c.get("/echo").status == 200  # the connection is fine
+    finally:
+        c.close()
+
+
+def test_many_connections_in_parallel_threads(tp):
+    errors = []
+
+    def worker(n):
+        try:
+            c = H2Client(tp.port())
+            try:
+                sids = [c.request("GET", f"/echo/{n}/{i}") for i in range(20)]
+                for res in c.wait_streams(sids, timeout=30):
+                    if res.status != 200:
+                        errors.append(res.status)
+            finally:
+                c.close()
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
