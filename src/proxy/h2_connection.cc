@@ -91,7 +91,10 @@ boost::asio::awaitable<void> H2Connection::run() {
       continue;
     }
     write_deadline_ = Clock::time_point::max();
-    if (goaway_ == H2Goaway::calm) break;  // the error GOAWAY is written: close
+    if (goaway_ == H2Goaway::calm) {
+      co_await linger();  // the error GOAWAY is written: make sure the client gets to read it
+      break;
+    }
     if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) break;
     if (wake_) {
       wake_ = false;
@@ -112,6 +115,27 @@ boost::asio::awaitable<void> H2Connection::run() {
   // Pipelines still running hold pointers to their streams and to us: wait for the last one.
   while (pipelines_ > 0) {
     co_await all_done_.wait();
+  }
+}
+
+boost::asio::awaitable<void> H2Connection::linger() {
+  // Closing with unread input makes the kernel send a reset, which can destroy the GOAWAY before
+  // the client reads it. So: stop sending, then read and drop what still comes, for a bounded
+  // time and amount (the sweep ends it at linger_deadline_).
+  transport_->shutdown_send();
+  linger_deadline_ = Clock::now() + std::chrono::seconds(1);
+  note_deadline(linger_deadline_);
+  BufferPool& pool = worker_.buffers();
+  for (size_t drained = 0; drained < (1u << 20);) {
+    auto ec = co_await transport_->wait_readable();
+    if (ec || dead_) break;
+    char* block = pool.acquire();
+    error_code rec;
+    size_t n = transport_->read_some(block, BufferPool::kBlockSize, rec);
+    pool.release(block);
+    if (rec == boost::asio::error::would_block || rec == boost::asio::error::try_again) continue;
+    if (rec) break;
+    drained += n;
   }
 }
 
@@ -221,6 +245,11 @@ void H2Connection::expire() {
     return;
   }
   auto& counters = worker_.counters();
+  if (linger_deadline_ <= now) {
+    dead_ = true;
+    transport_->cancel();
+    return;
+  }
   if (write_deadline_ <= now) {
     counters.send_timeouts.inc();
     spdlog::debug("h2 client {}: send timeout", remote_);
@@ -265,7 +294,7 @@ void H2Connection::expire() {
 }
 
 void H2Connection::recompute_deadline() {
-  Clock::time_point d = std::min({write_deadline_, header_deadline_, idle_deadline_, goaway_deadline_});
+  Clock::time_point d = std::min({linger_deadline_, write_deadline_, header_deadline_, idle_deadline_, goaway_deadline_});
   for (const auto& s : live_) d = std::min(d, s.deadline_);
   deadline_ = d;
 }

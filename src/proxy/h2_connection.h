@@ -69,6 +69,8 @@ class H2Connection final : public ClientConnection {
   boost::asio::awaitable<void> run_stream(H2Stream* s, int status, std::string_view code, std::string_view message);
   // One read turn: read what is there (bounded), feed nghttp2. False: the connection is over.
   bool read_and_process();
+  // After an error GOAWAY: half-close and drain the client's input for a moment before closing.
+  boost::asio::awaitable<void> linger();
   // Fills out_ from nghttp2 (when it is empty) and writes what the socket takes. False on error.
   bool produce_and_write();
   void on_recv_error(ssize_t rv);
@@ -125,6 +127,7 @@ class H2Connection final : public ClientConnection {
   uint32_t resets_in_window_ = 0;
   uint32_t control_in_window_ = 0;
   uint32_t continuations_ = 0;    // CONTINUATION frames in the header block being received
+  Clock::time_point linger_deadline_ = Clock::time_point::max();  // draining input after GOAWAY
   Clock::time_point header_deadline_ = Clock::time_point::max();  // a header block in progress
   Clock::time_point write_deadline_ = Clock::time_point::max();   // the socket not taking output
   Clock::time_point idle_deadline_ = Clock::time_point::max();    // no stream open

@@ -1,0 +1,177 @@
+"""HTTP/2 attacks: each abusive connection is cut off with a GOAWAY carrying the expected error,
+while a well-behaved client on another connection keeps getting 200s, and the process's memory
+afterwards stays below twice what it was idle.
+
+Covered: Rapid Reset (CVE-2023-44487), CONTINUATION flood (CVE-2024-28182), HPACK bomb, PING
+flood, SETTINGS flood, empty-DATA flood, and a header block that never ends (header_timeout)."""
+import struct
+import threading
+import time
+
+import pytest
+
+import h2client
+from h2client import (CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PING, RST_STREAM, H2Client, RawH2, frame,
+                      settings_frame)
+from harness import base_config
+
+ATTACK_HTTP2 = {"max_resets_per_second": 100, "max_control_frames_per_second": 500, "max_continuations": 8,
+                "max_header_list_size": 16384, "header_table_size": 4096}
+
+
+@pytest.fixture
+def tp(origin, turnpike):
+    listener = {"name": "public", "address": "127.0.0.1", "port": 0, "http2": ATTACK_HTTP2}
+    return turnpike(base_config(origin, listeners=[listener], limits={"header_timeout": "1s"}, workers=1))
+
+
+class Bystander:
+    """A well-behaved HTTP/2 client requesting in a loop on its own connection (bounded)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.ok = 0
+        self.failures = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        c = H2Client(self.port)
+        try:
+            for i in range(5000):
+                if self.stop.is_set():
+                    break
+                res = c.get(f"/echo/bystander/{i}", timeout=10)
+                if res.status == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append(res.status)
+        except Exception as e:  # noqa: BLE001 - reported by finish()
+            self.failures.append(repr(e))
+        finally:
+            c.close()
+
+    def wait_some(self, n: int = 3, timeout: float = 10):
+        deadline = time.monotonic() + timeout
+        while self.ok < n and time.monotonic() < deadline and not self.failures:
+            time.sleep(0.02)
+        assert self.ok >= n, f"bystander got only {self.ok} responses: {self.failures}"
+
+    def finish(self, more: int = 3):
+        start = self.ok
+        self.wait_some(start + more)
+        self.stop.set()
+        self.thread.join(15)
+        assert not self.failures, f"the bystander was disturbed: {self.failures}"
+
+
+def attack(tp, send_attack, expected_code: int):
+    """Runs one attack with a bystander; returns the GOAWAY frame."""
+    idle_rss = h2client.vm_rss_kib(tp.pid)
+    bystander = Bystander(tp.port())
+    bystander.wait_some()
+    c = RawH2(tp.port())
+    try:
+        send_attack(c)
+        g = c.goaway(timeout=10)
+        assert g is not None, "no GOAWAY for the attacking connection"
+        assert g.error_code == expected_code, \
+            f"GOAWAY {h2client.ERROR_NAMES.get(g.error_code)}, expected {h2client.ERROR_NAMES[expected_code]}"
+        assert c.wait_closed(timeout=5), "attacking connection still open after GOAWAY"
+    finally:
+        c.close()
+    bystander.finish()
+    after_rss = h2client.vm_rss_kib(tp.pid)
+    assert after_rss < 2 * idle_rss, f"RSS {after_rss} KiB after the attack, {idle_rss} KiB idle"
+    assert tp.alive()
+    return g
+
+
+def send_until_closed(c, chunks, max_chunks: int):
+    for i, chunk in enumerate(chunks):
+        if i >= max_chunks or not c.send(chunk):
+            return
+
+
+def test_rapid_reset_cut_off_with_enhance_your_calm(tp):
+    def rapid_reset(c):
+        def chunks():
+            sid = 1
+            while True:
+                batch = b""
+                for _ in range(50):
+                    batch += c.request_headers(sid, f"/sleep/50?{sid}") + frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
+                    sid += 2
+                yield batch
+        send_until_closed(c, chunks(), max_chunks=200)  # up to 10,000 streams opened and reset
+    attack(tp, rapid_reset, h2client.ENHANCE_YOUR_CALM)
+
+
+def test_continuation_flood_cut_off(tp):
+    def flood(c):
+        block = c.block([(":method", "GET"), (":scheme", "http"), (":path", "/echo"), (":authority", "x")])
+        c.send(frame(HEADERS, END_STREAM, 1, block))
+        send_until_closed(c, (frame(CONTINUATION, 0, 1, b"\x40\x01a\x01b") for _ in range(10_000)), 10_000)
+    attack(tp, flood, h2client.ENHANCE_YOUR_CALM)
+
+
+def test_hpack_bomb_cut_off(tp):
+    def bomb(c):
+        # One 4000-byte field enters the dynamic table (literal with incremental indexing), then
+        # every request references it a few hundred times: ~1 byte on the wire per 4 KB decoded.
+        name, value = b"x-bomb", b"a" * 4000
+        # Value length 4000 as an HPACK integer with a 7-bit prefix: 127 + 3873.
+        literal = bytes([0x40, len(name)]) + name + bytes([0x7F]) + hpack_int_rest(4000 - 127) + value
+        pseudo = c.block([(":method", "GET"), (":scheme", "http"), (":path", "/echo"), (":authority", "x")])
+        refs = bytes([0x80 | 62]) * 300
+        c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, pseudo + literal + refs))
+    attack(tp, bomb, h2client.ENHANCE_YOUR_CALM)
+
+
+def hpack_int_rest(n: int) -> bytes:
+    out = b""
+    while n >= 128:
+        out += bytes([n % 128 + 128])
+        n //= 128
+    return out + bytes([n])
+
+
+def test_ping_flood_cut_off(tp):
+    def flood(c):
+        send_until_closed(c, (frame(PING, 0, 0, struct.pack(">Q", i)) * 100 for i in range(200)), 200)
+    attack(tp, flood, h2client.ENHANCE_YOUR_CALM)
+
+
+def test_settings_flood_cut_off(tp):
+    def flood(c):
+        send_until_closed(c, (settings_frame([(0x3, 100)]) * 100 for _ in range(200)), 200)
+    attack(tp, flood, h2client.ENHANCE_YOUR_CALM)
+
+
+def test_empty_data_flood_cut_off(tp):
+    def flood(c):
+        c.send(c.request_headers(1, "/sink", method="POST", end=False))
+        send_until_closed(c, (frame(DATA, 0, 1, b"") * 100 for _ in range(200)), 200)
+    attack(tp, flood, h2client.ENHANCE_YOUR_CALM)
+
+
+def test_header_block_that_never_ends_times_out(tp):
+    def slow(c):
+        block = c.block([(":method", "GET"), (":scheme", "http"), (":path", "/echo"), (":authority", "x")])
+        c.send(frame(HEADERS, END_STREAM, 1, block))  # no END_HEADERS, and no CONTINUATION ever
+    attack(tp, slow, h2client.PROTOCOL_ERROR)
+
+
+def test_too_many_streams_refused(origin, turnpike):
+    listener = {"name": "public", "address": "127.0.0.1", "port": 0, "http2": {"max_concurrent_streams": 4}}
+    tp = turnpike(base_config(origin, listeners=[listener]))
+    c = RawH2(tp.port())
+    try:
+        # The client ignores our SETTINGS: 10 slow streams at once.
+        c.send(b"".join(c.request_headers(sid, "/sleep/500") for sid in range(1, 21, 2)))
+        refused = c.wait_for(lambda f: f.type == RST_STREAM, timeout=5)
+        assert refused is not None and refused.error_code in (h2client.REFUSED_STREAM, h2client.PROTOCOL_ERROR)
+        assert c.response_end(1, timeout=10) is not None and c.status_of(1) == 200
+    finally:
+        c.close()
