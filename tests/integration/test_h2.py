@@ -310,3 +310,51 @@ def test_many_connections_in_parallel_threads(tp):
     for t in threads:
         t.join(60)
     assert not errors
+
+
+def test_tls_alpn_h2(origin, turnpike, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    r = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost"])
+    assert r.returncode == 0, r.stderr
+    listener = {"name": "public", "address": "127.0.0.1", "port": 0,
+                "tls": {"certificates": [{"cert": str(cert), "key": str(key)}]}}
+    tp = turnpike(base_config(origin, listeners=[listener]))
+    url = f"https://localhost:{tp.port()}/echo/tls"
+    resolve = f"localhost:{tp.port()}:127.0.0.1"
+    r = run(["curl", "-s", "-k", "--http2", "--resolve", resolve, "-o", "-", "-w", "\n%{http_version} %{http_code}", url])
+    body, _, tail = r.stdout.rpartition("\n")
+    assert tail == "2 200", r.stdout + r.stderr
+    echoed = json.loads(body)
+    assert {n.lower(): v for n, v in echoed["headers"]}["x-forwarded-proto"] == "https"
+    r = run(["curl", "-s", "-k", "--http1.1", "--resolve", resolve, "-o", "/dev/null", "-w", "%{http_version} %{http_code}", url])
+    assert r.stdout == "1.1 200", r.stdout + r.stderr
+
+
+def test_reload_changing_the_listener_sends_graceful_goaway(origin, turnpike):
+    cfg = h2_config(origin)
+    tp = turnpike(cfg)
+    c = h2client.RawH2(tp.port())
+    try:
+        c.send(c.request_headers(1, "/echo/before"))
+        assert c.response_end(1, timeout=5) is not None
+        new = h2_config(origin, http2={"max_concurrent_streams": 64})
+        new["listeners"][0]["port"] = tp.port()
+        tp.reload(new)
+        g = c.goaway(timeout=5)
+        assert g is not None and g.error_code == h2client.NO_ERROR
+        assert c.wait_closed(timeout=5)
+    finally:
+        c.close()
+
+
+def test_response_stalled_by_client_window_is_reset_after_send_timeout(origin, turnpike):
+    tp = turnpike(h2_config(origin, limits={"send_timeout": "500ms"}))
+    c = H2Client(tp.port(), auto_window=False)
+    try:
+        sid = c.request("GET", f"/bytes/{4 * MiB}", keep_body=False)
+        (res,) = c.wait_streams([sid], timeout=10)
+        assert res.reset == h2client.CANCEL and res.body_len <= 65535
+    finally:
+        c.close()
