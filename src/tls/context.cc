@@ -254,7 +254,12 @@ std::shared_ptr<const ServerContext> ServerContext::build(const config::Listener
       continue;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, cert.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-      fail(cert.source, "cannot load key " + cert.key_file + ": " + openssl_errors());
+      if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+        ERR_clear_error();
+        fail(cert.source, "key " + cert.key_file + " does not match certificate " + cert.cert_file);
+      } else {
+        fail(cert.source, "cannot load key " + cert.key_file + ": " + openssl_errors());
+      }
       continue;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -345,9 +350,15 @@ std::shared_ptr<const ClientContext> ClientContext::build(const config::Upstream
     std::string why;
     if (!readable(cfg.cert_file, why)) return fail("cannot read cert " + cfg.cert_file + ": " + why);
     if (!readable(cfg.key_file, why)) return fail("cannot read key " + cfg.key_file + ": " + why);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg.cert_file.c_str()) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, cfg.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-      return fail("cannot load the client certificate: " + openssl_errors());
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg.cert_file.c_str()) != 1) {
+      return fail("cannot load cert " + cfg.cert_file + ": " + openssl_errors());
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+        ERR_clear_error();
+        return fail("key " + cfg.key_file + " does not match certificate " + cfg.cert_file);
+      }
+      return fail("cannot load key " + cfg.key_file + ": " + openssl_errors());
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
       ERR_clear_error();

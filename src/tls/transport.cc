@@ -262,6 +262,13 @@ void Transport::shutdown_send() {
 }
 
 void Transport::close() {
+  // A TLS connection closed without close_notify has its session marked not resumable by
+  // OpenSSL; send one (best effort, never waits) so tickets stay usable.
+  if (ssl_ && SSL_is_init_finished(ssl_) && !(SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN)) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);
+    ERR_clear_error();
+  }
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
