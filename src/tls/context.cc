@@ -243,6 +243,9 @@ std::shared_ptr<const ServerContext> ServerContext::build(const config::Listener
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
     // Release read/write buffers while a connection is idle: small idle TLS connections.
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // Read as much as the socket has in one call, not a record header and then its body (two
+    // syscalls per record otherwise).
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (SSL_CTX_set_cipher_list(ctx, cfg.ciphers.empty() ? kDefaultCiphers : cfg.ciphers.c_str()) != 1) {
       fail(cert.source, "invalid ciphers \"" + cfg.ciphers + "\": " + openssl_errors());
     }
@@ -333,6 +336,7 @@ std::shared_ptr<const ClientContext> ClientContext::build(const config::Upstream
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_read_ahead(ctx, 1);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   if (cfg.verify) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
