@@ -50,6 +50,8 @@ struct WorkerCounters {
   Counter tls_handshake_failures;    // failed handshakes (bad client hello, no shared cipher, ...)
   Counter tls_handshake_timeouts;
   Counter upstream_tls_failures;     // handshakes with upstreams that failed (verification, ...)
+  Counter tunnels;                   // upgraded connections (WebSocket) relayed
+  Counter tunnel_timeouts;           // tunnels closed for being idle
   Counter h2_connections;            // HTTP/2 client connections (ALPN h2 or h2c prior knowledge)
   Counter h2_malformed;              // streams reset for RFC 9113 §8 violations (PROTOCOL_ERROR)
   Counter h2_refused_streams;        // streams refused (REFUSED_STREAM): too many in flight
@@ -85,6 +87,8 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"tls_handshake_failures", &WorkerCounters::tls_handshake_failures},
     {"tls_handshake_timeouts", &WorkerCounters::tls_handshake_timeouts},
     {"upstream_tls_failures", &WorkerCounters::upstream_tls_failures},
+    {"tunnels", &WorkerCounters::tunnels},
+    {"tunnel_timeouts", &WorkerCounters::tunnel_timeouts},
     {"h2_connections", &WorkerCounters::h2_connections},
     {"h2_malformed", &WorkerCounters::h2_malformed},
     {"h2_refused_streams", &WorkerCounters::h2_refused_streams},
