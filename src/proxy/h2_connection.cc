@@ -21,6 +21,8 @@ using boost::system::error_code;
 constexpr size_t kOutBatch = 64 * 1024;  // bytes taken from nghttp2 per write
 constexpr int kReadsPerTurn = 4;         // then write what they produced before reading on
 constexpr auto kGoawayGrace = std::chrono::seconds(1);  // notice → final GOAWAY (≥ 1 RTT)
+constexpr size_t kFreeStreams = 8;                 // recycled stream objects kept per connection
+constexpr size_t kKeepBodyCapacity = 16 * 1024;    // larger request-body buffers are freed
 }  // namespace
 
 std::string_view to_string(H2Goaway g) noexcept {
@@ -55,6 +57,8 @@ H2Connection::H2Connection(Worker& worker, std::unique_ptr<Transport> transport,
 }
 
 H2Connection::~H2Connection() {
+  // Normally empty by now (run() waits for the last pipeline); never leak a stream object.
+  while (!live_.empty()) delete &live_.front();
   if (session_) nghttp2_session_del(session_);
   worker_.connection_closed(*this);
 }
@@ -236,9 +240,8 @@ void H2Connection::shut() {
 void H2Connection::expire() {
   const auto now = Clock::now();
   if (dead_) return;
-  if (deadline_ > now) {
-    // Not the sweep: the drain timeout ran out (Worker::force_stop). Close now.
-    forced_ = true;
+  if (worker_.stopping()) {
+    // The drain timeout ran out (Worker::force_stop): close now, whatever is in flight.
     dead_ = true;
     transport_->cancel();
     transport_->close();
@@ -455,7 +458,10 @@ void H2Connection::maybe_release(H2Stream* s) {
   s->StreamHook::unlink();
   --live_count_;
   s->snapshot_.reset();
-  if (free_streams_.size() < 64 && s->arena_.capacity() <= 64 * 1024 && s->body_in_.capacity() <= 1 << 20) {
+  // A few warm stream objects per connection; big body buffers are not kept warm.
+  if (s->body_in_.capacity() > kKeepBodyCapacity) std::string().swap(s->body_in_);
+  if (s->body_out_.capacity() > kKeepBodyCapacity) std::string().swap(s->body_out_);
+  if (free_streams_.size() < kFreeStreams && s->arena_.capacity() <= 64 * 1024) {
     free_streams_.emplace_back(s);
   } else {
     delete s;

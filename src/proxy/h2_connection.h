@@ -110,7 +110,6 @@ class H2Connection final : public ClientConnection {
   bool waiting_read_ = false;     // the loop waits for readability (wake() cancels that wait)
   bool wake_ = false;
   bool dead_ = false;             // the socket is closed: no more I/O, streams fail
-  bool forced_ = false;           // closed by expire() outside the sweep (drain timeout)
   H2Event all_done_;              // the loop waiting for the last pipeline after shut()
 
   // ---- Streams ----
@@ -127,6 +126,7 @@ class H2Connection final : public ClientConnection {
   uint32_t resets_in_window_ = 0;
   uint32_t control_in_window_ = 0;
   uint32_t continuations_ = 0;    // CONTINUATION frames in the header block being received
+  int32_t header_stream_ = 0;     // the stream whose header block header_deadline_ bounds
   Clock::time_point linger_deadline_ = Clock::time_point::max();  // draining input after GOAWAY
   Clock::time_point header_deadline_ = Clock::time_point::max();  // a header block in progress
   Clock::time_point write_deadline_ = Clock::time_point::max();   // the socket not taking output

@@ -77,6 +77,7 @@ struct H2Callbacks {
     switch (hd->type) {
       case NGHTTP2_HEADERS:
         c.continuations_ = 0;
+        c.header_stream_ = hd->stream_id;
         c.header_deadline_ = c.now_ + c.limits().header_timeout;
         c.note_deadline(c.header_deadline_);
         break;
@@ -284,6 +285,8 @@ struct H2Callbacks {
 
   static int on_stream_close(nghttp2_session* session, int32_t id, uint32_t error_code, void* user) {
     H2Connection& c = conn(user);
+    // A header block nghttp2 or we rejected gets no on_frame_recv: its reset ends the wait.
+    if (id == c.header_stream_) c.header_deadline_ = Clock::time_point::max();
     if (H2Stream* s = stream(session, id)) {
       nghttp2_session_set_stream_user_data(session, id, nullptr);
       c.stream_closed(s, error_code);

@@ -77,6 +77,7 @@ void Worker::post_drain() {
 
 void Worker::force_stop() {
   boost::asio::post(ioc_, [this] {
+    stopping_ = true;
     start_drain();
     for (auto& c : connections_) c.expire();
     for (auto& p : pools_) p->sweep(Clock::time_point::max());

@@ -152,6 +152,8 @@ class Worker {
   BufferPool& buffers() { return buffers_; }
   WorkerCounters& counters() { return counters_; }
   bool draining() const { return draining_; }
+  // The drain timeout ran out (force_stop): expire() calls now mean "close", not "deadline passed".
+  bool stopping() const { return stopping_; }
   // Above this many connections, idle ones are parked without a coroutine (less memory per
   // idle connection, a little more CPU per request); below it they wait in their coroutine.
   static constexpr size_t kParkAbove = 256;
@@ -193,6 +195,7 @@ class Worker {
   WorkerCounters counters_;
   asio::steady_timer sweep_timer_;
   bool draining_ = false;
+  bool stopping_ = false;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   boost::intrusive::list<ClientConnection, boost::intrusive::base_hook<DownstreamHook>,
                          boost::intrusive::constant_time_size<false>> connections_;

@@ -358,3 +358,32 @@ def test_response_stalled_by_client_window_is_reset_after_send_timeout(origin, t
         assert res.reset == h2client.CANCEL and res.body_len <= 65535
     finally:
         c.close()
+
+
+def test_drain_timeout_closes_h2_connection_with_stuck_stream(origin, turnpike):
+    tp = turnpike(h2_config(origin, drain_timeout="1s"))
+    c = h2client.RawH2(tp.port())
+    try:
+        c.send(c.request_headers(1, "/sleep/6000"))
+        origin.wait_for_path("/sleep/6000", timeout=5)
+        start = time.monotonic()
+        tp.signal(signal.SIGTERM)
+        assert c.goaway(timeout=5) is not None
+        assert c.wait_closed(timeout=5), "connection still open after the drain timeout"
+        rc = tp.wait_exit(5.0)
+        assert rc is not None and time.monotonic() - start < 5
+    finally:
+        c.close()
+
+
+def test_idle_h2_connection_closed_promptly_on_drain(origin, turnpike):
+    tp = turnpike(h2_config(origin))
+    c = H2Client(tp.port())
+    try:
+        assert c.get("/echo").status == 200
+        start = time.monotonic()
+        tp.signal(signal.SIGTERM)
+        assert tp.wait_exit(5.0) == 0
+        assert time.monotonic() - start < 3
+    finally:
+        c.close()
