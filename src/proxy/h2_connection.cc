@@ -433,11 +433,33 @@ H2Stream* H2Connection::new_stream(int32_t id) {
     s = std::make_unique<H2Stream>(*this);
   }
   H2Stream* raw = s.release();
-  raw->reset_for(id, worker_.snapshot());
+  raw->reset_for(id, acquire_snapshot());
   live_.push_back(*raw);
   ++live_count_;
   idle_deadline_ = Clock::time_point::max();
   return raw;
+}
+
+const Snapshot* H2Connection::acquire_snapshot() {
+  const auto& current = worker_.snapshot();
+  if (snapshots_.empty() || snapshots_.back().snapshot != current) {
+    if (!snapshots_.empty() && snapshots_.back().streams == 0) {
+      snapshots_.back().snapshot = current;  // a reload happened: the old one is unused
+    } else {
+      snapshots_.push_back({current, 0});
+    }
+  }
+  ++snapshots_.back().streams;
+  return current.get();
+}
+
+void H2Connection::release_snapshot(const Snapshot* snapshot) {
+  for (size_t i = 0; i < snapshots_.size(); ++i) {
+    if (snapshots_[i].snapshot.get() != snapshot) continue;
+    // The newest stays (the next stream most likely uses it); older ones go with their last stream.
+    if (--snapshots_[i].streams == 0 && i + 1 < snapshots_.size()) snapshots_.erase(snapshots_.begin() + i);
+    return;
+  }
 }
 
 void H2Connection::stream_closed(H2Stream* s, uint32_t error_code) {
@@ -457,7 +479,8 @@ void H2Connection::maybe_release(H2Stream* s) {
   if (!s->closed_ || s->pipeline_running_) return;
   s->StreamHook::unlink();
   --live_count_;
-  s->snapshot_.reset();
+  release_snapshot(s->snapshot_);
+  s->snapshot_ = nullptr;
   // A few warm stream objects per connection; big body buffers are not kept warm.
   if (s->body_in_.capacity() > kKeepBodyCapacity) std::string().swap(s->body_in_);
   if (s->body_out_.capacity() > kKeepBodyCapacity) std::string().swap(s->body_out_);

@@ -52,7 +52,7 @@ class H2Connection final : public ClientConnection {
   // ---- For streams ----
   Worker& worker() { return worker_; }
   nghttp2_session* session() { return dead_ ? nullptr : session_; }
-  const config::ClientLimits& limits() const { return snapshot_->config->limits; }
+  const config::ClientLimits& limits() const { return worker_.snapshot()->config->limits; }
   // Something was submitted to nghttp2: make the loop call mem_send.
   void wake();
   void note_deadline(Clock::time_point d) {
@@ -81,6 +81,8 @@ class H2Connection final : public ClientConnection {
   H2Stream* new_stream(int32_t id);
   void stream_closed(H2Stream* s, uint32_t error_code);
   void maybe_release(H2Stream* s);
+  const Snapshot* acquire_snapshot();
+  void release_snapshot(const Snapshot* snapshot);
   // A complete request header block: checks it (RFC 9113 §8) and starts its pipeline.
   void begin_request(H2Stream* s, bool end_stream);
   bool fill_context(H2Stream* s, RequestContext& ctx, int& status, std::string_view& code, std::string_view& message);
@@ -116,6 +118,13 @@ class H2Connection final : public ClientConnection {
   boost::intrusive::list<H2Stream, boost::intrusive::base_hook<StreamHook>,
                          boost::intrusive::constant_time_size<false>> live_;
   std::vector<std::unique_ptr<H2Stream>> free_streams_;
+  // The snapshots streams started with (usually one), counted here so that starting a stream
+  // copies no shared_ptr: its atomic count is shared by every worker.
+  struct SnapshotUse {
+    std::shared_ptr<const Snapshot> snapshot;
+    uint32_t streams = 0;
+  };
+  std::vector<SnapshotUse> snapshots_;
   size_t live_count_ = 0;
   size_t pipelines_ = 0;          // pipeline coroutines running (their streams may be closed)
   uint32_t requests_ = 0;

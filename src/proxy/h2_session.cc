@@ -399,7 +399,7 @@ void H2Connection::begin_request(H2Stream* s, bool end_stream) {
   std::string_view code, message;
   if (s->too_large_) {
     status = 431, code = "header_list_too_large", message = "the request header list exceeds the limit";
-    ctx.snapshot = s->snapshot_.get();
+    ctx.snapshot = s->snapshot_;
     ctx.listener = s->snapshot_->find_listener(listener_);
     ctx.protocol = "HTTP/2.0";
     ctx.remote_addr = remote_;
@@ -438,7 +438,7 @@ bool H2Connection::fill_context(H2Stream* s, RequestContext& ctx, int& status, s
     return false;
   };
   const auto& limits = s->snapshot_->config->limits;
-  ctx.snapshot = s->snapshot_.get();
+  ctx.snapshot = s->snapshot_;
   ctx.listener = s->snapshot_->find_listener(listener_);
   if (!ctx.listener) return fail(kRefused, "", "listener removed");
   ctx.protocol = "HTTP/2.0";

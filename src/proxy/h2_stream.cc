@@ -25,9 +25,9 @@ std::string_view to_string(H2StreamWait w) noexcept {
   return "unknown";
 }
 
-void H2Stream::reset_for(int32_t id, std::shared_ptr<const Snapshot> snapshot) {
+void H2Stream::reset_for(int32_t id, const Snapshot* snapshot) {
   id_ = id;
-  snapshot_ = std::move(snapshot);
+  snapshot_ = snapshot;
   ctx_ = nullptr;
   arena_.clear();
   if (arena_.capacity() < 1024) arena_.reserve(1024);
@@ -114,7 +114,7 @@ boost::asio::awaitable<error_code> H2Stream::read_body(RequestContext& ctx) {
     }
     if (closed_) co_return boost::asio::error::connection_reset;
     if (timed_out_) co_return boost::asio::error::timed_out;
-    arm(H2StreamWait::body, conn_.limits().body_timeout);
+    arm(H2StreamWait::body, snapshot_->config->limits.body_timeout);
     co_await event_.wait();
     disarm();
     if (event_.result()) co_return event_.result();
@@ -170,7 +170,7 @@ boost::asio::awaitable<error_code> H2Stream::wait_sent(RequestContext& ctx) {
       if (nghttp2_session* session = conn_.session()) nghttp2_session_resume_data(session, id_);
     }
     conn_.wake();
-    arm(H2StreamWait::send, conn_.limits().send_timeout);
+    arm(H2StreamWait::send, snapshot_->config->limits.send_timeout);
     co_await event_.wait();
     disarm();
     if (event_.result()) co_return event_.result();

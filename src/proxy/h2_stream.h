@@ -100,7 +100,7 @@ class H2Stream final : public Downstream, public StreamHook {
     uint32_t name_off = 0, name_len = 0, value_off = 0, value_len = 0;
   };
 
-  void reset_for(int32_t id, std::shared_ptr<const Snapshot> snapshot);
+  void reset_for(int32_t id, const Snapshot* snapshot);
   std::string_view text(uint32_t off, uint32_t len) const { return {arena_.data() + off, len}; }
   // Gives nghttp2 back the window for body bytes the pipeline has finished with.
   void release_taken();
@@ -115,7 +115,7 @@ class H2Stream final : public Downstream, public StreamHook {
 
   H2Connection& conn_;
   int32_t id_ = 0;
-  std::shared_ptr<const Snapshot> snapshot_;  // the snapshot this request started with
+  const Snapshot* snapshot_ = nullptr;  // the one this request started with (kept by the connection)
   RequestContext* ctx_ = nullptr;             // while the pipeline runs
 
   // ---- Request head, as decoded ----

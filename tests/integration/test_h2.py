@@ -340,7 +340,6 @@ def test_reload_changing_the_listener_sends_graceful_goaway(origin, turnpike):
         c.send(c.request_headers(1, "/echo/before"))
         assert c.response_end(1, timeout=5) is not None
         new = h2_config(origin, http2={"max_concurrent_streams": 64})
-        new["listeners"][0]["port"] = tp.port()
         tp.reload(new)
         g = c.goaway(timeout=5)
         assert g is not None and g.error_code == h2client.NO_ERROR
@@ -385,5 +384,25 @@ def test_idle_h2_connection_closed_promptly_on_drain(origin, turnpike):
         tp.signal(signal.SIGTERM)
         assert tp.wait_exit(5.0) == 0
         assert time.monotonic() - start < 3
+    finally:
+        c.close()
+
+
+def test_streams_across_a_reload_use_their_own_snapshot(origin, turnpike):
+    from harness import respond_route
+    cfg = h2_config(origin)
+    tp = turnpike(cfg)
+    c = H2Client(tp.port())
+    try:
+        slow = c.request("GET", "/sleep/800")
+        origin.wait_for_path("/sleep/800", timeout=5)
+        new = h2_config(origin, routes=[respond_route("static", ["/new/*"], "new config\n"),
+                                        {"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}])
+        tp.reload(new)
+        res = c.get("/new/x")
+        assert res.status == 200 and bytes(res.body) == b"new config\n"
+        (old,) = c.wait_streams([slow], timeout=10)
+        assert old.status == 200 and json.loads(old.body)["path"] == "/sleep/800"
+        assert c.get("/echo/after").status == 200
     finally:
         c.close()
