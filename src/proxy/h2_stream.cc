@@ -73,15 +73,32 @@ void H2Stream::release_taken() {
   taken_unconsumed_ = 0;
 }
 
-void H2Stream::preread_body(RequestContext& ctx) {
-  ctx.body_views.clear();
-  if (ctx.body_done || body_in_.empty()) return;
+void H2Stream::take_received(RequestContext& ctx) {
   body_out_.swap(body_in_);
   body_in_.clear();
   taken_unconsumed_ = body_out_.size();
   ctx.body_views.push_back(body_out_);
   ctx.request_body_bytes += body_out_.size();
   ctx.body_done = remote_closed_;
+}
+
+bool H2Stream::length_mismatch(const RequestContext& ctx) const {
+  // nghttp2 checks content-length against the DATA received (RFC 9113 §8.1.1); so do we.
+  return ctx.head.framing == http::BodyFraming::content_length &&
+         (ctx.request_body_bytes > ctx.head.content_length ||
+          (remote_closed_ && body_in_.empty() && ctx.request_body_bytes != ctx.head.content_length));
+}
+
+void H2Stream::preread_body(RequestContext& ctx) {
+  ctx.body_views.clear();
+  release_taken();
+  body_out_.clear();
+  if (ctx.body_done || body_in_.empty()) return;
+  take_received(ctx);
+  if (length_mismatch(ctx)) {
+    ctx.body_views.clear();
+    ctx.body_done = false;  // read_body reports the error
+  }
 }
 
 boost::asio::awaitable<error_code> H2Stream::read_body(RequestContext& ctx) {
@@ -100,15 +117,16 @@ boost::asio::awaitable<error_code> H2Stream::read_body(RequestContext& ctx) {
     }
   }
   for (;;) {
+    if (length_mismatch(ctx)) co_return boost::asio::error::invalid_argument;
     if (!body_in_.empty()) {
-      preread_body(ctx);
+      take_received(ctx);
+      if (length_mismatch(ctx)) {
+        ctx.body_views.clear();
+        co_return boost::asio::error::invalid_argument;
+      }
       co_return error_code{};
     }
     if (remote_closed_) {
-      // nghttp2 checks content-length against the DATA received (RFC 9113 §8.1.1); so do we.
-      if (ctx.head.framing == http::BodyFraming::content_length && ctx.request_body_bytes != ctx.head.content_length) {
-        co_return boost::asio::error::invalid_argument;
-      }
       ctx.body_done = true;
       co_return error_code{};
     }

@@ -102,6 +102,9 @@ class H2Stream final : public Downstream, public StreamHook {
 
   void reset_for(int32_t id, const Snapshot* snapshot);
   std::string_view text(uint32_t off, uint32_t len) const { return {arena_.data() + off, len}; }
+  // Hands the received DATA to the pipeline (ctx.body_views).
+  void take_received(RequestContext& ctx);
+  bool length_mismatch(const RequestContext& ctx) const;
   // Gives nghttp2 back the window for body bytes the pipeline has finished with.
   void release_taken();
   // Waits until nghttp2 has taken every queued response piece (and the end, when given).

@@ -406,3 +406,16 @@ def test_streams_across_a_reload_use_their_own_snapshot(origin, turnpike):
         assert c.get("/echo/after").status == 200
     finally:
         c.close()
+
+
+def test_head_and_204_responses_end_with_headers(tp):
+    c = H2Client(tp.port())
+    try:
+        res = c.wait_streams([c.request("HEAD", "/bytes/1000")])[0]
+        assert res.status == 200 and res.header("content-length") == "1000" and res.body_len == 0
+        res = c.get("/status/204")
+        assert res.status == 204 and res.body_len == 0 and res.ended
+        res = c.get("/status/404")
+        assert res.status == 404 and bytes(res.body) == b"status 404\n"
+    finally:
+        c.close()
