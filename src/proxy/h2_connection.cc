@@ -402,8 +402,10 @@ boost::asio::awaitable<void> H2Connection::run_stream(H2Stream* s, int status, s
   }
   s->release_taken();
   s->disarm();
-  s->pieces_ = {};
+  s->pieces_ = {};  // they pointed into the finished pipeline's buffers
+  s->piece_ = s->piece_off_ = 0;
   s->trailers_ = {};
+  s->trailers_pending_ = false;
   worker_.release_context(&ctx);
   s->ctx_ = nullptr;
   s->pipeline_running_ = false;
@@ -419,7 +421,8 @@ boost::asio::awaitable<void> H2Connection::run_stream(H2Stream* s, int status, s
 }
 
 void H2Connection::reset_stream(H2Stream* s, uint32_t error_code) {
-  if (s->closed_ || dead_) return;
+  if (s->closed_ || s->reset_submitted_ || dead_) return;
+  s->reset_submitted_ = true;
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id_, error_code);
   wake();
 }

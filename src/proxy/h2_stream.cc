@@ -47,7 +47,7 @@ void H2Stream::reset_for(int32_t id, const Snapshot* snapshot) {
   trailers_pending_ = submitted_ = end_ = eof_sent_ = deferred_ = no_body_ = false;
   closed_ = false;
   close_code_ = 0;
-  pipeline_running_ = timed_out_ = false;
+  pipeline_running_ = timed_out_ = reset_submitted_ = false;
   wait_ = H2StreamWait::none;
   deadline_ = Clock::time_point::max();
 }
@@ -131,7 +131,6 @@ boost::asio::awaitable<error_code> H2Stream::read_body(RequestContext& ctx) {
       co_return error_code{};
     }
     if (closed_) co_return boost::asio::error::connection_reset;
-    if (timed_out_) co_return boost::asio::error::timed_out;
     arm(H2StreamWait::body, snapshot_->config->limits.body_timeout);
     co_await event_.wait();
     disarm();
@@ -147,6 +146,7 @@ ssize_t H2Stream::read_data(nghttp2_session* session, int32_t, uint8_t* buf, siz
                             nghttp2_data_source* source, void*) {
   H2Stream& s = *static_cast<H2Stream*>(source->ptr);
   size_t n = 0;
+  // (pieces_ is emptied when the pipeline ends, so piece_ may then be past its end.)
   while (n < length && s.piece_ < s.pieces_.size()) {
     std::string_view p = s.pieces_[s.piece_];
     size_t take = std::min(length - n, p.size() - s.piece_off_);
@@ -158,7 +158,7 @@ ssize_t H2Stream::read_data(nghttp2_session* session, int32_t, uint8_t* buf, siz
       s.piece_off_ = 0;
     }
   }
-  if (s.piece_ == s.pieces_.size()) {
+  if (s.piece_ >= s.pieces_.size()) {
     if (s.end_) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       s.eof_sent_ = true;
@@ -181,8 +181,7 @@ ssize_t H2Stream::read_data(nghttp2_session* session, int32_t, uint8_t* buf, siz
 
 boost::asio::awaitable<error_code> H2Stream::wait_sent(RequestContext& ctx) {
   while (!all_sent()) {
-    if (closed_) co_return boost::asio::error::connection_reset;
-    if (timed_out_) co_return boost::asio::error::timed_out;
+    if (closed_ || reset_submitted_) co_return boost::asio::error::connection_reset;
     if (deferred_) {
       deferred_ = false;
       if (nghttp2_session* session = conn_.session()) nghttp2_session_resume_data(session, id_);

@@ -109,7 +109,7 @@ class H2Stream final : public Downstream, public StreamHook {
   void release_taken();
   // Waits until nghttp2 has taken every queued response piece (and the end, when given).
   boost::asio::awaitable<boost::system::error_code> wait_sent(RequestContext& ctx);
-  bool all_sent() const { return piece_ == pieces_.size() && (!end_ || eof_sent_); }
+  bool all_sent() const { return piece_ >= pieces_.size() && (!end_ || eof_sent_); }
   void arm(H2StreamWait w, Clock::duration timeout);
   void disarm() { wait_ = H2StreamWait::none; deadline_ = Clock::time_point::max(); }
   // nghttp2's data source callback for the response body.
@@ -158,7 +158,8 @@ class H2Stream final : public Downstream, public StreamHook {
   bool closed_ = false;                // nghttp2 closed the stream (or the connection died)
   uint32_t close_code_ = 0;            // RST_STREAM error code it closed with
   bool pipeline_running_ = false;
-  bool timed_out_ = false;
+  bool timed_out_ = false;             // a client timeout ended it (reset with CANCEL)
+  bool reset_submitted_ = false;       // we submitted RST_STREAM (nghttp2 closes it once sent)
   H2StreamWait wait_ = H2StreamWait::none;
   Clock::time_point deadline_ = Clock::time_point::max();
   H2Event event_;                      // the pipeline waiting in read_body or send_*
