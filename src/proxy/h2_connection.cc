@@ -329,7 +329,12 @@ void H2Connection::snapshot_changed() {
   if (goaway_ != H2Goaway::none || !snapshot_) return;
   const ListenerRuntime* lr = worker_.snapshot()->find_listener(listener_);
   const ListenerRuntime* mine = snapshot_->find_listener(listener_);
-  if (lr && mine && *lr->config == *mine->config) return;
+  if (lr && mine && *lr->config == *mine->config) {
+    // Same listener: follow the new snapshot, so a long-lived connection does not pin old ones.
+    snapshot_ = worker_.snapshot();
+    cfg_ = &lr->config->http2;
+    return;
+  }
   start_graceful("listener changed by reload");
 }
 
