@@ -21,6 +21,7 @@ using boost::system::error_code;
 constexpr size_t kOutBatch = 64 * 1024;  // bytes taken from nghttp2 per write
 constexpr int kReadsPerTurn = 4;         // then write what they produced before reading on
 constexpr auto kGoawayGrace = std::chrono::seconds(1);  // notice → final GOAWAY (≥ 1 RTT)
+constexpr auto kDrainTick = std::chrono::milliseconds(250);  // a busy connection checks for drain
 constexpr size_t kFreeStreams = 8;                 // recycled stream objects kept per connection
 constexpr size_t kKeepBodyCapacity = 16 * 1024;    // larger request-body buffers are freed
 }  // namespace
@@ -78,10 +79,6 @@ boost::asio::awaitable<void> H2Connection::serve(std::unique_ptr<H2Connection> s
 }
 
 boost::asio::awaitable<void> H2Connection::run() {
-  // An h2 connection stays on the worker's idle list for its whole life: drain and the
-  // connection limit then reach it through close_if_idle(), which starts a graceful GOAWAY.
-  worker_.mark_idle(*this);
-  on_idle_list_ = true;
   for (;;) {
     if (!produce_and_write()) break;
     if (out_pos_ < out_.size()) {
@@ -248,6 +245,7 @@ void H2Connection::expire() {
     return;
   }
   auto& counters = worker_.counters();
+  if (!on_idle_list_ && worker_.draining() && goaway_ == H2Goaway::none) start_graceful("drain");
   if (linger_deadline_ <= now) {
     dead_ = true;
     transport_->cancel();
@@ -299,19 +297,33 @@ void H2Connection::expire() {
 void H2Connection::recompute_deadline() {
   Clock::time_point d = std::min({linger_deadline_, write_deadline_, header_deadline_, idle_deadline_, goaway_deadline_});
   for (const auto& s : live_) d = std::min(d, s.deadline_);
+  if (!on_idle_list_ && goaway_ == H2Goaway::none) d = std::min(d, Clock::now() + kDrainTick);
   deadline_ = d;
 }
 
 void H2Connection::update_idle() {
-  // Idle: no stream is open and no pipeline runs. The timer starts then, and stops on a new one.
+  // Idle: no stream is open and no pipeline runs. Then the idle timer runs, and the connection is
+  // on the worker's idle list, where drain and the connection limit find it (close_if_idle).
+  // Busy, it is off that list and its deadline ticks every kDrainTick so that expire() notices a
+  // drain and sends the GOAWAY while its streams are still running.
+  if (dead_) return;
   if (live_count_ == 0 && pipelines_ == 0) {
     if (idle_deadline_ == Clock::time_point::max() && cfg_) {
       idle_deadline_ = Clock::now() + cfg_->idle_timeout;
       note_deadline(idle_deadline_);
     }
     if (goaway_ == H2Goaway::notice) send_final_goaway();  // nothing in flight: no need to wait
+    if (!on_idle_list_ && goaway_ == H2Goaway::none) {
+      worker_.mark_idle(*this);
+      on_idle_list_ = true;
+    }
   } else {
     idle_deadline_ = Clock::time_point::max();
+    if (on_idle_list_) {
+      worker_.mark_busy(*this);
+      on_idle_list_ = false;
+      note_deadline(Clock::now() + kDrainTick);
+    }
   }
 }
 
@@ -444,7 +456,7 @@ H2Stream* H2Connection::new_stream(int32_t id) {
   raw->reset_for(id, acquire_snapshot());
   live_.push_back(*raw);
   ++live_count_;
-  idle_deadline_ = Clock::time_point::max();
+  update_idle();
   return raw;
 }
 

@@ -65,7 +65,6 @@ void H2Connection::begin_request(H2Stream* s, bool end_stream) {
   }
   s->pipeline_running_ = true;
   ++pipelines_;
-  idle_deadline_ = Clock::time_point::max();
   boost::asio::co_spawn(worker_.io(), run_stream(s, status, code, message), boost::asio::detached);
 }
 

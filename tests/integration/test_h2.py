@@ -419,3 +419,29 @@ def test_head_and_204_responses_end_with_headers(tp):
         assert res.status == 404 and bytes(res.body) == b"status 404\n"
     finally:
         c.close()
+
+
+def test_idle_h2_connection_makes_room_at_the_connection_limit(origin, turnpike):
+    tp = turnpike(h2_config(origin, workers=1, limits={"max_connections_per_worker": 2}))
+    idle = h2client.RawH2(tp.port())
+    busy = h2client.RawH2(tp.port())
+    try:
+        idle.send(idle.request_headers(1, "/echo/idle"))
+        assert idle.response_end(1, timeout=5) is not None
+        busy.send(busy.request_headers(1, "/sleep/1500"))
+        origin.wait_for_path("/sleep/1500", timeout=5)
+        # A third connection: the idle one (not the busy one) gets a GOAWAY and closes.
+        third = H2Client(tp.port())
+        try:
+            g = idle.goaway(timeout=5)
+            assert g is not None and g.error_code == h2client.NO_ERROR
+            assert idle.wait_closed(timeout=5)
+            assert third.get("/echo/third").status == 200
+            end = busy.response_end(1, timeout=10)
+            assert end is not None and end.type != h2client.RST_STREAM and busy.status_of(1) == 200
+            assert not [f for f in busy.frames if f.type == h2client.GOAWAY]
+        finally:
+            third.close()
+    finally:
+        idle.close()
+        busy.close()
