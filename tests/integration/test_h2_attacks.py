@@ -175,3 +175,39 @@ def test_too_many_streams_refused(origin, turnpike):
         assert c.response_end(1, timeout=10) is not None and c.status_of(1) == 200
     finally:
         c.close()
+
+
+def test_random_frames_never_crash_the_server(tp):
+    """Seeded garbage: random frame types, flags, stream ids and payloads mixed with valid
+    requests, resets and window updates, on many connections. The process must survive (and the
+    sanitizers stay quiet: the fixture checks) and keep answering."""
+    import random
+    rng = random.Random(20240404)
+    for conn in range(150):
+        c = RawH2(tp.port())
+        try:
+            data = b""
+            for _ in range(rng.randint(1, 25)):
+                sid = rng.choice([0, 1, 3, 5, 7, 2, 0x7FFFFFFF])
+                kind = rng.random()
+                if kind < 0.3:
+                    data += c.request_headers(sid or 1, rng.choice(["/echo", "/bytes/70000", "/sleep/20", "/sink"]),
+                                              method=rng.choice(["GET", "POST"]), end=rng.random() < 0.5)
+                elif kind < 0.4:
+                    data += frame(RST_STREAM, 0, sid, struct.pack(">I", rng.randint(0, 13)))
+                elif kind < 0.5:
+                    data += frame(h2client.WINDOW_UPDATE, 0, sid, struct.pack(">I", rng.randint(0, 1 << 20)))
+                elif kind < 0.6:
+                    data += frame(DATA, rng.choice([0, END_STREAM]), sid, rng.randbytes(rng.randint(0, 300)))
+                else:
+                    data += frame(rng.randint(0, 12), rng.randint(0, 255), sid, rng.randbytes(rng.randint(0, 64)))
+            c.send(data)
+            c.wait_for(lambda f: f.type == h2client.GOAWAY, timeout=0.05 if conn % 10 else 0.5)
+        finally:
+            c.close()
+    assert tp.alive()
+    ok = H2Client(tp.port())
+    try:
+        assert ok.get("/echo/still-alive").status == 200
+    finally:
+        ok.close()
