@@ -29,7 +29,9 @@ bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig
       return false;
     }
   }
-  return a.name == b.name && a.keepalive_max_idle == b.keepalive_max_idle &&
+  return a.name == b.name && a.protocol == b.protocol && a.tls == b.tls &&
+         a.h2_max_streams_per_connection == b.h2_max_streams_per_connection &&
+         a.keepalive_max_idle == b.keepalive_max_idle &&
          a.keepalive_idle_timeout == b.keepalive_idle_timeout &&
          a.keepalive_max_requests == b.keepalive_max_requests && a.connect_timeout == b.connect_timeout &&
          a.send_timeout == b.send_timeout && a.read_timeout == b.read_timeout && a.retries == b.retries;
@@ -39,11 +41,21 @@ bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig
 Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot)
     : index_(index), ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO), snapshot_(std::move(snapshot)), sweep_timer_(ioc_) {
   for (const auto& up : snapshot_->upstreams) {
-    pools_.push_back(std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, up));
+    pools_.push_back(make_pool(up));
   }
 }
 
 Worker::~Worker() { join(); }
+
+std::unique_ptr<upstream::UpstreamPool> Worker::make_pool(std::shared_ptr<const upstream::ResolvedUpstream> up) {
+  upstream::H2Counters h2;
+  h2.connections_opened = &counters_.h2_upstream_connections;
+  h2.streams_opened = &counters_.h2_upstream_streams;
+  h2.goaways_received = &counters_.h2_upstream_goaways;
+  h2.streams_reset = &counters_.h2_upstream_resets;
+  h2.connections_lost = &counters_.h2_upstream_lost;
+  return std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, std::move(up), h2);
+}
 
 void Worker::start(std::vector<std::pair<std::string, int>> listen_fds) {
   thread_ = std::thread([this, fds = std::move(listen_fds)]() mutable {
@@ -197,7 +209,7 @@ upstream::UpstreamPool& Worker::pool_for(const Snapshot& snapshot, size_t upstre
       if (&p->upstream() == wanted.get() || same_upstream(p->config(), *wanted->config)) return *p;
     }
   }
-  retired_pools_.push_back(std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, wanted));
+  retired_pools_.push_back(make_pool(wanted));
   return *retired_pools_.back();
 }
 
@@ -227,7 +239,7 @@ void Worker::apply_snapshot(std::shared_ptr<const Snapshot> snapshot, std::vecto
     if (found) {
       found->adopt(up);
     } else {
-      found = std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, up);
+      found = make_pool(up);
     }
     next.push_back(std::move(found));
   }

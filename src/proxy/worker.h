@@ -50,6 +50,11 @@ struct WorkerCounters {
   Counter tls_handshake_failures;    // failed handshakes (bad client hello, no shared cipher, ...)
   Counter tls_handshake_timeouts;
   Counter upstream_tls_failures;     // handshakes with upstreams that failed (verification, ...)
+  Counter h2_upstream_connections;   // HTTP/2 upstream connections established
+  Counter h2_upstream_streams;       // requests sent as HTTP/2 streams
+  Counter h2_upstream_goaways;       // GOAWAY frames received from upstreams
+  Counter h2_upstream_resets;        // streams the upstream reset or broke (protocol errors)
+  Counter h2_upstream_lost;          // HTTP/2 upstream connections lost with streams open
 };
 
 // Every counter with its name, for the exit summary (a new counter goes here too).
@@ -73,6 +78,11 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"tls_handshake_failures", &WorkerCounters::tls_handshake_failures},
     {"tls_handshake_timeouts", &WorkerCounters::tls_handshake_timeouts},
     {"upstream_tls_failures", &WorkerCounters::upstream_tls_failures},
+    {"h2_upstream_connections", &WorkerCounters::h2_upstream_connections},
+    {"h2_upstream_streams", &WorkerCounters::h2_upstream_streams},
+    {"h2_upstream_goaways", &WorkerCounters::h2_upstream_goaways},
+    {"h2_upstream_resets", &WorkerCounters::h2_upstream_resets},
+    {"h2_upstream_lost", &WorkerCounters::h2_upstream_lost},
 };
 
 using DownstreamHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
@@ -155,6 +165,7 @@ class Worker {
   void sweep();
   void maybe_finish_drain();
   bool make_room_for_connection();
+  std::unique_ptr<upstream::UpstreamPool> make_pool(std::shared_ptr<const upstream::ResolvedUpstream> up);
 
   unsigned index_;
   asio::io_context ioc_;  // declared first: destroyed last, after everything bound to it
