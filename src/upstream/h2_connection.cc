@@ -106,13 +106,17 @@ H2Connection::~H2Connection() {
   if (session_) nghttp2_session_del(session_);
 }
 
-bool H2Connection::has_room() const {
-  if (state_ == State::closed || goaway_) return false;
+uint32_t H2Connection::capacity() const {
   uint32_t limit = pool_->owner().config().h2_max_streams_per_connection;
-  if (session_) {
+  if (state_ == State::ready) {
     limit = std::min(limit, nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
   }
-  return stream_count_ < limit;
+  return limit;
+}
+
+bool H2Connection::has_room() const {
+  if (state_ == State::closed || goaway_) return false;
+  return stream_count_ < capacity();
 }
 
 void H2Connection::arm(Clock::time_point now) {
@@ -208,11 +212,7 @@ boost::asio::awaitable<void> H2Connection::run() {
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
-  state_ = State::ready;
-  arm(Clock::now());
-  if (auto* c = pool_->counters().connections_opened) c->inc();
-  for (auto& s : streams_) s.notify();
-  flush();
+  flush();  // our preface; the connection is ready when the upstream's SETTINGS arrive
 
   H2Failure why = H2Failure::connection_lost;
   while (state_ != State::closed) {
@@ -245,7 +245,7 @@ boost::asio::awaitable<void> H2Connection::run() {
 // ---- write ----
 
 void H2Connection::flush() {
-  if (writer_active_ || in_recv_ || state_ != State::ready) return;
+  if (writer_active_ || in_recv_ || state_ == State::closed || !session_) return;
   for (;;) {
     if (out_off_ == out_.size()) {
       out_.clear();
@@ -261,7 +261,7 @@ void H2Connection::flush() {
         out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
       }
       if (out_.empty()) return;
-      if (state_ != State::ready) return;  // a callback closed the connection
+      if (state_ == State::closed) return;  // a callback closed the connection
     }
     error_code ec;
     boost::asio::const_buffer buf(out_.data() + out_off_, out_.size() - out_off_);
@@ -282,9 +282,9 @@ void H2Connection::flush() {
 }
 
 boost::asio::awaitable<void> H2Connection::write_when_ready() {
-  while (state_ == State::ready && out_off_ < out_.size()) {
+  while (state_ != State::closed && out_off_ < out_.size()) {
     error_code ec = co_await io_.wait_writable();
-    if (ec || state_ != State::ready) break;
+    if (ec || state_ == State::closed) break;
     boost::asio::const_buffer buf(out_.data() + out_off_, out_.size() - out_off_);
     size_t n = io_.write_some(std::span<const boost::asio::const_buffer>(&buf, 1), ec);
     if (ec && !would_block(ec)) {
@@ -294,7 +294,7 @@ boost::asio::awaitable<void> H2Connection::write_when_ready() {
     out_off_ += n;
   }
   writer_active_ = false;
-  if (state_ == State::ready) flush();
+  if (state_ != State::closed) flush();
   task_done();
 }
 
@@ -374,6 +374,16 @@ int H2Connection::on_header(const nghttp2_frame* frame, std::string_view name, s
 
 int H2Connection::on_frame_recv(const nghttp2_frame* frame) {
   switch (frame->hd.type) {
+    case NGHTTP2_SETTINGS:
+      // The upstream's preface: it speaks HTTP/2, and its stream limit is known before any
+      // request is submitted (a burst must not overrun a small MAX_CONCURRENT_STREAMS).
+      if (state_ == State::connecting && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+        state_ = State::ready;
+        arm(Clock::now());
+        if (auto* c = pool_->counters().connections_opened) c->inc();
+        for (auto& s : streams_) s.notify();
+      }
+      return 0;
     case NGHTTP2_GOAWAY:
       goaway_ = true;
       goaway_last_id_ = frame->goaway.last_stream_id;

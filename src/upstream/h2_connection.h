@@ -33,8 +33,8 @@ class H2Connection {
   using Clock = std::chrono::steady_clock;
 
   enum class State : uint8_t {
-    connecting,  // TCP connect / TLS handshake in progress (connect timeout)
-    ready,       // SETTINGS sent; streams may be submitted
+    connecting,  // TCP connect, TLS handshake, preface exchange until the upstream's SETTINGS (connect timeout)
+    ready,       // the upstream's SETTINGS arrived; streams may be submitted
     closed,      // socket closed, streams failed; deleted once its coroutines return
   };
 
@@ -50,6 +50,8 @@ class H2Connection {
   size_t stream_count() const { return stream_count_; }
   // Takes one more stream: not closing, no GOAWAY, below min(configured, peer's) concurrency.
   bool has_room() const;
+  // min(configured streams per connection, the upstream's MAX_CONCURRENT_STREAMS once known).
+  uint32_t capacity() const;
 
   void attach(H2Stream* s);
   // A stream that never got submitted leaves without a trace on the wire.

@@ -146,16 +146,24 @@ boost::asio::awaitable<H2Stream*> H2Pool::open_stream(size_t node, Clock::time_p
   s->node_ = node;
   s->hard_deadline = hard_deadline;
   ++active_;
-  H2Connection* c = connection_with_room(node);
-  if (!c) {
-    c = new H2Connection(ioc_, *this, node);
-    connections_.push_back(c);
-    c->attach(s);
-    c->start();
-  } else {
-    c->attach(s);
+  // A connection still being set up takes streams up to the configured limit; when its SETTINGS
+  // show a lower one, the streams over it move on (to a new connection if need be). Bounded: an
+  // upstream announcing a limit of 0 must not make us open connections forever.
+  for (int moves = 0;; ++moves) {
+    H2Connection* c = connection_with_room(node);
+    if (!c) {
+      c = new H2Connection(ioc_, *this, node);
+      connections_.push_back(c);
+      c->attach(s);
+      c->start();
+    } else {
+      c->attach(s);
+    }
+    while (s->failure == H2Failure::none && s->conn_ && !s->conn_->ready()) co_await s->wait();
+    if (s->failure != H2Failure::none || !s->conn_) break;
+    if (moves >= 8 || s->conn_->stream_count() <= s->conn_->capacity()) break;
+    s->conn_->detach_unsubmitted(s);
   }
-  while (s->failure == H2Failure::none && s->conn_ && !s->conn_->ready()) co_await s->wait();
   if (s->failure == H2Failure::none && !s->conn_) s->failure = H2Failure::connect_failed;
   co_return s;
 }
