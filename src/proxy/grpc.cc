@@ -39,16 +39,20 @@ std::optional<std::chrono::nanoseconds> parse_grpc_timeout(std::string_view v) n
     if (c < '0' || c > '9') return std::nullopt;
     n = n * 10 + (c - '0');
   }
-  using namespace std::chrono;
+  int64_t unit_ns;
   switch (v.back()) {
-    case 'H': return duration_cast<nanoseconds>(hours(n));
-    case 'M': return duration_cast<nanoseconds>(minutes(n));
-    case 'S': return duration_cast<nanoseconds>(seconds(n));
-    case 'm': return duration_cast<nanoseconds>(milliseconds(n));
-    case 'u': return duration_cast<nanoseconds>(microseconds(n));
-    case 'n': return nanoseconds(n);
+    case 'H': unit_ns = 3'600'000'000'000; break;
+    case 'M': unit_ns = 60'000'000'000; break;
+    case 'S': unit_ns = 1'000'000'000; break;
+    case 'm': unit_ns = 1'000'000; break;
+    case 'u': unit_ns = 1'000; break;
+    case 'n': unit_ns = 1; break;
     default: return std::nullopt;
   }
+  // 99999999H does not fit in nanoseconds; a century is "no deadline" for every purpose.
+  constexpr int64_t kCentury = int64_t{100} * 365 * 24 * 3'600'000'000'000;
+  if (n > kCentury / unit_ns) return std::chrono::nanoseconds(kCentury);
+  return std::chrono::nanoseconds(n * unit_ns);
 }
 
 void grpc_percent_encode(std::string_view message, std::string& out) {

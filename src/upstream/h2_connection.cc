@@ -556,6 +556,7 @@ void H2Connection::close(H2Failure why) {
   }
   stream_count_ = 0;
   if (pool_) pool_->connection_gone(this);
+  pool_ = nullptr;  // the pool may go before this object's coroutines have returned
 }
 
 void H2Connection::orphan() {

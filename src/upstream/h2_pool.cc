@@ -217,8 +217,12 @@ void H2Pool::sweep(Clock::time_point now) {
 }
 
 void H2Pool::close_idle() {
+  // With no request holding a stream, what streams remain are resets on their way out: those
+  // connections go too, so a draining worker is not kept alive by them.
   for (size_t i = connections_.size(); i-- > 0;) {
-    if (i < connections_.size() && connections_[i]->stream_count() == 0) connections_[i]->shutdown();
+    if (i < connections_.size() && (active_ == 0 || connections_[i]->stream_count() == 0)) {
+      connections_[i]->shutdown();
+    }
   }
 }
 
