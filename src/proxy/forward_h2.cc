@@ -27,9 +27,9 @@ using namespace std::string_view_literals;
 
 namespace {
 
-using upstream::H2Failure;
-using upstream::H2Pool;
-using upstream::H2Stream;
+using upstream::H2UpstreamFailure;
+using upstream::H2UpstreamPool;
+using upstream::H2UpstreamStream;
 
 nghttp2_nv make_nv(std::string_view name, std::string_view value) {
   // NO_COPY is not used: nghttp2 copies the list on submit, so our views need not outlive it.
@@ -54,7 +54,7 @@ std::string_view stash(std::string& bytes, std::string_view s, bool lower) {
 
 // RFC 9113 §8.3.1: pseudo-headers first, field names in lower case, no connection-specific
 // fields (for_each_forwarded_field drops them). The views point into ctx and s->nv_bytes.
-void build_h2_request(RequestContext& ctx, H2Stream& s, const upstream::ResolvedNode& node, bool tls,
+void build_h2_request(RequestContext& ctx, H2UpstreamStream& s, const upstream::ResolvedNode& node, bool tls,
                       bool grpc) {
   size_t room = ctx.path.size() + ctx.query.size() + 64;
   for (const auto& h : ctx.headers) room += h.name.size();
@@ -100,7 +100,7 @@ enum class Exchange : unsigned char {
 
 // Gives the provider the next body pieces from the client once it has taken the current ones.
 // Returns false on a client failure (client_ec set) or a too large body (client_ec empty).
-boost::asio::awaitable<bool> feed_body(RequestContext& ctx, Downstream& downstream, H2Pool& h2, H2Stream& s,
+boost::asio::awaitable<bool> feed_body(RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2, H2UpstreamStream& s,
                                        bool& body_touched, boost::system::error_code& client_ec) {
   const uint64_t max_body = ctx.snapshot->config->limits.max_body_size;
   s.deadline = s.hard_deadline;  // the client's pace is not the upstream's fault
@@ -114,13 +114,13 @@ boost::asio::awaitable<bool> feed_body(RequestContext& ctx, Downstream& downstre
 }
 
 // Sends the request on `s` and waits for the final response head.
-boost::asio::awaitable<Exchange> exchange(RequestContext& ctx, Downstream& downstream, H2Pool& h2, H2Stream& s,
+boost::asio::awaitable<Exchange> exchange(RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2, H2UpstreamStream& s,
                                           bool& body_touched, boost::system::error_code& client_ec) {
   const auto& ucfg = h2.owner().config();
   const uint64_t max_body = ctx.snapshot->config->limits.max_body_size;
   if (max_body != 0 && ctx.request_body_bytes > max_body) co_return Exchange::too_large;
   for (;;) {
-    if (s.failure != H2Failure::none) co_return Exchange::upstream;
+    if (s.failure != H2UpstreamFailure::none) co_return Exchange::upstream;
     if (s.headers_done) co_return Exchange::head;
     if (!s.body_end && s.body_taken()) {
       bool fed = co_await feed_body(ctx, downstream, h2, s, body_touched, client_ec);
@@ -134,10 +134,10 @@ boost::asio::awaitable<Exchange> exchange(RequestContext& ctx, Downstream& downs
 
 // Step 1: a stream whose final response head has arrived. Retries where that is safe. On
 // failure the error response has been sent and the result is null.
-boost::asio::awaitable<H2Stream*> obtain_h2_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
+boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
                                                      upstream::UpstreamPool& pool, Clock::time_point hard_deadline,
                                                      bool grpc) {
-  H2Pool& h2 = *pool.h2();
+  H2UpstreamPool& h2 = *pool.h2();
   const auto& ucfg = pool.config();
   auto& counters = worker.counters();
   const bool idempotent = http::is_idempotent(ctx.head.method);
@@ -154,8 +154,8 @@ boost::asio::awaitable<H2Stream*> obtain_h2_response(Worker& worker, RequestCont
     if (node == SIZE_MAX) node = pool.pick(0);
     const auto& rn = pool.upstream().nodes[node];
     ctx.upstream_addr = rn.address;
-    H2Stream* s = co_await h2.open_stream(node, hard_deadline);
-    if (s->failure == H2Failure::connect_failed) {
+    H2UpstreamStream* s = co_await h2.open_stream(node, hard_deadline);
+    if (s->failure == H2UpstreamFailure::connect_failed) {
       const bool timed_out = s->timed_out;
       h2.finish(s);
       counters.upstream_connect_failures.inc();
@@ -186,9 +186,9 @@ boost::asio::awaitable<H2Stream*> obtain_h2_response(Worker& worker, RequestCont
       co_return s;
     }
 
-    const H2Failure failure = s->failure;
+    const H2UpstreamFailure failure = s->failure;
     const bool reused = s->reused_connection;
-    const bool timed_out = s->timed_out || failure == H2Failure::timed_out;
+    const bool timed_out = s->timed_out || failure == H2UpstreamFailure::timed_out;
     h2.finish(s);
     if (ex == Exchange::too_large) {
       co_await respond_error(ctx, downstream, 413, "body_too_large", "request body exceeds the configured limit");
@@ -203,8 +203,8 @@ boost::asio::awaitable<H2Stream*> obtain_h2_response(Worker& worker, RequestCont
     // connection whatever its method; a stream lost with its connection only when idempotent
     // (like a stale keepalive connection in HTTP/1.1). Never once body bytes were streamed.
     const bool retry = !body_touched && stream_retries < 4 &&
-                       (failure == H2Failure::refused ||
-                        (failure == H2Failure::connection_lost && reused && idempotent));
+                       (failure == H2UpstreamFailure::refused ||
+                        (failure == H2UpstreamFailure::connection_lost && reused && idempotent));
     if (retry) {
       ++stream_retries;
       counters.retries.inc();
@@ -216,7 +216,7 @@ boost::asio::awaitable<H2Stream*> obtain_h2_response(Worker& worker, RequestCont
       const bool own_deadline = Clock::now() >= hard_deadline;
       co_await respond_error(ctx, downstream, 504, own_deadline ? "deadline_exceeded" : "upstream_timeout",
                              own_deadline ? "the request's deadline passed" : "the upstream did not answer in time");
-    } else if (failure == H2Failure::reset) {
+    } else if (failure == H2UpstreamFailure::reset) {
       counters.upstream_bad_responses.inc();
       co_await respond_error(ctx, downstream, 502, "upstream_reset", "the upstream reset the stream");
     } else {
@@ -240,7 +240,7 @@ std::optional<uint64_t> content_length_of(const std::vector<http::Header>& heade
 // The response broke off after its head went out. A gRPC client whose deadline passed still
 // gets a proper status in trailers; anyone else sees the connection close (never a short body
 // passed off as complete).
-boost::asio::awaitable<void> fail_started_response(RequestContext& ctx, Downstream& downstream, const H2Stream& s,
+boost::asio::awaitable<void> fail_started_response(RequestContext& ctx, Downstream& downstream, const H2UpstreamStream& s,
                                                    bool grpc, bool chunked) {
   const bool deadline = s.timed_out && Clock::now() >= s.hard_deadline;
   ctx.error = s.timed_out ? "upstream_timeout"sv : "upstream_truncated"sv;
@@ -257,7 +257,7 @@ boost::asio::awaitable<void> fail_started_response(RequestContext& ctx, Downstre
 // Steps 2 and 3: header filter, response head to the client, then the body as it arrives, then
 // trailers.
 boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                               H2Pool& h2, H2Stream& s, bool grpc) {
+                                               H2UpstreamPool& h2, H2UpstreamStream& s, bool grpc) {
   const auto& ucfg = h2.owner().config();
   ctx.upstream_status = s.status;
   ctx.response_status = s.status;
@@ -282,7 +282,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
 
   for (;;) {
     // A request body still going up (the upstream answered early): keep feeding it.
-    if (!s.body_end && s.body_taken() && s.failure == H2Failure::none) {
+    if (!s.body_end && s.body_taken() && s.failure == H2UpstreamFailure::none) {
       bool fed = co_await feed_body(ctx, downstream, h2, s, body_touched, client_ec);
       if (!fed) {
         ctx.close_connection = true;
@@ -291,7 +291,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
     }
     const bool end = s.end_stream;
     std::string_view piece = s.take_body();
-    if (!end && piece.empty() && s.failure == H2Failure::none && !first) {
+    if (!end && piece.empty() && s.failure == H2UpstreamFailure::none && !first) {
       s.arm(ucfg.read_timeout, Clock::now());
       co_await s.wait();
       continue;
@@ -324,7 +324,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
     ctx.response_body_bytes += piece.size();
     h2.consume(&s, piece.size());
     if (end) break;
-    if (s.failure != H2Failure::none && !s.has_body()) {
+    if (s.failure != H2UpstreamFailure::none && !s.has_body()) {
       if (s.timed_out) worker.counters().upstream_timeouts.inc();
       co_await fail_started_response(ctx, downstream, s, grpc, chunked_out);
       break;
@@ -352,7 +352,7 @@ boost::asio::awaitable<void> forward_h2(Worker& worker, RequestContext& ctx, Dow
     }
   }
 
-  H2Stream* s = co_await obtain_h2_response(worker, ctx, downstream, pool, hard_deadline, grpc);
+  H2UpstreamStream* s = co_await obtain_h2_response(worker, ctx, downstream, pool, hard_deadline, grpc);
   if (!s) co_return;
   co_await relay_h2_response(worker, ctx, downstream, *pool.h2(), *s, grpc);
   pool.h2()->finish(s);

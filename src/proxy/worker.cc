@@ -29,12 +29,11 @@ bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig
       return false;
     }
   }
-  return a.name == b.name && a.protocol == b.protocol && a.tls == b.tls &&
-         a.h2_max_streams_per_connection == b.h2_max_streams_per_connection &&
-         a.keepalive_max_idle == b.keepalive_max_idle &&
+  return a.name == b.name && a.keepalive_max_idle == b.keepalive_max_idle &&
          a.keepalive_idle_timeout == b.keepalive_idle_timeout &&
          a.keepalive_max_requests == b.keepalive_max_requests && a.connect_timeout == b.connect_timeout &&
-         a.send_timeout == b.send_timeout && a.read_timeout == b.read_timeout && a.retries == b.retries;
+         a.send_timeout == b.send_timeout && a.read_timeout == b.read_timeout && a.retries == b.retries &&
+         a.protocol == b.protocol && a.tls == b.tls && a.h2_max_streams_per_connection == b.h2_max_streams_per_connection;
 }
 }  // namespace
 
@@ -48,7 +47,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot)
 Worker::~Worker() { join(); }
 
 std::unique_ptr<upstream::UpstreamPool> Worker::make_pool(std::shared_ptr<const upstream::ResolvedUpstream> up) {
-  upstream::H2Counters h2;
+  upstream::H2UpstreamCounters h2;
   h2.connections_opened = &counters_.h2_upstream_connections;
   h2.streams_opened = &counters_.h2_upstream_streams;
   h2.goaways_received = &counters_.h2_upstream_goaways;

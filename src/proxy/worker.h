@@ -50,6 +50,8 @@ struct WorkerCounters {
   Counter tls_handshake_failures;    // failed handshakes (bad client hello, no shared cipher, ...)
   Counter tls_handshake_timeouts;
   Counter upstream_tls_failures;     // handshakes with upstreams that failed (verification, ...)
+  Counter tunnels;                   // upgraded connections (WebSocket) relayed
+  Counter tunnel_timeouts;           // tunnels closed for being idle
   Counter h2_upstream_connections;   // HTTP/2 upstream connections established
   Counter h2_upstream_streams;       // requests sent as HTTP/2 streams
   Counter h2_upstream_goaways;       // GOAWAY frames received from upstreams
@@ -78,6 +80,8 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"tls_handshake_failures", &WorkerCounters::tls_handshake_failures},
     {"tls_handshake_timeouts", &WorkerCounters::tls_handshake_timeouts},
     {"upstream_tls_failures", &WorkerCounters::upstream_tls_failures},
+    {"tunnels", &WorkerCounters::tunnels},
+    {"tunnel_timeouts", &WorkerCounters::tunnel_timeouts},
     {"h2_upstream_connections", &WorkerCounters::h2_upstream_connections},
     {"h2_upstream_streams", &WorkerCounters::h2_upstream_streams},
     {"h2_upstream_goaways", &WorkerCounters::h2_upstream_goaways},

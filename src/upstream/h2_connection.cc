@@ -33,7 +33,7 @@ constexpr std::string_view kAlpnH2 = "\x02h2";
 
 bool would_block(const error_code& ec) { return ec == aerr::would_block || ec == aerr::try_again; }
 
-H2Connection* self(void* user_data) { return static_cast<H2Connection*>(user_data); }
+H2UpstreamConnection* self(void* user_data) { return static_cast<H2UpstreamConnection*>(user_data); }
 
 int on_begin_headers_cb(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
   return self(user_data)->on_begin_headers(frame);
@@ -63,16 +63,16 @@ int on_frame_not_send_cb(nghttp2_session*, const nghttp2_frame* frame, int, void
 // has taken them all and more are to come (resume_body restarts it).
 ssize_t read_body_cb(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length, uint32_t* data_flags,
                      nghttp2_data_source* source, void* user_data) {
-  auto* s = static_cast<H2Stream*>(source->ptr);
-  H2Stream* known = self(user_data)->stream_for(stream_id);
+  auto* s = static_cast<H2UpstreamStream*>(source->ptr);
+  H2UpstreamStream* known = self(user_data)->stream_for(stream_id);
   if (known != s || s == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // request gone: reset
-  return H2StreamBodyReader::read(*s, buf, length, data_flags);
+  return H2UpstreamBodyReader::read(*s, buf, length, data_flags);
 }
 
 }  // namespace
 
-// Kept out of the anonymous namespace so H2Stream can befriend it.
-ssize_t H2StreamBodyReader::read(H2Stream& s, uint8_t* buf, size_t length, uint32_t* data_flags) {
+// Kept out of the anonymous namespace so H2UpstreamStream can befriend it.
+ssize_t H2UpstreamBodyReader::read(H2UpstreamStream& s, uint8_t* buf, size_t length, uint32_t* data_flags) {
   size_t n = 0;
   while (n < length && s.piece_ < s.body.size()) {
     std::string_view p = s.body[s.piece_];
@@ -99,14 +99,14 @@ ssize_t H2StreamBodyReader::read(H2Stream& s, uint8_t* buf, size_t length, uint3
   return static_cast<ssize_t>(n);
 }
 
-H2Connection::H2Connection(boost::asio::io_context& ioc, H2Pool& pool, size_t node)
+H2UpstreamConnection::H2UpstreamConnection(boost::asio::io_context& ioc, H2UpstreamPool& pool, size_t node)
     : ioc_(ioc), pool_(&pool), node_(node), io_(boost::asio::ip::tcp::socket(ioc)) {}
 
-H2Connection::~H2Connection() {
+H2UpstreamConnection::~H2UpstreamConnection() {
   if (session_) nghttp2_session_del(session_);
 }
 
-uint32_t H2Connection::capacity() const {
+uint32_t H2UpstreamConnection::capacity() const {
   uint32_t limit = pool_->owner().config().h2_max_streams_per_connection;
   if (state_ == State::ready) {
     limit = std::min(limit, nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
@@ -114,25 +114,25 @@ uint32_t H2Connection::capacity() const {
   return limit;
 }
 
-bool H2Connection::has_room() const {
+bool H2UpstreamConnection::has_room() const {
   if (state_ == State::closed || goaway_) return false;
   return stream_count_ < capacity();
 }
 
-void H2Connection::arm(Clock::time_point now) {
+void H2UpstreamConnection::arm(Clock::time_point now) {
   const auto& cfg = pool_->owner().config();
   if (state_ == State::connecting) deadline_ = now + cfg.connect_timeout;
   else if (stream_count_ == 0) deadline_ = now + cfg.keepalive_idle_timeout;
   else deadline_ = Clock::time_point::max();
 }
 
-void H2Connection::start() {
+void H2UpstreamConnection::start() {
   ++tasks_;
   arm(Clock::now());
   boost::asio::co_spawn(ioc_, run(), boost::asio::detached);
 }
 
-void H2Connection::attach(H2Stream* s) {
+void H2UpstreamConnection::attach(H2UpstreamStream* s) {
   streams_.push_back(*s);
   ++stream_count_;
   s->conn_ = this;
@@ -140,8 +140,8 @@ void H2Connection::attach(H2Stream* s) {
   if (state_ == State::ready) deadline_ = Clock::time_point::max();
 }
 
-void H2Connection::detach_unsubmitted(H2Stream* s) {
-  s->H2StreamHook::unlink();
+void H2UpstreamConnection::detach_unsubmitted(H2UpstreamStream* s) {
+  s->H2UpstreamStreamHook::unlink();
   s->conn_ = nullptr;
   --stream_count_;
   if (state_ == State::ready) arm(Clock::now());
@@ -149,7 +149,7 @@ void H2Connection::detach_unsubmitted(H2Stream* s) {
 
 // ---- connect and read ----
 
-boost::asio::awaitable<error_code> H2Connection::establish() {
+boost::asio::awaitable<error_code> H2UpstreamConnection::establish() {
   const auto& up = pool_->owner().upstream();
   auto [ec] = co_await io_.socket().async_connect(up.nodes[node_].endpoint,
                                                   boost::asio::as_tuple(boost::asio::use_awaitable));
@@ -169,7 +169,7 @@ boost::asio::awaitable<error_code> H2Connection::establish() {
   co_return error_code{};
 }
 
-boost::asio::awaitable<void> H2Connection::run() {
+boost::asio::awaitable<void> H2UpstreamConnection::run() {
   error_code ec = co_await establish();
   if (state_ == State::closed) {  // orphaned while connecting
     task_done();
@@ -178,7 +178,7 @@ boost::asio::awaitable<void> H2Connection::run() {
   if (ec) {
     spdlog::debug("upstream {} {}: h2 connect failed: {}", pool_->owner().config().name,
                   pool_->owner().upstream().nodes[node_].address, timed_out_ ? "timeout" : ec.message());
-    close(H2Failure::connect_failed);
+    close(H2UpstreamFailure::connect_failed);
     task_done();
     co_return;
   }
@@ -201,7 +201,7 @@ boost::asio::awaitable<void> H2Connection::run() {
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
   if (rv != 0) {
-    close(H2Failure::connect_failed);
+    close(H2UpstreamFailure::connect_failed);
     task_done();
     co_return;
   }
@@ -214,7 +214,7 @@ boost::asio::awaitable<void> H2Connection::run() {
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   flush();  // our preface; the connection is ready when the upstream's SETTINGS arrive
 
-  H2Failure why = H2Failure::connection_lost;
+  H2UpstreamFailure why = H2UpstreamFailure::connection_lost;
   while (state_ != State::closed) {
     ec = co_await io_.wait_readable();
     if (ec || state_ == State::closed) break;
@@ -227,7 +227,7 @@ boost::asio::awaitable<void> H2Connection::run() {
     if (used < 0) {
       spdlog::debug("upstream {} {}: h2 protocol error: {}", pool_->owner().config().name,
                     pool_->owner().upstream().nodes[node_].address, nghttp2_strerror(static_cast<int>(used)));
-      why = H2Failure::reset;
+      why = H2UpstreamFailure::reset;
       flush();  // nghttp2 may have a GOAWAY to send
       break;
     }
@@ -235,7 +235,7 @@ boost::asio::awaitable<void> H2Connection::run() {
     if (goaway_ && stream_count_ == 0) break;
     if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) break;
   }
-  if (why == H2Failure::reset && pool_) {
+  if (why == H2UpstreamFailure::reset && pool_) {
     if (auto* c = pool_->counters().streams_reset) c->inc();
   }
   close(why);
@@ -244,7 +244,7 @@ boost::asio::awaitable<void> H2Connection::run() {
 
 // ---- write ----
 
-void H2Connection::flush() {
+void H2UpstreamConnection::flush() {
   if (writer_active_ || in_recv_ || state_ == State::closed || !session_) return;
   for (;;) {
     if (out_off_ == out_.size()) {
@@ -254,7 +254,7 @@ void H2Connection::flush() {
         const uint8_t* data = nullptr;
         ssize_t n = nghttp2_session_mem_send(session_, &data);
         if (n < 0) {
-          close(H2Failure::connection_lost);
+          close(H2UpstreamFailure::connection_lost);
           return;
         }
         if (n == 0) break;
@@ -267,7 +267,7 @@ void H2Connection::flush() {
     boost::asio::const_buffer buf(out_.data() + out_off_, out_.size() - out_off_);
     size_t n = io_.write_some(std::span<const boost::asio::const_buffer>(&buf, 1), ec);
     if (ec && !would_block(ec)) {
-      close(H2Failure::connection_lost);
+      close(H2UpstreamFailure::connection_lost);
       return;
     }
     out_off_ += n;
@@ -281,14 +281,14 @@ void H2Connection::flush() {
   }
 }
 
-boost::asio::awaitable<void> H2Connection::write_when_ready() {
+boost::asio::awaitable<void> H2UpstreamConnection::write_when_ready() {
   while (state_ != State::closed && out_off_ < out_.size()) {
     error_code ec = co_await io_.wait_writable();
     if (ec || state_ == State::closed) break;
     boost::asio::const_buffer buf(out_.data() + out_off_, out_.size() - out_off_);
     size_t n = io_.write_some(std::span<const boost::asio::const_buffer>(&buf, 1), ec);
     if (ec && !would_block(ec)) {
-      close(H2Failure::connection_lost);
+      close(H2UpstreamFailure::connection_lost);
       break;
     }
     out_off_ += n;
@@ -300,13 +300,13 @@ boost::asio::awaitable<void> H2Connection::write_when_ready() {
 
 // ---- streams ----
 
-bool H2Connection::submit(H2Stream* s, bool has_body) {
+bool H2UpstreamConnection::submit(H2UpstreamStream* s, bool has_body) {
   nghttp2_data_provider provider{};
   provider.source.ptr = s;
   provider.read_callback = read_body_cb;
   int32_t id = nghttp2_submit_request(session_, nullptr, s->nva.data(), s->nva.size(), has_body ? &provider : nullptr, s);
   if (id < 0) {
-    s->failure = H2Failure::refused;
+    s->failure = H2UpstreamFailure::refused;
     detach_unsubmitted(s);
     return false;
   }
@@ -317,7 +317,7 @@ bool H2Connection::submit(H2Stream* s, bool has_body) {
   return true;
 }
 
-void H2Connection::resume_body(H2Stream* s) {
+void H2UpstreamConnection::resume_body(H2UpstreamStream* s) {
   if (s->deferred_) {
     s->deferred_ = false;
     nghttp2_session_resume_data(session_, s->id_);
@@ -325,14 +325,14 @@ void H2Connection::resume_body(H2Stream* s) {
   flush();
 }
 
-void H2Connection::consume(H2Stream* s, size_t n) {
+void H2UpstreamConnection::consume(H2UpstreamStream* s, size_t n) {
   n = std::min<uint64_t>(n, s->unconsumed_);
   s->unconsumed_ -= n;
   nghttp2_session_consume(session_, s->id_, n);
   flush();
 }
 
-void H2Connection::cancel(H2Stream* s) {
+void H2UpstreamConnection::cancel(H2UpstreamStream* s) {
   if (s->unconsumed_ > 0) {
     nghttp2_session_consume(session_, s->id_, s->unconsumed_);
     s->unconsumed_ = 0;
@@ -341,22 +341,22 @@ void H2Connection::cancel(H2Stream* s) {
   flush();  // may close the stream now (and recycle it: the caller must not touch it after)
 }
 
-H2Stream* H2Connection::stream_for(int32_t id) {
+H2UpstreamStream* H2UpstreamConnection::stream_for(int32_t id) {
   if (!session_) return nullptr;
-  auto* s = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session_, id));
+  auto* s = static_cast<H2UpstreamStream*>(nghttp2_session_get_stream_user_data(session_, id));
   // A recycled stream may be serving another request now: it must be this stream on this connection.
   if (s == nullptr || s->id_ != id || s->conn_ != this) return nullptr;
   return s;
 }
 
-int H2Connection::on_begin_headers(const nghttp2_frame* frame) {
-  H2Stream* s = stream_for(frame->hd.stream_id);
+int H2UpstreamConnection::on_begin_headers(const nghttp2_frame* frame) {
+  H2UpstreamStream* s = stream_for(frame->hd.stream_id);
   if (s) s->begin_block(s->headers_done);  // after the final head: trailers
   return 0;
 }
 
-int H2Connection::on_header(const nghttp2_frame* frame, std::string_view name, std::string_view value) {
-  H2Stream* s = stream_for(frame->hd.stream_id);
+int H2UpstreamConnection::on_header(const nghttp2_frame* frame, std::string_view name, std::string_view value) {
+  H2UpstreamStream* s = stream_for(frame->hd.stream_id);
   if (!s) return 0;
   if (!name.empty() && name[0] == ':') {
     // nghttp2 has checked the pseudo-header set (RFC 9113 §8.3.2): :status is three digits.
@@ -372,7 +372,7 @@ int H2Connection::on_header(const nghttp2_frame* frame, std::string_view name, s
   return 0;
 }
 
-int H2Connection::on_frame_recv(const nghttp2_frame* frame) {
+int H2UpstreamConnection::on_frame_recv(const nghttp2_frame* frame) {
   switch (frame->hd.type) {
     case NGHTTP2_SETTINGS:
       // The upstream's preface: it speaks HTTP/2, and its stream limit is known before any
@@ -392,7 +392,7 @@ int H2Connection::on_frame_recv(const nghttp2_frame* frame) {
                     pool_->owner().upstream().nodes[node_].address, goaway_last_id_, frame->goaway.error_code);
       return 0;
     case NGHTTP2_HEADERS: {
-      H2Stream* s = stream_for(frame->hd.stream_id);
+      H2UpstreamStream* s = stream_for(frame->hd.stream_id);
       if (!s) return 0;
       if (s->in_trailers_) {
         s->end_block();
@@ -409,7 +409,7 @@ int H2Connection::on_frame_recv(const nghttp2_frame* frame) {
       return 0;
     }
     case NGHTTP2_DATA: {
-      H2Stream* s = stream_for(frame->hd.stream_id);
+      H2UpstreamStream* s = stream_for(frame->hd.stream_id);
       if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         s->end_stream = true;
         s->notify();
@@ -421,8 +421,8 @@ int H2Connection::on_frame_recv(const nghttp2_frame* frame) {
   }
 }
 
-int H2Connection::on_data_chunk(int32_t stream_id, const uint8_t* data, size_t len) {
-  H2Stream* s = stream_for(stream_id);
+int H2UpstreamConnection::on_data_chunk(int32_t stream_id, const uint8_t* data, size_t len) {
+  H2UpstreamStream* s = stream_for(stream_id);
   if (!s || s->owner_done_) {
     nghttp2_session_consume(session_, stream_id, len);  // nobody reads it: keep the window open
     return 0;
@@ -433,49 +433,49 @@ int H2Connection::on_data_chunk(int32_t stream_id, const uint8_t* data, size_t l
   return 0;
 }
 
-int H2Connection::on_frame_sent(const nghttp2_frame* frame) {
+int H2UpstreamConnection::on_frame_sent(const nghttp2_frame* frame) {
   if (frame->hd.type == NGHTTP2_HEADERS) {
-    if (H2Stream* s = stream_for(frame->hd.stream_id)) s->headers_sent_ = true;
+    if (H2UpstreamStream* s = stream_for(frame->hd.stream_id)) s->headers_sent_ = true;
   }
   return 0;
 }
 
-int H2Connection::on_frame_not_sent(const nghttp2_frame* frame) {
+int H2UpstreamConnection::on_frame_not_sent(const nghttp2_frame* frame) {
   // A request HEADERS that could not go (GOAWAY arrived, or the session is closing): the upstream
   // never saw the request.
   if (frame->hd.type == NGHTTP2_HEADERS) {
-    if (H2Stream* s = stream_for(frame->hd.stream_id)) stream_closed(s, NGHTTP2_REFUSED_STREAM);
+    if (H2UpstreamStream* s = stream_for(frame->hd.stream_id)) stream_closed(s, NGHTTP2_REFUSED_STREAM);
   }
   return 0;
 }
 
-int H2Connection::on_stream_close(int32_t stream_id, uint32_t error_code) {
-  if (H2Stream* s = stream_for(stream_id)) stream_closed(s, error_code);
+int H2UpstreamConnection::on_stream_close(int32_t stream_id, uint32_t error_code) {
+  if (H2UpstreamStream* s = stream_for(stream_id)) stream_closed(s, error_code);
   return 0;
 }
 
-void H2Connection::stream_closed(H2Stream* s, uint32_t error_code) {
+void H2UpstreamConnection::stream_closed(H2UpstreamStream* s, uint32_t error_code) {
   s->h2_closed_ = true;
   if (s->unconsumed_ > 0 && session_) {
     // The stream is gone; its bytes still count against the connection window until consumed.
     nghttp2_session_consume_connection(session_, s->unconsumed_);
     s->unconsumed_ = 0;
   }
-  if (s->failure == H2Failure::none && !(s->end_stream && error_code == NGHTTP2_NO_ERROR)) {
+  if (s->failure == H2UpstreamFailure::none && !(s->end_stream && error_code == NGHTTP2_NO_ERROR)) {
     if (s->timed_out) {
-      s->failure = H2Failure::timed_out;
+      s->failure = H2UpstreamFailure::timed_out;
     } else if (!s->headers_done && (error_code == NGHTTP2_REFUSED_STREAM || !s->headers_sent_ ||
                                     (goaway_ && s->id_ > goaway_last_id_))) {
-      s->failure = H2Failure::refused;  // RFC 9113 §8.7: not processed, safe to retry
+      s->failure = H2UpstreamFailure::refused;  // RFC 9113 §8.7: not processed, safe to retry
     } else {
-      s->failure = H2Failure::reset;
+      s->failure = H2UpstreamFailure::reset;
       if (!s->owner_done_ && pool_) {
         if (auto* c = pool_->counters().streams_reset) c->inc();
       }
     }
     s->reset_code = error_code;
   }
-  s->H2StreamHook::unlink();
+  s->H2UpstreamStreamHook::unlink();
   s->conn_ = nullptr;
   --stream_count_;
   ++served_;
@@ -489,7 +489,7 @@ void H2Connection::stream_closed(H2Stream* s, uint32_t error_code) {
 
 // ---- timeouts and closing ----
 
-void H2Connection::sweep(Clock::time_point now) {
+void H2UpstreamConnection::sweep(Clock::time_point now) {
   if (state_ == State::connecting) {
     if (deadline_ <= now && !timed_out_) {
       timed_out_ = true;
@@ -514,15 +514,15 @@ void H2Connection::sweep(Clock::time_point now) {
   if (expired) flush();
 }
 
-void H2Connection::shutdown() {
+void H2UpstreamConnection::shutdown() {
   if (state_ == State::ready && session_) {
     nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
     flush();
   }
-  close(H2Failure::connection_lost);
+  close(H2UpstreamFailure::connection_lost);
 }
 
-void H2Connection::close(H2Failure why) {
+void H2UpstreamConnection::close(H2UpstreamFailure why) {
   if (state_ == State::closed) return;
   const bool connecting = state_ == State::connecting;
   state_ = State::closed;
@@ -533,19 +533,19 @@ void H2Connection::close(H2Failure why) {
     }
   }
   while (!streams_.empty()) {
-    H2Stream* s = &streams_.front();
-    s->H2StreamHook::unlink();
+    H2UpstreamStream* s = &streams_.front();
+    s->H2UpstreamStreamHook::unlink();
     s->conn_ = nullptr;
     s->h2_closed_ = true;
     s->unconsumed_ = 0;
-    if (s->failure == H2Failure::none) {
+    if (s->failure == H2UpstreamFailure::none) {
       if (connecting) {
-        s->failure = H2Failure::connect_failed;
+        s->failure = H2UpstreamFailure::connect_failed;
         s->timed_out = timed_out_;
       } else if (!s->headers_sent_ || s->id_ < 0) {
-        s->failure = H2Failure::refused;  // never reached the upstream
+        s->failure = H2UpstreamFailure::refused;  // never reached the upstream
       } else if (!(s->end_stream)) {
-        s->failure = why == H2Failure::none ? H2Failure::connection_lost : why;
+        s->failure = why == H2UpstreamFailure::none ? H2UpstreamFailure::connection_lost : why;
       }
     }
     if (s->owner_done_) {
@@ -559,12 +559,12 @@ void H2Connection::close(H2Failure why) {
   pool_ = nullptr;  // the pool may go before this object's coroutines have returned
 }
 
-void H2Connection::orphan() {
+void H2UpstreamConnection::orphan() {
   pool_->connection_gone(this);
   // Streams still listed belong to the pool, which is going away with them: just let go.
   while (!streams_.empty()) {
-    H2Stream* s = &streams_.front();
-    s->H2StreamHook::unlink();
+    H2UpstreamStream* s = &streams_.front();
+    s->H2UpstreamStreamHook::unlink();
     s->conn_ = nullptr;
   }
   stream_count_ = 0;
@@ -573,7 +573,7 @@ void H2Connection::orphan() {
   io_.close();
 }
 
-void H2Connection::task_done() {
+void H2UpstreamConnection::task_done() {
   if (--tasks_ > 0 || state_ != State::closed) return;
   // Handlers of operations the close aborted may still be queued: free after them.
   boost::asio::post(ioc_, [this] { delete this; });

@@ -6,7 +6,7 @@
 // requests. Writes are made synchronously by flush() (mem_send output gathered into one buffer,
 // one write); only when the socket is full does a second coroutine wait for writability.
 //
-// Lifetime: created and listed by its H2Pool; close() fails the streams still on it and unlists
+// Lifetime: created and listed by its H2UpstreamPool; close() fails the streams still on it and unlists
 // it; the object deletes itself once its coroutines have returned (the pool may be gone by then:
 // orphan()).
 #pragma once
@@ -23,12 +23,12 @@
 
 namespace turnpike::upstream {
 
-// The request body provider's copy step (a friend of H2Stream).
-struct H2StreamBodyReader {
-  static ssize_t read(H2Stream& s, uint8_t* buf, size_t length, uint32_t* data_flags);
+// The request body provider's copy step (a friend of H2UpstreamStream).
+struct H2UpstreamBodyReader {
+  static ssize_t read(H2UpstreamStream& s, uint8_t* buf, size_t length, uint32_t* data_flags);
 };
 
-class H2Connection {
+class H2UpstreamConnection {
  public:
   using Clock = std::chrono::steady_clock;
 
@@ -38,10 +38,10 @@ class H2Connection {
     closed,      // socket closed, streams failed; deleted once its coroutines return
   };
 
-  H2Connection(boost::asio::io_context& ioc, H2Pool& pool, size_t node);
-  ~H2Connection();
-  H2Connection(const H2Connection&) = delete;
-  H2Connection& operator=(const H2Connection&) = delete;
+  H2UpstreamConnection(boost::asio::io_context& ioc, H2UpstreamPool& pool, size_t node);
+  ~H2UpstreamConnection();
+  H2UpstreamConnection(const H2UpstreamConnection&) = delete;
+  H2UpstreamConnection& operator=(const H2UpstreamConnection&) = delete;
 
   void start();
   size_t node() const { return node_; }
@@ -53,20 +53,20 @@ class H2Connection {
   // min(configured streams per connection, the upstream's MAX_CONCURRENT_STREAMS once known).
   uint32_t capacity() const;
 
-  void attach(H2Stream* s);
+  void attach(H2UpstreamStream* s);
   // A stream that never got submitted leaves without a trace on the wire.
-  void detach_unsubmitted(H2Stream* s);
-  bool submit(H2Stream* s, bool has_body);
-  void resume_body(H2Stream* s);
-  void consume(H2Stream* s, size_t n);
+  void detach_unsubmitted(H2UpstreamStream* s);
+  bool submit(H2UpstreamStream* s, bool has_body);
+  void resume_body(H2UpstreamStream* s);
+  void consume(H2UpstreamStream* s, size_t n);
   // The request is done with a stream nghttp2 still has open: give back its window, reset it.
-  void cancel(H2Stream* s);
+  void cancel(H2UpstreamStream* s);
   // Writes everything nghttp2 has to send (or starts the writer coroutine when the socket is full).
   void flush();
   void sweep(Clock::time_point now);
   // Graceful when idle: GOAWAY, then close.
   void shutdown();
-  void close(H2Failure why);
+  void close(H2UpstreamFailure why);
   // The pool is going away: close without reporting back to it.
   void orphan();
 
@@ -78,18 +78,18 @@ class H2Connection {
   int on_stream_close(int32_t stream_id, uint32_t error_code);
   int on_frame_sent(const nghttp2_frame* frame);
   int on_frame_not_sent(const nghttp2_frame* frame);
-  H2Stream* stream_for(int32_t id);
+  H2UpstreamStream* stream_for(int32_t id);
 
  private:
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<boost::system::error_code> establish();
   boost::asio::awaitable<void> write_when_ready();
-  void stream_closed(H2Stream* s, uint32_t error_code);
+  void stream_closed(H2UpstreamStream* s, uint32_t error_code);
   void task_done();
   void arm(Clock::time_point now);
 
   boost::asio::io_context& ioc_;
-  H2Pool* pool_;
+  H2UpstreamPool* pool_;
   size_t node_;
   tls::Transport io_;
   nghttp2_session* session_ = nullptr;
@@ -103,7 +103,7 @@ class H2Connection {
   size_t stream_count_ = 0;
   uint64_t served_ = 0;          // streams completed on this connection
   Clock::time_point deadline_ = Clock::time_point::max();
-  boost::intrusive::list<H2Stream, boost::intrusive::base_hook<H2StreamHook>,
+  boost::intrusive::list<H2UpstreamStream, boost::intrusive::base_hook<H2UpstreamStreamHook>,
                          boost::intrusive::constant_time_size<false>> streams_;
   std::string out_;              // gathered mem_send output
   size_t out_off_ = 0;           // written part of out_

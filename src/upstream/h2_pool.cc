@@ -11,21 +11,21 @@
 
 namespace turnpike::upstream {
 
-std::string_view to_string(H2Failure f) noexcept {
+std::string_view to_string(H2UpstreamFailure f) noexcept {
   switch (f) {
-    case H2Failure::none: return "none";
-    case H2Failure::connect_failed: return "connect_failed";
-    case H2Failure::refused: return "refused";
-    case H2Failure::connection_lost: return "connection_lost";
-    case H2Failure::reset: return "reset";
-    case H2Failure::timed_out: return "timed_out";
+    case H2UpstreamFailure::none: return "none";
+    case H2UpstreamFailure::connect_failed: return "connect_failed";
+    case H2UpstreamFailure::refused: return "refused";
+    case H2UpstreamFailure::connection_lost: return "connection_lost";
+    case H2UpstreamFailure::reset: return "reset";
+    case H2UpstreamFailure::timed_out: return "timed_out";
   }
   return "unknown";
 }
 
-// ---- H2Stream ----
+// ---- H2UpstreamStream ----
 
-boost::asio::awaitable<void> H2Stream::wait() {
+boost::asio::awaitable<void> H2UpstreamStream::wait() {
   if (signaled_) {
     signaled_ = false;
     co_return;
@@ -35,18 +35,18 @@ boost::asio::awaitable<void> H2Stream::wait() {
   signaled_ = false;
 }
 
-void H2Stream::notify() {
+void H2UpstreamStream::notify() {
   signaled_ = true;
   waker_.cancel();
 }
 
-std::string_view H2Stream::take_body() {
+std::string_view H2UpstreamStream::take_body() {
   taken_.clear();
   taken_.swap(incoming_);
   return taken_;
 }
 
-void H2Stream::reset_for_reuse() {
+void H2UpstreamStream::reset_for_reuse() {
   nva.clear();
   nv_bytes.clear();
   body = {};
@@ -56,7 +56,7 @@ void H2Stream::reset_for_reuse() {
   end_stream = false;
   headers.clear();
   trailers.clear();
-  failure = H2Failure::none;
+  failure = H2UpstreamFailure::none;
   timed_out = false;
   reset_code = 0;
   reused_connection = false;
@@ -81,14 +81,14 @@ void H2Stream::reset_for_reuse() {
   taken_.clear();
 }
 
-void H2Stream::begin_block(bool trailers_block) {
+void H2UpstreamStream::begin_block(bool trailers_block) {
   in_trailers_ = trailers_block;
   refs_.clear();
   (trailers_block ? trailer_bytes_ : field_bytes_).clear();
   pending_status_ = 0;
 }
 
-void H2Stream::add_field(std::string_view name, std::string_view value) {
+void H2UpstreamStream::add_field(std::string_view name, std::string_view value) {
   std::string& bytes = in_trailers_ ? trailer_bytes_ : field_bytes_;
   FieldRef r;
   r.name_off = static_cast<uint32_t>(bytes.size());
@@ -100,7 +100,7 @@ void H2Stream::add_field(std::string_view name, std::string_view value) {
   refs_.push_back(r);
 }
 
-void H2Stream::end_block() {
+void H2UpstreamStream::end_block() {
   // Views are made only now: the byte store no longer grows for this block.
   const std::string& bytes = in_trailers_ ? trailer_bytes_ : field_bytes_;
   std::vector<http::Header>& out = in_trailers_ ? trailers : headers;
@@ -112,33 +112,33 @@ void H2Stream::end_block() {
   refs_.clear();
 }
 
-// ---- H2Pool ----
+// ---- H2UpstreamPool ----
 
-H2Pool::H2Pool(boost::asio::io_context& ioc, UpstreamPool& owner, const H2Counters& counters)
+H2UpstreamPool::H2UpstreamPool(boost::asio::io_context& ioc, UpstreamPool& owner, const H2UpstreamCounters& counters)
     : ioc_(ioc), owner_(owner), counters_(counters) {}
 
-H2Pool::~H2Pool() {
+H2UpstreamPool::~H2UpstreamPool() {
   while (!connections_.empty()) connections_.back()->orphan();
 }
 
-size_t H2Pool::connections() const { return connections_.size(); }
+size_t H2UpstreamPool::connections() const { return connections_.size(); }
 
-H2Connection* H2Pool::connection_with_room(size_t node) {
+H2UpstreamConnection* H2UpstreamPool::connection_with_room(size_t node) {
   // The fullest connection with room first would pack streams tighter; the first one with room
   // is as good for correctness and keeps the scan trivial.
-  for (H2Connection* c : connections_) {
+  for (H2UpstreamConnection* c : connections_) {
     if (c->node() == node && c->has_room()) return c;
   }
   return nullptr;
 }
 
-boost::asio::awaitable<H2Stream*> H2Pool::open_stream(size_t node, Clock::time_point hard_deadline) {
-  H2Stream* s;
+boost::asio::awaitable<H2UpstreamStream*> H2UpstreamPool::open_stream(size_t node, Clock::time_point hard_deadline) {
+  H2UpstreamStream* s;
   if (!free_streams_.empty()) {
     s = free_streams_.back();
     free_streams_.pop_back();
   } else {
-    streams_.push_back(std::make_unique<H2Stream>(ioc_));
+    streams_.push_back(std::make_unique<H2UpstreamStream>(ioc_));
     s = streams_.back().get();
     s->reset_for_reuse();
   }
@@ -150,45 +150,45 @@ boost::asio::awaitable<H2Stream*> H2Pool::open_stream(size_t node, Clock::time_p
   // show a lower one, the streams over it move on (to a new connection if need be). Bounded: an
   // upstream announcing a limit of 0 must not make us open connections forever.
   for (int moves = 0;; ++moves) {
-    H2Connection* c = connection_with_room(node);
+    H2UpstreamConnection* c = connection_with_room(node);
     if (!c) {
-      c = new H2Connection(ioc_, *this, node);
+      c = new H2UpstreamConnection(ioc_, *this, node);
       connections_.push_back(c);
       c->attach(s);
       c->start();
     } else {
       c->attach(s);
     }
-    while (s->failure == H2Failure::none && s->conn_ && !s->conn_->ready()) co_await s->wait();
-    if (s->failure != H2Failure::none || !s->conn_) break;
+    while (s->failure == H2UpstreamFailure::none && s->conn_ && !s->conn_->ready()) co_await s->wait();
+    if (s->failure != H2UpstreamFailure::none || !s->conn_) break;
     if (moves >= 8 || s->conn_->stream_count() <= s->conn_->capacity()) break;
     s->conn_->detach_unsubmitted(s);
   }
-  if (s->failure == H2Failure::none && !s->conn_) s->failure = H2Failure::connect_failed;
+  if (s->failure == H2UpstreamFailure::none && !s->conn_) s->failure = H2UpstreamFailure::connect_failed;
   co_return s;
 }
 
-bool H2Pool::submit(H2Stream* s, bool has_body) {
+bool H2UpstreamPool::submit(H2UpstreamStream* s, bool has_body) {
   if (!s->conn_ || !s->conn_->ready()) {
-    if (s->failure == H2Failure::none) s->failure = H2Failure::refused;
+    if (s->failure == H2UpstreamFailure::none) s->failure = H2UpstreamFailure::refused;
     return false;
   }
   return s->conn_->submit(s, has_body);
 }
 
-void H2Pool::resume_body(H2Stream* s) {
+void H2UpstreamPool::resume_body(H2UpstreamStream* s) {
   if (s->conn_) s->conn_->resume_body(s);
 }
 
-void H2Pool::consume(H2Stream* s, size_t n) {
+void H2UpstreamPool::consume(H2UpstreamStream* s, size_t n) {
   if (s->conn_) s->conn_->consume(s, n);
 }
 
-void H2Pool::finish(H2Stream* s) {
+void H2UpstreamPool::finish(H2UpstreamStream* s) {
   --active_;
   s->owner_done_ = true;
   s->body = {};
-  H2Connection* c = s->conn_;
+  H2UpstreamConnection* c = s->conn_;
   if (!c) {
     recycle(s);
   } else if (s->id_ < 0) {
@@ -199,24 +199,24 @@ void H2Pool::finish(H2Stream* s) {
   }
 }
 
-void H2Pool::recycle(H2Stream* s) {
-  s->H2StreamHook::unlink();
+void H2UpstreamPool::recycle(H2UpstreamStream* s) {
+  s->H2UpstreamStreamHook::unlink();
   s->reset_for_reuse();
   free_streams_.push_back(s);
 }
 
-void H2Pool::connection_gone(H2Connection* c) {
+void H2UpstreamPool::connection_gone(H2UpstreamConnection* c) {
   std::erase(connections_, c);
 }
 
-void H2Pool::sweep(Clock::time_point now) {
+void H2UpstreamPool::sweep(Clock::time_point now) {
   // Backwards: a connection that closes removes only itself, at an index already visited.
   for (size_t i = connections_.size(); i-- > 0;) {
     if (i < connections_.size()) connections_[i]->sweep(now);
   }
 }
 
-void H2Pool::close_idle() {
+void H2UpstreamPool::close_idle() {
   // With no request holding a stream, what streams remain are resets on their way out: those
   // connections go too, so a draining worker is not kept alive by them.
   for (size_t i = connections_.size(); i-- > 0;) {

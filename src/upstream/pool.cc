@@ -19,6 +19,7 @@ std::string_view to_string(ConnState s) noexcept {
     case ConnState::idle: return "idle";
     case ConnState::sending: return "sending";
     case ConnState::receiving: return "receiving";
+    case ConnState::tunnel: return "tunnel";
     case ConnState::closed: return "closed";
   }
   return "unknown";
@@ -32,14 +33,15 @@ void UpstreamConnection::arm(ConnState s, Clock::time_point now) {
     case ConnState::idle: deadline = now + cfg.keepalive_idle_timeout; break;
     case ConnState::sending: deadline = now + cfg.send_timeout; break;
     case ConnState::receiving: deadline = now + cfg.read_timeout; break;
+    case ConnState::tunnel:
     case ConnState::closed: deadline = Clock::time_point::max(); break;
   }
 }
 
 UpstreamPool::UpstreamPool(asio::io_context& ioc, BufferPool& buffers,
-                           std::shared_ptr<const ResolvedUpstream> upstream, const H2Counters& h2_counters)
+                           std::shared_ptr<const ResolvedUpstream> upstream, const H2UpstreamCounters& h2_counters)
     : ioc_(ioc), buffers_(buffers), upstream_(std::move(upstream)), nodes_(upstream_->nodes.size()) {
-  if (config().protocol != config::UpstreamProtocol::http1) h2_ = std::make_unique<H2Pool>(ioc_, *this, h2_counters);
+  if (config().protocol != config::UpstreamProtocol::http1) h2_ = std::make_unique<H2UpstreamPool>(ioc_, *this, h2_counters);
 }
 
 UpstreamPool::~UpstreamPool() {

@@ -1,7 +1,7 @@
 // HTTP/2 towards upstreams (h2c, and h2 over TLS): per worker and per upstream, a set of
 // connections per node, each carrying many concurrent streams.
 //
-// The proxy layer drives one H2Stream per request: open_stream() reserves a slot on a connection
+// The proxy layer drives one H2UpstreamStream per request: open_stream() reserves a slot on a connection
 // with room (opening one when all are full, counting connections still being set up, so a burst
 // of requests does not open a connection each), fills the stream's request fields, submit()s it,
 // feeds the body through `body`, and reads the response the connection's reader coroutine stores
@@ -33,12 +33,12 @@
 namespace turnpike::upstream {
 
 class UpstreamPool;
-class H2Connection;
-class H2Pool;
-struct H2StreamBodyReader;
+class H2UpstreamConnection;
+class H2UpstreamPool;
+struct H2UpstreamBodyReader;
 
 // The worker's counters this pool adds to (they live in the proxy layer's WorkerCounters).
-struct H2Counters {
+struct H2UpstreamCounters {
   Counter* connections_opened = nullptr;  // connections established (after SETTINGS were sent)
   Counter* streams_opened = nullptr;      // requests submitted
   Counter* goaways_received = nullptr;
@@ -47,7 +47,7 @@ struct H2Counters {
 };
 
 // Why a stream ended without a complete response. Printable with to_string.
-enum class H2Failure : uint8_t {
+enum class H2UpstreamFailure : uint8_t {
   none,             // no failure (yet)
   connect_failed,   // its connection could not be established (timed_out tells a timeout)
   refused,          // the upstream did not process it (GOAWAY above last-stream-id, REFUSED_STREAM, never sent)
@@ -55,22 +55,22 @@ enum class H2Failure : uint8_t {
   reset,            // the upstream reset the stream or broke HTTP/2 rules in it
   timed_out,        // the sweep cancelled it (read/send timeout, or the request's own deadline)
 };
-std::string_view to_string(H2Failure f) noexcept;
+std::string_view to_string(H2UpstreamFailure f) noexcept;
 
-using H2StreamHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct H2StreamTag>,
+using H2UpstreamStreamHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct H2UpstreamStreamTag>,
                                                       boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
-class H2Stream : public H2StreamHook {
+class H2UpstreamStream : public H2UpstreamStreamHook {
  public:
   using Clock = std::chrono::steady_clock;
-  explicit H2Stream(boost::asio::io_context& ioc) : waker_(ioc) {}
+  explicit H2UpstreamStream(boost::asio::io_context& ioc) : waker_(ioc) {}
 
   // ---- Request: filled by the caller between open_stream and submit ----
   std::vector<nghttp2_nv> nva;  // pseudo-headers first; nghttp2 copies it in submit
   std::string nv_bytes;         // backing store for built names/values: reserve before taking pointers
 
   // ---- Request body: set_body() points the stream at the next pieces (`end`: the last ones),
-  // then H2Pool::resume_body(). The pieces must stay valid until body_taken(): the data provider
+  // then H2UpstreamPool::resume_body(). The pieces must stay valid until body_taken(): the data provider
   // copies them into DATA frames as flow control allows.
   void set_body(std::span<const std::string_view> pieces, bool end) {
     body = pieces;
@@ -89,12 +89,12 @@ class H2Stream : public H2StreamHook {
   std::vector<http::Header> headers;       // lower-case names; views into the stream's storage
   std::vector<http::Header> trailers;
   // Response body bytes received and not taken yet. take_body() hands them over (valid until the
-  // next take_body); consumed(n) — through H2Pool::consume — reopens the flow-control window.
+  // next take_body); consumed(n) — through H2UpstreamPool::consume — reopens the flow-control window.
   std::string_view take_body();
   bool has_body() const { return !incoming_.empty(); }
 
   // ---- Outcome ----
-  H2Failure failure = H2Failure::none;
+  H2UpstreamFailure failure = H2UpstreamFailure::none;
   bool timed_out = false;       // the sweep expired it (connect or read/send deadline)
   uint32_t reset_code = 0;      // RST_STREAM / GOAWAY error code from the upstream
   bool reused_connection = false;  // its connection had carried streams before this one
@@ -110,9 +110,9 @@ class H2Stream : public H2StreamHook {
   void notify();
 
  private:
-  friend class H2Connection;
-  friend class H2Pool;
-  friend struct H2StreamBodyReader;
+  friend class H2UpstreamConnection;
+  friend class H2UpstreamPool;
+  friend struct H2UpstreamBodyReader;
   struct FieldRef {
     uint32_t name_off, name_len, value_off, value_len;
   };
@@ -123,11 +123,11 @@ class H2Stream : public H2StreamHook {
 
   boost::asio::steady_timer waker_;
   bool signaled_ = false;
-  H2Connection* conn_ = nullptr;  // null once nghttp2 closed the stream or the connection died
-  H2Pool* pool_ = nullptr;
+  H2UpstreamConnection* conn_ = nullptr;  // null once nghttp2 closed the stream or the connection died
+  H2UpstreamPool* pool_ = nullptr;
   int32_t id_ = -1;
   size_t node_ = 0;
-  bool owner_done_ = false;       // the request let go of it (see H2Pool::finish)
+  bool owner_done_ = false;       // the request let go of it (see H2UpstreamPool::finish)
   bool h2_closed_ = true;         // nghttp2 no longer knows it
   bool headers_sent_ = false;
   bool deferred_ = false;         // the data provider returned DEFERRED: resume when body arrives
@@ -140,27 +140,27 @@ class H2Stream : public H2StreamHook {
   std::string incoming_, taken_;
 };
 
-class H2Pool {
+class H2UpstreamPool {
  public:
   using Clock = std::chrono::steady_clock;
-  H2Pool(boost::asio::io_context& ioc, UpstreamPool& owner, const H2Counters& counters);
-  ~H2Pool();
-  H2Pool(const H2Pool&) = delete;
-  H2Pool& operator=(const H2Pool&) = delete;
+  H2UpstreamPool(boost::asio::io_context& ioc, UpstreamPool& owner, const H2UpstreamCounters& counters);
+  ~H2UpstreamPool();
+  H2UpstreamPool(const H2UpstreamPool&) = delete;
+  H2UpstreamPool& operator=(const H2UpstreamPool&) = delete;
 
   // A stream on a ready connection to `node` with room for it. On failure the stream comes back
   // with failure == connect_failed (and timed_out for a connect timeout); finish() it either way.
-  boost::asio::awaitable<H2Stream*> open_stream(size_t node, Clock::time_point hard_deadline);
+  boost::asio::awaitable<H2UpstreamStream*> open_stream(size_t node, Clock::time_point hard_deadline);
   // Submits stream->nva (with a body provider when has_body) and writes what can go now.
   // False when nghttp2 refuses it (the stream is then failed as refused).
-  bool submit(H2Stream* s, bool has_body);
+  bool submit(H2UpstreamStream* s, bool has_body);
   // New pieces are in s->body: lets the provider take them and writes.
-  void resume_body(H2Stream* s);
+  void resume_body(H2UpstreamStream* s);
   // The caller handed `n` body bytes on: reopens the window for as many.
-  void consume(H2Stream* s, size_t n);
+  void consume(H2UpstreamStream* s, size_t n);
   // The caller is done with the stream: an open one is reset (CANCEL), then it returns to the
   // free list once nghttp2 lets go of it.
-  void finish(H2Stream* s);
+  void finish(H2UpstreamStream* s);
 
   // Timeouts (connect, stream read/send deadlines) and idle connections past the idle timeout.
   void sweep(Clock::time_point now);
@@ -170,21 +170,21 @@ class H2Pool {
   size_t active() const { return active_; }
   size_t connections() const;
 
-  // ---- For H2Connection ----
+  // ---- For H2UpstreamConnection ----
   UpstreamPool& owner() { return owner_; }
-  const H2Counters& counters() const { return counters_; }
-  void recycle(H2Stream* s);
-  void connection_gone(H2Connection* c);
+  const H2UpstreamCounters& counters() const { return counters_; }
+  void recycle(H2UpstreamStream* s);
+  void connection_gone(H2UpstreamConnection* c);
 
  private:
-  H2Connection* connection_with_room(size_t node);
+  H2UpstreamConnection* connection_with_room(size_t node);
 
   boost::asio::io_context& ioc_;
   UpstreamPool& owner_;
-  H2Counters counters_;
-  std::vector<H2Connection*> connections_;  // few per node: a scan is cheapest; they delete themselves
-  std::vector<std::unique_ptr<H2Stream>> streams_;  // every stream this pool made
-  std::vector<H2Stream*> free_streams_;
+  H2UpstreamCounters counters_;
+  std::vector<H2UpstreamConnection*> connections_;  // few per node: a scan is cheapest; they delete themselves
+  std::vector<std::unique_ptr<H2UpstreamStream>> streams_;  // every stream this pool made
+  std::vector<H2UpstreamStream*> free_streams_;
   size_t active_ = 0;
 };
 

@@ -52,6 +52,7 @@ enum class ConnState : uint8_t {
   idle,        // parked in the pool (idle timeout)
   sending,     // writing the request (send timeout)
   receiving,   // waiting for / reading the response (read timeout)
+  tunnel,      // an upgraded connection: the client side's tunnel timeout applies, not ours
   closed,      // socket closed; about to be freed
 };
 std::string_view to_string(ConnState s) noexcept;
@@ -88,7 +89,7 @@ class UpstreamPool {
  public:
   // `h2_counters` are used when the upstream speaks HTTP/2 (protocol h2c or h2).
   UpstreamPool(asio::io_context& ioc, BufferPool& buffers, std::shared_ptr<const ResolvedUpstream> upstream,
-               const H2Counters& h2_counters = {});
+               const H2UpstreamCounters& h2_counters = {});
   ~UpstreamPool();
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
@@ -99,7 +100,7 @@ class UpstreamPool {
   void adopt(std::shared_ptr<const ResolvedUpstream> upstream) { upstream_ = std::move(upstream); }
   BufferPool& buffers() { return buffers_; }
   // HTTP/2 upstreams: the multiplexed connections (null for HTTP/1.1 upstreams).
-  H2Pool* h2() { return h2_.get(); }
+  H2UpstreamPool* h2() { return h2_.get(); }
 
   // Smooth weighted round-robin (each node gets its weight's share, evenly interleaved), skipping
   // nodes whose bit is set in `exclude`. Returns SIZE_MAX when every node is excluded.
@@ -149,7 +150,7 @@ class UpstreamPool {
   boost::intrusive::list<UpstreamConnection, boost::intrusive::base_hook<AllHook>,
                          boost::intrusive::constant_time_size<false>> all_;
   size_t active_ = 0;  // connections handed out and not yet released
-  std::unique_ptr<H2Pool> h2_;
+  std::unique_ptr<H2UpstreamPool> h2_;
 };
 
 }  // namespace turnpike::upstream
