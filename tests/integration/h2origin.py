@@ -32,6 +32,7 @@ import hashlib
 import json
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -121,7 +122,9 @@ class _Conn:
             wait = 0.1
             if self.timers:
                 wait = max(0.0, min(wait, min(t for t, _ in self.timers) - now))
-            readable, _, _ = select.select([self.sock], [], [], wait)
+            # TLS may hold decrypted bytes that select() cannot see.
+            pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
+            readable = pending or select.select([self.sock], [], [], wait)[0]
             if readable:
                 try:
                     data = self.sock.recv(65536)
@@ -313,8 +316,14 @@ class _Conn:
 class H2Origin:
     """A threaded h2c origin on 127.0.0.1 and a free port. start(), then stop()."""
 
-    def __init__(self, max_concurrent_streams: int | None = None):
+    def __init__(self, max_concurrent_streams: int | None = None, tls: tuple | None = None, alpn=("h2",)):
+        """tls = (cert, key): serve HTTP/2 over TLS, offering `alpn` (h2 when the client asks)."""
         self.max_concurrent_streams = max_concurrent_streams
+        self._tls = None
+        if tls is not None:
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._tls.set_alpn_protocols(list(alpn))
         self._lock = threading.Condition()
         self.requests: list = []
         self.errors: list = []
@@ -437,6 +446,15 @@ class H2Origin:
 
     def _serve(self, sock: socket.socket, conn_id: int) -> None:
         try:
+            if self._tls is not None:
+                sock.settimeout(IO_TIMEOUT)
+                try:
+                    sock = self._tls.wrap_socket(sock, server_side=True)
+                except (ssl.SSLError, OSError) as e:
+                    self.error(conn_id, f"TLS handshake failed: {e!r}")
+                    return
+                if sock.selected_alpn_protocol() != "h2":
+                    return  # a client that did not ask for h2 gets nothing (the proxy must refuse first)
             _Conn(self, sock, conn_id).run()
         except Exception as e:  # a bug in the origin must show up in the test, not vanish
             self.error(conn_id, f"origin crashed: {e!r}")

@@ -295,3 +295,39 @@ def test_grpc_gateway_errors_are_trailers_only_responses(turnpike):
 
     plain = rawhttp.request(tp.port(), "GET", "/other")
     assert_json_error(plain, 404)                    # non-gRPC clients still get JSON
+
+
+# --- HTTP/2 over TLS (protocol: h2) -----------------------------------------------------------
+
+def test_h2_over_tls_with_alpn(turnpike, tmp_path):
+    import tlsutil
+    cert, key = tlsutil.make_cert(tmp_path / "pki", "origin", "origin.test")
+    origin = H2Origin(tls=(cert, key)).start()
+    try:
+        up = upstream("origin", [origin.address], protocol="h2", tls={"ca_file": str(cert), "sni": "origin.test"})
+        tp = turnpike(base_config(upstreams=[up], routes=[{"match": {"paths": ["/*"]}, "upstream": "origin"}]))
+        body = b"z" * (300 * 1024)
+        with rawhttp.HttpConn(tp.port()) as conn:
+            resp = conn.request("POST", "/echo/tls", body=body)
+            assert resp.status == 200, resp
+            seen = resp.json()
+            assert seen["scheme"] == "https"
+            assert seen["body_len"] == len(body)
+            resp = conn.request("GET", "/trailers")
+            assert ("x-checksum", "abc123") in resp.trailers
+        assert not origin.errors, origin.errors
+    finally:
+        origin.stop()
+
+
+def test_h2_upstream_that_does_not_pick_h2_in_alpn_is_502(turnpike, tmp_path):
+    import tlsutil
+    cert, key = tlsutil.make_cert(tmp_path / "pki", "origin", "origin.test")
+    origin = H2Origin(tls=(cert, key), alpn=("http/1.1",)).start()
+    try:
+        up = upstream("origin", [origin.address], protocol="h2", retries=0,
+                      tls={"ca_file": str(cert), "sni": "origin.test"})
+        tp = turnpike(base_config(upstreams=[up], routes=[{"match": {"paths": ["/*"]}, "upstream": "origin"}]))
+        assert_json_error(rawhttp.request(tp.port(), "GET", "/echo"), 502)
+    finally:
+        origin.stop()
