@@ -5,6 +5,7 @@ request has ended, sends bodies as flow control allows, and runs delayed actions
 slow stream never holds up the others on its connection. Every loop is bounded by IO_TIMEOUT.
 
 What a request gets depends on its path:
+    /drop                  the connection closes under the stream (no answer)
     /echo...               200 JSON: method, path, authority, scheme, headers, body length+sha256,
                            connection and stream ids
     /sleep/<ms>            the echo, after <ms>
@@ -230,6 +231,7 @@ class _Conn:
                     chunk = bytes(data[:window])
                     del data[:window]
                     self.h2.send_data(sid, chunk)
+                    self.origin.count_sent(self.streams[sid].path, len(chunk))
                 if data or not end:
                     continue
                 if trailers:
@@ -267,6 +269,8 @@ class _Conn:
                          trailers=[("x-checksum", "abc123"), ("x-origin", "h2")])
         elif path.startswith("/status/"):
             self.respond(sid, int(path.split("/")[2]))
+        elif path == "/drop":
+            self.close_at = time.monotonic()
         elif path == "/reset":
             self.h2.reset_stream(sid, error_code=h2.errors.ErrorCodes.INTERNAL_ERROR)
             self.stream_done(sid)
@@ -330,6 +334,7 @@ class H2Origin:
         self.connections = 0
         self.closed = 0               # connections that have ended
         self.resets = 0
+        self.sent_bytes: dict = {}    # response body bytes handed to h2, by request path
         self.max_streams_seen = 0     # most streams open at once on one connection
         self._open_by_conn: dict = {}
         self._seen: set = set()
@@ -409,6 +414,10 @@ class H2Origin:
     def count_reset(self) -> None:
         with self._lock:
             self.resets += 1
+
+    def count_sent(self, path: str, n: int) -> None:
+        with self._lock:
+            self.sent_bytes[path] = self.sent_bytes.get(path, 0) + n
 
     def first_time(self, key: str) -> bool:
         with self._lock:

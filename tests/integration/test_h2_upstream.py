@@ -331,3 +331,46 @@ def test_h2_upstream_that_does_not_pick_h2_in_alpn_is_502(turnpike, tmp_path):
         assert_json_error(rawhttp.request(tp.port(), "GET", "/echo"), 502)
     finally:
         origin.stop()
+
+
+# --- backpressure, limits, lost connections ---------------------------------------------------
+
+def test_slow_client_holds_back_the_origin_without_stalling_other_streams(h2origin, turnpike):
+    cfg = h2_config(h2origin)
+    cfg["workers"] = 1
+    tp = turnpike(cfg)
+    size = 24 * MiB
+    with rawhttp.HttpConn(tp.port(), timeout=60) as slow:
+        slow.send_request("GET", f"/bytes/{size}")
+        time.sleep(1.5)   # the client reads nothing meanwhile
+        sent = h2origin.sent_bytes.get(f"/bytes/{size}", 0)
+        assert sent < size // 2, f"origin sent {sent} bytes to a client that read none"
+        # Another request on the same upstream connection is not held up by the stalled stream.
+        start = time.monotonic()
+        assert rawhttp.request(tp.port(), "GET", "/echo/other").status == 200
+        assert time.monotonic() - start < 1.0
+        resp = slow.read_final_response(timeout=60)
+        assert resp.status == 200
+        assert resp.body_len == size
+        assert resp.body_sha256 == pattern_sha256(size)
+    assert h2origin.connections == 1
+
+
+def test_body_over_max_body_size_is_413(h2origin, turnpike):
+    cfg = h2_config(h2origin)
+    cfg["limits"]["max_body_size"] = "64k"
+    tp = turnpike(cfg)
+    resp = rawhttp.request(tp.port(), "POST", "/echo/big", body=b"y" * (200 * 1024))
+    assert resp.status == 413, resp      # declared: refused before forwarding
+    # Chunked: found out while streaming to the origin.
+    piece = b"y" * (16 * 1024)
+    body = b"".join(b"%x\r\n" % len(piece) + piece + b"\r\n" for _ in range(8)) + b"0\r\n\r\n"
+    with rawhttp.HttpConn(tp.port()) as conn:
+        conn.send(rawhttp.build_request("POST", "/echo/big-chunked", [("Transfer-Encoding", "chunked")]) + body)
+        assert conn.read_final_response().status == 413
+
+
+def test_connection_lost_under_a_stream_is_502(h2origin, turnpike):
+    tp = turnpike(h2_config(h2origin))
+    assert_json_error(rawhttp.request(tp.port(), "POST", "/drop", body=b"x"), 502)
+    assert rawhttp.request(tp.port(), "GET", "/echo/after-drop").status == 200
