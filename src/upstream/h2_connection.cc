@@ -274,6 +274,7 @@ void H2UpstreamConnection::flush() {
     if (out_off_ < out_.size()) {
       // The socket is full: wait for it without holding up the caller.
       writer_active_ = true;
+      write_deadline_ = Clock::now() + pool_->owner().config().send_timeout;
       ++tasks_;
       boost::asio::co_spawn(ioc_, write_when_ready(), boost::asio::detached);
       return;
@@ -292,6 +293,7 @@ boost::asio::awaitable<void> H2UpstreamConnection::write_when_ready() {
       break;
     }
     out_off_ += n;
+    if (n > 0 && pool_) write_deadline_ = Clock::now() + pool_->owner().config().send_timeout;
   }
   writer_active_ = false;
   if (state_ != State::closed) flush();
@@ -337,7 +339,7 @@ void H2UpstreamConnection::cancel(H2UpstreamStream* s) {
     nghttp2_session_consume(session_, s->id_, s->unconsumed_);
     s->unconsumed_ = 0;
   }
-  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id_, NGHTTP2_CANCEL);
+  if (!s->timed_out) nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id_, NGHTTP2_CANCEL);  // else sent
   flush();  // may close the stream now (and recycle it: the caller must not touch it after)
 }
 
@@ -498,6 +500,15 @@ void H2UpstreamConnection::sweep(Clock::time_point now) {
     return;
   }
   if (state_ != State::ready) return;
+  if (writer_active_ && write_deadline_ <= now) {
+    // The upstream stopped reading: nothing (not even a reset) can go out on this connection.
+    for (auto& s : streams_) {
+      if (s.failure == H2UpstreamFailure::none) s.failure = H2UpstreamFailure::timed_out;
+      s.timed_out = true;
+    }
+    close(H2UpstreamFailure::timed_out);
+    return;
+  }
   if (stream_count_ == 0 && (deadline_ <= now || goaway_)) {
     shutdown();
     return;
@@ -505,7 +516,9 @@ void H2UpstreamConnection::sweep(Clock::time_point now) {
   bool expired = false;
   for (auto& s : streams_) {
     if (s.deadline > now || s.timed_out || s.id_ < 0) continue;
+    // Failed now, not when the reset has gone out: the socket may be full.
     s.timed_out = true;
+    if (s.failure == H2UpstreamFailure::none) s.failure = H2UpstreamFailure::timed_out;
     s.deadline = Clock::time_point::max();
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id_, NGHTTP2_CANCEL);
     s.notify();

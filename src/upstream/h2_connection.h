@@ -102,7 +102,8 @@ class H2UpstreamConnection {
   int tasks_ = 0;                // coroutines still running (run, write_when_ready)
   size_t stream_count_ = 0;
   uint64_t served_ = 0;          // streams completed on this connection
-  Clock::time_point deadline_ = Clock::time_point::max();
+  Clock::time_point deadline_ = Clock::time_point::max();        // connect, or idle
+  Clock::time_point write_deadline_ = Clock::time_point::max();  // while write_when_ready waits
   boost::intrusive::list<H2UpstreamStream, boost::intrusive::base_hook<H2UpstreamStreamHook>,
                          boost::intrusive::constant_time_size<false>> streams_;
   std::string out_;              // gathered mem_send output

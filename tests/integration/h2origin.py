@@ -142,8 +142,9 @@ class _Conn:
                     return
                 for ev in events:
                     self.on_event(ev)
-            due = [t for t in self.timers if t[0] <= time.monotonic()]
-            self.timers = [t for t in self.timers if t[0] > time.monotonic()]
+            now = time.monotonic()   # one reading: a timer must be either due or kept
+            due = [t for t in self.timers if t[0] <= now]
+            self.timers = [t for t in self.timers if t[0] > now]
             for _, fn in due:
                 fn()
             self.pump()
