@@ -5,6 +5,7 @@ request has ended, sends bodies as flow control allows, and runs delayed actions
 slow stream never holds up the others on its connection. Every loop is bounded by IO_TIMEOUT.
 
 What a request gets depends on its path:
+    /bad-header            a response carrying a connection-specific field (forbidden in HTTP/2)
     /drop                  the connection closes under the stream (no answer)
     /echo...               200 JSON: method, path, authority, scheme, headers, body length+sha256,
                            connection and stream ids
@@ -96,7 +97,10 @@ class _Conn:
         self.origin = origin
         self.sock = sock
         self.conn_id = conn_id
-        cfg = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        # Outbound validation off: /bad-header must be able to break the rules (every other answer
+        # here is well-formed by construction). Inbound validation stays on: it checks the proxy.
+        cfg = h2.config.H2Configuration(client_side=False, header_encoding="utf-8",
+                                        validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=cfg)
         self.streams: dict = {}
         self.pending: dict = {}       # stream id → [bytearray data, end_stream, trailers]
@@ -270,6 +274,8 @@ class _Conn:
                          trailers=[("x-checksum", "abc123"), ("x-origin", "h2")])
         elif path.startswith("/status/"):
             self.respond(sid, int(path.split("/")[2]))
+        elif path == "/bad-header":
+            self.respond(sid, 200, [("connection", "close"), ("content-type", "text/plain")], b"bad")
         elif path == "/drop":
             self.close_at = time.monotonic()
         elif path == "/reset":

@@ -191,6 +191,11 @@ def test_origin_stream_reset_is_502(h2origin, turnpike):
     assert h2origin.connections == 1 or h2origin.connections == 2  # two workers may each connect
 
 
+def test_malformed_origin_response_is_502(h2origin, turnpike):
+    tp = turnpike(h2_config(h2origin))
+    assert_json_error(rawhttp.request(tp.port(), "GET", "/bad-header"), 502)
+
+
 def test_origin_reset_after_head_is_not_passed_off_as_complete(h2origin, turnpike):
     tp = turnpike(h2_config(h2origin))
     with rawhttp.HttpConn(tp.port()) as conn:
