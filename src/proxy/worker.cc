@@ -270,7 +270,10 @@ void Worker::start_drain() {
 
 void Worker::maybe_finish_drain() {
   if (connection_count_ != 0) return;
+  // Retired pools too: a connection parked in one after the reload would otherwise keep the
+  // io_context (and the process) alive until the drain timeout.
   for (auto& p : pools_) p->close_idle();
+  for (auto& p : retired_pools_) p->close_idle();
   sweep_timer_.cancel();
 }
 

@@ -379,3 +379,21 @@ def test_connection_lost_under_a_stream_is_502(h2origin, turnpike):
     tp = turnpike(h2_config(h2origin))
     assert_json_error(rawhttp.request(tp.port(), "POST", "/drop", body=b"x"), 502)
     assert rawhttp.request(tp.port(), "GET", "/echo/after-drop").status == 200
+
+
+# --- reload and drain -------------------------------------------------------------------------
+
+def test_reload_with_requests_in_flight_and_drain(h2origin, turnpike):
+    cfg = h2_config(h2origin, h2_max_streams_per_connection=4)
+    tp = turnpike(cfg)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        slow = [pool.submit(rawhttp.request, tp.port(), "GET", f"/sleep/1000?i={i}", timeout=20) for i in range(8)]
+        time.sleep(0.3)
+        # A changed upstream gets a new pool; the old one finishes its streams, then is retired.
+        tp.reload(h2_config(h2origin, h2_max_streams_per_connection=8))
+        assert rawhttp.request(tp.port(), "GET", "/echo/after-reload").status == 200
+        assert [f.result().status for f in slow] == [200] * 8
+    # Drain closes the idle HTTP/2 connections of the old pool too: no wait for drain_timeout.
+    start = time.monotonic()
+    assert tp.stop() == 0
+    assert time.monotonic() - start < 5.0
