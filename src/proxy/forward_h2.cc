@@ -100,8 +100,8 @@ enum class Exchange : unsigned char {
 
 // Gives the provider the next body pieces from the client once it has taken the current ones.
 // Returns false on a client failure (client_ec set) or a too large body (client_ec empty).
-boost::asio::awaitable<bool> feed_body(RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2, H2UpstreamStream& s,
-                                       bool& body_touched, boost::system::error_code& client_ec) {
+boost::asio::awaitable<bool> feed_body(RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2,
+                                       H2UpstreamStream& s, bool& body_touched, boost::system::error_code& client_ec) {
   const uint64_t max_body = ctx.snapshot->config->limits.max_body_size;
   s.deadline = s.hard_deadline;  // the client's pace is not the upstream's fault
   body_touched = true;
@@ -114,8 +114,9 @@ boost::asio::awaitable<bool> feed_body(RequestContext& ctx, Downstream& downstre
 }
 
 // Sends the request on `s` and waits for the final response head.
-boost::asio::awaitable<Exchange> exchange(RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2, H2UpstreamStream& s,
-                                          bool& body_touched, boost::system::error_code& client_ec) {
+boost::asio::awaitable<Exchange> exchange(RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2,
+                                          H2UpstreamStream& s, bool& body_touched,
+                                          boost::system::error_code& client_ec) {
   const auto& ucfg = h2.owner().config();
   const uint64_t max_body = ctx.snapshot->config->limits.max_body_size;
   if (max_body != 0 && ctx.request_body_bytes > max_body) co_return Exchange::too_large;
@@ -134,9 +135,9 @@ boost::asio::awaitable<Exchange> exchange(RequestContext& ctx, Downstream& downs
 
 // Step 1: a stream whose final response head has arrived. Retries where that is safe. On
 // failure the error response has been sent and the result is null.
-boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                                     upstream::UpstreamPool& pool, Clock::time_point hard_deadline,
-                                                     bool grpc) {
+boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, RequestContext& ctx,
+                                                             Downstream& downstream, upstream::UpstreamPool& pool,
+                                                             Clock::time_point hard_deadline, bool grpc) {
   H2UpstreamPool& h2 = *pool.h2();
   const auto& ucfg = pool.config();
   auto& counters = worker.counters();
@@ -169,7 +170,8 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
       ctx.upstream_time = Clock::now() - started;
       if (timed_out) {
         counters.upstream_timeouts.inc();
-        co_await respond_error(ctx, downstream, 504, "upstream_connect_timeout", "timed out connecting to the upstream");
+        co_await respond_error(ctx, downstream, 504, "upstream_connect_timeout",
+                               "timed out connecting to the upstream");
       } else {
         co_await respond_error(ctx, downstream, 502, "upstream_connect_failed", "could not connect to the upstream");
       }
@@ -240,8 +242,8 @@ std::optional<uint64_t> content_length_of(const std::vector<http::Header>& heade
 // The response broke off after its head went out. A gRPC client whose deadline passed still
 // gets a proper status in trailers; anyone else sees the connection close (never a short body
 // passed off as complete).
-boost::asio::awaitable<void> fail_started_response(RequestContext& ctx, Downstream& downstream, const H2UpstreamStream& s,
-                                                   bool grpc, bool chunked) {
+boost::asio::awaitable<void> fail_started_response(RequestContext& ctx, Downstream& downstream,
+                                                   const H2UpstreamStream& s, bool grpc, bool chunked) {
   const bool deadline = s.timed_out && Clock::now() >= s.hard_deadline;
   ctx.error = s.timed_out ? "upstream_timeout"sv : "upstream_truncated"sv;
   if (grpc && deadline && chunked) {

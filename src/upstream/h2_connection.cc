@@ -306,8 +306,11 @@ bool H2UpstreamConnection::submit(H2UpstreamStream* s, bool has_body) {
   nghttp2_data_provider provider{};
   provider.source.ptr = s;
   provider.read_callback = read_body_cb;
-  int32_t id = nghttp2_submit_request(session_, nullptr, s->nva.data(), s->nva.size(), has_body ? &provider : nullptr, s);
+  int32_t id =
+      nghttp2_submit_request(session_, nullptr, s->nva.data(), s->nva.size(), has_body ? &provider : nullptr, s);
   if (id < 0) {
+    // Stream IDs used up, or the session is closing: nothing new goes on this connection.
+    goaway_ = true;
     s->failure = H2UpstreamFailure::refused;
     detach_unsubmitted(s);
     return false;
