@@ -77,6 +77,11 @@ void H2UpstreamStream::reset_for_reuse() {
   field_bytes_.clear();
   trailer_bytes_.clear();
   refs_.clear();
+  // Buffers keep their capacity for the next request, up to a point: a stream that carried a
+  // large body must not pin a window's worth of memory in the free list.
+  constexpr size_t kKeepCapacity = 64 * 1024;
+  if (incoming_.capacity() > kKeepCapacity) std::string().swap(incoming_);
+  if (taken_.capacity() > kKeepCapacity) std::string().swap(taken_);
   incoming_.clear();
   taken_.clear();
 }
