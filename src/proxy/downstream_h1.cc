@@ -9,6 +9,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
@@ -35,6 +36,7 @@ std::string_view to_string(DownstreamWait w) noexcept {
   switch (w) {
     case DownstreamWait::none: return "none";
     case DownstreamWait::handshake: return "handshake";
+    case DownstreamWait::tunnel: return "tunnel";
     case DownstreamWait::idle: return "idle";
     case DownstreamWait::head: return "head";
     case DownstreamWait::body: return "body";
@@ -76,6 +78,7 @@ void DownstreamConnection::expire() {
     case DownstreamWait::send: c.send_timeouts.inc(); break;
     case DownstreamWait::idle: c.keepalive_timeouts.inc(); break;
     case DownstreamWait::handshake: c.tls_handshake_timeouts.inc(); break;
+    case DownstreamWait::tunnel: c.tunnel_timeouts.inc(); break;
     case DownstreamWait::none: return;
   }
   spdlog::debug("client {}: {} timeout", remote_, to_string(wait_));
@@ -320,6 +323,13 @@ bool DownstreamConnection::prepare_request(RequestContext& ctx, int& status, std
     ctx.host.resize(h.size());
     for (size_t i = 0; i < h.size(); ++i) ctx.host[i] = ascii_lower(h[i]);
   }
+  // WebSocket: Connection: upgrade + Upgrade: websocket on a GET is passed on; any other upgrade
+  // (h2c, TLS) is not ours to offer upstream and is dropped with the other hop-by-hop fields.
+  if (ctx.head.upgrade && ctx.head.method == http::Method::get) {
+    for (const auto& h : ctx.headers) {
+      if (iequals(h.name, "upgrade") && iequals(trim_ows(h.value), "websocket")) ctx.upgrade = h.value;
+    }
+  }
   switch (ctx.head.framing) {
     case http::BodyFraming::content_length:
       if (limits.max_body_size != 0 && ctx.head.content_length > limits.max_body_size) {
@@ -427,6 +437,14 @@ boost::asio::awaitable<error_code> DownstreamConnection::send_head(RequestContex
 
   chunked_out_ = false;
   until_close_out_ = false;
+  if (head.status == 101) {
+    // Switching protocols: the connection becomes a tunnel after this head (see tunnel()).
+    out.put_field("Upgrade", head.upgrade);
+    out.put("Connection: upgrade\r\n\r\n"sv);
+    ctx.response_started = true;
+    close_after_ = true;
+    co_return co_await write_pieces(ctx, {}, false);
+  }
   if (head.no_body) {
     if (!head.keep_content_length_header && head.content_length && head.status != 204 && head.status != 304) {
       out.put("Content-Length: "sv);
@@ -475,6 +493,60 @@ boost::asio::awaitable<error_code> DownstreamConnection::send_trailers(RequestCo
   out.put("\r\n"sv);
   chunked_out_ = false;  // the framing is written: write_pieces adds nothing
   co_return co_await write_pieces(ctx, {}, true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upgraded connections (WebSocket): a byte tunnel between the client and the upstream
+// ---------------------------------------------------------------------------------------------
+
+boost::asio::awaitable<error_code> DownstreamConnection::tunnel(RequestContext& ctx, Transport& upstream,
+                                                                std::string_view upstream_early,
+                                                                std::chrono::milliseconds idle_timeout) {
+  using namespace boost::asio::experimental::awaitable_operators;
+  tunnel_idle_ = idle_timeout;
+  tunnel_failed_ = false;
+  arm(DownstreamWait::tunnel, tunnel_idle_);
+  // Bytes already here: what the client sent behind its request, what the upstream sent behind its 101.
+  if (cursor_ < in_.size()) {
+    auto ec = co_await upstream.write_all(std::string_view(in_.data() + cursor_, in_.size() - cursor_));
+    cursor_ = in_.size();
+    if (ec) co_return ec;
+  }
+  if (!upstream_early.empty()) {
+    auto ec = co_await transport_->write_all(upstream_early);
+    if (ec) co_return ec;
+  }
+  auto [a, b] = co_await (pump(*transport_, upstream) && pump(upstream, *transport_));
+  disarm();
+  close_after_ = true;
+  ctx.close_connection = true;
+  co_return a ? a : b;
+}
+
+boost::asio::awaitable<error_code> DownstreamConnection::pump(Transport& from, Transport& to) {
+  auto buffer = std::make_unique<char[]>(BufferPool::kBlockSize);  // once per tunnel direction
+  error_code ec;
+  for (;;) {
+    size_t n = from.read_some(buffer.get(), BufferPool::kBlockSize, ec);
+    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+      ec = co_await from.wait_readable();
+      if (ec || tunnel_failed_ || timed_out_) break;
+      continue;
+    }
+    if (ec || tunnel_failed_ || timed_out_) break;
+    arm(DownstreamWait::tunnel, tunnel_idle_);
+    ec = co_await to.write_all(std::string_view(buffer.get(), n));
+    if (ec || tunnel_failed_ || timed_out_) break;
+  }
+  if (ec == boost::asio::error::eof && !tunnel_failed_ && !timed_out_) {
+    to.shutdown_send();  // this direction ended cleanly: pass the half-close on
+    co_return error_code{};
+  }
+  // A failure (or the idle timeout): stop the other direction too.
+  tunnel_failed_ = true;
+  from.cancel();
+  to.cancel();
+  co_return timed_out_ ? boost::asio::error::timed_out : ec;
 }
 
 boost::asio::awaitable<error_code> DownstreamConnection::write_pieces(RequestContext& ctx,

@@ -18,6 +18,7 @@ namespace turnpike::proxy {
 enum class DownstreamWait : unsigned char {
   none,      // working on the request (upstream timeouts apply, not ours)
   handshake, // TLS handshake (tls.handshake_timeout)
+  tunnel,    // an upgraded connection (WebSocket) with nothing moving (the upstream's read timeout)
   idle,      // keepalive: between requests, holding no buffer (keepalive_timeout)
   head,      // reading a request head (header_timeout: slowloris)
   body,      // reading the request body (body_timeout)
@@ -55,6 +56,10 @@ class DownstreamConnection : public ClientConnection, public Downstream {
                                                               std::span<const std::string_view> body, bool end) override;
   boost::asio::awaitable<boost::system::error_code> send_trailers(RequestContext& ctx,
                                                                   std::span<const http::Header> trailers) override;
+  bool can_tunnel() const override { return true; }
+  boost::asio::awaitable<boost::system::error_code> tunnel(RequestContext& ctx, Transport& upstream,
+                                                           std::string_view upstream_early,
+                                                           std::chrono::milliseconds idle_timeout) override;
 
  private:
   // The request loop; true when the connection should be parked idle, false when it closed.
@@ -65,6 +70,8 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   void disarm() { wait_ = DownstreamWait::none; deadline_ = Clock::time_point::max(); }
   boost::asio::awaitable<boost::system::error_code> fill(IoBuffer& buffer, size_t limit);
   boost::asio::awaitable<boost::system::error_code> write_pieces(RequestContext& ctx, std::span<const std::string_view> body, bool end);
+  // One direction of a tunnel: bytes from `from` to `to` until `from` ends (then half-closes `to`).
+  boost::asio::awaitable<boost::system::error_code> pump(Transport& from, Transport& to);
   // Cleartext listener with HTTP/2: the client's first bytes are (a prefix of) the h2 preface.
   bool h2_preface_pending() const;
   // Parse errors and early refusals: a complete response, then the connection closes.
@@ -92,6 +99,8 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   bool chunked_out_ = false;
   bool sent_continue_ = false;
   bool until_close_out_ = false;
+  bool tunnel_failed_ = false;   // one direction of the tunnel failed: the other stops too
+  std::chrono::milliseconds tunnel_idle_{0};
   char chunk_header_[24];
 };
 

@@ -41,6 +41,14 @@ bool replaced_by_gateway(std::string_view name) {
          iequals(name, "x-forwarded-host");
 }
 
+// Whether the response's Upgrade field names the protocol the client asked for.
+bool upgrade_matches(const std::vector<http::Header>& headers, std::string_view asked) {
+  for (const auto& h : headers) {
+    if (iequals(h.name, "upgrade")) return iequals(trim_ows(h.value), trim_ows(asked));
+  }
+  return false;
+}
+
 // Serializes the upstream request head into ctx.out_head.
 void write_request_head(RequestContext& ctx, const upstream::ResolvedNode& node) {
   HeadBuffer& out = ctx.out_head;
@@ -97,6 +105,10 @@ void write_request_head(RequestContext& ctx, const upstream::ResolvedNode& node)
     out.put("\r\n"sv);
   } else if (ctx.head.framing == http::BodyFraming::chunked) {
     out.put("Transfer-Encoding: chunked\r\n"sv);
+  }
+  if (!ctx.upgrade.empty()) {
+    out.put_field("Upgrade", ctx.upgrade);
+    out.put("Connection: upgrade\r\n"sv);
   }
   out.put("\r\n"sv);
 }
@@ -295,7 +307,11 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
       if (ec && !got_bytes && conn->reused && !conn->timed_out && ec != boost::asio::error::invalid_argument) {
         retry_stale = true;  // a parked connection the upstream had closed
       }
-      if (!ec && rh.status == 101) ec = boost::asio::error::invalid_argument;  // no upgrade support yet
+      // 101 only answers an upgrade we asked for (and then names the protocol we asked for).
+      if (!ec && rh.status == 101 &&
+          (ctx.upgrade.empty() || !upgrade_matches(ctx.response_headers, ctx.upgrade))) {
+        ec = boost::asio::error::invalid_argument;
+      }
     }
     if (!ec) break;
 
@@ -340,6 +356,27 @@ boost::asio::awaitable<void> relay_response(Worker& worker, RequestContext& ctx,
     }
   }
   conn->buffer.consume(rh.head_length);
+
+  if (rh.status == 101) {
+    // Upgraded (WebSocket): the 101 goes to the client, then both connections become one tunnel.
+    // The upstream connection is never reused afterwards.
+    ResponseOut up;
+    up.status = 101;
+    up.headers = &ctx.response_headers;
+    up.no_body = true;
+    up.upgrade = ctx.upgrade;
+    counters.tunnels.inc();
+    auto ec = co_await downstream.send_head(ctx, up, {}, false);
+    if (!ec) {
+      conn->arm(ConnState::tunnel, Clock::time_point::max());
+      ec = co_await downstream.tunnel(ctx, conn->io, conn->buffer.view(),
+                                      std::chrono::duration_cast<std::chrono::milliseconds>(pool.config().read_timeout));
+    }
+    if (ec && ec != boost::asio::error::eof) ctx.error = ec == boost::asio::error::timed_out ? "tunnel_timeout" : "tunnel_failed";
+    ctx.close_connection = true;
+    pool.release(conn, false);
+    co_return;
+  }
 
   ResponseOut out;
   out.status = rh.status;

@@ -85,6 +85,7 @@ void RequestContext::reset() {
   path.clear();
   query = {};
   has_query = false;
+  upgrade = {};
   match.matched = false;
   match.param_count = 0;
   route = nullptr;

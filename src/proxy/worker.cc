@@ -32,7 +32,8 @@ bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig
   return a.name == b.name && a.keepalive_max_idle == b.keepalive_max_idle &&
          a.keepalive_idle_timeout == b.keepalive_idle_timeout &&
          a.keepalive_max_requests == b.keepalive_max_requests && a.connect_timeout == b.connect_timeout &&
-         a.send_timeout == b.send_timeout && a.read_timeout == b.read_timeout && a.retries == b.retries;
+         a.send_timeout == b.send_timeout && a.read_timeout == b.read_timeout && a.retries == b.retries &&
+         a.protocol == b.protocol && a.tls == b.tls && a.h2_max_streams_per_connection == b.h2_max_streams_per_connection;
 }
 }  // namespace
 

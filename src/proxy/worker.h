@@ -50,6 +50,8 @@ struct WorkerCounters {
   Counter tls_handshake_failures;    // failed handshakes (bad client hello, no shared cipher, ...)
   Counter tls_handshake_timeouts;
   Counter upstream_tls_failures;     // handshakes with upstreams that failed (verification, ...)
+  Counter tunnels;                   // upgraded connections (WebSocket) relayed
+  Counter tunnel_timeouts;           // tunnels closed for being idle
 };
 
 // Every counter with its name, for the exit summary (a new counter goes here too).
@@ -73,6 +75,8 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"tls_handshake_failures", &WorkerCounters::tls_handshake_failures},
     {"tls_handshake_timeouts", &WorkerCounters::tls_handshake_timeouts},
     {"upstream_tls_failures", &WorkerCounters::upstream_tls_failures},
+    {"tunnels", &WorkerCounters::tunnels},
+    {"tunnel_timeouts", &WorkerCounters::tunnel_timeouts},
 };
 
 using DownstreamHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;

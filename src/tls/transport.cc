@@ -82,12 +82,14 @@ size_t Transport::read_some(void* data, size_t size, error_code& ec) {
 size_t Transport::tls_read(void* data, size_t size, error_code& ec) {
   ec = {};
   read_wants_write_ = false;
+  read_starved_ = false;
   ERR_clear_error();
   size_t got = 0;
   if (SSL_read_ex(ssl_, data, size, &got) == 1) return got;
   int err = SSL_get_error(ssl_, 0);
   switch (err) {
     case SSL_ERROR_WANT_READ:
+      read_starved_ = true;  // what OpenSSL holds (if anything) is a partial record
       ec = aerr::would_block;
       return 0;
     case SSL_ERROR_WANT_WRITE:
@@ -100,9 +102,11 @@ size_t Transport::tls_read(void* data, size_t size, error_code& ec) {
   }
 }
 
-// Only bytes OpenSSL has already decrypted count: a partial record it holds (SSL_has_pending)
-// needs the rest from the socket, so waiting on the socket is right then.
-bool Transport::read_buffered() const { return ssl_ && SSL_pending(ssl_) > 0; }
+// Decrypted bytes count; so do records OpenSSL read ahead but has not processed yet, unless the
+// last read already found them to be an incomplete record (then only the socket can help).
+bool Transport::read_buffered() const {
+  return ssl_ && (SSL_pending(ssl_) > 0 || (!read_starved_ && SSL_has_pending(ssl_) == 1));
+}
 
 boost::asio::awaitable<error_code> Transport::wait_readable() {
   if (read_buffered()) co_return error_code{};
@@ -262,6 +266,13 @@ void Transport::shutdown_send() {
 }
 
 void Transport::close() {
+  // A TLS connection closed without close_notify has its session marked not resumable by
+  // OpenSSL; send one (best effort, never waits) so tickets stay usable.
+  if (ssl_ && SSL_is_init_finished(ssl_) && !(SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN)) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);
+    ERR_clear_error();
+  }
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);

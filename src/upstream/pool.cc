@@ -19,6 +19,7 @@ std::string_view to_string(ConnState s) noexcept {
     case ConnState::idle: return "idle";
     case ConnState::sending: return "sending";
     case ConnState::receiving: return "receiving";
+    case ConnState::tunnel: return "tunnel";
     case ConnState::closed: return "closed";
   }
   return "unknown";
@@ -32,6 +33,7 @@ void UpstreamConnection::arm(ConnState s, Clock::time_point now) {
     case ConnState::idle: deadline = now + cfg.keepalive_idle_timeout; break;
     case ConnState::sending: deadline = now + cfg.send_timeout; break;
     case ConnState::receiving: deadline = now + cfg.read_timeout; break;
+    case ConnState::tunnel:
     case ConnState::closed: deadline = Clock::time_point::max(); break;
   }
 }

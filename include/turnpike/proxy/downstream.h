@@ -7,7 +7,9 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/system/error_code.hpp>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -15,6 +17,10 @@
 #include <vector>
 
 #include "turnpike/http/types.h"
+
+namespace turnpike::tls {
+class Transport;
+}
 
 namespace turnpike::proxy {
 
@@ -28,6 +34,7 @@ struct ResponseOut {
   std::optional<uint64_t> content_length;        // known body length; nullopt: streamed
   bool no_body = false;                          // HEAD, 204, 304: send no body whatever the length
   bool keep_content_length_header = false;       // no_body: pass the upstream's Content-Length as is
+  std::string_view upgrade;                      // 101: the protocol switched to (Upgrade field)
 };
 
 class Downstream {
@@ -51,6 +58,18 @@ class Downstream {
   // otherwise; HTTP/2 sends them as a HEADERS frame with END_STREAM.
   virtual boost::asio::awaitable<boost::system::error_code> send_trailers(
       RequestContext& ctx, std::span<const http::Header> trailers) = 0;
+
+  // Protocol upgrades (WebSocket): whether this client side can turn into a byte tunnel after a
+  // 101 response. HTTP/1.1 can; an HTTP/2 stream cannot (ctx.upgrade stays empty there).
+  virtual bool can_tunnel() const { return false; }
+  // After send_head with a 101: relays bytes both ways between the client and `upstream` until
+  // both sides have ended, or either fails, or nothing moves for `idle_timeout`. `upstream_early`
+  // holds bytes the upstream sent right behind its 101 head.
+  virtual boost::asio::awaitable<boost::system::error_code> tunnel(RequestContext& ctx, tls::Transport& upstream,
+                                                                   std::string_view upstream_early,
+                                                                   std::chrono::milliseconds idle_timeout) {
+    co_return boost::asio::error::operation_not_supported;
+  }
 };
 
 }  // namespace turnpike::proxy

@@ -62,6 +62,7 @@ struct RequestContext {
   std::string path;                   // normalized path: what routing saw and the upstream gets
   std::string_view query;
   bool has_query = false;
+  std::string_view upgrade;           // "websocket" when the client asks to switch (and can tunnel)
   std::chrono::steady_clock::time_point start;
 
   // ---- Routing and filters ----

@@ -89,6 +89,7 @@ class Transport {
   tcp::socket socket_;
   SSL* ssl_ = nullptr;
   bool read_wants_write_ = false;  // TLS: the last SSL_read needs the socket writable
+  bool read_starved_ = false;      // TLS: the last SSL_read needed more bytes from the socket
   bool write_wants_read_ = false;  // TLS: the last SSL_write needs the socket readable
   size_t retry_len_ = 0;           // TLS: length of a write OpenSSL must be given again
 };

@@ -51,6 +51,7 @@ enum class ConnState : uint8_t {
   idle,        // parked in the pool (idle timeout)
   sending,     // writing the request (send timeout)
   receiving,   // waiting for / reading the response (read timeout)
+  tunnel,      // an upgraded connection: the client side's tunnel timeout applies, not ours
   closed,      // socket closed; about to be freed
 };
 std::string_view to_string(ConnState s) noexcept;
