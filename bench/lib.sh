@@ -207,7 +207,7 @@ try_start_turnpike() {
   for ((i = 0; i < 400; i++)); do
     if ! kill -0 "$launched" 2>/dev/null; then
       tail -n 30 "$BENCH_TMP/$name.log" >&2
-      START_ERR="$name exited during start-up (config $cfg): $(grep -m1 -iE 'error|invalid|unknown|not ' "$BENCH_TMP/$name.log" | head -c 300)"
+      START_ERR="$name exited during start-up (config $cfg): $(grep -m1 -iE 'error|invalid|unknown|not ' "$BENCH_TMP/$name.log" | head -c 300 || true)"
       return 1
     fi
     if [[ -s $rf ]] && out=$(python3 -c 'import json,sys
