@@ -5,8 +5,8 @@
 # picking, CPU/RSS readers for a process tree, and `measure`, the wrk-based CPU-per-request method
 # of the peers kit (shared/bench-peers/cpu_per_req.sh) with warm-up, time bound and error checks.
 #
-# Debian packages used by bench/: nginx-light libnginx-mod-http-lua haproxy wrk curl python3
-# (nghttp2-client is in the peers kit for h2/TLS; not used by these scripts).
+# Debian packages used by bench/: nginx-light libnginx-mod-http-lua haproxy wrk curl python3, and for
+# tls.sh / h2_upstream.sh also openssl and nghttp2-client (h2load).
 
 # shellcheck shell=bash disable=SC2034  # globals set here are read by the scripts sourcing this
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,6 +16,8 @@ DUR=${DUR:-8}; DUR=${DUR%s}            # wrk duration per measured run, seconds
 WARM=${WARM:-1}; WARM=${WARM%s}        # warm-up run before each measurement, seconds (0: none)
 CONNS=${CONNS:-64}                     # wrk connections (one thread)
 ERR_PCT=${ERR_PCT:-1}                  # a run with more than this % failed requests is FAILED
+H2_CONNS=${H2_CONNS:-16}               # h2load connections (one thread)
+H2_STREAMS=${H2_STREAMS:-16}           # h2load concurrent streams per connection
 
 BENCH_PIDS=()
 BENCH_TMP=$(mktemp -d /tmp/turnpike-bench.XXXXXX)
@@ -141,16 +143,20 @@ start_origin() {
 
 have_turnpike() { [[ -x $TURNPIKE_BIN ]]; }
 
-# turnpike_basic_config ORIGIN_PORT [LISTENER_NAME]: the one-route config used by the benchmarks.
-turnpike_basic_config() {
+# turnpike_config ORIGIN_PORT LISTENERS [UPSTREAM_LINES]: a one-route config (1 worker, route `/*`
+# to upstream "origin", keepalive pool of 256). LISTENERS is a YAML flow list of listeners;
+# UPSTREAM_LINES, extra keys for the upstream (e.g. "protocol: h2c"), one per line, unindented.
+turnpike_config() {
+  local extra=${3:-}
+  [[ -n $extra ]] && extra=$(sed 's/^/    /' <<<"$extra")$'\n'
   cat <<EOF
 workers: 1
 log: {error_log: stderr, level: warn, access_log: off}
-listeners: [{name: ${2:-bench}, address: 127.0.0.1, port: 0}]
+listeners: $2
 upstreams:
   - name: origin
     nodes: ["127.0.0.1:$1"]
-    keepalive: {max_idle: 256, idle_timeout: 55s, max_requests: 1000000}
+${extra}    keepalive: {max_idle: 256, idle_timeout: 55s, max_requests: 1000000}
 limits: {max_requests_per_connection: 1000000, max_connections_per_worker: 16384}
 routes:
   - name: all
@@ -159,27 +165,68 @@ routes:
 EOF
 }
 
-# start_turnpike NAME CONFIG_FILE [LISTENER]: starts Turnpike with --ready-file, waits for the
-# ready file, takes pid and port from it. Sets STARTED_PID, STARTED_PORT, STARTED_SECS (time to ready).
-start_turnpike() {
+# turnpike_basic_config ORIGIN_PORT [LISTENER_NAME]: the one-route config used by the benchmarks.
+turnpike_basic_config() {
+  turnpike_config "$1" "[{name: ${2:-bench}, address: 127.0.0.1, port: 0}]"
+}
+
+# tls_listener NAME CERT KEY: YAML flow mapping of a TLS listener on 127.0.0.1 (free port),
+# ALPN h2 + http/1.1, HTTP/2 with 128 concurrent streams.
+tls_listener() {
+  echo "{name: $1, address: 127.0.0.1, port: 0, tls: {certificates: [{cert: $2, key: $3}], alpn: [h2, http/1.1]}, http2: {max_concurrent_streams: 128}}"
+}
+
+# make_cert DIR: self-signed EC P-256 certificate for localhost / 127.0.0.1: DIR/cert.pem,
+# DIR/key.pem and DIR/both.pem (cert + key, for HAProxy's `crt`).
+make_cert() {
+  local d=$1
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
+    -keyout "$d/key.pem" -out "$d/cert.pem" >"$d/openssl.log" 2>&1 || { cat "$d/openssl.log" >&2; die "openssl could not make a certificate"; }
+  cat "$d/cert.pem" "$d/key.pem" >"$d/both.pem"
+}
+
+# ready_port READY_FILE LISTENER: the port of LISTENER in Turnpike's ready file.
+ready_port() {
+  python3 -c 'import json,sys
+d=json.load(open(sys.argv[1])); print(d["listeners"][sys.argv[2]].rsplit(":",1)[1])' "$1" "$2"
+}
+
+# try_start_turnpike NAME CONFIG_FILE [LISTENER]: starts Turnpike with --ready-file, waits for the
+# ready file, takes pid and port from it. Sets STARTED_PID, STARTED_PORT, STARTED_SECS (time to
+# ready), STARTED_READY (the ready file). On failure returns 1 with the reason in START_ERR (and
+# Turnpike's output on stderr) instead of exiting, so a script can go on with the peers.
+try_start_turnpike() {
   local name=$1 cfg=$2 listener=${3:-bench} rf="$BENCH_TMP/$1.ready" i out=
-  have_turnpike || die "Turnpike binary not found at $TURNPIKE_BIN (set TURNPIKE_BIN or build it)"
+  START_ERR=
+  have_turnpike || { START_ERR="binary not found at $TURNPIKE_BIN (set TURNPIKE_BIN or build it)"; return 1; }
   local t0; t0=$(date +%s.%N)
   start_bg "$name" "$TURNPIKE_BIN" -c "$cfg" --ready-file "$rf"
   local launched=$LAST_PID
   for ((i = 0; i < 400; i++)); do
-    kill -0 "$launched" 2>/dev/null || { cat "$BENCH_TMP/$name.log" >&2; die "$name exited during start-up (config $cfg)"; }
+    if ! kill -0 "$launched" 2>/dev/null; then
+      tail -n 30 "$BENCH_TMP/$name.log" >&2
+      START_ERR="$name exited during start-up (config $cfg): $(grep -m1 -iE 'error|invalid|unknown|not ' "$BENCH_TMP/$name.log" | head -c 300 || true)"
+      return 1
+    fi
     if [[ -s $rf ]] && out=$(python3 -c 'import json,sys
 d=json.load(open(sys.argv[1])); a=d["listeners"][sys.argv[2]]
 print(d["pid"], a.rsplit(":",1)[1])' "$rf" "$listener" 2>/dev/null); then break; fi
     out=; sleep 0.05
   done
-  [[ -n $out ]] || { cat "$BENCH_TMP/$name.log" >&2; die "$name wrote no usable ready file in 20 s"; }
+  [[ -n $out ]] || { tail -n 30 "$BENCH_TMP/$name.log" >&2; START_ERR="$name wrote no usable ready file in 20 s"; return 1; }
   read -r STARTED_PID STARTED_PORT <<<"$out"
+  STARTED_READY=$rf
   STARTED_SECS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
   [[ $STARTED_PID == "$launched" ]] || { log "$name: ready file pid $STARTED_PID != launched $launched; tracking both"; BENCH_PIDS+=("$STARTED_PID"); }
-  wait_port "$STARTED_PORT" "$STARTED_PID" || die "$name: port $STARTED_PORT from the ready file does not accept"
+  wait_port "$STARTED_PORT" "$STARTED_PID" || { START_ERR="$name: port $STARTED_PORT from the ready file does not accept"; return 1; }
   log "$name: pid $STARTED_PID, 127.0.0.1:$STARTED_PORT"
+}
+
+# start_turnpike NAME CONFIG_FILE [LISTENER]: try_start_turnpike, exiting on failure.
+start_turnpike() {
+  try_start_turnpike "$@" || die "$START_ERR"
 }
 
 # cpu_ticks PID: user+sys clock ticks of PID and its live descendants (all threads) plus the
@@ -204,16 +251,27 @@ rss_kib() {
 }
 
 # precheck URL [CURL ARGS...]: one request through curl; ok when 200 and body "hello world".
-# Sets PRECHECK_MSG.
+# Sets PRECHECK_MSG and PRECHECK_VERSION (the HTTP version curl used: 1.1, 2, ...).
 precheck() {
   local url=$1 out code body; shift
   rm -f "$BENCH_TMP/precheck.body"
-  out=$(curl -sS -m 5 -o "$BENCH_TMP/precheck.body" -w '%{http_code}' "$@" "$url" 2>&1) || true
+  out=$(curl -sS -m 5 -o "$BENCH_TMP/precheck.body" -w '%{http_version} %{http_code}' "$@" "$url" 2>&1) || true
   code=${out: -3}
+  PRECHECK_VERSION=$(tail -n 1 <<<"$out" | awk '{print $(NF-1)}')
   body=$(head -c 200 "$BENCH_TMP/precheck.body" 2>/dev/null || true)
   if [[ $code == 200 && $body == "hello world" ]]; then PRECHECK_MSG=ok; return 0; fi
   out=${out//$'\n'/ } body=${body//$'\n'/ }
   PRECHECK_MSG="curl $url -> '${out:0:200}' body '$body'"
+  return 1
+}
+
+# precheck_proto VERSION URL [CURL ARGS...]: precheck, and the response must have come over HTTP
+# version VERSION ("2" or "1.1"): catches an ALPN that silently fell back to HTTP/1.1.
+precheck_proto() {
+  local want=$1; shift
+  precheck "$@" || return 1
+  [[ $PRECHECK_VERSION == "$want" ]] && return 0
+  PRECHECK_MSG="curl $1 answered over HTTP/$PRECHECK_VERSION, expected HTTP/$want"
   return 1
 }
 
@@ -223,18 +281,18 @@ run_wrk() {
   timeout -k 5 $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$@" "$url" 2>&1 || true
 }
 
-# measure PID URL [WRK ARGS...]: warm-up, then wrk for $DUR s while reading PID's CPU (and the
-# origin's, when ORIGIN_PID is set). Sets M_CPU (µs/req), M_ORIGIN_CPU, M_RPS, M_P99 (wrk's text),
-# M_P99_MS, M_REQS,
-# M_NON2XX, M_SOCKERR, M_OK (1 when errors <= ERR_PCT % and the process lives), M_DIED, M_RAW.
-measure() {
-  local pid=$1 url=$2; shift 2
-  local tck; tck=$(getconf CLK_TCK)
-  if ((WARM > 0)); then run_wrk "$WARM" "$url" "$@" >/dev/null; fi
-  local c0 o0=0 c1 o1=0
-  c0=$(cpu_ticks "$pid"); [[ -n ${ORIGIN_PID:-} ]] && o0=$(cpu_ticks "$ORIGIN_PID")
-  M_RAW=$(run_wrk "$DUR" "$url" "$@")
-  c1=$(cpu_ticks "$pid"); [[ -n ${ORIGIN_PID:-} ]] && o1=$(cpu_ticks "$ORIGIN_PID")
+# run_h2load SECONDS URL [H2LOAD ARGS...]: h2load -t1 -c$H2_CONNS -m$H2_STREAMS for SECONDS,
+# bounded by `timeout`. https URLs: TLS with ALPN h2; http URLs: h2c prior knowledge.
+run_h2load() {
+  local secs=$1 url=$2; shift 2
+  timeout -k 5 $((secs + 30)) h2load -t 1 -c "$H2_CONNS" -m "$H2_STREAMS" -D "$secs" "$@" "$url" 2>&1 || true
+}
+
+# parse_wrk / parse_h2load: M_REQS, M_RPS, M_P99 (wrk's text), M_P99_MS, M_NON2XX, M_SOCKERR and
+# M_PROTO from $M_RAW. h2load has no percentiles (M_P99=-); M_PROTO is its "Application
+# protocol" (h2 / h2c / http/1.1); wrk's is "http/1.1".
+parse_wrk() {
+  M_PROTO=http/1.1
   M_REQS=$(awk '/requests in/{print $1}' <<<"$M_RAW"); M_REQS=${M_REQS:-0}
   M_RPS=$(awk '/Requests\/sec/{printf "%.0f", $2}' <<<"$M_RAW"); M_RPS=${M_RPS:-0}
   M_P99=$(awk '$1=="99%"{print $2}' <<<"$M_RAW"); M_P99=${M_P99:-?}
@@ -242,6 +300,37 @@ measure() {
   M_NON2XX=$(awk '/Non-2xx/{print $NF}' <<<"$M_RAW"); M_NON2XX=${M_NON2XX:-0}
   M_SOCKERR=$(awk -F'[ ,]+' '/Socket errors/{s=0; for(i=1;i<=NF;i++) if($i ~ /^[0-9]+$/) s+=$i; print s}' <<<"$M_RAW")
   M_SOCKERR=${M_SOCKERR:-0}
+}
+parse_h2load() {
+  # requests: T total, S started, D done, OK succeeded, F failed, E errored, X timeout
+  # status codes: A 2xx, B 3xx, C 4xx, D 5xx
+  M_PROTO=$(awk -F': *' '/^Application protocol:/{print $2}' <<<"$M_RAW"); M_PROTO=${M_PROTO:-none}
+  M_REQS=$(awk '/^requests:/{print $6}' <<<"$M_RAW"); M_REQS=${M_REQS:-0}
+  M_RPS=$(awk '/^finished in/{printf "%.0f", $4}' <<<"$M_RAW"); M_RPS=${M_RPS:-0}
+  M_P99=- M_P99_MS=-
+  local ok2xx; ok2xx=$(awk '/^status codes:/{print $3}' <<<"$M_RAW"); ok2xx=${ok2xx:-0}
+  M_NON2XX=$((M_REQS > ok2xx ? M_REQS - ok2xx : 0))
+  M_SOCKERR=$(awk '/^requests:/{print $10}' <<<"$M_RAW"); M_SOCKERR=${M_SOCKERR:-0}  # failed
+}
+
+# measure_with TOOL PID URL [ARGS...]: TOOL is wrk or h2load. Warm-up ($WARM s), then TOOL for
+# $DUR s while reading PID's CPU (and the origin's, when ORIGIN_PID is set). Sets M_CPU (µs/req),
+# M_ORIGIN_CPU, M_RPS, M_P99, M_P99_MS, M_REQS, M_NON2XX, M_SOCKERR, M_PROTO, M_OK (1 when errors
+# <= ERR_PCT % and the process lives), M_DIED, M_RAW. Connections (and TLS handshakes) are made
+# inside the measured window: $CONNS or $H2_CONNS of them, negligible against the request count.
+# MEASURE_HOOK, when set, names a function called with "start" right before the measured run
+# (after the warm-up) and with "end" right after it.
+measure_with() {
+  local tool=$1 pid=$2 url=$3; shift 3
+  local tck; tck=$(getconf CLK_TCK)
+  if ((WARM > 0)); then "run_$tool" "$WARM" "$url" "$@" >/dev/null; fi
+  local c0 o0=0 c1 o1=0
+  [[ -n ${MEASURE_HOOK:-} ]] && "$MEASURE_HOOK" start
+  c0=$(cpu_ticks "$pid"); [[ -n ${ORIGIN_PID:-} ]] && o0=$(cpu_ticks "$ORIGIN_PID")
+  M_RAW=$("run_$tool" "$DUR" "$url" "$@")
+  c1=$(cpu_ticks "$pid"); [[ -n ${ORIGIN_PID:-} ]] && o1=$(cpu_ticks "$ORIGIN_PID")
+  [[ -n ${MEASURE_HOOK:-} ]] && "$MEASURE_HOOK" end
+  "parse_$tool"
   if ((M_REQS > 0)); then
     M_CPU=$(awk -v a="$c0" -v b="$c1" -v t="$tck" -v n="$M_REQS" 'BEGIN{printf "%.2f", (b-a)/t*1e6/n}')
     M_ORIGIN_CPU=$(awk -v a="$o0" -v b="$o1" -v t="$tck" -v n="$M_REQS" 'BEGIN{printf "%.2f", (b-a)/t*1e6/n}')
@@ -255,7 +344,126 @@ measure() {
     M_DIED=1 M_OK=0 M_CPU=n/a M_ORIGIN_CPU=n/a
     loud "process $pid DIED during the run; last lines of its log:" "$(tail -n 20 "$BENCH_TMP"/*.log 2>/dev/null | tail -c 3000)"
   fi
-  if ((M_REQS == 0)); then log "wrk output:"; echo "$M_RAW" >&2; fi
+  if ((M_REQS == 0)); then log "$tool output:"; echo "$M_RAW" >&2; fi
+}
+
+# measure PID URL [WRK ARGS...]: measure_with wrk (the method of run.sh and routes.sh).
+measure() { measure_with wrk "$@"; }
+
+# median V...: median of numbers ("-" when none).
+median() { (($#)) || { echo -; return 0; }; printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{if (NR == 0) print "-"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# ---- Result bookkeeping for tls.sh and h2_upstream.sh (run.sh keeps its own table) ----
+# A case has a KEY (e.g. h2/nginx) and a LABEL; every measured round appends its figures, tables
+# show medians. FAILED=1 once any case failed or was skipped.
+declare -A R_LABEL R_CPU R_OCPU R_RPS R_P99 R_NON R_SOCK R_OK R_NOTE R_XTRA R_HINT
+R_ORDER=() FAILED=0
+
+_rec_init() {
+  [[ -n ${R_LABEL[$1]:-} ]] && return 0
+  R_ORDER+=("$1"); R_LABEL[$1]=$2 R_OK[$1]=1 R_NON[$1]=0 R_SOCK[$1]=0
+}
+
+# rec_skip KEY LABEL REASON: the case can't run (e.g. the server did not start).
+rec_skip() {
+  _rec_init "$1" "$2"
+  R_OK[$1]=0 R_NOTE[$1]="SKIPPED: $3" FAILED=1
+}
+
+# rec_extra KEY COLUMN VALUE: one round's value of an extra table column (see print_table).
+rec_extra() { R_XTRA[$1/$2]+="$3 "; }
+
+# rec_case KEY LABEL TOOL PID URL [ARGS...]: one measured round of a case. TOOL wrk: HTTP/1.1
+# (over TLS for https URLs, no ALPN); TOOL h2load: https URLs must negotiate h2 by ALPN, http URLs
+# are h2c with prior knowledge. A curl precheck (same protocol, certificate not verified) runs
+# first; the protocol actually used is checked both by curl and in h2load's output, so a server
+# that falls back to HTTP/1.1 fails instead of being measured on the wrong protocol.
+# R_HINT[KEY], when set, is added to failure messages. Returns 1 when the case failed.
+rec_case() {
+  local key=$1 label=$2 tool=$3 pid=$4 url=$5; shift 5
+  _rec_init "$key" "$label"
+  if [[ -n ${R_NOTE[$key]:-} && ${R_OK[$key]} == 0 ]]; then return 1; fi  # failed in an earlier round
+  local want_http want_proto curl_args=(-k)
+  case $tool/${url%%:*} in
+    wrk/http|wrk/https) want_http=1.1 want_proto=http/1.1 curl_args+=(--http1.1) ;;
+    h2load/https) want_http=2 want_proto=h2 curl_args+=(--http2) ;;
+    h2load/http) want_http=2 want_proto=h2c curl_args+=(--http2-prior-knowledge) ;;
+    *) die "rec_case: unknown tool/scheme $tool $url" ;;
+  esac
+  local hint=; [[ -n ${R_HINT[$key]:-} ]] && hint=" (${R_HINT[$key]})"
+  if ! precheck_proto "$want_http" "$url" "${curl_args[@]}"; then
+    loud "$label: precheck failed: $PRECHECK_MSG$hint"
+    R_OK[$key]=0 R_NOTE[$key]="FAILED precheck: $PRECHECK_MSG$hint" FAILED=1
+    return 1
+  fi
+  log "measuring $label ($tool $url, ${DUR}s)"
+  measure_with "$tool" "$pid" "$url" "$@"
+  local ocpu=$M_ORIGIN_CPU; [[ -z ${ORIGIN_PID:-} ]] && ocpu=-
+  log "$label: cpu_us_per_req=$M_CPU rps=$M_RPS p99=$M_P99 reqs=$M_REQS non2xx=$M_NON2XX errors=$M_SOCKERR origin_us=$ocpu proto=$M_PROTO"
+  R_NON[$key]=$((R_NON[$key] + M_NON2XX)) R_SOCK[$key]=$((R_SOCK[$key] + M_SOCKERR))
+  if [[ $M_PROTO != "$want_proto" ]]; then
+    M_OK=0
+    R_NOTE[$key]="FAILED: $tool used protocol '$M_PROTO', expected $want_proto$hint"
+  elif ((!M_OK)); then
+    R_NOTE[$key]="FAILED: $M_NON2XX non-2xx + $M_SOCKERR failed/socket errors of $M_REQS$hint"
+    ((M_DIED)) && R_NOTE[$key]="${R_NOTE[$key]}, process DIED"
+  fi
+  if ((!M_OK)); then
+    FAILED=1 R_OK[$key]=0
+    loud "$label: ${R_NOTE[$key]} — its numbers are NOT valid" "$(head -c 2000 <<<"$M_RAW")"
+    return 1
+  fi
+  R_CPU[$key]+="$M_CPU " R_OCPU[$key]+="$ocpu " R_RPS[$key]+="$M_RPS " R_P99[$key]+="$M_P99_MS "
+}
+
+# rec_median KEY ARRAY: median of a case's per-round list (ARRAY is R_CPU, R_RPS, ...).
+rec_median() {
+  local -n _arr=$2
+  # shellcheck disable=SC2086  # space-separated list on purpose
+  median ${_arr[$1]:-}
+}
+
+# print_table REFS KEYS...: Markdown table of the cases KEYS (medians over rounds) with one
+# "ratio to" column per key in REFS (space-separated; a ratio is CPU µs/req / the ref's, same
+# run). Extra columns: TABLE_XTRA=(COLUMN...) filled by rec_extra. p99 is wrk's (h2load: -).
+print_table() {
+  local refs=$1 key ref col; shift
+  local head="| case | CPU µs/req |" sep="|---|---:|"
+  for ref in $refs; do head+=" ratio to ${R_LABEL[$ref]:-$ref} |"; sep+="---:|"; done
+  head+=" req/s | p99 ms | non-2xx / errors | origin CPU µs/req |"; sep+="---:|---:|---:|---:|"
+  for col in "${TABLE_XTRA[@]}"; do head+=" $col |"; sep+="---:|"; done
+  echo "$head status |"; echo "$sep---|"
+  for key in "$@"; do
+    [[ -n ${R_LABEL[$key]:-} ]] || continue
+    local cpu rps p99 ocpu row
+    cpu=$(rec_median "$key" R_CPU) ocpu=$(rec_median "$key" R_OCPU) p99=$(rec_median "$key" R_P99)
+    rps=$(rec_median "$key" R_RPS | awk '{printf ($1 == "-") ? "-" : "%.0f", $1}')
+    [[ -z ${R_P99[$key]:-} || ${R_P99[$key]} == -* ]] && p99=-
+    row="| ${R_LABEL[$key]} | "
+    if [[ ${R_OK[$key]} == 1 ]]; then row+="$cpu |"; else row+="~~${cpu}~~ |"; fi
+    for ref in $refs; do
+      if [[ ${R_OK[$key]} == 1 && ${R_OK[$ref]:-0} == 1 ]]; then
+        row+=" $(awk -v a="$cpu" -v b="$(rec_median "$ref" R_CPU)" 'BEGIN{printf "%.2f", a/b}') |"
+      else row+=" - |"; fi
+    done
+    local errs=${R_NON[$key]}; ((R_SOCK[$key] > 0)) && errs+=" (+${R_SOCK[$key]})"
+    row+=" $rps | $p99 | $errs | $ocpu |"
+    for col in "${TABLE_XTRA[@]}"; do
+      local v=${R_XTRA[$key/$col]:-}
+      # shellcheck disable=SC2086  # space-separated list on purpose
+      if [[ -z $v ]]; then row+=" - |"
+      elif [[ $v =~ ^[0-9.\ ]+$ ]]; then row+=" $(median $v) |"
+      else row+=" ${v% } |"; fi
+    done
+    if [[ ${R_OK[$key]} == 1 ]]; then row+=" ok |"; else row+=" **${R_NOTE[$key]:-FAILED}** |"; fi
+    echo "$row"
+  done
+  if ((${ROUNDS:-1} > 1)); then
+    echo
+    echo "CPU µs/req per round:"
+    for key in "$@"; do [[ -n ${R_LABEL[$key]:-} ]] && echo "- ${R_LABEL[$key]}: $(v=${R_CPU[$key]:-none}; echo "${v% }")"; done
+  fi
+  return 0
 }
 
 # raise_nofile: soft open-files limit to the hard limit; prints the new limit.

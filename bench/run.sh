@@ -57,7 +57,6 @@ fi
 
 FAILED=0 ORDER=()
 declare -A LABEL CPU OCPU RPS P99 NON SOCK OK NOTE
-median() { (($#)) || { echo -; return 0; }; printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{if (NR == 0) print "-"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 # run_case KEY LABEL: one measured run of one case; results appended to the per-case lists.
 run_case() {
