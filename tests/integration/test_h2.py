@@ -445,3 +445,50 @@ def test_idle_h2_connection_makes_room_at_the_connection_limit(origin, turnpike)
     finally:
         idle.close()
         busy.close()
+
+
+# --- HTTP/2 on both sides: response trailers and gRPC (h2c origin, h2origin.py) -----------------
+
+@pytest.fixture
+def h2_upstream_tp(turnpike):
+    from h2origin import H2Origin
+    from harness import upstream
+    server = H2Origin().start()
+    try:
+        cfg = base_config(upstreams=[upstream("origin", [server.address], protocol="h2c")],
+                          routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}])
+        yield turnpike(cfg), server
+    finally:
+        server.stop()
+
+
+def test_response_trailers_reach_the_h2_client(h2_upstream_tp):
+    tp, _ = h2_upstream_tp
+    c = H2Client(tp.port())
+    try:
+        res = c.get("/trailers")
+        assert res.status == 200 and bytes(res.body) == b"hello trailers" and res.ended
+        assert ("x-checksum", "abc123") in res.trailers and ("x-origin", "h2") in res.trailers
+    finally:
+        c.close()
+
+
+def test_grpc_unary_end_to_end_over_http2(h2_upstream_tp):
+    from h2origin import grpc_frames, grpc_messages
+    tp, _ = h2_upstream_tp
+    c = H2Client(tp.port())
+    try:
+        msg = grpc_frames([b"ping", b"pong" * 1000])
+        sid = c.request("POST", "/test.Echo/Unary", body=msg, content_length=False,
+                        headers=[("content-type", "application/grpc"), ("te", "trailers")])
+        (res,) = c.wait_streams([sid], timeout=20)
+        assert res.status == 200 and res.header("content-type") == "application/grpc"
+        assert grpc_messages(bytes(res.body)) == [b"ping", b"pong" * 1000]
+        assert ("grpc-status", "0") in res.trailers
+        # Trailers-only error: grpc-status in the response HEADERS, END_STREAM on them.
+        sid = c.request("POST", "/test.Echo/Fail", body=grpc_frames([b"x"]), content_length=False,
+                        headers=[("content-type", "application/grpc"), ("te", "trailers")])
+        (res,) = c.wait_streams([sid], timeout=20)
+        assert res.status == 200 and res.header("grpc-status") == "5" and res.body_len == 0
+    finally:
+        c.close()
