@@ -1,6 +1,6 @@
 // The client side of one request, as the protocol-neutral pipeline sees it.
 //
-// HTTP/1.1 connections implement it today; HTTP/2 streams will implement it the same way. The
+// HTTP/1.1 connections (downstream_h1) and HTTP/2 streams (h2_stream) implement it. The
 // pipeline never touches a socket or a framing detail: it reads decoded body bytes and hands over
 // a response head and body pieces; the implementation frames them for its protocol and applies
 // backpressure by completing only when the bytes are on their way.

@@ -1,7 +1,7 @@
 // Per-request state, shared by every phase of the pipeline and by both protocol sides.
 //
-// Protocol-neutral: an HTTP/1.1 connection fills it from its parser today, an HTTP/2 stream will
-// fill it the same way. Contexts are pooled per worker and reset between requests, so their
+// Protocol-neutral: an HTTP/1.1 connection fills it from its parser, an HTTP/2 stream from its
+// decoded header block. Contexts are pooled per worker and reset between requests, so their
 // vectors and strings keep their capacity: a warmed-up worker allocates nothing per request.
 #pragma once
 
@@ -53,7 +53,7 @@ struct RequestContext {
   const ListenerRuntime* listener = nullptr;
   http::RequestHead head;
   std::vector<http::Header> headers;  // the request's fields (views into the connection buffer)
-  std::string_view protocol;          // "HTTP/1.1", "HTTP/1.0", later "HTTP/2.0"
+  std::string_view protocol;          // "HTTP/1.1", "HTTP/1.0" or "HTTP/2.0"
   std::string_view scheme = "http";
   std::string_view client_ip;         // text form
   std::string_view remote_addr;       // "ip:port"
