@@ -286,6 +286,7 @@ struct H2Callbacks {
     H2Connection& c = conn(user);
     if (frame->hd.type == NGHTTP2_RST_STREAM && frame->rst_stream.error_code == NGHTTP2_REFUSED_STREAM) {
       c.worker_.counters().h2_refused_streams.inc();
+      spdlog::debug("h2 client {}: stream {} refused", c.remote_, frame->hd.stream_id);
     } else if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
       if (c.calm_code_ == 0) {
         // nghttp2 found a connection error itself (RFC 9113 §5.4.1).
