@@ -7,6 +7,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <spdlog/spdlog.h>
 
 #include "turnpike/upstream/upstream.h"
@@ -158,13 +161,23 @@ void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
 void UpstreamPool::watch(UpstreamConnection* conn) {
   // A parked connection becomes readable only when the upstream closes it (or misbehaves by
   // sending unrequested bytes): either way it must not be reused. The wait stays pending when the
-  // connection is taken out again; it then completes harmlessly with the next response.
+  // connection is taken out again and completes with the next response. That completion can run
+  // after the response was read and the connection parked again, so readiness alone proves
+  // nothing: a peek tells a closed (or chattering) upstream from readiness already consumed.
   conn->watching = true;
   uint32_t gen = ++conn->watch_generation;
   conn->io.socket().async_wait(tcp::socket::wait_read, [conn, gen](boost::system::error_code ec) {
     conn->watching = false;
     if (ec || conn->state != ConnState::idle || conn->watch_generation != gen) return;
     UpstreamPool* pool = conn->pool;
+    if (!conn->io.read_buffered()) {
+      char byte;
+      ssize_t r = ::recv(conn->io.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        pool->watch(conn);  // nothing there: keep watching
+        return;
+      }
+    }
     Node& n = pool->nodes_[conn->node];
     n.idle.erase(n.idle.iterator_to(*conn));
     --n.idle_count;
