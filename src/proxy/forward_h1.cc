@@ -34,13 +34,6 @@ using boost::system::error_code;
 using upstream::ConnState;
 using upstream::UpstreamConnection;
 
-// Fields the gateway writes itself, so the client's copies are not passed on.
-bool replaced_by_gateway(std::string_view name) {
-  return iequals(name, "host") || iequals(name, "content-length") || iequals(name, "expect") ||
-         iequals(name, "x-forwarded-for") || iequals(name, "x-real-ip") || iequals(name, "x-forwarded-proto") ||
-         iequals(name, "x-forwarded-host");
-}
-
 // Whether the response's Upgrade field names the protocol the client asked for.
 bool upgrade_matches(const std::vector<http::Header>& headers, std::string_view asked) {
   for (const auto& h : headers) {
@@ -63,40 +56,7 @@ void write_request_head(RequestContext& ctx, const upstream::ResolvedNode& node)
   out.put(" HTTP/1.1\r\n"sv);
   out.put_field("Host", ctx.authority.empty() ? std::string_view(node.address) : ctx.authority);
 
-  collect_connection_tokens(ctx.headers, ctx.connection_tokens);
-  std::string_view xff_first;
-  bool xff_many = false;
-  for (const auto& h : ctx.headers) {
-    if (http::is_hop_by_hop(h.name) || named_in(h.name, ctx.connection_tokens)) continue;
-    if (replaced_by_gateway(h.name)) {
-      if (iequals(h.name, "x-forwarded-for")) {
-        if (xff_first.empty()) xff_first = h.value; else xff_many = true;
-      }
-      continue;
-    }
-    if (!ctx.request_edits.empty() && edited_away(h.name, ctx.request_edits)) continue;
-    out.put_field(h.name, h.value);
-  }
-  append_edits(out, ctx.request_edits);
-
-  // X-Forwarded-For keeps the chain the client sent (all its fields, in order) and appends us.
-  out.put("X-Forwarded-For: "sv);
-  if (xff_many) {
-    for (const auto& h : ctx.headers) {
-      if (iequals(h.name, "x-forwarded-for")) {
-        out.put(h.value);
-        out.put(", "sv);
-      }
-    }
-  } else if (!xff_first.empty()) {
-    out.put(xff_first);
-    out.put(", "sv);
-  }
-  out.put(ctx.client_ip);
-  out.put("\r\n"sv);
-  out.put_field("X-Real-IP", ctx.client_ip);
-  out.put_field("X-Forwarded-Proto", ctx.scheme);
-  if (!ctx.authority.empty()) out.put_field("X-Forwarded-Host", ctx.authority);
+  for_each_forwarded_field(ctx, [&out](std::string_view name, std::string_view value) { out.put_field(name, value); });
 
   // Re-framed: a known length stays a Content-Length; a chunked body is re-chunked by us.
   if (ctx.head.framing == http::BodyFraming::content_length) {
@@ -191,19 +151,6 @@ boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t li
     if (ec) co_return ec;
     conn.buffer.commit(got);
     co_return error_code{};
-  }
-}
-
-// The client's body could not be read: malformed chunking gets a 400, a too slow client a 408
-// (if it still listens), a vanished one nothing. The connection closes either way.
-boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream, error_code ec) {
-  ctx.close_connection = true;
-  if (ctx.chunked.failed()) {
-    co_await respond_error(ctx, downstream, 400, "bad_request", ctx.chunked.error());
-  } else if (ec == boost::asio::error::timed_out) {
-    co_await respond_error(ctx, downstream, 408, "request_timeout", "the request body did not arrive in time");
-  } else {
-    ctx.error = "client_body_failed";
   }
 }
 
@@ -476,27 +423,44 @@ boost::asio::awaitable<void> relay_response(Worker& worker, RequestContext& ctx,
 
 }  // namespace
 
+// The client's body could not be read: malformed chunking gets a 400, a too slow client a 408
+// (if it still listens), a vanished one nothing. The connection closes either way.
+boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream, error_code ec) {
+  ctx.close_connection = true;
+  if (ctx.chunked.failed()) {
+    co_await respond_error(ctx, downstream, 400, "bad_request", ctx.chunked.error());
+  } else if (ec == boost::asio::error::timed_out) {
+    co_await respond_error(ctx, downstream, 408, "request_timeout", "the request body did not arrive in time");
+  } else {
+    ctx.error = "client_body_failed";
+  }
+}
+
+boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream& downstream) {
+  if (ctx.head.framing == http::BodyFraming::none) co_return true;
+  // Body bytes that came with the head. A chunked body is not forwarded before its first chunk
+  // header has been seen to be valid, so a malformed one never reaches the upstream at all.
+  downstream.preread_body(ctx);
+  while (ctx.head.framing == http::BodyFraming::chunked && ctx.body_views.empty() && !ctx.body_done &&
+         !ctx.chunked.failed()) {
+    auto ec = co_await downstream.read_body(ctx);
+    if (ec && !ctx.chunked.failed()) {
+      co_await fail_client_body(ctx, downstream, ec);
+      co_return false;
+    }
+  }
+  if (ctx.chunked.failed()) {
+    co_await fail_client_body(ctx, downstream, boost::asio::error::invalid_argument);
+    co_return false;
+  }
+  co_return true;
+}
+
 boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
                                            size_t upstream_index) {
   upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream_index);
-
-  // Body bytes that came with the head. A chunked body is not forwarded before its first chunk
-  // header has been seen to be valid, so a malformed one never reaches the upstream at all.
-  if (ctx.head.framing != http::BodyFraming::none) {
-    downstream.preread_body(ctx);
-    while (ctx.head.framing == http::BodyFraming::chunked && ctx.body_views.empty() && !ctx.body_done &&
-           !ctx.chunked.failed()) {
-      auto ec = co_await downstream.read_body(ctx);
-      if (ec && !ctx.chunked.failed()) {
-        co_await fail_client_body(ctx, downstream, ec);
-        co_return;
-      }
-    }
-    if (ctx.chunked.failed()) {
-      co_await fail_client_body(ctx, downstream, boost::asio::error::invalid_argument);
-      co_return;
-    }
-  }
+  const bool body_ok = co_await start_request_body(ctx, downstream);
+  if (!body_ok) co_return;
 
   http::ResponseHead rh;
   UpstreamConnection* conn = co_await obtain_response(worker, ctx, downstream, pool, rh);

@@ -52,6 +52,53 @@ inline void append_edits(HeadBuffer& out, const std::vector<HeaderEdit>& edits) 
   }
 }
 
+// Fields the gateway writes itself towards an upstream, so the client's copies are not passed on.
+inline bool replaced_by_gateway(std::string_view name) {
+  return iequals(name, "host") || iequals(name, "content-length") || iequals(name, "expect") ||
+         iequals(name, "x-forwarded-for") || iequals(name, "x-real-ip") || iequals(name, "x-forwarded-proto") ||
+         iequals(name, "x-forwarded-host");
+}
+
+// The end-to-end request fields an upstream gets, whatever protocol it speaks, in order: the
+// client's fields minus hop-by-hop ones (and those named in Connection, RFC 9110 §7.6.1), those
+// the gateway replaces and those request edits remove; then the edits' fields; then
+// X-Forwarded-For (the client's chain, all its fields in order, plus the client), X-Real-IP,
+// X-Forwarded-Proto and X-Forwarded-Host. Calls field(name, value) for each; the views stay valid
+// for the rest of the request. Host / :authority and the body framing are the caller's.
+template <class Field>
+void for_each_forwarded_field(RequestContext& ctx, Field&& field) {
+  collect_connection_tokens(ctx.headers, ctx.connection_tokens);
+  size_t xff_fields = 0;
+  for (const auto& h : ctx.headers) {
+    if (http::is_hop_by_hop(h.name) || named_in(h.name, ctx.connection_tokens)) continue;
+    if (replaced_by_gateway(h.name)) {
+      if (iequals(h.name, "x-forwarded-for")) ++xff_fields;
+      continue;
+    }
+    if (!ctx.request_edits.empty() && edited_away(h.name, ctx.request_edits)) continue;
+    field(h.name, h.value);
+  }
+  for (const auto& e : ctx.request_edits) {
+    if (e.op != HeaderEdit::Op::remove) field(e.name, e.value);
+  }
+  std::string_view xff = ctx.client_ip;
+  if (xff_fields > 0) {
+    std::string& chain = ctx.forwarded_for;
+    chain.clear();
+    for (const auto& h : ctx.headers) {
+      if (!iequals(h.name, "x-forwarded-for")) continue;
+      chain.append(h.value);
+      chain.append(", "sv);
+    }
+    chain.append(ctx.client_ip);
+    xff = chain;
+  }
+  field("X-Forwarded-For"sv, xff);
+  field("X-Real-IP"sv, ctx.client_ip);
+  field("X-Forwarded-Proto"sv, ctx.scheme);
+  if (!ctx.authority.empty()) field("X-Forwarded-Host"sv, ctx.authority);
+}
+
 inline void append_decimal(std::string& out, uint64_t v) {
   char buf[24];
   char* p = buf + sizeof(buf);

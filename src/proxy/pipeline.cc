@@ -3,7 +3,9 @@
 //   route → rewrite → access → (static response | upstream select → forward) → log
 //
 // The response-side phases (header filter, body filter) run inside whichever step produces the
-// response: send_local_response() for gateway-made answers, forward_http1() for proxied ones.
+// response: send_local_response() for gateway-made answers, forward_http1() or forward_h2() for
+// proxied ones. Gateway errors are answered in one place, respond_error(): JSON for HTTP
+// clients, a gRPC trailers-only response for gRPC clients.
 //
 // Hot path: no allocation after warm-up (the context is pooled); filter hooks are plain calls and
 // only a filter that really suspends costs a coroutine.
@@ -11,6 +13,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "grpc.h"
+#include "headers.h"
 #include "turnpike/common/strings.h"
 #include "turnpike/log/log.h"
 #include "turnpike/proxy/snapshot.h"
@@ -176,10 +180,25 @@ boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& down
   }
   ctx.error = code;
   LocalResponse& lr = ctx.local_response;
-  lr.status = status;
-  lr.content_type = "application/json";
   lr.headers.clear();
-  lr.body = error_json(code, message);
+  if (is_grpc_request(ctx)) {
+    // gRPC "trailers-only": HTTP 200 and the outcome in grpc-status / grpc-message, which an
+    // HTTP/2 client gets as one HEADERS frame with END_STREAM.
+    lr.status = 200;
+    lr.content_type = "application/grpc";
+    lr.body.clear();
+    std::string& text = ctx.arena.emplace_back();
+    append_decimal(text, static_cast<uint64_t>(grpc_status_for_http(status)));
+    const size_t digits = text.size();
+    grpc_percent_encode(message, text);
+    std::string_view all = text;
+    lr.headers.emplace_back("grpc-status", all.substr(0, digits));
+    lr.headers.emplace_back("grpc-message", all.substr(digits));
+  } else {
+    lr.status = status;
+    lr.content_type = "application/json";
+    lr.body = error_json(code, message);
+  }
   co_await send_local_response(ctx, downstream);
 }
 
@@ -222,7 +241,11 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
         co_await send_local_response(ctx, downstream);
       } else {
         size_t upstream = ctx.upstream_override != SIZE_MAX ? ctx.upstream_override : ctx.route->upstream_index;
-        co_await forward_http1(worker, ctx, downstream, upstream);
+        if (ctx.snapshot->upstreams[upstream]->config->protocol == config::UpstreamProtocol::http1) {
+          co_await forward_http1(worker, ctx, downstream, upstream);
+        } else {
+          co_await forward_h2(worker, ctx, downstream, upstream);
+        }
       }
     }
   }

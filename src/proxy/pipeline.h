@@ -30,6 +30,19 @@ boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream
 boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
                                            size_t upstream_index);
 
+// Proxies the request to an HTTP/2 upstream, h2c or h2 over TLS (forward_h2.cc).
+boost::asio::awaitable<void> forward_h2(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                        size_t upstream_index);
+
+// The request body bytes that came with the head, made ready to forward (both forwarders use it).
+// False when the body was malformed or unreadable; the error response has then been sent.
+boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream& downstream);
+
+// The client's body could not be read: malformed chunking gets a 400, a too slow client a 408
+// (if it still listens), a vanished one nothing. The connection closes either way.
+boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream,
+                                              boost::system::error_code ec);
+
 // Runs one phase's hooks of the route's filters from filter `i` on; stops at the first that
 // suspends (returning suspend with `i` at it) or responds. Synchronous: no coroutine frame.
 FilterStatus run_phase_hooks(RequestContext& ctx, Phase phase, size_t& i);

@@ -114,6 +114,7 @@ void RequestContext::reset() {
   error = {};
   out_head.clear();
   connection_tokens.clear();
+  forwarded_for.clear();
 }
 
 }  // namespace turnpike::proxy

@@ -40,11 +40,21 @@ bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig
 Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot)
     : index_(index), ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO), snapshot_(std::move(snapshot)), sweep_timer_(ioc_) {
   for (const auto& up : snapshot_->upstreams) {
-    pools_.push_back(std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, up));
+    pools_.push_back(make_pool(up));
   }
 }
 
 Worker::~Worker() { join(); }
+
+std::unique_ptr<upstream::UpstreamPool> Worker::make_pool(std::shared_ptr<const upstream::ResolvedUpstream> up) {
+  upstream::H2UpstreamCounters h2;
+  h2.connections_opened = &counters_.h2_upstream_connections;
+  h2.streams_opened = &counters_.h2_upstream_streams;
+  h2.goaways_received = &counters_.h2_upstream_goaways;
+  h2.streams_reset = &counters_.h2_upstream_resets;
+  h2.connections_lost = &counters_.h2_upstream_lost;
+  return std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, std::move(up), h2);
+}
 
 void Worker::start(std::vector<std::pair<std::string, int>> listen_fds) {
   thread_ = std::thread([this, fds = std::move(listen_fds)]() mutable {
@@ -198,7 +208,7 @@ upstream::UpstreamPool& Worker::pool_for(const Snapshot& snapshot, size_t upstre
       if (&p->upstream() == wanted.get() || same_upstream(p->config(), *wanted->config)) return *p;
     }
   }
-  retired_pools_.push_back(std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, wanted));
+  retired_pools_.push_back(make_pool(wanted));
   return *retired_pools_.back();
 }
 
@@ -228,7 +238,7 @@ void Worker::apply_snapshot(std::shared_ptr<const Snapshot> snapshot, std::vecto
     if (found) {
       found->adopt(up);
     } else {
-      found = std::make_unique<upstream::UpstreamPool>(ioc_, buffers_, up);
+      found = make_pool(up);
     }
     next.push_back(std::move(found));
   }
@@ -260,7 +270,10 @@ void Worker::start_drain() {
 
 void Worker::maybe_finish_drain() {
   if (connection_count_ != 0) return;
+  // Retired pools too: a connection parked in one after the reload would otherwise keep the
+  // io_context (and the process) alive until the drain timeout.
   for (auto& p : pools_) p->close_idle();
+  for (auto& p : retired_pools_) p->close_idle();
   sweep_timer_.cancel();
 }
 

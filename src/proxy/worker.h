@@ -52,6 +52,11 @@ struct WorkerCounters {
   Counter upstream_tls_failures;     // handshakes with upstreams that failed (verification, ...)
   Counter tunnels;                   // upgraded connections (WebSocket) relayed
   Counter tunnel_timeouts;           // tunnels closed for being idle
+  Counter h2_upstream_connections;   // HTTP/2 upstream connections established
+  Counter h2_upstream_streams;       // requests sent as HTTP/2 streams
+  Counter h2_upstream_goaways;       // GOAWAY frames received from upstreams
+  Counter h2_upstream_resets;        // streams the upstream reset or broke (protocol errors)
+  Counter h2_upstream_lost;          // HTTP/2 upstream connections lost with streams open
 };
 
 // Every counter with its name, for the exit summary (a new counter goes here too).
@@ -77,6 +82,11 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"upstream_tls_failures", &WorkerCounters::upstream_tls_failures},
     {"tunnels", &WorkerCounters::tunnels},
     {"tunnel_timeouts", &WorkerCounters::tunnel_timeouts},
+    {"h2_upstream_connections", &WorkerCounters::h2_upstream_connections},
+    {"h2_upstream_streams", &WorkerCounters::h2_upstream_streams},
+    {"h2_upstream_goaways", &WorkerCounters::h2_upstream_goaways},
+    {"h2_upstream_resets", &WorkerCounters::h2_upstream_resets},
+    {"h2_upstream_lost", &WorkerCounters::h2_upstream_lost},
 };
 
 using DownstreamHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
@@ -159,6 +169,7 @@ class Worker {
   void sweep();
   void maybe_finish_drain();
   bool make_room_for_connection();
+  std::unique_ptr<upstream::UpstreamPool> make_pool(std::shared_ptr<const upstream::ResolvedUpstream> up);
 
   unsigned index_;
   asio::io_context ioc_;  // declared first: destroyed last, after everything bound to it

@@ -39,8 +39,10 @@ void UpstreamConnection::arm(ConnState s, Clock::time_point now) {
 }
 
 UpstreamPool::UpstreamPool(asio::io_context& ioc, BufferPool& buffers,
-                           std::shared_ptr<const ResolvedUpstream> upstream)
-    : ioc_(ioc), buffers_(buffers), upstream_(std::move(upstream)), nodes_(upstream_->nodes.size()) {}
+                           std::shared_ptr<const ResolvedUpstream> upstream, const H2UpstreamCounters& h2_counters)
+    : ioc_(ioc), buffers_(buffers), upstream_(std::move(upstream)), nodes_(upstream_->nodes.size()) {
+  if (config().protocol != config::UpstreamProtocol::http1) h2_ = std::make_unique<H2UpstreamPool>(ioc_, *this, h2_counters);
+}
 
 UpstreamPool::~UpstreamPool() {
   while (!all_.empty()) destroy(&all_.front());
@@ -182,6 +184,7 @@ void UpstreamPool::destroy(UpstreamConnection* conn) {
 }
 
 void UpstreamPool::close_idle() {
+  if (h2_) h2_->close_idle();
   for (auto& n : nodes_) {
     while (!n.idle.empty()) {
       UpstreamConnection* conn = &n.idle.front();
@@ -193,6 +196,7 @@ void UpstreamPool::close_idle() {
 }
 
 void UpstreamPool::sweep(Clock::time_point now) {
+  if (h2_) h2_->sweep(now);
   for (auto it = all_.begin(); it != all_.end();) {
     UpstreamConnection& c = *it++;
     if (c.deadline > now) continue;

@@ -33,6 +33,7 @@ class Response:
     body_len: int = 0
     body_sha256: str = ""
     chunk_lines: list = field(default_factory=list)
+    trailers: list = field(default_factory=list)   # [(name, value)] after a chunked body
 
     def header(self, name: str) -> str | None:
         values = self.header_all(name)
@@ -168,8 +169,9 @@ class HttpConn:
                 self._read_exact(size, deadline, sink)
                 if self._read_until(b"\r\n", 2, deadline) != b"\r\n":
                     raise ValueError("chunk data not followed by CRLF")
-            while self._read_until(b"\r\n", 8192, deadline) != b"\r\n":
-                pass  # trailer fields
+            while (line := self._read_until(b"\r\n", 8192, deadline)) != b"\r\n":
+                name, _, value = line[:-2].decode("latin-1").partition(":")
+                resp.trailers.append((name, value.strip()))
         elif resp.header("content-length") is not None:
             resp.framing = "content-length"
             self._read_exact(int(resp.header("content-length")), deadline, sink)

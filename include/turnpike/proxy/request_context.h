@@ -99,6 +99,7 @@ struct RequestContext {
   // ---- Scratch space for the sides' serializers ----
   HeadBuffer out_head;                     // serialized head being written
   std::vector<std::string_view> connection_tokens;
+  std::string forwarded_for;               // X-Forwarded-For when the client sent a chain to extend
   // Scatter list for one writev. Kept here, not in coroutine frames, so those stay small enough
   // for Asio's per-thread frame recycling (it recycles blocks up to about 1 KiB).
   std::array<boost::asio::const_buffer, 40> iov;

@@ -21,6 +21,7 @@
 #include "turnpike/tls/context.h"
 #include "turnpike/tls/transport.h"
 #include "turnpike/common/counter.h"
+#include "turnpike/upstream/h2.h"
 
 namespace turnpike::upstream {
 
@@ -86,7 +87,9 @@ class UpstreamConnection : public PoolHook, public AllHook {
 
 class UpstreamPool {
  public:
-  UpstreamPool(asio::io_context& ioc, BufferPool& buffers, std::shared_ptr<const ResolvedUpstream> upstream);
+  // `h2_counters` are used when the upstream speaks HTTP/2 (protocol h2c or h2).
+  UpstreamPool(asio::io_context& ioc, BufferPool& buffers, std::shared_ptr<const ResolvedUpstream> upstream,
+               const H2UpstreamCounters& h2_counters = {});
   ~UpstreamPool();
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
@@ -96,6 +99,8 @@ class UpstreamPool {
   // On reload, an unchanged upstream keeps its pool but adopts the new snapshot's object.
   void adopt(std::shared_ptr<const ResolvedUpstream> upstream) { upstream_ = std::move(upstream); }
   BufferPool& buffers() { return buffers_; }
+  // HTTP/2 upstreams: the multiplexed connections (null for HTTP/1.1 upstreams).
+  H2UpstreamPool* h2() { return h2_.get(); }
 
   // Smooth weighted round-robin (each node gets its weight's share, evenly interleaved), skipping
   // nodes whose bit is set in `exclude`. Returns SIZE_MAX when every node is excluded.
@@ -120,7 +125,7 @@ class UpstreamPool {
   void sweep(Clock::time_point now);
   // Closes every parked connection (drain, or retirement after a reload).
   void close_idle();
-  size_t active() const { return active_; }
+  size_t active() const { return active_ + (h2_ ? h2_->active() : 0); }
   size_t idle() const;
 
  private:
@@ -145,6 +150,7 @@ class UpstreamPool {
   boost::intrusive::list<UpstreamConnection, boost::intrusive::base_hook<AllHook>,
                          boost::intrusive::constant_time_size<false>> all_;
   size_t active_ = 0;  // connections handed out and not yet released
+  std::unique_ptr<H2UpstreamPool> h2_;
 };
 
 }  // namespace turnpike::upstream

@@ -1,0 +1,363 @@
+// Forwarding a request to an HTTP/2 upstream (h2c, or h2 over TLS) and streaming the response
+// back. The same steps as forward_h1.cc, on a stream of a shared connection instead of a
+// connection of our own:
+//
+//   pick node → open a stream (a connection with room, else a new one; retry another node on
+//   connect failure) → submit the head, feed the body through the stream's data provider
+//   → wait for the response head (retry a refused stream when that is safe)
+//   → header filter → stream the body, reopening the upstream's window only as the client takes
+//   it (backpressure) → trailers → finish the stream
+//
+// Hot path: the nghttp2 header list is built in the pooled stream's own vectors; body bytes are
+// copied once each way (into nghttp2's frame, out of the stream's buffer to the client). No lock.
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+#include "grpc.h"
+#include "headers.h"
+#include "pipeline.h"
+#include "turnpike/proxy/snapshot.h"
+#include "turnpike/upstream/h2.h"
+#include "worker.h"
+
+namespace turnpike::proxy {
+
+using namespace std::string_view_literals;
+
+namespace {
+
+using upstream::H2UpstreamFailure;
+using upstream::H2UpstreamPool;
+using upstream::H2UpstreamStream;
+
+nghttp2_nv make_nv(std::string_view name, std::string_view value) {
+  // NO_COPY is not used: nghttp2 copies the list on submit, so our views need not outlive it.
+  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+                    NGHTTP2_NV_FLAG_NONE};
+}
+
+bool has_upper(std::string_view s) {
+  for (char c : s) {
+    if (c >= 'A' && c <= 'Z') return true;
+  }
+  return false;
+}
+
+// Appends to a buffer whose capacity was reserved up front, so earlier views into it stay valid.
+std::string_view stash(std::string& bytes, std::string_view s, bool lower) {
+  size_t at = bytes.size();
+  for (char c : s) bytes.push_back(lower && c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+  return std::string_view(bytes).substr(at, s.size());
+}
+
+// RFC 9113 §8.3.1: pseudo-headers first, field names in lower case, no connection-specific
+// fields (for_each_forwarded_field drops them). The views point into ctx and s->nv_bytes.
+void build_h2_request(RequestContext& ctx, H2UpstreamStream& s, const upstream::ResolvedNode& node, bool tls,
+                      bool grpc) {
+  size_t room = ctx.path.size() + ctx.query.size() + 64;
+  for (const auto& h : ctx.headers) room += h.name.size();
+  for (const auto& e : ctx.request_edits) room += e.name.size();
+  s.nv_bytes.clear();
+  s.nv_bytes.reserve(room);
+  s.nva.clear();
+
+  s.nva.push_back(make_nv(":method"sv, ctx.head.method_name));
+  s.nva.push_back(make_nv(":scheme"sv, tls ? "https"sv : "http"sv));
+  s.nva.push_back(make_nv(":authority"sv, ctx.authority.empty() ? std::string_view(node.address) : ctx.authority));
+  std::string_view path = ctx.path;
+  if (ctx.has_query) {
+    size_t at = s.nv_bytes.size();
+    s.nv_bytes.append(ctx.path).append("?"sv).append(ctx.query);
+    path = std::string_view(s.nv_bytes).substr(at);
+  }
+  s.nva.push_back(make_nv(":path"sv, path));
+
+  bool te_trailers = grpc;
+  for (const auto& h : ctx.headers) {
+    if (iequals(h.name, "te") && h.value.find("trailers") != std::string_view::npos) te_trailers = true;
+  }
+  for_each_forwarded_field(ctx, [&s](std::string_view name, std::string_view value) {
+    s.nva.push_back(make_nv(has_upper(name) ? stash(s.nv_bytes, name, true) : name, value));
+  });
+  // TE is hop-by-hop, but "trailers" is the one value HTTP/2 allows (§8.2.2), and gRPC servers
+  // require it.
+  if (te_trailers) s.nva.push_back(make_nv("te"sv, "trailers"sv));
+  if (ctx.head.framing == http::BodyFraming::content_length) {
+    char digits[24];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, ctx.head.content_length);
+    s.nva.push_back(make_nv("content-length"sv, stash(s.nv_bytes, std::string_view(digits, end - digits), false)));
+  }
+}
+
+enum class Exchange : unsigned char {
+  head,           // the response head arrived (the body may still be sending)
+  upstream,       // the stream failed: see s->failure
+  client_failed,  // reading the body from the client failed
+  too_large,      // body exceeded max_body_size
+};
+
+// Gives the provider the next body pieces from the client once it has taken the current ones.
+// Returns false on a client failure (client_ec set) or a too large body (client_ec empty).
+boost::asio::awaitable<bool> feed_body(RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2,
+                                       H2UpstreamStream& s, bool& body_touched, boost::system::error_code& client_ec) {
+  const uint64_t max_body = ctx.snapshot->config->limits.max_body_size;
+  s.deadline = s.hard_deadline;  // the client's pace is not the upstream's fault
+  body_touched = true;
+  client_ec = co_await downstream.read_body(ctx);
+  if (client_ec) co_return false;
+  if (max_body != 0 && ctx.request_body_bytes > max_body) co_return false;
+  s.set_body(ctx.body_views, ctx.body_done);
+  h2.resume_body(&s);
+  co_return true;
+}
+
+// Sends the request on `s` and waits for the final response head.
+boost::asio::awaitable<Exchange> exchange(RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2,
+                                          H2UpstreamStream& s, bool& body_touched,
+                                          boost::system::error_code& client_ec) {
+  const auto& ucfg = h2.owner().config();
+  const uint64_t max_body = ctx.snapshot->config->limits.max_body_size;
+  if (max_body != 0 && ctx.request_body_bytes > max_body) co_return Exchange::too_large;
+  for (;;) {
+    if (s.failure != H2UpstreamFailure::none) co_return Exchange::upstream;
+    if (s.headers_done) co_return Exchange::head;
+    if (!s.body_end && s.body_taken()) {
+      bool fed = co_await feed_body(ctx, downstream, h2, s, body_touched, client_ec);
+      if (!fed) co_return client_ec ? Exchange::client_failed : Exchange::too_large;
+      continue;
+    }
+    s.arm(s.body_end && s.body_taken() ? ucfg.read_timeout : ucfg.send_timeout, Clock::now());
+    co_await s.wait();
+  }
+}
+
+// Step 1: a stream whose final response head has arrived. Retries where that is safe. On
+// failure the error response has been sent and the result is null.
+boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, RequestContext& ctx,
+                                                             Downstream& downstream, upstream::UpstreamPool& pool,
+                                                             Clock::time_point hard_deadline, bool grpc) {
+  H2UpstreamPool& h2 = *pool.h2();
+  const auto& ucfg = pool.config();
+  auto& counters = worker.counters();
+  const bool idempotent = http::is_idempotent(ctx.head.method);
+  const bool tls = ucfg.protocol == config::UpstreamProtocol::h2;
+  const bool has_body = ctx.head.framing != http::BodyFraming::none;
+  uint64_t tried = 0;
+  uint32_t connect_attempts = 0;
+  uint32_t stream_retries = 0;
+  bool body_touched = false;
+  auto started = Clock::now();
+
+  for (;;) {
+    size_t node = pool.pick(tried);
+    if (node == SIZE_MAX) node = pool.pick(0);
+    const auto& rn = pool.upstream().nodes[node];
+    ctx.upstream_addr = rn.address;
+    H2UpstreamStream* s = co_await h2.open_stream(node, hard_deadline);
+    if (s->failure == H2UpstreamFailure::connect_failed) {
+      const bool timed_out = s->timed_out;
+      h2.finish(s);
+      counters.upstream_connect_failures.inc();
+      if (node < 64) tried |= uint64_t{1} << node;
+      const size_t node_count = std::min<size_t>(64, pool.upstream().nodes.size());
+      const bool untried_left = static_cast<size_t>(std::popcount(tried)) < node_count;
+      if (++connect_attempts <= ucfg.retries && !body_touched && untried_left) {
+        counters.retries.inc();
+        continue;
+      }
+      ctx.upstream_time = Clock::now() - started;
+      if (timed_out) {
+        counters.upstream_timeouts.inc();
+        co_await respond_error(ctx, downstream, 504, "upstream_connect_timeout",
+                               "timed out connecting to the upstream");
+      } else {
+        co_await respond_error(ctx, downstream, 502, "upstream_connect_failed", "could not connect to the upstream");
+      }
+      co_return nullptr;
+    }
+
+    build_h2_request(ctx, *s, rn, tls, grpc);
+    s->set_body(ctx.body_views, !has_body || ctx.body_done);
+    Exchange ex = Exchange::upstream;
+    boost::system::error_code client_ec;
+    if (h2.submit(s, has_body)) ex = co_await exchange(ctx, downstream, h2, *s, body_touched, client_ec);
+    if (ex == Exchange::head) {
+      ctx.upstream_time = Clock::now() - started;
+      co_return s;
+    }
+
+    const H2UpstreamFailure failure = s->failure;
+    const bool reused = s->reused_connection;
+    const bool timed_out = s->timed_out || failure == H2UpstreamFailure::timed_out;
+    h2.finish(s);
+    if (ex == Exchange::too_large) {
+      co_await respond_error(ctx, downstream, 413, "body_too_large", "request body exceeds the configured limit");
+      ctx.close_connection = true;
+      co_return nullptr;
+    }
+    if (ex == Exchange::client_failed) {
+      co_await fail_client_body(ctx, downstream, client_ec);
+      co_return nullptr;
+    }
+    // RFC 9113 §8.7: a refused stream was not processed, so it may go again on another
+    // connection whatever its method; a stream lost with its connection only when idempotent
+    // (like a stale keepalive connection in HTTP/1.1). Never once body bytes were streamed.
+    const bool retry = !body_touched && stream_retries < 4 &&
+                       (failure == H2UpstreamFailure::refused ||
+                        (failure == H2UpstreamFailure::connection_lost && reused && idempotent));
+    if (retry) {
+      ++stream_retries;
+      counters.retries.inc();
+      continue;
+    }
+    ctx.upstream_time = Clock::now() - started;
+    if (timed_out) {
+      counters.upstream_timeouts.inc();
+      const bool own_deadline = Clock::now() >= hard_deadline;
+      co_await respond_error(ctx, downstream, 504, own_deadline ? "deadline_exceeded" : "upstream_timeout",
+                             own_deadline ? "the request's deadline passed" : "the upstream did not answer in time");
+    } else if (failure == H2UpstreamFailure::reset) {
+      counters.upstream_bad_responses.inc();
+      co_await respond_error(ctx, downstream, 502, "upstream_reset", "the upstream reset the stream");
+    } else {
+      co_await respond_error(ctx, downstream, 502, "upstream_failed", "the upstream closed the connection");
+    }
+    co_return nullptr;
+  }
+}
+
+std::optional<uint64_t> content_length_of(const std::vector<http::Header>& headers) {
+  for (const auto& h : headers) {
+    if (h.name != "content-length") continue;
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(h.value.data(), h.value.data() + h.value.size(), v);
+    if (ec == std::errc() && end == h.value.data() + h.value.size()) return v;
+    return std::nullopt;  // nghttp2 checks it against the DATA; never guess
+  }
+  return std::nullopt;
+}
+
+// The response broke off after its head went out. A gRPC client whose deadline passed still
+// gets a proper status in trailers; anyone else sees the connection close (never a short body
+// passed off as complete).
+boost::asio::awaitable<void> fail_started_response(RequestContext& ctx, Downstream& downstream,
+                                                   const H2UpstreamStream& s, bool grpc, bool chunked) {
+  const bool deadline = s.timed_out && Clock::now() >= s.hard_deadline;
+  ctx.error = s.timed_out ? "upstream_timeout"sv : "upstream_truncated"sv;
+  if (grpc && deadline && chunked) {
+    ctx.response_trailers.clear();
+    ctx.response_trailers.push_back({"grpc-status"sv, "4"sv});
+    ctx.response_trailers.push_back({"grpc-message"sv, "deadline exceeded"sv});
+    auto ec = co_await downstream.send_trailers(ctx, ctx.response_trailers);
+    if (!ec) co_return;
+  }
+  ctx.close_connection = true;
+}
+
+// Steps 2 and 3: header filter, response head to the client, then the body as it arrives, then
+// trailers.
+boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                               H2UpstreamPool& h2, H2UpstreamStream& s, bool grpc) {
+  const auto& ucfg = h2.owner().config();
+  ctx.upstream_status = s.status;
+  ctx.response_status = s.status;
+  ctx.response_headers.assign(s.headers.begin(), s.headers.end());
+  size_t i = 0;
+  if (ctx.route && !ctx.route->filters.empty()) {
+    if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
+      co_await run_phase(ctx, Phase::header_filter);
+    }
+  }
+  ResponseOut out;
+  out.status = s.status;
+  out.headers = &ctx.response_headers;
+  out.no_body = ctx.head.method == http::Method::head || s.status == 204 || s.status == 304;
+  out.keep_content_length_header = out.no_body;
+  out.content_length = content_length_of(s.headers);
+  const bool chunked_out = !out.no_body && !out.content_length;
+  const bool has_body_filters = ctx.route && !ctx.route->filters.empty();
+  bool first = true;
+  bool body_touched = false;
+  boost::system::error_code client_ec;
+
+  for (;;) {
+    // A request body still going up (the upstream answered early): keep feeding it.
+    if (!s.body_end && s.body_taken() && s.failure == H2UpstreamFailure::none) {
+      bool fed = co_await feed_body(ctx, downstream, h2, s, body_touched, client_ec);
+      if (!fed) {
+        ctx.close_connection = true;
+        break;
+      }
+    }
+    const bool end = s.end_stream;
+    std::string_view piece = s.take_body();
+    if (!end && piece.empty() && s.failure == H2UpstreamFailure::none && !first) {
+      s.arm(ucfg.read_timeout, Clock::now());
+      co_await s.wait();
+      continue;
+    }
+    // Not ctx.body_views: those may still be request pieces the provider has to copy.
+    std::span<const std::string_view> pieces(&piece, piece.empty() ? 0 : 1);
+    if (has_body_filters) {
+      for (const auto& f : ctx.route->filters) {
+        if (!piece.empty()) f->on_response_body(ctx, piece, false);
+        if (end) f->on_response_body(ctx, {}, true);
+      }
+    }
+    const bool with_trailers = end && !s.trailers.empty();
+    s.deadline = s.hard_deadline;  // the client's pace is not the upstream's fault
+    boost::system::error_code dec;
+    if (first) {
+      dec = co_await downstream.send_head(ctx, out, pieces, end && !with_trailers);
+      first = false;
+    } else if (!piece.empty() || (end && !with_trailers)) {
+      dec = co_await downstream.send_body(ctx, pieces, end && !with_trailers);
+    }
+    if (!dec && with_trailers) {
+      ctx.response_trailers.assign(s.trailers.begin(), s.trailers.end());
+      dec = co_await downstream.send_trailers(ctx, ctx.response_trailers);
+    }
+    if (dec) {
+      ctx.close_connection = true;
+      break;
+    }
+    ctx.response_body_bytes += piece.size();
+    h2.consume(&s, piece.size());
+    if (end) break;
+    if (s.failure != H2UpstreamFailure::none && !s.has_body()) {
+      if (s.timed_out) worker.counters().upstream_timeouts.inc();
+      co_await fail_started_response(ctx, downstream, s, grpc, chunked_out);
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+boost::asio::awaitable<void> forward_h2(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                        size_t upstream_index) {
+  upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream_index);
+  const bool body_ok = co_await start_request_body(ctx, downstream);
+  if (!body_ok) co_return;
+
+  // gRPC: the client's own deadline caps every upstream wait (PROTOCOL-HTTP2.md, grpc-timeout).
+  const bool grpc = is_grpc_request(ctx);
+  auto hard_deadline = Clock::time_point::max();
+  if (grpc) {
+    for (const auto& h : ctx.headers) {
+      if (!iequals(h.name, "grpc-timeout")) continue;
+      if (auto t = parse_grpc_timeout(h.value)) {
+        hard_deadline = ctx.start + std::chrono::duration_cast<Clock::duration>(*t);
+      }
+    }
+  }
+
+  H2UpstreamStream* s = co_await obtain_h2_response(worker, ctx, downstream, pool, hard_deadline, grpc);
+  if (!s) co_return;
+  co_await relay_h2_response(worker, ctx, downstream, *pool.h2(), *s, grpc);
+  pool.h2()->finish(s);
+}
+
+}  // namespace turnpike::proxy
