@@ -475,7 +475,9 @@ raise_nofile() {
 env_header() {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "- host: $(nproc) cores, $(lscpu 2>/dev/null | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2; exit}'), kernel $(uname -r)"
-  echo "- turnpike: $TURNPIKE_BIN (binary built $(date -u -r "$TURNPIKE_BIN" '+%Y-%m-%d %H:%M UTC' 2>/dev/null || echo '?'); repo HEAD $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO_DIR" diff --quiet 2>/dev/null || echo '+dirty'))"
+  # the source tree the binary was built from: this repo, or the repo holding TURNPIKE_BIN
+  local src=$REPO_DIR; [[ $TURNPIKE_BIN == "$REPO_DIR"/* ]] || src=$(dirname "$TURNPIKE_BIN")
+  echo "- turnpike: $TURNPIKE_BIN (binary built $(date -u -r "$TURNPIKE_BIN" '+%Y-%m-%d %H:%M UTC' 2>/dev/null || echo '?'); its repo's HEAD $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$src" diff --quiet 2>/dev/null || echo '+dirty'); bench scripts at $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?'))"
   echo "- CPU busy before the benchmark (1 s sample, all cores): ${BENCH_BUSY0}% (above ~10%: other work was competing)"
   echo "- peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
 }
