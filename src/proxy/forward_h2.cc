@@ -160,8 +160,7 @@ boost::asio::awaitable<void> pump_body(RequestContext& ctx, Downstream& downstre
     s.set_body(ctx.body_views, ctx.body_done);
     h2.resume_body(&s);
   }
-  p.running = false;
-  s.notify();  // the main coroutine re-arms the stream's deadline itself now (or sees the failure)
+  // (start_pump's completion handler reports the end.)
 }
 
 void start_pump(Worker& worker, RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2,
@@ -171,9 +170,16 @@ void start_pump(Worker& worker, RequestContext& ctx, Downstream& downstream, H2U
   p.failed = false;
   p.client_ec = {};
   boost::asio::io_context& io = worker.io();
-  boost::asio::co_spawn(io, pump_body(ctx, downstream, h2, s, p), [&p, &io](std::exception_ptr e) {
-    if (e) spdlog::error("request body pump failed with an exception");
+  // The pump has ended only once this handler ran: it is the last to touch `p` and `s`, so
+  // forward_h2 (which waits for `running` to clear) never frees them under it.
+  boost::asio::co_spawn(io, pump_body(ctx, downstream, h2, s, p), [&p, &s, &io](std::exception_ptr e) {
+    if (e) {
+      spdlog::error("request body pump failed with an exception");
+      p.failed = true;
+      p.client_ec = boost::asio::error::fault;
+    }
     p.running = false;
+    s.notify();  // the main coroutine arms the stream's deadline itself now (or sees the failure)
     p.done.signal(io);
   });
 }
