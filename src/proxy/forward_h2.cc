@@ -8,13 +8,22 @@
 //   → header filter → stream the body, reopening the upstream's window only as the client takes
 //   it (backpressure) → trailers → finish the stream
 //
+// The request body goes up inline (read from the client only when the upstream took the last
+// pieces, between waits for the response) except for gRPC over an HTTP/2 client whose body is
+// still open once the head is submitted: there a second coroutine, the body pump, reads the
+// client and feeds the stream while this one waits for and relays the response (bidi
+// streaming, where the client sends its next message only after it saw the last answer).
+//
 // Hot path: the nghttp2 header list is built in the pooled stream's own vectors; body bytes are
 // copied once each way (into nghttp2's frame, out of the stream's buffer to the client). No lock.
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/co_spawn.hpp>
 #include <charconv>
+#include <exception>
 
 #include "grpc.h"
+#include "h2_stream.h"
 #include "headers.h"
 #include "pipeline.h"
 #include "turnpike/proxy/snapshot.h"
@@ -113,6 +122,95 @@ boost::asio::awaitable<bool> feed_body(RequestContext& ctx, Downstream& downstre
   co_return true;
 }
 
+// The concurrent request body pump (see the top of the file). Lives in forward_h2's frame;
+// forward_h2 does not return before the pump has finished (stop_pump).
+struct BodyPump {
+  bool running = false;  // the pump coroutine has been spawned and has not ended
+  bool stop = false;     // asked to end (the response is over or failed)
+  bool touched = false;  // it read body bytes from the client (no retry after that)
+  bool failed = false;   // the client's body failed (client_ec) or was too large (client_ec empty)
+  boost::system::error_code client_ec;
+  H2Event done;          // signalled when the coroutine has ended
+};
+
+// Reads the client's body and hands it to the stream's data provider, one batch at a time: the
+// next read only once the provider took the last pieces (backpressure). While it runs it owns
+// s.deadline: send_timeout while pieces wait for the upstream's window, none (the gRPC deadline
+// only) while the client is silent — in a bidi call the upstream may wait for the client.
+boost::asio::awaitable<void> pump_body(RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2,
+                                       H2UpstreamStream& s, BodyPump& p) {
+  const auto& ucfg = h2.owner().config();
+  const uint64_t max_body = ctx.snapshot->config->limits.max_body_size;
+  for (;;) {
+    while (!p.stop && s.failure == H2UpstreamFailure::none && !s.body_taken()) {
+      s.arm(ucfg.send_timeout, Clock::now());
+      co_await s.wait_body();
+    }
+    if (p.stop || s.failure != H2UpstreamFailure::none || s.body_end) break;
+    s.deadline = s.hard_deadline;  // the client's pace is not the upstream's fault
+    p.touched = true;
+    auto ec = co_await downstream.read_body(ctx);
+    if (p.stop) break;
+    if (ec || (max_body != 0 && ctx.request_body_bytes > max_body)) {
+      p.client_ec = ec;
+      p.failed = true;
+      break;
+    }
+    if (s.failure != H2UpstreamFailure::none) break;
+    s.set_body(ctx.body_views, ctx.body_done);
+    h2.resume_body(&s);
+  }
+  // (start_pump's completion handler reports the end.)
+}
+
+void start_pump(Worker& worker, RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2,
+                H2UpstreamStream& s, BodyPump& p) {
+  p.running = true;
+  p.stop = false;
+  p.failed = false;
+  p.client_ec = {};
+  boost::asio::io_context& io = worker.io();
+  // The pump has ended only once this handler ran: it is the last to touch `p` and `s`, so
+  // forward_h2 (which waits for `running` to clear) never frees them under it.
+  boost::asio::co_spawn(io, pump_body(ctx, downstream, h2, s, p), [&p, &s, &io](std::exception_ptr e) {
+    if (e) {
+      spdlog::error("request body pump failed with an exception");
+      p.failed = true;
+      p.client_ec = boost::asio::error::fault;
+    }
+    p.running = false;
+    s.notify();  // the main coroutine arms the stream's deadline itself now (or sees the failure)
+    p.done.signal(io);
+  });
+}
+
+// Ends the pump (at once if it waits for the client or the upstream) and waits until it has.
+boost::asio::awaitable<void> stop_pump(Downstream& downstream, H2UpstreamStream& s, BodyPump& p) {
+  p.stop = true;
+  if (!p.running) co_return;
+  downstream.cancel_body_read();
+  s.notify_body();
+  while (p.running) co_await p.done.wait();
+}
+
+// The stream's deadline for a wait of the main coroutine, unless the pump owns it.
+void arm_main(H2UpstreamStream& s, const BodyPump& p, Clock::duration d) {
+  if (!p.running) s.arm(d, Clock::now());
+}
+
+// Sends the request on `s` and waits for the final response head, the body going up through the
+// pump (which reports a client failure by waking the stream).
+boost::asio::awaitable<Exchange> exchange_pumped(H2UpstreamPool& h2, H2UpstreamStream& s, const BodyPump& p) {
+  const auto& ucfg = h2.owner().config();
+  for (;;) {
+    if (s.failure != H2UpstreamFailure::none) co_return Exchange::upstream;
+    if (s.headers_done) co_return Exchange::head;
+    if (p.failed) co_return p.client_ec ? Exchange::client_failed : Exchange::too_large;
+    arm_main(s, p, ucfg.read_timeout);
+    co_await s.wait();
+  }
+}
+
 // Sends the request on `s` and waits for the final response head.
 boost::asio::awaitable<Exchange> exchange(RequestContext& ctx, Downstream& downstream, H2UpstreamPool& h2,
                                           H2UpstreamStream& s, bool& body_touched,
@@ -137,7 +235,8 @@ boost::asio::awaitable<Exchange> exchange(RequestContext& ctx, Downstream& downs
 // failure the error response has been sent and the result is null.
 boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, RequestContext& ctx,
                                                              Downstream& downstream, upstream::UpstreamPool& pool,
-                                                             Clock::time_point hard_deadline, bool grpc) {
+                                                             Clock::time_point hard_deadline, bool grpc,
+                                                             BodyPump& pump) {
   H2UpstreamPool& h2 = *pool.h2();
   const auto& ucfg = pool.config();
   auto& counters = worker.counters();
@@ -182,10 +281,26 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
     s->set_body(ctx.body_views, !has_body || ctx.body_done);
     Exchange ex = Exchange::upstream;
     boost::system::error_code client_ec;
-    if (h2.submit(s, has_body)) ex = co_await exchange(ctx, downstream, h2, *s, body_touched, client_ec);
+    // gRPC only: its retries are decided before any body byte was read either way, and only
+    // its streams need the body and the response to flow at once.
+    const bool pumped = grpc && has_body && !ctx.body_done && downstream.can_pump_body_concurrently();
+    if (h2.submit(s, has_body)) {
+      if (pumped) {
+        start_pump(worker, ctx, downstream, h2, *s, pump);
+        ex = co_await exchange_pumped(h2, *s, pump);
+      } else {
+        ex = co_await exchange(ctx, downstream, h2, *s, body_touched, client_ec);
+      }
+    }
     if (ex == Exchange::head) {
       ctx.upstream_time = Clock::now() - started;
       co_return s;
+    }
+    if (pumped) {
+      co_await stop_pump(downstream, *s, pump);
+      body_touched = body_touched || pump.touched;
+      client_ec = pump.client_ec;
+      if (pump.failed && ex == Exchange::upstream) ex = client_ec ? Exchange::client_failed : Exchange::too_large;
     }
 
     const H2UpstreamFailure failure = s->failure;
@@ -259,7 +374,8 @@ boost::asio::awaitable<void> fail_started_response(RequestContext& ctx, Downstre
 // Steps 2 and 3: header filter, response head to the client, then the body as it arrives, then
 // trailers.
 boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                               H2UpstreamPool& h2, H2UpstreamStream& s, bool grpc) {
+                                               H2UpstreamPool& h2, H2UpstreamStream& s, bool grpc,
+                                               const BodyPump& pump) {
   const auto& ucfg = h2.owner().config();
   ctx.upstream_status = s.status;
   ctx.response_status = s.status;
@@ -283,8 +399,20 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
   boost::system::error_code client_ec;
 
   for (;;) {
+    // The pump's client failed: the response cannot complete (the upstream stream is reset when
+    // it is finished). Before the head went out the client gets what exchange() failures get.
+    if (pump.failed) {
+      ctx.close_connection = true;
+      if (!first) break;
+      if (pump.client_ec) {
+        co_await fail_client_body(ctx, downstream, pump.client_ec);
+      } else {
+        co_await respond_error(ctx, downstream, 413, "body_too_large", "request body exceeds the configured limit");
+      }
+      break;
+    }
     // A request body still going up (the upstream answered early): keep feeding it.
-    if (!s.body_end && s.body_taken() && s.failure == H2UpstreamFailure::none) {
+    if (!pump.running && !pump.stop && !s.body_end && s.body_taken() && s.failure == H2UpstreamFailure::none) {
       bool fed = co_await feed_body(ctx, downstream, h2, s, body_touched, client_ec);
       if (!fed) {
         ctx.close_connection = true;
@@ -294,7 +422,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
     const bool end = s.end_stream;
     std::string_view piece = s.take_body();
     if (!end && piece.empty() && s.failure == H2UpstreamFailure::none && !first) {
-      s.arm(ucfg.read_timeout, Clock::now());
+      arm_main(s, pump, ucfg.read_timeout);
       co_await s.wait();
       continue;
     }
@@ -307,7 +435,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
       }
     }
     const bool with_trailers = end && !s.trailers.empty();
-    s.deadline = s.hard_deadline;  // the client's pace is not the upstream's fault
+    if (!pump.running) s.deadline = s.hard_deadline;  // the client's pace is not the upstream's fault
     boost::system::error_code dec;
     if (first) {
       dec = co_await downstream.send_head(ctx, out, pieces, end && !with_trailers);
@@ -354,9 +482,13 @@ boost::asio::awaitable<void> forward_h2(Worker& worker, RequestContext& ctx, Dow
     }
   }
 
-  H2UpstreamStream* s = co_await obtain_h2_response(worker, ctx, downstream, pool, hard_deadline, grpc);
-  if (!s) co_return;
-  co_await relay_h2_response(worker, ctx, downstream, *pool.h2(), *s, grpc);
+  BodyPump pump;
+  H2UpstreamStream* s = co_await obtain_h2_response(worker, ctx, downstream, pool, hard_deadline, grpc, pump);
+  if (!s) co_return;  // (a pump has been stopped)
+  co_await relay_h2_response(worker, ctx, downstream, *pool.h2(), *s, grpc, pump);
+  // The response is over: a client still sending is cut off (the HTTP/2 stream is reset with
+  // NO_ERROR when the pipeline ends; remaining DATA is discarded).
+  if (pump.running) co_await stop_pump(downstream, *s, pump);
   pool.h2()->finish(s);
 }
 

@@ -276,19 +276,22 @@ void H2Connection::expire() {
     send_final_goaway();
   }
   for (auto& s : live_) {
-    if (s.deadline_ > now) continue;
-    s.deadline_ = Clock::time_point::max();
-    s.timed_out_ = true;
-    if (s.wait_ == H2StreamWait::body) {
+    if (s.read_deadline_ <= now) {
+      s.read_deadline_ = Clock::time_point::max();
+      s.timed_out_ = true;
       counters.body_timeouts.inc();
       // The pipeline answers 408 if it still can; the stream is reset when it ends.
-      s.event_.signal(worker_.io(), boost::asio::error::timed_out);
-    } else if (s.wait_ == H2StreamWait::send) {
+      s.read_event_.signal(worker_.io(), boost::asio::error::timed_out);
+      spdlog::debug("h2 client {}: stream {}: {} timeout", remote_, s.id_, to_string(H2StreamWait::body));
+    }
+    if (s.send_deadline_ <= now) {
+      s.send_deadline_ = Clock::time_point::max();
+      s.timed_out_ = true;
       counters.send_timeouts.inc();
       reset_stream(&s, NGHTTP2_CANCEL);
-      s.event_.signal(worker_.io(), boost::asio::error::timed_out);
+      s.send_event_.signal(worker_.io(), boost::asio::error::timed_out);
+      spdlog::debug("h2 client {}: stream {}: {} timeout", remote_, s.id_, to_string(H2StreamWait::send));
     }
-    spdlog::debug("h2 client {}: stream {}: {} timeout", remote_, s.id_, to_string(s.wait_));
   }
   recompute_deadline();
   wake();
@@ -296,7 +299,7 @@ void H2Connection::expire() {
 
 void H2Connection::recompute_deadline() {
   Clock::time_point d = std::min({linger_deadline_, write_deadline_, header_deadline_, idle_deadline_, goaway_deadline_});
-  for (const auto& s : live_) d = std::min(d, s.deadline_);
+  for (const auto& s : live_) d = std::min(d, s.deadline());
   if (!on_idle_list_ && goaway_ == H2Goaway::none) d = std::min(d, Clock::now() + kDrainTick);
   deadline_ = d;
 }
@@ -491,7 +494,8 @@ void H2Connection::stream_closed(H2Stream* s, uint32_t error_code) {
     if (!dead_) nghttp2_session_consume(session_, s->id_, s->body_in_.size());
     s->body_in_.clear();
   }
-  s->event_.signal(worker_.io(), boost::asio::error::connection_reset);
+  s->read_event_.signal(worker_.io(), boost::asio::error::connection_reset);
+  s->send_event_.signal(worker_.io(), boost::asio::error::connection_reset);
   maybe_release(s);
 }
 

@@ -231,7 +231,7 @@ struct H2Callbacks {
           c.begin_request(s, end);
         } else if (end) {
           s->remote_closed_ = true;
-          s->event_.signal(c.worker_.io());
+          s->read_event_.signal(c.worker_.io());
         }
         break;
       }
@@ -239,7 +239,7 @@ struct H2Callbacks {
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
           if (H2Stream* s = stream(session, frame->hd.stream_id)) {
             s->remote_closed_ = true;
-            s->event_.signal(c.worker_.io());
+            s->read_event_.signal(c.worker_.io());
           }
         }
         break;
@@ -267,7 +267,7 @@ struct H2Callbacks {
     }
     // Bounded by the stream's window: it reopens only as the pipeline takes the bytes.
     s->body_in_.append(reinterpret_cast<const char*>(data), len);
-    s->event_.signal(c.worker_.io());
+    s->read_event_.signal(c.worker_.io());
     return 0;
   }
 

@@ -48,15 +48,16 @@ void H2Stream::reset_for(int32_t id, const Snapshot* snapshot) {
   closed_ = false;
   close_code_ = 0;
   pipeline_running_ = timed_out_ = reset_submitted_ = false;
-  wait_ = H2StreamWait::none;
-  deadline_ = Clock::time_point::max();
+  disarm();
 }
 
 void H2Stream::arm(H2StreamWait w, Clock::duration timeout) {
-  wait_ = w;
-  deadline_ = Clock::now() + timeout;
-  conn_.note_deadline(deadline_);
+  Clock::time_point& d = w == H2StreamWait::body ? read_deadline_ : send_deadline_;
+  d = Clock::now() + timeout;
+  conn_.note_deadline(d);
 }
+
+void H2Stream::cancel_body_read() { read_event_.signal(conn_.worker().io(), boost::asio::error::operation_aborted); }
 
 // ---------------------------------------------------------------------------------------------
 // Request body
@@ -132,9 +133,9 @@ boost::asio::awaitable<error_code> H2Stream::read_body(RequestContext& ctx) {
     }
     if (closed_) co_return boost::asio::error::connection_reset;
     arm(H2StreamWait::body, snapshot_->config->limits.body_timeout);
-    co_await event_.wait();
-    disarm();
-    if (event_.result()) co_return event_.result();
+    co_await read_event_.wait();
+    disarm(H2StreamWait::body);
+    if (read_event_.result()) co_return read_event_.result();
   }
 }
 
@@ -174,7 +175,7 @@ ssize_t H2Stream::read_data(nghttp2_session* session, int32_t, uint8_t* buf, siz
       return NGHTTP2_ERR_DEFERRED;
     }
     // Everything the pipeline gave is in frames now: it may reuse its buffers.
-    s.event_.signal(s.conn_.worker().io());
+    s.send_event_.signal(s.conn_.worker().io());
   }
   return static_cast<ssize_t>(n);
 }
@@ -188,9 +189,9 @@ boost::asio::awaitable<error_code> H2Stream::wait_sent(RequestContext& ctx) {
     }
     conn_.wake();
     arm(H2StreamWait::send, snapshot_->config->limits.send_timeout);
-    co_await event_.wait();
-    disarm();
-    if (event_.result()) co_return event_.result();
+    co_await send_event_.wait();
+    disarm(H2StreamWait::send);
+    if (send_event_.result()) co_return send_event_.result();
   }
   co_return error_code{};
 }

@@ -90,6 +90,10 @@ class H2Stream final : public Downstream, public StreamHook {
                                                               std::span<const std::string_view> body, bool end) override;
   boost::asio::awaitable<boost::system::error_code> send_trailers(RequestContext& ctx,
                                                                   std::span<const http::Header> trailers) override;
+  // read_body and send_* wait on separate events, so the request body may be pumped while the
+  // response is being sent (gRPC bidi streaming).
+  bool can_pump_body_concurrently() const override { return true; }
+  void cancel_body_read() override;
 
  private:
   friend class H2Connection;
@@ -110,8 +114,14 @@ class H2Stream final : public Downstream, public StreamHook {
   // Waits until nghttp2 has taken every queued response piece (and the end, when given).
   boost::asio::awaitable<boost::system::error_code> wait_sent(RequestContext& ctx);
   bool all_sent() const { return piece_ >= pieces_.size() && (!end_ || eof_sent_); }
+  // The read side (read_body) and the send side (send_*) have a deadline each: both may be
+  // waiting at once.
   void arm(H2StreamWait w, Clock::duration timeout);
-  void disarm() { wait_ = H2StreamWait::none; deadline_ = Clock::time_point::max(); }
+  void disarm(H2StreamWait w) {
+    (w == H2StreamWait::body ? read_deadline_ : send_deadline_) = Clock::time_point::max();
+  }
+  void disarm() { read_deadline_ = send_deadline_ = Clock::time_point::max(); }
+  Clock::time_point deadline() const { return std::min(read_deadline_, send_deadline_); }
   // nghttp2's data source callback for the response body.
   static ssize_t read_data(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
                            uint32_t* flags, nghttp2_data_source* source, void* user_data);
@@ -160,9 +170,11 @@ class H2Stream final : public Downstream, public StreamHook {
   bool pipeline_running_ = false;
   bool timed_out_ = false;             // a client timeout ended it (reset with CANCEL)
   bool reset_submitted_ = false;       // we submitted RST_STREAM (nghttp2 closes it once sent)
-  H2StreamWait wait_ = H2StreamWait::none;
-  Clock::time_point deadline_ = Clock::time_point::max();
-  H2Event event_;                      // the pipeline waiting in read_body or send_*
+  Clock::time_point read_deadline_ = Clock::time_point::max();  // read_body waiting for DATA
+  Clock::time_point send_deadline_ = Clock::time_point::max();  // send_* waiting for the window
+  // One event per side: a request body pump may be in read_body while the pipeline is in send_*.
+  H2Event read_event_;                 // read_body: DATA, END_STREAM, reset, close, timeout, cancel
+  H2Event send_event_;                 // send_*: pieces taken, reset, close, timeout
 };
 
 }  // namespace turnpike::proxy

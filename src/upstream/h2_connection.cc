@@ -90,7 +90,8 @@ ssize_t H2UpstreamBodyReader::read(H2UpstreamStream& s, uint8_t* buf, size_t len
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
       return static_cast<ssize_t>(n);
     }
-    s.notify();  // the request may read the next pieces from its client
+    s.notify();       // the request may read the next pieces from its client
+    s.notify_body();  // (or its body pump, when it runs beside the response)
     if (n == 0) {
       s.deferred_ = true;
       return NGHTTP2_ERR_DEFERRED;
@@ -489,6 +490,7 @@ void H2UpstreamConnection::stream_closed(H2UpstreamStream* s, uint32_t error_cod
     if (pool_) pool_->recycle(s);
   } else {
     s->notify();
+    s->notify_body();
   }
 }
 
@@ -525,6 +527,7 @@ void H2UpstreamConnection::sweep(Clock::time_point now) {
     s.deadline = Clock::time_point::max();
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id_, NGHTTP2_CANCEL);
     s.notify();
+    s.notify_body();
     expired = true;
   }
   if (expired) flush();
@@ -568,6 +571,7 @@ void H2UpstreamConnection::close(H2UpstreamFailure why) {
       if (pool_) pool_->recycle(s);
     } else {
       s->notify();
+      s->notify_body();
     }
   }
   stream_count_ = 0;

@@ -40,6 +40,21 @@ void H2UpstreamStream::notify() {
   waker_.cancel();
 }
 
+boost::asio::awaitable<void> H2UpstreamStream::wait_body() {
+  if (body_signaled_) {
+    body_signaled_ = false;
+    co_return;
+  }
+  body_waker_.expires_at(Clock::time_point::max());
+  co_await body_waker_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+  body_signaled_ = false;
+}
+
+void H2UpstreamStream::notify_body() {
+  body_signaled_ = true;
+  body_waker_.cancel();
+}
+
 std::string_view H2UpstreamStream::take_body() {
   taken_.clear();
   taken_.swap(incoming_);
@@ -63,6 +78,7 @@ void H2UpstreamStream::reset_for_reuse() {
   deadline = Clock::time_point::max();
   hard_deadline = Clock::time_point::max();
   signaled_ = false;
+  body_signaled_ = false;
   conn_ = nullptr;
   id_ = -1;
   owner_done_ = false;

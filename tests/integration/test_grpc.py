@@ -45,6 +45,13 @@ def _bidi(requests, context):
         yield b"pong:" + r
 
 
+def _bidi_end_early(requests, context):
+    first = next(requests)
+    yield b"bye:" + first
+    # Ends the call (status in trailers) while the client's request stream is still open.
+    context.abort(grpc.StatusCode.FAILED_PRECONDITION, "enough")
+
+
 class GrpcOrigin:
     def __init__(self):
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -53,6 +60,7 @@ class GrpcOrigin:
             "ServerStream": grpc.unary_stream_rpc_method_handler(_server_stream),
             "ClientStream": grpc.stream_unary_rpc_method_handler(_client_stream),
             "Bidi": grpc.stream_stream_rpc_method_handler(_bidi),
+            "BidiEndEarly": grpc.stream_stream_rpc_method_handler(_bidi_end_early),
         }
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
@@ -147,6 +155,54 @@ def test_bidi_streaming_ping_pong(gateway):
             lock.notify_all()
     got.set()
     assert answers == [b"pong:ping-%d" % i for i in range(20)]
+
+
+def test_bidi_server_ends_while_client_still_sends(gateway):
+    """The server ends the call while the client keeps its request stream open: the status must
+    reach the client at once (the gateway stops pumping the request body), not at the deadline."""
+    _, channel = gateway
+    release = threading.Event()
+
+    def requests():
+        yield b"hello"
+        release.wait(timeout=30)  # keep the request stream open
+
+    answers = []
+    started = time.monotonic()
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            for r in call(channel, "ss", "BidiEndEarly")(requests(), timeout=20):
+                answers.append(r)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 5
+    assert answers == [b"bye:hello"]
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert e.value.details() == "enough"
+    # The connection still serves calls.
+    assert call(channel, "uu", "Unary")(b"after", timeout=10) == b"echo:after"
+
+
+def test_bidi_client_cancels_mid_stream(gateway):
+    """The client cancels a bidi call while the gateway pumps its request body: the gateway ends
+    both sides cleanly and keeps serving."""
+    _, channel = gateway
+    release = threading.Event()
+
+    def requests():
+        yield b"one"
+        release.wait(timeout=30)
+
+    try:
+        it = call(channel, "ss", "Bidi")(requests(), timeout=20)
+        assert next(it) == b"pong:one"
+        it.cancel()
+        with pytest.raises(grpc.RpcError) as e:
+            next(it)
+        assert e.value.code() == grpc.StatusCode.CANCELLED
+    finally:
+        release.set()
+    assert call(channel, "uu", "Unary")(b"after", timeout=10) == b"echo:after"
 
 
 def test_deadline_exceeded_through_the_gateway(gateway):

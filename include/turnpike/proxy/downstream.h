@@ -59,6 +59,15 @@ class Downstream {
   virtual boost::asio::awaitable<boost::system::error_code> send_trailers(
       RequestContext& ctx, std::span<const http::Header> trailers) = 0;
 
+  // Whether read_body may be in flight while send_* runs (the request body pumped concurrently
+  // with the response, as gRPC bidi streaming needs). HTTP/2 streams can; HTTP/1.1 stays
+  // sequential.
+  virtual bool can_pump_body_concurrently() const { return false; }
+  // Makes a pending read_body return operation_aborted now (the response ended while the client
+  // was still sending). Without a pending read_body it does nothing: the caller checks its own
+  // stop flag after every read.
+  virtual void cancel_body_read() {}
+
   // Protocol upgrades (WebSocket): whether this client side can turn into a byte tunnel after a
   // 101 response. HTTP/1.1 can; an HTTP/2 stream cannot (ctx.upgrade stays empty there).
   virtual bool can_tunnel() const { return false; }

@@ -63,7 +63,7 @@ using H2UpstreamStreamHook = boost::intrusive::list_base_hook<boost::intrusive::
 class H2UpstreamStream : public H2UpstreamStreamHook {
  public:
   using Clock = std::chrono::steady_clock;
-  explicit H2UpstreamStream(boost::asio::io_context& ioc) : waker_(ioc) {}
+  explicit H2UpstreamStream(boost::asio::io_context& ioc) : waker_(ioc), body_waker_(ioc) {}
 
   // ---- Request: filled by the caller between open_stream and submit ----
   std::vector<nghttp2_nv> nva;  // pseudo-headers first; nghttp2 copies it in submit
@@ -108,6 +108,11 @@ class H2UpstreamStream : public H2UpstreamStreamHook {
   // Waits until the connection reports something for this stream (a notify since the last wait).
   boost::asio::awaitable<void> wait();
   void notify();
+  // A second waiter, for a request body pump running beside the coroutine in wait(): wakes when
+  // the data provider has taken the pieces set with set_body, and when the stream fails or closes
+  // (a notify_body since the last wait_body). One waiter per waker: a wait cancels any other.
+  boost::asio::awaitable<void> wait_body();
+  void notify_body();
 
  private:
   friend class H2UpstreamConnection;
@@ -122,7 +127,9 @@ class H2UpstreamStream : public H2UpstreamStreamHook {
   void end_block();
 
   boost::asio::steady_timer waker_;
+  boost::asio::steady_timer body_waker_;
   bool signaled_ = false;
+  bool body_signaled_ = false;
   H2UpstreamConnection* conn_ = nullptr;  // null once nghttp2 closed the stream or the connection died
   H2UpstreamPool* pool_ = nullptr;
   int32_t id_ = -1;
