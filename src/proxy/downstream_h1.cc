@@ -118,8 +118,10 @@ boost::asio::awaitable<error_code> DownstreamConnection::fill(IoBuffer& buffer, 
       co_return error_code{};
     }
     if (ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) co_return ec;
-    auto wec = co_await transport_->wait_readable();
-    if (wec) co_return wec;
+    if (!transport_->read_buffered()) {
+      auto [wec] = co_await transport_->socket().async_wait(transport_->read_wait_type(), nothrow);
+      if (wec) co_return wec;
+    }
     if (timed_out_) co_return boost::asio::error::timed_out;
   }
 }
@@ -195,7 +197,11 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
       aux_.reset(&worker_.buffers());
       arm(DownstreamWait::idle, limits_keepalive());
       worker_.mark_idle(*this);
-      auto ec = co_await transport_->wait_readable();
+      error_code ec;
+      if (!transport_->read_buffered()) {
+        auto [wec] = co_await transport_->socket().async_wait(transport_->read_wait_type(), nothrow);
+        ec = wec;
+      }
       worker_.mark_busy(*this);
       if (park_requested_) {
         park_requested_ = false;

@@ -116,7 +116,13 @@ boost::asio::awaitable<SendResult> send_request(RequestContext& ctx, Downstream&
         iov[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
       }
       if (n > 0) {
-        const error_code wec = co_await write_upstream(conn, iov, n);
+        // Straight into the socket (the usual case: it takes everything); a coroutine only for
+        // what it did not take.
+        std::span<boost::asio::const_buffer> bufs(iov.data(), n);
+        error_code wec;
+        const size_t total = total_size(bufs);
+        const size_t done = conn.io.write_some(bufs, wec);
+        if (!wec && done < total) wec = co_await conn.io.write_all(consume_front(bufs, done));
         if (wec) co_return SendResult::upstream_failed;
         conn.arm(ConnState::sending, Clock::now());
       }
@@ -143,8 +149,10 @@ boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t li
   auto& buffers = conn.pool->buffers();
   if (!conn.buffer.make_room(buffers, limit)) co_return boost::asio::error::message_size;
   for (;;) {
-    auto wec = co_await conn.io.wait_readable();
-    if (wec) co_return wec;
+    if (!conn.io.read_buffered()) {
+      auto [wec] = co_await conn.io.socket().async_wait(conn.io.read_wait_type(), nothrow);
+      if (wec) co_return wec;
+    }
     error_code ec;
     size_t got = conn.io.read_some(conn.buffer.tail(), conn.buffer.tail_room(), ec);
     if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) continue;
@@ -181,7 +189,9 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
     if (node == SIZE_MAX) node = pool.pick(0);  // every node tried: the round-robin picks again
     const auto& rn = pool.upstream().nodes[node];
     ctx.upstream_addr = rn.address;
-    auto acquired = co_await pool.acquire(node);
+    // A parked connection is taken without a coroutine; connecting needs one.
+    auto acquired = pool.take_idle(node);
+    if (!acquired.conn) acquired = co_await pool.acquire(node);
     if (acquired.ec) {
       counters.upstream_connect_failures.inc();
       if (acquired.tls_failed) counters.upstream_tls_failures.inc();

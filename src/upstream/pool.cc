@@ -73,17 +73,21 @@ size_t UpstreamPool::pick(uint64_t exclude) {
   return best;
 }
 
-asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(size_t node) {
+UpstreamPool::Acquired UpstreamPool::take_idle(size_t node) {
   Node& n = nodes_[node];
-  if (!n.idle.empty()) {
-    UpstreamConnection* conn = &n.idle.front();
-    n.idle.pop_front();
-    --n.idle_count;
-    conn->reused = true;
-    conn->state = ConnState::sending;
-    ++active_;
-    co_return Acquired{{}, false, conn};
-  }
+  if (n.idle.empty()) return {};
+  UpstreamConnection* conn = &n.idle.front();
+  n.idle.pop_front();
+  --n.idle_count;
+  conn->reused = true;
+  conn->state = ConnState::sending;
+  ++active_;
+  return Acquired{{}, false, conn};
+}
+
+asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(size_t node) {
+  Acquired parked = take_idle(node);
+  if (parked.conn) co_return parked;
   auto* conn = new UpstreamConnection(ioc_, *this, node);
   all_.push_back(*conn);
   ++active_;

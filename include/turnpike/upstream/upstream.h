@@ -115,6 +115,8 @@ class UpstreamPool {
     bool tls_failed = false;  // connected, but the TLS handshake failed (verification, ...)
   };
   asio::awaitable<Acquired> acquire(size_t node);
+  // The parked connection acquire() would return first, without suspending; conn null if none.
+  Acquired take_idle(size_t node);
 
   // Returns a connection after a response: parked for reuse when `reusable` and within limits,
   // otherwise closed and freed.
