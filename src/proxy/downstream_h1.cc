@@ -50,14 +50,7 @@ std::string_view to_string(DownstreamWait w) noexcept {
 
 DownstreamConnection::DownstreamConnection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener)
     : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
-  error_code ec;
-  auto ep = transport_->socket().remote_endpoint(ec);
-  if (!ec) {
-    remote_ = ep.address().to_string();
-    ip_len_ = remote_.size();
-    remote_.push_back(':');
-    remote_.append(std::to_string(ep.port()));
-  }
+  remote_ = peer_text(transport_->socket(), ip_len_);
   worker_.add_connection(*this);
 }
 

@@ -73,18 +73,6 @@ void write_request_head(RequestContext& ctx, const upstream::ResolvedNode& node)
   out.put("\r\n"sv);
 }
 
-// Writes iov[0..n) to the upstream: directly when the socket takes it all (the usual case),
-// else the rest asynchronously.
-boost::asio::awaitable<error_code> write_upstream(UpstreamConnection& conn, Iov& iov, size_t n) {
-  std::span<boost::asio::const_buffer> bufs(iov.data(), n);
-  error_code ec;
-  size_t total = total_size(bufs);
-  size_t done = conn.io.write_some(bufs, ec);
-  if (ec) co_return ec;
-  if (done < total) co_return co_await conn.io.write_all(consume_front(bufs, done));
-  co_return error_code{};
-}
-
 enum class SendResult : unsigned char {
   ok,               // request fully written
   upstream_failed,  // writing to the upstream failed (see conn->timed_out)
@@ -135,7 +123,7 @@ boost::asio::awaitable<SendResult> send_request(RequestContext& ctx, Downstream&
     if (client_ec) co_return SendResult::client_failed;
     if (ctx.body_done && ctx.body_views.empty() && chunked) {
       iov[0] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
-      const error_code wec = co_await write_upstream(conn, iov, 1);
+      const error_code wec = co_await conn.io.write_all(std::span<boost::asio::const_buffer>(iov.data(), 1));
       if (wec) co_return SendResult::upstream_failed;
       break;
     }

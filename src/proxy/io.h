@@ -1,11 +1,9 @@
-// Socket write helpers for the hot path: try the write right away (a non-blocking writev that
-// usually takes everything), and only fall back to an asynchronous write for what the kernel
-// did not take. A complete small write then costs one syscall and no reactor operation.
+// Scatter-list helpers for the hot path's writes (both sides): sizes, dropping what was written,
+// and body framing. The writes themselves go through tls::Transport (write_some first, a wait
+// only for what the socket did not take).
 #pragma once
 
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/error.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <array>
 #include <span>
 #include <string_view>
@@ -13,17 +11,6 @@
 #include "turnpike/http/chunked.h"
 
 namespace turnpike::proxy {
-
-// Writes what the socket takes now; `ec` is set only for real errors (not for would_block).
-inline size_t write_now(boost::asio::ip::tcp::socket& socket, std::span<const boost::asio::const_buffer> bufs,
-                        boost::system::error_code& ec) {
-  size_t n = socket.write_some(bufs, ec);
-  if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
-    ec = {};
-    n = 0;
-  }
-  return n;
-}
 
 inline size_t total_size(std::span<const boost::asio::const_buffer> bufs) {
   size_t total = 0;

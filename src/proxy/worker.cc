@@ -138,6 +138,20 @@ boost::asio::awaitable<void> Worker::accept_loop(Acceptor* acc) {
   }
 }
 
+std::string peer_text(const tcp::socket& socket, size_t& ip_len) {
+  boost::system::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  if (ec) {
+    ip_len = 0;
+    return {};
+  }
+  std::string text = ep.address().to_string();
+  ip_len = text.size();
+  text.push_back(':');
+  text.append(std::to_string(ep.port()));
+  return text;
+}
+
 void Worker::serve_connection(tcp::socket socket, const std::string& listener) {
   const ListenerRuntime* lr = snapshot_->find_listener(listener);
   if (!lr) return;  // removed by a reload that this accept raced with

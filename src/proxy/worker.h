@@ -117,6 +117,10 @@ using DownstreamHook = boost::intrusive::list_base_hook<boost::intrusive::link_m
 using IdleHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct IdleTag>,
                                                   boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
+// The client's address as text, "ip:port" (empty if the socket has no peer); `ip_len` is the
+// length of the ip part.
+std::string peer_text(const tcp::socket& socket, size_t& ip_len);
+
 // A client connection as the worker sees it, whatever its protocol (HTTP/1.1, HTTP/2, a TLS
 // handshake in progress): listed for the deadline sweep, and on the idle list while it waits
 // between requests so drain and the connection limit can close it.
