@@ -112,7 +112,7 @@ boost::asio::awaitable<error_code> DownstreamConnection::fill(IoBuffer& buffer, 
     }
     if (ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) co_return ec;
     if (!transport_->read_buffered()) {
-      auto [wec] = co_await transport_->socket().async_wait(transport_->read_wait_type(), nothrow);
+      auto [wec] = co_await transport_->async_wait_readable(nothrow);
       if (wec) co_return wec;
     }
     if (timed_out_) co_return boost::asio::error::timed_out;
@@ -132,16 +132,41 @@ void DownstreamConnection::park(std::unique_ptr<DownstreamConnection> self) {
   if (c.wait_ != DownstreamWait::idle) c.arm(DownstreamWait::idle, c.limits_keepalive());  // else keep its deadline
   c.worker_.mark_idle(c);
   c.parked_ = true;
+  wait_parked(std::move(self));
+}
+
+void DownstreamConnection::wait_parked(std::unique_ptr<DownstreamConnection> self) {
+  DownstreamConnection& c = *self;
   c.transport_->async_wait_readable([self = std::move(self)](error_code ec) mutable {
     DownstreamConnection& c = *self;
+    const bool closing = ec || c.timed_out_ || (c.worker_.draining() && c.requests_ > 0);
+    if (!closing && !c.take_arrival(ec)) {
+      wait_parked(std::move(self));
+      return;
+    }
     c.parked_ = false;
     c.worker_.mark_busy(c);
-    if (ec || c.timed_out_ || (c.worker_.draining() && c.requests_ > 0)) {
+    if (closing || ec) {
       c.close();
       return;  // `self` frees the connection
     }
     boost::asio::co_spawn(c.worker_.io(), serve(std::move(self)), boost::asio::detached);
   });
+}
+
+bool DownstreamConnection::take_arrival(error_code& ec) {
+  if (!in_.make_room(worker_.buffers(), BufferPool::kBlockSize)) {
+    ec = boost::asio::error::no_buffer_space;
+    return true;
+  }
+  const size_t got = transport_->read_some(in_.tail(), in_.tail_room(), ec);
+  if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+    ec = {};
+    in_.reset(&worker_.buffers());
+    return false;
+  }
+  if (!ec) in_.commit(got);
+  return true;
 }
 
 boost::asio::awaitable<void> DownstreamConnection::start_tls(std::unique_ptr<DownstreamConnection> self,
@@ -191,9 +216,12 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
       arm(DownstreamWait::idle, limits_keepalive());
       worker_.mark_idle(*this);
       error_code ec;
-      if (!transport_->read_buffered()) {
-        auto [wec] = co_await transport_->socket().async_wait(transport_->read_wait_type(), nothrow);
-        ec = wec;
+      for (;;) {
+        if (!transport_->read_buffered()) {
+          auto [wec] = co_await transport_->async_wait_readable(nothrow);
+          ec = wec;
+        }
+        if (ec || timed_out_ || park_requested_ || take_arrival(ec)) break;
       }
       worker_.mark_busy(*this);
       if (park_requested_) {

@@ -69,6 +69,12 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   void arm(DownstreamWait w, Clock::duration timeout);
   void disarm() { wait_ = DownstreamWait::none; deadline_ = Clock::time_point::max(); }
   boost::asio::awaitable<boost::system::error_code> fill(IoBuffer& buffer, size_t limit);
+  // After a wait while idle: reads what arrived into in_. False when nothing had (readiness waits
+  // may wake without data, see tls/edge_wait.h): in_ holds no buffer again and the connection
+  // stays idle. A read error is left in `ec` (true is returned).
+  bool take_arrival(boost::system::error_code& ec);
+  // park()'s wait, repeated while wakeups bring nothing.
+  static void wait_parked(std::unique_ptr<DownstreamConnection> self);
   boost::asio::awaitable<boost::system::error_code> write_pieces(RequestContext& ctx, std::span<const std::string_view> body, bool end);
   // One direction of a tunnel: bytes from `from` to `to` until `from` ends (then half-closes `to`).
   boost::asio::awaitable<boost::system::error_code> pump(Transport& from, Transport& to);

@@ -138,7 +138,7 @@ boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t li
   if (!conn.buffer.make_room(buffers, limit)) co_return boost::asio::error::message_size;
   for (;;) {
     if (!conn.io.read_buffered()) {
-      auto [wec] = co_await conn.io.socket().async_wait(conn.io.read_wait_type(), nothrow);
+      auto [wec] = co_await conn.io.async_wait_readable(nothrow);
       if (wec) co_return wec;
     }
     error_code ec;

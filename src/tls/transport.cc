@@ -6,6 +6,8 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -51,12 +53,13 @@ error_code tls_error(int ssl_error) {
   return error_code(static_cast<int>(code & 0x7fffffff), tls_category());
 }
 
-Transport::Transport(tcp::socket socket) : socket_(std::move(socket)) {
+Transport::Transport(tcp::socket socket) : socket_(std::move(socket)), reactor_(edge_reactor(socket_)) {
   error_code ec;
   socket_.non_blocking(true, ec);
 }
 
-Transport::Transport(tcp::socket socket, SSL* ssl) : socket_(std::move(socket)), ssl_(ssl) {
+Transport::Transport(tcp::socket socket, SSL* ssl)
+    : socket_(std::move(socket)), reactor_(edge_reactor(socket_)), ssl_(ssl) {
   error_code ec;
   socket_.non_blocking(true, ec);
   SSL_set_fd(ssl_, socket_.native_handle());
@@ -76,13 +79,17 @@ Transport::~Transport() {
 
 size_t Transport::read_some(void* data, size_t size, error_code& ec) {
   if (ssl_) return tls_read(data, size, ec);
-  return socket_.read_some(boost::asio::buffer(data, size), ec);
+  size_t n = socket_.read_some(boost::asio::buffer(data, size), ec);
+  // A stream socket's read returns less than asked only when it emptied the receive queue.
+  socket_empty_ = ec ? would_block(ec) : n < size;
+  return n;
 }
 
 size_t Transport::tls_read(void* data, size_t size, error_code& ec) {
   ec = {};
   read_wants_write_ = false;
   read_starved_ = false;
+  socket_empty_ = false;
   ERR_clear_error();
   size_t got = 0;
   if (SSL_read_ex(ssl_, data, size, &got) == 1) return got;
@@ -90,6 +97,7 @@ size_t Transport::tls_read(void* data, size_t size, error_code& ec) {
   switch (err) {
     case SSL_ERROR_WANT_READ:
       read_starved_ = true;  // what OpenSSL holds (if anything) is a partial record
+      socket_empty_ = true;  // its read from the socket would have blocked
       ec = aerr::would_block;
       return 0;
     case SSL_ERROR_WANT_WRITE:
@@ -110,9 +118,19 @@ bool Transport::read_buffered() const {
 
 boost::asio::awaitable<error_code> Transport::wait_readable() {
   if (read_buffered()) co_return error_code{};
-  auto [ec] = co_await socket_.async_wait(read_wants_write_ ? tcp::socket::wait_write : tcp::socket::wait_read,
-                                          nothrow);
+  auto [ec] = co_await async_wait_readable(nothrow);
   co_return ec;
+}
+
+bool Transport::has_input() {
+  if (read_buffered()) return true;
+  char byte;
+  ssize_t r = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    socket_empty_ = true;
+    return false;
+  }
+  return true;
 }
 
 // ---- writes ----

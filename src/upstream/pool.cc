@@ -7,9 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <openssl/ssl.h>
-#include <sys/socket.h>
 
-#include <cerrno>
 #include <spdlog/spdlog.h>
 
 #include "turnpike/upstream/upstream.h"
@@ -170,17 +168,13 @@ void UpstreamPool::watch(UpstreamConnection* conn) {
   // nothing: a peek tells a closed (or chattering) upstream from readiness already consumed.
   conn->watching = true;
   uint32_t gen = ++conn->watch_generation;
-  conn->io.socket().async_wait(tcp::socket::wait_read, [conn, gen](boost::system::error_code ec) {
+  conn->io.async_wait_readable([conn, gen](boost::system::error_code ec) {
     conn->watching = false;
     if (ec || conn->state != ConnState::idle || conn->watch_generation != gen) return;
     UpstreamPool* pool = conn->pool;
-    if (!conn->io.read_buffered()) {
-      char byte;
-      ssize_t r = ::recv(conn->io.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        pool->watch(conn);  // nothing there: keep watching
-        return;
-      }
+    if (!conn->io.has_input()) {
+      pool->watch(conn);  // nothing there: keep watching
+      return;
     }
     Node& n = pool->nodes_[conn->node];
     n.idle.erase(n.idle.iterator_to(*conn));

@@ -11,11 +11,14 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/append.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
 #include <span>
 #include <string_view>
 #include <utility>
+
+#include "turnpike/tls/edge_wait.h"
 
 typedef struct ssl_st SSL;
 
@@ -53,26 +56,34 @@ class Transport {
   boost::asio::awaitable<error_code> write_all(std::string_view bytes);
 
   // Readiness. read_some can make progress without touching the socket when TLS holds decrypted
-  // bytes already (read_buffered); wait_readable then completes at once.
+  // bytes already (read_buffered); wait_readable then completes at once. Hot paths call
+  // `if (!read_buffered()) co_await async_wait_readable(token)` themselves: one coroutine frame
+  // fewer per wait than wait_readable().
   bool read_buffered() const;
   boost::asio::awaitable<error_code> wait_readable();
-  // What a readiness wait must wait for (TLS: a read may need the socket writable). Hot paths
-  // call `if (!read_buffered()) co_await socket().async_wait(read_wait_type(), ...)` themselves:
-  // one coroutine frame fewer per wait than wait_readable().
-  tcp::socket::wait_type read_wait_type() const {
-    return read_wants_write_ ? tcp::socket::wait_write : tcp::socket::wait_read;
+  // Completion: void(error_code). When the last read found the socket empty, the wait costs no
+  // system call (edge_wait.h); otherwise it asks the kernel for the current state (epoll_ctl).
+  // One read wait per transport at a time, apart from the upstream pool's idle watch.
+  template <class Token>
+  auto async_wait_readable(Token&& token) {
+    return boost::asio::async_initiate<Token, void(error_code)>(
+        [this](auto handler) {
+          if (read_buffered()) {
+            boost::asio::post(socket_.get_executor(), boost::asio::append(std::move(handler), error_code{}));
+          } else if (read_wants_write_) {
+            socket_.async_wait(tcp::socket::wait_write, std::move(handler));
+          } else if (socket_empty_) {
+            async_wait_read_edge(socket_, reactor_, &socket_empty_, std::move(handler));
+          } else {
+            socket_.async_wait(tcp::socket::wait_read, std::move(handler));
+          }
+        },
+        token);
   }
   boost::asio::awaitable<error_code> wait_writable();
-  // Callback form for connections parked without a coroutine: handler(error_code).
-  template <class Handler>
-  void async_wait_readable(Handler&& handler) {
-    if (read_buffered()) {
-      boost::asio::post(socket_.get_executor(), [h = std::forward<Handler>(handler)]() mutable { h(error_code{}); });
-      return;
-    }
-    socket_.async_wait(read_wants_write_ ? tcp::socket::wait_write : tcp::socket::wait_read,
-                       std::forward<Handler>(handler));
-  }
+  // For an idle connection: whether a read would see anything now (bytes, end of stream, an
+  // error). Looks without consuming.
+  bool has_input();
 
   // TLS: runs the handshake (server or client, as `ssl` was set up). Plain: no-op. A timeout is
   // the caller's: cancel() makes the pending wait fail.
@@ -93,8 +104,10 @@ class Transport {
   size_t tls_write(std::span<const boost::asio::const_buffer> bufs, error_code& ec);
 
   tcp::socket socket_;
+  EdgeReactor* reactor_;  // for edge waits (null where they are not available)
   SSL* ssl_ = nullptr;
   bool read_wants_write_ = false;  // TLS: the last SSL_read needs the socket writable
+  bool socket_empty_ = false;      // the last read found the socket empty; no wait used an edge since
   bool read_starved_ = false;      // TLS: the last SSL_read needed more bytes from the socket
   bool write_wants_read_ = false;  // TLS: the last SSL_write needs the socket readable
   size_t retry_len_ = 0;           // TLS: length of a write OpenSSL must be given again
