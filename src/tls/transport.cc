@@ -62,13 +62,33 @@ Transport::Transport(tcp::socket socket, SSL* ssl)
     : socket_(std::move(socket)), reactor_(edge_reactor(socket_)), ssl_(ssl) {
   error_code ec;
   socket_.non_blocking(true, ec);
-  SSL_set_fd(ssl_, socket_.native_handle());
+  attach_ssl();
 }
 
 void Transport::start_tls(SSL* ssl) {
   if (ssl_) SSL_free(ssl_);
   ssl_ = ssl;
+  attach_ssl();
+}
+
+// OpenSSL reads the socket itself. Whether its last read emptied the socket (a short read, or
+// would-block) decides whether the next readiness wait can be an edge wait; a successful
+// SSL_read alone does not tell, so the socket BIO reports each read here.
+long Transport::bio_read_callback(BIO* bio, int oper, const char*, size_t len, int, long, int ret,
+                                  size_t* processed) {
+  if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+    auto* self = reinterpret_cast<Transport*>(BIO_get_callback_arg(bio));
+    self->tls_socket_empty_ = ret > 0 ? (processed && *processed < len) : BIO_should_retry(bio) != 0;
+  }
+  return ret;
+}
+
+void Transport::attach_ssl() {
   SSL_set_fd(ssl_, socket_.native_handle());
+  if (BIO* rbio = SSL_get_rbio(ssl_)) {
+    BIO_set_callback_arg(rbio, reinterpret_cast<char*>(this));
+    BIO_set_callback_ex(rbio, &Transport::bio_read_callback);
+  }
 }
 
 Transport::~Transport() {
@@ -90,9 +110,13 @@ size_t Transport::tls_read(void* data, size_t size, error_code& ec) {
   read_wants_write_ = false;
   read_starved_ = false;
   socket_empty_ = false;
+  tls_socket_empty_ = false;  // unless a socket read below comes back short or would block
   ERR_clear_error();
   size_t got = 0;
-  if (SSL_read_ex(ssl_, data, size, &got) == 1) return got;
+  if (SSL_read_ex(ssl_, data, size, &got) == 1) {
+    socket_empty_ = tls_socket_empty_;
+    return got;
+  }
   int err = SSL_get_error(ssl_, 0);
   switch (err) {
     case SSL_ERROR_WANT_READ:

@@ -77,6 +77,27 @@ def test_large_response_over_tls(turnpike, origin, certs):
         assert resp.status == 200 and resp.body_len == n and resp.body_sha256 == pattern_sha256(n)
 
 
+def test_upload_and_pipelined_requests_over_tls_keep_flowing(turnpike, origin, certs):
+    """The readiness bookkeeping under OpenSSL: reads that fill a buffer (a large upload, a
+    pipelined burst larger than one TLS read), reads that empty the socket, and idle gaps
+    between requests must all lead to the next bytes being noticed."""
+    import hashlib
+    tp = turnpike(base_config(origin, listeners=[tls_listener([certs["default"]])]))
+    body = bytes(range(256)) * (8 * 1024 * 4)  # 8 MiB
+    with TlsConn(tp.port()) as c:
+        resp = c.request("POST", "/echo/upload", body=body, timeout=30)
+        assert resp.status == 200
+        assert resp.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+        # 60 pipelined requests with bodies, sent in one burst (well over 16 KiB of records).
+        burst = b"".join(rawhttp.build_request("POST", f"/echo/p?n={i}", body=b"b" * 1000) for i in range(60))
+        c.send(burst)
+        got = [c.read_final_response() for _ in range(60)]
+        assert [r.json()["query"] for r in got] == [f"n={i}" for i in range(60)]
+        for gap in (0.0, 0.05, 0.3):  # idle between requests, then the next one
+            time.sleep(gap)
+            assert c.request("GET", f"/echo/after?gap={gap}").status == 200
+
+
 def test_alpn_negotiates_h2_and_http11_in_server_preference(turnpike, origin, certs):
     tp = turnpike(base_config(origin, listeners=[tls_listener([certs["default"]])]))
     port = tp.port()

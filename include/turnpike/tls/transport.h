@@ -21,6 +21,7 @@
 #include "turnpike/tls/edge_wait.h"
 
 typedef struct ssl_st SSL;
+typedef struct bio_st BIO;
 
 namespace turnpike::tls {
 
@@ -101,6 +102,9 @@ class Transport {
 
  private:
   size_t tls_read(void* data, size_t size, error_code& ec);
+  void attach_ssl();
+  static long bio_read_callback(BIO* bio, int oper, const char* argp, size_t len, int argi, long argl, int ret,
+                                size_t* processed);
   size_t tls_write(std::span<const boost::asio::const_buffer> bufs, error_code& ec);
 
   tcp::socket socket_;
@@ -108,6 +112,7 @@ class Transport {
   SSL* ssl_ = nullptr;
   bool read_wants_write_ = false;  // TLS: the last SSL_read needs the socket writable
   bool socket_empty_ = false;      // the last read found the socket empty; no wait used an edge since
+  bool tls_socket_empty_ = false;  // TLS: OpenSSL's last socket read came back short or would block
   bool read_starved_ = false;      // TLS: the last SSL_read needed more bytes from the socket
   bool write_wants_read_ = false;  // TLS: the last SSL_write needs the socket readable
   size_t retry_len_ = 0;           // TLS: length of a write OpenSSL must be given again
