@@ -189,6 +189,18 @@ nghttp2_nv make_nv(std::string_view name, std::string_view value) {
 }
 }  // namespace
 
+namespace {
+// Appends `name` lower-cased to `out` (capacity reserved by the caller, so earlier views into it
+// stay valid) and returns a view of the copy.
+std::string_view append_lower(std::string& out, std::string_view name) {
+  const size_t at = out.size();
+  out.resize(at + name.size());
+  char* dst = out.data() + at;
+  for (size_t i = 0; i < name.size(); ++i) dst[i] = ascii_lower(name[i]);
+  return std::string_view(dst, name.size());
+}
+}  // namespace
+
 std::span<nghttp2_nv> H2Connection::response_nv(RequestContext& ctx, const ResponseOut& head, const char* status) {
   nv_.clear();
   nv_names_.clear();
@@ -199,11 +211,7 @@ std::span<nghttp2_nv> H2Connection::response_nv(RequestContext& ctx, const Respo
   }
   for (const auto& e : ctx.response_edits) need += e.name.size();
   if (nv_names_.capacity() < need) nv_names_.reserve(need);
-  auto lower = [this](std::string_view name) {
-    const size_t at = nv_names_.size();
-    for (char ch : name) nv_names_.push_back(ascii_lower(ch));
-    return std::string_view(nv_names_.data() + at, name.size());
-  };
+  auto lower = [this](std::string_view name) { return append_lower(nv_names_, name); };
 
   nv_.push_back(make_nv(":status"sv, std::string_view(status, 3)));
   if (head.headers) {
@@ -239,9 +247,7 @@ std::span<nghttp2_nv> H2Connection::trailer_nv(std::span<const http::Header> tra
   if (nv_names_.capacity() < need) nv_names_.reserve(need);
   for (const auto& t : trailers) {
     if (t.name.empty() || t.name[0] == ':' || http::is_hop_by_hop(t.name) || iequals(t.name, "content-length")) continue;
-    const size_t at = nv_names_.size();
-    for (char ch : t.name) nv_names_.push_back(ascii_lower(ch));
-    nv_.push_back(make_nv(std::string_view(nv_names_.data() + at, t.name.size()), t.value));
+    nv_.push_back(make_nv(append_lower(nv_names_, t.name), t.value));
   }
   return nv_;
 }
