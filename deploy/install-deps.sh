@@ -10,7 +10,7 @@ packages=(
   libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libluajit2-5.1-dev
   prometheus-cpp-dev libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
   # test and benchmark peers
-  curl wrk nghttp2-client nginx-light libnginx-mod-http-lua haproxy
+  curl wrk nghttp2-client nginx-light libnginx-mod-http-lua haproxy linux-perf
   python3 python3-pytest python3-h2 python3-yaml python3-grpcio openssl ca-certificates
 )
 
