@@ -131,6 +131,16 @@ boost::asio::awaitable<SendResult> send_request(RequestContext& ctx, Downstream&
   co_return SendResult::ok;
 }
 
+// The pipeline holds `conn`: the client side may cancel its waits (ctx.upstream_io) from now on.
+void hold_upstream(RequestContext& ctx, UpstreamConnection* conn) { ctx.upstream_io = &conn->io; }
+
+// Gives `conn` back to the pool (parked when `reusable` and the client did not abort mid-way,
+// closed otherwise); the client side no longer sees it.
+void release_upstream(RequestContext& ctx, upstream::UpstreamPool& pool, UpstreamConnection* conn, bool reusable) {
+  ctx.upstream_io = nullptr;
+  pool.release(conn, reusable && !ctx.client_aborted);
+}
+
 // Reads into the connection's buffer once, waiting for readability first (no speculative read
 // that would fail while the upstream is still working on the answer).
 boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t limit) {
@@ -189,7 +199,7 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
       if (node < 64) tried |= uint64_t{1} << node;
       const size_t node_count = std::min<size_t>(64, pool.upstream().nodes.size());
       const bool untried_left = static_cast<size_t>(std::popcount(tried)) < node_count;
-      if (++connect_attempts <= ucfg.retries && !body_touched && untried_left) {
+      if (++connect_attempts <= ucfg.retries && !body_touched && untried_left && !ctx.client_aborted) {
         counters.retries.inc();
         continue;
       }
@@ -202,11 +212,16 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
       co_return nullptr;
     }
     conn = acquired.conn;
+    hold_upstream(ctx, conn);
+    if (ctx.client_aborted) {  // the client left while we connected: nothing was sent on it
+      release_upstream(ctx, pool, conn, false);
+      co_return nullptr;
+    }
     write_request_head(ctx, rn);
     error_code client_ec;
     SendResult sent = co_await send_request(ctx, downstream, *conn, body_touched, client_ec);
     if (sent == SendResult::client_failed || sent == SendResult::too_large) {
-      pool.release(conn, false);
+      release_upstream(ctx, pool, conn, false);
       if (sent == SendResult::too_large) {
         co_await respond_error(ctx, downstream, 413, "body_too_large", "request body exceeds the configured limit");
         ctx.close_connection = true;
@@ -261,9 +276,9 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
     if (!ec) break;
 
     bool timed_out = conn->timed_out;
-    pool.release(conn, false);
+    release_upstream(ctx, pool, conn, false);
     conn = nullptr;
-    if (retry_stale && !body_touched && idempotent && stale_retries < 4) {
+    if (retry_stale && !body_touched && idempotent && stale_retries < 4 && !ctx.client_aborted) {
       ++stale_retries;
       counters.retries.inc();
       continue;
@@ -319,7 +334,7 @@ boost::asio::awaitable<void> relay_response(Worker& worker, RequestContext& ctx,
     }
     if (ec && ec != boost::asio::error::eof) ctx.error = ec == boost::asio::error::timed_out ? "tunnel_timeout" : "tunnel_failed";
     ctx.close_connection = true;
-    pool.release(conn, false);
+    release_upstream(ctx, pool, conn, false);
     co_return;
   }
 
@@ -354,7 +369,7 @@ boost::asio::awaitable<void> relay_response(Worker& worker, RequestContext& ctx,
           counters.upstream_bad_responses.inc();
           ctx.error = "upstream_bad_chunking";
           if (first) {
-            pool.release(conn, false);
+            release_upstream(ctx, pool, conn, false);
             co_await respond_error(ctx, downstream, 502, "upstream_bad_response", "the upstream sent an invalid response");
             co_return;
           }
@@ -416,7 +431,7 @@ boost::asio::awaitable<void> relay_response(Worker& worker, RequestContext& ctx,
       break;
     }
   }
-  pool.release(conn, reusable && done);
+  release_upstream(ctx, pool, conn, reusable && done);
 }
 
 }  // namespace

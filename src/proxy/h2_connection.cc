@@ -406,8 +406,7 @@ boost::asio::awaitable<void> H2Connection::run_stream(H2Stream* s, int status, s
   // look broken to the client: reset. A finished one with the request body still coming in
   // tells the client to stop sending (RFC 9113 §8.1).
   if (!s->closed_ && !dead_) {
-    const bool complete = s->no_body_ || (s->submitted_ && s->end_ && s->eof_sent_);
-    if (!complete) {
+    if (!s->response_complete()) {
       reset_stream(s, s->timed_out_ ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR);
     } else if (!s->remote_closed_) {
       reset_stream(s, NGHTTP2_NO_ERROR);
@@ -489,6 +488,13 @@ void H2Connection::stream_closed(H2Stream* s, uint32_t error_code) {
   }
   s->read_event_.signal(worker_.io(), boost::asio::error::connection_reset);
   s->send_event_.signal(worker_.io(), boost::asio::error::connection_reset);
+  // Reset (or lost with the connection) before its response was complete: the client has given
+  // up, so the upstream request is cut short too. That is what keeps a stream of resets (each
+  // within the Rapid Reset limit) from costing the upstreams a full request each.
+  if (s->ctx_ && s->pipeline_running_ && !s->response_complete()) {
+    s->ctx_->client_aborted = true;
+    if (s->ctx_->upstream_io) s->ctx_->upstream_io->cancel();
+  }
   maybe_release(s);
 }
 

@@ -113,6 +113,8 @@ class H2Stream final : public Downstream, public StreamHook {
   void release_taken();
   // Waits until nghttp2 has taken every queued response piece (and the end, when given).
   boost::asio::awaitable<boost::system::error_code> wait_sent(RequestContext& ctx);
+  // The whole response (head, body, end of stream) has been handed to nghttp2.
+  bool response_complete() const { return no_body_ || (submitted_ && end_ && eof_sent_); }
   bool all_sent() const { return piece_ >= pieces_.size() && (!end_ || eof_sent_); }
   // The read side (read_body) and the send side (send_*) have a deadline each: both may be
   // waiting at once.

@@ -173,6 +173,7 @@ boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream
 
 boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& downstream, int status,
                                            std::string_view code, std::string_view message) {
+  if (ctx.client_aborted) co_return;  // nobody to answer; the log step records why
   if (ctx.response_started) {
     // Too late for an error page: the client already has part of another response.
     ctx.close_connection = true;
@@ -250,6 +251,12 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
     }
   }
   // ---- log ----
+  if (ctx.client_aborted) {
+    // What nginx logs as 499 ("client closed request"): the client left before its response was
+    // complete, whatever the upstream side made of the cancellation.
+    if (!ctx.response_started) ctx.response_status = 499;
+    ctx.error = "client_reset";
+  }
   if (ctx.route) {
     for (const auto& f : ctx.route->filters) f->on_log(ctx);
   }

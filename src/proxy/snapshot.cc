@@ -112,6 +112,8 @@ void RequestContext::reset() {
   upstream_status = 0;
   upstream_time = {};
   error = {};
+  upstream_io = nullptr;
+  client_aborted = false;
   out_head.clear();
   connection_tokens.clear();
   forwarded_for.clear();

@@ -187,6 +187,56 @@ def test_client_reset_mid_response_does_not_disturb_other_streams(tp):
         c.close()
 
 
+def read_access_json(path, target):
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["target"] == target:
+            return entry
+    return None
+
+
+@pytest.mark.parametrize("how", ["rst_stream", "connection_closed"])
+def test_client_giving_up_cuts_the_upstream_request_short(origin, turnpike, tmp_path, how):
+    """A stream reset (or its connection lost) while the origin is still working: the upstream
+    request is abandoned at once (logged 499 client_reset), not carried on until the origin
+    answers; the upstream connection is not reused; the same client connection and the pool go
+    on serving."""
+    log = tmp_path / "access.log"
+    cfg = h2_config(origin)
+    cfg["log"]["access_log"] = str(log)
+    cfg["log"]["access_format"] = "json"
+    tp = turnpike(cfg)
+    c = H2Client(tp.port())
+    try:
+        sid = c.request("GET", "/sleep/4000")
+        origin.wait_for_path("/sleep/4000", timeout=5)
+        gave_up = time.monotonic()
+        if how == "rst_stream":
+            c.reset(sid)
+        else:
+            c.close()
+        entry = None
+        while entry is None and time.monotonic() - gave_up < 3.0:
+            time.sleep(0.05)
+            entry = read_access_json(log, "/sleep/4000")
+        assert entry is not None, "no access log line within 3 s: the upstream request was not cut short"
+        assert entry["status"] == 499 and entry["error"] == "client_reset", entry
+        assert entry["duration_us"] < 3_000_000, entry
+        if how == "rst_stream":
+            after = c.get("/echo/after-reset")
+            assert after.status == 200 and json.loads(after.body)["path"] == "/echo/after-reset"
+    finally:
+        c.close()
+    # The abandoned upstream connection was closed, not parked: the next request gets a working one.
+    c2 = H2Client(tp.port())
+    try:
+        assert c2.get("/echo/next").status == 200
+    finally:
+        c2.close()
+
+
 def test_expect_100_continue(tp, origin):
     c = H2Client(tp.port())
     try:

@@ -22,6 +22,10 @@
 #include "turnpike/proxy/filter.h"
 #include "turnpike/router/router.h"
 
+namespace turnpike::tls {
+class Transport;
+}
+
 namespace turnpike::proxy {
 
 struct Snapshot;
@@ -95,6 +99,14 @@ struct RequestContext {
   int upstream_status = 0;
   std::chrono::steady_clock::duration upstream_time{};
   std::string_view error;                  // short machine-readable reason a request failed
+
+  // ---- The client giving up ----
+  // The upstream connection the forwarder holds (HTTP/1.1 upstreams), null when none. When the
+  // client gives up on the request (an HTTP/2 stream reset or lost before its response is
+  // complete), the client side sets client_aborted and cancels this connection's waits, so the
+  // pipeline stops now instead of at the upstream's timeout, and the connection is not reused.
+  tls::Transport* upstream_io = nullptr;
+  bool client_aborted = false;
 
   // ---- Scratch space for the sides' serializers ----
   HeadBuffer out_head;                     // serialized head being written
