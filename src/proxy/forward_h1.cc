@@ -131,13 +131,15 @@ boost::asio::awaitable<SendResult> send_request(RequestContext& ctx, Downstream&
   co_return SendResult::ok;
 }
 
-// The pipeline holds `conn`: the client side may cancel its waits (ctx.upstream_io) from now on.
-void hold_upstream(RequestContext& ctx, UpstreamConnection* conn) { ctx.upstream_io = &conn->io; }
+// The pipeline holds `conn`: a client giving up cancels its waits (RequestContext::abort_upstream).
+void hold_upstream(RequestContext& ctx, UpstreamConnection* conn) {
+  ctx.hold_upstream([](void* io) { static_cast<tls::Transport*>(io)->cancel(); }, &conn->io);
+}
 
 // Gives `conn` back to the pool (parked when `reusable` and the client did not abort mid-way,
 // closed otherwise); the client side no longer sees it.
 void release_upstream(RequestContext& ctx, upstream::UpstreamPool& pool, UpstreamConnection* conn, bool reusable) {
-  ctx.upstream_io = nullptr;
+  ctx.drop_upstream();
   pool.release(conn, reusable && !ctx.client_aborted);
 }
 

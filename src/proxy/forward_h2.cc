@@ -262,7 +262,7 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
       if (node < 64) tried |= uint64_t{1} << node;
       const size_t node_count = std::min<size_t>(64, pool.upstream().nodes.size());
       const bool untried_left = static_cast<size_t>(std::popcount(tried)) < node_count;
-      if (++connect_attempts <= ucfg.retries && !body_touched && untried_left) {
+      if (++connect_attempts <= ucfg.retries && !body_touched && untried_left && !ctx.client_aborted) {
         counters.retries.inc();
         continue;
       }
@@ -277,6 +277,12 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
       co_return nullptr;
     }
 
+    if (ctx.client_aborted) {  // the client left while the stream was being set up
+      h2.finish(s);
+      co_return nullptr;
+    }
+    // A client giving up from now on resets the upstream stream (RequestContext::abort_upstream).
+    ctx.hold_upstream([](void* stream) { static_cast<H2UpstreamStream*>(stream)->abort(); }, s);
     build_h2_request(ctx, *s, rn, tls, grpc);
     s->set_body(ctx.body_views, !has_body || ctx.body_done);
     Exchange ex = Exchange::upstream;
@@ -306,6 +312,7 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
     const H2UpstreamFailure failure = s->failure;
     const bool reused = s->reused_connection;
     const bool timed_out = s->timed_out || failure == H2UpstreamFailure::timed_out;
+    ctx.drop_upstream();
     h2.finish(s);
     if (ex == Exchange::too_large) {
       co_await respond_error(ctx, downstream, 413, "body_too_large", "request body exceeds the configured limit");
@@ -319,7 +326,7 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
     // RFC 9113 §8.7: a refused stream was not processed, so it may go again on another
     // connection whatever its method; a stream lost with its connection only when idempotent
     // (like a stale keepalive connection in HTTP/1.1). Never once body bytes were streamed.
-    const bool retry = !body_touched && stream_retries < 4 &&
+    const bool retry = !body_touched && stream_retries < 4 && !ctx.client_aborted &&
                        (failure == H2UpstreamFailure::refused ||
                         (failure == H2UpstreamFailure::connection_lost && reused && idempotent));
     if (retry) {
@@ -489,6 +496,7 @@ boost::asio::awaitable<void> forward_h2(Worker& worker, RequestContext& ctx, Dow
   // The response is over: a client still sending is cut off (the HTTP/2 stream is reset with
   // NO_ERROR when the pipeline ends; remaining DATA is discarded).
   if (pump.running) co_await stop_pump(downstream, *s, pump);
+  ctx.drop_upstream();
   pool.h2()->finish(s);
 }
 

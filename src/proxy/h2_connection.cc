@@ -491,10 +491,7 @@ void H2Connection::stream_closed(H2Stream* s, uint32_t error_code) {
   // Reset (or lost with the connection) before its response was complete: the client has given
   // up, so the upstream request is cut short too. That is what keeps a stream of resets (each
   // within the Rapid Reset limit) from costing the upstreams a full request each.
-  if (s->ctx_ && s->pipeline_running_ && !s->response_complete()) {
-    s->ctx_->client_aborted = true;
-    if (s->ctx_->upstream_io) s->ctx_->upstream_io->cancel();
-  }
+  if (s->ctx_ && s->pipeline_running_ && !s->response_complete()) s->ctx_->abort_upstream();
   maybe_release(s);
 }
 

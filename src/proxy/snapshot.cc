@@ -112,7 +112,7 @@ void RequestContext::reset() {
   upstream_status = 0;
   upstream_time = {};
   error = {};
-  upstream_io = nullptr;
+  drop_upstream();
   client_aborted = false;
   out_head.clear();
   connection_tokens.clear();

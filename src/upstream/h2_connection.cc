@@ -343,8 +343,15 @@ void H2UpstreamConnection::cancel(H2UpstreamStream* s) {
     nghttp2_session_consume(session_, s->id_, s->unconsumed_);
     s->unconsumed_ = 0;
   }
-  if (!s->timed_out) nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id_, NGHTTP2_CANCEL);  // else sent
+  if (!s->reset_sent_) nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id_, NGHTTP2_CANCEL);
   flush();  // may close the stream now (and recycle it: the caller must not touch it after)
+}
+
+void H2UpstreamConnection::abort(H2UpstreamStream* s) {
+  if (s->id_ < 0 || s->h2_closed_ || s->reset_sent_ || state_ != State::ready || !session_) return;
+  s->reset_sent_ = true;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id_, NGHTTP2_CANCEL);
+  flush();
 }
 
 H2UpstreamStream* H2UpstreamConnection::stream_for(int32_t id) {
@@ -525,6 +532,7 @@ void H2UpstreamConnection::sweep(Clock::time_point now) {
     s.timed_out = true;
     if (s.failure == H2UpstreamFailure::none) s.failure = H2UpstreamFailure::timed_out;
     s.deadline = Clock::time_point::max();
+    s.reset_sent_ = true;
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id_, NGHTTP2_CANCEL);
     s.notify();
     s.notify_body();

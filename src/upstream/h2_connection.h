@@ -61,6 +61,8 @@ class H2UpstreamConnection {
   void consume(H2UpstreamStream* s, size_t n);
   // The request is done with a stream nghttp2 still has open: give back its window, reset it.
   void cancel(H2UpstreamStream* s);
+  // The request's client went away: reset the stream now if it is on the wire.
+  void abort(H2UpstreamStream* s);
   // Writes everything nghttp2 has to send (or starts the writer coroutine when the socket is full).
   void flush();
   void sweep(Clock::time_point now);

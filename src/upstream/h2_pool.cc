@@ -19,6 +19,7 @@ std::string_view to_string(H2UpstreamFailure f) noexcept {
     case H2UpstreamFailure::connection_lost: return "connection_lost";
     case H2UpstreamFailure::reset: return "reset";
     case H2UpstreamFailure::timed_out: return "timed_out";
+    case H2UpstreamFailure::aborted: return "aborted";
   }
   return "unknown";
 }
@@ -55,6 +56,14 @@ void H2UpstreamStream::notify_body() {
   body_waker_.cancel();
 }
 
+void H2UpstreamStream::abort() {
+  if (failure == H2UpstreamFailure::none) failure = H2UpstreamFailure::aborted;
+  deadline = Clock::time_point::max();
+  if (conn_) conn_->abort(this);
+  notify();
+  notify_body();
+}
+
 std::string_view H2UpstreamStream::take_body() {
   taken_.clear();
   taken_.swap(incoming_);
@@ -84,6 +93,7 @@ void H2UpstreamStream::reset_for_reuse() {
   owner_done_ = false;
   h2_closed_ = true;
   headers_sent_ = false;
+  reset_sent_ = false;
   deferred_ = false;
   in_trailers_ = false;
   pending_status_ = 0;

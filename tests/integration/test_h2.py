@@ -512,6 +512,41 @@ def h2_upstream_tp(turnpike):
         server.stop()
 
 
+def test_client_reset_resets_the_h2_upstream_stream(turnpike, tmp_path):
+    """An h2c upstream: the client's RST_STREAM becomes an RST_STREAM to the origin right away,
+    the request is logged 499, and the shared upstream connection keeps carrying streams."""
+    from h2origin import H2Origin
+    from harness import upstream
+    server = H2Origin().start()
+    try:
+        log = tmp_path / "access.log"
+        cfg = base_config(upstreams=[upstream("origin", [server.address], protocol="h2c")],
+                          routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}])
+        cfg["log"]["access_log"] = str(log)
+        cfg["log"]["access_format"] = "json"
+        tp = turnpike(cfg)
+        c = H2Client(tp.port())
+        try:
+            sid = c.request("GET", "/sleep/4000")
+            server.wait_for(lambda reqs: any(r.path == "/sleep/4000" for r in reqs), timeout=5)
+            gave_up = time.monotonic()
+            c.reset(sid)
+            while server.resets == 0 and time.monotonic() - gave_up < 2.0:
+                time.sleep(0.02)
+            assert server.resets == 1, "the origin's stream was not reset"
+            entry = None
+            while entry is None and time.monotonic() - gave_up < 3.0:
+                time.sleep(0.05)
+                entry = read_access_json(log, "/sleep/4000")
+            assert entry is not None and entry["status"] == 499 and entry["error"] == "client_reset", entry
+            after = c.get("/echo/after-reset")
+            assert after.status == 200
+        finally:
+            c.close()
+    finally:
+        server.stop()
+
+
 def test_response_trailers_reach_the_h2_client(h2_upstream_tp):
     tp, _ = h2_upstream_tp
     c = H2Client(tp.port())

@@ -22,10 +22,6 @@
 #include "turnpike/proxy/filter.h"
 #include "turnpike/router/router.h"
 
-namespace turnpike::tls {
-class Transport;
-}
-
 namespace turnpike::proxy {
 
 struct Snapshot;
@@ -101,12 +97,20 @@ struct RequestContext {
   std::string_view error;                  // short machine-readable reason a request failed
 
   // ---- The client giving up ----
-  // The upstream connection the forwarder holds (HTTP/1.1 upstreams), null when none. When the
-  // client gives up on the request (an HTTP/2 stream reset or lost before its response is
-  // complete), the client side sets client_aborted and cancels this connection's waits, so the
-  // pipeline stops now instead of at the upstream's timeout, and the connection is not reused.
-  tls::Transport* upstream_io = nullptr;
+  // When the client gives up on the request (an HTTP/2 stream reset, or lost with its connection,
+  // before its response is complete), the client side calls abort_upstream(): the forwarder's
+  // hook (set while it holds an upstream connection or stream) cancels the upstream work, so the
+  // pipeline stops now instead of when the upstream answers, and the upstream side is not reused.
+  using UpstreamAbortFn = void (*)(void*);
+  UpstreamAbortFn upstream_abort = nullptr;
+  void* upstream_abort_arg = nullptr;
   bool client_aborted = false;
+  void hold_upstream(UpstreamAbortFn fn, void* arg) { upstream_abort = fn, upstream_abort_arg = arg; }
+  void drop_upstream() { upstream_abort = nullptr, upstream_abort_arg = nullptr; }
+  void abort_upstream() {
+    client_aborted = true;
+    if (upstream_abort) upstream_abort(upstream_abort_arg);
+  }
 
   // ---- Scratch space for the sides' serializers ----
   HeadBuffer out_head;                     // serialized head being written

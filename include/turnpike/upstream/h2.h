@@ -54,6 +54,7 @@ enum class H2UpstreamFailure : uint8_t {
   connection_lost,  // the connection closed or broke while the stream was open
   reset,            // the upstream reset the stream or broke HTTP/2 rules in it
   timed_out,        // the sweep cancelled it (read/send timeout, or the request's own deadline)
+  aborted,          // the request's client went away; the stream was reset (CANCEL)
 };
 std::string_view to_string(H2UpstreamFailure f) noexcept;
 
@@ -114,6 +115,10 @@ class H2UpstreamStream : public H2UpstreamStreamHook {
   boost::asio::awaitable<void> wait_body();
   void notify_body();
 
+  // The request's client went away: reset the stream (CANCEL) now, fail it as `aborted` and wake
+  // its waiters. The owner still finish()es it.
+  void abort();
+
  private:
   friend class H2UpstreamConnection;
   friend class H2UpstreamPool;
@@ -137,6 +142,7 @@ class H2UpstreamStream : public H2UpstreamStreamHook {
   bool owner_done_ = false;       // the request let go of it (see H2UpstreamPool::finish)
   bool h2_closed_ = true;         // nghttp2 no longer knows it
   bool headers_sent_ = false;
+  bool reset_sent_ = false;       // we submitted RST_STREAM already (timeout or abort)
   bool deferred_ = false;         // the data provider returned DEFERRED: resume when body arrives
   bool in_trailers_ = false;
   int pending_status_ = 0;
