@@ -33,11 +33,14 @@ using boost::system::error_code;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 // RFC 9113 §3.4: the client connection preface, for h2c with prior knowledge.
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+// How often the sweep looks whether a client whose request the upstream is working on is still there.
+constexpr auto kClientCheckInterval = std::chrono::milliseconds(100);
 }  // namespace
 
 std::string_view to_string(DownstreamWait w) noexcept {
   switch (w) {
     case DownstreamWait::none: return "none";
+    case DownstreamWait::upstream: return "upstream";
     case DownstreamWait::handshake: return "handshake";
     case DownstreamWait::tunnel: return "tunnel";
     case DownstreamWait::idle: return "idle";
@@ -65,9 +68,32 @@ void DownstreamConnection::arm(DownstreamWait w, Clock::duration timeout) {
   deadline_ = Clock::now() + timeout;
 }
 
+void DownstreamConnection::upstream_wait_begin(RequestContext& ctx) {
+  upstream_ctx_ = &ctx;
+  arm(DownstreamWait::upstream, kClientCheckInterval);
+}
+
+void DownstreamConnection::upstream_wait_end() {
+  upstream_ctx_ = nullptr;
+  if (wait_ == DownstreamWait::upstream) disarm();
+}
+
 void DownstreamConnection::expire() {
   if (timed_out_) return;
   auto& c = worker_.counters();
+  if (wait_ == DownstreamWait::upstream) {
+    // Nothing reads the client while the upstream works: look whether it has closed (what nginx
+    // answers with 499). A pipelined next request does not count; it just waits its turn.
+    if (upstream_ctx_ && transport_->peer_gone()) {
+      spdlog::debug("client {}: closed while the upstream was working", remote_);
+      disarm();
+      close_after_ = true;
+      upstream_ctx_->abort_upstream();
+    } else {
+      deadline_ = Clock::now() + kClientCheckInterval;
+    }
+    return;
+  }
   switch (wait_) {
     case DownstreamWait::head: c.header_timeouts.inc(); break;
     case DownstreamWait::body: c.body_timeouts.inc(); break;
@@ -75,7 +101,8 @@ void DownstreamConnection::expire() {
     case DownstreamWait::idle: c.keepalive_timeouts.inc(); break;
     case DownstreamWait::handshake: c.tls_handshake_timeouts.inc(); break;
     case DownstreamWait::tunnel: c.tunnel_timeouts.inc(); break;
-    case DownstreamWait::none: return;
+    case DownstreamWait::none:
+    case DownstreamWait::upstream: return;
   }
   spdlog::debug("client {}: {} timeout", remote_, to_string(wait_));
   timed_out_ = true;

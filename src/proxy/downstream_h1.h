@@ -23,6 +23,7 @@ enum class DownstreamWait : unsigned char {
   head,      // reading a request head (header_timeout: slowloris)
   body,      // reading the request body (body_timeout)
   send,      // writing the response (send_timeout)
+  upstream,  // the upstream is working on the request: the sweep checks that the client is still there
 };
 std::string_view to_string(DownstreamWait w) noexcept;
 
@@ -56,6 +57,8 @@ class DownstreamConnection : public ClientConnection, public Downstream {
                                                               std::span<const std::string_view> body, bool end) override;
   boost::asio::awaitable<boost::system::error_code> send_trailers(RequestContext& ctx,
                                                                   std::span<const http::Header> trailers) override;
+  void upstream_wait_begin(RequestContext& ctx) override;
+  void upstream_wait_end() override;
   bool can_tunnel() const override { return true; }
   boost::asio::awaitable<boost::system::error_code> tunnel(RequestContext& ctx, Transport& upstream,
                                                            std::string_view upstream_early,
@@ -98,6 +101,7 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   DownstreamWait wait_ = DownstreamWait::none;
   uint32_t requests_ = 0;
   bool timed_out_ = false;
+  RequestContext* upstream_ctx_ = nullptr;  // between upstream_wait_begin and _end
   bool parked_ = false;          // waiting in park()'s callback, no coroutine
   bool park_requested_ = false;  // the sweep asked a coroutine-waiting connection to park
   bool http10_ = false;

@@ -241,6 +241,7 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
       // Read until a final (non-1xx) response head is complete.
       conn->arm(ConnState::receiving, Clock::now());
       conn->buffer.ensure(pool.buffers());
+      downstream.upstream_wait_begin(ctx);
       http::ParseState ps;
       http::ParseError perr = http::ParseError::none;
       bool got_bytes = false;
@@ -266,6 +267,7 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
         got_bytes = true;
         conn->arm(ConnState::receiving, Clock::now());
       }
+      downstream.upstream_wait_end();
       if (ec && !got_bytes && conn->reused && !conn->timed_out && ec != boost::asio::error::invalid_argument) {
         retry_stale = true;  // a parked connection the upstream had closed
       }

@@ -290,6 +290,7 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
     // gRPC only: its retries are decided before any body byte was read either way, and only
     // its streams need the body and the response to flow at once.
     const bool pumped = grpc && has_body && !ctx.body_done && downstream.can_pump_body_concurrently();
+    downstream.upstream_wait_begin(ctx);
     if (h2.submit(s, has_body)) {
       if (pumped) {
         start_pump(worker, ctx, downstream, h2, *s, pump);
@@ -298,6 +299,7 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
         ex = co_await exchange(ctx, downstream, h2, *s, body_touched, client_ec);
       }
     }
+    downstream.upstream_wait_end();
     if (ex == Exchange::head) {
       ctx.upstream_time = Clock::now() - started;
       co_return s;

@@ -157,6 +157,26 @@ bool Transport::has_input() {
   return true;
 }
 
+bool Transport::peer_gone() {
+  if (ssl_) {
+    // SSL_peek processes records into OpenSSL's buffer without handing them over, so a
+    // close_notify shows while application data stays for the next SSL_read.
+    if (SSL_pending(ssl_) > 0) return false;
+    char byte;
+    size_t n = 0;
+    ERR_clear_error();
+    if (SSL_peek_ex(ssl_, &byte, 1, &n) == 1) return false;
+    const int err = SSL_get_error(ssl_, 0);
+    ERR_clear_error();
+    return err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE;
+  }
+  char byte;
+  const ssize_t r = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (r > 0) return false;
+  if (r == 0) return true;
+  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
 // ---- writes ----
 
 size_t Transport::write_some(std::span<const boost::asio::const_buffer> bufs, error_code& ec) {

@@ -98,6 +98,33 @@ def test_upload_and_pipelined_requests_over_tls_keep_flowing(turnpike, origin, c
             assert c.request("GET", f"/echo/after?gap={gap}").status == 200
 
 
+def test_https_client_closing_while_the_upstream_works_is_logged_499(turnpike, origin, certs, tmp_path):
+    """Under TLS the check for a departed client goes through OpenSSL (SSL_peek): a client that
+    closes (with or without close_notify) while the origin works is noticed and logged 499."""
+    import json
+    log = tmp_path / "access.log"
+    cfg = base_config(origin, listeners=[tls_listener([certs["default"]])])
+    cfg["log"]["access_log"] = str(log)
+    cfg["log"]["access_format"] = "json"
+    tp = turnpike(cfg)
+    for i, notify in enumerate((False, True)):
+        target = f"/sleep/4000?i={i}"
+        c = TlsConn(tp.port())
+        c.send_request("GET", target)
+        origin.wait_for(lambda reqs: any(r.target == target for r in reqs), timeout=5)
+        gone = time.monotonic()
+        if notify:
+            c.sock = c.sock.unwrap()  # sends close_notify
+        c.close()
+        entry = None
+        while entry is None and time.monotonic() - gone < 3.0:
+            time.sleep(0.05)
+            if log.exists():
+                entry = next((e for e in map(json.loads, log.read_text().splitlines()) if e["target"] == target), None)
+        assert entry is not None, f"close_notify={notify}: not logged within 3 s"
+        assert entry["status"] == 499 and entry["error"] == "client_reset", entry
+
+
 def test_alpn_negotiates_h2_and_http11_in_server_preference(turnpike, origin, certs):
     tp = turnpike(base_config(origin, listeners=[tls_listener([certs["default"]])]))
     port = tp.port()

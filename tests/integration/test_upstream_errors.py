@@ -72,3 +72,52 @@ def test_connect_failure_is_retried_on_another_node(origin, turnpike):
             statuses.append(conn.request("GET" if i % 2 else "HEAD", f"/echo/retry-ka?i={i}").status)
     assert statuses == [200] * 20, statuses
     assert len(origin.snapshot()) == 20
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_client_closing_while_the_upstream_works_is_logged_499_and_cut_short(origin, turnpike, tmp_path, how):
+    """An HTTP/1.1 client that goes away while the origin is still working: noticed within a
+    sweep tick or two (nothing reads the client meanwhile), the upstream request is abandoned and
+    its connection closed, and the access log says 499 client_reset, as nginx does. A client with
+    a pipelined request waiting is not mistaken for one that left."""
+    import json
+    import socket
+    import struct
+    log = tmp_path / "access.log"
+    cfg = base_config(origin)
+    cfg["log"]["access_log"] = str(log)
+    cfg["log"]["access_format"] = "json"
+    tp = turnpike(cfg)
+
+    def entry_for(target):
+        if not log.exists():
+            return None
+        for line in log.read_text().splitlines():
+            e = json.loads(line)
+            if e["target"] == target:
+                return e
+        return None
+
+    conn = rawhttp.HttpConn(tp.port())
+    conn.send_request("GET", "/sleep/4000")
+    origin.wait_for_path("/sleep/4000", timeout=5)
+    gone = time.monotonic()
+    if how == "reset":
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    entry = None
+    while entry is None and time.monotonic() - gone < 3.0:
+        time.sleep(0.05)
+        entry = entry_for("/sleep/4000")
+    assert entry is not None, "not logged within 3 s: the upstream request was not cut short"
+    assert entry["status"] == 499 and entry["error"] == "client_reset", entry
+    assert entry["duration_us"] < 3_000_000, entry
+
+    # Pipelined: the second request waits in the socket while the first one's upstream works.
+    with rawhttp.HttpConn(tp.port()) as c:
+        c.send(rawhttp.build_request("GET", "/sleep/600?n=1") + rawhttp.build_request("GET", "/echo/pipelined?n=2"))
+        first = c.read_final_response()
+        second = c.read_final_response()
+        assert first.status == 200 and second.status == 200
+        assert second.json()["query"] == "n=2"
+    assert rawhttp.request(tp.port(), "GET", "/echo/after").status == 200

@@ -68,6 +68,13 @@ class Downstream {
   // stop flag after every read.
   virtual void cancel_body_read() {}
 
+  // The pipeline waits for the upstream's answer (begin) / has it or gave up (end). A client side
+  // that would not otherwise notice its client leaving meanwhile (HTTP/1.1: nothing reads the
+  // socket then) checks for that and calls ctx.abort_upstream(). HTTP/2 streams learn it from
+  // the stream's reset and do nothing here.
+  virtual void upstream_wait_begin(RequestContext& ctx) {}
+  virtual void upstream_wait_end() {}
+
   // Protocol upgrades (WebSocket): whether this client side can turn into a byte tunnel after a
   // 101 response. HTTP/1.1 can; an HTTP/2 stream cannot (ctx.upgrade stays empty there).
   virtual bool can_tunnel() const { return false; }

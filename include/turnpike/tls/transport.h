@@ -85,6 +85,10 @@ class Transport {
   // For an idle connection: whether a read would see anything now (bytes, end of stream, an
   // error). Looks without consuming.
   bool has_input();
+  // For a connection we are not reading from: whether the peer has closed it (end of stream, a
+  // TLS close_notify, an error). Bytes waiting (a pipelined request) do not count; they stay
+  // readable.
+  bool peer_gone();
 
   // TLS: runs the handshake (server or client, as `ssl` was set up). Plain: no-op. A timeout is
   // the caller's: cancel() makes the pending wait fail.
