@@ -55,6 +55,28 @@ def base_config(origin=None, *, routes=None, upstreams=None, limits=None, listen
     return cfg
 
 
+def json_access_log(cfg: dict, path: Path) -> dict:
+    """Makes `cfg` write its access log to `path`, one JSON object per line."""
+    cfg["log"]["access_log"] = str(path)
+    cfg["log"]["access_format"] = "json"
+    return cfg
+
+
+def wait_access_entry(path: Path, target: str, timeout: float) -> dict | None:
+    """The access-log entry (JSON format) whose request-target is `target`, waiting up to
+    `timeout` seconds for it to be written; None if it is not there by then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["target"] == target:
+                    return entry
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
 def upstream(name: str, nodes: list, **extra) -> dict:
     u = {"name": name, "nodes": list(nodes),
          "timeouts": {"connect": "2s", "send": "10s", "read": "10s"}, "retries": 2}

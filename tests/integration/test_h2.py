@@ -14,7 +14,7 @@ import h2.settings
 
 import h2client
 from h2client import H2Client
-from harness import base_config
+from harness import base_config, json_access_log, wait_access_entry
 from origin import pattern_sha256
 
 MiB = 1024 * 1024
@@ -187,16 +187,6 @@ def test_client_reset_mid_response_does_not_disturb_other_streams(tp):
         c.close()
 
 
-def read_access_json(path, target):
-    if not path.exists():
-        return None
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        if entry["target"] == target:
-            return entry
-    return None
-
-
 @pytest.mark.parametrize("how", ["rst_stream", "connection_closed"])
 def test_client_giving_up_cuts_the_upstream_request_short(origin, turnpike, tmp_path, how):
     """A stream reset (or its connection lost) while the origin is still working: the upstream
@@ -204,10 +194,7 @@ def test_client_giving_up_cuts_the_upstream_request_short(origin, turnpike, tmp_
     answers; the upstream connection is not reused; the same client connection and the pool go
     on serving."""
     log = tmp_path / "access.log"
-    cfg = h2_config(origin)
-    cfg["log"]["access_log"] = str(log)
-    cfg["log"]["access_format"] = "json"
-    tp = turnpike(cfg)
+    tp = turnpike(json_access_log(h2_config(origin), log))
     c = H2Client(tp.port())
     try:
         sid = c.request("GET", "/sleep/4000")
@@ -217,10 +204,7 @@ def test_client_giving_up_cuts_the_upstream_request_short(origin, turnpike, tmp_
             c.reset(sid)
         else:
             c.close()
-        entry = None
-        while entry is None and time.monotonic() - gave_up < 3.0:
-            time.sleep(0.05)
-            entry = read_access_json(log, "/sleep/4000")
+        entry = wait_access_entry(log, "/sleep/4000", timeout=3.0 - (time.monotonic() - gave_up))
         assert entry is not None, "no access log line within 3 s: the upstream request was not cut short"
         assert entry["status"] == 499 and entry["error"] == "client_reset", entry
         assert entry["duration_us"] < 3_000_000, entry
@@ -522,9 +506,7 @@ def test_client_reset_resets_the_h2_upstream_stream(turnpike, tmp_path):
         log = tmp_path / "access.log"
         cfg = base_config(upstreams=[upstream("origin", [server.address], protocol="h2c")],
                           routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}])
-        cfg["log"]["access_log"] = str(log)
-        cfg["log"]["access_format"] = "json"
-        tp = turnpike(cfg)
+        tp = turnpike(json_access_log(cfg, log))
         c = H2Client(tp.port())
         try:
             sid = c.request("GET", "/sleep/4000")
@@ -534,10 +516,7 @@ def test_client_reset_resets_the_h2_upstream_stream(turnpike, tmp_path):
             while server.resets == 0 and time.monotonic() - gave_up < 2.0:
                 time.sleep(0.02)
             assert server.resets == 1, "the origin's stream was not reset"
-            entry = None
-            while entry is None and time.monotonic() - gave_up < 3.0:
-                time.sleep(0.05)
-                entry = read_access_json(log, "/sleep/4000")
+            entry = wait_access_entry(log, "/sleep/4000", timeout=3.0 - (time.monotonic() - gave_up))
             assert entry is not None and entry["status"] == 499 and entry["error"] == "client_reset", entry
             after = c.get("/echo/after-reset")
             assert after.status == 200

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import rawhttp
-from harness import base_config, check_config, upstream, respond_route, ERROR_LINE
+from harness import base_config, check_config, json_access_log, upstream, respond_route, wait_access_entry, ERROR_LINE
 from tlsutil import TlsConn, client_context, make_cert, peer_cn
 
 
@@ -101,12 +101,8 @@ def test_upload_and_pipelined_requests_over_tls_keep_flowing(turnpike, origin, c
 def test_https_client_closing_while_the_upstream_works_is_logged_499(turnpike, origin, certs, tmp_path):
     """Under TLS the check for a departed client goes through OpenSSL (SSL_peek): a client that
     closes (with or without close_notify) while the origin works is noticed and logged 499."""
-    import json
     log = tmp_path / "access.log"
-    cfg = base_config(origin, listeners=[tls_listener([certs["default"]])])
-    cfg["log"]["access_log"] = str(log)
-    cfg["log"]["access_format"] = "json"
-    tp = turnpike(cfg)
+    tp = turnpike(json_access_log(base_config(origin, listeners=[tls_listener([certs["default"]])]), log))
     for i, notify in enumerate((False, True)):
         target = f"/sleep/4000?i={i}"
         c = TlsConn(tp.port())
@@ -116,11 +112,7 @@ def test_https_client_closing_while_the_upstream_works_is_logged_499(turnpike, o
         if notify:
             c.sock = c.sock.unwrap()  # sends close_notify
         c.close()
-        entry = None
-        while entry is None and time.monotonic() - gone < 3.0:
-            time.sleep(0.05)
-            if log.exists():
-                entry = next((e for e in map(json.loads, log.read_text().splitlines()) if e["target"] == target), None)
+        entry = wait_access_entry(log, target, timeout=3.0 - (time.monotonic() - gone))
         assert entry is not None, f"close_notify={notify}: not logged within 3 s"
         assert entry["status"] == 499 and entry["error"] == "client_reset", entry
 

@@ -5,7 +5,7 @@ import time
 import pytest
 
 import rawhttp
-from harness import base_config, upstream
+from harness import base_config, json_access_log, upstream, wait_access_entry
 from origin import closed_port
 
 
@@ -80,24 +80,10 @@ def test_client_closing_while_the_upstream_works_is_logged_499_and_cut_short(ori
     sweep tick or two (nothing reads the client meanwhile), the upstream request is abandoned and
     its connection closed, and the access log says 499 client_reset, as nginx does. A client with
     a pipelined request waiting is not mistaken for one that left."""
-    import json
     import socket
     import struct
     log = tmp_path / "access.log"
-    cfg = base_config(origin)
-    cfg["log"]["access_log"] = str(log)
-    cfg["log"]["access_format"] = "json"
-    tp = turnpike(cfg)
-
-    def entry_for(target):
-        if not log.exists():
-            return None
-        for line in log.read_text().splitlines():
-            e = json.loads(line)
-            if e["target"] == target:
-                return e
-        return None
-
+    tp = turnpike(json_access_log(base_config(origin), log))
     conn = rawhttp.HttpConn(tp.port())
     conn.send_request("GET", "/sleep/4000")
     origin.wait_for_path("/sleep/4000", timeout=5)
@@ -105,10 +91,7 @@ def test_client_closing_while_the_upstream_works_is_logged_499_and_cut_short(ori
     if how == "reset":
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     conn.close()
-    entry = None
-    while entry is None and time.monotonic() - gone < 3.0:
-        time.sleep(0.05)
-        entry = entry_for("/sleep/4000")
+    entry = wait_access_entry(log, "/sleep/4000", timeout=3.0 - (time.monotonic() - gone))
     assert entry is not None, "not logged within 3 s: the upstream request was not cut short"
     assert entry["status"] == 499 and entry["error"] == "client_reset", entry
     assert entry["duration_us"] < 3_000_000, entry

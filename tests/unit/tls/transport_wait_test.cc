@@ -37,6 +37,19 @@ struct Pair {
     ioc.restart();
     ioc.poll();
   }
+  // Starts a wait on a socket that holds nothing. A completion before any byte is sent is the
+  // one spurious wakeup edge waits allow (a readiness edge recorded earlier): the socket reads
+  // empty, and the wait is made again.
+  void wait_on_empty(std::optional<error_code>& done) {
+    transport->async_wait_readable([&done](error_code ec) { done = ec; });
+    settle();
+    if (done) {
+      EXPECT_EQ(drain(), "");
+      done.reset();
+      transport->async_wait_readable([&done](error_code ec) { done = ec; });
+      settle();
+    }
+  }
   // Runs until `done` is set (bounded: 2000 one-millisecond slices).
   bool run_until(const std::optional<error_code>& done) {
     for (int i = 0; i < 2000 && !done; ++i) {
@@ -51,16 +64,18 @@ struct Pair {
   void prime() {
     drain();
     std::optional<error_code> done;
-    transport->async_wait_readable([&](error_code ec) { done = ec; });
-    settle();
-    if (done) {  // the reactor's initial "maybe readable" state: read, then wait again
-      drain();
-      done.reset();
-      transport->async_wait_readable([&](error_code ec) { done = ec; });
-    }
+    wait_on_empty(done);
     send("p");
     run_until(done);
     drain();
+  }
+  // A pending wait (`done` not set yet) must complete once `bytes` are sent, and they read back.
+  void expect_woken_by(std::optional<error_code>& done, const std::string& bytes) {
+    ASSERT_FALSE(done) << "the wait completed before anything was sent";
+    send(bytes);
+    ASSERT_TRUE(run_until(done)) << "sending did not complete the wait";
+    EXPECT_FALSE(*done);
+    EXPECT_EQ(drain(), bytes);
   }
   // Reads until the socket is empty; returns what was read.
   std::string drain() {
@@ -80,21 +95,8 @@ TEST(TransportWait, WaitAfterEmptyReadCompletesWhenBytesArrive) {
   Pair p;
   EXPECT_EQ(p.drain(), "");  // EAGAIN: the socket is known empty
   std::optional<error_code> done;
-  p.transport->async_wait_readable([&](error_code ec) { done = ec; });
-  p.settle();
-  // A completion before any byte was sent must be spurious: reading finds nothing, and the next
-  // wait must not complete until bytes arrive.
-  if (done) {
-    EXPECT_EQ(p.drain(), "");
-    done.reset();
-    p.transport->async_wait_readable([&](error_code ec) { done = ec; });
-    p.settle();
-  }
-  EXPECT_FALSE(done) << "a wait on an empty socket completed with nothing sent";
-  p.send("hello");
-  ASSERT_TRUE(p.run_until(done));
-  EXPECT_FALSE(*done);
-  EXPECT_EQ(p.drain(), "hello");
+  p.wait_on_empty(done);
+  p.expect_woken_by(done, "hello");
 }
 
 TEST(TransportWait, WaitAfterPartialReadCompletesWithoutNewBytes) {
@@ -123,10 +125,7 @@ TEST(TransportWait, PrimedWaitDoesNotCompleteWithoutBytes) {
   std::optional<error_code> done;
   p.transport->async_wait_readable([&](error_code ec) { done = ec; });
   for (int i = 0; i < 20; ++i) p.settle();
-  EXPECT_FALSE(done);
-  p.send("n");
-  ASSERT_TRUE(p.run_until(done));
-  EXPECT_EQ(p.drain(), "n");
+  p.expect_woken_by(done, "n");
 }
 
 TEST(TransportWait, StaleReadinessCompletesOnceThenWaitsForNewBytes) {
@@ -143,18 +142,8 @@ TEST(TransportWait, StaleReadinessCompletesOnceThenWaitsForNewBytes) {
   }
   ASSERT_EQ(got, "abc");
   std::optional<error_code> done;
-  p.transport->async_wait_readable([&](error_code ec) { done = ec; });
-  p.settle();
-  if (done) {
-    EXPECT_EQ(p.drain(), "");
-    done.reset();
-    p.transport->async_wait_readable([&](error_code ec) { done = ec; });
-    p.settle();
-  }
-  EXPECT_FALSE(done);
-  p.send("d");
-  ASSERT_TRUE(p.run_until(done));
-  EXPECT_EQ(p.drain(), "d");
+  p.wait_on_empty(done);
+  p.expect_woken_by(done, "d");
 }
 
 TEST(TransportWait, TwoWaitersBothCompleteOnOneArrival) {
