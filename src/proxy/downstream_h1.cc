@@ -499,15 +499,7 @@ boost::asio::awaitable<error_code> DownstreamConnection::send_head(RequestContex
   out.put(' ');
   out.put(head.reason.empty() ? http::reason_phrase(head.status) : head.reason);
   out.put("\r\n"sv);
-  if (head.headers) {
-    collect_connection_tokens(*head.headers, ctx.connection_tokens);
-    for (const auto& h : *head.headers) {
-      if (http::is_hop_by_hop(h.name) || named_in(h.name, ctx.connection_tokens)) continue;
-      if (iequals(h.name, "content-length") && !head.keep_content_length_header) continue;
-      if (!ctx.response_edits.empty() && edited_away(h.name, ctx.response_edits)) continue;
-      out.put_field(h.name, h.value);
-    }
-  }
+  for_each_response_field(ctx, head, [&out](std::string_view name, std::string_view value) { out.put_field(name, value); });
   append_edits(out, ctx.response_edits);
 
   chunked_out_ = false;

@@ -187,9 +187,7 @@ nghttp2_nv make_nv(std::string_view name, std::string_view value) {
           reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
           NGHTTP2_NV_FLAG_NONE};
 }
-}  // namespace
 
-namespace {
 // Appends `name` lower-cased to `out` (capacity reserved by the caller, so earlier views into it
 // stay valid) and returns a view of the copy.
 std::string_view append_lower(std::string& out, std::string_view name) {
@@ -211,20 +209,13 @@ std::span<nghttp2_nv> H2Connection::response_nv(RequestContext& ctx, const Respo
   }
   for (const auto& e : ctx.response_edits) need += e.name.size();
   if (nv_names_.capacity() < need) nv_names_.reserve(need);
-  auto lower = [this](std::string_view name) { return append_lower(nv_names_, name); };
 
   nv_.push_back(make_nv(":status"sv, std::string_view(status, 3)));
-  if (head.headers) {
-    collect_connection_tokens(*head.headers, ctx.connection_tokens);
-    for (const auto& h : *head.headers) {
-      if (http::is_hop_by_hop(h.name) || named_in(h.name, ctx.connection_tokens)) continue;
-      if (iequals(h.name, "content-length") && !head.keep_content_length_header) continue;
-      if (!ctx.response_edits.empty() && edited_away(h.name, ctx.response_edits)) continue;
-      nv_.push_back(make_nv(lower(h.name), h.value));
-    }
-  }
+  for_each_response_field(ctx, head, [this](std::string_view name, std::string_view value) {
+    nv_.push_back(make_nv(append_lower(nv_names_, name), value));
+  });
   for (const auto& e : ctx.response_edits) {
-    if (e.op != HeaderEdit::Op::remove) nv_.push_back(make_nv(lower(e.name), e.value));
+    if (e.op != HeaderEdit::Op::remove) nv_.push_back(make_nv(append_lower(nv_names_, e.name), e.value));
   }
   const bool length = head.no_body ? (!head.keep_content_length_header && head.content_length &&
                                       head.status != 204 && head.status != 304)

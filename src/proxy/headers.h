@@ -8,6 +8,7 @@
 #include "turnpike/common/strings.h"
 #include "turnpike/http/parser.h"
 #include "turnpike/http/types.h"
+#include "turnpike/proxy/downstream.h"
 #include "turnpike/proxy/request_context.h"
 
 namespace turnpike::proxy {
@@ -97,6 +98,22 @@ void for_each_forwarded_field(RequestContext& ctx, Field&& field) {
   field("X-Real-IP"sv, ctx.client_ip);
   field("X-Forwarded-Proto"sv, ctx.scheme);
   if (!ctx.authority.empty()) field("X-Forwarded-Host"sv, ctx.authority);
+}
+
+// The upstream's response fields a client gets, whatever protocol it speaks: minus hop-by-hop ones
+// (and those named in Connection), minus Content-Length unless the head keeps it (the sides frame
+// the body themselves), minus those response edits remove. Calls field(name, value) for each;
+// the edits' own fields are the caller's.
+template <class Field>
+void for_each_response_field(RequestContext& ctx, const ResponseOut& head, Field&& field) {
+  if (!head.headers) return;
+  collect_connection_tokens(*head.headers, ctx.connection_tokens);
+  for (const auto& h : *head.headers) {
+    if (http::is_hop_by_hop(h.name) || named_in(h.name, ctx.connection_tokens)) continue;
+    if (iequals(h.name, "content-length") && !head.keep_content_length_header) continue;
+    if (!ctx.response_edits.empty() && edited_away(h.name, ctx.response_edits)) continue;
+    field(h.name, h.value);
+  }
 }
 
 inline void append_decimal(std::string& out, uint64_t v) {

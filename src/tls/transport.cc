@@ -146,35 +146,31 @@ boost::asio::awaitable<error_code> Transport::wait_readable() {
   co_return ec;
 }
 
-bool Transport::has_input() {
-  if (read_buffered()) return true;
-  char byte;
-  ssize_t r = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    socket_empty_ = true;
-    return false;
-  }
-  return true;
-}
-
-bool Transport::peer_gone() {
-  if (ssl_) {
-    // SSL_peek processes records into OpenSSL's buffer without handing them over, so a
-    // close_notify shows while application data stays for the next SSL_read.
-    if (SSL_pending(ssl_) > 0) return false;
-    char byte;
-    size_t n = 0;
-    ERR_clear_error();
-    if (SSL_peek_ex(ssl_, &byte, 1, &n) == 1) return false;
-    const int err = SSL_get_error(ssl_, 0);
-    ERR_clear_error();
-    return err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE;
-  }
+Transport::SocketPeek Transport::peek_socket() {
   char byte;
   const ssize_t r = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (r > 0) return false;
-  if (r == 0) return true;
-  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+  if (r > 0) return SocketPeek::bytes;
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    if (errno != EINTR) socket_empty_ = true;
+    return SocketPeek::nothing;
+  }
+  return SocketPeek::closed;  // end of stream, or an error
+}
+
+bool Transport::has_input() { return read_buffered() || peek_socket() != SocketPeek::nothing; }
+
+bool Transport::peer_gone() {
+  if (!ssl_) return peek_socket() == SocketPeek::closed;
+  // SSL_peek processes records into OpenSSL's buffer without handing them over, so a
+  // close_notify shows while application data stays for the next SSL_read.
+  if (SSL_pending(ssl_) > 0) return false;
+  char byte;
+  size_t n = 0;
+  ERR_clear_error();
+  if (SSL_peek_ex(ssl_, &byte, 1, &n) == 1) return false;
+  const int err = SSL_get_error(ssl_, 0);
+  ERR_clear_error();
+  return err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE;
 }
 
 // ---- writes ----

@@ -106,6 +106,9 @@ class Transport {
 
  private:
   size_t tls_read(void* data, size_t size, error_code& ec);
+  // A one-byte MSG_PEEK at the socket itself (below TLS). `nothing` records the socket as empty.
+  enum class SocketPeek : unsigned char { nothing, bytes, closed };
+  SocketPeek peek_socket();
   void attach_ssl();
   static long bio_read_callback(BIO* bio, int oper, const char* argp, size_t len, int argi, long argl, int ret,
                                 size_t* processed);
