@@ -78,7 +78,23 @@ enum class SendResult : unsigned char {
   upstream_failed,  // writing to the upstream failed (see conn->timed_out)
   client_failed,    // reading the body from the client failed
   too_large,        // body exceeded max_body_size
+  not_finished,     // send_bodyless_request: a request with a body, left to send_request
+  partial,          // send_bodyless_request: the socket took part of the head (maybe none)
 };
+
+// The usual request, a head with no body, written straight into the socket without a coroutine
+// frame. `written` says how much of the head went out; on `partial` the caller writes the rest.
+SendResult send_bodyless_request(RequestContext& ctx, UpstreamConnection& conn, size_t& written) {
+  written = 0;
+  if (ctx.head.framing != http::BodyFraming::none || !ctx.body_views.empty()) return SendResult::not_finished;
+  conn.arm(ConnState::sending, Clock::now());
+  ++conn.requests;
+  const std::array bufs{boost::asio::const_buffer(ctx.out_head.data(), ctx.out_head.size())};
+  error_code ec;
+  written = conn.io.write_some(bufs, ec);  // a full socket is 0 bytes, not an error
+  if (ec) return SendResult::upstream_failed;
+  return written == ctx.out_head.size() ? SendResult::ok : SendResult::partial;
+}
 
 // Writes the head and the whole body to the upstream. `body_touched` is set once any body
 // bytes beyond those that came with the head have been read from the client (no retry then).
@@ -143,22 +159,29 @@ void release_upstream(RequestContext& ctx, upstream::UpstreamPool& pool, Upstrea
   pool.release(conn, reusable && !ctx.client_aborted);
 }
 
-// Reads into the connection's buffer once, waiting for readability first (no speculative read
-// that would fail while the upstream is still working on the answer).
+// Reads into the connection's buffer what the socket holds; would_block when it holds nothing
+// (the caller waits for readability and calls again). A plain function, not a coroutine: the
+// wait is co_awaited by the caller, so the per-request path does not pay a coroutine frame for it.
+error_code read_available(UpstreamConnection& conn, size_t limit) {
+  if (!conn.buffer.make_room(conn.pool->buffers(), limit)) return boost::asio::error::message_size;
+  error_code ec;
+  size_t got = conn.io.read_some(conn.buffer.tail(), conn.buffer.tail_room(), ec);
+  if (ec == boost::asio::error::try_again) ec = boost::asio::error::would_block;
+  if (!ec) conn.buffer.commit(got);
+  return ec;
+}
+
+// Waits for readability (no speculative read that would fail while the upstream is still working
+// on the answer) and reads once. Used where the wait is the rare case (the body after the first
+// read); the head loop in obtain_response does the same inline.
 boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t limit) {
-  auto& buffers = conn.pool->buffers();
-  if (!conn.buffer.make_room(buffers, limit)) co_return boost::asio::error::message_size;
   for (;;) {
     if (!conn.io.read_buffered()) {
       auto [wec] = co_await conn.io.async_wait_readable(nothrow);
       if (wec) co_return wec;
     }
-    error_code ec;
-    size_t got = conn.io.read_some(conn.buffer.tail(), conn.buffer.tail_room(), ec);
-    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) continue;
-    if (ec) co_return ec;
-    conn.buffer.commit(got);
-    co_return error_code{};
+    error_code ec = read_available(conn, limit);
+    if (ec != boost::asio::error::would_block) co_return ec;
   }
 }
 
@@ -221,7 +244,15 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
     }
     write_request_head(ctx, rn);
     error_code client_ec;
-    SendResult sent = co_await send_request(ctx, downstream, *conn, body_touched, client_ec);
+    size_t written = 0;
+    SendResult sent = send_bodyless_request(ctx, *conn, written);
+    if (sent == SendResult::partial) {
+      std::array rest{boost::asio::const_buffer(ctx.out_head.data() + written, ctx.out_head.size() - written)};
+      const error_code wec = co_await conn->io.write_all(std::span<boost::asio::const_buffer>(rest));
+      sent = wec ? SendResult::upstream_failed : SendResult::ok;
+    } else if (sent == SendResult::not_finished) {
+      sent = co_await send_request(ctx, downstream, *conn, body_touched, client_ec);
+    }
     if (sent == SendResult::client_failed || sent == SendResult::too_large) {
       release_upstream(ctx, pool, conn, false);
       if (sent == SendResult::too_large) {
@@ -262,7 +293,15 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
             break;
           }
         }
-        ec = co_await read_more(*conn, response_limits.max_header_bytes + 1);
+        if (!conn->io.read_buffered()) {
+          auto [wec] = co_await conn->io.async_wait_readable(nothrow);
+          if (wec) {
+            ec = wec;
+            break;
+          }
+        }
+        ec = read_available(*conn, response_limits.max_header_bytes + 1);
+        if (ec == boost::asio::error::would_block) continue;
         if (ec) break;
         got_bytes = true;
         conn->arm(ConnState::receiving, Clock::now());
@@ -476,8 +515,10 @@ boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream&
 boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
                                            size_t upstream_index) {
   upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream_index);
-  const bool body_ok = co_await start_request_body(ctx, downstream);
-  if (!body_ok) co_return;
+  if (ctx.head.framing != http::BodyFraming::none) {
+    const bool body_ok = co_await start_request_body(ctx, downstream);
+    if (!body_ok) co_return;
+  }
 
   http::ResponseHead rh;
   UpstreamConnection* conn = co_await obtain_response(worker, ctx, downstream, pool, rh);

@@ -414,8 +414,10 @@ boost::asio::awaitable<void> H2Connection::run_stream(H2Stream* s, int status, s
   }
   s->release_taken();
   s->disarm();
-  s->pieces_ = {};  // they pointed into the finished pipeline's buffers
-  s->piece_ = s->piece_off_ = 0;
+  if (!s->owned_) {
+    s->pieces_ = {};  // they pointed into the finished pipeline's buffers
+    s->piece_ = s->piece_off_ = 0;
+  }
   s->trailers_ = {};
   s->trailers_pending_ = false;
   worker_.release_context(&ctx);
@@ -499,11 +501,13 @@ void H2Connection::maybe_release(H2Stream* s) {
   if (!s->closed_ || s->pipeline_running_) return;
   s->StreamHook::unlink();
   --live_count_;
+  s->drop_owned();
   release_snapshot(s->snapshot_);
   s->snapshot_ = nullptr;
   // A few warm stream objects per connection; big body buffers are not kept warm.
   if (s->body_in_.capacity() > kKeepBodyCapacity) std::string().swap(s->body_in_);
   if (s->body_out_.capacity() > kKeepBodyCapacity) std::string().swap(s->body_out_);
+  if (s->owned_body_.capacity() > kKeepBodyCapacity) std::string().swap(s->owned_body_);
   if (free_streams_.size() < kFreeStreams && s->arena_.capacity() <= 64 * 1024) {
     free_streams_.emplace_back(s);
   } else {

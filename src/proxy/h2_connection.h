@@ -58,6 +58,11 @@ class H2Connection final : public ClientConnection {
   void note_deadline(Clock::time_point d) {
     if (d < deadline_) deadline_ = d;
   }
+  // Bytes of owned response bodies (H2Stream::owned_) nghttp2 has not taken yet: together they
+  // must fit the connection's send window.
+  size_t owned_bytes() const { return owned_bytes_; }
+  void add_owned(size_t n) { owned_bytes_ += n; }
+  void remove_owned(size_t n) { owned_bytes_ -= n; }
   // Builds nghttp2_nv entries for response fields in scratch storage (valid until the next call).
   std::span<nghttp2_nv> response_nv(RequestContext& ctx, const ResponseOut& head, const char* status);
   std::span<nghttp2_nv> trailer_nv(std::span<const http::Header> trailers);
@@ -127,6 +132,7 @@ class H2Connection final : public ClientConnection {
   std::vector<SnapshotUse> snapshots_;
   size_t live_count_ = 0;
   size_t pipelines_ = 0;          // pipeline coroutines running (their streams may be closed)
+  size_t owned_bytes_ = 0;        // see owned_bytes()
   uint32_t requests_ = 0;
   Clock::time_point now_;         // cached per read turn for the rate windows
 

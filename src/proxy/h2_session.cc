@@ -10,6 +10,7 @@
 
 #include "h2_connection.h"
 #include "h2_fields.h"
+#include "turnpike/common/nghttp2_mem.h"
 #include "turnpike/common/strings.h"
 #include "turnpike/proxy/snapshot.h"
 
@@ -344,7 +345,7 @@ bool H2Connection::start(std::string_view already_read) {
   nghttp2_option_set_stream_reset_rate_limit(opt, 2ull * cfg_->max_resets_per_second, cfg_->max_resets_per_second);
   nghttp2_option_set_max_continuations(opt, cfg_->max_continuations + 1);
   nghttp2_option_set_no_closed_streams(opt, 1);
-  int rv = nghttp2_session_server_new2(&session_, callbacks, this, opt);
+  int rv = nghttp2_session_server_new3(&session_, callbacks, this, opt, nghttp2_small_block_mem());
   nghttp2_option_del(opt);
   if (rv != 0) return false;
 

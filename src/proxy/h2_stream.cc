@@ -45,6 +45,10 @@ void H2Stream::reset_for(int32_t id, const Snapshot* snapshot) {
   piece_ = piece_off_ = 0;
   trailers_ = {};
   trailers_pending_ = submitted_ = end_ = eof_sent_ = deferred_ = no_body_ = false;
+  owned_ = false;
+  owned_body_.clear();
+  owned_view_ = {};
+  owned_left_ = 0;
   closed_ = false;
   close_code_ = 0;
   pipeline_running_ = timed_out_ = reset_submitted_ = false;
@@ -159,6 +163,10 @@ ssize_t H2Stream::read_data(nghttp2_session* session, int32_t, uint8_t* buf, siz
       s.piece_off_ = 0;
     }
   }
+  if (s.owned_) {
+    s.owned_left_ -= n;
+    s.conn_.remove_owned(n);
+  }
   if (s.piece_ >= s.pieces_.size()) {
     if (s.end_) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -212,6 +220,21 @@ boost::asio::awaitable<error_code> H2Stream::send_head(RequestContext& ctx, cons
     for (auto p : body) no_body_ = no_body_ && p.empty();
   }
   pieces_ = no_body_ ? std::span<const std::string_view>() : body;
+  if (!no_body_ && end) {
+    size_t size = 0;
+    for (auto p : body) size += p.size();
+    if (can_own(size)) {
+      // The usual small response: copied, so the pipeline finishes now instead of waiting for
+      // the connection's next write (one copy of a few KiB against a suspension and wake-up).
+      owned_body_.clear();
+      for (auto p : body) owned_body_.append(p);
+      owned_view_ = owned_body_;
+      pieces_ = std::span<const std::string_view>(&owned_view_, 1);
+      owned_ = true;
+      owned_left_ = size;
+      conn_.add_owned(size);
+    }
+  }
   piece_ = piece_off_ = 0;
   end_ = end || no_body_;
   eof_sent_ = no_body_;
@@ -226,7 +249,28 @@ boost::asio::awaitable<error_code> H2Stream::send_head(RequestContext& ctx, cons
   submitted_ = true;
   ctx.response_started = true;
   conn_.wake();
+  if (owned_ || all_sent()) co_return error_code{};
   co_return co_await wait_sent(ctx);
+}
+
+bool H2Stream::can_own(size_t size) const {
+  nghttp2_session* session = conn_.session();
+  // With the request still coming in, the pipeline's end resets the stream (NO_ERROR, RFC 9113
+  // §8.1), which must not overtake the body: such a response is sent the waiting way.
+  if (size > kMaxOwnedBody || session == nullptr || !remote_closed_) return false;
+  const int32_t stream_window = nghttp2_session_get_stream_remote_window_size(session, id_);
+  const int32_t conn_window = nghttp2_session_get_remote_window_size(session);
+  return stream_window >= 0 && conn_window >= 0 && size <= static_cast<size_t>(stream_window) &&
+         conn_.owned_bytes() + size <= static_cast<size_t>(conn_window);
+}
+
+void H2Stream::drop_owned() {
+  if (!owned_) return;
+  conn_.remove_owned(owned_left_);
+  owned_left_ = 0;
+  owned_ = false;
+  pieces_ = {};
+  piece_ = piece_off_ = 0;
 }
 
 boost::asio::awaitable<error_code> H2Stream::send_body(RequestContext& ctx, std::span<const std::string_view> body,

@@ -113,8 +113,16 @@ class H2Stream final : public Downstream, public StreamHook {
   void release_taken();
   // Waits until nghttp2 has taken every queued response piece (and the end, when given).
   boost::asio::awaitable<boost::system::error_code> wait_sent(RequestContext& ctx);
-  // The whole response (head, body, end of stream) has been handed to nghttp2.
-  bool response_complete() const { return no_body_ || (submitted_ && end_ && eof_sent_); }
+  // The whole response (head, body, end of stream) has been handed to nghttp2, or to the stream
+  // itself (owned_).
+  bool response_complete() const { return no_body_ || (submitted_ && end_ && (eof_sent_ || owned_)); }
+  // Whether a whole response body of `size` bytes may be copied into the stream (owned_), so the
+  // pipeline can finish without waiting for nghttp2 to take it: small, and within the flow-control
+  // windows, so that nothing but the socket can hold it up.
+  bool can_own(size_t size) const;
+  static constexpr size_t kMaxOwnedBody = 8 * 1024;
+  // The stream lets go of an owned body (sent, or the stream is gone).
+  void drop_owned();
   bool all_sent() const { return piece_ >= pieces_.size() && (!end_ || eof_sent_); }
   // The read side (read_body) and the send side (send_*) have a deadline each: both may be
   // waiting at once.
@@ -164,6 +172,12 @@ class H2Stream final : public Downstream, public StreamHook {
   bool eof_sent_ = false;              // nghttp2 has the end of the response (END_STREAM queued)
   bool deferred_ = false;              // the data callback returned DEFERRED: resume_data needed
   bool no_body_ = false;               // the response ended with its HEADERS
+  // A whole small response body copied by send_head (pieces_ = {&owned_view_, 1}): the pipeline
+  // did not wait for nghttp2 to take it and may already be gone.
+  bool owned_ = false;
+  std::string owned_body_;
+  std::string_view owned_view_;
+  size_t owned_left_ = 0;              // owned bytes nghttp2 has not taken yet
   char status_[3];
 
   // ---- Lifecycle ----

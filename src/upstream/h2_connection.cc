@@ -16,6 +16,7 @@
 
 #include <cstring>
 
+#include "turnpike/common/nghttp2_mem.h"
 #include "turnpike/upstream/upstream.h"
 
 namespace turnpike::upstream {
@@ -198,7 +199,7 @@ boost::asio::awaitable<void> H2UpstreamConnection::run() {
   // The window is reopened only when the client side took the bytes: backpressure per stream.
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_peer_max_concurrent_streams(opt, pool_->owner().config().h2_max_streams_per_connection);
-  int rv = nghttp2_session_client_new2(&session_, cbs, this, opt);
+  int rv = nghttp2_session_client_new3(&session_, cbs, this, opt, nghttp2_small_block_mem());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
   if (rv != 0) {
