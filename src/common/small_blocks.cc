@@ -83,6 +83,10 @@ void* allocate(std::size_t size) noexcept {
   Cache& c = cache;
   if (FreeBlock* b = c.head[cls]) {
     c.head[cls] = b->next;
+    // The next pop reads that block's link: start fetching it now. A freed block has often left
+    // the L1 cache by the time it is reused (hundreds of requests in flight), and the link read
+    // is otherwise a stall on the allocation path.
+    __builtin_prefetch(b->next);
     --c.count[cls];
     c.bytes -= cls * kClassSize;
     TP_UNPOISON(b, cls * kClassSize);
