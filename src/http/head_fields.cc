@@ -108,33 +108,55 @@ size_t find_bad_value_byte(const char* p, size_t n) noexcept {
   return n;
 }
 
-// RFC 9112 §5.1: field-line = field-name ":" OWS field-value OWS.
-ParseError parse_field_line(std::string_view line, Header& h) noexcept {
+// RFC 9112 §5.1: field-line = field-name ":" OWS field-value OWS. Parses the line starting at
+// data[pos] (find_head_end has checked that every line of the head ends in CRLF, so the scans
+// stop at its CR without a bound) and sets `next` to the start of the following line. The line's
+// end is found by the value check itself, not by a separate search for the LF.
+ParseError parse_field_line(const char* data, size_t pos, size_t end, Header& h, size_t& next) noexcept {
   // RFC 9112 §5.2: obs-fold is rejected; so is whitespace before the first field (§2.2).
-  if (is_ows(line.front())) return ParseError::obs_fold;
-  size_t i = 0;
-  while (i < line.size() && is_tchar(line[i])) ++i;
-  if (i == line.size()) return ParseError::bad_header_name;  // no colon
-  if (line[i] != ':') {
-    if (line[i] == '\r') return ParseError::bare_cr;
-    if (is_ows(line[i])) {
+  if (is_ows(data[pos])) return ParseError::obs_fold;
+  size_t i = pos;
+  while (is_tchar(data[i])) ++i;
+  if (data[i] != ':') {
+    if (data[i] == '\r') return data[i + 1] == '\n' ? ParseError::bad_header_name : ParseError::bare_cr;  // no colon
+    if (is_ows(data[i])) {
       // RFC 9112 §5.1: no whitespace is allowed between the field name and colon.
       size_t j = i;
-      while (j < line.size() && is_ows(line[j])) ++j;
-      if (j < line.size() && line[j] == ':') return ParseError::space_before_colon;
+      while (is_ows(data[j])) ++j;
+      if (data[j] == ':') return ParseError::space_before_colon;
     }
     return ParseError::bad_header_name;
   }
-  if (i == 0) return ParseError::bad_header_name;
-  h.name = line.substr(0, i);
+  if (i == pos) return ParseError::bad_header_name;
+  h.name = std::string_view(data + pos, i - pos);
   // RFC 9110 §5.5: field-value bytes are VCHAR, obs-text, SP and HTAB; NUL, CR, LF and the other
-  // CTLs are rejected rather than replaced.
-  const std::string_view value = line.substr(i + 1);
-  if (const size_t bad = find_bad_value_byte(value.data(), value.size()); bad < value.size()) {
-    return value[bad] == '\r' ? ParseError::bare_cr : ParseError::bad_header_value;
-  }
-  h.value = trim_ows(value);
+  // CTLs are rejected rather than replaced. The first byte that is not one must be the line's CR.
+  const size_t value = i + 1;
+  const size_t stop = value + find_bad_value_byte(data + value, end - value);
+  if (data[stop] != '\r') return ParseError::bad_header_value;
+  if (data[stop + 1] != '\n') return ParseError::bare_cr;
+  h.value = trim_ows(std::string_view(data + value, stop - value));
+  next = stop + 2;
   return ParseError::none;
+}
+
+// Whether a token (tchar bytes only) equals a field name given in lower case (letters and '-'),
+// ignoring case, eight bytes at a time. OR-ing 0x20 into each byte folds A-Z onto a-z; among
+// tchar bytes no other one lands on a lower-case letter, and none lands on '-' (only CR would).
+bool token_is(std::string_view token, std::string_view lower) noexcept {
+  if (token.size() != lower.size()) return false;
+  constexpr uint64_t kFold = 0x2020202020202020ull;
+  size_t i = 0;
+  for (; i + 8 <= token.size(); i += 8) {
+    uint64_t a, b;
+    std::memcpy(&a, token.data() + i, 8);
+    std::memcpy(&b, lower.data() + i, 8);
+    if ((a | kFold) != b) return false;
+  }
+  for (; i < token.size(); ++i) {
+    if ((token[i] | 0x20) != lower[i]) return false;
+  }
+  return true;
 }
 
 // Calls f(element) for each comma-separated list element, OWS-trimmed (RFC 9110 §5.6.1). Empty
@@ -259,25 +281,25 @@ void note_expect(std::string_view value, FieldSummary& s) noexcept {
 ParseError note_field(const Header& h, FieldSummary& s) noexcept {
   switch (h.name.size()) {
     case 4:
-      if (iequals(h.name, "host")) {
+      if (token_is(h.name, "host")) {
         ++s.host_count;
         s.host = h.value;
       }
       break;
     case 6:
-      if (iequals(h.name, "expect")) note_expect(h.value, s);
+      if (token_is(h.name, "expect")) note_expect(h.value, s);
       break;
     case 7:
-      if (iequals(h.name, "upgrade")) s.has_upgrade = true;
+      if (token_is(h.name, "upgrade")) s.has_upgrade = true;
       break;
     case 10:
-      if (iequals(h.name, "connection")) note_connection(h.value, s);
+      if (token_is(h.name, "connection")) note_connection(h.value, s);
       break;
     case 14:
-      if (iequals(h.name, "content-length")) return note_content_length(h.value, s);
+      if (token_is(h.name, "content-length")) return note_content_length(h.value, s);
       break;
     case 17:
-      if (iequals(h.name, "transfer-encoding")) return note_transfer_encoding(h.value, s);
+      if (token_is(h.name, "transfer-encoding")) return note_transfer_encoding(h.value, s);
       break;
     default:
       break;
@@ -291,15 +313,13 @@ ParseError parse_field_lines(const char* data, size_t begin, size_t end,
                              std::vector<Header>& headers, FieldSummary& summary) noexcept {
   size_t pos = begin;
   while (pos < end) {
-    // find_head_end checked that every line in the head ends in CRLF.
-    const char* lf = static_cast<const char*>(std::memchr(data + pos, '\n', end - pos));
-    const size_t lf_at = static_cast<size_t>(lf - data);
     Header h;
-    const ParseError e = parse_field_line(std::string_view(data + pos, lf_at - 1 - pos), h);
+    size_t next = pos;
+    const ParseError e = parse_field_line(data, pos, end, h, next);
     if (e != ParseError::none) return e;
     headers.push_back(h);
     if (const ParseError n = note_field(h, summary); n != ParseError::none) return n;
-    pos = lf_at + 1;
+    pos = next;
   }
   return ParseError::none;
 }
