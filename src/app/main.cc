@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "memory.h"
 #include "turnpike/config/config.h"
 #include "turnpike/proxy/server.h"
 #include "turnpike/proxy/snapshot.h"
@@ -26,6 +27,10 @@ void usage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First, before anything can make OpenSSL allocate.
+  if (!turnpike::app::route_openssl_allocations()) {
+    std::fprintf(stderr, "turnpike: note: OpenSSL allocated before startup; it keeps plain malloc\n");
+  }
   turnpike::proxy::ServerOptions options;
   options.config_path = "conf/turnpike.yaml";
   bool test_only = false;

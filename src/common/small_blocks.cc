@@ -6,6 +6,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 
@@ -24,8 +25,29 @@ namespace turnpike::small_blocks {
 
 namespace {
 
-// Class c (1..kClasses) holds blocks of at least c * kClassSize usable bytes.
-constexpr std::size_t kClasses = kMaxCachedSize / kClassSize;
+// Classes 1..kSmallClasses step by kClassSize bytes; the ones above, up to kMaxCachedSize, by
+// kLargeClassSize. class_bytes(c) is what a block in class c holds at least.
+constexpr std::size_t kSmallClasses = kMaxSmallSize / kClassSize;
+constexpr std::size_t kClasses = kSmallClasses + (kMaxCachedSize - kMaxSmallSize) / kLargeClassSize;
+
+constexpr std::size_t class_bytes(std::size_t cls) noexcept {
+  return cls <= kSmallClasses ? cls * kClassSize : kMaxSmallSize + (cls - kSmallClasses) * kLargeClassSize;
+}
+// The class a request of `size` bytes (<= kMaxCachedSize) is served from: rounded up.
+constexpr std::size_t class_of(std::size_t size) noexcept {
+  if (size <= kMaxSmallSize) return size == 0 ? 1 : (size + kClassSize - 1) / kClassSize;
+  return kSmallClasses + (size - kMaxSmallSize + kLargeClassSize - 1) / kLargeClassSize;
+}
+// The class a block that holds `usable` bytes can serve: rounded down (0: none).
+constexpr std::size_t class_holding(std::size_t usable) noexcept {
+  if (usable <= kMaxSmallSize) return usable / kClassSize;
+  return std::min(kClasses, kSmallClasses + (usable - kMaxSmallSize) / kLargeClassSize);
+}
+static_assert(class_of(1) == 1 && class_of(16) == 1 && class_of(17) == 2 && class_of(kMaxSmallSize) == kSmallClasses);
+static_assert(class_of(kMaxSmallSize + 1) == kSmallClasses + 1 && class_of(kMaxCachedSize) == kClasses);
+static_assert(class_bytes(class_of(kMaxSmallSize + 1)) == kMaxSmallSize + kLargeClassSize);
+static_assert(class_holding(class_bytes(kSmallClasses + 3)) == kSmallClasses + 3);
+static_assert(class_holding(class_bytes(7) + 15) == 7);
 
 struct FreeBlock {
   FreeBlock* next;
@@ -56,13 +78,9 @@ void register_exit() noexcept {
   (void)hook;
 }
 
-constexpr std::size_t class_of(std::size_t size) noexcept {
-  return size == 0 ? 1 : (size + kClassSize - 1) / kClassSize;
-}
-
 void push(Cache& c, std::size_t cls, void* block) noexcept {
-  const std::size_t size = cls * kClassSize;
-  if (c.count[cls] >= kMaxBlocksPerClass || c.bytes + size > kMaxCachedBytesPerThread || c.exited) {
+  const std::size_t size = class_bytes(cls);
+  if (c.count[cls] >= (cls <= kSmallClasses ? kMaxBlocksPerClass : kMaxLargeBlocksPerClass) || c.bytes + size > kMaxCachedBytesPerThread || c.exited) {
     std::free(block);
     return;
   }
@@ -88,11 +106,11 @@ void* allocate(std::size_t size) noexcept {
     // is otherwise a stall on the allocation path.
     __builtin_prefetch(b->next);
     --c.count[cls];
-    c.bytes -= cls * kClassSize;
-    TP_UNPOISON(b, cls * kClassSize);
+    c.bytes -= class_bytes(cls);
+    TP_UNPOISON(b, class_bytes(cls));
     return b;
   }
-  return std::malloc(cls * kClassSize);
+  return std::malloc(class_bytes(cls));
 }
 
 void deallocate(void* block, std::size_t size) noexcept {
@@ -106,10 +124,12 @@ void deallocate(void* block, std::size_t size) noexcept {
 
 void deallocate(void* block) noexcept {
   if (block == nullptr) return;
-  // A block in class c must hold c * kClassSize bytes: round the usable size down. (A block that
-  // malloc made larger than asked for lands in a higher class, which it is big enough for.)
-  const std::size_t cls = malloc_usable_size(block) / kClassSize;
-  if (cls == 0 || cls > kClasses) {
+  // A block in class c must hold class_bytes(c): round the usable size down. (A block that malloc
+  // made larger than asked for lands in a higher class, which it is big enough for; one larger
+  // than the largest class is not kept.)
+  const std::size_t usable = malloc_usable_size(block);
+  const std::size_t cls = usable > kMaxCachedSize + kLargeClassSize ? 0 : class_holding(usable);
+  if (cls == 0) {
     std::free(block);
     return;
   }
@@ -128,7 +148,7 @@ void release_thread_cache() noexcept {
   for (std::size_t cls = 1; cls <= kClasses; ++cls) {
     while (FreeBlock* b = c.head[cls]) {
       c.head[cls] = b->next;
-      TP_UNPOISON(b, cls * kClassSize);
+      TP_UNPOISON(b, class_bytes(cls));
       std::free(b);
     }
     c.count[cls] = 0;

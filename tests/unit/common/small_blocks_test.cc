@@ -76,7 +76,7 @@ TEST_F(SmallBlocksTest, PlainMallocBlocksMayBeFreedHere) {
   void* a = std::malloc(70);
   deallocate(a);
   EXPECT_EQ(thread_stats().blocks, 1u);
-  void* big = std::malloc(5000);
+  void* big = std::malloc(kMaxCachedSize + kLargeClassSize + 1);
   deallocate(big);
   EXPECT_EQ(thread_stats().blocks, 1u);  // too big to cache: freed
 }
@@ -103,6 +103,29 @@ TEST_F(SmallBlocksTest, LargeBlocksBypassTheCache) {
   EXPECT_EQ(thread_stats().blocks, 1u);  // the largest cached size
 }
 
+TEST_F(SmallBlocksTest, LargeClassesStepByAKibibyte) {
+  // OpenSSL's record buffers: a freed 17,000-byte block serves any request up to 17 KiB.
+  void* a = allocate(17000);
+  deallocate(a, 17000);
+  EXPECT_EQ(thread_stats().bytes, 17u * 1024);
+  void* b = allocate(17 * 1024);
+  EXPECT_EQ(b, a);
+  std::memset(b, 0x5a, 17 * 1024);
+  deallocate(b);  // unsized, as OpenSSL frees: back to the same class
+  EXPECT_EQ(thread_stats().bytes, 17u * 1024);
+  void* c = allocate(17 * 1024 + 1);  // the next class up
+  EXPECT_NE(c, a);
+  deallocate(c, 17 * 1024 + 1);
+  EXPECT_EQ(thread_stats().blocks, 2u);
+}
+
+TEST_F(SmallBlocksTest, LargeClassCountIsCapped) {
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < kMaxLargeBlocksPerClass + 10; ++i) blocks.push_back(allocate(4000));
+  for (void* b : blocks) deallocate(b, 4000);
+  EXPECT_EQ(thread_stats().blocks, kMaxLargeBlocksPerClass);
+}
+
 TEST_F(SmallBlocksTest, PerClassCountIsCapped) {
   std::vector<void*> blocks;
   for (size_t i = 0; i < kMaxBlocksPerClass + 50; ++i) blocks.push_back(allocate(32));
@@ -113,13 +136,13 @@ TEST_F(SmallBlocksTest, PerClassCountIsCapped) {
 TEST_F(SmallBlocksTest, PerThreadBytesAreCapped) {
   // Spread over classes so that the byte cap, not the per-class count, is what stops it.
   std::vector<std::pair<void*, size_t>> blocks;
-  for (size_t size = 512; size <= kMaxCachedSize; size += kClassSize) {
+  for (size_t size = 512; size <= kMaxSmallSize; size += kClassSize) {
     for (size_t i = 0; i < 300; ++i) blocks.emplace_back(allocate(size), size);
   }
   for (auto [b, size] : blocks) deallocate(b, size);
   const auto s = thread_stats();
   EXPECT_LE(s.bytes, kMaxCachedBytesPerThread);
-  EXPECT_GT(s.bytes, kMaxCachedBytesPerThread - kMaxCachedSize);
+  EXPECT_GT(s.bytes, kMaxCachedBytesPerThread - kMaxSmallSize);
 }
 
 TEST_F(SmallBlocksTest, ReleaseEmptiesTheCache) {

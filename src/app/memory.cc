@@ -1,11 +1,17 @@
-// The process's global operator new and delete (C++ [replacement.functions]): small blocks go
-// through the per-thread cache in turnpike/common/small_blocks.h, whose comment says why.
+// The process's memory hooks: the global operator new and delete (C++ [replacement.functions])
+// and OpenSSL's allocator both go through the per-thread cache in turnpike/common/small_blocks.h,
+// whose comment says why.
 //
 // Over-aligned variants (std::align_val_t) are left to the library: nothing on the request path
 // uses them, and the library pairs them with its own aligned deletes. Sanitizer builds use these
 // too, so the tests run the allocator that ships: AddressSanitizer still sees every block come
 // from malloc, and the cache poisons the blocks it holds (small_blocks.cc).
+#include "memory.h"
+
+#include <openssl/crypto.h>
+
 #include <cstddef>
+#include <cstdlib>
 #include <new>
 
 #include "turnpike/common/small_blocks.h"
@@ -42,3 +48,17 @@ void operator delete[](void* p, std::size_t size) noexcept { turnpike::small_blo
 void operator delete(void* p, const std::nothrow_t&) noexcept { turnpike::small_blocks::deallocate(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept { turnpike::small_blocks::deallocate(p); }
 
+
+namespace turnpike::app {
+
+bool route_openssl_allocations() {
+  // OpenSSL allocates and frees a ~17 KiB buffer per TLS read and write (SSL_MODE_RELEASE_BUFFERS
+  // keeps idle connections small) and a few small blocks per record.
+  return CRYPTO_set_mem_functions(
+             [](size_t size, const char*, int) { return small_blocks::allocate(size); },
+             // Blocks are malloc blocks: realloc works on them directly.
+             [](void* p, size_t size, const char*, int) { return std::realloc(p, size); },
+             [](void* p, const char*, int) { small_blocks::deallocate(p); }) == 1;
+}
+
+}  // namespace turnpike::app
