@@ -213,8 +213,11 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
     const auto& rn = pool.upstream().nodes[node];
     ctx.upstream_addr = rn.address;
     // A parked connection is taken without a coroutine; connecting needs one.
-    auto acquired = pool.take_idle(node);
-    if (!acquired.conn) acquired = co_await pool.acquire(node);
+    // A request that is not retried on a stale reused connection (not idempotent, or its body
+    // already read) has the parked connection checked first.
+    const bool verify = !idempotent || body_touched;
+    auto acquired = pool.take_idle(node, verify);
+    if (!acquired.conn) acquired = co_await pool.acquire(node, verify);
     if (acquired.ec) {
       counters.upstream_connect_failures.inc();
       if (acquired.tls_failed) counters.upstream_tls_failures.inc();

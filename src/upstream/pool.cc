@@ -1,8 +1,9 @@
 // Per-worker keepalive pool for one upstream: node selection, connect, park, reuse, timeouts.
 //
-// Hot path (acquire/release of a parked connection): list splices and one async_wait that
-// watches a parked connection so an upstream close is noticed while it sits idle. No lock; the
-// only allocations are for new connections.
+// Hot path (acquire/release of a parked connection): list splices. A connection still parked at
+// the next 100 ms sweep is looked at and then watched, so an upstream close is noticed while it
+// sits idle; a request that cannot be retried elsewhere looks before using it. No lock; the only
+// allocations are for new connections.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/post.hpp>
@@ -71,20 +72,28 @@ size_t UpstreamPool::pick(uint64_t exclude) {
   return best;
 }
 
-UpstreamPool::Acquired UpstreamPool::take_idle(size_t node) {
+UpstreamPool::Acquired UpstreamPool::take_idle(size_t node, bool verify) {
   Node& n = nodes_[node];
-  if (n.idle.empty()) return {};
-  UpstreamConnection* conn = &n.idle.front();
-  n.idle.pop_front();
-  --n.idle_count;
+  UpstreamConnection* conn = nullptr;
+  for (;;) {
+    if (n.idle.empty()) return {};
+    conn = &n.idle.front();
+    n.idle.pop_front();
+    --n.idle_count;
+    // A request that must not be retried elsewhere (not idempotent) looks first: readable here
+    // means the upstream closed the connection (or sent bytes nobody asked for) since it was
+    // parked, which the watch may not have reported yet (see sweep).
+    if (!verify || !conn->io.has_input()) break;
+    destroy(conn);
+  }
   conn->reused = true;
   conn->state = ConnState::sending;
   ++active_;
   return Acquired{{}, false, conn};
 }
 
-asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(size_t node) {
-  Acquired parked = take_idle(node);
+asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(size_t node, bool verify) {
+  Acquired parked = take_idle(node, verify);
   if (parked.conn) co_return parked;
   auto* conn = new UpstreamConnection(ioc_, *this, node);
   all_.push_back(*conn);
@@ -157,7 +166,9 @@ void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
   conn->arm(ConnState::idle, Clock::now());
   n.idle.push_front(*conn);
   ++n.idle_count;
-  if (!conn->watching) watch(conn);
+  // Not watched yet: under load a parked connection is taken again within microseconds, and a
+  // watch armed and completed per request was a reactor operation per request for nothing. The
+  // sweep starts watching the ones still parked at its next tick (at most 100 ms from now).
 }
 
 void UpstreamPool::watch(UpstreamConnection* conn) {
@@ -210,6 +221,19 @@ void UpstreamPool::sweep(Clock::time_point now) {
   if (h2_) h2_->sweep(now);
   for (auto it = all_.begin(); it != all_.end();) {
     UpstreamConnection& c = *it++;
+    if (c.state == ConnState::idle && !c.watching && c.deadline > now) {
+      // Parked since the last tick: look once, then watch. The look is needed because the watch
+      // waits for the next readiness edge, and an upstream close that arrived while nothing was
+      // waiting has had its edge already.
+      if (c.io.has_input()) {
+        Node& n = nodes_[c.node];
+        n.idle.erase(n.idle.iterator_to(c));
+        --n.idle_count;
+        destroy(&c);
+        continue;
+      }
+      watch(&c);
+    }
     if (c.deadline > now) continue;
     if (c.state == ConnState::idle) {
       Node& n = nodes_[c.node];

@@ -17,6 +17,8 @@ Endpoints (any other path behaves like /echo, so routing tests can use any path)
   /chunked/<n>           n pattern bytes, chunked
   /close-delimited/<n>   n pattern bytes, neither length nor chunked: ends at close
   /malformed[/<kind>]    a broken response, then close (kinds: MALFORMED_RESPONSES)
+  /drop-after            answers like /echo without `Connection: close`, then drops the connection
+                         anyway (an upstream restarting, or one with a shorter idle timeout)
 Pattern bytes are `pattern_chunks(n)`; `pattern_sha256(n)` is their digest.
 """
 from __future__ import annotations
@@ -401,6 +403,11 @@ class Origin:
 
         if endpoint == "malformed":
             sock.sendall(MALFORMED_RESPONSES.get(arg, MALFORMED_RESPONSES["status-line"]))
+            return False
+        if endpoint == "drop-after":
+            body = json.dumps(req.to_json()).encode()
+            self._send_simple(sock, req, 200, "application/json", body, extra, True)
+            sock.shutdown(socket.SHUT_RDWR)
             return False
         if endpoint == "close-delimited":
             n = int(arg)

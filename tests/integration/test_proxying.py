@@ -3,6 +3,7 @@ bodies streamed both ways, every response framing from the origin, and responses
 import hashlib
 import os
 import threading
+import time
 
 import pytest
 
@@ -228,6 +229,24 @@ def test_upstream_connections_are_reused_across_requests(tp, origin):
             assert conn.request("GET", f"/echo/reuse?i={i}").status == 200
     conns = {r.conn_id for r in origin.snapshot()}
     assert len(conns) <= 2, f"10 sequential requests used {len(conns)} upstream connections"
+
+
+@pytest.mark.parametrize("idle_s", [0.05, 0.5])
+def test_parked_connection_the_upstream_dropped_is_not_reused(tp, origin, idle_s):
+    # The origin answers keep-alive, then drops the connection. A POST that follows (not retried
+    # on another connection: it is not idempotent) must go out on a new connection, not fail with
+    # 502: noticed while parked (0.5 s, several sweep ticks) or when taken out again (0.05 s).
+    with rawhttp.HttpConn(tp.port()) as conn:
+        assert conn.request("GET", "/drop-after").status == 200
+    time.sleep(idle_s)
+    body = b"x" * 1000
+    with rawhttp.HttpConn(tp.port()) as conn:
+        r = conn.request("POST", "/sink", body=body)
+        assert r.status == 200, r.body
+    sink = only_request(origin, "/sink")
+    first = only_request(origin, "/drop-after")
+    assert sink.conn_id != first.conn_id
+    assert sink.body_sha256 == hashlib.sha256(body).hexdigest()
 
 
 def test_body_digest_helper_matches_hashlib():

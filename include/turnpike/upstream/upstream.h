@@ -114,9 +114,11 @@ class UpstreamPool {
     UpstreamConnection* conn = nullptr;
     bool tls_failed = false;  // connected, but the TLS handshake failed (verification, ...)
   };
-  asio::awaitable<Acquired> acquire(size_t node);
+  // `verify`: check a parked connection for an upstream close before handing it out (a peek;
+  // for requests that are not retried on another connection when a reused one fails).
+  asio::awaitable<Acquired> acquire(size_t node, bool verify = false);
   // The parked connection acquire() would return first, without suspending; conn null if none.
-  Acquired take_idle(size_t node);
+  Acquired take_idle(size_t node, bool verify = false);
 
   // Returns a connection after a response: parked for reuse when `reusable` and within limits,
   // otherwise closed and freed.
