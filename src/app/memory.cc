@@ -48,7 +48,6 @@ void operator delete[](void* p, std::size_t size) noexcept { turnpike::small_blo
 void operator delete(void* p, const std::nothrow_t&) noexcept { turnpike::small_blocks::deallocate(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept { turnpike::small_blocks::deallocate(p); }
 
-
 namespace turnpike::app {
 
 bool route_openssl_allocations() {

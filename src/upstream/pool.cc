@@ -171,27 +171,32 @@ void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
   // sweep starts watching the ones still parked at its next tick (at most 100 ms from now).
 }
 
-void UpstreamPool::watch(UpstreamConnection* conn) {
+bool UpstreamPool::watch(UpstreamConnection* conn) {
   // A parked connection becomes readable only when the upstream closes it (or misbehaves by
-  // sending unrequested bytes): either way it must not be reused. The wait stays pending when the
-  // connection is taken out again and completes with the next response. That completion can run
-  // after the response was read and the connection parked again, so readiness alone proves
-  // nothing: a peek tells a closed (or chattering) upstream from readiness already consumed.
+  // sending unrequested bytes): either way it must not be reused. The wait is for the next
+  // readiness edge, and an edge that came while nothing waited (a close right after the response
+  // was read) is not seen again: so look first. The wait stays pending when the connection is
+  // taken out again and completes with the next response; that completion can run after the
+  // connection was parked again, so it looks again rather than trusting the readiness.
+  if (conn->io.has_input()) {
+    discard_idle(conn);
+    return false;
+  }
   conn->watching = true;
   uint32_t gen = ++conn->watch_generation;
   conn->io.async_wait_readable([conn, gen](boost::system::error_code ec) {
     conn->watching = false;
     if (ec || conn->state != ConnState::idle || conn->watch_generation != gen) return;
-    UpstreamPool* pool = conn->pool;
-    if (!conn->io.has_input()) {
-      pool->watch(conn);  // nothing there: keep watching
-      return;
-    }
-    Node& n = pool->nodes_[conn->node];
-    n.idle.erase(n.idle.iterator_to(*conn));
-    --n.idle_count;
-    pool->destroy(conn);
+    conn->pool->watch(conn);
   });
+  return true;
+}
+
+void UpstreamPool::discard_idle(UpstreamConnection* conn) {
+  Node& n = nodes_[conn->node];
+  n.idle.erase(n.idle.iterator_to(*conn));
+  --n.idle_count;
+  destroy(conn);
 }
 
 void UpstreamPool::destroy(UpstreamConnection* conn) {
@@ -221,25 +226,11 @@ void UpstreamPool::sweep(Clock::time_point now) {
   if (h2_) h2_->sweep(now);
   for (auto it = all_.begin(); it != all_.end();) {
     UpstreamConnection& c = *it++;
-    if (c.state == ConnState::idle && !c.watching && c.deadline > now) {
-      // Parked since the last tick: look once, then watch. The look is needed because the watch
-      // waits for the next readiness edge, and an upstream close that arrived while nothing was
-      // waiting has had its edge already.
-      if (c.io.has_input()) {
-        Node& n = nodes_[c.node];
-        n.idle.erase(n.idle.iterator_to(c));
-        --n.idle_count;
-        destroy(&c);
-        continue;
-      }
-      watch(&c);
-    }
+    // Parked since the last tick: from now on watched (or discarded, if the upstream closed it).
+    if (c.state == ConnState::idle && !c.watching && c.deadline > now && !watch(&c)) continue;
     if (c.deadline > now) continue;
     if (c.state == ConnState::idle) {
-      Node& n = nodes_[c.node];
-      n.idle.erase(n.idle.iterator_to(c));
-      --n.idle_count;
-      destroy(&c);
+      discard_idle(&c);
     } else if (c.state != ConnState::closed && !c.timed_out) {
       spdlog::debug("upstream {} {}: {} timeout", upstream_->config->name, upstream_->nodes[c.node].address,
                     to_string(c.state));

@@ -134,7 +134,11 @@ class UpstreamPool {
 
  private:
   void destroy(UpstreamConnection* conn);
-  void watch(UpstreamConnection* conn);
+  // Looks at a parked connection, then waits for it to become readable: false when the look
+  // found it closed by the upstream (it is discarded then).
+  bool watch(UpstreamConnection* conn);
+  // Takes a parked connection off its node's idle list and destroys it.
+  void discard_idle(UpstreamConnection* conn);
   // https: the TLS handshake on a fresh connection (under the connect timeout).
   asio::awaitable<boost::system::error_code> start_tls(UpstreamConnection* conn);
 
