@@ -18,6 +18,7 @@
 
 #include "downstream_h2.h"
 #include "headers.h"
+#include "turnpike/common/coarse_clock.h"
 #include "io.h"
 #include "pipeline.h"
 #include "turnpike/http/uri.h"
@@ -65,7 +66,7 @@ DownstreamConnection::~DownstreamConnection() {
 
 void DownstreamConnection::arm(DownstreamWait w, Clock::duration timeout) {
   wait_ = w;
-  deadline_ = Clock::now() + timeout;
+  deadline_ = coarse_now() + timeout;
 }
 
 void DownstreamConnection::upstream_wait_begin(RequestContext& ctx) {
@@ -490,8 +491,8 @@ boost::asio::awaitable<error_code> DownstreamConnection::read_body(RequestContex
 // Response
 // ---------------------------------------------------------------------------------------------
 
-boost::asio::awaitable<error_code> DownstreamConnection::send_head(RequestContext& ctx, const ResponseOut& head,
-                                                                   std::span<const std::string_view> body, bool end) {
+bool DownstreamConnection::start_head(RequestContext& ctx, const ResponseOut& head,
+                                      std::span<const std::string_view> body, bool end, error_code& ec) {
   HeadBuffer& out = ctx.out_head;
   out.clear();
   out.put("HTTP/1.1 "sv);
@@ -510,7 +511,7 @@ boost::asio::awaitable<error_code> DownstreamConnection::send_head(RequestContex
     out.put("Connection: upgrade\r\n\r\n"sv);
     ctx.response_started = true;
     close_after_ = true;
-    co_return co_await write_pieces(ctx, {}, false);
+    return try_write_pieces(ctx, {}, false, ec);
   }
   if (head.no_body) {
     if (!head.keep_content_length_header && head.content_length && head.status != 204 && head.status != 304) {
@@ -537,7 +538,7 @@ boost::asio::awaitable<error_code> DownstreamConnection::send_head(RequestContex
   }
   out.put("\r\n"sv);
   ctx.response_started = true;
-  co_return co_await write_pieces(ctx, head.no_body ? std::span<const std::string_view>() : body, end);
+  return try_write_pieces(ctx, head.no_body ? std::span<const std::string_view>() : body, end, ec);
 }
 
 boost::asio::awaitable<error_code> DownstreamConnection::send_body(RequestContext& ctx,
@@ -616,34 +617,66 @@ boost::asio::awaitable<error_code> DownstreamConnection::pump(Transport& from, T
   co_return timed_out_ ? boost::asio::error::timed_out : ec;
 }
 
-boost::asio::awaitable<error_code> DownstreamConnection::write_pieces(RequestContext& ctx,
-                                                                      std::span<const std::string_view> body, bool end) {
+bool DownstreamConnection::try_write_pieces(RequestContext& ctx, std::span<const std::string_view> body, bool end,
+                                            error_code& ec) {
   auto& iov = ctx.iov;
   size_t n = 0;
   if (!ctx.out_head.empty()) iov[n++] = boost::asio::buffer(ctx.out_head.data(), ctx.out_head.size());
   size_t next = 0;
-  do {
-    n = frame_pieces(iov, n, body, next, chunked_out_, chunk_header_);
+  n = frame_pieces(iov, n, body, next, chunked_out_, chunk_header_);
+  if (chunked_out_ && end && next >= body.size()) {
+    iov[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
+  }
+  // Straight into the socket: it takes everything in the usual case.
+  std::span<boost::asio::const_buffer> bufs(iov.data(), n);
+  size_t done = 0;
+  ec = {};
+  if (n > 0) {
+    done = transport_->write_some(bufs, ec);
+    if (ec) return true;
+  }
+  if (done == total_size(bufs) && next >= body.size()) return true;
+  pending_body_ = body;
+  pending_next_ = next;
+  pending_iov_ = n;
+  pending_done_ = done;
+  pending_end_ = end;
+  return false;
+}
+
+boost::asio::awaitable<error_code> DownstreamConnection::finish_send(RequestContext& ctx) {
+  auto& iov = ctx.iov;
+  const std::span<const std::string_view> body = pending_body_;
+  const bool end = pending_end_;
+  size_t next = pending_next_;
+  size_t n = pending_iov_;
+  size_t done = pending_done_;
+  pending_body_ = {};
+  for (;;) {
+    std::span<boost::asio::const_buffer> bufs(iov.data(), n);
+    if (done < total_size(bufs)) {
+      arm(DownstreamWait::send, snapshot_->config->limits.send_timeout);
+      auto ec = co_await transport_->write_all(consume_front(bufs, done));
+      disarm();
+      if (ec) co_return timed_out_ ? boost::asio::error::timed_out : ec;
+    }
+    if (next >= body.size()) co_return error_code{};
+    // The next batch of pieces (more than one scatter list holds).
+    n = frame_pieces(iov, 0, body, next, chunked_out_, chunk_header_);
     if (chunked_out_ && end && next >= body.size()) {
       iov[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
     }
-    if (n > 0) {
-      // Straight into the socket when it takes everything (the usual case); else wait.
-      std::span<boost::asio::const_buffer> bufs(iov.data(), n);
-      error_code ec;
-      size_t all = total_size(bufs);
-      size_t done = transport_->write_some(bufs, ec);
-      if (ec) co_return ec;
-      if (done < all) {
-        arm(DownstreamWait::send, snapshot_->config->limits.send_timeout);
-        auto aec = co_await transport_->write_all(consume_front(bufs, done));
-        disarm();
-        if (aec) co_return timed_out_ ? boost::asio::error::timed_out : aec;
-      }
-    }
-    n = 0;
-  } while (next < body.size());
-  co_return error_code{};
+    error_code ec;
+    done = n > 0 ? transport_->write_some(std::span<boost::asio::const_buffer>(iov.data(), n), ec) : 0;
+    if (ec) co_return ec;
+  }
+}
+
+boost::asio::awaitable<error_code> DownstreamConnection::write_pieces(RequestContext& ctx,
+                                                                      std::span<const std::string_view> body, bool end) {
+  error_code ec;
+  if (try_write_pieces(ctx, body, end, ec)) co_return ec;
+  co_return co_await finish_send(ctx);
 }
 
 boost::asio::awaitable<void> DownstreamConnection::refuse(int status, std::string_view code, std::string_view message) {

@@ -51,8 +51,9 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   // Downstream
   boost::asio::awaitable<boost::system::error_code> read_body(RequestContext& ctx) override;
   void preread_body(RequestContext& ctx) override;
-  boost::asio::awaitable<boost::system::error_code> send_head(RequestContext& ctx, const ResponseOut& head,
-                                                              std::span<const std::string_view> body, bool end) override;
+  bool start_head(RequestContext& ctx, const ResponseOut& head, std::span<const std::string_view> body, bool end,
+                  boost::system::error_code& ec) override;
+  boost::asio::awaitable<boost::system::error_code> finish_send(RequestContext& ctx) override;
   boost::asio::awaitable<boost::system::error_code> send_body(RequestContext& ctx,
                                                               std::span<const std::string_view> body, bool end) override;
   boost::asio::awaitable<boost::system::error_code> send_trailers(RequestContext& ctx,
@@ -78,7 +79,13 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   bool take_arrival(boost::system::error_code& ec);
   // park()'s wait, repeated while wakeups bring nothing.
   static void wait_parked(std::unique_ptr<DownstreamConnection> self);
-  boost::asio::awaitable<boost::system::error_code> write_pieces(RequestContext& ctx, std::span<const std::string_view> body, bool end);
+  // Writes ctx.out_head (when not empty) and the body pieces, framed. try_write_pieces writes the
+  // first batch straight into the socket and returns true when that was all (result in `ec`);
+  // otherwise finish_send() writes the rest, waiting for the socket.
+  bool try_write_pieces(RequestContext& ctx, std::span<const std::string_view> body, bool end,
+                        boost::system::error_code& ec);
+  boost::asio::awaitable<boost::system::error_code> write_pieces(RequestContext& ctx, std::span<const std::string_view> body,
+                                                                 bool end);
   // One direction of a tunnel: bytes from `from` to `to` until `from` ends (then half-closes `to`).
   boost::asio::awaitable<boost::system::error_code> pump(Transport& from, Transport& to);
   // Cleartext listener with HTTP/2: the client's first bytes are (a prefix of) the h2 preface.
@@ -112,6 +119,13 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   bool tunnel_failed_ = false;   // one direction of the tunnel failed: the other stops too
   std::chrono::milliseconds tunnel_idle_{0};
   char chunk_header_[24];
+  // What try_write_pieces left to finish_send: the first batch's scatter list in ctx.iov
+  // (pending_iov_ entries, pending_done_ bytes of them written) and the pieces after it.
+  std::span<const std::string_view> pending_body_;
+  size_t pending_next_ = 0;
+  size_t pending_iov_ = 0;
+  size_t pending_done_ = 0;
+  bool pending_end_ = false;
 };
 
 }  // namespace turnpike::proxy

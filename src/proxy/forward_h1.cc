@@ -19,6 +19,7 @@
 #include "headers.h"
 #include "io.h"
 #include "pipeline.h"
+#include "turnpike/common/coarse_clock.h"
 #include "turnpike/http/chunked.h"
 #include "turnpike/proxy/snapshot.h"
 #include "worker.h"
@@ -87,7 +88,7 @@ enum class SendResult : unsigned char {
 SendResult send_bodyless_request(RequestContext& ctx, UpstreamConnection& conn, size_t& written) {
   written = 0;
   if (ctx.head.framing != http::BodyFraming::none || !ctx.body_views.empty()) return SendResult::not_finished;
-  conn.arm(ConnState::sending, Clock::now());
+  conn.arm(ConnState::sending, coarse_now());
   ++conn.requests;
   const std::array bufs{boost::asio::const_buffer(ctx.out_head.data(), ctx.out_head.size())};
   error_code ec;
@@ -106,7 +107,7 @@ boost::asio::awaitable<SendResult> send_request(RequestContext& ctx, Downstream&
   char chunk_header[24];
   size_t n = 0;
   iov[n++] = boost::asio::buffer(ctx.out_head.data(), ctx.out_head.size());
-  conn.arm(ConnState::sending, Clock::now());
+  conn.arm(ConnState::sending, coarse_now());
   ++conn.requests;
 
   // ctx.body_views holds the body bytes already received (see forward_http1): they go out in
@@ -128,7 +129,7 @@ boost::asio::awaitable<SendResult> send_request(RequestContext& ctx, Downstream&
         const size_t done = conn.io.write_some(bufs, wec);
         if (!wec && done < total) wec = co_await conn.io.write_all(consume_front(bufs, done));
         if (wec) co_return SendResult::upstream_failed;
-        conn.arm(ConnState::sending, Clock::now());
+        conn.arm(ConnState::sending, coarse_now());
       }
       n = 0;
     } while (first < ctx.body_views.size());
@@ -173,7 +174,7 @@ error_code read_available(UpstreamConnection& conn, size_t limit) {
 
 // Waits for readability (no speculative read that would fail while the upstream is still working
 // on the answer) and reads once. Used where the wait is the rare case (the body after the first
-// read); the head loop in obtain_response does the same inline.
+// read); the response-head loop in forward_http1 does the same inline.
 boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t limit) {
   for (;;) {
     if (!conn.io.read_buffered()) {
@@ -185,11 +186,56 @@ boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t li
   }
 }
 
-// Step 1 of forwarding: a connection that has sent the request and received a final response
-// head (in `rh`, its fields in ctx.response_headers). Retries where that is safe. On failure the
-// error response has been sent and the result is null.
-boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                                            upstream::UpstreamPool& pool, http::ResponseHead& rh) {
+
+}  // namespace
+
+// The client's body could not be read: malformed chunking gets a 400, a too slow client a 408
+// (if it still listens), a vanished one nothing. The connection closes either way.
+boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream, error_code ec) {
+  ctx.close_connection = true;
+  if (ctx.chunked.failed()) {
+    co_await respond_error(ctx, downstream, 400, "bad_request", ctx.chunked.error());
+  } else if (ec == boost::asio::error::timed_out) {
+    co_await respond_error(ctx, downstream, 408, "request_timeout", "the request body did not arrive in time");
+  } else {
+    ctx.error = "client_body_failed";
+  }
+}
+
+boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream& downstream) {
+  if (ctx.head.framing == http::BodyFraming::none) co_return true;
+  // Body bytes that came with the head. A chunked body is not forwarded before its first chunk
+  // header has been seen to be valid, so a malformed one never reaches the upstream at all.
+  downstream.preread_body(ctx);
+  while (ctx.head.framing == http::BodyFraming::chunked && ctx.body_views.empty() && !ctx.body_done &&
+         !ctx.chunked.failed()) {
+    auto ec = co_await downstream.read_body(ctx);
+    if (ec && !ctx.chunked.failed()) {
+      co_await fail_client_body(ctx, downstream, ec);
+      co_return false;
+    }
+  }
+  if (ctx.chunked.failed()) {
+    co_await fail_client_body(ctx, downstream, boost::asio::error::invalid_argument);
+    co_return false;
+  }
+  co_return true;
+}
+
+boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                           size_t upstream_index) {
+  upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream_index);
+  if (ctx.head.framing != http::BodyFraming::none) {
+    const bool body_ok = co_await start_request_body(ctx, downstream);
+    if (!body_ok) co_return;
+  }
+  // The three steps run in this one coroutine: a coroutine per step would cost every request a
+  // frame allocation and two resumptions each.
+  http::ResponseHead rh;
+
+  // ==== Step 1: a connection that has sent the request and received a final response head (in
+  // `rh`, its fields in ctx.response_headers), retrying where that is safe. On failure the error
+  // response is sent and we are done. ====
   const auto& ucfg = pool.config();
   auto& counters = worker.counters();
   const bool idempotent = http::is_idempotent(ctx.head.method);
@@ -237,13 +283,13 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
       } else {
         co_await respond_error(ctx, downstream, 502, "upstream_connect_failed", "could not connect to the upstream");
       }
-      co_return nullptr;
+      co_return;
     }
     conn = acquired.conn;
     hold_upstream(ctx, conn);
     if (ctx.client_aborted) {  // the client left while we connected: nothing was sent on it
       release_upstream(ctx, pool, conn, false);
-      co_return nullptr;
+      co_return;
     }
     write_request_head(ctx, rn);
     error_code client_ec;
@@ -264,7 +310,7 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
       } else {
         co_await fail_client_body(ctx, downstream, client_ec);
       }
-      co_return nullptr;
+      co_return;
     }
     error_code ec;
     bool retry_stale = false;
@@ -273,7 +319,7 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
       retry_stale = conn->reused && !conn->timed_out;
     } else {
       // Read until a final (non-1xx) response head is complete.
-      conn->arm(ConnState::receiving, Clock::now());
+      conn->arm(ConnState::receiving, coarse_now());
       conn->buffer.ensure(pool.buffers());
       downstream.upstream_wait_begin(ctx);
       http::ParseState ps;
@@ -307,7 +353,7 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
         if (ec == boost::asio::error::would_block) continue;
         if (ec) break;
         got_bytes = true;
-        conn->arm(ConnState::receiving, Clock::now());
+        conn->arm(ConnState::receiving, coarse_now());
       }
       downstream.upstream_wait_end();
       if (ec && !got_bytes && conn->reused && !conn->timed_out && ec != boost::asio::error::invalid_argument) {
@@ -339,193 +385,141 @@ boost::asio::awaitable<UpstreamConnection*> obtain_response(Worker& worker, Requ
     } else {
       co_await respond_error(ctx, downstream, 502, "upstream_failed", "the upstream closed the connection");
     }
-    co_return nullptr;
-  }
-  ctx.upstream_time = Clock::now() - started;
-  co_return conn;
-}
-
-// Steps 2 and 3: header filter, response head to the client, then the body streamed from the
-// upstream connection's buffer to the client; finally the connection is parked or closed.
-boost::asio::awaitable<void> relay_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                            upstream::UpstreamPool& pool, UpstreamConnection* conn_ptr,
-                                            http::ResponseHead& rh) {
-  UpstreamConnection* conn = conn_ptr;
-  auto& counters = worker.counters();
-  // ---- 2. response head: header filter, then to the client with the first body bytes ----
-  ctx.upstream_status = rh.status;
-  ctx.response_status = rh.status;
-  size_t i = 0;
-  if (ctx.route && !ctx.route->filters.empty()) {
-    if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
-      co_await run_phase(ctx, Phase::header_filter);
-    }
-  }
-  conn->buffer.consume(rh.head_length);
-
-  if (rh.status == 101) {
-    // Upgraded (WebSocket): the 101 goes to the client, then both connections become one tunnel.
-    // The upstream connection is never reused afterwards.
-    ResponseOut up;
-    up.status = 101;
-    up.headers = &ctx.response_headers;
-    up.no_body = true;
-    up.upgrade = ctx.upgrade;
-    counters.tunnels.inc();
-    auto ec = co_await downstream.send_head(ctx, up, {}, false);
-    if (!ec) {
-      conn->arm(ConnState::tunnel, Clock::time_point::max());
-      ec = co_await downstream.tunnel(ctx, conn->io, conn->buffer.view(),
-                                      std::chrono::duration_cast<std::chrono::milliseconds>(pool.config().read_timeout));
-    }
-    if (ec && ec != boost::asio::error::eof) ctx.error = ec == boost::asio::error::timed_out ? "tunnel_timeout" : "tunnel_failed";
-    ctx.close_connection = true;
-    release_upstream(ctx, pool, conn, false);
     co_return;
   }
+  ctx.upstream_time = Clock::now() - started;
+  ctx.upstream_time = Clock::now() - started;
 
-  ResponseOut out;
-  out.status = rh.status;
-  out.reason = rh.reason;
-  out.headers = &ctx.response_headers;
-  out.no_body = rh.framing == http::BodyFraming::none;
-  out.keep_content_length_header = out.no_body;
-  if (rh.framing == http::BodyFraming::content_length) out.content_length = rh.content_length;
-
-  const bool has_body_filters = ctx.route && !ctx.route->filters.empty();
-  uint64_t remaining = rh.framing == http::BodyFraming::content_length ? rh.content_length : 0;
-  bool done = out.no_body || (rh.framing == http::BodyFraming::content_length && remaining == 0);
-  bool reusable = rh.keep_alive && rh.framing != http::BodyFraming::until_close;
-  ctx.chunked.reset();
-  bool first = true;
-  error_code dec;
-
-  // ---- 3. stream the body: upstream buffer → client, one read and one write at a time ----
-  for (;;) {
-    ctx.body_views.clear();
-    if (!done && !conn->buffer.empty()) {
-      if (rh.framing == http::BodyFraming::content_length) {
-        size_t take = static_cast<size_t>(std::min<uint64_t>(remaining, conn->buffer.size()));
-        ctx.body_views.push_back({conn->buffer.data(), take});
-        remaining -= take;
-        done = remaining == 0;
-      } else if (rh.framing == http::BodyFraming::chunked) {
-        size_t used = ctx.chunked.feed(conn->buffer.view(), ctx.body_views);
-        if (ctx.chunked.failed()) {
-          counters.upstream_bad_responses.inc();
-          ctx.error = "upstream_bad_chunking";
-          if (first) {
-            release_upstream(ctx, pool, conn, false);
-            co_await respond_error(ctx, downstream, 502, "upstream_bad_response", "the upstream sent an invalid response");
-            co_return;
-          }
-          reusable = false;
-          ctx.close_connection = true;
-          break;
-        }
-        // Bytes the decoder did not take (after the last chunk) are not ours to forward.
-        if (ctx.chunked.done()) {
-          done = true;
-          if (used != conn->buffer.size()) reusable = false;
-        }
-      } else {
-        ctx.body_views.push_back(conn->buffer.view());
+  // ==== Steps 2 and 3: header filter, response head to the client, then the body streamed from
+  // the upstream connection's buffer to the client; finally the connection is parked or closed. ====
+  {
+    // ---- 2. response head: header filter, then to the client with the first body bytes ----
+    ctx.upstream_status = rh.status;
+    ctx.response_status = rh.status;
+    size_t i = 0;
+    if (ctx.route && !ctx.route->filters.empty()) {
+      if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
+        co_await run_phase(ctx, Phase::header_filter);
       }
     }
-    uint64_t piece_bytes = 0;
-    for (auto v : ctx.body_views) piece_bytes += v.size();
-    if (has_body_filters) {
-      for (const auto& f : ctx.route->filters) {
-        for (auto v : ctx.body_views) f->on_response_body(ctx, v, false);
-        if (done) f->on_response_body(ctx, {}, true);
+    conn->buffer.consume(rh.head_length);
+
+    if (rh.status == 101) {
+      // Upgraded (WebSocket): the 101 goes to the client, then both connections become one tunnel.
+      // The upstream connection is never reused afterwards.
+      ResponseOut up;
+      up.status = 101;
+      up.headers = &ctx.response_headers;
+      up.no_body = true;
+      up.upgrade = ctx.upgrade;
+      counters.tunnels.inc();
+      auto ec = co_await downstream.send_head(ctx, up, {}, false);
+      if (!ec) {
+        conn->arm(ConnState::tunnel, Clock::time_point::max());
+        ec = co_await downstream.tunnel(ctx, conn->io, conn->buffer.view(),
+                                        std::chrono::duration_cast<std::chrono::milliseconds>(pool.config().read_timeout));
       }
-    }
-    if (first) {
-      dec = co_await downstream.send_head(ctx, out, ctx.body_views, done);
-      first = false;
-    } else if (!ctx.body_views.empty() || done) {
-      dec = co_await downstream.send_body(ctx, ctx.body_views, done);
-    }
-    if (dec) {
+      if (ec && ec != boost::asio::error::eof) ctx.error = ec == boost::asio::error::timed_out ? "tunnel_timeout" : "tunnel_failed";
       ctx.close_connection = true;
-      reusable = false;
-      break;
+      release_upstream(ctx, pool, conn, false);
+      co_return;
     }
-    ctx.response_body_bytes += piece_bytes;
-    if (rh.framing == http::BodyFraming::content_length || rh.framing == http::BodyFraming::until_close) {
-      conn->buffer.consume(std::min<size_t>(conn->buffer.size(), piece_bytes));
-    } else {
-      conn->buffer.consume(conn->buffer.size());
-    }
-    if (done) break;
-    conn->arm(ConnState::receiving, Clock::now());
-    auto ec = co_await read_more(*conn, BufferPool::kBlockSize);
-    if (ec) {
-      if (rh.framing == http::BodyFraming::until_close && ec == boost::asio::error::eof) {
-        done = true;
+
+    ResponseOut out;
+    out.status = rh.status;
+    out.reason = rh.reason;
+    out.headers = &ctx.response_headers;
+    out.no_body = rh.framing == http::BodyFraming::none;
+    out.keep_content_length_header = out.no_body;
+    if (rh.framing == http::BodyFraming::content_length) out.content_length = rh.content_length;
+
+    const bool has_body_filters = ctx.route && !ctx.route->filters.empty();
+    uint64_t remaining = rh.framing == http::BodyFraming::content_length ? rh.content_length : 0;
+    bool done = out.no_body || (rh.framing == http::BodyFraming::content_length && remaining == 0);
+    bool reusable = rh.keep_alive && rh.framing != http::BodyFraming::until_close;
+    ctx.chunked.reset();
+    bool first = true;
+    error_code dec;
+
+    // ---- 3. stream the body: upstream buffer → client, one read and one write at a time ----
+    for (;;) {
+      ctx.body_views.clear();
+      if (!done && !conn->buffer.empty()) {
+        if (rh.framing == http::BodyFraming::content_length) {
+          size_t take = static_cast<size_t>(std::min<uint64_t>(remaining, conn->buffer.size()));
+          ctx.body_views.push_back({conn->buffer.data(), take});
+          remaining -= take;
+          done = remaining == 0;
+        } else if (rh.framing == http::BodyFraming::chunked) {
+          size_t used = ctx.chunked.feed(conn->buffer.view(), ctx.body_views);
+          if (ctx.chunked.failed()) {
+            counters.upstream_bad_responses.inc();
+            ctx.error = "upstream_bad_chunking";
+            if (first) {
+              release_upstream(ctx, pool, conn, false);
+              co_await respond_error(ctx, downstream, 502, "upstream_bad_response", "the upstream sent an invalid response");
+              co_return;
+            }
+            reusable = false;
+            ctx.close_connection = true;
+            break;
+          }
+          // Bytes the decoder did not take (after the last chunk) are not ours to forward.
+          if (ctx.chunked.done()) {
+            done = true;
+            if (used != conn->buffer.size()) reusable = false;
+          }
+        } else {
+          ctx.body_views.push_back(conn->buffer.view());
+        }
+      }
+      uint64_t piece_bytes = 0;
+      for (auto v : ctx.body_views) piece_bytes += v.size();
+      if (has_body_filters) {
+        for (const auto& f : ctx.route->filters) {
+          for (auto v : ctx.body_views) f->on_response_body(ctx, v, false);
+          if (done) f->on_response_body(ctx, {}, true);
+        }
+      }
+      if (first) {
+        if (!downstream.start_head(ctx, out, ctx.body_views, done, dec)) dec = co_await downstream.finish_send(ctx);
+        first = false;
+      } else if (!ctx.body_views.empty() || done) {
+        dec = co_await downstream.send_body(ctx, ctx.body_views, done);
+      }
+      if (dec) {
+        ctx.close_connection = true;
         reusable = false;
-        ctx.body_views.clear();
-        dec = co_await downstream.send_body(ctx, ctx.body_views, true);
-        if (dec) ctx.close_connection = true;
         break;
       }
-      // Truncated body: the client must see a broken response, not a short one.
-      if (conn->timed_out) counters.upstream_timeouts.inc();
-      ctx.error = conn->timed_out ? "upstream_timeout" : "upstream_truncated";
-      ctx.close_connection = true;
-      reusable = false;
-      break;
+      ctx.response_body_bytes += piece_bytes;
+      if (rh.framing == http::BodyFraming::content_length || rh.framing == http::BodyFraming::until_close) {
+        conn->buffer.consume(std::min<size_t>(conn->buffer.size(), piece_bytes));
+      } else {
+        conn->buffer.consume(conn->buffer.size());
+      }
+      if (done) break;
+      conn->arm(ConnState::receiving, coarse_now());
+      auto ec = co_await read_more(*conn, BufferPool::kBlockSize);
+      if (ec) {
+        if (rh.framing == http::BodyFraming::until_close && ec == boost::asio::error::eof) {
+          done = true;
+          reusable = false;
+          ctx.body_views.clear();
+          dec = co_await downstream.send_body(ctx, ctx.body_views, true);
+          if (dec) ctx.close_connection = true;
+          break;
+        }
+        // Truncated body: the client must see a broken response, not a short one.
+        if (conn->timed_out) counters.upstream_timeouts.inc();
+        ctx.error = conn->timed_out ? "upstream_timeout" : "upstream_truncated";
+        ctx.close_connection = true;
+        reusable = false;
+        break;
+      }
     }
+    release_upstream(ctx, pool, conn, reusable && done);
   }
-  release_upstream(ctx, pool, conn, reusable && done);
-}
-
-}  // namespace
-
-// The client's body could not be read: malformed chunking gets a 400, a too slow client a 408
-// (if it still listens), a vanished one nothing. The connection closes either way.
-boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream, error_code ec) {
-  ctx.close_connection = true;
-  if (ctx.chunked.failed()) {
-    co_await respond_error(ctx, downstream, 400, "bad_request", ctx.chunked.error());
-  } else if (ec == boost::asio::error::timed_out) {
-    co_await respond_error(ctx, downstream, 408, "request_timeout", "the request body did not arrive in time");
-  } else {
-    ctx.error = "client_body_failed";
-  }
-}
-
-boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream& downstream) {
-  if (ctx.head.framing == http::BodyFraming::none) co_return true;
-  // Body bytes that came with the head. A chunked body is not forwarded before its first chunk
-  // header has been seen to be valid, so a malformed one never reaches the upstream at all.
-  downstream.preread_body(ctx);
-  while (ctx.head.framing == http::BodyFraming::chunked && ctx.body_views.empty() && !ctx.body_done &&
-         !ctx.chunked.failed()) {
-    auto ec = co_await downstream.read_body(ctx);
-    if (ec && !ctx.chunked.failed()) {
-      co_await fail_client_body(ctx, downstream, ec);
-      co_return false;
-    }
-  }
-  if (ctx.chunked.failed()) {
-    co_await fail_client_body(ctx, downstream, boost::asio::error::invalid_argument);
-    co_return false;
-  }
-  co_return true;
-}
-
-boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                           size_t upstream_index) {
-  upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream_index);
-  if (ctx.head.framing != http::BodyFraming::none) {
-    const bool body_ok = co_await start_request_body(ctx, downstream);
-    if (!body_ok) co_return;
-  }
-
-  http::ResponseHead rh;
-  UpstreamConnection* conn = co_await obtain_response(worker, ctx, downstream, pool, rh);
-  if (conn) co_await relay_response(worker, ctx, downstream, pool, conn, rh);
 }
 
 }  // namespace turnpike::proxy

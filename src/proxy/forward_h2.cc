@@ -447,7 +447,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
     if (!pump.running) s.deadline = s.hard_deadline;  // the client's pace is not the upstream's fault
     boost::system::error_code dec;
     if (first) {
-      dec = co_await downstream.send_head(ctx, out, pieces, end && !with_trailers);
+      if (!downstream.start_head(ctx, out, pieces, end && !with_trailers, dec)) dec = co_await downstream.finish_send(ctx);
       first = false;
     } else if (!piece.empty() || (end && !with_trailers)) {
       dec = co_await downstream.send_body(ctx, pieces, end && !with_trailers);

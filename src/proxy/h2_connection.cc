@@ -22,7 +22,11 @@ constexpr size_t kOutBatch = 64 * 1024;  // bytes taken from nghttp2 per write
 constexpr int kReadsPerTurn = 4;         // then write what they produced before reading on
 constexpr auto kGoawayGrace = std::chrono::seconds(1);  // notice → final GOAWAY (≥ 1 RTT)
 constexpr auto kDrainTick = std::chrono::milliseconds(250);  // a busy connection checks for drain
-constexpr size_t kFreeStreams = 8;                 // recycled stream objects kept per connection
+// Recycled stream objects (each with its waiting loop) kept per connection: enough for a client
+// that keeps a few dozen requests in flight; an idle connection keeps a few.
+constexpr size_t kFreeStreams = 32;
+constexpr size_t kIdleFreeStreams = 4;
+constexpr auto kTrimAfter = std::chrono::seconds(1);
 constexpr size_t kKeepBodyCapacity = 16 * 1024;    // larger request-body buffers are freed
 }  // namespace
 
@@ -53,6 +57,7 @@ H2Connection::H2Connection(Worker& worker, std::unique_ptr<Transport> transport,
 H2Connection::~H2Connection() {
   // Normally empty by now (run() waits for the last pipeline); never leak a stream object.
   while (!live_.empty()) delete &live_.front();
+  for (H2Stream* s : free_streams_) delete s;
   if (session_) nghttp2_session_del(session_);
   worker_.connection_closed(*this);
 }
@@ -106,8 +111,9 @@ boost::asio::awaitable<void> H2Connection::run() {
     if (!read_and_process()) break;
   }
   shut();
-  // Pipelines still running hold pointers to their streams and to us: wait for the last one.
-  while (pipelines_ > 0) {
+  // Stream loops (running a pipeline, or ending) hold pointers to their streams and to us: wait
+  // for the last one.
+  while (loops_ > 0) {
     co_await all_done_.wait();
   }
 }
@@ -219,6 +225,8 @@ void H2Connection::shut() {
     H2Stream* s = &*it++;
     stream_closed(s, NGHTTP2_CANCEL);
   }
+  for (H2Stream* s : free_streams_) retire(s);
+  free_streams_.clear();
   std::string().swap(out_);
   out_pos_ = 0;
 }
@@ -268,6 +276,15 @@ void H2Connection::expire() {
     goaway_deadline_ = Clock::time_point::max();
     send_final_goaway();
   }
+  if (trim_deadline_ <= now) {
+    trim_deadline_ = Clock::time_point::max();
+    if (live_count_ == 0 && pipelines_ == 0) {
+      while (free_streams_.size() > kIdleFreeStreams) {
+        retire(free_streams_.back());
+        free_streams_.pop_back();
+      }
+    }
+  }
   for (auto& s : live_) {
     if (s.read_deadline_ <= now) {
       s.read_deadline_ = Clock::time_point::max();
@@ -291,7 +308,8 @@ void H2Connection::expire() {
 }
 
 void H2Connection::recompute_deadline() {
-  Clock::time_point d = std::min({linger_deadline_, write_deadline_, header_deadline_, idle_deadline_, goaway_deadline_});
+  Clock::time_point d =
+      std::min({linger_deadline_, write_deadline_, header_deadline_, idle_deadline_, goaway_deadline_, trim_deadline_});
   for (const auto& s : live_) d = std::min(d, s.deadline());
   if (!on_idle_list_ && goaway_ == H2Goaway::none) d = std::min(d, Clock::now() + kDrainTick);
   deadline_ = d;
@@ -309,6 +327,12 @@ void H2Connection::update_idle() {
       note_deadline(idle_deadline_);
     }
     if (goaway_ == H2Goaway::notice) send_final_goaway();  // nothing in flight: no need to wait
+    // Extra warm stream objects go if the connection stays idle (a busy one is idle for a
+    // moment after each batch of responses).
+    if (free_streams_.size() > kIdleFreeStreams && trim_deadline_ == Clock::time_point::max()) {
+      trim_deadline_ = Clock::now() + kTrimAfter;
+      note_deadline(trim_deadline_);
+    }
     if (!on_idle_list_ && goaway_ == H2Goaway::none) {
       worker_.mark_idle(*this);
       on_idle_list_ = true;
@@ -392,16 +416,48 @@ bool H2Connection::count_control_frame() {
 // Stream pipelines
 // ---------------------------------------------------------------------------------------------
 
-boost::asio::awaitable<void> H2Connection::run_stream(H2Stream* s, int status, std::string_view code,
-                                                      std::string_view message) {
-  RequestContext& ctx = *s->ctx_;
-  if (s->closed_) {
-    ctx.error = "client_reset";  // reset before the pipeline got to run: nothing to do
-  } else if (status != 0) {
-    co_await respond_error(ctx, *s, status, code, message);
+void H2Connection::start_pipeline(H2Stream* s, int status, std::string_view code, std::string_view message) {
+  s->start_status_ = status;
+  s->start_code_ = code;
+  s->start_message_ = message;
+  s->pipeline_running_ = true;
+  ++pipelines_;
+  if (s->start_event_.waiting()) {
+    // A recycled object: its loop waits for this request. It runs now, inside the nghttp2
+    // callback, up to its first suspension, exactly as a freshly spawned coroutine would.
+    s->start_event_.resume_now();
   } else {
-    co_await run_request(worker_, ctx, *s);
+    boost::asio::co_spawn(worker_.io(), stream_loop(s), boost::asio::detached);
   }
+}
+
+boost::asio::awaitable<void> H2Connection::stream_loop(H2Stream* s) {
+  ++loops_;
+  s->has_loop_ = true;
+  for (;;) {
+    RequestContext& ctx = *s->ctx_;
+    if (s->closed_) {
+      ctx.error = "client_reset";  // reset before the pipeline got to run: nothing to do
+    } else if (s->start_status_ != 0) {
+      co_await respond_error(ctx, *s, s->start_status_, s->start_code_, s->start_message_);
+    } else {
+      co_await run_request(worker_, ctx, *s);
+    }
+    finish_pipeline(s);
+    if (s->retire_ || dead_) break;
+    co_await s->start_event_.wait();  // recycled: the next request on this object, or retired
+    if (s->retire_) break;
+  }
+  s->has_loop_ = false;
+  // Retired: nobody else holds it. (Otherwise the connection is dead with the stream still
+  // listed, and its destructor deletes it.)
+  if (s->retire_) delete s;
+  --loops_;
+  if (dead_ && loops_ == 0) all_done_.signal(worker_.io());
+}
+
+void H2Connection::finish_pipeline(H2Stream* s) {
+  RequestContext& ctx = *s->ctx_;
   // A response the pipeline did not finish (upstream failure mid-body, client timeout) must
   // look broken to the client: reset. A finished one with the request body still coming in
   // tells the client to stop sending (RFC 9113 §8.1).
@@ -425,13 +481,20 @@ boost::asio::awaitable<void> H2Connection::run_stream(H2Stream* s, int status, s
   s->pipeline_running_ = false;
   --pipelines_;
   maybe_release(s);
-  if (dead_) {
-    if (pipelines_ == 0) all_done_.signal(worker_.io());
-    co_return;
-  }
+  if (dead_) return;
   if (worker_.draining() && goaway_ == H2Goaway::none) start_graceful("drain");
   update_idle();
   wake();
+}
+
+void H2Connection::retire(H2Stream* s) {
+  if (!s->has_loop_) {
+    delete s;
+    return;
+  }
+  // Its loop deletes it: now if it waits, or when it finishes the pipeline it is in.
+  s->retire_ = true;
+  s->start_event_.signal(worker_.io());
 }
 
 void H2Connection::reset_stream(H2Stream* s, uint32_t error_code) {
@@ -442,14 +505,13 @@ void H2Connection::reset_stream(H2Stream* s, uint32_t error_code) {
 }
 
 H2Stream* H2Connection::new_stream(int32_t id) {
-  std::unique_ptr<H2Stream> s;
+  H2Stream* raw;
   if (!free_streams_.empty()) {
-    s = std::move(free_streams_.back());
+    raw = free_streams_.back();
     free_streams_.pop_back();
   } else {
-    s = std::make_unique<H2Stream>(*this);
+    raw = new H2Stream(*this);
   }
-  H2Stream* raw = s.release();
   raw->reset_for(id, acquire_snapshot());
   live_.push_back(*raw);
   ++live_count_;
@@ -504,14 +566,14 @@ void H2Connection::maybe_release(H2Stream* s) {
   s->drop_owned();
   release_snapshot(s->snapshot_);
   s->snapshot_ = nullptr;
-  // A few warm stream objects per connection; big body buffers are not kept warm.
+  // Warm stream objects for a busy connection's next requests; big body buffers are not kept warm.
   if (s->body_in_.capacity() > kKeepBodyCapacity) std::string().swap(s->body_in_);
   if (s->body_out_.capacity() > kKeepBodyCapacity) std::string().swap(s->body_out_);
   if (s->owned_body_.capacity() > kKeepBodyCapacity) std::string().swap(s->owned_body_);
-  if (free_streams_.size() < kFreeStreams && s->arena_.capacity() <= 64 * 1024) {
-    free_streams_.emplace_back(s);
+  if (!dead_ && free_streams_.size() < kFreeStreams && s->arena_.capacity() <= 64 * 1024) {
+    free_streams_.push_back(s);
   } else {
-    delete s;
+    retire(s);
   }
   if (!dead_) update_idle();
 }

@@ -1,5 +1,6 @@
 // A client connection speaking HTTP/2 (RFC 9113): one nghttp2 server session driven by one
-// coroutine that owns the socket, and one pipeline coroutine per request stream.
+// coroutine that owns the socket, and a pipeline coroutine per stream object that runs the
+// requests the object carries one after another (the object and its coroutine are recycled).
 //
 // The loop (h2_connection.cc) reads, feeds nghttp2, and writes what it produces, one batched
 // write per turn; while the socket does not take our output it stops reading, so a client that
@@ -71,7 +72,15 @@ class H2Connection final : public ClientConnection {
   friend struct H2Callbacks;
 
   boost::asio::awaitable<void> run();
-  boost::asio::awaitable<void> run_stream(H2Stream* s, int status, std::string_view code, std::string_view message);
+  // A stream object's coroutine: runs the pipeline of each request the object carries (see
+  // H2Stream::has_loop_), and deletes the object when it is retired.
+  boost::asio::awaitable<void> stream_loop(H2Stream* s);
+  // Starts the pipeline for the request on `s` (status != 0: answer with that error instead).
+  void start_pipeline(H2Stream* s, int status, std::string_view code, std::string_view message);
+  // After a pipeline: reset the stream if its response is incomplete, release the context.
+  void finish_pipeline(H2Stream* s);
+  // A stream object no longer wanted: deleted now, or by its loop.
+  void retire(H2Stream* s);
   // One read turn: read what is there (bounded), feed nghttp2. False: the connection is over.
   bool read_and_process();
   // After an error GOAWAY: half-close and drain the client's input for a moment before closing.
@@ -117,12 +126,12 @@ class H2Connection final : public ClientConnection {
   bool waiting_read_ = false;     // the loop waits for readability (wake() cancels that wait)
   bool wake_ = false;
   bool dead_ = false;             // the socket is closed: no more I/O, streams fail
-  H2Event all_done_;              // the loop waiting for the last pipeline after shut()
+  H2Event all_done_;              // the loop waiting for the last stream loop after shut()
 
   // ---- Streams ----
   boost::intrusive::list<H2Stream, boost::intrusive::base_hook<StreamHook>,
                          boost::intrusive::constant_time_size<false>> live_;
-  std::vector<std::unique_ptr<H2Stream>> free_streams_;
+  std::vector<H2Stream*> free_streams_;  // recycled objects, their loops waiting (owned here)
   // The snapshots streams started with (usually one), counted here so that starting a stream
   // copies no shared_ptr: its atomic count is shared by every worker.
   struct SnapshotUse {
@@ -131,7 +140,8 @@ class H2Connection final : public ClientConnection {
   };
   std::vector<SnapshotUse> snapshots_;
   size_t live_count_ = 0;
-  size_t pipelines_ = 0;          // pipeline coroutines running (their streams may be closed)
+  size_t pipelines_ = 0;          // pipelines running (their streams may be closed)
+  size_t loops_ = 0;              // stream_loop coroutines alive (running a pipeline or waiting)
   size_t owned_bytes_ = 0;        // see owned_bytes()
   uint32_t requests_ = 0;
   Clock::time_point now_;         // cached per read turn for the rate windows
@@ -147,6 +157,7 @@ class H2Connection final : public ClientConnection {
   Clock::time_point write_deadline_ = Clock::time_point::max();   // the socket not taking output
   Clock::time_point idle_deadline_ = Clock::time_point::max();    // no stream open
   Clock::time_point goaway_deadline_ = Clock::time_point::max();  // notice → final GOAWAY
+  Clock::time_point trim_deadline_ = Clock::time_point::max();    // idle: drop extra free streams
   H2Goaway goaway_ = H2Goaway::none;
   uint32_t calm_code_ = 0;        // set by a callback that aborted mem_recv for abuse
   bool on_idle_list_ = false;

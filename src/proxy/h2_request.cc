@@ -4,8 +4,6 @@
 //
 // Hot path: the context gets views into the stream's arena; header lists are built in
 // connection scratch storage that nghttp2 copies on submit. Nothing here allocates once warm.
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
@@ -63,9 +61,7 @@ void H2Connection::begin_request(H2Stream* s, bool end_stream) {
     counters.max_requests_reached.inc();
     start_graceful("max_requests_per_connection");
   }
-  s->pipeline_running_ = true;
-  ++pipelines_;
-  boost::asio::co_spawn(worker_.io(), run_stream(s, status, code, message), boost::asio::detached);
+  start_pipeline(s, status, code, message);
 }
 
 bool H2Connection::fill_context(H2Stream* s, RequestContext& ctx, int& status, std::string_view& code,

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "h2_connection.h"
+#include "turnpike/common/coarse_clock.h"
 
 namespace turnpike::proxy {
 
@@ -57,7 +58,7 @@ void H2Stream::reset_for(int32_t id, const Snapshot* snapshot) {
 
 void H2Stream::arm(H2StreamWait w, Clock::duration timeout) {
   Clock::time_point& d = w == H2StreamWait::body ? read_deadline_ : send_deadline_;
-  d = Clock::now() + timeout;
+  d = coarse_now() + timeout;
   conn_.note_deadline(d);
 }
 
@@ -204,10 +205,13 @@ boost::asio::awaitable<error_code> H2Stream::wait_sent(RequestContext& ctx) {
   co_return error_code{};
 }
 
-boost::asio::awaitable<error_code> H2Stream::send_head(RequestContext& ctx, const ResponseOut& head,
-                                                       std::span<const std::string_view> body, bool end) {
+bool H2Stream::start_head(RequestContext& ctx, const ResponseOut& head, std::span<const std::string_view> body,
+                          bool end, error_code& ec) {
   nghttp2_session* session = conn_.session();
-  if (closed_ || !session) co_return boost::asio::error::connection_reset;
+  if (closed_ || !session) {
+    ec = boost::asio::error::connection_reset;
+    return true;
+  }
   int status = head.status;
   if (status < 100 || status > 999) status = 502;
   status_[0] = static_cast<char>('0' + status / 100);
@@ -244,13 +248,14 @@ boost::asio::awaitable<error_code> H2Stream::send_head(RequestContext& ctx, cons
   int rv = nghttp2_submit_response(session, id_, nv.data(), nv.size(), no_body_ ? nullptr : &provider);
   if (rv != 0) {
     spdlog::debug("h2 stream {}: submit_response: {}", id_, nghttp2_strerror(rv));
-    co_return boost::asio::error::connection_reset;
+    ec = boost::asio::error::connection_reset;
+    return true;
   }
   submitted_ = true;
   ctx.response_started = true;
   conn_.wake();
-  if (owned_ || all_sent()) co_return error_code{};
-  co_return co_await wait_sent(ctx);
+  ec = {};
+  return owned_ || all_sent();  // else finish_send waits for nghttp2 to take the pieces
 }
 
 bool H2Stream::can_own(size_t size) const {

@@ -54,6 +54,15 @@ class H2Event {
   }
   error_code result() const { return result_; }
   bool waiting() const { return handler_.has_value(); }
+  // Resumes the waiter now, on the caller's stack (as co_spawn runs a new coroutine up to its
+  // first suspension). Only where re-entering the waiter is safe: see H2Connection::start_pipeline.
+  void resume_now(error_code ec = {}) {
+    if (!handler_) return;
+    result_ = ec;
+    Handler h = std::move(*handler_);
+    handler_.reset();
+    std::move(h)();
+  }
   void signal(boost::asio::io_context& io, error_code ec = {}) {
     if (!handler_) return;
     result_ = ec;
@@ -84,8 +93,9 @@ class H2Stream final : public Downstream, public StreamHook {
   // ---- Downstream ----
   boost::asio::awaitable<boost::system::error_code> read_body(RequestContext& ctx) override;
   void preread_body(RequestContext& ctx) override;
-  boost::asio::awaitable<boost::system::error_code> send_head(RequestContext& ctx, const ResponseOut& head,
-                                                              std::span<const std::string_view> body, bool end) override;
+  bool start_head(RequestContext& ctx, const ResponseOut& head, std::span<const std::string_view> body, bool end,
+                  boost::system::error_code& ec) override;
+  boost::asio::awaitable<boost::system::error_code> finish_send(RequestContext& ctx) override { return wait_sent(ctx); }
   boost::asio::awaitable<boost::system::error_code> send_body(RequestContext& ctx,
                                                               std::span<const std::string_view> body, bool end) override;
   boost::asio::awaitable<boost::system::error_code> send_trailers(RequestContext& ctx,
@@ -172,7 +182,7 @@ class H2Stream final : public Downstream, public StreamHook {
   bool eof_sent_ = false;              // nghttp2 has the end of the response (END_STREAM queued)
   bool deferred_ = false;              // the data callback returned DEFERRED: resume_data needed
   bool no_body_ = false;               // the response ended with its HEADERS
-  // A whole small response body copied by send_head (pieces_ = {&owned_view_, 1}): the pipeline
+  // A whole small response body copied by start_head (pieces_ = {&owned_view_, 1}): the pipeline
   // did not wait for nghttp2 to take it and may already be gone.
   bool owned_ = false;
   std::string owned_body_;
@@ -181,6 +191,15 @@ class H2Stream final : public Downstream, public StreamHook {
   char status_[3];
 
   // ---- Lifecycle ----
+  // The stream object's coroutine (H2Connection::stream_loop) runs one request's pipeline after
+  // another: between requests it waits on start_event_, and the object is recycled with it, so a
+  // request starts without a co_spawn. An object with a loop is deleted by its loop only
+  // (retire_ tells it to end).
+  bool has_loop_ = false;
+  bool retire_ = false;
+  H2Event start_event_;
+  int start_status_ = 0;               // non-zero: answer with this error instead of the pipeline
+  std::string_view start_code_, start_message_;
   bool closed_ = false;                // nghttp2 closed the stream (or the connection died)
   uint32_t close_code_ = 0;            // RST_STREAM error code it closed with
   bool pipeline_running_ = false;

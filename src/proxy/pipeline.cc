@@ -163,7 +163,8 @@ boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream
   out.no_body = ctx.head.method == http::Method::head || lr.status == 204 || lr.status == 304;
   std::string_view body = lr.body;
   std::span<const std::string_view> pieces(&body, out.no_body || body.empty() ? 0 : 1);
-  auto ec = co_await downstream.send_head(ctx, out, pieces, true);
+  boost::system::error_code ec;
+  if (!downstream.start_head(ctx, out, pieces, true, ec)) ec = co_await downstream.finish_send(ctx);
   if (ec) {
     ctx.close_connection = true;
   } else {

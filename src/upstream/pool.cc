@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "turnpike/common/coarse_clock.h"
 #include "turnpike/upstream/upstream.h"
 
 namespace turnpike::upstream {
@@ -163,7 +164,7 @@ void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
     return;
   }
   conn->buffer.reset(&buffers_);
-  conn->arm(ConnState::idle, Clock::now());
+  conn->arm(ConnState::idle, coarse_now());
   n.idle.push_front(*conn);
   ++n.idle_count;
   // Not watched yet: under load a parked connection is taken again within microseconds, and a

@@ -26,7 +26,7 @@ namespace turnpike::proxy {
 
 struct RequestContext;
 
-// A response head handed to the client side. Header views must stay valid until send_head returns.
+// A response head handed to the client side. Header views must stay valid until the send is over.
 struct ResponseOut {
   int status = 200;
   std::string_view reason;                       // empty: the standard phrase
@@ -48,8 +48,20 @@ class Downstream {
   virtual void preread_body(RequestContext& ctx) = 0;
 
   // Writes the response head with the first body pieces; `end` when they are the whole body.
-  virtual boost::asio::awaitable<boost::system::error_code> send_head(
-      RequestContext& ctx, const ResponseOut& head, std::span<const std::string_view> body, bool end) = 0;
+  // In two halves, so that the usual response, which the socket (or the HTTP/2 stream) takes at
+  // once, costs no coroutine: start_head does all that needs no waiting and returns true when the
+  // send is over, with its result in `ec`; otherwise the caller co_awaits finish_send() for the
+  // rest. Either way the pieces must stay valid until the send is over.
+  virtual bool start_head(RequestContext& ctx, const ResponseOut& head, std::span<const std::string_view> body,
+                          bool end, boost::system::error_code& ec) = 0;
+  virtual boost::asio::awaitable<boost::system::error_code> finish_send(RequestContext& ctx) = 0;
+  // Both halves, for callers off the hot path.
+  boost::asio::awaitable<boost::system::error_code> send_head(RequestContext& ctx, const ResponseOut& head,
+                                                              std::span<const std::string_view> body, bool end) {
+    boost::system::error_code ec;
+    if (start_head(ctx, head, body, end, ec)) co_return ec;
+    co_return co_await finish_send(ctx);
+  }
   // Writes more body pieces; `end` on the last call (pieces may then be empty).
   virtual boost::asio::awaitable<boost::system::error_code> send_body(
       RequestContext& ctx, std::span<const std::string_view> body, bool end) = 0;
