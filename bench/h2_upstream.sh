@@ -117,7 +117,7 @@ warn_if_busy
 for ((round = 1; round <= ROUNDS; round++)); do
   ((ROUNDS > 1)) && log "round $round of $ROUNDS"
   for c in $CLIENTS; do
-    for u in $UPSTREAMS; do
+    for u in $(rotated "$round" $UPSTREAMS); do
       key=$c/$u label="Turnpike, ${UP_LABEL[$u]}"
       if [[ -n ${TSKIP[$u]:-} ]]; then rec_skip "$key" "$label" "${TSKIP[$u]}"; continue; fi
       CUR_UP=$u CUR_KEY=$key ORIGIN_PID=${OPID[$u]}

@@ -462,8 +462,44 @@ print_table() {
     echo
     echo "CPU µs/req per round:"
     for key in "$@"; do [[ -n ${R_LABEL[$key]:-} ]] && echo "- ${R_LABEL[$key]}: $(v=${R_CPU[$key]:-none}; echo "${v% }")"; done
+    local lines=""
+    for key in "$@"; do
+      for ref in $refs; do
+        [[ $key != "$ref" && ${R_OK[$key]:-0} == 1 && ${R_OK[$ref]:-0} == 1 ]] || continue
+        local pr; pr=$(paired_ratios "${R_CPU[$key]}" "${R_CPU[$ref]}") || continue
+        lines+="- ${R_LABEL[$key]} / ${R_LABEL[$ref]}: $pr"$'\n'
+      done
+    done
+    if [[ -n $lines ]]; then
+      echo
+      echo "Paired ratios (each round's CPU µs/req over the reference's in the same round, then the median):"
+      printf '%s' "$lines"
+    fi
   fi
   return 0
+}
+
+# paired_ratios "A1 A2 ..." "B1 B2 ...": prints "A1/B1 A2/B2 ... (median M)"; fails when the lists
+# differ in length. Rounds are measured in rotated order (see rotated), so a machine that drifts
+# during a run moves both sides of a pair alike, which the medians of each side alone do not
+# show.
+paired_ratios() {
+  local -a a b r=()
+  read -r -a a <<<"$1"; read -r -a b <<<"$2"
+  ((${#a[@]} > 0 && ${#a[@]} == ${#b[@]})) || return 1
+  local i
+  for ((i = 0; i < ${#a[@]}; i++)); do r+=("$(awk -v x="${a[i]}" -v y="${b[i]}" 'BEGIN{printf "%.2f", x/y}')"); done
+  echo "${r[*]} (median $(median "${r[@]}"))"
+}
+
+# rotated ROUND WORD...: the words rotated left by ROUND-1. With several rounds no case is always
+# measured first or last, so a drift of the machine during the run does not favour one of them.
+rotated() {
+  local round=$1; shift
+  (($#)) || return 0
+  local -a w=("$@")
+  local k=$(((round - 1) % ${#w[@]}))
+  echo "${w[*]:k} ${w[*]:0:k}"
 }
 
 # raise_nofile: soft open-files limit to the hard limit; prints the new limit.

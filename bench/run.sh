@@ -96,7 +96,7 @@ run_case() {
 warn_if_busy
 for ((round = 1; round <= ROUNDS; round++)); do
   ((ROUNDS > 1)) && log "round $round of $ROUNDS"
-  for c in $CASES; do
+  for c in $(rotated "$round" $CASES); do
     case $c in
       origin) run_case origin "direct origin (nginx return 200)" ;;
       turnpike) run_case turnpike "Turnpike" ;;
@@ -134,6 +134,19 @@ if ((ROUNDS > 1)); then
   echo
   echo "CPU µs/req per round:"
   for key in "${ORDER[@]}"; do v=${CPU[$key]:-none}; echo "- ${LABEL[$key]}: ${v% }"; done
+  lines=""
+  for key in turnpike turnpike-again; do
+    for ref in nginx haproxy; do
+      [[ ${OK[$key]:-0} == 1 && ${OK[$ref]:-0} == 1 ]] || continue
+      pr=$(paired_ratios "${CPU[$key]}" "${CPU[$ref]}") || continue
+      lines+="- ${LABEL[$key]} / ${LABEL[$ref]}: $pr"$'\n'
+    done
+  done
+  if [[ -n $lines ]]; then
+    echo
+    echo "Paired ratios (each round's CPU µs/req over the reference's in the same round, then the median):"
+    printf '%s' "$lines"
+  fi
 fi
 if [[ ${OK[turnpike]:-0} == 1 && ${OK[turnpike-again]:-0} == 1 ]]; then
   first=$(awk '{print $1}' <<<"${CPU[turnpike]}") last=$(awk '{print $NF}' <<<"${CPU[turnpike-again]}")

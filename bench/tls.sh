@@ -78,7 +78,7 @@ warn_if_busy
 for ((round = 1; round <= ROUNDS; round++)); do
   ((ROUNDS > 1)) && log "round $round of $ROUNDS"
   for m in $MODES; do
-    for c in $CASES; do
+    for c in $(rotated "$round" $CASES); do
       key=$m/$c label="${LABEL[$c]} (${MODE_LABEL[$m]})"
       if [[ $c == turnpike && -n $TP_SKIP ]]; then rec_skip "$key" "$label" "$TP_SKIP"; continue; fi
       url="https://127.0.0.1:${PORT[$c]}/"
