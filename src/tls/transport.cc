@@ -197,7 +197,10 @@ bool Transport::peer_gone() {
 
 size_t Transport::write_some(std::span<const boost::asio::const_buffer> bufs, error_code& ec) {
   if (ssl_) return tls_write(bufs, ec);
-  size_t n = socket_.write_some(bufs, ec);
+  // One buffer (a request head without body, the usual upstream write) goes out with send(2):
+  // Asio sends any other sequence with sendmsg(2), whose message header and iovec the kernel
+  // copies in and checks first.
+  size_t n = bufs.size() == 1 ? socket_.write_some(bufs[0], ec) : socket_.write_some(bufs, ec);
   if (ec && would_block(ec)) {
     ec = {};
     return 0;
