@@ -470,13 +470,18 @@ print_table() {
         lines+="- ${R_LABEL[$key]} / ${R_LABEL[$ref]}: $pr"$'\n'
       done
     done
-    if [[ -n $lines ]]; then
-      echo
-      echo "Paired ratios (each round's CPU µs/req over the reference's in the same round, then the median):"
-      printf '%s' "$lines"
-    fi
+    print_paired "$lines"
   fi
   return 0
+}
+
+# print_paired LINES: the paired-ratio lines (see paired_ratios) under their heading; nothing
+# when there are none.
+print_paired() {
+  [[ -n $1 ]] || return 0
+  echo
+  echo "Paired ratios (each round's CPU µs/req over the reference's in the same round, then the median):"
+  printf '%s' "$1"
 }
 
 # paired_ratios "A1 A2 ..." "B1 B2 ...": prints "A1/B1 A2/B2 ... (median M)"; fails when the lists

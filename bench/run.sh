@@ -142,11 +142,7 @@ if ((ROUNDS > 1)); then
       lines+="- ${LABEL[$key]} / ${LABEL[$ref]}: $pr"$'\n'
     done
   done
-  if [[ -n $lines ]]; then
-    echo
-    echo "Paired ratios (each round's CPU µs/req over the reference's in the same round, then the median):"
-    printf '%s' "$lines"
-  fi
+  print_paired "$lines"
 fi
 if [[ ${OK[turnpike]:-0} == 1 && ${OK[turnpike-again]:-0} == 1 ]]; then
   first=$(awk '{print $1}' <<<"${CPU[turnpike]}") last=$(awk '{print $NF}' <<<"${CPU[turnpike-again]}")
