@@ -429,13 +429,14 @@ void H2Connection::start_pipeline(H2Stream* s, int status, std::string_view code
     // callback, up to its first suspension, exactly as a freshly spawned coroutine would.
     s->start_event_.resume_now();
   } else {
+    // Counted before the spawn: run() must wait for this loop even if its start were deferred.
+    ++loops_;
+    s->has_loop_ = true;
     boost::asio::co_spawn(worker_.io(), stream_loop(s), boost::asio::detached);
   }
 }
 
 boost::asio::awaitable<void> H2Connection::stream_loop(H2Stream* s) {
-  ++loops_;
-  s->has_loop_ = true;
   for (;;) {
     RequestContext& ctx = *s->ctx_;
     if (s->closed_) {
