@@ -617,16 +617,22 @@ boost::asio::awaitable<error_code> DownstreamConnection::pump(Transport& from, T
   co_return timed_out_ ? boost::asio::error::timed_out : ec;
 }
 
+size_t DownstreamConnection::frame_batch(Iov& iov, size_t n, std::span<const std::string_view> body, size_t& next,
+                                         bool end) {
+  n = frame_pieces(iov, n, body, next, chunked_out_, chunk_header_);
+  if (chunked_out_ && end && next >= body.size()) {
+    iov[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
+  }
+  return n;
+}
+
 bool DownstreamConnection::try_write_pieces(RequestContext& ctx, std::span<const std::string_view> body, bool end,
                                             error_code& ec) {
   auto& iov = ctx.iov;
   size_t n = 0;
   if (!ctx.out_head.empty()) iov[n++] = boost::asio::buffer(ctx.out_head.data(), ctx.out_head.size());
   size_t next = 0;
-  n = frame_pieces(iov, n, body, next, chunked_out_, chunk_header_);
-  if (chunked_out_ && end && next >= body.size()) {
-    iov[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
-  }
+  n = frame_batch(iov, n, body, next, end);
   // Straight into the socket: it takes everything in the usual case.
   std::span<boost::asio::const_buffer> bufs(iov.data(), n);
   size_t done = 0;
@@ -662,10 +668,7 @@ boost::asio::awaitable<error_code> DownstreamConnection::finish_send(RequestCont
     }
     if (next >= body.size()) co_return error_code{};
     // The next batch of pieces (more than one scatter list holds).
-    n = frame_pieces(iov, 0, body, next, chunked_out_, chunk_header_);
-    if (chunked_out_ && end && next >= body.size()) {
-      iov[n++] = boost::asio::buffer(http::kLastChunk.data(), http::kLastChunk.size());
-    }
+    n = frame_batch(iov, 0, body, next, end);
     error_code ec;
     done = n > 0 ? transport_->write_some(std::span<boost::asio::const_buffer>(iov.data(), n), ec) : 0;
     if (ec) co_return ec;

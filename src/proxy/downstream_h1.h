@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "io.h"
 #include "turnpike/common/buffer_pool.h"
 #include "turnpike/tls/transport.h"
 #include "turnpike/proxy/downstream.h"
@@ -84,6 +85,9 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   // otherwise finish_send() writes the rest, waiting for the socket.
   bool try_write_pieces(RequestContext& ctx, std::span<const std::string_view> body, bool end,
                         boost::system::error_code& ec);
+  // The next batch of pieces from body[next] framed into iov after its first n entries (chunk
+  // headers, and the last chunk when `end` and the pieces run out): the new entry count.
+  size_t frame_batch(Iov& iov, size_t n, std::span<const std::string_view> body, size_t& next, bool end);
   boost::asio::awaitable<boost::system::error_code> write_pieces(RequestContext& ctx, std::span<const std::string_view> body,
                                                                  bool end);
   // One direction of a tunnel: bytes from `from` to `to` until `from` ends (then half-closes `to`).

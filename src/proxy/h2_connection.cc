@@ -57,7 +57,9 @@ H2Connection::H2Connection(Worker& worker, std::unique_ptr<Transport> transport,
 }
 
 H2Connection::~H2Connection() {
-  // Normally empty by now (run() waits for the last pipeline); never leak a stream object.
+  // Normally empty by now (run() shuts, then waits for the last stream loop). Left over only when
+  // the worker's io_context is torn down with the connection parked: deleting a stream then
+  // destroys its parked loop with it.
   while (!live_.empty()) delete &live_.front();
   for (H2Stream* s : free_streams_) delete s;
   if (session_) nghttp2_session_del(session_);

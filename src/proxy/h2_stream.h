@@ -57,21 +57,21 @@ class H2Event {
   // Resumes the waiter now, on the caller's stack (as co_spawn runs a new coroutine up to its
   // first suspension). Only where re-entering the waiter is safe: see H2Connection::start_pipeline.
   void resume_now(error_code ec = {}) {
-    if (!handler_) return;
-    result_ = ec;
-    Handler h = std::move(*handler_);
-    handler_.reset();
-    std::move(h)();
+    if (handler_) take(ec)();
   }
   void signal(boost::asio::io_context& io, error_code ec = {}) {
-    if (!handler_) return;
-    result_ = ec;
-    boost::asio::post(io, [h = std::move(*handler_)]() mutable { std::move(h)(); });
-    handler_.reset();
+    if (handler_) boost::asio::post(io, [h = take(ec)]() mutable { std::move(h)(); });
   }
 
  private:
   using Handler = boost::asio::detail::awaitable_handler<boost::asio::any_io_executor>;
+  // The waiter, removed (with the result it will read).
+  Handler take(error_code ec) {
+    result_ = ec;
+    Handler h = std::move(*handler_);
+    handler_.reset();
+    return h;
+  }
   std::optional<Handler> handler_;
   error_code result_;
 };
