@@ -129,6 +129,7 @@ std::string_view reason_phrase(int status) noexcept {
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
+    case 508: return "Loop Detected";  // RFC 5842 §7.2
     default: return "Unknown";
   }
 }

@@ -399,7 +399,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     size_t i = 0;
     if (ctx.route && !ctx.route->filters.empty()) {
       if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
-        co_await run_phase(ctx, Phase::header_filter);
+        co_await finish_phase(ctx, Phase::header_filter, i);
       }
     }
     conn->buffer.consume(rh.head_length);
@@ -437,7 +437,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     uint64_t remaining = rh.framing == http::BodyFraming::content_length ? rh.content_length : 0;
     bool done = out.no_body || (rh.framing == http::BodyFraming::content_length && remaining == 0);
     bool reusable = rh.keep_alive && rh.framing != http::BodyFraming::until_close;
-    ctx.chunked.reset();
+    ctx.response_chunked.reset();  // per attempt
     bool first = true;
     error_code dec;
 
@@ -451,8 +451,8 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
           remaining -= take;
           done = remaining == 0;
         } else if (rh.framing == http::BodyFraming::chunked) {
-          size_t used = ctx.chunked.feed(conn->buffer.view(), ctx.body_views);
-          if (ctx.chunked.failed()) {
+          size_t used = ctx.response_chunked.feed(conn->buffer.view(), ctx.body_views);
+          if (ctx.response_chunked.failed()) {
             counters.upstream_bad_responses.inc();
             ctx.error = "upstream_bad_chunking";
             if (first) {
@@ -465,7 +465,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
             break;
           }
           // Bytes the decoder did not take (after the last chunk) are not ours to forward.
-          if (ctx.chunked.done()) {
+          if (ctx.response_chunked.done()) {
             done = true;
             if (used != conn->buffer.size()) reusable = false;
           }

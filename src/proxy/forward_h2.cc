@@ -392,7 +392,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
   size_t i = 0;
   if (ctx.route && !ctx.route->filters.empty()) {
     if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
-      co_await run_phase(ctx, Phase::header_filter);
+      co_await finish_phase(ctx, Phase::header_filter, i);
     }
   }
   ResponseOut out;

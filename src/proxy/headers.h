@@ -10,6 +10,7 @@
 #include "turnpike/http/types.h"
 #include "turnpike/proxy/downstream.h"
 #include "turnpike/proxy/request_context.h"
+#include "turnpike/proxy/snapshot.h"
 
 namespace turnpike::proxy {
 
@@ -98,6 +99,38 @@ void for_each_forwarded_field(RequestContext& ctx, Field&& field) {
   field("X-Real-IP"sv, ctx.client_ip);
   field("X-Forwarded-Proto"sv, ctx.scheme);
   if (!ctx.authority.empty()) field("X-Forwarded-Host"sv, ctx.authority);
+  // RFC 9110 §7.6.3: a proxy appends its own Via entry (the client's entries were passed above).
+  const std::string& via = ctx.protocol == "HTTP/2.0"   ? ctx.snapshot->via_http2
+                           : ctx.protocol == "HTTP/1.0" ? ctx.snapshot->via_http10
+                                                        : ctx.snapshot->via_http11;
+  if (!via.empty()) field("Via"sv, via);
+}
+
+// True when a Via field lists `pseudonym` as a recipient (RFC 9110 §7.6.3: each entry is
+// "received-protocol received-by [comment]"): the request has been through this gateway before.
+// Comments are skipped whole, so a comma inside one does not start an entry.
+inline bool via_lists(const std::vector<http::Header>& headers, std::string_view pseudonym) {
+  for (const auto& h : headers) {
+    if (h.name.size() != 3 || !iequals(h.name, "via")) continue;
+    std::string_view v = h.value;
+    while (!v.empty()) {
+      // One entry: up to the next comma outside a comment.
+      size_t end = 0;
+      for (int depth = 0; end < v.size() && (depth > 0 || v[end] != ','); ++end) {
+        if (v[end] == '(') ++depth;
+        else if (v[end] == ')' && depth > 0) --depth;
+        else if (v[end] == '\\' && depth > 0 && end + 1 < v.size()) ++end;  // quoted-pair
+      }
+      std::string_view entry = trim_ows(v.substr(0, end));
+      v.remove_prefix(std::min(end + 1, v.size()));
+      const size_t sp = entry.find_first_of(" \t");
+      if (sp == std::string_view::npos) continue;
+      std::string_view by = trim_ows(entry.substr(sp));
+      by = by.substr(0, by.find_first_of(" \t("));
+      if (iequals(by, pseudonym)) return true;
+    }
+  }
+  return false;
 }
 
 // The upstream's response fields a client gets, whatever protocol it speaks: minus hop-by-hop ones

@@ -64,31 +64,38 @@ FilterStatus run_phase_hooks(RequestContext& ctx, Phase phase, size_t& i) {
   return FilterStatus::proceed;
 }
 
-boost::asio::awaitable<FilterStatus> run_phase(RequestContext& ctx, Phase phase) {
-  size_t i = 0;
+namespace {
+
+// A filter broke the suspend contract: the request fails closed (an access filter that
+// misbehaves must not let the request through).
+FilterStatus filter_failed(RequestContext& ctx, Phase phase, size_t i, std::string_view why) {
+  spdlog::error("filter {} {} in phase {}; the request fails", ctx.route->filters[i]->name(), why, to_string(phase));
+  ctx.error = "filter_failed";
+  LocalResponse& lr = ctx.local_response;
+  lr.clear();
+  lr.status = 500;
+  lr.content_type = "application/json";
+  lr.body = error_json("filter_failed", "a filter of this route failed");
+  return FilterStatus::respond;
+}
+
+}  // namespace
+
+boost::asio::awaitable<FilterStatus> finish_phase(RequestContext& ctx, Phase phase, size_t i) {
   for (;;) {
-    FilterStatus st = run_phase_hooks(ctx, phase, i);
-    if (st != FilterStatus::suspend) co_return st;
-    if (!ctx.pending) {
-      spdlog::error("filter {} suspended without work in phase {}", ctx.route->filters[i]->name(), to_string(phase));
-      co_return FilterStatus::proceed;
-    }
+    // Filter i suspended: its own work decides its outcome; the filters before it are done.
+    if (!ctx.pending) co_return filter_failed(ctx, phase, i, "suspended without work");
     auto work = std::move(*ctx.pending);
     ctx.pending.reset();
-    st = co_await std::move(work);
+    FilterStatus st = co_await std::move(work);
+    if (st == FilterStatus::suspend) co_return filter_failed(ctx, phase, i, "resumed with suspend");
     if (st == FilterStatus::respond) co_return st;
-    ++i;
+    st = run_phase_hooks(ctx, phase, ++i);
+    if (st != FilterStatus::suspend) co_return st;
   }
 }
 
 namespace {
-
-// Runs a phase without a coroutine frame unless some filter suspends.
-inline bool phase_is_sync_proceed(RequestContext& ctx, Phase phase, FilterStatus& st, size_t& i) {
-  i = 0;
-  st = run_phase_hooks(ctx, phase, i);
-  return st != FilterStatus::suspend;
-}
 
 void json_escape_into(std::string& out, std::string_view s) {
   for (char c : s) {
@@ -152,9 +159,10 @@ boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream
   for (const auto& [name, value] : lr.headers) ctx.response_headers.push_back({name, value});
   ctx.response_status = lr.status;
 
-  FilterStatus st;
-  size_t i;
-  if (!phase_is_sync_proceed(ctx, Phase::header_filter, st, i)) co_await run_phase(ctx, Phase::header_filter);
+  size_t i = 0;
+  if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
+    co_await finish_phase(ctx, Phase::header_filter, i);
+  }
 
   ResponseOut out;
   out.status = lr.status;
@@ -189,7 +197,7 @@ boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& down
     lr.status = 200;
     lr.content_type = "application/grpc";
     lr.body.clear();
-    std::string& text = ctx.arena.emplace_back();
+    std::string& text = ctx.arena.emplace_front();
     append_decimal(text, static_cast<uint64_t>(grpc_status_for_http(status)));
     const size_t digits = text.size();
     grpc_percent_encode(message, text);
@@ -217,12 +225,16 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
     co_await respond_error(ctx, downstream, 404, "no_route", "no route matches this request");
   } else {
     ctx.route = &ctx.snapshot->routes[ctx.match.route_index];
-    FilterStatus st;
-    size_t i;
     // ---- rewrite, access ----
-    if (!phase_is_sync_proceed(ctx, Phase::rewrite, st, i)) st = co_await run_phase(ctx, Phase::rewrite);
-    if (st == FilterStatus::proceed && !phase_is_sync_proceed(ctx, Phase::access, st, i)) {
-      st = co_await run_phase(ctx, Phase::access);
+    // Each phase runs its hooks as plain calls; only a filter that really suspends costs a
+    // coroutine, and the phase then goes on after that filter (finish_phase).
+    size_t i = 0;
+    FilterStatus st = run_phase_hooks(ctx, Phase::rewrite, i);
+    if (st == FilterStatus::suspend) st = co_await finish_phase(ctx, Phase::rewrite, i);
+    if (st == FilterStatus::proceed) {
+      i = 0;
+      st = run_phase_hooks(ctx, Phase::access, i);
+      if (st == FilterStatus::suspend) st = co_await finish_phase(ctx, Phase::access, i);
     }
     if (st == FilterStatus::respond) {
       co_await send_local_response(ctx, downstream);
@@ -236,11 +248,18 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
       co_await send_local_response(ctx, downstream);
     } else {
       // ---- upstream select, forward ----
-      if (!phase_is_sync_proceed(ctx, Phase::upstream_select, st, i)) {
-        st = co_await run_phase(ctx, Phase::upstream_select);
-      }
+      i = 0;
+      st = run_phase_hooks(ctx, Phase::upstream_select, i);
+      if (st == FilterStatus::suspend) st = co_await finish_phase(ctx, Phase::upstream_select, i);
       if (st == FilterStatus::respond) {
         co_await send_local_response(ctx, downstream);
+      } else if (!ctx.snapshot->config->via.empty() && via_lists(ctx.headers, ctx.snapshot->config->via)) {
+        // ---- forwarding loop ----
+        // The request already passed through this gateway and would be forwarded again: a route
+        // leads back to one of our own listeners (turnpike -t warns about such configs). Only
+        // forwarding is refused, so a gateway may still answer locally on an internal listener.
+        co_await respond_error(ctx, downstream, 508, "loop_detected",
+                               "the request has already passed through this gateway (Via)");
       } else {
         size_t upstream = ctx.upstream_override != SIZE_MAX ? ctx.upstream_override : ctx.route->upstream_index;
         if (ctx.snapshot->upstreams[upstream]->config->protocol == config::UpstreamProtocol::http1) {

@@ -43,11 +43,14 @@ boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream&
 boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream,
                                               boost::system::error_code ec);
 
-// Runs one phase's hooks of the route's filters from filter `i` on; stops at the first that
-// suspends (returning suspend with `i` at it) or responds. Synchronous: no coroutine frame.
+// Runs one phase's hooks of the route's filters from filter `i` on (callers start at 0); stops at
+// the first that does not proceed and returns its status. On suspend `i` is left at the filter
+// that suspended: finish the phase with finish_phase(ctx, phase, i). Synchronous: no coroutine.
 FilterStatus run_phase_hooks(RequestContext& ctx, Phase phase, size_t& i);
 
-// Runs a whole phase, awaiting filters that suspend.
-boost::asio::awaitable<FilterStatus> run_phase(RequestContext& ctx, Phase phase);
+// Finishes a phase whose filter `i` suspended: awaits that filter's work (its result is the
+// hook's), then runs the hooks after it, awaiting any that suspend in turn. Filters before `i`
+// are not run again. A filter that suspends without work fails the request (500, fail closed).
+boost::asio::awaitable<FilterStatus> finish_phase(RequestContext& ctx, Phase phase, size_t i);
 
 }  // namespace turnpike::proxy

@@ -28,6 +28,11 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
   snap->config = config;
   snap->generation = generation;
   size_t errors_before = errors.size();
+  if (!config->via.empty()) {
+    snap->via_http10 = "1.0 " + config->via;
+    snap->via_http11 = "1.1 " + config->via;
+    snap->via_http2 = "2 " + config->via;
+  }
 
   for (const auto& up : config->upstreams) {
     auto resolved = std::make_shared<upstream::ResolvedUpstream>();
@@ -70,53 +75,6 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
   }
   if (errors.size() != errors_before) return nullptr;
   return snap;
-}
-
-void RequestContext::reset() {
-  snapshot = nullptr;
-  listener = nullptr;
-  head = {};
-  headers.clear();
-  scheme = "http";
-  client_ip = {};
-  remote_addr = {};
-  host.clear();
-  authority = {};
-  path.clear();
-  query = {};
-  has_query = false;
-  upgrade = {};
-  match.matched = false;
-  match.param_count = 0;
-  route = nullptr;
-  request_edits.clear();
-  response_edits.clear();
-  upstream_override = SIZE_MAX;
-  local_response.status = 0;
-  local_response.content_type = {};
-  local_response.body.clear();
-  local_response.headers.clear();
-  pending.reset();
-  arena.clear();
-  body_remaining = 0;
-  body_done = true;
-  request_body_bytes = 0;
-  body_views.clear();
-  response_status = 0;
-  response_headers.clear();
-  response_trailers.clear();
-  response_body_bytes = 0;
-  response_started = false;
-  close_connection = false;
-  upstream_addr = {};
-  upstream_status = 0;
-  upstream_time = {};
-  error = {};
-  drop_upstream();
-  client_aborted = false;
-  out_head.clear();
-  connection_tokens.clear();
-  forwarded_for.clear();
 }
 
 }  // namespace turnpike::proxy

@@ -290,3 +290,31 @@ def connect_refused(port: int, timeout: float = 1.0) -> bool:
         return False
     finally:
         s.close()
+
+
+def clean_request_problems(port: int, timeout: float = DEFAULT_TIMEOUT) -> list:
+    """Sends the ordinary requests that any client may send, each on a new connection: a GET, a
+    POST with Content-Length, a chunked POST and a pipelined pair. Returns what went wrong (an
+    empty list when all were answered 200 with the body echoed back by the test origin's /echo).
+    Run after an attack, it proves the attack left no state behind for the next client."""
+    problems = []
+    body = b"hello"
+    cases = {
+        "GET": [build_request("GET", "/echo/clean")],
+        "POST Content-Length": [build_request("POST", "/echo/clean", body=body)],
+        "POST chunked": [build_request("POST", "/echo/clean", headers=[("Transfer-Encoding", "chunked")],
+                                       body=chunked([b"hel", b"lo"]))],
+        "pipelined pair": [build_request("POST", "/echo/clean", body=body), build_request("GET", "/echo/clean")],
+    }
+    for name, requests in cases.items():
+        try:
+            with HttpConn(port, timeout=timeout) as conn:
+                conn.send(b"".join(requests))
+                for i, raw in enumerate(requests):
+                    method = raw.split(b" ", 1)[0].decode()
+                    resp = conn.read_final_response(method, timeout)
+                    if resp.status != 200:
+                        problems.append(f"{name} #{i}: answered {resp.status}: {resp}")
+        except (ConnectionClosed, OSError) as e:
+            problems.append(f"{name}: {type(e).__name__}: {e}")
+    return problems

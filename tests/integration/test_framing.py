@@ -1,5 +1,8 @@
 """Request framing attacks (smuggling, desync) and malformed heads: each is answered 400, the
-connection is closed, and nothing at all reaches the origin (RFC 9112 §2.2, §3, §5, §6)."""
+connection is closed, nothing at all reaches the origin (RFC 9112 §2.2, §3, §5, §6), and the
+attack leaves nothing behind: ordinary requests from other clients, on new connections, are
+served right after it. The gateway runs one worker, so those requests reuse the attacker's
+recycled request context."""
 import time
 
 import pytest
@@ -65,7 +68,7 @@ ATTACKS = {
 
 @pytest.fixture(scope="module")
 def tp(origin_module, turnpike_module):
-    return turnpike_module(base_config(origin_module))
+    return turnpike_module(base_config(origin_module, workers=1))
 
 
 @pytest.fixture
@@ -95,6 +98,7 @@ def test_framing_attack_is_rejected_with_400_and_close(tp, origin, name):
     if origin.snapshot() or origin.total_bytes:
         problems.append(f"origin received {origin.total_bytes} bytes, requests {origin.snapshot()}, "
                         f"errors {origin.errors}")
+    problems += [f"afterwards, {p}" for p in rawhttp.clean_request_problems(tp.port())]
     assert not problems, f"{name}: " + "; ".join(problems)
 
 

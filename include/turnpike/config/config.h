@@ -175,6 +175,9 @@ struct Config {
   std::string file;      // the path it was loaded from
   unsigned workers = 0;  // 0 means "auto": one per CPU core
   Duration drain_timeout{30'000};
+  // The pseudonym this gateway adds to Via (RFC 9110 §7.6.3) and recognises as its own to detect
+  // forwarding loops; empty: no Via and no loop detection.
+  std::string via = "turnpike";
   ClientLimits limits;
   LogConfig log;
   std::vector<ListenerConfig> listeners;

@@ -9,7 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <chrono>
-#include <deque>
+#include <forward_list>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -45,10 +45,18 @@ struct LocalResponse {
   std::string_view content_type;
   std::string body;
   std::vector<std::pair<std::string_view, std::string_view>> headers;
+  void clear();  // as new, keeping the storage of body and headers
 };
 
-struct RequestContext {
-  // ---- Set by the downstream side before the pipeline runs ----
+// The context is made of parts, one per concern. Each part resets as a whole, by assigning it
+// a fresh value (see reset_part in request_context.cc), so a field added to a part later is
+// reset without anyone remembering to: a hand-kept list of fields once missed the chunked
+// decoder, and one client's malformed body failed the next client's requests. Only the storage
+// of the part's containers is carried over (emptied), so a warmed-up worker still allocates
+// nothing per request. RequestContext inherits the parts, so fields read as ctx.<field>.
+
+// Set by the downstream side before the pipeline runs.
+struct RequestInput {
   const Snapshot* snapshot = nullptr;
   const ListenerRuntime* listener = nullptr;
   http::RequestHead head;
@@ -64,8 +72,10 @@ struct RequestContext {
   bool has_query = false;
   std::string_view upgrade;           // "websocket" when the client asks to switch (and can tunnel)
   std::chrono::steady_clock::time_point start;
+};
 
-  // ---- Routing and filters ----
+// Routing and the filters' decisions.
+struct RoutingState {
   router::MatchResult match;
   const RouteRuntime* route = nullptr;
   std::vector<HeaderEdit> request_edits;   // applied when the upstream request is written
@@ -73,34 +83,46 @@ struct RequestContext {
   size_t upstream_override = SIZE_MAX;     // an upstream_select filter's choice (snapshot index)
   LocalResponse local_response;
   std::optional<boost::asio::awaitable<FilterStatus>> pending;  // see FilterStatus::suspend
-  std::deque<std::string> arena;           // owned strings that edits may point into (stable)
+  // Owned strings that edits may point into: stable addresses, and an empty list allocates
+  // nothing (a deque allocates even when default-constructed or moved from).
+  std::forward_list<std::string> arena;
+};
 
-  // ---- Request body (filled by the downstream side as it reads) ----
+// The request body, filled by the downstream side as it reads. Its chunked decoder is the
+// request's alone: an upstream response body is decoded by the forwarder's own decoder.
+struct RequestBody {
   http::ChunkedDecoder chunked;
   uint64_t body_remaining = 0;             // content-length framing: bytes still to read
   bool body_done = true;
   uint64_t request_body_bytes = 0;
   std::vector<std::string_view> body_views;  // current decoded body pieces
+};
 
-  // ---- Response ----
+// The response as the client gets it.
+struct ResponseState {
+  http::ChunkedDecoder response_chunked;   // an HTTP/1.1 upstream's chunked response body
   int response_status = 0;
   std::vector<http::Header> response_headers;  // upstream's fields (views into its buffer)
   std::vector<http::Header> response_trailers; // upstream's trailer fields, when it sent any
   uint64_t response_body_bytes = 0;
   bool response_started = false;           // first byte sent to the client: no error page now
   bool close_connection = false;           // the client connection cannot be reused after this
+};
 
-  // ---- For the log phase ----
+// What the log phase reports.
+struct LogState {
   std::string_view upstream_addr;
   int upstream_status = 0;
   std::chrono::steady_clock::duration upstream_time{};
   std::string_view error;                  // short machine-readable reason a request failed
+};
 
-  // ---- The client giving up ----
-  // When the client gives up on the request (an HTTP/2 stream reset, or lost with its connection,
-  // before its response is complete), the client side calls abort_upstream(): the forwarder's
-  // hook (set while it holds an upstream connection or stream) cancels the upstream work, so the
-  // pipeline stops now instead of when the upstream answers, and the upstream side is not reused.
+// The client giving up. When the client gives up on the request (an HTTP/2 stream reset, or lost
+// with its connection, before its response is complete), the client side calls abort_upstream():
+// the forwarder's hook (set while it holds an upstream connection or stream) cancels the upstream
+// work, so the pipeline stops now instead of when the upstream answers, and the upstream side is
+// not reused.
+struct UpstreamLink {
   using UpstreamAbortFn = void (*)(void*);
   UpstreamAbortFn upstream_abort = nullptr;
   void* upstream_abort_arg = nullptr;
@@ -111,21 +133,33 @@ struct RequestContext {
     client_aborted = true;
     if (upstream_abort) upstream_abort(upstream_abort_arg);
   }
+};
 
-  // ---- Scratch space for the sides' serializers ----
+// Scratch space for the sides' serializers: meaningful only inside one call.
+struct SerializerScratch {
   HeadBuffer out_head;                     // serialized head being written
   std::vector<std::string_view> connection_tokens;
   std::string forwarded_for;               // X-Forwarded-For when the client sent a chain to extend
   // Scatter list for one writev. Kept here, not in coroutine frames, so those stay small enough
   // for Asio's per-thread frame recycling (it recycles blocks up to about 1 KiB).
   std::array<boost::asio::const_buffer, 40> iov;
+};
 
+struct RequestContext : RequestInput,
+                        RoutingState,
+                        RequestBody,
+                        ResponseState,
+                        LogState,
+                        UpstreamLink,
+                        SerializerScratch {
   void suspend_with(boost::asio::awaitable<FilterStatus> work) { pending.emplace(std::move(work)); }
   // Keeps `s` alive for the rest of the request and returns a view of it.
   std::string_view keep(std::string s) {
-    arena.push_back(std::move(s));
-    return arena.back();
+    arena.push_front(std::move(s));
+    return arena.front();
   }
+  // Makes the context equivalent to a new one (every part reset as a whole), keeping only the
+  // storage of its containers. A pooled context is reset before it serves another request.
   void reset();
 };
 

@@ -37,6 +37,9 @@ struct Snapshot {
   std::vector<std::shared_ptr<const upstream::ResolvedUpstream>> upstreams;  // config order
   std::vector<RouteRuntime> routes;                                         // config order
   std::vector<ListenerRuntime> listeners;                                   // config order
+  // The Via field value added to forwarded requests, by the protocol the request came in with
+  // ("1.0 name", "1.1 name", "2 name"); empty when Via is off.
+  std::string via_http10, via_http11, via_http2;
 
   const ListenerRuntime* find_listener(std::string_view name) const;
   size_t find_upstream(std::string_view name) const;  // SIZE_MAX when absent
