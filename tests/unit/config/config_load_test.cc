@@ -91,7 +91,10 @@ listeners:
   ASSERT_TRUE(c);
   EXPECT_EQ(c->workers, 4u);
   EXPECT_EQ(c->drain_timeout, milliseconds(5000));
-  EXPECT_EQ(c->log, (LogConfig{"/tmp/e.log", "debug", "stdout", "json"}));
+  EXPECT_EQ(c->log.error_log, "/tmp/e.log");
+  EXPECT_EQ(c->log.level, "debug");
+  EXPECT_EQ(c->log.access_log, "stdout");
+  EXPECT_EQ(c->log.access_format, "json");
   const ClientLimits& l = c->limits;
   EXPECT_EQ(l.max_request_line, 4096u);
   EXPECT_EQ(l.max_header_bytes, 65536u);
