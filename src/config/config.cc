@@ -74,6 +74,7 @@ std::string ConfigError::to_string() const {
   out += ':';
   out += std::to_string(line);
   out += ": ";
+  if (warning) out += "warning: ";
   out += message;
   return out;
 }

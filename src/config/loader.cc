@@ -52,12 +52,13 @@ namespace {
 constexpr Duration kPositive{1};  // the smallest duration accepted where 0 makes no sense
 constexpr Duration kZero{0};
 
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------
 // Addresses
 // ---------------------------------------------------------------------------------------------
 
-// The canonical text of an IP literal ("::0" → "::"), or empty when `s` is not one.
-std::string canonical_ip(std::string_view s) {
+std::string detail::canonical_ip(std::string_view s) {
   std::string text(s);
   unsigned char buf[16];
   char out[INET6_ADDRSTRLEN];
@@ -69,6 +70,10 @@ std::string canonical_ip(std::string_view s) {
   }
   return {};
 }
+
+namespace {
+
+using detail::canonical_ip;
 
 std::string_view strip_brackets(std::string_view s) {
   if (s.size() >= 2 && s.front() == '[' && s.back() == ']') return s.substr(1, s.size() - 2);
@@ -184,9 +189,17 @@ class Loader {
     }
     root_line_ = detail::line_of(root);
     check_keys(top, root,
-               {"workers", "drain_timeout", "log", "limits", "listeners", "upstreams", "routes"});
+               {"workers", "drain_timeout", "via", "pid_file", "log", "limits", "listeners", "upstreams",
+                "routes"});
     load_workers(root["workers"]);
     field_duration(top, root, "drain_timeout", cfg_.drain_timeout, kZero);
+    load_via(root["via"]);
+    if (const YAML::Node n = root["pid_file"]) {
+      field(top, root, "pid_file", cfg_.pid_file);
+      if (n.IsScalar() && cfg_.pid_file.empty()) top.key("pid_file").error(n, "must not be empty; leave it out for no pid file");
+      cfg_.pid_file = relative_to_config(cfg_.pid_file);
+      cfg_.pid_file_source = top.source(n);
+    }
     // An optional section left empty ("routes:" with its items commented out) is as good as
     // absent.
     auto section = [&](const char* key) {
@@ -215,6 +228,36 @@ class Loader {
     if (auto v = detail::read_int(w, n, 1, 256)) cfg_.workers = static_cast<unsigned>(*v);
   }
 
+  // Without `via:`, the host name: two Turnpike tiers on different machines (an edge gateway in
+  // front of an internal one) must not take each other's entries for their own, which a shared
+  // default name would turn into a 508 for every request. Squid does the same. Host names are
+  // tokens already; anything else falls back to "turnpike".
+  static std::string default_via() {
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) != 0) return "turnpike";
+    std::string name(host);
+    if (name.empty() || name.size() > 64 || !detail::is_token(name)) return "turnpike";
+    return name;
+  }
+
+  // RFC 9110 §7.6.3: Via's received-by is a pseudonym (a token) when the host is not disclosed.
+  void load_via(const YAML::Node& n) {
+    if (!n) {
+      cfg_.via = default_via();
+      return;
+    }
+    Where w(diag_, "", "via");
+    std::optional<std::string> s = detail::read_string(w, n);
+    if (!s) return;
+    if (*s == "off") {
+      cfg_.via.clear();
+    } else if (detail::is_token(*s) && s->size() <= 64) {
+      cfg_.via = *s;
+    } else {
+      w.error(n, quote(*s) + " is not a pseudonym: 1..64 letters, digits and !#$%&'*+-.^_`|~ (or \"off\")");
+    }
+  }
+
   void load_log(const YAML::Node& n) {
     Where w(diag_, "", "log");
     if (!expect_map(w, n)) return;
@@ -224,6 +267,8 @@ class Loader {
     field(w, n, "level", log.level);
     field(w, n, "access_log", log.access_log);
     field(w, n, "access_format", log.access_format);
+    if (const YAML::Node v = n["error_log"]) log.error_log_source = w.source(v);
+    if (const YAML::Node v = n["access_log"]) log.access_log_source = w.source(v);
     if (const YAML::Node v = n["error_log"]; v && v.IsScalar()) {
       if (log.error_log.empty()) w.key("error_log").error(v, "must not be empty");
       if (log.error_log == "off") {
@@ -365,7 +410,10 @@ class Loader {
         field(cw, c, "key", cc.key_file);
         cc.cert_file = relative_to_config(cc.cert_file);
         cc.key_file = relative_to_config(cc.key_file);
-        if (const YAML::Node sn = c["server_names"]) {
+        if (const YAML::Node sn = c["server_names"]; sn && sn.IsSequence() && sn.size() == 0) {
+          // An empty override would leave the certificate answering for no name at all.
+          cw.key("server_names").error(sn, "an empty list is not allowed; leave the key out to use the certificate's names");
+        } else if (sn) {
           if (auto names = detail::read_string_list(cw.key("server_names"), sn)) {
             for (auto& [name, node] : *names) {
               std::string lower = to_lower_copy(name);
@@ -597,6 +645,7 @@ LoadResult load_config_string(const std::string& yaml, const std::string& file) 
   }
   LoadResult result;
   if (diag.empty()) {
+    result.warnings = detail::find_warnings(*cfg);
     result.config = std::move(cfg);
   } else {
     result.errors = diag.take_sorted();

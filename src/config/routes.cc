@@ -9,8 +9,6 @@
 
 namespace turnpike::config::detail {
 
-namespace {
-
 // ---------------------------------------------------------------------------------------------
 // Header names and values
 // ---------------------------------------------------------------------------------------------
@@ -25,6 +23,8 @@ bool is_token(std::string_view s) {
   }
   return true;
 }
+
+namespace {
 
 // RFC 9110 §5.5: a field value has no control characters except HTAB; CR, LF and NUL in
 // particular would split or truncate the message (response splitting).
@@ -101,6 +101,36 @@ std::vector<std::pair<std::string, std::string>> read_header_map(const Where& w,
 }
 
 // ---------------------------------------------------------------------------------------------
+// Lists that narrow a route
+// ---------------------------------------------------------------------------------------------
+
+// A route's lists (listeners, hosts, paths, methods, header conditions) each narrow what it
+// serves, and leaving one out means "all". An empty list would mean either nothing (a route that
+// never matches) or, read loosely, everything: a route meant for nothing served everywhere. It
+// is refused so that "all" has one spelling, the key left out.
+bool refuse_empty(const Where& w, const YAML::Node& n, std::string_view all) {
+  if (!n.IsSequence() || n.size() != 0) return false;
+  w.error(n, "an empty list is not allowed; leave the key out for " + std::string(all));
+  return true;
+}
+
+// "/users/:id" is a common parameter spelling elsewhere; here it would match the literal ":id".
+bool check_colon_param(const Where& w, const YAML::Node& at, std::string_view path) {
+  size_t pos = 0;
+  while ((pos = path.find("/:", pos)) != std::string_view::npos) {
+    size_t end = path.find('/', pos + 1);
+    std::string_view name = path.substr(pos + 2, end == std::string_view::npos ? end : end - pos - 2);
+    if (!name.empty()) {
+      w.error(at, "path " + quote(path) + ": \":" + std::string(name) +
+                      "\" would match literally; write \"{" + std::string(name) + "}\" for a parameter");
+      return false;
+    }
+    pos += 2;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Route parts
 // ---------------------------------------------------------------------------------------------
 
@@ -159,7 +189,7 @@ class RouteLoader {
 
   void load_listeners(const Where& w, const YAML::Node& item, RouteConfig& r) {
     const YAML::Node n = item["listeners"];
-    if (!n) return;
+    if (!n || refuse_empty(w.key("listeners"), n, "every listener")) return;
     auto names = read_string_list(w.key("listeners"), n);
     if (!names) return;
     for (auto& [name, at] : *names) {
@@ -177,7 +207,7 @@ class RouteLoader {
     if (!expect_map(w, m)) return;
     check_keys(w, m, {"hosts", "paths", "methods", "headers"});
     std::string why;
-    if (const YAML::Node n = m["hosts"]) {
+    if (const YAML::Node n = m["hosts"]; n && !refuse_empty(w.key("hosts"), n, "any host")) {
       if (auto hosts = read_string_list(w.key("hosts"), n)) {
         for (auto& [text, at] : *hosts) {
           std::string host = to_lower_copy(text);
@@ -189,10 +219,11 @@ class RouteLoader {
         }
       }
     }
-    if (const YAML::Node n = m["paths"]) {
+    if (const YAML::Node n = m["paths"]; n && !refuse_empty(w.key("paths"), n, "every path")) {
       rule.paths.clear();
       if (auto paths = read_string_list(w.key("paths"), n)) {
         for (auto& [path, at] : *paths) {
+          if (!check_colon_param(w.key("paths"), at, path)) continue;
           if (!router::validate_path(path, why)) {
             w.error(at, why);
           } else if (std::find(rule.paths.begin(), rule.paths.end(), path) == rule.paths.end()) {
@@ -200,9 +231,8 @@ class RouteLoader {
           }
         }
       }
-      if (rule.paths.empty() && n.IsSequence() && n.size() == 0) rule.paths = {"/*"};
     }
-    if (const YAML::Node n = m["methods"]) {
+    if (const YAML::Node n = m["methods"]; n && !refuse_empty(w.key("methods"), n, "every method")) {
       if (auto methods = read_string_list(w.key("methods"), n)) {
         for (auto& [name, at] : *methods) {
           http::Method method = http::parse_method(name);
@@ -222,7 +252,7 @@ class RouteLoader {
         }
       }
     }
-    if (const YAML::Node n = m["headers"]) load_header_conditions(w.key("headers"), n, rule);
+    if (const YAML::Node n = m["headers"]; n && !refuse_empty(w.key("headers"), n, "no header condition")) load_header_conditions(w.key("headers"), n, rule);
   }
 
   void load_header_conditions(const Where& w, const YAML::Node& list, router::RouteRule& rule) {

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "yaml_reader.h"
 
@@ -18,8 +19,18 @@ inline constexpr std::string_view kNameRule =
 // `listener "public"`: how an item is named in messages.
 std::string item_name(std::string_view kind, std::string_view name);
 
+// RFC 9110 §5.6.2 token: header names, the `via` pseudonym.
+bool is_token(std::string_view s);
+
+// The canonical text of an IP literal ("::0" → "::"), or empty when `s` is not one.
+std::string canonical_ip(std::string_view s);
+
 // Reads the `routes` list into cfg.routes, checking references against cfg.listeners and
 // cfg.upstreams, which must already be loaded.
 void load_routes(Diagnostics& diag, const YAML::Node& routes, Config& cfg);
+
+// Warnings about a config that loaded without errors (checks.cc): routes that can never match,
+// routes that can send a request back to the listener it came from. In file order.
+std::vector<ConfigError> find_warnings(const Config& cfg);
 
 }  // namespace turnpike::config::detail

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 
 #include "turnpike/log/log.h"
 #include "turnpike/proxy/snapshot.h"
+#include "turnpike/tls/edge_wait.h"
 #include "worker.h"
 
 namespace turnpike::proxy {
@@ -40,10 +42,47 @@ struct BoundListener {
   uint16_t port = 0;
 };
 
+std::string endpoint_text(const boost::asio::ip::address& addr, uint16_t port) {
+  return (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" + std::to_string(port);
+}
+
+// Why a listening socket could not be had, and what to do about it.
+std::string listen_failure(const boost::asio::ip::address& addr, uint16_t port, int err) {
+  std::string out = "cannot listen on " + endpoint_text(addr, port) + ": " + std::strerror(err);
+  if (err == EACCES && port < 1024) {
+    out += " (ports below 1024 need the CAP_NET_BIND_SERVICE capability: AmbientCapabilities=CAP_NET_BIND_SERVICE "
+           "in the systemd unit, or setcap cap_net_bind_service=+ep on the binary; or use a port >= 1024)";
+  } else if (err == EADDRINUSE) {
+    out += " (another process, perhaps another turnpike, listens on " + endpoint_text(addr, port) +
+           ": stop it or choose another port)";
+  } else if (err == EADDRNOTAVAIL) {
+    out += " (no interface of this host has the address " + addr.to_string() + ")";
+  }
+  return out;
+}
+
+// SO_REUSEPORT lets any socket of the same user join a port, so a second turnpike started on a
+// port that a running one serves would quietly share its connections. Before joining a port with
+// SO_REUSEPORT, bind it once without: that fails (EADDRINUSE) when anyone listens there already.
+// SO_REUSEADDR is kept, so a restart still binds past connections left in TIME_WAIT.
+int probe_port(const tcp::endpoint& ep) {
+  int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  int one = 1;
+  int err = 0;
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      ::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0) {
+    err = errno;
+  }
+  ::close(fd);
+  return err;
+}
+
 // Opens one SO_REUSEPORT listening socket per worker for a listener. With port 0 the first
-// socket picks the port and the others join it.
-bool open_listener(const config::ListenerConfig& l, unsigned workers, std::vector<int>& fds, BoundListener& bound,
-                   std::string& error) {
+// socket picks the port and the others join it. `ours` says that this process already listens on
+// the address and port (a reload rebinding a changed listener), so joining it is expected.
+bool open_listener(const config::ListenerConfig& l, unsigned workers, bool ours, std::vector<int>& fds,
+                   BoundListener& bound, std::string& error) {
   boost::system::error_code ec;
   auto addr = boost::asio::ip::make_address(l.address, ec);
   if (ec) {
@@ -51,6 +90,12 @@ bool open_listener(const config::ListenerConfig& l, unsigned workers, std::vecto
     return false;
   }
   uint16_t port = l.port;
+  if (port != 0 && !ours) {
+    if (int err = probe_port(tcp::endpoint(addr, port)); err != 0) {
+      error = listen_failure(addr, port, err);
+      return false;
+    }
+  }
   for (unsigned w = 0; w < workers; ++w) {
     tcp::endpoint ep(addr, port);
     int fd = ::socket(addr.is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -58,7 +103,7 @@ bool open_listener(const config::ListenerConfig& l, unsigned workers, std::vecto
     if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
         ::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0 || ::listen(fd, l.backlog) != 0) {
-      error = std::string("cannot listen on ") + l.address + ":" + std::to_string(port) + ": " + std::strerror(errno);
+      error = listen_failure(addr, port, errno);
       if (fd >= 0) ::close(fd);
       for (int f : fds) ::close(f);
       fds.clear();
@@ -75,12 +120,54 @@ bool open_listener(const config::ListenerConfig& l, unsigned workers, std::vecto
   }
   bound.config = l;
   bound.port = port;
-  bound.bound = (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" + std::to_string(port);
+  bound.bound = endpoint_text(addr, port);
   return true;
 }
 
-bool same_listener(const config::ListenerConfig& a, const config::ListenerConfig& b) {
-  return a.name == b.name && a.address == b.address && a.port == b.port && a.backlog == b.backlog;
+// A reload keeps a listener's sockets when they would be bound the same way (config.h).
+bool same_sockets(const config::ListenerConfig& a, const config::ListenerConfig& b) {
+  return static_cast<const config::ListenerSocketConfig&>(a) == static_cast<const config::ListenerSocketConfig&>(b);
+}
+
+// Where this server runs, said once at start: which readiness wait the TLS transport compiled
+// in (tls/edge_wait.h). The fast path depends on Boost internals, so an upgrade can silently
+// drop it; this line (and tests/unit/tls/edge_wait_test.cc) makes that visible.
+void log_build_facts() {
+#if TURNPIKE_EDGE_WAIT
+  spdlog::info("readiness wait: edge fast path (Boost {}.{}.{} with epoll)", BOOST_VERSION / 100000,
+               BOOST_VERSION / 100 % 1000, BOOST_VERSION % 100);
+#else
+  spdlog::info("readiness wait: socket.async_wait() fallback (Boost {}.{}.{}; the fast path is built only for "
+               "Boost 1.81 with epoll)",
+               BOOST_VERSION / 100000, BOOST_VERSION / 100 % 1000, BOOST_VERSION % 100);
+#endif
+}
+
+void log_warnings(const std::vector<config::ConfigError>& warnings) {
+  for (const auto& w : warnings) spdlog::warn("{}", w.to_string());
+}
+
+// The pid file (`pid_file`): for logrotate's `kill -USR1 $(cat ...)` and init scripts.
+bool write_pid_file(const config::Config& cfg) {
+  if (cfg.pid_file.empty()) return true;
+  const std::string text = std::to_string(::getpid()) + "\n";
+  int fd = ::open(cfg.pid_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const int err = errno;
+  if (fd >= 0) ::close(fd);
+  if (!ok) {
+    spdlog::critical("{}:{}: pid_file: cannot write {}: {}", cfg.pid_file_source.file, cfg.pid_file_source.line,
+                     cfg.pid_file, std::strerror(err));
+  }
+  return ok;
+}
+
+// Removed at exit only while it still names this process (a newer turnpike may have taken it).
+void remove_pid_file(const std::string& path) {
+  if (path.empty()) return;
+  std::ifstream f(path);
+  long pid = 0;
+  if (f >> pid && pid == ::getpid()) ::unlink(path.c_str());
 }
 
 class Server {
@@ -96,6 +183,8 @@ class Server {
   boost::asio::awaitable<void> drain();
   void write_ready_file();
   void report(const std::vector<config::ConfigError>& errors);
+  // Whether this process already listens on the address and port `l` names.
+  bool holds(const config::ListenerConfig& l) const;
 
   ServerOptions options_;
   boost::asio::io_context main_;
@@ -108,7 +197,17 @@ class Server {
   uint64_t reload_attempts_ = 0;
   std::string last_reload_ = "none";
   bool stopping_ = false;
+  std::string pid_file_;  // the one written at start, removed at exit
 };
+
+bool Server::holds(const config::ListenerConfig& l) const {
+  boost::system::error_code ec;
+  const auto addr = boost::asio::ip::make_address(l.address, ec);
+  for (const auto& [name, b] : listeners_) {
+    if (b.port == l.port && boost::asio::ip::make_address(b.config.address, ec) == addr) return true;
+  }
+  return false;
+}
 
 void Server::report(const std::vector<config::ConfigError>& errors) {
   for (const auto& e : errors) spdlog::error("{}", e.to_string());
@@ -120,11 +219,18 @@ bool Server::start() {
     for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     return false;
   }
+  // The log files first, so a file that cannot be opened is reported at its line.
+  if (auto file_errors = config::check_files(*loaded.config); !file_errors.empty()) {
+    for (const auto& e : file_errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    return false;
+  }
   std::string log_error;
   if (!log::configure(loaded.config->log, log_error)) {
     std::fprintf(stderr, "%s: %s\n", options_.config_path.c_str(), log_error.c_str());
     return false;
   }
+  log_build_facts();
+  log_warnings(loaded.warnings);
   std::vector<config::ConfigError> errors;
   snapshot_ = Snapshot::build(loaded.config, ++generation_, errors);
   if (!snapshot_) {
@@ -141,8 +247,8 @@ bool Server::start() {
     std::vector<int> fds;
     BoundListener bound;
     std::string error;
-    if (!open_listener(l, worker_count_, fds, bound, error)) {
-      spdlog::critical("listener \"{}\": {}", l.name, error);
+    if (!open_listener(l, worker_count_, false, fds, bound, error)) {
+      spdlog::critical("{}:{}: listener \"{}\": {}", l.source.file, l.source.line, l.name, error);
       for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
       return false;
     }
@@ -150,6 +256,11 @@ bool Server::start() {
     spdlog::info("listener \"{}\" on {}", l.name, bound.bound);
     listeners_[l.name] = std::move(bound);
   }
+  if (!write_pid_file(*snapshot_->config)) {
+    for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
+    return false;
+  }
+  pid_file_ = snapshot_->config->pid_file;
   for (unsigned w = 0; w < worker_count_; ++w) {
     workers_.push_back(std::make_unique<Worker>(w, snapshot_));
   }
@@ -172,14 +283,14 @@ void Server::reload() {
   if (next) {
     for (const auto& l : next->config->listeners) {
       auto old = listeners_.find(l.name);
-      if (old != listeners_.end() && same_listener(old->second.config, l)) {
+      if (old != listeners_.end() && same_sockets(old->second.config, l)) {
         bound_next[l.name] = old->second;
         continue;
       }
       std::vector<int> fds;
       BoundListener bound;
       std::string error;
-      if (!open_listener(l, worker_count_, fds, bound, error)) {
+      if (!open_listener(l, worker_count_, holds(l), fds, bound, error)) {
         errors.push_back({l.source.file, l.source.line, "listener \"" + l.name + "\": " + error});
         break;
       }
@@ -202,6 +313,8 @@ void Server::reload() {
   if ((next->config->workers != 0 ? next->config->workers : worker_count_) != worker_count_ && !options_.workers) {
     spdlog::warn("reload: a new worker count takes effect on restart");
   }
+  log_warnings(loaded.warnings);
+  if (next->config->pid_file != pid_file_) spdlog::warn("reload: a new pid_file takes effect on restart");
   generation_ = next->generation;
   snapshot_ = next;
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->post_snapshot(next, std::move(per_worker[w]));
@@ -295,6 +408,7 @@ int Server::run() {
                          tls.tickets_issued, tls.tickets_decrypted, tls.ticket_keys_rotated, log::dropped_lines());
   spdlog::info("{}", summary);
   workers_.clear();
+  remove_pid_file(pid_file_);
   log::shutdown();
   return 0;
 }

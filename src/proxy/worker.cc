@@ -22,18 +22,7 @@ constexpr auto kSweepInterval = std::chrono::milliseconds(100);
 
 // Pools survive a reload when what they connect to and how did not change (file lines may).
 bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig& b) {
-  if (a.nodes.size() != b.nodes.size()) return false;
-  for (size_t i = 0; i < a.nodes.size(); ++i) {
-    if (a.nodes[i].host != b.nodes[i].host || a.nodes[i].port != b.nodes[i].port ||
-        a.nodes[i].weight != b.nodes[i].weight) {
-      return false;
-    }
-  }
-  return a.name == b.name && a.keepalive_max_idle == b.keepalive_max_idle &&
-         a.keepalive_idle_timeout == b.keepalive_idle_timeout &&
-         a.keepalive_max_requests == b.keepalive_max_requests && a.connect_timeout == b.connect_timeout &&
-         a.send_timeout == b.send_timeout && a.read_timeout == b.read_timeout && a.retries == b.retries &&
-         a.protocol == b.protocol && a.tls == b.tls && a.h2_max_streams_per_connection == b.h2_max_streams_per_connection;
+  return a == b;  // every field but the lines (config.h: UpstreamConfig's identity)
 }
 }  // namespace
 

@@ -20,10 +20,15 @@ namespace turnpike::config {
 
 using Duration = std::chrono::milliseconds;
 
+// Where an item was written. It is not part of what the item is: two items that differ only in
+// their lines compare equal, so the defaulted operator== of every struct below compares what an
+// item does, and a reload that only moves lines keeps its listeners and pools. Compare places
+// with same_place().
 struct SourceRef {
   std::string file;
   int line = 0;  // 1-based; 0 when unknown (defaults)
-  bool operator==(const SourceRef&) const = default;
+  bool operator==(const SourceRef&) const { return true; }
+  bool same_place(const SourceRef& o) const { return file == o.file && line == o.line; }
 };
 
 // Limits applied to downstream (client) connections and requests.
@@ -81,11 +86,21 @@ struct Http2Config {
   bool operator==(const Http2Config&) const = default;
 };
 
-struct ListenerConfig {
+// A listener's sockets, and so their identity: a reload keeps the bound sockets of a listener
+// whose ListenerSocketConfig compares equal and binds new ones for any other. Every field that
+// shapes the socket belongs here. Settings read per connection (tls, http2) do not: they follow
+// the new snapshot on the kept sockets, so a certificate renewal drops no queued connection.
+struct ListenerSocketConfig {
   std::string name;
   std::string address = "0.0.0.0";  // IPv4 or IPv6 literal
   uint16_t port = 0;                 // 0: pick a free port (tests); see --ready-file
   int backlog = 4096;
+  bool operator==(const ListenerSocketConfig&) const = default;
+};
+
+// Equality (lines excepted) tells whether a reload changed the listener at all; an HTTP/2
+// connection on a changed one is closed gracefully.
+struct ListenerConfig : ListenerSocketConfig {
   std::optional<ListenerTlsConfig> tls;  // absent: cleartext
   Http2Config http2;
   SourceRef source;
@@ -119,6 +134,8 @@ struct UpstreamTlsConfig {
   bool operator==(const UpstreamTlsConfig&) const = default;
 };
 
+// Equality is the upstream's identity: a reload keeps the connection pools of an upstream whose
+// config compares equal and replaces any other (every field counts, lines excepted).
 struct UpstreamConfig {
   std::string name;
   std::vector<UpstreamNodeConfig> nodes;
@@ -168,6 +185,8 @@ struct LogConfig {
   std::string level = "info";        // trace, debug, info, warn, error, critical, off
   std::string access_log = "off";    // a path, "stdout", "stderr" or "off"
   std::string access_format = "text";  // "text" or "json"
+  SourceRef error_log_source;          // where error_log / access_log were set, for -t
+  SourceRef access_log_source;
   bool operator==(const LogConfig&) const = default;
 };
 
@@ -175,11 +194,13 @@ struct Config {
   std::string file;      // the path it was loaded from
   unsigned workers = 0;  // 0 means "auto": one per CPU core
   Duration drain_timeout{30'000};
-  // The pseudonym this gateway adds to Via (RFC 9110 §7.6.3) and recognises as its own to detect
-  // forwarding loops; empty: no Via and no loop detection.
-  std::string via = "turnpike";
   ClientLimits limits;
   LogConfig log;
+  // The pseudonym this proxy adds to `Via` (RFC 9110 §7.6.3) and recognizes there to detect a
+  // request that came back to it (508); empty when `via: off`.
+  std::string via = "turnpike";
+  std::string pid_file;  // written at start, removed at exit; empty: none
+  SourceRef pid_file_source;
   std::vector<ListenerConfig> listeners;
   std::vector<UpstreamConfig> upstreams;
   std::vector<RouteConfig> routes;
@@ -191,12 +212,14 @@ struct ConfigError {
   std::string file;
   int line = 0;
   std::string message;
-  std::string to_string() const;  // "file:line: message"
+  bool warning = false;           // a config that works, but likely not as meant
+  std::string to_string() const;  // "file:line: message", "file:line: warning: message"
 };
 
 struct LoadResult {
   std::shared_ptr<const Config> config;  // null when errors is non-empty
   std::vector<ConfigError> errors;       // every problem found, in file order
+  std::vector<ConfigError> warnings;     // found only when there are no errors, in file order
 };
 
 // Reads, parses and validates a config file; collects every error rather than stopping at the
@@ -204,6 +227,11 @@ struct LoadResult {
 LoadResult load_config_file(const std::string& path);
 // Same, from text (tests); `file` names it in errors.
 LoadResult load_config_string(const std::string& yaml, const std::string& file);
+
+// What a start needs from the file system, checked without changing anything that is there:
+// every log file opens for appending (it is created when missing, as a start would), the pid
+// file's directory is writable. Errors point at the key's line. `turnpike -t`, start and reload.
+std::vector<ConfigError> check_files(const Config& cfg);
 
 // "10s", "250ms", "2m", "1h" or a bare number of seconds.
 std::optional<Duration> parse_duration(std::string_view s);

@@ -61,7 +61,8 @@ TEST(LoadConfig, OmittedKeysKeepTheirDefaults) {
   EXPECT_EQ(c->listeners[0].address, "0.0.0.0");
   EXPECT_EQ(c->listeners[0].port, 0);
   EXPECT_EQ(c->listeners[0].backlog, 4096);
-  EXPECT_EQ(c->listeners[0].source, (SourceRef{"test.yaml", 3}));
+  EXPECT_EQ(c->listeners[0].source.file, "test.yaml");
+  EXPECT_EQ(c->listeners[0].source.line, 3);
   EXPECT_TRUE(c->upstreams.empty());
   EXPECT_TRUE(c->routes.empty());
 }
@@ -90,7 +91,10 @@ listeners:
   ASSERT_TRUE(c);
   EXPECT_EQ(c->workers, 4u);
   EXPECT_EQ(c->drain_timeout, milliseconds(5000));
-  EXPECT_EQ(c->log, (LogConfig{"/tmp/e.log", "debug", "stdout", "json"}));
+  EXPECT_EQ(c->log.error_log, "/tmp/e.log");
+  EXPECT_EQ(c->log.level, "debug");
+  EXPECT_EQ(c->log.access_log, "stdout");
+  EXPECT_EQ(c->log.access_format, "json");
   const ClientLimits& l = c->limits;
   EXPECT_EQ(l.max_request_line, 4096u);
   EXPECT_EQ(l.max_header_bytes, 65536u);
@@ -132,7 +136,8 @@ upstreams:
   EXPECT_EQ(u.nodes[1].host, "127.0.0.1");
   EXPECT_EQ(u.nodes[1].port, 8081);
   EXPECT_EQ(u.nodes[1].weight, 1u);
-  EXPECT_EQ(u.nodes[1].source, (SourceRef{"test.yaml", 10}));
+  EXPECT_EQ(u.nodes[1].source.file, "test.yaml");
+  EXPECT_EQ(u.nodes[1].source.line, 10);
   EXPECT_EQ(u.nodes[2].host, "::1");
   EXPECT_EQ(u.nodes[2].port, 8082);
   EXPECT_EQ(u.nodes[3].host, "backend.internal");
@@ -147,7 +152,8 @@ upstreams:
   EXPECT_EQ(u.send_timeout, milliseconds(1000));
   EXPECT_EQ(u.read_timeout, milliseconds(2000));
   EXPECT_EQ(u.retries, 0u);
-  EXPECT_EQ(u.source, (SourceRef{"test.yaml", 7}));
+  EXPECT_EQ(u.source.file, "test.yaml");
+  EXPECT_EQ(u.source.line, 7);
 }
 
 TEST(LoadConfig, UpstreamDefaults) {
@@ -187,7 +193,8 @@ routes:
   EXPECT_EQ(r.respond->status, 404);
   EXPECT_TRUE(r.respond->body.empty());
   EXPECT_TRUE(r.request_headers.empty());
-  EXPECT_EQ(r.source, (SourceRef{"test.yaml", 8}));
+  EXPECT_EQ(r.source.file, "test.yaml");
+  EXPECT_EQ(r.source.line, 8);
   EXPECT_EQ(c->routes[0].respond->status, 200);
 }
 
