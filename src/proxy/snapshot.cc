@@ -110,6 +110,7 @@ void RequestContext::reset() {
   close_connection = false;
   upstream_addr = {};
   upstream_status = 0;
+  upstream_tries = {};
   upstream_time = {};
   error = {};
   drop_upstream();

@@ -19,6 +19,7 @@
 #include "turnpike/common/head_buffer.h"
 #include "turnpike/http/chunked.h"
 #include "turnpike/http/parser.h"
+#include "turnpike/log/log.h"
 #include "turnpike/proxy/filter.h"
 #include "turnpike/router/router.h"
 
@@ -93,6 +94,7 @@ struct RequestContext {
   // ---- For the log phase ----
   std::string_view upstream_addr;
   int upstream_status = 0;
+  log::UpstreamTries upstream_tries;       // every node tried, in order (fixed capacity)
   std::chrono::steady_clock::duration upstream_time{};
   std::string_view error;                  // short machine-readable reason a request failed
 
