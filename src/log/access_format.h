@@ -17,7 +17,7 @@ namespace turnpike::log::detail {
 
 // `127.0.0.1:5000 - [2026-11-23T10:00:00.123Z] "GET /x HTTP/1.1" 200 12 "referer" "ua"
 //  rt=0.001 route=api upstream=127.0.0.1:9001 ustatus=200 urt=0.001 err=-` (one line, no
-// newline). Empty fields print as "-"; bytes outside printable ASCII, '"' and '\' print as \xHH
+// newline). Several upstream tries list as `upstream=a,b ustatus=502,200`. Empty fields print as "-"; bytes outside printable ASCII, '"' and '\' print as \xHH
 // so a client cannot forge lines or fields.
 void format_access_text(const AccessRecord& r, fmt::memory_buffer& out);
 

@@ -98,6 +98,35 @@ size_t utf8_sequence(std::string_view s) {
   return 0;
 }
 
+// The record's upstream addresses, or their statuses, joined by `sep` (nginx's $upstream_addr
+// and $upstream_status). Without a list of tries, the one address and status of the record.
+// A status of 0 (none) prints as "-" between others, and as nothing alone.
+void append_upstream_addrs(const AccessRecord& r, std::string_view sep, fmt::memory_buffer& out) {
+  if (r.upstream_tries.empty()) {
+    append(out, r.upstream_addr);
+    return;
+  }
+  for (size_t i = 0; i < r.upstream_tries.size(); ++i) {
+    if (i > 0) append(out, sep);
+    append(out, r.upstream_tries[i].addr);
+  }
+}
+
+void append_upstream_statuses(const AccessRecord& r, std::string_view sep, fmt::memory_buffer& out) {
+  if (r.upstream_tries.empty()) {
+    if (r.upstream_status > 0) fmt::format_to(std::back_inserter(out), "{}", r.upstream_status);
+    return;
+  }
+  for (size_t i = 0; i < r.upstream_tries.size(); ++i) {
+    if (i > 0) append(out, sep);
+    if (r.upstream_tries[i].status > 0) {
+      fmt::format_to(std::back_inserter(out), "{}", r.upstream_tries[i].status);
+    } else {
+      out.push_back('-');
+    }
+  }
+}
+
 }  // namespace
 
 void append_iso_time(std::chrono::system_clock::time_point t, fmt::memory_buffer& out) {
@@ -182,16 +211,17 @@ void format_access_text(const AccessRecord& r, fmt::memory_buffer& out) {
   append_seconds(out, r.duration_us);
   append(out, " route=");
   append_text(out, r.route, false);
+  // Several tries are listed comma-separated without spaces: fields here end at a space.
+  fmt::memory_buffer list;
   append(out, " upstream=");
-  append_text(out, r.upstream_addr, false);
+  append_upstream_addrs(r, ",", list);
+  append_text(out, std::string_view(list.data(), list.size()), false);
   append(out, " ustatus=");
-  if (r.upstream_status != 0) {
-    fmt::format_to(std::back_inserter(out), "{}", r.upstream_status);
-  } else {
-    out.push_back('-');
-  }
+  list.clear();
+  append_upstream_statuses(r, ",", list);
+  append_text(out, std::string_view(list.data(), list.size()), false);
   append(out, " urt=");
-  if (!r.upstream_addr.empty()) {
+  if (!r.upstream_addr.empty() || !r.upstream_tries.empty()) {
     append_seconds(out, r.upstream_duration_us);
   } else {
     out.push_back('-');
@@ -222,8 +252,13 @@ void format_access_json(const AccessRecord& r, fmt::memory_buffer& out) {
   num(",\"response_bytes\":", r.response_bytes);
   num(",\"duration_us\":", r.duration_us);
   str(",\"route\":", r.route);
-  str(",\"upstream_addr\":", r.upstream_addr);
+  fmt::memory_buffer list;
+  append_upstream_addrs(r, ", ", list);
+  str(",\"upstream_addr\":", std::string_view(list.data(), list.size()));
   num(",\"upstream_status\":", static_cast<uint64_t>(r.upstream_status < 0 ? 0 : r.upstream_status));
+  list.clear();
+  append_upstream_statuses(r, ", ", list);
+  str(",\"upstream_statuses\":", std::string_view(list.data(), list.size()));
   num(",\"upstream_duration_us\":", r.upstream_duration_us);
   str(",\"user_agent\":", r.user_agent);
   str(",\"referer\":", r.referer);

@@ -172,17 +172,18 @@ error_code read_available(UpstreamConnection& conn, size_t limit) {
   return ec;
 }
 
-// Waits for readability (no speculative read that would fail while the upstream is still working
-// on the answer) and reads once. Used where the wait is the rare case (the body after the first
-// read); the response-head loop in forward_http1 does the same inline.
+// Reads what the socket holds, waiting for readability only when it holds nothing. Used for the
+// body, after the read that brought the head. It reads before it waits: that read may have come
+// back short with the upstream's close queued behind its bytes (one readiness edge for both, when
+// the upstream writes and closes at once), and no later edge would wake the wait for it — a
+// close-delimited body would then end in a read timeout instead of at the close. The price is
+// one read that finds nothing when the body comes in several pieces.
 boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t limit) {
   for (;;) {
-    if (!conn.io.read_buffered()) {
-      auto [wec] = co_await conn.io.async_wait_readable(nothrow);
-      if (wec) co_return wec;
-    }
     error_code ec = read_available(conn, limit);
     if (ec != boost::asio::error::would_block) co_return ec;
+    auto [wec] = co_await conn.io.async_wait_readable(nothrow);
+    if (wec) co_return wec;
   }
 }
 
@@ -246,7 +247,12 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
 
   uint64_t tried = 0;
   uint32_t connect_attempts = 0;
-  uint32_t stale_retries = 0;
+  // A reused connection that failed before any response byte (the node closed it while parked,
+  // or as the request arrived) is not the node's failure: the request goes again, not counted
+  // against `retries` (nginx does the same), on a connection made for it — the connections
+  // parked beside the stale one may be just as dead. One such retry is enough: a fresh
+  // connection is never stale.
+  bool fresh_only = false;
   bool body_touched = false;
   bool last_timed_out = false;
   UpstreamConnection* conn = nullptr;
@@ -258,18 +264,20 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     if (node == SIZE_MAX) node = pool.pick(0);  // every node tried: the round-robin picks again
     const auto& rn = pool.upstream().nodes[node];
     ctx.upstream_addr = rn.address;
+    ctx.upstream_tries.begin(rn.address);
     // A parked connection is taken without a coroutine; connecting needs one.
     // A request that is not retried on a stale reused connection (not idempotent, or its body
     // already read) has the parked connection checked first.
     const bool verify = !idempotent || body_touched;
-    auto acquired = pool.take_idle(node, verify);
-    if (!acquired.conn) acquired = co_await pool.acquire(node, verify);
+    upstream::UpstreamPool::Acquired acquired;
+    if (!fresh_only) acquired = pool.take_idle(node, verify);
+    if (!acquired.conn) acquired = co_await pool.connect(node);
     if (acquired.ec) {
+      // (The pool has warned about the node: UpstreamPool::report_failure.)
       counters.upstream_connect_failures.inc();
       if (acquired.tls_failed) counters.upstream_tls_failures.inc();
       last_timed_out = acquired.timed_out;
-      spdlog::debug("upstream {} {}: {} failed: {}", ucfg.name, rn.address, acquired.tls_failed ? "TLS handshake" : "connect",
-                    acquired.timed_out ? "timeout" : acquired.ec.message());
+      ctx.upstream_tries.end(last_timed_out ? 504 : 502);
       if (node < 64) tried |= uint64_t{1} << node;
       const size_t node_count = std::min<size_t>(64, pool.upstream().nodes.size());
       const bool untried_left = static_cast<size_t>(std::popcount(tried)) < node_count;
@@ -370,16 +378,24 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     bool timed_out = conn->timed_out;
     release_upstream(ctx, pool, conn, false);
     conn = nullptr;
-    if (retry_stale && !body_touched && idempotent && stale_retries < 4 && !ctx.client_aborted) {
-      ++stale_retries;
+    const bool bad_response = ec == boost::asio::error::invalid_argument || ec == boost::asio::error::message_size;
+    ctx.upstream_tries.end(timed_out ? 504 : 502);
+    if (retry_stale && !body_touched && idempotent && !fresh_only && !ctx.client_aborted) {
+      spdlog::debug("upstream {}: {}: a reused connection was closed unanswered; retrying on a new one", ucfg.name,
+                    rn.address);
+      fresh_only = true;
       counters.retries.inc();
       continue;
     }
+    pool.report_failure(node, timed_out ? upstream::NodeFailure::timeout
+                                        : (bad_response ? upstream::NodeFailure::bad_response
+                                                        : upstream::NodeFailure::closed),
+                        timed_out || bad_response ? error_code{} : ec);
     ctx.upstream_time = Clock::now() - started;
     if (timed_out) {
       counters.upstream_timeouts.inc();
       co_await respond_error(ctx, downstream, 504, "upstream_timeout", "the upstream did not answer in time");
-    } else if (ec == boost::asio::error::invalid_argument || ec == boost::asio::error::message_size) {
+    } else if (bad_response) {
       counters.upstream_bad_responses.inc();
       co_await respond_error(ctx, downstream, 502, "upstream_bad_response", "the upstream sent an invalid response");
     } else {
@@ -388,13 +404,13 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     co_return;
   }
   ctx.upstream_time = Clock::now() - started;
-  ctx.upstream_time = Clock::now() - started;
 
   // ==== Steps 2 and 3: header filter, response head to the client, then the body streamed from
   // the upstream connection's buffer to the client; finally the connection is parked or closed. ====
   {
     // ---- 2. response head: header filter, then to the client with the first body bytes ----
     ctx.upstream_status = rh.status;
+    ctx.upstream_tries.end(rh.status);
     ctx.response_status = rh.status;
     size_t i = 0;
     if (ctx.route && !ctx.route->filters.empty()) {
@@ -437,7 +453,9 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     uint64_t remaining = rh.framing == http::BodyFraming::content_length ? rh.content_length : 0;
     bool done = out.no_body || (rh.framing == http::BodyFraming::content_length && remaining == 0);
     bool reusable = rh.keep_alive && rh.framing != http::BodyFraming::until_close;
-    ctx.response_chunked.reset();  // per attempt
+    // The response body's own decoder: ctx.chunked is the request body's.
+    http::ChunkedDecoder& chunks = conn->response_chunks;
+    chunks.reset();
     bool first = true;
     error_code dec;
 
@@ -451,9 +469,10 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
           remaining -= take;
           done = remaining == 0;
         } else if (rh.framing == http::BodyFraming::chunked) {
-          size_t used = ctx.response_chunked.feed(conn->buffer.view(), ctx.body_views);
-          if (ctx.response_chunked.failed()) {
+          size_t used = chunks.feed(conn->buffer.view(), ctx.body_views);
+          if (chunks.failed()) {
             counters.upstream_bad_responses.inc();
+            pool.report_failure(conn->node, upstream::NodeFailure::bad_response);
             ctx.error = "upstream_bad_chunking";
             if (first) {
               release_upstream(ctx, pool, conn, false);
@@ -465,7 +484,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
             break;
           }
           // Bytes the decoder did not take (after the last chunk) are not ours to forward.
-          if (ctx.response_chunked.done()) {
+          if (chunks.done()) {
             done = true;
             if (used != conn->buffer.size()) reusable = false;
           }
@@ -512,6 +531,10 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
         }
         // Truncated body: the client must see a broken response, not a short one.
         if (conn->timed_out) counters.upstream_timeouts.inc();
+        if (!ctx.client_aborted) {
+          pool.report_failure(conn->node, conn->timed_out ? upstream::NodeFailure::timeout : upstream::NodeFailure::closed,
+                              conn->timed_out ? error_code{} : ec);
+        }
         ctx.error = conn->timed_out ? "upstream_timeout" : "upstream_truncated";
         ctx.close_connection = true;
         reusable = false;

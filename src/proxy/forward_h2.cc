@@ -254,9 +254,12 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
     if (node == SIZE_MAX) node = pool.pick(0);
     const auto& rn = pool.upstream().nodes[node];
     ctx.upstream_addr = rn.address;
+    ctx.upstream_tries.begin(rn.address);
     H2UpstreamStream* s = co_await h2.open_stream(node, hard_deadline);
     if (s->failure == H2UpstreamFailure::connect_failed) {
+      // (The connection has warned about the node: UpstreamPool::report_failure.)
       const bool timed_out = s->timed_out;
+      ctx.upstream_tries.end(timed_out ? 504 : 502);
       h2.finish(s);
       counters.upstream_connect_failures.inc();
       if (node < 64) tried |= uint64_t{1} << node;
@@ -302,6 +305,7 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
     downstream.upstream_wait_end();
     if (ex == Exchange::head) {
       ctx.upstream_time = Clock::now() - started;
+      ctx.upstream_tries.end(s->status);
       co_return s;
     }
     if (pumped) {
@@ -331,10 +335,16 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
     const bool retry = !body_touched && stream_retries < 4 && !ctx.client_aborted &&
                        (failure == H2UpstreamFailure::refused ||
                         (failure == H2UpstreamFailure::connection_lost && reused && idempotent));
+    if (failure != H2UpstreamFailure::none) ctx.upstream_tries.end(timed_out ? 504 : 502);
     if (retry) {
       ++stream_retries;
       counters.retries.inc();
       continue;
+    }
+    if (failure != H2UpstreamFailure::aborted && failure != H2UpstreamFailure::none) {
+      pool.report_failure(node, timed_out ? upstream::NodeFailure::timeout
+                                          : (failure == H2UpstreamFailure::reset ? upstream::NodeFailure::reset
+                                                                                 : upstream::NodeFailure::closed));
     }
     ctx.upstream_time = Clock::now() - started;
     if (timed_out) {

@@ -131,6 +131,7 @@ void write_access_log(const RequestContext& ctx) {
   if (ctx.route) r.route = ctx.route->config->name;
   r.upstream_addr = ctx.upstream_addr;
   r.upstream_status = ctx.upstream_status;
+  r.upstream_tries = ctx.upstream_tries.view();
   r.upstream_duration_us =
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(ctx.upstream_time).count());
   for (const auto& h : ctx.headers) {

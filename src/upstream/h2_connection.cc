@@ -178,8 +178,7 @@ boost::asio::awaitable<void> H2UpstreamConnection::run() {
     co_return;
   }
   if (ec) {
-    spdlog::debug("upstream {} {}: h2 connect failed: {}", pool_->owner().config().name,
-                  pool_->owner().upstream().nodes[node_].address, timed_out_ ? "timeout" : ec.message());
+    report_connect_failure(ec);
     close(H2UpstreamFailure::connect_failed);
     task_done();
     co_return;
@@ -216,12 +215,21 @@ boost::asio::awaitable<void> H2UpstreamConnection::run() {
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   flush();  // our preface; the connection is ready when the upstream's SETTINGS arrive
 
+  // Reads until the socket would block, and waits only then. A short read is not enough to stop
+  // at: when the node writes and closes at once (a frame, then FIN), both may come in one
+  // readiness edge, and the end of stream stays queued behind the bytes a short read took. The
+  // edge wait (tls/edge_wait.h) would not be woken for it again, and the streams would hang until
+  // their read timeout (a 504) instead of failing at once (a 502).
   H2UpstreamFailure why = H2UpstreamFailure::connection_lost;
+  bool wait = true;  // the node speaks only after our preface
   while (state_ != State::closed) {
-    ec = co_await io_.wait_readable();
-    if (ec || state_ == State::closed) break;
+    if (wait) {
+      ec = co_await io_.wait_readable();
+      if (ec || state_ == State::closed) break;
+    }
     size_t got = io_.read_some(in_.data(), in_.size(), ec);
-    if (would_block(ec)) continue;
+    wait = would_block(ec);
+    if (wait) continue;
     if (ec) break;  // eof or reset
     in_recv_ = true;
     ssize_t used = nghttp2_session_mem_recv(session_, in_.data(), got);
@@ -240,8 +248,17 @@ boost::asio::awaitable<void> H2UpstreamConnection::run() {
   if (why == H2UpstreamFailure::reset && pool_) {
     if (auto* c = pool_->counters().streams_reset) c->inc();
   }
+  // Connected, but the node's SETTINGS never came (timeout, or a close before them).
+  if (state_ == State::connecting && pool_) report_connect_failure(ec ? ec : aerr::eof);
   close(why);
   task_done();
+}
+
+void H2UpstreamConnection::report_connect_failure(error_code ec) {
+  // The handshake started only once TCP had connected: a failure after it is a TLS (or ALPN) one.
+  const NodeFailure what = timed_out_ ? NodeFailure::connect_timeout
+                                      : (io_.is_tls() ? NodeFailure::tls_failed : NodeFailure::connect_failed);
+  pool_->owner().report_failure(node_, what, timed_out_ ? error_code{} : ec);
 }
 
 // ---- write ----

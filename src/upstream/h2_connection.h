@@ -87,6 +87,8 @@ class H2UpstreamConnection {
   boost::asio::awaitable<boost::system::error_code> establish();
   boost::asio::awaitable<void> write_when_ready();
   void stream_closed(H2UpstreamStream* s, uint32_t error_code);
+  // Warns (rate-limited, UpstreamPool::report_failure) that the connection could not be set up.
+  void report_connect_failure(boost::system::error_code ec);
   void task_done();
   void arm(Clock::time_point now);
 

@@ -28,6 +28,47 @@ std::string_view to_string(ConnState s) noexcept {
   return "unknown";
 }
 
+std::string_view to_string(NodeFailure f) noexcept {
+  switch (f) {
+    case NodeFailure::connect_failed: return "connect_failed";
+    case NodeFailure::connect_timeout: return "connect_timeout";
+    case NodeFailure::tls_failed: return "tls_failed";
+    case NodeFailure::timeout: return "timeout";
+    case NodeFailure::closed: return "closed";
+    case NodeFailure::reset: return "reset";
+    case NodeFailure::bad_response: return "bad_response";
+  }
+  return "unknown";
+}
+
+// ---- FailureLogLimit ----
+
+bool FailureLogLimit::admit(Clock::time_point now, Clock::duration interval, uint32_t& held_back,
+                            Clock::duration& since) {
+  if (logged_ && now - last_line_ < interval) {
+    ++held_back_;
+    return false;
+  }
+  held_back = held_back_;
+  since = logged_ ? now - last_line_ : Clock::duration::zero();
+  held_back_ = 0;
+  last_line_ = now;
+  logged_ = true;
+  return true;
+}
+
+bool FailureLogLimit::flush_due(Clock::time_point now, Clock::duration interval, uint32_t& held_back,
+                                Clock::duration& since) {
+  if (held_back_ == 0 || now - last_line_ < interval) return false;
+  held_back = held_back_;
+  since = now - last_line_;
+  held_back_ = 0;
+  logged_ = false;  // the summary closed the interval: the next failure is news again
+  return true;
+}
+
+// ---- UpstreamConnection ----
+
 void UpstreamConnection::arm(ConnState s, Clock::time_point now) {
   state = s;
   const auto& cfg = pool->config();
@@ -96,6 +137,10 @@ UpstreamPool::Acquired UpstreamPool::take_idle(size_t node, bool verify) {
 asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(size_t node, bool verify) {
   Acquired parked = take_idle(node, verify);
   if (parked.conn) co_return parked;
+  co_return co_await connect(node);
+}
+
+asio::awaitable<UpstreamPool::Acquired> UpstreamPool::connect(size_t node) {
   auto* conn = new UpstreamConnection(ioc_, *this, node);
   all_.push_back(*conn);
   ++active_;
@@ -113,6 +158,9 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(size_t node, bool 
     bool timed_out = conn->timed_out;
     --active_;
     destroy(conn);
+    report_failure(node, timed_out ? NodeFailure::connect_timeout
+                                   : (tls_failed ? NodeFailure::tls_failed : NodeFailure::connect_failed),
+                   timed_out ? boost::system::error_code{} : ec);
     co_return Acquired{ec, timed_out, nullptr, tls_failed};
   }
   boost::system::error_code ignored;
@@ -139,6 +187,38 @@ asio::awaitable<boost::system::error_code> UpstreamPool::start_tls(UpstreamConne
 
 UpstreamPool::Node::~Node() {
   if (tls_session) SSL_SESSION_free(tls_session);
+}
+
+void UpstreamPool::report_failure(size_t node, NodeFailure what, boost::system::error_code ec) {
+  Node& n = nodes_[node];
+  uint32_t held_back = 0;
+  Clock::duration since{};
+  if (!n.failure_log.admit(coarse_now(), kFailureLogInterval, held_back, since)) {
+    n.last_failure = what;
+    n.last_failure_ec = ec;
+    return;
+  }
+  const auto& name = config().name;
+  const auto& addr = upstream_->nodes[node].address;
+  const std::string reason = ec ? ec.message() : std::string();
+  const char* sep = ec ? ": " : "";
+  if (held_back == 0) {
+    spdlog::warn("upstream {}: {}: {}{}{}", name, addr, to_string(what), sep, reason);
+  } else {
+    spdlog::warn("upstream {}: {}: {}{}{} ({} more since the last line, {:.1f} s ago)", name, addr, to_string(what), sep,
+                 reason, held_back, std::chrono::duration<double>(since).count());
+  }
+}
+
+void UpstreamPool::flush_failure_log(size_t node, Clock::time_point now) {
+  Node& n = nodes_[node];
+  uint32_t held_back = 0;
+  Clock::duration since{};
+  if (!n.failure_log.flush_due(now, kFailureLogInterval, held_back, since)) return;
+  const std::string reason = n.last_failure_ec ? n.last_failure_ec.message() : std::string();
+  spdlog::warn("upstream {}: {}: {} more failures since the last line, {:.1f} s ago (the latest: {}{}{})", config().name,
+               upstream_->nodes[node].address, held_back, std::chrono::duration<double>(since).count(),
+               to_string(n.last_failure), n.last_failure_ec ? ": " : "", reason);
 }
 
 void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
@@ -225,6 +305,10 @@ void UpstreamPool::close_idle() {
 
 void UpstreamPool::sweep(Clock::time_point now) {
   if (h2_) h2_->sweep(now);
+  // (Not `now`: a forced stop sweeps with the end of time.)
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i].failure_log.held_back() != 0) flush_failure_log(i, coarse_now());
+  }
   for (auto it = all_.begin(); it != all_.end();) {
     UpstreamConnection& c = *it++;
     // Parked since the last tick: from now on watched (or discarded, if the upstream closed it).

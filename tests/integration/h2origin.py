@@ -7,6 +7,9 @@ slow stream never holds up the others on its connection. Every loop is bounded b
 What a request gets depends on its path:
     /bad-header            a response carrying a connection-specific field (forbidden in HTTP/2)
     /drop                  the connection closes under the stream (no answer)
+    /drop-corked           the same, after a WINDOW_UPDATE (which needs no answer) that leaves in
+                           the same TCP segment as the close (TCP_CORK): the proxy's read of it
+                           finds the end of stream queued behind it, with no readiness edge of its own
     /echo...               200 JSON: method, path, authority, scheme, headers, body length+sha256,
                            connection and stream ids
     /sleep/<ms>            the echo, after <ms>
@@ -277,6 +280,12 @@ class _Conn:
         elif path == "/bad-header":
             self.respond(sid, 200, [("connection", "close"), ("content-type", "text/plain")], b"bad")
         elif path == "/drop":
+            self.close_at = time.monotonic()
+        elif path == "/drop-corked":
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            self.h2.increment_flow_control_window(1024)
+            self.flush()
+            self.sock.shutdown(socket.SHUT_WR)  # the FIN rides on the WINDOW_UPDATE's segment
             self.close_at = time.monotonic()
         elif path == "/reset":
             self.h2.reset_stream(sid, error_code=h2.errors.ErrorCodes.INTERNAL_ERROR)

@@ -19,6 +19,12 @@ Endpoints (any other path behaves like /echo, so routing tests can use any path)
   /malformed[/<kind>]    a broken response, then close (kinds: MALFORMED_RESPONSES)
   /drop-after            answers like /echo without `Connection: close`, then drops the connection
                          anyway (an upstream restarting, or one with a shorter idle timeout)
+  /close-corked/<n>      like /close-delimited/<n>, but the head, the bytes and the close leave in
+                         one TCP segment (TCP_CORK): the proxy's read finds the end of stream
+                         queued behind the bytes, with no readiness edge of its own
+  /close-reused[/<ms>]   the first request on a connection is answered like /sleep/<ms> (kept
+                         alive); a later one finds the connection closed unanswered (an upstream
+                         that drops reused keepalive connections: a batch close, a restart)
 Pattern bytes are `pattern_chunks(n)`; `pattern_sha256(n)` is their digest.
 """
 from __future__ import annotations
@@ -409,6 +415,20 @@ class Origin:
             self._send_simple(sock, req, 200, "application/json", body, extra, True)
             sock.shutdown(socket.SHUT_RDWR)
             return False
+        if endpoint == "close-corked":
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n")
+            for piece in pattern_chunks(int(arg)):
+                sock.sendall(piece)
+            sock.shutdown(socket.SHUT_WR)  # the FIN rides on the last corked segment
+            return False
+        if endpoint == "close-reused":
+            if req.index_on_conn > 0:
+                sock.shutdown(socket.SHUT_RDWR)
+                return False
+            time.sleep(int(arg or "0") / 1000.0)
+            body = json.dumps(req.to_json()).encode()
+            return self._send_simple(sock, req, 200, "application/json", body, extra, keep_alive)
         if endpoint == "close-delimited":
             n = int(arg)
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n")

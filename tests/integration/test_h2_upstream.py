@@ -383,6 +383,22 @@ def test_connection_lost_under_a_stream_is_502(h2origin, turnpike):
     assert rawhttp.request(tp.port(), "GET", "/echo/after-drop").status == 200
 
 
+def test_close_that_comes_with_the_last_bytes_is_seen_at_once(h2origin, turnpike):
+    """Why the test above was flaky (a 504 now and then under load): there the origin's last
+    frame (its SETTINGS acknowledgement) and its close could reach the socket before the
+    proxy's reader looked, in one readiness edge. The reader's short read took the frame and left
+    the end of stream queued; its next wait, an edge wait, was never woken for it, so the stream
+    hung until the read timeout (504) instead of failing with its connection (502). Here the
+    origin sends a frame in the same TCP segment as its close, which makes that order certain."""
+    cfg = h2_config(h2origin, timeouts={"connect": "2s", "send": "10s", "read": "3s"})
+    tp = turnpike(cfg)
+    for i in range(3):
+        start = time.monotonic()
+        assert_json_error(rawhttp.request(tp.port(), "POST", f"/drop-corked?i={i}", body=b"x"), 502)
+        assert time.monotonic() - start < 2.0, "the close was noticed only when the read timeout struck"
+    assert rawhttp.request(tp.port(), "GET", "/echo/after-drop").status == 200
+
+
 # --- reload and drain -------------------------------------------------------------------------
 
 def test_reload_with_requests_in_flight_and_drain(h2origin, turnpike):

@@ -6,7 +6,7 @@ import pytest
 
 import rawhttp
 from harness import base_config, json_access_log, upstream, wait_access_entry
-from origin import closed_port
+from origin import closed_port, pattern_sha256
 
 
 def assert_json_error(resp, status):
@@ -104,3 +104,82 @@ def test_client_closing_while_the_upstream_works_is_logged_499_and_cut_short(ori
         assert first.status == 200 and second.status == 200
         assert second.json()["query"] == "n=2"
     assert rawhttp.request(tp.port(), "GET", "/echo/after").status == 200
+
+
+def _warnings_about(tp, node: str) -> list:
+    return [line for line in tp.logs().splitlines() if "[warning]" in line and f": {node}: " in line]
+
+
+def test_refused_node_is_warned_rate_limited_and_every_try_is_in_the_access_log(origin, turnpike, tmp_path):
+    """A node refusing connections is named in the error log at warning level, once per interval
+    (10 s) on a worker however many requests it fails, and each request's access-log entry lists
+    every node it tried with that try's status (nginx's $upstream_addr and $upstream_status)."""
+    dead = closed_port()
+    log = tmp_path / "access.log"
+    up = upstream("origin", [f"127.0.0.1:{dead}", origin.address], retries=2)
+    tp = turnpike(json_access_log(base_config(origin, upstreams=[up], workers=1), log))
+    with rawhttp.HttpConn(tp.port()) as conn:
+        statuses = [conn.request("GET", f"/echo/try?i={i}").status for i in range(8)]
+    assert statuses == [200] * 8, statuses
+
+    warnings = _warnings_about(tp, f"127.0.0.1:{dead}")
+    assert len(warnings) == 1, tp.logs()
+    assert f"upstream origin: 127.0.0.1:{dead}: connect_failed: Connection refused" in warnings[0], warnings
+
+    entries = [wait_access_entry(log, f"/echo/try?i={i}", timeout=5.0) for i in range(8)]
+    assert all(entries), entries
+    retried = [e for e in entries if e["upstream_addr"] == f"127.0.0.1:{dead}, {origin.address}"]
+    assert retried, entries  # the round-robin sends about every other request to the dead node first
+    for e in retried:
+        assert e["upstream_statuses"] == "502, 200" and e["upstream_status"] == 200, e
+    for e in entries:
+        assert e["upstream_addr"].endswith(origin.address) and e["status"] == 200, e
+
+
+def test_timed_out_node_is_warned(origin, turnpike):
+    up = upstream("origin", [origin.address], timeouts={"connect": "2s", "send": "5s", "read": "500ms"})
+    tp = turnpike(base_config(origin, upstreams=[up], workers=1))
+    assert rawhttp.request(tp.port(), "GET", "/sleep/1500").status == 504
+    warnings = _warnings_about(tp, origin.address)
+    assert len(warnings) == 1 and warnings[0].endswith(f"upstream origin: {origin.address}: timeout"), tp.logs()
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_stale_pooled_connections_never_reach_the_client(origin, turnpike, retries):
+    """An origin that drops every reused keepalive connection unanswered (no `Connection: close`):
+    a GET on such a connection goes again on a new connection, not on the next parked one (which
+    is just as dead), and not counted against `retries`. Each round first parks a burst of
+    connections, then sends requests one at a time that each find several dead ones parked."""
+    import concurrent.futures
+    up = upstream("origin", [origin.address], retries=retries)
+    tp = turnpike(base_config(origin, upstreams=[up], workers=1))
+    statuses = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        for rnd in range(25):
+            burst = [pool.submit(rawhttp.request, tp.port(), "GET", f"/close-reused/30?r={rnd}&i={i}")
+                     for i in range(10)]
+            statuses += [f.result().status for f in burst]
+            with rawhttp.HttpConn(tp.port()) as conn:
+                statuses += [conn.request("GET", f"/close-reused?r={rnd}&s={i}").status for i in range(2)]
+    assert len(statuses) == 300
+    failed = [s for s in statuses if s != 200]
+    assert not failed, f"{len(failed)} of 300 failed: {sorted(set(failed))}"
+    assert not origin.errors, origin.errors
+
+
+def test_close_delimited_body_whose_close_comes_with_its_last_bytes_ends_at_once(origin, turnpike):
+    """On a reused upstream connection (its reads are edge waits, tls/edge_wait.h), the origin
+    sends a close-delimited response and its close in one TCP segment: the read that takes the
+    last bytes comes back short with the end of stream queued behind them, and no new readiness
+    edge follows. The body must end there, complete, not when the read timeout strikes."""
+    up = upstream("origin", [origin.address], timeouts={"connect": "2s", "send": "5s", "read": "3s"})
+    tp = turnpike(base_config(origin, upstreams=[up], workers=1))
+    for i in range(3):
+        with rawhttp.HttpConn(tp.port()) as conn:
+            assert conn.request("GET", f"/echo/warm?i={i}").status == 200  # parks a connection
+            start = time.monotonic()
+            resp = conn.request("GET", f"/close-corked/5000?i={i}")
+            elapsed = time.monotonic() - start
+            assert resp.status == 200 and resp.body_len == 5000, resp
+            assert resp.body_sha256 == pattern_sha256(5000)
+            assert elapsed < 2.0, f"the body ended {elapsed:.1f}s later, at the read timeout"

@@ -5,9 +5,11 @@
 // sinks reopen their file on reopen() (SIGUSR1, after logrotate moved it away).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -35,6 +37,36 @@ void shutdown();
 // Lines dropped because the asynchronous queue was full.
 uint64_t dropped_lines();
 
+// One upstream try of a request, for the access log.
+struct UpstreamTry {
+  std::string_view addr;  // "127.0.0.1:9001"
+  int status = 0;         // the response's status; for a try that got none, the status its failure
+                          // maps to (502, 504), as nginx's $upstream_status does; 0 while under way
+};
+
+// The upstream tries of one request, in order (nginx's $upstream_addr and $upstream_status).
+// Fixed capacity, so recording a try allocates nothing; when full, the last slot is reused, so
+// the final try is always the one listed last.
+class UpstreamTries {
+ public:
+  static constexpr size_t kCapacity = 8;
+  // A new try of the node at `addr` (a view that lives as long as the request's snapshot).
+  void begin(std::string_view addr) {
+    if (count_ < kCapacity) ++count_;
+    tries_[count_ - 1] = UpstreamTry{addr, 0};
+  }
+  // The outcome of the current try.
+  void end(int status) {
+    if (count_ > 0) tries_[count_ - 1].status = status;
+  }
+  std::span<const UpstreamTry> view() const { return {tries_.data(), count_}; }
+  size_t size() const { return count_; }
+
+ private:
+  std::array<UpstreamTry, kCapacity> tries_{};
+  size_t count_ = 0;
+};
+
 // What the access log records about one request. Views need only live during write_access().
 struct AccessRecord {
   std::string_view remote_addr;      // "127.0.0.1:51234"
@@ -51,6 +83,9 @@ struct AccessRecord {
   std::string_view upstream_addr;    // "127.0.0.1:9001", empty when not proxied
   int upstream_status = 0;           // 0 when not proxied
   uint64_t upstream_duration_us = 0; // connect start to end of the upstream response head
+  // Every try in order, when there were any: then the log lists their addresses and statuses
+  // (upstream_addr and upstream_status stay the last node and the status of its response).
+  std::span<const UpstreamTry> upstream_tries;
   std::string_view user_agent;
   std::string_view referer;
   std::string_view error;            // why the request failed ("upstream_timeout"), empty if not

@@ -19,6 +19,7 @@
 #include "turnpike/common/head_buffer.h"
 #include "turnpike/http/chunked.h"
 #include "turnpike/http/parser.h"
+#include "turnpike/log/log.h"
 #include "turnpike/proxy/filter.h"
 #include "turnpike/router/router.h"
 
@@ -89,7 +90,8 @@ struct RoutingState {
 };
 
 // The request body, filled by the downstream side as it reads. Its chunked decoder is the
-// request's alone: an upstream response body is decoded by the forwarder's own decoder.
+// request's alone: an HTTP/1.1 upstream's response body is decoded by the decoder of the
+// upstream connection (UpstreamConnection::response_chunks).
 struct RequestBody {
   http::ChunkedDecoder chunked;
   uint64_t body_remaining = 0;             // content-length framing: bytes still to read
@@ -100,7 +102,6 @@ struct RequestBody {
 
 // The response as the client gets it.
 struct ResponseState {
-  http::ChunkedDecoder response_chunked;   // an HTTP/1.1 upstream's chunked response body
   int response_status = 0;
   std::vector<http::Header> response_headers;  // upstream's fields (views into its buffer)
   std::vector<http::Header> response_trailers; // upstream's trailer fields, when it sent any
@@ -113,6 +114,7 @@ struct ResponseState {
 struct LogState {
   std::string_view upstream_addr;
   int upstream_status = 0;
+  log::UpstreamTries upstream_tries;       // every node tried, in order (fixed capacity)
   std::chrono::steady_clock::duration upstream_time{};
   std::string_view error;                  // short machine-readable reason a request failed
 };

@@ -18,6 +18,7 @@
 
 #include "turnpike/common/buffer_pool.h"
 #include "turnpike/config/config.h"
+#include "turnpike/http/chunked.h"
 #include "turnpike/tls/context.h"
 #include "turnpike/tls/transport.h"
 #include "turnpike/common/counter.h"
@@ -57,6 +58,38 @@ enum class ConnState : uint8_t {
 };
 std::string_view to_string(ConnState s) noexcept;
 
+// Why a node failed a request: the failures an operator is warned about (UpstreamPool::report_failure).
+enum class NodeFailure : uint8_t {
+  connect_failed,   // the TCP connect failed (refused, unreachable, reset)
+  connect_timeout,  // no connection within connect_timeout (HTTP/2: nor the node's SETTINGS)
+  tls_failed,       // connected, but the TLS handshake failed (verification, protocol, ALPN)
+  timeout,          // no response, or no progress, within send_timeout / read_timeout
+  closed,           // the connection closed or broke before the response was complete
+  reset,            // HTTP/2: the node reset the stream (or broke the protocol in it)
+  bad_response,     // the response was not valid HTTP
+};
+std::string_view to_string(NodeFailure f) noexcept;
+
+// Rate limit for one node's failure warnings on one worker (no lock: per-worker state). The
+// first failure is reported at once; later ones within `interval` of the last line are only
+// counted, and the count goes out with the next line (or with the sweep's summary line once the
+// interval is over, so a burst that then stops is still told in full).
+class FailureLogLimit {
+ public:
+  // A failure at `now`: true when a line is to be written now. `held_back` gets the failures
+  // counted since the last line (not this one), `since` the time since that line.
+  bool admit(Clock::time_point now, Clock::duration interval, uint32_t& held_back, Clock::duration& since);
+  // Held-back failures are waiting and the interval is over: true (with the count and the time
+  // since the last line) once, for a summary line; the next failure is then reported at once.
+  bool flush_due(Clock::time_point now, Clock::duration interval, uint32_t& held_back, Clock::duration& since);
+  uint32_t held_back() const { return held_back_; }
+
+ private:
+  Clock::time_point last_line_{};
+  bool logged_ = false;     // a line was written (last_line_ is valid)
+  uint32_t held_back_ = 0;  // failures counted since the last line
+};
+
 using PoolHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct PoolTag>,
                                                   boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 using AllHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct AllTag>,
@@ -73,6 +106,7 @@ class UpstreamConnection : public PoolHook, public AllHook {
   UpstreamPool* pool;
   size_t node;                      // index into the pool's nodes
   IoBuffer buffer;                  // response bytes; held only while a response is read
+  http::ChunkedDecoder response_chunks;  // the response body's decoder (reset per response)
   ConnState state = ConnState::connecting;
   uint32_t requests = 0;            // requests sent on this connection
   bool reused = false;              // came from the pool (vs freshly connected) for this request
@@ -120,6 +154,15 @@ class UpstreamPool {
   // The parked connection acquire() would return first, without suspending; conn null if none.
   Acquired take_idle(size_t node, bool verify = false);
 
+  // A new connection to `node`, never a parked one: for the try after a reused connection failed
+  // unanswered (its siblings parked at the same time may be just as dead). Errors as acquire().
+  asio::awaitable<Acquired> connect(size_t node);
+
+  // Warns (error log, level warning) that `node` failed a request, rate-limited per node on this
+  // worker by FailureLogLimit with kFailureLogInterval. `ec` adds the system's reason.
+  static constexpr Clock::duration kFailureLogInterval = std::chrono::seconds(10);
+  void report_failure(size_t node, NodeFailure what, boost::system::error_code ec = {});
+
   // Returns a connection after a response: parked for reuse when `reusable` and within limits,
   // otherwise closed and freed.
   void release(UpstreamConnection* conn, bool reusable);
@@ -149,7 +192,12 @@ class UpstreamPool {
     boost::intrusive::list<UpstreamConnection, boost::intrusive::base_hook<PoolHook>,
                            boost::intrusive::constant_time_size<false>> idle;
     size_t idle_count = 0;
+    FailureLogLimit failure_log;
+    NodeFailure last_failure = NodeFailure::connect_failed;  // the latest one held back, for the summary
+    boost::system::error_code last_failure_ec;
   };
+  // The sweep's summary line for failures held back on `node` once their interval is over.
+  void flush_failure_log(size_t node, Clock::time_point now);
 
   asio::io_context& ioc_;
   BufferPool& buffers_;

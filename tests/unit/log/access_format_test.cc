@@ -85,9 +85,71 @@ TEST(AccessJson, ProxiedRequest) {
             "\"method\":\"GET\",\"target\":\"/x\",\"protocol\":\"HTTP/1.1\","
             "\"host\":\"api.example.com\",\"status\":200,\"request_bytes\":3,"
             "\"response_bytes\":12,\"duration_us\":1500,\"route\":\"api\","
-            "\"upstream_addr\":\"127.0.0.1:9001\",\"upstream_status\":200,"
+            "\"upstream_addr\":\"127.0.0.1:9001\",\"upstream_status\":200,\"upstream_statuses\":\"200\","
             "\"upstream_duration_us\":1200,\"user_agent\":\"ua\",\"referer\":\"referer\","
             "\"error\":\"\"}");
+}
+
+// Every node a request tried, like nginx's $upstream_addr and $upstream_status: a node that
+// refused the connection (502), one that timed out (504), then the one that answered.
+AccessRecord retried(const UpstreamTries& tries) {
+  AccessRecord r = proxied();
+  r.upstream_addr = "10.0.0.3:80";
+  r.upstream_tries = tries.view();
+  return r;
+}
+
+UpstreamTries three_tries() {
+  UpstreamTries t;
+  t.begin("10.0.0.1:80");
+  t.end(502);
+  t.begin("10.0.0.2:80");
+  t.end(504);
+  t.begin("10.0.0.3:80");
+  t.end(200);
+  return t;
+}
+
+TEST(AccessText, EveryUpstreamTryIsListed) {
+  const UpstreamTries tries = three_tries();
+  std::string line = text(retried(tries));
+  EXPECT_NE(line.find(" upstream=10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 ustatus=502,504,200 urt=0.001 "),
+            std::string::npos)
+      << line;
+}
+
+TEST(AccessJson, EveryUpstreamTryIsListed) {
+  const UpstreamTries tries = three_tries();
+  std::string line = json(retried(tries));
+  EXPECT_NE(line.find("\"upstream_addr\":\"10.0.0.1:80, 10.0.0.2:80, 10.0.0.3:80\",\"upstream_status\":200,"
+                      "\"upstream_statuses\":\"502, 504, 200\","),
+            std::string::npos)
+      << line;
+}
+
+TEST(AccessText, ATryWithoutOutcomePrintsAsDash) {
+  UpstreamTries tries;
+  tries.begin("10.0.0.1:80");
+  tries.end(502);
+  tries.begin("10.0.0.2:80");  // the client left before this one ended
+  AccessRecord r = retried(tries);
+  r.upstream_status = 0;
+  EXPECT_NE(text(r).find(" upstream=10.0.0.1:80,10.0.0.2:80 ustatus=502,- "), std::string::npos) << text(r);
+}
+
+TEST(UpstreamTriesList, KeepsTheLastTryWhenFull) {
+  UpstreamTries tries;
+  for (size_t i = 0; i < UpstreamTries::kCapacity + 3; ++i) {
+    tries.begin(i + 1 == UpstreamTries::kCapacity + 3 ? "last:1" : "node:1");
+    tries.end(502);
+  }
+  tries.end(200);
+  ASSERT_EQ(tries.size(), UpstreamTries::kCapacity);
+  EXPECT_EQ(tries.view().back().addr, "last:1");
+  EXPECT_EQ(tries.view().back().status, 200);
+  EXPECT_EQ(tries.view().front().addr, "node:1");
+  tries = {};
+  EXPECT_EQ(tries.size(), 0u);
 }
 
 TEST(JsonEscape, QuotesBackslashesAndControlCharacters) {
