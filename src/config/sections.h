@@ -2,6 +2,8 @@
 // upstreams) and routes.cc (routes and their header rules). Private to src/config/.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +26,13 @@ bool is_token(std::string_view s);
 
 // The canonical text of an IP literal ("::0" → "::"), or empty when `s` is not one.
 std::string canonical_ip(std::string_view s);
+// "[::1]" → "::1"; anything else unchanged.
+std::string_view strip_brackets(std::string_view s);
+// An IP literal or an RFC 1123 host name.
+bool valid_upstream_host(std::string_view host);
+// Short node form: "10.0.0.1:8080", "[::1]:8080", "backend.local:80" or a host alone (port
+// unset). False with `why` (to follow the quoted text) when it is malformed.
+bool parse_host_port(std::string_view s, std::string& host, std::optional<int64_t>& port, std::string& why);
 
 // Reads the `routes` list into cfg.routes, checking references against cfg.listeners and
 // cfg.upstreams, which must already be loaded.

@@ -1,0 +1,111 @@
+// Addresses in a config: listener IP literals, upstream node hosts and the "host:port" short form.
+#include <arpa/inet.h>
+
+#include "sections.h"
+#include "turnpike/common/strings.h"
+
+namespace turnpike::config::detail {
+
+std::string canonical_ip(std::string_view s) {
+  std::string text(s);
+  unsigned char buf[16];
+  char out[INET6_ADDRSTRLEN];
+  if (inet_pton(AF_INET, text.c_str(), buf) == 1) {
+    return inet_ntop(AF_INET, buf, out, sizeof out) ? out : "";
+  }
+  if (inet_pton(AF_INET6, text.c_str(), buf) == 1) {
+    return inet_ntop(AF_INET6, buf, out, sizeof out) ? out : "";
+  }
+  return {};
+}
+
+std::string_view strip_brackets(std::string_view s) {
+  if (s.size() >= 2 && s.front() == '[' && s.back() == ']') return s.substr(1, s.size() - 2);
+  return s;
+}
+
+namespace {
+
+// RFC 1123 §2.1 host names: labels of letters, digits and hyphens (and '_', which real DNS
+// data contains), not starting or ending with a hyphen; the last label is not all digits, so
+// a malformed IPv4 literal ("256.1.1.1") is not taken for a name.
+bool valid_dns_name(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  if (s.back() == '.') s.remove_suffix(1);
+  bool last_all_digits = false;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t dot = s.find('.', start);
+    if (dot == std::string_view::npos) dot = s.size();
+    std::string_view label = s.substr(start, dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    last_all_digits = true;
+    for (char c : label) {
+      bool digit = c >= '0' && c <= '9';
+      bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      if (!digit && !alpha && c != '-' && c != '_') return false;
+      if (!digit) last_all_digits = false;
+    }
+    start = dot + 1;
+  }
+  return !last_all_digits;
+}
+
+}  // namespace
+
+bool valid_upstream_host(std::string_view host) {
+  return !canonical_ip(host).empty() || valid_dns_name(host);
+}
+
+// Short node form: "10.0.0.1:8080", "[::1]:8080", "backend.local:80" or a host alone (port 80).
+bool parse_host_port(std::string_view s, std::string& host, std::optional<int64_t>& port,
+                     std::string& why) {
+  std::string_view port_text;
+  if (!s.empty() && s.front() == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos) {
+      why = "has \"[\" without \"]\"";
+      return false;
+    }
+    host = std::string(s.substr(1, close - 1));
+    std::string_view rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') {
+        why = "expected \":port\" after \"]\"";
+        return false;
+      }
+      port_text = rest.substr(1);
+      if (port_text.empty()) {
+        why = "has an empty port";
+        return false;
+      }
+    }
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon != std::string_view::npos && s.find(':') != colon) {
+      why = "IPv6 addresses need brackets: \"[::1]:8080\"";
+      return false;
+    }
+    host = std::string(s.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port_text = s.substr(colon + 1);
+      if (port_text.empty()) {
+        why = "has an empty port";
+        return false;
+      }
+    }
+  }
+  if (!port_text.empty()) {
+    std::optional<uint64_t> p = parse_decimal(port_text);
+    if (!p || *p < 1 || *p > 65535) {
+      why = "port " + quote(port_text) + " is not in 1..65535";
+      return false;
+    }
+    port = static_cast<int64_t>(*p);
+  }
+  return true;
+}
+
+}  // namespace turnpike::config::detail
