@@ -387,10 +387,12 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
       counters.retries.inc();
       continue;
     }
-    pool.report_failure(node, timed_out ? upstream::NodeFailure::timeout
-                                        : (bad_response ? upstream::NodeFailure::bad_response
-                                                        : upstream::NodeFailure::closed),
-                        timed_out || bad_response ? error_code{} : ec);
+    if (!ctx.client_aborted) {  // (then it is the cancel that failed the read, not the node)
+      pool.report_failure(node, timed_out ? upstream::NodeFailure::timeout
+                                          : (bad_response ? upstream::NodeFailure::bad_response
+                                                          : upstream::NodeFailure::closed),
+                          timed_out || bad_response ? error_code{} : ec);
+    }
     ctx.upstream_time = Clock::now() - started;
     if (timed_out) {
       counters.upstream_timeouts.inc();

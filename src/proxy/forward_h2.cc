@@ -100,6 +100,12 @@ void build_h2_request(RequestContext& ctx, H2UpstreamStream& s, const upstream::
   }
 }
 
+// How a failed stream is named in the node's warning (UpstreamPool::report_failure).
+upstream::NodeFailure node_failure(H2UpstreamFailure f, bool timed_out) {
+  if (timed_out || f == H2UpstreamFailure::timed_out) return upstream::NodeFailure::timeout;
+  return f == H2UpstreamFailure::reset ? upstream::NodeFailure::reset : upstream::NodeFailure::closed;
+}
+
 enum class Exchange : unsigned char {
   head,           // the response head arrived (the body may still be sending)
   upstream,       // the stream failed: see s->failure
@@ -342,9 +348,7 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
       continue;
     }
     if (failure != H2UpstreamFailure::aborted && failure != H2UpstreamFailure::none) {
-      pool.report_failure(node, timed_out ? upstream::NodeFailure::timeout
-                                          : (failure == H2UpstreamFailure::reset ? upstream::NodeFailure::reset
-                                                                                 : upstream::NodeFailure::closed));
+      pool.report_failure(node, node_failure(failure, timed_out));
     }
     ctx.upstream_time = Clock::now() - started;
     if (timed_out) {
@@ -475,6 +479,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
     if (end) break;
     if (s.failure != H2UpstreamFailure::none && !s.has_body()) {
       if (s.timed_out) worker.counters().upstream_timeouts.inc();
+      if (s.failure != H2UpstreamFailure::aborted) h2.owner().report_failure(s.node(), node_failure(s.failure, s.timed_out));
       co_await fail_started_response(ctx, downstream, s, grpc, chunked_out);
       break;
     }

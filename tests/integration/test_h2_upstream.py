@@ -213,6 +213,36 @@ def test_origin_down_is_502_json(turnpike):
     assert_json_error(rawhttp.request(tp.port(), "GET", "/echo"), 502)
 
 
+def test_node_failures_are_warned(h2origin, turnpike):
+    """A refused connection, a reset stream before and after the response head: each is named in
+    the error log at warning, once per node and interval on a worker (one worker here)."""
+    dead = closed_port()
+    tp = turnpike(base_config(upstreams=[h2_upstream(f"127.0.0.1:{dead}")], workers=1,
+                              routes=[{"match": {"paths": ["/*"]}, "upstream": "origin"}]))
+    for _ in range(3):
+        assert_json_error(rawhttp.request(tp.port(), "GET", "/echo"), 502)
+    refused = [line for line in tp.logs().splitlines() if "[warning]" in line and f"127.0.0.1:{dead}" in line]
+    assert len(refused) == 1 and f"upstream origin: 127.0.0.1:{dead}: connect_failed: Connection refused" in refused[0], tp.logs()
+
+    tp = turnpike(base_config(upstreams=[h2_upstream(h2origin.address)], workers=1,
+                              routes=[{"match": {"paths": ["/*"]}, "upstream": "origin"}]))
+    assert_json_error(rawhttp.request(tp.port(), "GET", "/reset"), 502)
+    warned = [line for line in tp.logs().splitlines() if "[warning]" in line]
+    assert len(warned) == 1 and warned[0].endswith(f"upstream origin: {h2origin.address}: reset"), tp.logs()
+
+    tp = turnpike(base_config(upstreams=[h2_upstream(h2origin.address)], workers=1,
+                              routes=[{"match": {"paths": ["/*"]}, "upstream": "origin"}]))
+    with rawhttp.HttpConn(tp.port()) as conn:
+        conn.send_request("GET", "/reset-after-head")
+        with pytest.raises(rawhttp.ConnectionClosed):
+            conn.read_final_response()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "[warning]" not in tp.logs():
+        time.sleep(0.05)
+    warned = [line for line in tp.logs().splitlines() if "[warning]" in line]
+    assert len(warned) == 1 and warned[0].endswith(f"upstream origin: {h2origin.address}: reset"), tp.logs()
+
+
 def test_slow_origin_is_504(h2origin, turnpike):
     tp = turnpike(h2_config(h2origin, timeouts={"connect": "2s", "send": "5s", "read": "1s"}))
     start = time.monotonic()

@@ -99,6 +99,7 @@ class H2UpstreamStream : public H2UpstreamStreamHook {
   bool timed_out = false;       // the sweep expired it (connect or read/send deadline)
   uint32_t reset_code = 0;      // RST_STREAM / GOAWAY error code from the upstream
   bool reused_connection = false;  // its connection had carried streams before this one
+  size_t node() const { return node_; }  // the node it was opened to (an index into the pool's nodes)
 
   // ---- Deadlines: the sweep fails the stream past `deadline`; `hard_deadline` (a gRPC client's
   // own deadline) caps every deadline armed.
