@@ -157,11 +157,7 @@ bool H2Connection::read_and_process() {
       ok = false;
       break;
     }
-    ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(block), n);
-    if (rv < 0) {
-      on_recv_error(rv);
-      break;
-    }
+    if (!receive(block, n)) break;
     if (goaway_ == H2Goaway::calm || nghttp2_session_want_write(session_)) break;
   }
   pool.release(block);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "h2_inbound.h"
 #include "h2_stream.h"
 #include "turnpike/tls/transport.h"
 #include "worker.h"
@@ -83,6 +84,11 @@ class H2Connection final : public ClientConnection {
   void retire(H2Stream* s);
   // One read turn: read what is there (bounded), feed nghttp2. False: the connection is over.
   bool read_and_process();
+  // Bytes from the client to nghttp2, through inbound_ (h2_session.cc). False: feed no more
+  // (nghttp2 or a check ended the connection).
+  bool receive(const char* data, size_t n);
+  bool note_frame(const h2::FrameHead& h);
+  h2::FrameVerdict check_frame(const h2::FrameHead& h);
   // After an error GOAWAY: half-close and drain the client's input for a moment before closing.
   boost::asio::awaitable<void> linger();
   // Fills out_ from nghttp2 (when it is empty) and writes what the socket takes. False on error.
@@ -150,6 +156,7 @@ class H2Connection final : public ClientConnection {
   Clock::time_point rate_window_start_;
   uint32_t resets_in_window_ = 0;
   uint32_t control_in_window_ = 0;
+  uint32_t refused_in_window_ = 0;  // streams nghttp2 refused past max_concurrent_streams
   uint32_t continuations_ = 0;    // CONTINUATION frames in the header block being received
   int32_t header_stream_ = 0;     // the stream whose header block header_deadline_ bounds
   Clock::time_point linger_deadline_ = Clock::time_point::max();  // draining input after GOAWAY
@@ -160,6 +167,9 @@ class H2Connection final : public ClientConnection {
   Clock::time_point trim_deadline_ = Clock::time_point::max();    // idle: drop extra free streams
   H2Goaway goaway_ = H2Goaway::none;
   uint32_t calm_code_ = 0;        // set by a callback that aborted mem_recv for abuse
+  uint8_t settings_acks_ = 0;     // the client's SETTINGS ACKs seen, up to the one taken out
+  h2::InboundFrames inbound_;     // the frame headers walked ahead of nghttp2
+  h2::ClosedStreams closed_streams_;  // the fate of the client's recent stream ids (RFC 9113 §5.1)
   bool on_idle_list_ = false;
 
   // ---- Scratch for building header lists (single thread; nghttp2 copies on submit) ----
