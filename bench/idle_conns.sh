@@ -5,7 +5,10 @@
 # wrk run, then bench/idle_conns.py opens N connections, one request each, leaves them idle for
 # SETTLE s and reads the proxy's RSS growth (VmRSS, process tree) / N.
 #
-# Env: TURNPIKE_BIN, N=5000, SETTLE=2, IDLE_CASES="turnpike nginx haproxy", KEEP_TMP=0.
+# PROTO=http1 (default), h2c (HTTP/2 with prior knowledge on a cleartext port: nginx `listen ...
+# http2`, HAProxy `proto h2`) or h2 (HTTP/2 over TLS with ALPN, the tls.sh peer configs).
+#
+# Env: TURNPIKE_BIN, N=5000, SETTLE=2, IDLE_CASES="turnpike nginx haproxy", PROTO=http1, KEEP_TMP=0.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,6 +16,8 @@ need nginx haproxy wrk curl python3 awk
 N=${N:-5000}
 SETTLE=${SETTLE:-2}
 IDLE_CASES=${IDLE_CASES:-turnpike nginx haproxy}
+PROTO=${PROTO:-http1}
+case $PROTO in http1 | h2c | h2) ;; *) die "PROTO must be http1, h2c or h2 (not '$PROTO')" ;; esac
 
 nofile=$(raise_nofile)
 # the client holds N fds; a proxy holds N client + up to N upstream fds
@@ -24,6 +29,21 @@ fi
 log "open-files limit $nofile, N=$N"
 
 start_origin
+# Peer templates for the HTTP/2 runs: the plain ones with HTTP/2 switched on, and the TLS ones
+# (tls.sh's) with nginx's worker_connections raised to fit N.
+NGINX_TPL=$BENCH_DIR/peers/proxy-nginx.conf.in HAPROXY_TPL=$BENCH_DIR/peers/proxy-haproxy.cfg.in TLS_ARGS=()
+TP_LISTENERS="[{name: bench, address: 127.0.0.1, port: 0}]" TP_LISTENER=bench
+if [[ $PROTO == h2c ]]; then
+  sed 's/backlog=4096;/http2 backlog=4096;/' "$NGINX_TPL" >"$BENCH_TMP/nginx-h2c.conf.in"
+  sed 's/^\(  bind .*\)$/\1 proto h2/' "$HAPROXY_TPL" >"$BENCH_TMP/haproxy-h2c.cfg.in"
+  NGINX_TPL=$BENCH_TMP/nginx-h2c.conf.in HAPROXY_TPL=$BENCH_TMP/haproxy-h2c.cfg.in
+elif [[ $PROTO == h2 ]]; then
+  make_cert "$BENCH_TMP/cert"
+  sed 's/worker_connections 4096;/worker_connections 16384;/' "$BENCH_DIR/peers/proxy-nginx-tls.conf.in" >"$BENCH_TMP/nginx-tls.conf.in"
+  NGINX_TPL=$BENCH_TMP/nginx-tls.conf.in HAPROXY_TPL=$BENCH_DIR/peers/proxy-haproxy-tls.cfg.in
+  TLS_ARGS=("CERT=$BENCH_TMP/cert/cert.pem" "KEY=$BENCH_TMP/cert/key.pem" "BOTH=$BENCH_TMP/cert/both.pem")
+  TP_LISTENERS="[$(tls_listener tls "$BENCH_TMP/cert/cert.pem" "$BENCH_TMP/cert/key.pem")]" TP_LISTENER=tls
+fi
 ROWS=() FAILED=0
 for c in $IDLE_CASES; do
   case $c in
@@ -32,18 +52,22 @@ for c in $IDLE_CASES; do
         loud "Turnpike binary not found: $TURNPIKE_BIN — row SKIPPED"
         ROWS+=("| Turnpike | - | - | - | - | **SKIPPED: binary not found** |"); FAILED=1; continue
       fi
-      turnpike_basic_config "$ORIGIN_PORT" >"$BENCH_TMP/turnpike.yaml"
-      start_turnpike turnpike "$BENCH_TMP/turnpike.yaml"; label=Turnpike ;;
-    nginx) start_nginx pnginx "$BENCH_DIR/peers/proxy-nginx.conf.in" "ORIGIN=127.0.0.1:$ORIGIN_PORT"; label="nginx proxy" ;;
-    haproxy) start_haproxy phaproxy "$BENCH_DIR/peers/proxy-haproxy.cfg.in" "ORIGIN=127.0.0.1:$ORIGIN_PORT"; label=HAProxy ;;
+      turnpike_config "$ORIGIN_PORT" "$TP_LISTENERS" >"$BENCH_TMP/turnpike.yaml"
+      start_turnpike turnpike "$BENCH_TMP/turnpike.yaml" "$TP_LISTENER"; label=Turnpike ;;
+    nginx) start_nginx pnginx "$NGINX_TPL" "ORIGIN=127.0.0.1:$ORIGIN_PORT" "${TLS_ARGS[@]}"; label="nginx proxy" ;;
+    haproxy) start_haproxy phaproxy "$HAPROXY_TPL" "ORIGIN=127.0.0.1:$ORIGIN_PORT" "${TLS_ARGS[@]}"; label=HAProxy ;;
     *) die "unknown case '$c'" ;;
   esac
   pid=$STARTED_PID port=$STARTED_PORT
-  precheck "http://127.0.0.1:$port/" || { loud "$label: precheck failed: $PRECHECK_MSG"; ROWS+=("| $label | - | - | - | - | **FAILED precheck** |"); FAILED=1; continue; }
-  run_wrk 1 "http://127.0.0.1:$port/" >/dev/null   # warm-up: first-use allocations, upstream pool
+  if [[ $PROTO == http1 ]]; then pre_ok() { precheck "http://127.0.0.1:$port/"; }
+  else pre_ok() { python3 "$BENCH_DIR/idle_conns.py" "$pid" "$port" 1 --proto "$PROTO" --settle 0 >/dev/null 2>&1 || { PRECHECK_MSG="one $PROTO request failed"; return 1; }; }; fi
+  pre_ok || { loud "$label: precheck failed: $PRECHECK_MSG"; ROWS+=("| $label | - | - | - | - | **FAILED precheck** |"); FAILED=1; continue; }
+  # warm-up: first-use allocations, upstream pool
+  if [[ $PROTO == http1 ]]; then run_wrk 1 "http://127.0.0.1:$port/" >/dev/null
+  else python3 "$BENCH_DIR/idle_conns.py" "$pid" "$port" 200 --proto "$PROTO" --settle 0 >/dev/null || true; fi
   log "$label: opening $N idle connections"
   status=ok
-  out=$(timeout -k 5 $((N / 20 + SETTLE + 120)) python3 "$BENCH_DIR/idle_conns.py" "$pid" "$port" "$N" --settle "$SETTLE") || status="**FAILED**"
+  out=$(timeout -k 5 $((N / 20 + SETTLE + 120)) python3 "$BENCH_DIR/idle_conns.py" "$pid" "$port" "$N" --settle "$SETTLE" --proto "$PROTO") || status="**FAILED**"
   log "$label: $out"
   [[ $status == ok ]] || { FAILED=1; loud "$label: idle-connection run FAILED: ${out:-no output (timed out?)}"; }
   kv() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$out"; }
@@ -54,9 +78,9 @@ for c in $IDLE_CASES; do
 done
 
 echo
-echo "### RSS per idle keepalive connection, N=$N (one request each, then idle ${SETTLE}s)"
+echo "### RSS per idle keepalive connection, $PROTO, N=$N (one request each, then idle ${SETTLE}s)"
 env_header
-echo "- command: N=$N bench/idle_conns.sh"
+echo "- command: PROTO=$PROTO N=$N bench/idle_conns.sh"
 echo
 echo "| proxy | connections | RSS before KiB | RSS after KiB | KiB per idle conn | status |"
 echo "|---|---|---:|---:|---:|---|"

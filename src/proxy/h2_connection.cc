@@ -23,10 +23,9 @@ constexpr int kReadsPerTurn = 4;         // then write what they produced before
 constexpr auto kGoawayGrace = std::chrono::seconds(1);  // notice → final GOAWAY (≥ 1 RTT)
 constexpr auto kDrainTick = std::chrono::milliseconds(250);  // a busy connection checks for drain
 // Recycled stream objects (each with its waiting loop) kept per connection: enough for a client
-// that keeps a few dozen requests in flight; an idle connection keeps a few.
+// that keeps a few dozen requests in flight. A connection idle this long parks (h2_park.cc).
 constexpr size_t kFreeStreams = 32;
-constexpr size_t kIdleFreeStreams = 4;
-constexpr auto kTrimAfter = std::chrono::seconds(1);
+constexpr auto kParkAfter = std::chrono::seconds(1);
 // A recycled stream keeps buffers up to this size (header arena, body buffers); larger ones are
 // freed, so 32 warm objects cost a connection at most ~2 MiB even after a burst of huge requests.
 constexpr size_t kKeepBufferCapacity = 16 * 1024;
@@ -46,7 +45,7 @@ void serve_h2(Worker& worker, std::unique_ptr<tls::Transport> transport, std::st
               std::string_view already_read) {
   auto conn = std::make_unique<H2Connection>(worker, std::move(transport), std::move(listener));
   if (!conn->start(already_read)) return;  // destroyed: socket closed
-  boost::asio::co_spawn(worker.io(), H2Connection::serve(std::move(conn)), boost::asio::detached);
+  boost::asio::co_spawn(worker.io(), H2Connection::serve(std::move(conn), std::nullopt), boost::asio::detached);
 }
 
 H2Connection::H2Connection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener)
@@ -76,12 +75,25 @@ void H2Connection::wake() {
 // The loop
 // ---------------------------------------------------------------------------------------------
 
-boost::asio::awaitable<void> H2Connection::serve(std::unique_ptr<H2Connection> self) {
-  co_await self->run();
+boost::asio::awaitable<void> H2Connection::serve(std::unique_ptr<H2Connection> self,
+                                                 std::optional<error_code> resumed) {
+  // (Kept as two statements: GCC 12 miscompiles a co_await inside an if condition.)
+  const bool idle = co_await self->run(resumed);
+  if (idle) park(std::move(self));
 }
 
-boost::asio::awaitable<void> H2Connection::run() {
-  for (;;) {
+bool H2Connection::on_readable(error_code ec) {
+  if (dead_) return false;
+  if (ec == boost::asio::error::operation_aborted) {
+    wake_ = false;  // a stream submitted something, or a timer-driven change: go round
+    return true;
+  }
+  if (ec) return false;
+  return read_and_process();
+}
+
+boost::asio::awaitable<bool> H2Connection::run(std::optional<error_code> resumed) {
+  for (bool go_on = !resumed || on_readable(*resumed); go_on;) {
     if (!produce_and_write()) break;
     if (out_pos_ < out_.size()) {
       // The client does not take our output: stop reading until it does (backpressure).
@@ -103,16 +115,11 @@ boost::asio::awaitable<void> H2Connection::run() {
       wake_ = false;
       continue;
     }
+    if (park_wanted_ && can_park()) co_return true;
     waiting_read_ = true;
     auto ec = co_await transport_->wait_readable();
     waiting_read_ = false;
-    if (dead_) break;
-    if (ec == boost::asio::error::operation_aborted) {
-      wake_ = false;  // a stream submitted something, or a timer-driven change: go round
-      continue;
-    }
-    if (ec) break;
-    if (!read_and_process()) break;
+    go_on = on_readable(ec);
   }
   shut();
   // Stream loops (running a pipeline, or ending) hold pointers to their streams and to us: wait
@@ -120,6 +127,7 @@ boost::asio::awaitable<void> H2Connection::run() {
   while (loops_ > 0) {
     co_await all_done_.wait();
   }
+  co_return false;
 }
 
 boost::asio::awaitable<void> H2Connection::linger() {
@@ -157,11 +165,7 @@ bool H2Connection::read_and_process() {
       ok = false;
       break;
     }
-    ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(block), n);
-    if (rv < 0) {
-      on_recv_error(rv);
-      break;
-    }
+    if (!receive(block, n)) break;
     if (goaway_ == H2Goaway::calm || nghttp2_session_want_write(session_)) break;
   }
   pool.release(block);
@@ -282,12 +286,7 @@ void H2Connection::expire() {
   }
   if (trim_deadline_ <= now) {
     trim_deadline_ = Clock::time_point::max();
-    if (live_count_ == 0 && pipelines_ == 0) {
-      while (free_streams_.size() > kIdleFreeStreams) {
-        retire(free_streams_.back());
-        free_streams_.pop_back();
-      }
-    }
+    if (live_count_ == 0 && pipelines_ == 0) prepare_park();
   }
   for (auto& s : live_) {
     if (s.read_deadline_ <= now) {
@@ -331,11 +330,15 @@ void H2Connection::update_idle() {
       note_deadline(idle_deadline_);
     }
     if (goaway_ == H2Goaway::notice) send_final_goaway();  // nothing in flight: no need to wait
-    // Extra warm stream objects go if the connection stays idle (a busy one is idle for a
-    // moment after each batch of responses).
-    if (free_streams_.size() > kIdleFreeStreams && trim_deadline_ == Clock::time_point::max()) {
-      trim_deadline_ = Clock::now() + kTrimAfter;
-      note_deadline(trim_deadline_);
+    // A connection that stays idle parks (a busy one is idle for a moment after each batch of
+    // responses); with many connections on the worker, at once, as HTTP/1.1 ones do.
+    if (!park_wanted_ && goaway_ == H2Goaway::none) {
+      if (worker_.many_connections()) {
+        prepare_park();
+      } else if (trim_deadline_ == Clock::time_point::max()) {
+        trim_deadline_ = Clock::now() + kParkAfter;
+        note_deadline(trim_deadline_);
+      }
     }
     if (!on_idle_list_ && goaway_ == H2Goaway::none) {
       worker_.mark_idle(*this);
@@ -343,6 +346,8 @@ void H2Connection::update_idle() {
     }
   } else {
     idle_deadline_ = Clock::time_point::max();
+    trim_deadline_ = Clock::time_point::max();
+    park_wanted_ = false;
     if (on_idle_list_) {
       worker_.mark_busy(*this);
       on_idle_list_ = false;
@@ -459,6 +464,7 @@ boost::asio::awaitable<void> H2Connection::stream_loop(H2Stream* s) {
   if (s->retire_) delete s;
   --loops_;
   if (dead_ && loops_ == 0) all_done_.signal(worker_.io());
+  if (!dead_ && loops_ == 0 && park_wanted_) wake();  // the loop may park now
 }
 
 void H2Connection::finish_pipeline(H2Stream* s) {

@@ -13,9 +13,11 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "h2_inbound.h"
 #include "h2_stream.h"
 #include "turnpike/tls/transport.h"
 #include "worker.h"
@@ -43,7 +45,9 @@ class H2Connection final : public ClientConnection {
   // Sets up the session and feeds it the bytes already read (the preface, for h2c); false when
   // that fails (listener gone, out of memory).
   bool start(std::string_view already_read);
-  static boost::asio::awaitable<void> serve(std::unique_ptr<H2Connection> self);
+  // Runs the connection; `resumed` when it comes back from park() (the wait's result).
+  static boost::asio::awaitable<void> serve(std::unique_ptr<H2Connection> self,
+                                           std::optional<boost::system::error_code> resumed = {});
 
   // ClientConnection
   void expire() override;
@@ -71,7 +75,19 @@ class H2Connection final : public ClientConnection {
  private:
   friend struct H2Callbacks;
 
-  boost::asio::awaitable<void> run();
+  // The loop. True: the connection is idle and should park (its coroutine ends).
+  boost::asio::awaitable<bool> run(std::optional<boost::system::error_code> resumed);
+  // After a read wait: false when the connection is over.
+  bool on_readable(boost::system::error_code ec);
+
+  // ---- Parking (h2_park.cc) ----
+  // Idle for a while (or the worker has many connections): drop the warm stream objects and the
+  // scratch buffers, and let the loop park once the last stream loop has ended.
+  void prepare_park();
+  bool can_park() const;
+  // Waits for the client with a plain readiness callback holding only the connection: no
+  // coroutine frame, no stream object, no buffer while parked.
+  static void park(std::unique_ptr<H2Connection> self);
   // A stream object's coroutine: runs the pipeline of each request the object carries (see
   // H2Stream::has_loop_), and deletes the object when it is retired.
   boost::asio::awaitable<void> stream_loop(H2Stream* s);
@@ -83,6 +99,11 @@ class H2Connection final : public ClientConnection {
   void retire(H2Stream* s);
   // One read turn: read what is there (bounded), feed nghttp2. False: the connection is over.
   bool read_and_process();
+  // Bytes from the client to nghttp2, through inbound_ (h2_session.cc). False: feed no more
+  // (nghttp2 or a check ended the connection).
+  bool receive(const char* data, size_t n);
+  bool note_frame(const h2::FrameHead& h);
+  h2::FrameVerdict check_frame(const h2::FrameHead& h);
   // After an error GOAWAY: half-close and drain the client's input for a moment before closing.
   boost::asio::awaitable<void> linger();
   // Fills out_ from nghttp2 (when it is empty) and writes what the socket takes. False on error.
@@ -150,6 +171,7 @@ class H2Connection final : public ClientConnection {
   Clock::time_point rate_window_start_;
   uint32_t resets_in_window_ = 0;
   uint32_t control_in_window_ = 0;
+  uint32_t refused_in_window_ = 0;  // streams nghttp2 refused past max_concurrent_streams
   uint32_t continuations_ = 0;    // CONTINUATION frames in the header block being received
   int32_t header_stream_ = 0;     // the stream whose header block header_deadline_ bounds
   Clock::time_point linger_deadline_ = Clock::time_point::max();  // draining input after GOAWAY
@@ -157,10 +179,15 @@ class H2Connection final : public ClientConnection {
   Clock::time_point write_deadline_ = Clock::time_point::max();   // the socket not taking output
   Clock::time_point idle_deadline_ = Clock::time_point::max();    // no stream open
   Clock::time_point goaway_deadline_ = Clock::time_point::max();  // notice → final GOAWAY
-  Clock::time_point trim_deadline_ = Clock::time_point::max();    // idle: drop extra free streams
+  Clock::time_point trim_deadline_ = Clock::time_point::max();    // idle: prepare_park()
   H2Goaway goaway_ = H2Goaway::none;
   uint32_t calm_code_ = 0;        // set by a callback that aborted mem_recv for abuse
+  uint8_t settings_acks_ = 0;     // the client's SETTINGS ACKs seen, up to the one taken out
+  h2::InboundFrames inbound_;     // the frame headers walked ahead of nghttp2
+  h2::ClosedStreams closed_streams_;  // the fate of the client's recent stream ids (RFC 9113 §5.1)
   bool on_idle_list_ = false;
+  bool park_wanted_ = false;      // prepare_park() ran and the connection is still idle
+  bool parked_ = false;           // waiting in park()'s callback, no coroutine
 
   // ---- Scratch for building header lists (single thread; nghttp2 copies on submit) ----
   std::vector<nghttp2_nv> nv_;

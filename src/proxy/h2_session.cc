@@ -6,6 +6,7 @@
 // Hot path: header fields are copied once into the stream's arena; no allocation once warm.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <cstring>
@@ -22,6 +23,13 @@ using namespace std::string_view_literals;
 using namespace h2;  // h2_fields.h
 
 namespace {
+
+// Streams refused past max_concurrent_streams tolerated per second (or max_concurrent_streams
+// if higher): a client that opened more before it had our SETTINGS is refused, not cut off.
+constexpr uint32_t kRefusedPerSecondFloor = 100;
+// The SETTINGS frame carrying MAX_CONCURRENT_STREAMS is the second one sent (start()); the
+// client's acknowledgement of it is taken out before nghttp2 sees it (check_frame).
+constexpr uint8_t kLimitSettingsAck = 2;
 
 std::string_view sv(const uint8_t* p, size_t n) { return {reinterpret_cast<const char*>(p), n}; }
 
@@ -81,6 +89,7 @@ struct H2Callbacks {
       c.rate_window_start_ = c.now_;
       c.resets_in_window_ = 0;
       c.control_in_window_ = 0;
+      c.refused_in_window_ = 0;
     }
     switch (hd->type) {
       case NGHTTP2_HEADERS:
@@ -265,6 +274,7 @@ struct H2Callbacks {
         break;
       case NGHTTP2_RST_STREAM:
         c.worker_.counters().h2_client_resets.inc();
+        c.closed_streams_.client_reset(frame->hd.stream_id);
         // CVE-2023-44487 (Rapid Reset): requests opened and reset at once cost us an upstream
         // request each while never counting against max_concurrent_streams.
         if (++c.resets_in_window_ > c.cfg_->max_resets_per_second) {
@@ -296,8 +306,25 @@ struct H2Callbacks {
     // A header block nghttp2 or we rejected gets no on_frame_recv: its reset ends the wait.
     if (id == c.header_stream_) c.header_deadline_ = Clock::time_point::max();
     if (H2Stream* s = stream(session, id)) {
+      // Closed with no reset from either side: both sent END_STREAM (RFC 9113 §5.1 "closed").
+      if (error_code == NGHTTP2_NO_ERROR && !s->reset_submitted_) c.closed_streams_.ended(id);
       nghttp2_session_set_stream_user_data(session, id, nullptr);
       c.stream_closed(s, error_code);
+    }
+    return 0;
+  }
+
+  // RFC 9113 §5.1.2: a stream past the advertised SETTINGS_MAX_CONCURRENT_STREAMS is a stream
+  // error, and nghttp2 answers it with RST_STREAM(REFUSED_STREAM) (see check_frame for why it
+  // does so even after the client acknowledged the limit). Each refusal still costs a header
+  // block's decoding: a client that keeps opening streams past the limit is cut off.
+  static int on_invalid_frame_recv(nghttp2_session*, const nghttp2_frame* frame, int lib_error_code, void* user) {
+    H2Connection& c = conn(user);
+    if (frame->hd.type != NGHTTP2_HEADERS || lib_error_code != NGHTTP2_ERR_REFUSED_STREAM) return 0;
+    if (++c.refused_in_window_ > std::max(c.cfg_->max_concurrent_streams, kRefusedPerSecondFloor)) {
+      c.calm_down(NGHTTP2_PROTOCOL_ERROR, &WorkerCounters::h2_protocol_errors,
+                  "streams past max_concurrent_streams, again and again");
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     return 0;
   }
@@ -333,6 +360,7 @@ struct H2Callbacks {
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_invalid_header_callback(cbs, on_invalid_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
@@ -369,7 +397,6 @@ bool H2Connection::start(std::string_view already_read) {
   if (rv != 0) return false;
 
   const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg_->max_concurrent_streams},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg_->max_header_list_size},
       {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, cfg_->header_table_size},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg_->initial_window_size},
@@ -378,6 +405,10 @@ bool H2Connection::start(std::string_view already_read) {
       {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  // The stream limit goes in a SETTINGS frame of its own, whose acknowledgement nghttp2 never
+  // sees (check_frame): see on_invalid_frame_recv.
+  const nghttp2_settings_entry limit[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg_->max_concurrent_streams}};
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, limit, std::size(limit));
   // The connection window bounds request-body bytes buffered for all streams together; each
   // stream's is initial_window_size.
   const uint64_t conn_window = std::clamp<uint64_t>(
@@ -387,11 +418,76 @@ bool H2Connection::start(std::string_view already_read) {
 
   if (!already_read.empty()) {
     now_ = Clock::now();
-    ssize_t n = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(already_read.data()),
-                                         already_read.size());
-    if (n < 0) on_recv_error(n);
+    receive(already_read.data(), already_read.size());
   }
   return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frames looked at before nghttp2 sees them (h2_inbound.h)
+// ---------------------------------------------------------------------------------------------
+
+bool H2Connection::receive(const char* data, size_t n) {
+  auto feed = [this](const uint8_t* p, size_t len) {
+    const ssize_t rv = nghttp2_session_mem_recv(session_, p, len);
+    if (rv < 0) {
+      on_recv_error(rv);
+      return false;
+    }
+    return true;
+  };
+  return inbound_.walk(
+      reinterpret_cast<const uint8_t*>(data), n, [this](const FrameHead& h) { return note_frame(h); },
+      [this](const FrameHead& h) { return check_frame(h); }, feed);
+}
+
+// Whether check_frame must see this frame (with nghttp2 up to date on everything before it).
+bool H2Connection::note_frame(const FrameHead& h) {
+  switch (h.type) {
+    case NGHTTP2_SETTINGS:
+      return (h.flags & NGHTTP2_FLAG_ACK) && h.length == 0 && settings_acks_ < kLimitSettingsAck;
+    case NGHTTP2_HEADERS:
+      if (h.stream_id > closed_streams_.highest()) {
+        closed_streams_.opened(h.stream_id);  // a new stream: nothing to check
+        return false;
+      }
+      return (h.stream_id & 1) != 0;
+    case NGHTTP2_DATA:
+      return (h.stream_id & 1) != 0 && h.stream_id <= closed_streams_.highest();
+    default:
+      return false;
+  }
+}
+
+FrameVerdict H2Connection::check_frame(const FrameHead& h) {
+  if (h.type == NGHTTP2_SETTINGS) {
+    // nghttp2 refuses streams past the limit of a SETTINGS frame it has sent (REFUSED_STREAM),
+    // but treats them as a connection error once the client acknowledged it; and there is no
+    // option to change that. Without this acknowledgement it goes on refusing: the limit is
+    // enforced as RFC 9113 §5.1.2 allows, and no stream in flight is lost.
+    return ++settings_acks_ == kLimitSettingsAck ? FrameVerdict::drop : FrameVerdict::pass;
+  }
+  // HEADERS or DATA on a stream id the client used before. Open streams, and trailers, are
+  // nghttp2's; a closed stream (forgotten by nghttp2, which would ignore the frame) gets the
+  // answer RFC 9113 §5.1 asks for.
+  if (goaway_ == H2Goaway::calm || nghttp2_session_find_stream(session_, h.stream_id)) return FrameVerdict::pass;
+  switch (closed_streams_.fate(h.stream_id)) {
+    case ClosedStreams::Fate::ignore:
+      return FrameVerdict::pass;  // nghttp2 drops it (and gives DATA's window back)
+    case ClosedStreams::Fate::never_opened:
+      // §5.1.1: stream ids only grow; a lower one never used is an unexpected stream id.
+      calm_down(NGHTTP2_PROTOCOL_ERROR, &WorkerCounters::h2_protocol_errors, "frame on a skipped stream id");
+      return FrameVerdict::stop;
+    case ClosedStreams::Fate::ended:
+      calm_down(NGHTTP2_STREAM_CLOSED, &WorkerCounters::h2_protocol_errors, "frame on a stream closed by END_STREAM");
+      return FrameVerdict::stop;
+    case ClosedStreams::Fate::client_reset:
+      if (!count_control_frame()) return FrameVerdict::stop;
+      nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, h.stream_id, NGHTTP2_STREAM_CLOSED);
+      wake();
+      return FrameVerdict::pass;
+  }
+  return FrameVerdict::pass;
 }
 
 }  // namespace turnpike::proxy

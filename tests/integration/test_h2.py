@@ -556,3 +556,59 @@ def test_grpc_unary_end_to_end_over_http2(h2_upstream_tp):
         assert res.status == 200 and res.header("grpc-status") == "5" and res.body_len == 0
     finally:
         c.close()
+
+
+# ---- Idle connections park (src/proxy/h2_park.cc) ----------------------------------------------
+# (What parking saves is measured by bench/idle_conns.sh, PROTO=h2c / h2: RSS growth over a few
+# hundred connections in a test mixes in the heap's high-water mark of their first requests.)
+
+
+def test_parked_connection_serves_its_next_request(origin, turnpike):
+    tp = turnpike(h2_config(origin, workers=1))
+    c = h2client.RawH2(tp.port())
+    try:
+        for sid in (1, 3):
+            c.send(c.request_headers(sid, f"/echo/{sid}"))
+            assert c.response_end(sid, timeout=5) is not None and c.status_of(sid) == 200
+            time.sleep(1.5)  # idle past the park delay (1 s) and a sweep tick
+        c.send(c.request_headers(5, "/echo/5", method="POST", end=False))
+        c.send(h2client.frame(h2client.DATA, h2client.END_STREAM, 5, b"after parking"))
+        assert c.response_end(5, timeout=5) is not None and c.status_of(5) == 200
+        assert c.goaway(timeout=0.2) is None
+    finally:
+        c.close()
+
+
+def test_parked_connection_still_gets_its_idle_timeout_goaway(origin, turnpike):
+    tp = turnpike(h2_config(origin, http2={"idle_timeout": "1800ms"}, workers=1))
+    c = h2client.RawH2(tp.port())
+    try:
+        c.send(c.request_headers(1, "/echo"))
+        assert c.response_end(1, timeout=5) is not None
+        g = c.goaway(timeout=6)  # parked after 1 s, GOAWAY at 1.8 s
+        assert g is not None and g.error_code == h2client.NO_ERROR and g.last_stream_id == 1
+    finally:
+        c.close()
+
+
+
+def test_many_idle_connections_park_at_once_and_serve_again(origin, turnpike):
+    # Above 256 connections a worker parks idle ones at once (Worker::many_connections).
+    tp = turnpike(h2_config(origin, workers=1))
+    conns = []
+    try:
+        for i in range(300):
+            c = h2client.RawH2(tp.port())
+            c.send(c.request_headers(1, f"/echo/first/{i}"))
+            conns.append(c)
+        for c in conns:
+            assert c.response_end(1, timeout=10) is not None and c.status_of(1) == 200
+        time.sleep(0.5)
+        for i, c in enumerate(conns):
+            c.send(c.request_headers(3, f"/echo/second/{i}"))
+        for c in conns:
+            assert c.response_end(3, timeout=10) is not None and c.status_of(3) == 200
+            assert c.goaway(timeout=0) is None
+    finally:
+        for c in conns:
+            c.close()

@@ -11,8 +11,8 @@ import time
 import pytest
 
 import h2client
-from h2client import (CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PING, RST_STREAM, H2Client, RawH2, frame,
-                      settings_frame)
+from h2client import (CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PING, RST_STREAM, SETTINGS, H2Client, RawH2,
+                      frame, settings_frame)
 from harness import base_config
 
 ATTACK_HTTP2 = {"max_resets_per_second": 100, "max_control_frames_per_second": 500, "max_continuations": 8,
@@ -163,18 +163,64 @@ def test_header_block_that_never_ends_times_out(tp):
     attack(tp, slow, h2client.PROTOCOL_ERROR)
 
 
-def test_too_many_streams_refused(origin, turnpike):
-    listener = {"name": "public", "address": "127.0.0.1", "port": 0, "http2": {"max_concurrent_streams": 4}}
-    tp = turnpike(base_config(origin, listeners=[listener]))
+def ack_server_settings(c: RawH2) -> None:
+    """Acknowledges every SETTINGS frame of the server's opening (RFC 9113 §6.5.3)."""
+    assert c.wait_for(lambda f: f.type == SETTINGS and not f.flags & h2client.ACK, timeout=5) is not None
+    c.wait_for(lambda f: False, timeout=0.3)  # the rest of the server's opening frames
+    n = sum(1 for f in c.frames if f.type == SETTINGS and not f.flags & h2client.ACK)
+    c.send(settings_frame(ack=True) * n)
+
+
+def limited_turnpike(origin, turnpike, streams: int = 4):
+    listener = {"name": "public", "address": "127.0.0.1", "port": 0, "http2": {"max_concurrent_streams": streams}}
+    return turnpike(base_config(origin, listeners=[listener], workers=1))
+
+
+@pytest.mark.parametrize("acked", [False, True], ids=["before-settings-ack", "after-settings-ack"])
+def test_streams_past_the_limit_are_refused_and_the_rest_complete(origin, turnpike, acked):
+    # RFC 9113 §5.1.2: a stream error for the excess streams only. (Once the client had
+    # acknowledged the limit, nghttp2 used to answer GOAWAY(PROTOCOL_ERROR), losing them all.)
+    tp = limited_turnpike(origin, turnpike)
     c = RawH2(tp.port())
     try:
-        # The client ignores our SETTINGS: 10 slow streams at once.
-        c.send(b"".join(c.request_headers(sid, "/sleep/500") for sid in range(1, 21, 2)))
-        refused = c.wait_for(lambda f: f.type == RST_STREAM, timeout=5)
-        assert refused is not None and refused.error_code in (h2client.REFUSED_STREAM, h2client.PROTOCOL_ERROR)
-        assert c.response_end(1, timeout=10) is not None and c.status_of(1) == 200
+        if acked:
+            ack_server_settings(c)
+        sids = list(range(1, 21, 2))  # 10 slow streams at once, 4 allowed
+        c.send(b"".join(c.request_headers(sid, f"/sleep/300?{sid}") for sid in sids))
+        for sid in sids[4:]:
+            r = c.rst(sid, timeout=5)
+            assert r is not None, f"stream {sid} not refused; frames: {c.frames[:20]}"
+            assert r.error_code == h2client.REFUSED_STREAM, h2client.ERROR_NAMES.get(r.error_code)
+        for sid in sids[:4]:
+            end = c.response_end(sid, timeout=10)
+            assert end is not None and end.type != RST_STREAM and c.status_of(sid) == 200, f"stream {sid}: {end}"
+        assert c.goaway(timeout=0.2) is None
+        c.send(c.request_headers(21, "/echo/after"))
+        assert c.response_end(21, timeout=5) is not None and c.status_of(21) == 200
     finally:
         c.close()
+
+
+def test_client_that_keeps_exceeding_the_stream_limit_gets_goaway(origin, turnpike):
+    tp = limited_turnpike(origin, turnpike)
+    c = RawH2(tp.port())
+    try:
+        ack_server_settings(c)
+        # 4 streams allowed and 50 more: within the tolerance (100 refusals a second), refused.
+        c.send(b"".join(c.request_headers(sid, "/sleep/300") for sid in range(1, 2 * 54, 2)))
+        r = c.rst(2 * 54 - 1, timeout=5)
+        assert r is not None and r.error_code == h2client.REFUSED_STREAM, c.frames[:10]
+        refused = [f for f in c.frames if f.type == RST_STREAM and f.error_code == h2client.REFUSED_STREAM]
+        assert len(refused) == 50 and c.goaway(timeout=0.1) is None
+        # Then 150 more at once: past any second's tolerance. (nghttp2 sends no more resets
+        # once the GOAWAY is queued: the GOAWAY's last stream id tells what was not processed.)
+        c.send(b"".join(c.request_headers(sid, "/sleep/300") for sid in range(2 * 54 + 1, 2 * 204, 2)))
+        g = c.goaway(timeout=10)
+        assert g is not None and g.error_code == h2client.PROTOCOL_ERROR, g
+        assert c.wait_closed(timeout=5)
+    finally:
+        c.close()
+    assert tp.alive()
 
 
 def test_random_frames_never_crash_the_server(tp):

@@ -113,19 +113,68 @@ def test_headers_on_half_closed_remote_stream_is_stream_closed(tp, origin):
         c.close()
 
 
-def test_headers_on_lower_unknown_stream_id_is_ignored(tp, origin):
-    # RFC 9113 §5.1.1 wants a PROTOCOL_ERROR for a numerically smaller new stream id. nghttp2 keeps
-    # no record of closed streams, so it cannot tell this from trailers racing our RST_STREAM and
-    # (on purpose) ignores the frame. What matters here: the request does not run, and the
-    # connection is unharmed.
+def test_headers_on_lower_never_opened_stream_id_is_protocol_error(tp, origin):
+    # RFC 9113 §5.1.1: stream ids only grow; 3 after 5 is an unexpected stream id.
+    c = RawH2(tp.port())
+    payload = c.request_headers(5, "/echo/five") + c.request_headers(3, "/echo/three")
+    c.close()
+    connection_error(tp, payload, h2client.PROTOCOL_ERROR)
+    assert "/echo/three" not in [r.path for r in origin.snapshot()]
+
+
+def finished_stream_1(c) -> None:
+    c.send(c.request_headers(1, "/echo/one"))
+    end = c.response_end(1, timeout=5)
+    assert end is not None and end.type != RST_STREAM and c.status_of(1) == 200
+
+
+@pytest.mark.parametrize("kind", ["headers", "data"])
+def test_frame_on_stream_closed_by_end_stream_is_stream_closed(tp, origin, kind):
+    # RFC 9113 §5.1 "closed": frames after both END_STREAMs are a connection error STREAM_CLOSED.
     c = RawH2(tp.port())
     try:
-        c.send(c.request_headers(5, "/echo/five") + c.request_headers(3, "/echo/three"))
-        assert c.response_end(5, timeout=5) is not None and c.status_of(5) == 200
-        c.send(c.request_headers(7, "/echo/seven"))
-        assert c.response_end(7, timeout=5) is not None and c.status_of(7) == 200
-        assert not [f for f in c.frames if f.sid == 3]
-        assert "/echo/three" not in [r.path for r in origin.snapshot()]
+        finished_stream_1(c)
+        c.send(c.request_headers(1, "/echo/again") if kind == "headers" else frame(DATA, END_STREAM, 1, b"late"))
+        g = c.goaway(timeout=5)
+        assert g is not None, f"no GOAWAY; frames: {c.frames}"
+        assert g.error_code == h2client.STREAM_CLOSED, h2client.ERROR_NAMES.get(g.error_code)
+        assert c.wait_closed(timeout=5)
+        assert "/echo/again" not in [r.path for r in origin.snapshot()]
+    finally:
+        c.close()
+
+
+def test_data_on_stream_the_client_reset_is_stream_error(tp, origin):
+    # RFC 9113 §5.1 "closed": after receiving RST_STREAM, a frame on the stream is a stream error
+    # STREAM_CLOSED; the connection goes on.
+    c = RawH2(tp.port())
+    try:
+        c.send(c.request_headers(1, "/sink", method="POST", end=False) + frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))
+        c.send(frame(DATA, 0, 1, b"after the reset"))
+        r = c.rst(1, timeout=5)
+        assert r is not None and r.error_code == h2client.STREAM_CLOSED, c.frames
+        assert c.goaway(timeout=0.2) is None
+        c.send(c.request_headers(3, "/echo/after"))
+        end = c.response_end(3, timeout=5)
+        assert end is not None and end.type != RST_STREAM and c.status_of(3) == 200
+    finally:
+        c.close()
+
+
+def test_frames_on_stream_we_reset_are_ignored(tp, origin):
+    # RFC 9113 §5.1 "closed": after sending RST_STREAM, frames the client sent before it saw it
+    # are ignored, not an error.
+    c = RawH2(tp.port())
+    try:
+        c.send(c.request_headers(1, "/echo", method="POST", extra=[("connection", "x")], end=False))
+        r = c.rst(1, timeout=5)
+        assert r is not None and r.error_code == h2client.PROTOCOL_ERROR
+        c.send(frame(DATA, 0, 1, b"body") + c.request_headers(1, "/echo/trailers", end=True))
+        c.send(c.request_headers(3, "/echo/after"))
+        end = c.response_end(3, timeout=5)
+        assert end is not None and end.type != RST_STREAM and c.status_of(3) == 200
+        assert c.goaway(timeout=0.2) is None
+        assert len([f for f in c.frames if f.sid == 1]) == 1, c.frames
     finally:
         c.close()
 
