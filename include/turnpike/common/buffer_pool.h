@@ -3,8 +3,13 @@
 // A connection borrows a block only while it has bytes to hold: an idle keepalive connection
 // holds none. Blocks return to a LIFO free list (warm in cache) and are never shared between
 // threads: each worker owns its pool. Hot path: no lock, no allocation after warm-up.
+//
+// After a spike the free list would keep up to max_free blocks for good; trim(), called
+// periodically, gives back the blocks that no acquire needed since the previous call, half at a
+// time, so the list follows the load down to a small floor while a steady load keeps its blocks.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <string_view>
@@ -16,6 +21,8 @@ namespace turnpike {
 class BufferPool {
  public:
   static constexpr size_t kBlockSize = 16 * 1024;
+  // What trim() leaves on the free list however long the pool has been idle.
+  static constexpr size_t kTrimFloor = 16;
 
   explicit BufferPool(size_t max_free = 1024) : max_free_(max_free) {}
   BufferPool(const BufferPool&) = delete;
@@ -28,6 +35,7 @@ class BufferPool {
     if (free_.empty()) return new char[kBlockSize];
     char* b = free_.back();
     free_.pop_back();
+    low_water_ = std::min(low_water_, free_.size());
     return b;
   }
   void release(char* block) {
@@ -39,9 +47,22 @@ class BufferPool {
   }
   size_t free_blocks() const { return free_.size(); }
 
+  // Frees half of the blocks (rounded up) that stayed on the free list since the last trim, the
+  // ones returned longest ago, keeping kTrimFloor. Returns how many it freed.
+  size_t trim() {
+    const size_t unused = low_water_ > kTrimFloor ? low_water_ - kTrimFloor : 0;
+    const size_t n = (unused + 1) / 2;
+    // The list is LIFO: the front holds the blocks that went unused longest (coldest in cache).
+    for (size_t i = 0; i < n; ++i) delete[] free_[i];
+    free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+    low_water_ = free_.size();
+    return n;
+  }
+
  private:
   size_t max_free_;
   std::vector<char*> free_;
+  size_t low_water_ = 0;  // the fewest blocks the list held since the last trim()
 };
 
 // A read buffer: bytes [begin, end) of data are unconsumed. Holds a pool block, or a larger heap
