@@ -57,6 +57,7 @@ struct Cache {
   FreeBlock* head[kClasses + 1];
   uint32_t count[kClasses + 1];
   std::size_t bytes;
+  std::size_t low_water;  // the fewest bytes held since the last trim_thread_cache()
   bool exit_registered;  // the thread's exit hook is set up
   bool exited;           // the thread is exiting: blocks go straight to free()
 };
@@ -107,6 +108,7 @@ void* allocate(std::size_t size) noexcept {
     __builtin_prefetch(b->next);
     --c.count[cls];
     c.bytes -= class_bytes(cls);
+    c.low_water = std::min(c.low_water, c.bytes);
     TP_UNPOISON(b, class_bytes(cls));
     return b;
   }
@@ -143,17 +145,43 @@ ThreadStats thread_stats() noexcept {
   return s;
 }
 
+namespace {
+// Frees up to `n` blocks from the top of class `cls`'s list; returns the bytes freed.
+std::size_t free_blocks(Cache& c, std::size_t cls, std::size_t n) noexcept {
+  std::size_t freed = 0;
+  for (; n > 0 && c.head[cls]; --n) {
+    FreeBlock* b = c.head[cls];
+    c.head[cls] = b->next;
+    TP_UNPOISON(b, class_bytes(cls));
+    std::free(b);
+    --c.count[cls];
+    freed += class_bytes(cls);
+  }
+  c.bytes -= freed;
+  return freed;
+}
+}  // namespace
+
 void release_thread_cache() noexcept {
   Cache& c = cache;
-  for (std::size_t cls = 1; cls <= kClasses; ++cls) {
-    while (FreeBlock* b = c.head[cls]) {
-      c.head[cls] = b->next;
-      TP_UNPOISON(b, class_bytes(cls));
-      std::free(b);
+  for (std::size_t cls = 1; cls <= kClasses; ++cls) free_blocks(c, cls, c.count[cls]);
+  c.low_water = 0;
+}
+
+std::size_t trim_thread_cache() noexcept {
+  Cache& c = cache;
+  std::size_t freed = 0;
+  if (c.low_water > kTrimFloorBytes && c.bytes > 0) {
+    // Which blocks went unused is not tracked per class: take the same share of every class.
+    const std::size_t excess = (c.low_water - kTrimFloorBytes + 1) / 2;
+    const std::size_t total = c.bytes;
+    for (std::size_t cls = kClasses; cls >= 1 && freed < excess; --cls) {
+      const std::size_t n = (c.count[cls] * excess + total - 1) / total;  // rounded up
+      freed += free_blocks(c, cls, n);
     }
-    c.count[cls] = 0;
   }
-  c.bytes = 0;
+  c.low_water = c.bytes;
+  return freed;
 }
 
 }  // namespace turnpike::small_blocks

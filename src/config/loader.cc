@@ -193,7 +193,7 @@ class Loader {
     if (!expect_map(w, n)) return;
     check_keys(w, n,
                {"max_request_line", "max_header_bytes", "max_headers", "max_body_size",
-                "header_timeout", "body_timeout", "send_timeout", "keepalive_timeout",
+                "header_timeout", "body_timeout", "body_deadline", "send_timeout", "keepalive_timeout",
                 "max_requests_per_connection", "max_connections_per_worker", "merge_slashes"});
     ClientLimits& l = cfg_.limits;
     uint64_t v = l.max_request_line;
@@ -206,6 +206,7 @@ class Loader {
     field_size(w, n, "max_body_size", l.max_body_size, 0, UINT64_MAX);
     field_duration(w, n, "header_timeout", l.header_timeout, kPositive);
     field_duration(w, n, "body_timeout", l.body_timeout, kPositive);
+    field_duration(w, n, "body_deadline", l.body_deadline, kZero);
     field_duration(w, n, "send_timeout", l.send_timeout, kPositive);
     field_duration(w, n, "keepalive_timeout", l.keepalive_timeout, kPositive);
     field_int(w, n, "max_requests_per_connection", l.max_requests_per_connection, 1, UINT32_MAX);

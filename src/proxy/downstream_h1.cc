@@ -36,6 +36,13 @@ constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 // How often the sweep looks whether a client whose request the upstream is working on is still there.
 constexpr auto kClientCheckInterval = std::chrono::milliseconds(100);
+// Drain: how long an idle keepalive connection stays open for a request that may be on its way.
+// RFC 9112 §9.6: a client can always send a request while our close is in flight; a client sending
+// back-to-back will send within this, and gets its answer with `Connection: close`.
+constexpr auto kDrainIdleGrace = std::chrono::seconds(1);
+// Lingering close: how long, and how many bytes, we read and drop after our last answer.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr size_t kLingerBytes = 256 * 1024;
 }  // namespace
 
 std::string_view to_string(DownstreamWait w) noexcept {
@@ -99,7 +106,9 @@ void DownstreamConnection::expire() {
     case DownstreamWait::head: c.header_timeouts.inc(); break;
     case DownstreamWait::body: c.body_timeouts.inc(); break;
     case DownstreamWait::send: c.send_timeouts.inc(); break;
-    case DownstreamWait::idle: c.keepalive_timeouts.inc(); break;
+    case DownstreamWait::idle:
+      if (!worker_.draining()) c.keepalive_timeouts.inc();  // else the drain's grace ran out
+      break;
     case DownstreamWait::handshake: c.tls_handshake_timeouts.inc(); break;
     case DownstreamWait::tunnel: c.tunnel_timeouts.inc(); break;
     case DownstreamWait::none:
@@ -113,7 +122,8 @@ void DownstreamConnection::expire() {
 
 Clock::duration DownstreamConnection::limits_keepalive() const {
   const auto& limits = worker_.snapshot()->config->limits;
-  return requests_ == 0 ? limits.header_timeout : limits.keepalive_timeout;
+  const Clock::duration timeout = requests_ == 0 ? limits.header_timeout : limits.keepalive_timeout;
+  return worker_.draining() ? std::min<Clock::duration>(timeout, kDrainIdleGrace) : timeout;
 }
 
 void DownstreamConnection::request_park() {
@@ -124,6 +134,20 @@ void DownstreamConnection::request_park() {
 
 void DownstreamConnection::close_if_idle() {
   if (wait_ != DownstreamWait::idle) return;
+  if (worker_.draining()) {
+    // Not at once: a request may be in the socket already or on its way (see kDrainIdleGrace).
+    // One that arrives is served with `Connection: close`; the sweep closes the others.
+    deadline_ = std::min(deadline_, coarse_now() + kDrainIdleGrace);
+    return;
+  }
+  timed_out_ = true;
+  deadline_ = Clock::time_point::max();
+  transport_->cancel();
+}
+
+void DownstreamConnection::close_slow() {
+  if (wait_ != DownstreamWait::head || timed_out_) return;
+  closed_slow_ = true;
   timed_out_ = true;
   deadline_ = Clock::time_point::max();
   transport_->cancel();
@@ -167,8 +191,10 @@ void DownstreamConnection::wait_parked(std::unique_ptr<DownstreamConnection> sel
   DownstreamConnection& c = *self;
   c.transport_->async_wait_readable([self = std::move(self)](error_code ec) mutable {
     DownstreamConnection& c = *self;
-    const bool closing = ec || c.timed_out_ || (c.worker_.draining() && c.requests_ > 0);
-    if (!closing && !c.take_arrival(ec)) {
+    bool closing = ec || c.timed_out_;
+    if (closing) {
+      closing = !c.arrived_before_close(ec);
+    } else if (!c.take_arrival(ec)) {
       wait_parked(std::move(self));
       return;
     }
@@ -194,6 +220,14 @@ bool DownstreamConnection::take_arrival(error_code& ec) {
     return false;
   }
   if (!ec) in_.commit(got);
+  return true;
+}
+
+bool DownstreamConnection::arrived_before_close(error_code& ec) {
+  if (!timed_out_ || !worker_.draining() || worker_.stopping()) return false;
+  ec = {};
+  if (!take_arrival(ec) || ec) return false;
+  timed_out_ = false;
   return true;
 }
 
@@ -236,8 +270,8 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
     // With few connections the coroutine waits itself (cheapest per request). With many, the
     // connection is parked instead: no coroutine frame while idle (see park()); the sweep also
     // parks connections already waiting here once the worker crosses that threshold.
+    // Draining too: a request on its way is served (limits_keepalive() gives it a short grace).
     if (in_.empty() && !first) {
-      if (worker_.draining()) break;
       if (worker_.many_connections()) co_return true;
       in_.reset(&worker_.buffers());
       aux_.reset(&worker_.buffers());
@@ -256,7 +290,7 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
         park_requested_ = false;
         co_return true;
       }
-      if (ec || timed_out_) break;
+      if ((ec || timed_out_) && !arrived_before_close(ec)) break;
     }
     if (snapshot_.get() != worker_.snapshot().get()) snapshot_ = worker_.snapshot();
     const auto& limits = snapshot_->config->limits;
@@ -283,12 +317,16 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
         st = http::parse_request_head(in_.data(), in_.size(), pl, ps, ctx.head, ctx.headers, perr);
         if (st != http::ParseStatus::incomplete) break;
       }
+      // Only a head that does not arrive whole waits here: listed for the connection limit.
+      if (!HeadHook::is_linked()) worker_.mark_partial_head(*this);
       auto ec = co_await fill(in_, std::max(limits.max_header_bytes, limits.max_request_line) + 1);
       if (ec) break;
     }
+    worker_.mark_head_read(*this);
     if (st == http::ParseStatus::incomplete) {
-      // Client went away or was too slow; a partial head gets a 408 if the socket still works.
-      if (timed_out_ && !in_.empty()) {
+      // Client went away or was too slow; a partial head gets a 408 if the socket still works
+      // (one closed to make room for a new client gets nothing: it would hold its place longer).
+      if (timed_out_ && !in_.empty() && !closed_slow_) {
         timed_out_ = false;
         co_await refuse(408, "request_timeout", "the request head did not arrive in time");
       }
@@ -311,6 +349,7 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
     ctx.remote_addr = remote_;
     ctx.client_ip = std::string_view(remote_).substr(0, ip_len_);
     ctx.start = Clock::now();
+    body_deadline_ = limits.body_deadline.count() == 0 ? Clock::time_point::max() : ctx.start + limits.body_deadline;
     http10_ = ctx.head.version_minor == 0;
     cursor_ = ctx.head.head_length;
     sent_continue_ = false;
@@ -334,7 +373,13 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
 
     // ---- 4. after the response: keep the connection for the next request, or close ----
     bool reuse = !close_after_ && !ctx.close_connection && ctx.body_done && !until_close_out_ && !timed_out_;
-    if (!reuse) break;
+    if (!reuse) {
+      // Draining: the client may have sent its next request before it read our `Connection:
+      // close`; closing with that request unread would reset the connection and can destroy the
+      // answer it has not read yet.
+      if (worker_.draining() && !timed_out_) co_await linger();
+      break;
+    }
     if (aux_.has_block()) {
       // The body spilled into aux_, so in_ is used up; pipelined bytes (if any) are in aux_.
       aux_.consume(aux_cursor_);
@@ -476,7 +521,9 @@ boost::asio::awaitable<error_code> DownstreamConnection::read_body(RequestContex
       offset = &aux_cursor_;
     }
     if (*offset >= buffer->size()) {
+      // body_timeout bounds each gap; body_deadline the whole body, however steadily it trickles.
       arm(DownstreamWait::body, limits.body_timeout);
+      deadline_ = std::min(deadline_, body_deadline_);
       auto ec = co_await fill(*buffer, BufferPool::kBlockSize);
       disarm();
       if (ec) co_return timed_out_ ? boost::asio::error::timed_out : ec;
@@ -695,12 +742,17 @@ boost::asio::awaitable<void> DownstreamConnection::refuse(int status, std::strin
   arm(DownstreamWait::send, std::chrono::seconds(5));
   auto ec = co_await transport_->write_all(out);
   if (ec) co_return;
-  // Lingering close: stop sending, then read and drop what the client still sends for a moment,
-  // so our answer is not destroyed by a reset for unread data.
+  co_await linger();
+}
+
+boost::asio::awaitable<void> DownstreamConnection::linger() {
+  // Stop sending, then read and drop what the client still sends for a moment, so our last
+  // answer is not destroyed by a reset for unread data (RFC 9112 §9.6).
   transport_->shutdown_send();
   in_.reset(&worker_.buffers());
-  arm(DownstreamWait::send, std::chrono::seconds(2));
-  for (size_t drained = 0; drained < 256 * 1024;) {
+  aux_.reset(&worker_.buffers());
+  arm(DownstreamWait::send, kLingerTime);
+  for (size_t drained = 0; drained < kLingerBytes;) {
     in_.consume(in_.size());
     auto rec = co_await fill(in_, BufferPool::kBlockSize);
     if (rec) break;

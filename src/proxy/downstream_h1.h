@@ -47,6 +47,7 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   void expire() override;
   void close_if_idle() override;
   void request_park() override;
+  void close_slow() override;
   DownstreamWait waiting_for() const { return wait_; }
 
   // Downstream
@@ -78,6 +79,9 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   // may wake without data, see tls/edge_wait.h): in_ holds no buffer again and the connection
   // stays idle. A read error is left in `ec` (true is returned).
   bool take_arrival(boost::system::error_code& ec);
+  // The idle wait ended by its deadline: while draining (not stopping), a request that arrived
+  // meanwhile is taken (true) rather than reset by the close.
+  bool arrived_before_close(boost::system::error_code& ec);
   // park()'s wait, repeated while wakeups bring nothing.
   static void wait_parked(std::unique_ptr<DownstreamConnection> self);
   // Writes ctx.out_head (when not empty) and the body pieces, framed. try_write_pieces writes the
@@ -96,6 +100,8 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   bool h2_preface_pending() const;
   // Parse errors and early refusals: a complete response, then the connection closes.
   boost::asio::awaitable<void> refuse(int status, std::string_view code, std::string_view message);
+  // Lingering close: half-close, then read and drop what the client still sends, for a while.
+  boost::asio::awaitable<void> linger();
   bool prepare_request(RequestContext& ctx, int& status, std::string_view& code, std::string_view& message);
   void take_body_from(RequestContext& ctx, IoBuffer& buffer, size_t& offset);
 
@@ -112,6 +118,8 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   DownstreamWait wait_ = DownstreamWait::none;
   uint32_t requests_ = 0;
   bool timed_out_ = false;
+  bool closed_slow_ = false;     // closed for the connection limit while reading a head: no answer
+  Clock::time_point body_deadline_ = Clock::time_point::max();  // limits.body_deadline for this request
   RequestContext* upstream_ctx_ = nullptr;  // between upstream_wait_begin and _end
   bool parked_ = false;          // waiting in park()'s callback, no coroutine
   bool park_requested_ = false;  // the sweep asked a coroutine-waiting connection to park

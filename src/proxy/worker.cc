@@ -10,15 +10,29 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include "downstream_h1.h"
+#include "turnpike/common/coarse_clock.h"
+#include "turnpike/common/small_blocks.h"
 
 namespace turnpike::proxy {
 
 namespace {
 constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
 constexpr auto kSweepInterval = std::chrono::milliseconds(100);
+// Closing a listener: at most this many connections waiting in its backlog are still served.
+constexpr size_t kMaxBacklogOnClose = 4096;
+// Memory kept for reuse is trimmed every this many sweeps (1 s): what went unused for a whole
+// interval is given back half at a time, so a spike's memory is returned within seconds while a
+// steady load, or one that comes back within a second, keeps what it uses.
+constexpr unsigned kTrimEvery = 10;
+// Request contexts a worker keeps however long it has been idle.
+constexpr size_t kContextFloor = 16;
+// glibc keeps freed memory inside its heaps until asked: once this much has been freed since it
+// was last asked, malloc_trim gives the free pages back (it takes the arena locks: not per request).
+constexpr size_t kMallocTrimAfter = 1 << 20;
 
 // Pools survive a reload when what they connect to and how did not change (file lines may).
 bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig& b) {
@@ -106,25 +120,42 @@ void Worker::open_acceptors(std::vector<std::pair<std::string, int>> fds) {
 boost::asio::awaitable<void> Worker::accept_loop(Acceptor* acc) {
   for (;;) {
     auto [ec, socket] = co_await acc->acceptor.async_accept(nothrow);
-    if (acc->closing || draining_) co_return;
+    // Accepted before the listener closed (drain, reload): the client is connected, serve it.
+    if (!ec) admit(std::move(socket), acc->name);
+    if (acc->closing || draining_ || ec == boost::asio::error::operation_aborted) co_return;
     if (ec) {
-      if (ec == boost::asio::error::operation_aborted) co_return;
       // Out of descriptors or memory: back off briefly instead of spinning.
       spdlog::warn("worker {}: accept on {}: {}", index_, acc->name, ec.message());
       boost::asio::steady_timer t(ioc_, std::chrono::milliseconds(50));
       co_await t.async_wait(nothrow);
-      continue;
     }
-    counters_.connections_accepted.inc();
-    if (!make_room_for_connection()) {
-      counters_.connections_rejected.inc();
-      spdlog::debug("worker {}: connection limit reached, refusing a connection", index_);
-      continue;  // the socket closes as it goes out of scope
-    }
-    boost::system::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    serve_connection(std::move(socket), acc->name);
   }
+}
+
+void Worker::admit(tcp::socket socket, const std::string& listener) {
+  counters_.connections_accepted.inc();
+  if (!make_room_for_connection()) {
+    counters_.connections_rejected.inc();
+    spdlog::debug("worker {}: connection limit reached, refusing a connection", index_);
+    return;  // the socket closes as it goes out of scope
+  }
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  serve_connection(std::move(socket), listener);
+}
+
+void Worker::close_acceptor(Acceptor& acc) {
+  acc.closing = true;
+  // Connections the kernel has completed but we have not accepted yet would be reset by the
+  // close although their clients may have sent a request already: take them first (bounded).
+  boost::system::error_code ec;
+  acc.acceptor.non_blocking(true, ec);
+  for (size_t i = 0; i < kMaxBacklogOnClose && !ec; ++i) {
+    tcp::socket socket(ioc_);
+    acc.acceptor.accept(socket, ec);
+    if (!ec) admit(std::move(socket), acc.name);
+  }
+  acc.acceptor.close(ec);
 }
 
 std::string peer_text(const tcp::socket& socket, size_t& ip_len) {
@@ -171,6 +202,17 @@ bool Worker::make_room_for_connection() {
     spdlog::debug("worker {}: connection limit reached, closed an idle connection", index_);
     return true;
   }
+  // Then the connection that has waited longest for the rest of a request head (slowloris), if
+  // that is longer than a head takes on any working link: else a few hundred such connections
+  // would lock every new client out until header_timeout.
+  if (!partial_heads_.empty() && coarse_now() - partial_heads_.front().head_since() >= kSlowHeadGrace) {
+    ClientConnection& slowest = partial_heads_.front();
+    slowest.HeadHook::unlink();
+    slowest.close_slow();
+    counters_.slow_closed_for_limit.inc();
+    spdlog::debug("worker {}: connection limit reached, closed a connection stuck in a request head", index_);
+    return true;
+  }
   return false;
 }
 
@@ -189,12 +231,17 @@ void Worker::connection_closed(ClientConnection& c) {
 }
 
 void Worker::mark_idle(ClientConnection& c) { idle_.push_back(c); }
+void Worker::mark_partial_head(ClientConnection& c) {
+  c.head_since_ = coarse_now();
+  partial_heads_.push_back(c);
+}
 void Worker::mark_busy(ClientConnection& c) { c.IdleHook::unlink(); }
 
 RequestContext* Worker::acquire_context() {
   if (free_contexts_.empty()) return new RequestContext();
   RequestContext* ctx = free_contexts_.back().release();
   free_contexts_.pop_back();
+  contexts_low_water_ = std::min(contexts_low_water_, free_contexts_.size());
   return ctx;
 }
 
@@ -221,11 +268,7 @@ void Worker::apply_snapshot(std::shared_ptr<const Snapshot> snapshot, std::vecto
   for (auto& acc : acceptors_) {
     bool keep = snapshot->find_listener(acc->name) != nullptr;
     for (auto& [name, fd] : fds) keep = keep && name != acc->name;
-    if (!keep && !acc->closing) {
-      acc->closing = true;
-      boost::system::error_code ignored;
-      acc->acceptor.close(ignored);
-    }
+    if (!keep && !acc->closing) close_acceptor(*acc);
   }
   open_acceptors(std::move(fds));
 
@@ -260,10 +303,10 @@ void Worker::start_drain() {
   if (draining_) return;
   draining_ = true;
   for (auto& acc : acceptors_) {
-    acc->closing = true;
-    boost::system::error_code ignored;
-    acc->acceptor.close(ignored);
+    if (!acc->closing) close_acceptor(*acc);
   }
+  // Idle connections close after a short grace in which a request that arrives is still served
+  // (DownstreamConnection::close_if_idle); HTTP/2 ones send GOAWAY.
   while (!idle_.empty()) {
     ClientConnection& c = idle_.front();
     c.IdleHook::unlink();
@@ -290,7 +333,28 @@ void Worker::schedule_sweep() {
   });
 }
 
+void Worker::trim_memory() {
+  size_t freed = buffers_.trim() * BufferPool::kBlockSize;
+  // Contexts the same way as the pool's blocks: half of those unused since the last trim, the
+  // ones released longest ago (the front of the LIFO list).
+  const size_t unused = contexts_low_water_ > kContextFloor ? contexts_low_water_ - kContextFloor : 0;
+  const size_t n = (unused + 1) / 2;
+  free_contexts_.erase(free_contexts_.begin(), free_contexts_.begin() + static_cast<std::ptrdiff_t>(n));
+  freed += n * sizeof(RequestContext);  // and what their strings and vectors held
+  contexts_low_water_ = free_contexts_.size();
+  freed += small_blocks::trim_thread_cache();
+  freed_since_malloc_trim_ += freed;
+  if (freed_since_malloc_trim_ >= kMallocTrimAfter) {
+    ::malloc_trim(0);
+    freed_since_malloc_trim_ = 0;
+  }
+}
+
 void Worker::sweep() {
+  if (++sweeps_since_trim_ >= kTrimEvery) {
+    sweeps_since_trim_ = 0;
+    trim_memory();
+  }
   auto now = Clock::now();
   if (many_connections()) {
     for (auto& c : idle_) c.request_park();

@@ -34,6 +34,7 @@ struct WorkerCounters {
   Counter connections_active;
   Counter connections_rejected;      // over max_connections_per_worker with nothing idle to close
   Counter idle_closed_for_limit;     // idle keepalive connections closed to admit a new one
+  Counter slow_closed_for_limit;     // connections stuck in a partial request head closed to admit a new one
   Counter requests;
   Counter bad_requests;              // parse errors (4xx and close)
   Counter header_timeouts;
@@ -76,6 +77,7 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"connections", &WorkerCounters::connections_accepted},
     {"rejected", &WorkerCounters::connections_rejected},
     {"idle_closed_for_limit", &WorkerCounters::idle_closed_for_limit},
+    {"slow_closed_for_limit", &WorkerCounters::slow_closed_for_limit},
     {"requests", &WorkerCounters::requests},
     {"bad_requests", &WorkerCounters::bad_requests},
     {"header_timeouts", &WorkerCounters::header_timeouts},
@@ -116,15 +118,18 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
 using DownstreamHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 using IdleHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct IdleTag>,
                                                   boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+using HeadHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct HeadTag>,
+                                                  boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
 // The client's address as text, "ip:port" (empty if the socket has no peer); `ip_len` is the
 // length of the ip part.
 std::string peer_text(const tcp::socket& socket, size_t& ip_len);
 
 // A client connection as the worker sees it, whatever its protocol (HTTP/1.1, HTTP/2, a TLS
-// handshake in progress): listed for the deadline sweep, and on the idle list while it waits
-// between requests so drain and the connection limit can close it.
-class ClientConnection : public DownstreamHook, public IdleHook {
+// handshake in progress): listed for the deadline sweep, on the idle list while it waits between
+// requests so drain and the connection limit can close it, and on the partial-head list while it
+// waits for the rest of a request head, so the connection limit can close the slowest.
+class ClientConnection : public DownstreamHook, public IdleHook, public HeadHook {
  public:
   virtual ~ClientConnection() = default;
   // The deadline passed: fail what the connection waits for (and count it).
@@ -133,12 +138,18 @@ class ClientConnection : public DownstreamHook, public IdleHook {
   virtual void close_if_idle() = 0;
   // Many connections: an idle connection waiting in its coroutine should park instead.
   virtual void request_park() {}
+  // The connection limit: close now, the rest of the request head has been awaited too long.
+  virtual void close_slow() {}
   // A new snapshot was applied (HTTP/2 sends GOAWAY when its listener changed).
   virtual void snapshot_changed() {}
   Clock::time_point deadline() const { return deadline_; }
+  // When the connection started waiting for the rest of a request head (on the partial-head list).
+  Clock::time_point head_since() const { return head_since_; }
 
  protected:
+  friend class Worker;  // sets head_since_ with the list
   Clock::time_point deadline_ = Clock::time_point::max();
+  Clock::time_point head_since_{};
 };
 
 class Worker {
@@ -182,6 +193,12 @@ class Worker {
   void connection_closed(ClientConnection& c);
   void mark_idle(ClientConnection& c);
   void mark_busy(ClientConnection& c);
+  // A request head arrived in part and the connection waits for the rest; mark_head_read when
+  // it is complete (or the wait ended). Heads that arrive whole never go on this list.
+  void mark_partial_head(ClientConnection& c);
+  void mark_head_read(ClientConnection& c) { c.HeadHook::unlink(); }
+  // At the connection limit, a partial head waited for this long may be closed for a new client.
+  static constexpr auto kSlowHeadGrace = std::chrono::seconds(1);
   // Starts serving an accepted connection on `listener` (TLS handshake first when it has TLS).
   void serve_connection(tcp::socket socket, const std::string& listener);
 
@@ -192,11 +209,18 @@ class Worker {
     bool closing = false;
   };
   asio::awaitable<void> accept_loop(Acceptor* acceptor);
+  // A connection just accepted: counted, and served unless the connection limit refuses it.
+  void admit(tcp::socket socket, const std::string& listener);
+  // Stops accepting on `acceptor`, serving what its backlog holds first (drain).
+  void close_acceptor(Acceptor& acceptor);
   void open_acceptors(std::vector<std::pair<std::string, int>> fds);
   void apply_snapshot(std::shared_ptr<const Snapshot> snapshot, std::vector<std::pair<std::string, int>> fds);
   void start_drain();
   void schedule_sweep();
   void sweep();
+  // After a spike: gives back what the buffer pool, the request-context list and this thread's
+  // small-block cache kept but no longer use, a part per call (every kTrimEvery sweeps).
+  void trim_memory();
   void maybe_finish_drain();
   bool make_room_for_connection();
   std::unique_ptr<upstream::UpstreamPool> make_pool(std::shared_ptr<const upstream::ResolvedUpstream> up);
@@ -216,12 +240,17 @@ class Worker {
                          boost::intrusive::constant_time_size<false>> connections_;
   boost::intrusive::list<ClientConnection, boost::intrusive::base_hook<IdleHook>,
                          boost::intrusive::constant_time_size<false>> idle_;  // oldest first
+  boost::intrusive::list<ClientConnection, boost::intrusive::base_hook<HeadHook>,
+                         boost::intrusive::constant_time_size<false>> partial_heads_;  // oldest first
   size_t connection_count_ = 0;
   // Pools by upstream position in the current snapshot; retired pools wait for their last
   // in-flight request before they are freed.
   std::vector<std::unique_ptr<upstream::UpstreamPool>> pools_;
   std::vector<std::unique_ptr<upstream::UpstreamPool>> retired_pools_;
   std::vector<std::unique_ptr<RequestContext>> free_contexts_;
+  size_t contexts_low_water_ = 0;     // the fewest free_contexts_ since the last trim_memory()
+  unsigned sweeps_since_trim_ = 0;
+  size_t freed_since_malloc_trim_ = 0;  // bytes
 };
 
 }  // namespace turnpike::proxy

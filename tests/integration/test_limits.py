@@ -159,3 +159,61 @@ def test_limit_hits_are_counted_and_reported_at_shutdown(origin, turnpike):
     assert int(fields["bad_requests"]) >= 2, summary
     assert int(fields["max_requests_reached"]) >= 1, summary
     assert int(fields["requests"]) >= 3, summary
+
+
+def test_slowloris_heads_at_the_connection_limit_make_way_for_new_clients(origin, turnpike):
+    """A one-worker gateway full of connections stuck in a partial head (and nothing idle): new
+    clients are still served, because the oldest partial heads give way once past a short grace."""
+    limit = 20
+    inst = turnpike(base_config(origin, workers=1,
+                                limits={"max_connections_per_worker": limit, "header_timeout": "30s"}))
+    slow, late = [], []
+    try:
+        for i in range(limit):
+            conn = rawhttp.HttpConn(inst.port())
+            conn.send(b"GET /echo/slow%d HTTP/1.1\r\nHost: test.local\r\nX-Slow: " % i)
+            slow.append(conn)
+        time.sleep(1.5)  # past the grace after which a partial head may be closed for a new client
+        for i in range(3):
+            resp = rawhttp.request(inst.port(), "GET", f"/echo/new{i}", timeout=5)
+            assert resp.status == 200, resp
+            # Full again (the new client has gone): one more slowloris, younger than the others.
+            conn = rawhttp.HttpConn(inst.port())
+            conn.send(b"GET /echo/late%d HTTP/1.1\r\nHost: test.local\r\nX-Slow: " % i)
+            late.append(conn)
+            time.sleep(0.2)  # its head is being read (not idle), the new client's close is seen
+        time.sleep(0.3)
+        closed = [i for i, conn in enumerate(slow) if conn.wait_closed(0.01)]
+        assert closed == [0, 1, 2], f"closed to admit 3 new clients: {closed} (the oldest first)"
+        assert not any(conn.wait_closed(0.01) for conn in late), "a younger partial head was closed"
+    finally:
+        for conn in slow + late:
+            conn.close()
+    assert inst.stop() == 0
+    summary = [line for line in inst.logs().splitlines() if "turnpike stopped:" in line]
+    assert summary, inst.logs()[-2000:]
+    fields = dict(item.split("=", 1) for item in summary[-1].split("turnpike stopped:")[1].split())
+    assert int(fields["slow_closed_for_limit"]) == 3, summary
+
+
+def test_body_trickled_steadily_is_cut_off_by_body_deadline_with_408(origin, turnpike):
+    """body_timeout bounds each gap; body_deadline the whole body: one byte every 0.3 s never
+    trips the first and must trip the second."""
+    inst = turnpike(base_config(origin, limits={"body_timeout": "10s", "body_deadline": "1500ms"}))
+    with rawhttp.HttpConn(inst.port()) as conn:
+        conn.send(b"POST /echo/drip HTTP/1.1\r\nHost: test.local\r\nContent-Length: 100\r\n\r\n")
+        start = time.monotonic()
+        answered = False
+        for _ in range(40):  # 12 s at most
+            try:
+                conn.send(b"x")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if conn.wait_closed(0.3) or conn.buf:
+                answered = True
+                break
+        elapsed = time.monotonic() - start
+        assert answered, "a body trickled for 12 s was never cut off (body_deadline: 1500ms)"
+        resp = conn.read_final_response(timeout=5)
+    assert resp.status == 408, resp
+    assert 1.2 <= elapsed <= 4.0, f"cut off after {elapsed:.2f}s with body_deadline 1500ms"

@@ -3,10 +3,24 @@
 // A connection borrows a block only while it has bytes to hold: an idle keepalive connection
 // holds none. Blocks return to a LIFO free list (warm in cache) and are never shared between
 // threads: each worker owns its pool. Hot path: no lock, no allocation after warm-up.
+//
+// After a spike the free list would keep up to max_free blocks for good; trim(), called
+// periodically, gives back the blocks that no acquire needed since the previous call, half at a
+// time, so the list follows the load down to a small floor while a steady load keeps its blocks.
+//
+// Blocks are mapped from the kernel one by one (mmap), not taken from malloc: a spike's thousands
+// of blocks would otherwise sit in the heap between the small objects that outlive it (Asio keeps
+// a per-socket record for every socket it ever registered), and glibc cannot give back a page that
+// holds anything live, so the memory stayed resident after trim(). An unmapped block is gone from
+// the RSS at once. Only a pool that has no free block makes the syscall.
 #pragma once
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <new>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -16,36 +30,62 @@ namespace turnpike {
 class BufferPool {
  public:
   static constexpr size_t kBlockSize = 16 * 1024;
+  // What trim() leaves on the free list however long the pool has been idle.
+  static constexpr size_t kTrimFloor = 16;
 
   explicit BufferPool(size_t max_free = 1024) : max_free_(max_free) {}
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
   ~BufferPool() {
-    for (char* b : free_) delete[] b;
+    for (char* b : free_) unmap_block(b);
   }
 
+  // A new block straight from the kernel (zeroed); throws std::bad_alloc when none can be mapped.
+  static char* map_block() {
+    void* p = ::mmap(nullptr, kBlockSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    return static_cast<char*>(p);
+  }
+  // Gives a block from map_block() (or acquire()) back to the kernel.
+  static void unmap_block(char* block) noexcept { ::munmap(block, kBlockSize); }
+
   char* acquire() {
-    if (free_.empty()) return new char[kBlockSize];
+    if (free_.empty()) return map_block();
     char* b = free_.back();
     free_.pop_back();
+    low_water_ = std::min(low_water_, free_.size());
     return b;
   }
   void release(char* block) {
     if (free_.size() < max_free_) {
       free_.push_back(block);
     } else {
-      delete[] block;
+      unmap_block(block);
     }
   }
   size_t free_blocks() const { return free_.size(); }
 
+  // Frees half of the blocks (rounded up) that stayed on the free list since the last trim, the
+  // ones returned longest ago, keeping kTrimFloor. Returns how many it freed.
+  size_t trim() {
+    const size_t unused = low_water_ > kTrimFloor ? low_water_ - kTrimFloor : 0;
+    const size_t n = (unused + 1) / 2;
+    // The list is LIFO: the front holds the blocks that went unused longest (coldest in cache).
+    for (size_t i = 0; i < n; ++i) unmap_block(free_[i]);
+    free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+    low_water_ = free_.size();
+    return n;
+  }
+
  private:
   size_t max_free_;
   std::vector<char*> free_;
+  size_t low_water_ = 0;  // the fewest blocks the list held since the last trim()
 };
 
 // A read buffer: bytes [begin, end) of data are unconsumed. Holds a pool block, or a larger heap
 // block when a message head needs more than one block (rare; bounded by configured limits).
+// The capacity tells them apart: kBlockSize is a pool block (mapped), anything else new[].
 class IoBuffer {
  public:
   IoBuffer() = default;
@@ -67,10 +107,12 @@ class IoBuffer {
   }
   void reset(BufferPool* pool) {
     if (data_) {
-      if (cap_ == BufferPool::kBlockSize && pool) {
+      if (cap_ != BufferPool::kBlockSize) {
+        delete[] data_;
+      } else if (pool) {
         pool->release(data_);
       } else {
-        delete[] data_;
+        BufferPool::unmap_block(data_);
       }
     }
     data_ = nullptr;

@@ -50,4 +50,12 @@ ThreadStats thread_stats() noexcept;
 // thread exits).
 void release_thread_cache() noexcept;
 
+// What trim_thread_cache() leaves in a thread's cache however long it has been idle.
+inline constexpr std::size_t kTrimFloorBytes = 256 * 1024;
+// Frees about half of what stayed in the calling thread's cache since its previous call (those
+// bytes were not needed in between), from every class in proportion, keeping kTrimFloorBytes.
+// Called periodically by a thread that had a spike (a worker's sweep), the cache follows the load
+// down. Returns the bytes freed.
+std::size_t trim_thread_cache() noexcept;
+
 }  // namespace turnpike::small_blocks

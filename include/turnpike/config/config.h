@@ -39,6 +39,7 @@ struct ClientLimits {
   uint64_t max_body_size = 0;                  // 0: unlimited; larger bodies → 413
   Duration header_timeout{10'000};             // whole request head must arrive within this
   Duration body_timeout{30'000};               // max gap between two reads of the request body
+  Duration body_deadline{300'000};             // the whole request body must arrive within this; 0: none
   Duration send_timeout{30'000};               // max gap between two writes to the client
   Duration keepalive_timeout{60'000};          // idle time between requests
   uint32_t max_requests_per_connection = 10'000;

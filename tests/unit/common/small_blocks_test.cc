@@ -154,6 +154,64 @@ TEST_F(SmallBlocksTest, ReleaseEmptiesTheCache) {
   EXPECT_EQ(thread_stats().bytes, 0u);
 }
 
+// A spike's worth of blocks in the cache: 64 x 16 KiB and 1,024 x 512 B (1.5 MiB).
+void fill_after_spike() {
+  std::vector<std::pair<void*, size_t>> blocks;
+  for (size_t i = 0; i < kMaxLargeBlocksPerClass; ++i) blocks.emplace_back(allocate(16 * 1024), 16 * 1024);
+  for (size_t i = 0; i < kMaxBlocksPerClass; ++i) blocks.emplace_back(allocate(512), 512);
+  for (auto [b, size] : blocks) deallocate(b, size);
+}
+
+TEST_F(SmallBlocksTest, TrimKeepsWhatWasJustInUse) {
+  fill_after_spike();
+  const size_t held = thread_stats().bytes;
+  ASSERT_EQ(held, kMaxLargeBlocksPerClass * 16 * 1024 + kMaxBlocksPerClass * 512);
+  // Everything was allocated since the last trim (SetUp): nothing has been idle for an interval.
+  EXPECT_EQ(trim_thread_cache(), 0u);
+  EXPECT_EQ(thread_stats().bytes, held);
+}
+
+TEST_F(SmallBlocksTest, TrimGivesBackHalfOfWhatStayedUnused) {
+  fill_after_spike();
+  trim_thread_cache();
+  const size_t held = thread_stats().bytes;
+  const size_t freed = trim_thread_cache();
+  const size_t half = (held - kTrimFloorBytes) / 2;
+  EXPECT_GE(freed, half);
+  EXPECT_LE(freed, half + 16 * 1024);  // at most one block over
+  EXPECT_EQ(thread_stats().bytes, held - freed);
+  // Both classes gave some back.
+  void* big = allocate(16 * 1024);
+  void* small = allocate(512);
+  EXPECT_NE(big, nullptr);
+  deallocate(big, 16 * 1024);
+  deallocate(small, 512);
+}
+
+TEST_F(SmallBlocksTest, TrimSparesWhatWasUsedSinceTheLastTrim) {
+  fill_after_spike();
+  trim_thread_cache();
+  const size_t held = thread_stats().bytes;
+  // Between two trims the load took 48 x 16 KiB (and gave them back): only the 16 blocks it did
+  // not touch are surplus.
+  std::vector<void*> taken;
+  for (int i = 0; i < 48; ++i) taken.push_back(allocate(16 * 1024));
+  const size_t low = thread_stats().bytes;
+  for (void* b : taken) deallocate(b, 16 * 1024);
+  const size_t freed = trim_thread_cache();
+  EXPECT_LE(freed, (low - kTrimFloorBytes) / 2 + 16 * 1024);
+  EXPECT_GE(freed, (low - kTrimFloorBytes) / 2);
+  EXPECT_GT(thread_stats().bytes, held / 2);
+}
+
+TEST_F(SmallBlocksTest, IdleCacheShrinksToTheFloor) {
+  fill_after_spike();
+  for (int i = 0; i < 40; ++i) trim_thread_cache();
+  EXPECT_LE(thread_stats().bytes, kTrimFloorBytes);
+  EXPECT_GE(thread_stats().bytes, kTrimFloorBytes - 16 * 1024);
+  EXPECT_EQ(trim_thread_cache(), 0u);
+}
+
 TEST_F(SmallBlocksTest, BlockFreedByAnotherThreadJoinsThatThreadsCache) {
   void* a = allocate(200);
   ThreadStats seen;
