@@ -213,6 +213,18 @@ class Turnpike:
         except FileNotFoundError:
             return ""
 
+    def wait_log(self, pattern: str, timeout: float = 5.0) -> str:
+        """The error log once `pattern` (a regular expression) appears in it; the log is written
+        asynchronously, so a line logged before the ready-file may still be on its way. Fails
+        after `timeout` seconds with the log as it is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.logs()
+            if re.search(pattern, text) or time.monotonic() > deadline:
+                assert re.search(pattern, text), f"no {pattern!r} in the log within {timeout}s:\n{text}"
+                return text
+            time.sleep(0.02)
+
     def stdout(self) -> str:
         try:
             return self.stdout_path.read_text(errors="replace")
