@@ -1,0 +1,134 @@
+// Calls into a plugin's phase function: each call is a fresh Lua coroutine (a thread referenced
+// from the registry while the call lives), resumed from a C++ coroutine. A PDK function that must
+// wait (turnpike.sleep) yields the Lua coroutine with the yield tag; the C++ side waits on the
+// worker's executor and resumes it, so other calls on the same Vm run meanwhile.
+//
+// Per-request path: one lua_newthread and one registry slot per call; no lock.
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "turnpike/lua/vm.h"
+#include "vm_internal.h"
+
+namespace turnpike::lua {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Releases the coroutine's registry slot however the call ends: returned, failed, or abandoned
+// mid-wait because the request was cancelled (the awaitable frame is destroyed).
+struct ThreadRef {
+  Vm* vm;
+  int id;
+  size_t* live_calls;
+  ~ThreadRef() {
+    --*live_calls;
+    vm->unref(id);
+  }
+};
+
+// What a PDK yield asks for: the values after the tag are (kind, args...).
+enum class YieldKind : uint8_t {
+  sleep,    // (seconds): resume after that long
+  exit,     // (status, body): end the call; the pipeline answers
+  foreign,  // not a PDK yield: a plugin called coroutine.yield itself
+};
+
+YieldKind yield_kind(lua_State* co) {
+  if (lua_gettop(co) < 2 || lua_touserdata(co, 1) != &kYieldTag) return YieldKind::foreign;
+  const char* kind = lua_tostring(co, 2);
+  if (kind && std::strcmp(kind, "sleep") == 0) return YieldKind::sleep;
+  if (kind && std::strcmp(kind, "exit") == 0) return YieldKind::exit;
+  return YieldKind::foreign;
+}
+
+std::chrono::nanoseconds sleep_duration(lua_State* co) {
+  double seconds = lua_tonumber(co, 3);
+  if (!(seconds > 0)) return {};
+  // A day is far beyond any request timeout; it also keeps the conversion in range.
+  seconds = std::fmin(seconds, 86400.0);
+  return std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9));
+}
+
+}  // namespace
+
+CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, Phase phase) {
+  CallResult result;
+  result.status = CallStatus::error;
+  result.error = "plugin \"" + plugin.name + "\" " + std::string(to_string(phase)) + ": ";
+  // Describing the failure allocates (the traceback): let it, even right at the memory cap.
+  enforce_limit_ = false;
+  if (status == LUA_ERRMEM) {
+    luaL_traceback(L_, co, memory_message().c_str(), 0);
+  } else {
+    const char* msg = lua_tostring(co, -1);
+    luaL_traceback(L_, co, msg ? msg : "error object is not a string", 0);
+  }
+  result.error += lua_tostring(L_, -1);
+  lua_pop(L_, 1);
+  enforce_limit_ = true;
+  return result;
+}
+
+asio::awaitable<CallResult> Vm::call(std::shared_ptr<const Generation> gen, size_t plugin,
+                                     Phase phase, const Ref& conf, const Ref& ctx,
+                                     tp_request* request) {
+  const PluginInfo& info = gen->plugins().at(plugin);
+  if (!info.has_phase(phase)) co_return CallResult::ok();
+
+  lua_State* co = lua_newthread(L_);
+  ++live_calls_;
+  ThreadRef thread{this, make_ref(), &live_calls_};
+
+  lua_rawgeti(co, LUA_REGISTRYINDEX, gen->modules_ref());
+  lua_rawgeti(co, -1, static_cast<int>(plugin + 1));
+  lua_getfield(co, -1, std::string(to_string(phase)).c_str());
+  lua_replace(co, 1);
+  lua_settop(co, 1);
+  if (conf.valid()) lua_rawgeti(co, LUA_REGISTRYINDEX, conf.id()); else lua_pushnil(co);
+  if (ctx.valid()) lua_rawgeti(co, LUA_REGISTRYINDEX, ctx.id()); else lua_pushnil(co);
+
+  int nargs = 2;
+  int64_t budget = static_cast<int64_t>(cfg_.instruction_budget);
+  for (;;) {
+    current_.request = request;
+    start_budget(budget);
+    int status = lua_resume(co, nargs);
+    budget = budget_left_;
+    current_.request = nullptr;
+    if (status == 0) co_return CallResult::ok();
+    if (status != LUA_YIELD) co_return call_failed(co, status, info, phase);
+
+    switch (yield_kind(co)) {
+      case YieldKind::sleep: {
+        asio::steady_timer timer(co_await asio::this_coro::executor, sleep_duration(co));
+        lua_settop(co, 0);
+        co_await timer.async_wait(asio::use_awaitable);
+        nargs = 0;
+        break;
+      }
+      case YieldKind::exit: {
+        CallResult result;
+        result.status = CallStatus::exit;
+        result.exit_status = static_cast<int>(lua_tointeger(co, 3));
+        size_t len = 0;
+        const char* body = lua_tolstring(co, 4, &len);
+        if (body) result.exit_body.assign(body, len);
+        co_return result;  // the suspended coroutine is never resumed; releasing it frees it
+      }
+      case YieldKind::foreign: {
+        lua_settop(co, 0);
+        lua_pushstring(co, "coroutine.yield called outside the PDK (use turnpike.sleep)");
+        co_return call_failed(co, LUA_ERRRUN, info, phase);
+      }
+    }
+  }
+}
+
+}  // namespace turnpike::lua
