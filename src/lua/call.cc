@@ -19,19 +19,33 @@ namespace turnpike::lua {
 
 namespace asio = boost::asio;
 
+// Releases the coroutine's registry slot however the call ends: returned, failed, or abandoned
+// mid-wait because the request was cancelled (the awaitable frame, which owns this, is
+// destroyed) — even if it never started.
+class ThreadRef {
+ public:
+  ThreadRef(Vm* vm, int id, size_t* live_calls) : vm_(vm), id_(id), live_calls_(live_calls) {}
+  ThreadRef(ThreadRef&& o) noexcept : vm_(o.vm_), id_(o.id_), live_calls_(o.live_calls_) {
+    o.vm_ = nullptr;
+  }
+  ThreadRef(const ThreadRef&) = delete;
+  ThreadRef& operator=(const ThreadRef&) = delete;
+  ThreadRef& operator=(ThreadRef&&) = delete;
+  ~ThreadRef() {
+    if (!vm_) return;
+    --*live_calls_;
+    vm_->unref(id_);
+  }
+
+ private:
+  Vm* vm_;
+  int id_;
+  size_t* live_calls_;
+};
+
 namespace {
 
-// Releases the coroutine's registry slot however the call ends: returned, failed, or abandoned
-// mid-wait because the request was cancelled (the awaitable frame is destroyed).
-struct ThreadRef {
-  Vm* vm;
-  int id;
-  size_t* live_calls;
-  ~ThreadRef() {
-    --*live_calls;
-    vm->unref(id);
-  }
-};
+asio::awaitable<CallResult> nothing_to_do() { co_return CallResult::ok(); }
 
 // What a PDK yield asks for: the values after the tag are (kind, args...).
 enum class YieldKind : uint8_t {
@@ -76,15 +90,16 @@ CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, 
   return result;
 }
 
+// Not a coroutine itself: the function and its arguments are pushed onto the new Lua thread now,
+// so the Refs need only live until call() returns, however late the awaitable starts.
 asio::awaitable<CallResult> Vm::call(std::shared_ptr<const Generation> gen, size_t plugin,
                                      Phase phase, const Ref& conf, const Ref& ctx,
                                      tp_request* request) {
-  const PluginInfo& info = gen->plugins().at(plugin);
-  if (!info.has_phase(phase)) co_return CallResult::ok();
+  if (!gen->plugins().at(plugin).has_phase(phase)) return nothing_to_do();
 
   lua_State* co = lua_newthread(L_);
   ++live_calls_;
-  ThreadRef thread{this, make_ref(), &live_calls_};
+  ThreadRef thread(this, make_ref(), &live_calls_);
 
   lua_rawgeti(co, LUA_REGISTRYINDEX, gen->modules_ref());
   lua_rawgeti(co, -1, static_cast<int>(plugin + 1));
@@ -93,7 +108,14 @@ asio::awaitable<CallResult> Vm::call(std::shared_ptr<const Generation> gen, size
   lua_settop(co, 1);
   if (conf.valid()) lua_rawgeti(co, LUA_REGISTRYINDEX, conf.id()); else lua_pushnil(co);
   if (ctx.valid()) lua_rawgeti(co, LUA_REGISTRYINDEX, ctx.id()); else lua_pushnil(co);
+  return run(std::move(gen), plugin, phase, co, std::move(thread), request);
+}
 
+// Resumes the Lua thread until it returns, fails or exits, waiting wherever the PDK asks.
+asio::awaitable<CallResult> Vm::run(std::shared_ptr<const Generation> gen, size_t plugin,
+                                    Phase phase, lua_State* co, ThreadRef thread,
+                                    tp_request* request) {
+  const PluginInfo& info = gen->plugins()[plugin];
   int nargs = 2;
   int64_t budget = static_cast<int64_t>(cfg_.instruction_budget);
   for (;;) {

@@ -66,6 +66,7 @@ struct CallResult {
 };
 
 class Vm;
+class ThreadRef;  // call.cc: a call's Lua thread, released with the call
 
 // A registry reference to a Lua value (a validated plugin conf, a request's ctx table). Released
 // when destroyed; must not outlive its Vm.
@@ -142,7 +143,9 @@ class Vm {
 
   // Runs plugin `plugin`'s `phase` function as (conf, ctx) in a new Lua coroutine. Yields from
   // the PDK (turnpike.sleep) suspend this awaitable on the caller's executor while other calls
-  // run. Destroying the awaitable early (request timeout) releases the coroutine.
+  // run. Destroying the awaitable early (request timeout) releases the coroutine. conf and ctx
+  // are read before call() returns (they may be temporaries); `request` must live until the
+  // awaitable completes.
   boost::asio::awaitable<CallResult> call(std::shared_ptr<const Generation> gen, size_t plugin,
                                           Phase phase, const Ref& conf, const Ref& ctx,
                                           tp_request* request);
@@ -174,6 +177,9 @@ class Vm {
   bool protected_call(int nargs, int nresults, std::string& error);
   void push_runtime_function(const char* name);
   std::string memory_message() const;
+  boost::asio::awaitable<CallResult> run(std::shared_ptr<const Generation> gen, size_t plugin,
+                                         Phase phase, lua_State* co, ThreadRef thread,
+                                         tp_request* request);
   CallResult call_failed(lua_State* co, int status, const PluginInfo& plugin, Phase phase);
 
   VmConfig cfg_;
