@@ -5,6 +5,7 @@
 
 #include <lua.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "vm_internal.h"
@@ -91,8 +92,11 @@ void Vm::count_hook(lua_State* L, lua_Debug*) {
   // From now on check every instruction: a plugin that catches this error with pcall and loops
   // again gets it again at its very next instruction outside the pcall.
   lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-  luaL_error(L, "%s (%llu instructions)", kBudgetMessage,
-             static_cast<unsigned long long>(vm->cfg_.instruction_budget));
+  // LuaJIT's luaL_error knows no 64-bit conversions: format here.
+  char message[96];
+  std::snprintf(message, sizeof message, "%s (%llu instructions)", kBudgetMessage,
+                static_cast<unsigned long long>(vm->cfg_.instruction_budget));
+  luaL_error(L, "%s", message);
 }
 
 void Vm::start_budget(int64_t budget) {
