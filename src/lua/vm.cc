@@ -170,6 +170,8 @@ bool Vm::boot(std::string& error) {
   lua_setfield(L_, -2, "current");
   lua_pushlightuserdata(L_, const_cast<char*>(&kYieldTag));
   lua_setfield(L_, -2, "yield_tag");
+  push_classic_request(L_, &current_);
+  lua_setfield(L_, -2, "classic_request");
   lua_setfield(L_, -2, "bridge");
   if (!protected_call(1, 1, error)) {
     error = file + ": " + error;

@@ -19,6 +19,9 @@ inline constexpr char kYieldTag = 0;
 // The shared-dictionary functions the FFI side calls (shared_dict_ffi.cc).
 const tp_shared_api& shared_api();
 
+// Pushes the table of request functions as lua_CFunctions (pdk_classic.cc).
+void push_classic_request(lua_State* L, tp_pdk_current* cur);
+
 // tostring() of the value at `index` for the common cases, without calling into Lua.
 inline const char* luaL_tolstring_compat(lua_State* L, int index) {
   switch (lua_type(L, index)) {

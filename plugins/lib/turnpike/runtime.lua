@@ -39,6 +39,24 @@ end
 -- must not run twice.
 local from_dirs = {}
 
+-- User code asking for the PDK gets its interpreter-friendly variant (lua_CFunctions instead of
+-- FFI calls, which are slow when interpreted: src/lua/pdk_classic.cc).
+local function require_for_user_code(name)
+  if name == "turnpike" then name = "turnpike.interpreted" end
+  return require(name)
+end
+
+-- User modules get their own globals: a copy of the sandbox's (plain lookups, no metamethod in
+-- the interpreter's way) in which `require` is the one above, and where a plugin's stray global
+-- assignment stays its own.
+local function user_env()
+  local env = {}
+  for k, v in pairs(_G) do env[k] = v end
+  env._G = env
+  env.require = require_for_user_code
+  return env
+end
+
 local function searcher(name)
   local file, trusted, lib = locate(name, true)
   if not file then
@@ -46,7 +64,10 @@ local function searcher(name)
   end
   local chunk, err = raw_loadfile(file)
   if not chunk then error(err, 0) end  -- a syntax error, as file:line: message
-  if not trusted then jit.off(chunk, true) end  -- every function the file defines
+  if not trusted then
+    jit.off(chunk, true)  -- every function the file defines
+    setfenv(chunk, user_env())
+  end
   if not lib then from_dirs[name] = true end
   return chunk
 end

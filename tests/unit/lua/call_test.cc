@@ -117,31 +117,48 @@ TEST_F(CallTest, CallAbandonedWhileSleepingReleasesItsCoroutine) {
   EXPECT_EQ(vm().live_refs(), refs);
 }
 
+// Both bindings of the request functions: lua_CFunctions (what user plugins get) and FFI (what
+// bundled plugins get).
 TEST_F(CallTest, RequestFunctionsReachTheFakeRequest) {
   vm().set_request_api(&fake_request_api());
-  write_plugin("p", R"(
-    local turnpike = require 'turnpike'
-    local req = turnpike.request
-    return { name = 'p', priority = 1, schema = {},
-      access = function(conf, ctx)
-        assert(req.get_header('X-Api-Key') == 'k1', 'header lookup is case-insensitive')
-        assert(req.get_header('absent') == nil)
-        assert(req.set_header('x-consumer', 'alice'))
-        assert(req.set_header('x-api-key', nil))
-        assert(req.set_header('host', 'x') == false, 'a refused set answers false')
-        assert(req.get_method() == 'POST' and req.get_path() == '/v1/items')
-        assert(req.get_client_ip() == '10.0.0.7')
-      end })");
-  gen_ = load({"p"});
-  tp_request request;
-  request.headers["x-api-key"] = "k1";
-  request.method = "POST";
-  request.path = "/v1/items";
-  request.client_ip = "10.0.0.7";
-  CallResult r = call(Phase::access, &request);
-  EXPECT_EQ(r.status, CallStatus::ok) << r.error;
-  EXPECT_EQ(request.headers.count("x-api-key"), 0u);
-  EXPECT_EQ(request.headers["x-consumer"], "alice");
+  for (std::string binding : {"require('turnpike').request",
+                              "package.loaded['turnpike'].request"}) {
+    SCOPED_TRACE(binding);
+    write_plugin("p", R"(
+      local req = )" + binding + R"(
+      return { name = 'p', priority = 1, schema = {},
+        access = function(conf, ctx)
+          assert(req.get_header('X-Api-Key') == 'k1', 'header lookup is case-insensitive')
+          assert(req.get_header('absent') == nil)
+          assert(req.set_header('x-consumer', 'alice'))
+          assert(req.set_header('x-api-key', nil))
+          assert(req.set_header('host', 'x') == false, 'a refused set answers false')
+          assert(req.get_method() == 'POST' and req.get_path() == '/v1/items')
+          assert(req.get_client_ip() == '10.0.0.7')
+        end })");
+    gen_ = load({"p"});
+    tp_request request;
+    request.headers["x-api-key"] = "k1";
+    request.method = "POST";
+    request.path = "/v1/items";
+    request.client_ip = "10.0.0.7";
+    CallResult r = call(Phase::access, &request);
+    EXPECT_EQ(r.status, CallStatus::ok) << r.error;
+    EXPECT_EQ(request.headers.count("x-api-key"), 0u);
+    EXPECT_EQ(request.headers["x-consumer"], "alice");
+  }
+}
+
+TEST_F(CallTest, UserPluginsGetTheInterpretedPdkAndTheirOwnGlobals) {
+  load_one("p", "access",
+           "assert(turnpike.request == package.loaded['turnpike.interpreted'].request)\n"
+           "assert(turnpike.request ~= package.loaded['turnpike'].request)\n"
+           "stray_global = 1");
+  EXPECT_EQ(call(Phase::access).status, CallStatus::ok);
+  EXPECT_EQ(eval("return stray_global"), "nil");
+  // Bundled (trusted) code gets the FFI bindings.
+  EXPECT_EQ(eval("return require('turnpike').request == package.loaded['turnpike'].request"),
+            "true");
 }
 
 TEST_F(CallTest, WithoutARequestApiTheFunctionsAnswerNil) {
