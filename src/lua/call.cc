@@ -103,7 +103,7 @@ asio::awaitable<CallResult> Vm::call(std::shared_ptr<const Generation> gen, size
 
   lua_rawgeti(co, LUA_REGISTRYINDEX, gen->modules_ref());
   lua_rawgeti(co, -1, static_cast<int>(plugin + 1));
-  lua_getfield(co, -1, std::string(to_string(phase)).c_str());
+  lua_getfield(co, -1, to_string(phase).data());  // a NUL-terminated literal
   lua_replace(co, 1);
   lua_settop(co, 1);
   if (conf.valid()) lua_rawgeti(co, LUA_REGISTRYINDEX, conf.id()); else lua_pushnil(co);

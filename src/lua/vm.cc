@@ -172,6 +172,8 @@ bool Vm::boot(std::string& error) {
   lua_setfield(L_, -2, "yield_tag");
   push_classic_request(L_, &current_);
   lua_setfield(L_, -2, "classic_request");
+  push_classic_shared_open(L_, &current_);
+  lua_setfield(L_, -2, "classic_shared_open");
   lua_setfield(L_, -2, "bridge");
   if (!protected_call(1, 1, error)) {
     error = file + ": " + error;

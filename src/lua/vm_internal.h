@@ -21,6 +21,8 @@ const tp_shared_api& shared_api();
 
 // Pushes the table of request functions as lua_CFunctions (pdk_classic.cc).
 void push_classic_request(lua_State* L, tp_pdk_current* cur);
+// Pushes open(name) -> the shared dictionary's methods as lua_CFunctions, or nil.
+void push_classic_shared_open(lua_State* L, tp_pdk_current* cur);
 
 // tostring() of the value at `index` for the common cases, without calling into Lua.
 inline const char* luaL_tolstring_compat(lua_State* L, int index) {

@@ -11,17 +11,18 @@
 
 #include "fake_request.h"
 #include "lua_test_util.h"
+#include "turnpike/lua/shared_dict.h"
 
 namespace turnpike::lua::test {
 namespace {
 
 namespace asio = boost::asio;
 
-// The loop both transports run: ns per iteration, minus nothing (the empty loop is printed too).
+// The loop every case runs: ns per iteration of `op()`, then of the empty loop.
 const char* kBenchLoop = R"(
   local n = 2000000
   local t0 = os.clock()
-  for i = 1, n do get('x-api-key') end
+  for i = 1, n do op() end
   local t1 = os.clock()
   for i = 1, n do end
   local t2 = os.clock()
@@ -42,6 +43,8 @@ class PdkTransportBench : public LuaTest {
     cfg.bundled_dir = bundled_.string();
     cfg.plugin_paths.push_back(dir_.string());
     cfg.instruction_budget = 1'000'000'000;  // the interpreted loops are long
+    dicts_.add("limits", 1 << 20);
+    cfg.shared_dicts = ffi_handle(dicts_);
     std::string error;
     vm_ = Vm::create(cfg, error);
     ASSERT_TRUE(vm_) << error;
@@ -53,10 +56,9 @@ class PdkTransportBench : public LuaTest {
     LuaTest::TearDown();
   }
 
-  // Runs the loop with `get` bound by `binding`, in a plugin that is trusted (JIT) or not.
-  std::string measure(const std::string& binding, bool trusted) {
-    // The binding must find the header, or the loop would measure a miss.
-    std::string check = binding + "\nassert(get('x-api-key') == 'secret-key-1')\n";
+  // Runs the loop over `op` (defined by `setup`), in a plugin that is trusted (JIT) or not.
+  std::string measure(const std::string& setup, bool trusted) {
+    std::string check = setup + "\n";
     std::string name = trusted ? "bench_jit" : "bench_interp";
     std::string source = "local M = { name = '" + name + "', priority = 1, schema = {} }\n"
                          "function M.access(conf, ctx)\n" + check + kBenchLoop +
@@ -70,22 +72,32 @@ class PdkTransportBench : public LuaTest {
     return eval("return require('" + name + "').result");
   }
 
+  SharedDicts dicts_;
   std::filesystem::path bundled_;
   tp_request request_;
   std::shared_ptr<const Generation> gen_;
 };
 
-// Both bindings, whichever `require "turnpike"` would give the plugin.
-const std::string kFfi = "local get = require('turnpike.interpreted') and "
-                         "package.loaded['turnpike'].request.get_header";
-const std::string kCFunction = "local get = require('turnpike.interpreted').request.get_header";
+// Both bindings, whichever `require "turnpike"` would give the plugin; each setup asserts that
+// its operation works (a miss would measure the wrong thing).
+const std::string kFfi = "local pdk = require('turnpike.interpreted') and package.loaded['turnpike']\n";
+const std::string kCFunction = "local pdk = require('turnpike.interpreted')\n";
+const std::string kGetHeader = "local get = pdk.request.get_header\n"
+                               "local function op() return get('x-api-key') end\n"
+                               "assert(op() == 'secret-key-1')\n";
+const std::string kIncr = "local dict = pdk.shared.limits\n"
+                          "local function op() return dict:incr('hits', 1, 0) end\n"
+                          "assert(op() >= 1)\n";
 
-TEST_F(PdkTransportBench, GetHeaderNsPerCall) {
-  std::printf("get_header, ns/call (then the empty loop):\n");
-  std::printf("  ffi        jit on : %s\n", measure(kFfi, true).c_str());
-  std::printf("  cfunction  jit on : %s\n", measure(kCFunction, true).c_str());
-  std::printf("  ffi        jit off: %s\n", measure(kFfi, false).c_str());
-  std::printf("  cfunction  jit off: %s\n", measure(kCFunction, false).c_str());
+TEST_F(PdkTransportBench, PdkCallsNsPerCall) {
+  for (auto [what, op] : {std::pair{"request.get_header('x-api-key')", kGetHeader},
+                          std::pair{"shared.limits:incr('hits', 1, 0)", kIncr}}) {
+    std::printf("%s, ns/call (then the empty loop):\n", what);
+    std::printf("  ffi        jit on : %s\n", measure(kFfi + op, true).c_str());
+    std::printf("  cfunction  jit on : %s\n", measure(kCFunction + op, true).c_str());
+    std::printf("  ffi        jit off: %s\n", measure(kFfi + op, false).c_str());
+    std::printf("  cfunction  jit off: %s\n", measure(kCFunction + op, false).c_str());
+  }
 }
 
 TEST_F(PdkTransportBench, EmptyPhaseCallNsPerCall) {

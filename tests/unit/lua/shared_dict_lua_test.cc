@@ -16,9 +16,15 @@ class SharedDictLuaTest : public LuaTest {
   SharedDicts dicts_;
 };
 
-TEST_F(SharedDictLuaTest, MethodsAndTheirAnswers) {
-  EXPECT_EQ(eval(R"(
-    local shared = require('turnpike').shared
+// Both bindings: FFI (bundled plugins) and lua_CFunctions (user plugins).
+class SharedDictBindingTest : public SharedDictLuaTest,
+                              public ::testing::WithParamInterface<const char*> {};
+
+INSTANTIATE_TEST_SUITE_P(Bindings, SharedDictBindingTest,
+                         ::testing::Values("turnpike", "turnpike.interpreted"));
+
+TEST_P(SharedDictBindingTest, MethodsAndTheirAnswers) {
+  EXPECT_EQ(eval("local shared = require('" + std::string(GetParam()) + "').shared\n" + R"(
     local d = shared.limits
     assert(shared.nope == nil, 'an unknown dictionary is nil')
     assert(d:get('k') == nil)
