@@ -19,29 +19,53 @@ namespace turnpike::lua {
 
 namespace asio = boost::asio;
 
-// Releases the coroutine's registry slot however the call ends: returned, failed, or abandoned
-// mid-wait because the request was cancelled (the awaitable frame, which owns this, is
-// destroyed) — even if it never started.
+// Gives the call's Lua thread back however the call ends: returned (the thread goes back to the
+// Vm's idle list for the next call), failed or exited (released to the GC), or abandoned mid-wait
+// because the request was cancelled (the awaitable frame, which owns this, is destroyed) — even
+// if it never started.
 class ThreadRef {
  public:
-  ThreadRef(Vm* vm, int id, size_t* live_calls) : vm_(vm), id_(id), live_calls_(live_calls) {}
-  ThreadRef(ThreadRef&& o) noexcept : vm_(o.vm_), id_(o.id_), live_calls_(o.live_calls_) {
+  ThreadRef(Vm* vm, lua_State* co, int id) : vm_(vm), co_(co), id_(id) {}
+  ThreadRef(ThreadRef&& o) noexcept : vm_(o.vm_), co_(o.co_), id_(o.id_), reusable_(o.reusable_) {
     o.vm_ = nullptr;
   }
   ThreadRef(const ThreadRef&) = delete;
   ThreadRef& operator=(const ThreadRef&) = delete;
   ThreadRef& operator=(ThreadRef&&) = delete;
   ~ThreadRef() {
-    if (!vm_) return;
-    --*live_calls_;
-    vm_->unref(id_);
+    if (vm_) vm_->release_thread(co_, id_, reusable_);
   }
+  // The function returned: the thread is back at its base and can run another call.
+  void returned() noexcept { reusable_ = true; }
 
  private:
   Vm* vm_;
+  lua_State* co_;
   int id_;
-  size_t* live_calls_;
+  bool reusable_ = false;
 };
+
+int Vm::take_thread(lua_State*& co) {
+  ++live_calls_;
+  if (!idle_threads_.empty()) {
+    IdleThread t = idle_threads_.back();
+    idle_threads_.pop_back();
+    co = t.co;
+    return t.ref;
+  }
+  co = lua_newthread(L_);
+  return make_ref();
+}
+
+void Vm::release_thread(lua_State* co, int ref, bool reusable) {
+  --live_calls_;
+  if (reusable && idle_threads_.size() < kIdleThreads) {
+    lua_settop(co, 0);
+    idle_threads_.push_back({co, ref});
+    return;
+  }
+  unref(ref);
+}
 
 namespace {
 
@@ -97,9 +121,9 @@ asio::awaitable<CallResult> Vm::call(std::shared_ptr<const Generation> gen, size
                                      tp_request* request) {
   if (!gen->plugins().at(plugin).has_phase(phase)) return nothing_to_do();
 
-  lua_State* co = lua_newthread(L_);
-  ++live_calls_;
-  ThreadRef thread(this, make_ref(), &live_calls_);
+  lua_State* co = nullptr;
+  int ref = take_thread(co);
+  ThreadRef thread(this, co, ref);
 
   lua_rawgeti(co, LUA_REGISTRYINDEX, gen->modules_ref());
   lua_rawgeti(co, -1, static_cast<int>(plugin + 1));
@@ -124,7 +148,10 @@ asio::awaitable<CallResult> Vm::run(std::shared_ptr<const Generation> gen, size_
     int status = lua_resume(co, nargs);
     budget = budget_left_;
     current_.request = nullptr;
-    if (status == 0) co_return CallResult::ok();
+    if (status == 0) {
+      thread.returned();
+      co_return CallResult::ok();
+    }
     if (status != LUA_YIELD) co_return call_failed(co, status, info, phase);
 
     switch (yield_kind(co)) {

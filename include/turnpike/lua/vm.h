@@ -44,7 +44,7 @@ struct VmConfig {
   std::string bundled_dir;                // the gateway's plugins/ directory (trusted: JIT on)
   std::vector<std::string> plugin_paths;  // users' plugin directories (interpreted, budgeted)
   size_t memory_limit = 64u << 20;        // bytes of Lua heap; above it allocations fail
-  uint64_t instruction_budget = 20'000'000;  // per call (all its resumptions), interpreted code
+  uint64_t instruction_budget = 10'000'000;  // per call (all its resumptions), interpreted code
   tp_shared_dicts* shared_dicts = nullptr;  // node-wide (shared_dict.h); outlives every Vm
 };
 
@@ -158,6 +158,7 @@ class Vm {
   size_t memory_used() const noexcept { return memory_used_; }
   size_t live_refs() const noexcept { return live_refs_; }
   size_t live_calls() const noexcept { return live_calls_; }
+  size_t idle_threads() const noexcept { return idle_threads_.size(); }
   void collect_garbage();
 
   // The request functions the pipeline implements (pdk.h); the defaults answer "nothing".
@@ -168,6 +169,17 @@ class Vm {
   const VmConfig& config() const noexcept { return cfg_; }
 
  private:
+  friend class ThreadRef;
+  // Lua threads of calls that returned, kept for the next calls: a new thread and its garbage
+  // collection cost more than the call itself (docs/plugins.md, "PDK transport").
+  struct IdleThread {
+    lua_State* co;
+    int ref;
+  };
+  static constexpr size_t kIdleThreads = 64;
+  int take_thread(lua_State*& co);
+  void release_thread(lua_State* co, int ref, bool reusable);
+
   explicit Vm(VmConfig cfg) : cfg_(std::move(cfg)) {}
   bool boot(std::string& error);
   int make_ref();  // pops the top of the main stack into the registry
@@ -190,6 +202,7 @@ class Vm {
   int64_t budget_left_ = 0;     // instructions left for the code now running
   size_t live_refs_ = 0;
   size_t live_calls_ = 0;
+  std::vector<IdleThread> idle_threads_;
   tp_pdk_current current_{};    // what the PDK's FFI side reads: the request now running
   tp_request_api request_api_{};
 };

@@ -44,6 +44,30 @@ TEST_F(CallTest, ReturnsOkAndSeesConfAndCtx) {
   EXPECT_EQ(eval("return require('p').result"), "hello again");
 }
 
+TEST_F(CallTest, ReturnedCallsReuseTheirThreadAndFailedOnesDoNot) {
+  write_plugin("p", R"(
+    local M = { name = 'p', priority = 1, schema = {}, calls = 0 }
+    function M.access(conf, ctx)
+      M.calls = M.calls + 1
+      if ctx.fail then error('asked to') end
+      return 'left', 'on', 'the', 'stack'
+    end
+    return M)");
+  gen_ = load({"p"});
+  EXPECT_EQ(vm().idle_threads(), 0u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(call(Phase::access).status, CallStatus::ok);
+  EXPECT_EQ(vm().idle_threads(), 1u);  // one thread served all three calls
+  EXPECT_EQ(eval("return require('p').calls"), "3");
+  // A call that fails leaves its thread dead: it is released, not kept.
+  write_plugin("q", plugin_source("q", "access", "error('always')"));
+  auto gen_q = load({"q"});
+  Ref ctx = vm().new_ctx();
+  EXPECT_EQ(run_call(gen_q, 0, Phase::access, Ref(), ctx).status, CallStatus::error);
+  EXPECT_EQ(vm().idle_threads(), 0u);  // the idle thread ran it and died
+  EXPECT_EQ(call(Phase::access).status, CallStatus::ok);
+  EXPECT_EQ(vm().live_calls(), 0u);
+}
+
 TEST_F(CallTest, MissingPhaseIsOk) {
   load_one("p", "access", "");
   EXPECT_EQ(call(Phase::log).status, CallStatus::ok);

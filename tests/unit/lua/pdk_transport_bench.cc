@@ -120,5 +120,22 @@ TEST_F(PdkTransportBench, EmptyPhaseCallNsPerCall) {
   EXPECT_EQ(ok, n);
 }
 
+// How long the default instruction budget lets an endless interpreted loop run.
+TEST(BudgetBench, DefaultBudgetCutOffTime) {
+  VmConfig cfg;
+  cfg.bundled_dir = TURNPIKE_PLUGINS_DIR;
+  std::string error;
+  auto vm = Vm::create(cfg, error);
+  ASSERT_TRUE(vm) << error;
+  for (const char* loop : {"while true do end", "local t = {} while true do t[1] = #t end"}) {
+    auto start = std::chrono::steady_clock::now();
+    vm->run_chunk(std::string("load('") + loop + "')()", error);
+    auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
+    std::printf("default budget (%llu instructions) stops `%s` after %.1f ms\n",
+                static_cast<unsigned long long>(cfg.instruction_budget), loop, ms.count());
+    EXPECT_NE(error.find("instruction budget exceeded"), std::string::npos) << error;
+  }
+}
+
 }  // namespace
 }  // namespace turnpike::lua::test
