@@ -100,8 +100,8 @@ CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, 
   CallResult result;
   result.status = CallStatus::error;
   result.error = "plugin \"" + plugin.name + "\" " + std::string(to_string(phase)) + ": ";
-  // Describing the failure allocates (the traceback): let it, even right at the memory cap.
-  enforce_limit_ = false;
+  // Describing the failure allocates (the traceback); outside resume the cap is off, so that
+  // works even right at the memory cap.
   if (status == LUA_ERRMEM) {
     luaL_traceback(L_, co, memory_message().c_str(), 0);
   } else {
@@ -110,7 +110,6 @@ CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, 
   }
   result.error += lua_tostring(L_, -1);
   lua_pop(L_, 1);
-  enforce_limit_ = true;
   return result;
 }
 
@@ -145,7 +144,9 @@ asio::awaitable<CallResult> Vm::run(std::shared_ptr<const Generation> gen, size_
   for (;;) {
     current_.request = request;
     start_budget(budget);
+    enforce_limit_ = true;
     int status = lua_resume(co, nargs);
+    enforce_limit_ = false;
     budget = budget_left_;
     current_.request = nullptr;
     if (status == 0) {

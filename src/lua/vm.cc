@@ -128,7 +128,9 @@ bool Vm::protected_call(int nargs, int nresults, std::string& error) {
   lua_pushcfunction(L_, traceback_handler);
   lua_insert(L_, base);
   start_budget(static_cast<int64_t>(cfg_.instruction_budget));
+  enforce_limit_ = true;
   int status = lua_pcall(L_, nargs, nresults, base);
+  enforce_limit_ = false;
   lua_remove(L_, base);
   if (status == 0) return true;
   error = status == LUA_ERRMEM ? memory_message() : (lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "error");
@@ -146,6 +148,12 @@ bool Vm::boot(std::string& error) {
     error = "cannot create a Lua state";
     return false;
   }
+  // Every Lua error is raised inside lua_pcall or lua_resume; one outside would be a runtime bug.
+  // Say so before LuaJIT aborts the process.
+  lua_atpanic(L_, [](lua_State* L) -> int {
+    std::fprintf(stderr, "turnpike: unprotected Lua error: %s\n", lua_tostring(L, -1));
+    return 0;
+  });
   luaL_openlibs(L_);
   current_.request_api = &request_api_;
   current_.shared = cfg_.shared_dicts;

@@ -198,7 +198,10 @@ class Vm {
   lua_State* L_ = nullptr;
   int runtime_ref_ = 0;         // the table returned by plugins/lib/turnpike/runtime.lua
   size_t memory_used_ = 0;
-  bool enforce_limit_ = true;   // lifted while the runtime reports an error it must describe
+  // The cap applies only while Lua code runs in protected mode (pcall, resume), where a failed
+  // allocation is an error the call reports. The runtime's own C API work outside (a ctx
+  // table, a thread, a registry slot) must not fail: an unprotected error would end the process.
+  bool enforce_limit_ = false;
   int64_t budget_left_ = 0;     // instructions left for the code now running
   size_t live_refs_ = 0;
   size_t live_calls_ = 0;

@@ -140,6 +140,26 @@ TEST_F(IsolationTest, AllocationBombHitsTheMemoryCap) {
   expect_usable();
 }
 
+// A plugin that keeps what it allocated holds the heap at the cap. Its calls keep failing, but
+// the runtime's own work (ctx tables, threads, loading) must not: an allocation error outside a
+// protected call would end the process.
+TEST_F(IsolationTest, HeapHeldAtTheCapFailsCallsNotTheProcess) {
+  load_hostile("local hoard = require('hostile').hoard\n"
+               "for i = 1, 1e9 do hoard[#hoard + 1] = ('h'):rep(1000) .. i end");
+  eval("require('hostile').hoard = {}");
+  CallResult r = call(0);
+  ASSERT_EQ(r.status, CallStatus::error);
+  EXPECT_NE(r.error.find("memory limit"), std::string::npos) << r.error;
+  std::vector<Ref> ctxs;
+  for (int i = 0; i < 2000; ++i) ctxs.push_back(vm().new_ctx());
+  std::vector<std::string> errors;
+  write_plugin("other", plugin_source("other", "access", ""));
+  auto other = vm().load({"other"}, errors);  // may fail for memory, must not crash
+  CallResult second = call(0);
+  EXPECT_EQ(second.status, CallStatus::error);
+  EXPECT_EQ(vm().live_calls(), 0u);
+}
+
 TEST_F(IsolationTest, OneStringAllocationBeyondTheCapFails) {
   load_hostile("local s = ('z'):rep(64 * 1024 * 1024)");
   CallResult r = call(0);
