@@ -42,16 +42,17 @@ end
 
 local request = turnpike.request
 
+-- Outside a request (init_worker, a timer) there is no request: every function answers nil.
 function request.get_header(name)
   local api = current.request_api
-  if api.get_header == nil then return nil end
+  if api.get_header == nil or current.request == nil then return nil end
   return to_string(api.get_header(current.request, name, #name, len_out))
 end
 
 -- Replaces header `name`; a nil value removes it. Returns true, or false when refused.
 function request.set_header(name, value)
   local api = current.request_api
-  if api.set_header == nil then return false end
+  if api.set_header == nil or current.request == nil then return false end
   if value == nil then return api.set_header(current.request, name, #name, nil, 0) == 0 end
   value = tostring(value)
   return api.set_header(current.request, name, #name, value, #value) == 0
@@ -60,7 +61,7 @@ end
 local function string_getter(field)
   return function()
     local fn = current.request_api[field]
-    if fn == nil then return nil end
+    if fn == nil or current.request == nil then return nil end
     return to_string(fn(current.request, len_out))
   end
 end

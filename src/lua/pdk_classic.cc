@@ -27,7 +27,8 @@ int get_header(lua_State* L) {
   size_t name_len = 0;
   const char* name = luaL_checklstring(L, 1, &name_len);
   tp_pdk_current& c = current(L);
-  if (!c.request_api->get_header) return push_string_or_nil(L, nullptr, 0);
+  // Outside a request (init_worker, a timer) there is no request: answer nil.
+  if (!c.request_api->get_header || !c.request) return push_string_or_nil(L, nullptr, 0);
   size_t len = 0;
   const char* value = c.request_api->get_header(c.request, name, name_len, &len);
   return push_string_or_nil(L, value, len);
@@ -40,7 +41,7 @@ int set_header(lua_State* L) {
   size_t len = 0;
   const char* value = lua_isnoneornil(L, 2) ? nullptr : luaL_checklstring(L, 2, &len);
   tp_pdk_current& c = current(L);
-  bool done = c.request_api->set_header &&
+  bool done = c.request_api->set_header && c.request &&
               c.request_api->set_header(c.request, name, name_len, value, len) == 0;
   lua_pushboolean(L, done);
   return 1;
@@ -50,7 +51,7 @@ template <const char* (*tp_request_api::*Field)(tp_request*, size_t*)>
 int string_getter(lua_State* L) {
   tp_pdk_current& c = current(L);
   auto fn = c.request_api->*Field;
-  if (!fn) return push_string_or_nil(L, nullptr, 0);
+  if (!fn || !c.request) return push_string_or_nil(L, nullptr, 0);
   size_t len = 0;
   const char* value = fn(c.request, &len);
   return push_string_or_nil(L, value, len);

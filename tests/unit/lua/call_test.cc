@@ -185,6 +185,16 @@ TEST_F(CallTest, UserPluginsGetTheInterpretedPdkAndTheirOwnGlobals) {
             "true");
 }
 
+// init_worker and timers run without a request: the pipeline's functions must not see NULL.
+TEST_F(CallTest, WithoutARequestTheFunctionsAnswerNil) {
+  vm().set_request_api(&fake_request_api());
+  const std::string checks = "assert(req.get_header('a') == nil and req.get_path() == nil)\n"
+                             "assert(req.set_header('a', 'b') == false)\n";
+  load_one("p", "init_worker", "local req = turnpike.request\n" + checks);
+  EXPECT_EQ(call(Phase::init_worker).status, CallStatus::ok);
+  EXPECT_EQ(eval("local req = require('turnpike').request\n" + checks + "return 'ok'"), "ok");
+}
+
 TEST_F(CallTest, WithoutARequestApiTheFunctionsAnswerNil) {
   load_one("p", "access", "assert(turnpike.request.get_header('a') == nil)\n"
                           "assert(turnpike.request.get_path() == nil)");
