@@ -91,6 +91,35 @@ os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime 
 debug = { traceback = debug.traceback }
 package.loaded.io, package.loaded.os, package.loaded.debug = nil, os, debug
 
+-- Coroutines of the plugins' own ----------------------------------------------------------------
+-- A PDK call that waits (turnpike.sleep) yields the call's coroutine to the runtime. Inside a
+-- coroutine a plugin made itself, that yield would land in the plugin's own resume instead; so
+-- resume passes PDK yields on outward and hands the answer back in, and the plugin's coroutine
+-- can sleep like any other code.
+local yield_tag = cfg.bridge.yield_tag
+local raw_resume, raw_yield, raw_status = coroutine.resume, coroutine.yield, coroutine.status
+
+local function pass_pdk_yields(co, ok, first, ...)
+  if ok and first == yield_tag and raw_status(co) == "suspended" then
+    return pass_pdk_yields(co, raw_resume(co, raw_yield(first, ...)))
+  end
+  return ok, first, ...
+end
+
+function coroutine.resume(co, ...)
+  return pass_pdk_yields(co, raw_resume(co, ...))
+end
+
+local function wrap_results(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+function coroutine.wrap(fn)
+  local co = coroutine.create(fn)
+  return function(...) return wrap_results(coroutine.resume(co, ...)) end
+end
+
 -- Plugin modules ----------------------------------------------------------------------------
 local schema = require "turnpike.schema"
 

@@ -127,6 +127,31 @@ TEST_F(CallTest, SleepSuspendsOnlyItsOwnCallAndCallsInterleave) {
   EXPECT_EQ(vm().live_calls(), 0u);
 }
 
+TEST_F(CallTest, PluginsOwnCoroutinesCanSleepAndExit) {
+  write_plugin("p", R"(
+    local turnpike = require 'turnpike'
+    local M = { name = 'p', priority = 1, schema = {} }
+    function M.access(conf, ctx)
+      local gen = coroutine.wrap(function(a)
+        turnpike.sleep(0.001)          -- passes through the plugin's coroutine to the runtime
+        local b = coroutine.yield(a + 1)
+        turnpike.sleep(0.001)
+        return b * 2
+      end)
+      M.first = gen(1)
+      M.second = gen(10)
+      local co = coroutine.create(function() turnpike.exit(418, 'teapot') end)
+      coroutine.resume(co)
+      error('not reached: exit ends the call')
+    end
+    return M)");
+  gen_ = load({"p"});
+  CallResult r = call(Phase::access);
+  EXPECT_EQ(r.status, CallStatus::exit) << r.error;
+  EXPECT_EQ(r.exit_status, 418);
+  EXPECT_EQ(eval("local p = require 'p' return p.first .. ',' .. p.second"), "2,20");
+}
+
 TEST_F(CallTest, CallAbandonedWhileSleepingReleasesItsCoroutine) {
   load_one("p", "access", "turnpike.sleep(3600)");
   size_t refs = vm().live_refs();
