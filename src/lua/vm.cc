@@ -281,8 +281,8 @@ std::shared_ptr<const Generation> Vm::load(const std::vector<std::string>& names
   return std::make_shared<const Generation>(this, ref, std::move(plugins));
 }
 
-Ref Vm::check_conf(const Generation& gen, size_t plugin, std::string_view conf_source,
-                   std::vector<std::string>& errors) {
+Ref Vm::check_conf_source(const Generation& gen, size_t plugin, std::string_view conf_source,
+                          std::vector<std::string>& errors) {
   int top = lua_gettop(L_);
   std::string chunk = "return ";
   chunk.append(conf_source);
@@ -301,7 +301,50 @@ Ref Vm::check_conf(const Generation& gen, size_t plugin, std::string_view conf_s
     lua_settop(L_, top);
     return {};
   }
+  return check_pushed_conf(gen, plugin, errors);
+}
+
+// Pushes a ConfValue as the Lua value the schema sees: maps and lists as tables, null as nil.
+// Each level takes two stack slots; lua_checkstack grows the stack (no conf is nested deeper
+// than the few thousand levels it allows, and the YAML parser stops far earlier).
+static void push_conf(lua_State* L, const ConfValue& v) {
+  lua_checkstack(L, 3);
+  struct Push {
+    lua_State* L;
+    void operator()(std::monostate) const { lua_pushnil(L); }
+    void operator()(bool b) const { lua_pushboolean(L, b); }
+    void operator()(double d) const { lua_pushnumber(L, d); }
+    void operator()(const std::string& s) const { lua_pushlstring(L, s.data(), s.size()); }
+    void operator()(const ConfList& list) const {
+      lua_createtable(L, static_cast<int>(list.size()), 0);
+      for (size_t i = 0; i < list.size(); ++i) {
+        push_conf(L, list[i]);
+        lua_rawseti(L, -2, static_cast<int>(i + 1));
+      }
+    }
+    void operator()(const ConfMap& map) const {
+      lua_createtable(L, 0, static_cast<int>(map.size()));
+      for (const auto& [key, value] : map) {
+        lua_pushlstring(L, key.data(), key.size());
+        push_conf(L, value);
+        lua_rawset(L, -3);
+      }
+    }
+  };
+  std::visit(Push{L}, v.value);
+}
+
+Ref Vm::check_conf(const Generation& gen, size_t plugin, const ConfValue& conf,
+                   std::vector<std::string>& errors) {
+  push_conf(L_, conf);
+  return check_pushed_conf(gen, plugin, errors);
+}
+
+// Validates the conf on top of the stack (popped) with the runtime's check_conf.
+Ref Vm::check_pushed_conf(const Generation& gen, size_t plugin, std::vector<std::string>& errors) {
   int conf = lua_gettop(L_);
+  int top = conf - 1;
+  std::string error;
   push_runtime_function("check_conf");
   lua_rawgeti(L_, LUA_REGISTRYINDEX, gen.modules_ref());
   lua_rawgeti(L_, -1, static_cast<int>(plugin + 1));

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "turnpike/lua/conf_value.h"
 #include "turnpike/lua/pdk.h"
 
 struct lua_State;
@@ -135,7 +136,10 @@ class Vm {
   // Validates a plugin conf given as Lua source of a table constructor (`{ key = "x" }`) against
   // the plugin's schema (defaults filled in) and its check_schema. Returns the conf, or an
   // invalid Ref and every error (`conf.key: expected string`).
-  Ref check_conf(const Generation& gen, size_t plugin, std::string_view conf_source,
+  Ref check_conf_source(const Generation& gen, size_t plugin, std::string_view conf_source,
+                        std::vector<std::string>& errors);
+  // The same for a conf the config loader parsed (a YAML map under `plugins:`).
+  Ref check_conf(const Generation& gen, size_t plugin, const ConfValue& conf,
                  std::vector<std::string>& errors);
 
   // A fresh per-request ctx table, shared by every plugin and phase of one request.
@@ -188,6 +192,7 @@ class Vm {
   void start_budget(int64_t budget);
   bool protected_call(int nargs, int nresults, std::string& error);
   void push_runtime_function(const char* name);
+  Ref check_pushed_conf(const Generation& gen, size_t plugin, std::vector<std::string>& errors);
   std::string memory_message() const;
   boost::asio::awaitable<CallResult> run(std::shared_ptr<const Generation> gen, size_t plugin,
                                          Phase phase, lua_State* co, ThreadRef thread,

@@ -37,7 +37,7 @@ TEST_F(CallTest, ReturnsOkAndSeesConfAndCtx) {
     return M)");
   gen_ = load({"p"});
   std::vector<std::string> errors;
-  Ref conf = vm().check_conf(*gen_, 0, "{ greeting = 'hello' }", errors);
+  Ref conf = vm().check_conf_source(*gen_, 0, "{ greeting = 'hello' }", errors);
   Ref ctx = vm().new_ctx();
   EXPECT_EQ(run_call(gen_, 0, Phase::rewrite, conf, ctx).status, CallStatus::ok);
   EXPECT_EQ(run_call(gen_, 0, Phase::access, conf, ctx).status, CallStatus::ok);
@@ -109,8 +109,8 @@ TEST_F(CallTest, SleepSuspendsOnlyItsOwnCallAndCallsInterleave) {
     return M)");
   gen_ = load({"p"});
   std::vector<std::string> errors;
-  Ref slow = vm().check_conf(*gen_, 0, "{ who = 'a', delay = 0.05 }", errors);
-  Ref fast = vm().check_conf(*gen_, 0, "{ who = 'b', delay = 0.01 }", errors);
+  Ref slow = vm().check_conf_source(*gen_, 0, "{ who = 'a', delay = 0.05 }", errors);
+  Ref fast = vm().check_conf_source(*gen_, 0, "{ who = 'b', delay = 0.01 }", errors);
   Ref ctx_a = vm().new_ctx();
   Ref ctx_b = vm().new_ctx();
   asio::io_context io;

@@ -46,7 +46,7 @@ TEST_F(LuaTest, DocsExamplePluginAllowsAndDenies) {
   auto gen = load({"my-auth"});
   ASSERT_TRUE(gen);
   std::vector<std::string> errors;
-  Ref conf = vm().check_conf(*gen, 0, "{ keys = { 'secret-key-1' } }", errors);
+  Ref conf = vm().check_conf_source(*gen, 0, "{ keys = { 'secret-key-1' } }", errors);
   ASSERT_TRUE(conf.valid());
 
   tp_request allowed;
@@ -61,7 +61,7 @@ TEST_F(LuaTest, DocsExamplePluginAllowsAndDenies) {
   EXPECT_EQ(r.exit_body, "{\"error\":\"invalid api key\"}");
 
   errors.clear();
-  EXPECT_FALSE(vm().check_conf(*gen, 0, "{ keys = { 'short' }, hedaer = 'x' }", errors).valid());
+  EXPECT_FALSE(vm().check_conf_source(*gen, 0, "{ keys = { 'short' }, hedaer = 'x' }", errors).valid());
   EXPECT_EQ(errors, (std::vector<std::string>{"conf.hedaer: unknown property",
                                               "conf.keys[1]: expected at least 8 characters, got 5"}));
   gen.reset();

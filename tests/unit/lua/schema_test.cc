@@ -171,7 +171,7 @@ class CheckConfTest : public LuaTest {
   }
   std::vector<std::string> errors_for(const std::string& conf) {
     std::vector<std::string> errors;
-    Ref ref = vm().check_conf(*gen_, 0, conf, errors);
+    Ref ref = vm().check_conf_source(*gen_, 0, conf, errors);
     EXPECT_EQ(ref.valid(), errors.empty());
     return errors;
   }
@@ -180,7 +180,7 @@ class CheckConfTest : public LuaTest {
 
 TEST_F(CheckConfTest, ValidConfGetsItsDefaults) {
   std::vector<std::string> errors;
-  Ref conf = vm().check_conf(*gen_, 0, "{ key = 'secret' }", errors);
+  Ref conf = vm().check_conf_source(*gen_, 0, "{ key = 'secret' }", errors);
   ASSERT_TRUE(conf.valid());
   Ref ctx = vm().new_ctx();
   ASSERT_EQ(run_call(gen_, 0, Phase::access, conf, ctx).status, CallStatus::ok);
@@ -201,6 +201,21 @@ TEST_F(CheckConfTest, CheckSchemaRejectionAndErrorAreReported) {
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("check_schema raised: "), std::string::npos);
   EXPECT_NE(errors[0].find("boom"), std::string::npos);
+}
+
+// The config loader's way in: a parsed YAML map as a ConfValue.
+TEST_F(CheckConfTest, ConfValueFromTheConfigLoader) {
+  std::vector<std::string> errors;
+  ConfValue good = ConfMap{{"key", "secret"}, {"unused", ConfList{1, true, ConfValue()}}};
+  EXPECT_TRUE(vm().check_conf(*gen_, 0, good, errors).valid());
+  EXPECT_TRUE(errors.empty());
+  ConfValue bad = ConfMap{{"key", 12}, {"header", ConfList{"a"}}};
+  EXPECT_FALSE(vm().check_conf(*gen_, 0, bad, errors).valid());
+  EXPECT_EQ(errors, (std::vector<std::string>{"conf.header: expected string, got array",
+                                              "conf.key: expected string, got integer"}));
+  errors.clear();
+  EXPECT_FALSE(vm().check_conf(*gen_, 0, ConfValue("not a map"), errors).valid());
+  EXPECT_EQ(errors, (std::vector<std::string>{"conf: expected object, got string"}));
 }
 
 TEST_F(CheckConfTest, ConfThatIsNotLuaDataIsReported) {
