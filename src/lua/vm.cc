@@ -92,6 +92,7 @@ void Vm::count_hook(lua_State* L, lua_Debug*) {
   // From now on check every instruction: a plugin that catches this error with pcall and loops
   // again gets it again at its very next instruction outside the pcall.
   lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  vm->hook_every_ = 1;
   // LuaJIT's luaL_error knows no 64-bit conversions: format here.
   char message[96];
   std::snprintf(message, sizeof message, "%s (%llu instructions)", kBudgetMessage,
@@ -101,7 +102,11 @@ void Vm::count_hook(lua_State* L, lua_Debug*) {
 
 void Vm::start_budget(int64_t budget) {
   budget_left_ = budget;
-  lua_sethook(L_, count_hook, LUA_MASKCOUNT, kHookEvery);
+  // lua_sethook rewrites LuaJIT's dispatch table: only when the interval changes.
+  if (hook_every_ != kHookEvery) {
+    lua_sethook(L_, count_hook, LUA_MASKCOUNT, kHookEvery);
+    hook_every_ = kHookEvery;
+  }
 }
 
 // ---- Creation ----------------------------------------------------------------------------------
@@ -272,7 +277,13 @@ std::shared_ptr<const Generation> Vm::load(const std::vector<std::string>& names
   for (size_t i = 0; i < names.size(); ++i) {
     push_runtime_function("describe");
     lua_rawgeti(L_, -2, static_cast<int>(i + 1));
-    lua_call(L_, 1, 5);  // trusted, bounded, allocates little: no protection needed
+    // Protected like everything else: the count hook is live, and an error outside a pcall
+    // would end the process.
+    if (!protected_call(1, 5, error)) {
+      errors.push_back("plugin \"" + names[i] + "\": " + error);
+      lua_settop(L_, top);
+      return nullptr;
+    }
     plugins.push_back(describe(L_));
     lua_pop(L_, 5);
   }

@@ -208,6 +208,7 @@ class Vm {
   // table, a thread, a registry slot) must not fail: an unprotected error would end the process.
   bool enforce_limit_ = false;
   int64_t budget_left_ = 0;     // instructions left for the code now running
+  int hook_every_ = 0;          // the count hook's interval now set (0: none yet)
   size_t live_refs_ = 0;
   size_t live_calls_ = 0;
   std::vector<IdleThread> idle_threads_;
