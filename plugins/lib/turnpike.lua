@@ -28,14 +28,23 @@ function turnpike.sleep(seconds)
   yield(yield_tag, "sleep", tonumber(seconds) or 0)
 end
 
--- Ends the phase: the gateway answers the client with `status` and `body`; later plugins of the
--- request's chain do not run (log still does).
-function turnpike.exit(status, body)
+-- Ends the phase: the gateway answers the client with `status`, `body` and `headers`
+-- ({ ["content-type"] = "application/json" }); later plugins of the request's chain do not run
+-- (log still does).
+function turnpike.exit(status, body, headers)
   status = tonumber(status)
   if not status or status < 100 or status > 599 or status % 1 ~= 0 then
     error("turnpike.exit: status must be an integer from 100 to 599", 2)
   end
-  yield(yield_tag, "exit", status, body ~= nil and tostring(body) or nil)
+  if headers ~= nil then
+    if type(headers) ~= "table" then error("turnpike.exit: headers must be a table", 2) end
+    for name, value in pairs(headers) do
+      if type(name) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
+        error("turnpike.exit: headers must map names to strings", 2)
+      end
+    end
+  end
+  yield(yield_tag, "exit", status, body ~= nil and tostring(body) or nil, headers)
 end
 
 -- Request -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -94,6 +95,22 @@ std::chrono::nanoseconds sleep_duration(lua_State* co) {
   return std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9));
 }
 
+// The headers table of turnpike.exit: string keys with string (or number) values. Anything else
+// was refused by the PDK before it yielded. Sorted, so the response does not depend on the
+// order a Lua table happens to iterate in.
+void read_exit_headers(lua_State* co, int index, std::vector<std::pair<std::string, std::string>>& out) {
+  if (!lua_istable(co, index)) return;
+  lua_pushnil(co);
+  while (lua_next(co, index) != 0) {
+    size_t klen = 0, vlen = 0;
+    const char* k = lua_type(co, -2) == LUA_TSTRING ? lua_tolstring(co, -2, &klen) : nullptr;
+    const char* v = lua_isstring(co, -1) ? lua_tolstring(co, -1, &vlen) : nullptr;
+    if (k && v) out.emplace_back(std::string(k, klen), std::string(v, vlen));
+    lua_pop(co, 1);
+  }
+  std::sort(out.begin(), out.end());
+}
+
 }  // namespace
 
 CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, Phase phase) {
@@ -170,6 +187,7 @@ asio::awaitable<CallResult> Vm::run(std::shared_ptr<const Generation> gen, size_
         size_t len = 0;
         const char* body = lua_tolstring(co, 4, &len);
         if (body) result.exit_body.assign(body, len);
+        read_exit_headers(co, 5, result.exit_headers);
         co_return result;  // the suspended coroutine is never resumed; releasing it frees it
       }
       case YieldKind::foreign: {

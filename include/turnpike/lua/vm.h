@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "turnpike/lua/conf_value.h"
@@ -62,6 +63,7 @@ struct CallResult {
   std::string error;      // status error: `plugin "x" access: <message>` and a traceback
   int exit_status = 0;    // status exit
   std::string exit_body;  // status exit
+  std::vector<std::pair<std::string, std::string>> exit_headers;  // status exit, sorted by name
 
   static CallResult ok() { return {}; }
 };

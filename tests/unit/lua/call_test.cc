@@ -83,6 +83,24 @@ TEST_F(CallTest, ExitCarriesStatusAndBodyAndStopsThePhase) {
   EXPECT_EQ(vm().live_calls(), 0u);
 }
 
+TEST_F(CallTest, ExitCarriesHeaders) {
+  load_one("p", "access", "turnpike.exit(401, '{}', { ['www-authenticate'] = 'Basic', "
+                          "['content-type'] = 'application/json', ['retry-after'] = 30 })");
+  CallResult r = call(Phase::access);
+  EXPECT_EQ(r.status, CallStatus::exit);
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(r.exit_headers, (Headers{{"content-type", "application/json"},
+                                     {"retry-after", "30"},
+                                     {"www-authenticate", "Basic"}}));
+}
+
+TEST_F(CallTest, ExitWithBadHeadersIsAnError) {
+  load_one("p", "access", "turnpike.exit(401, '', { 'no-name' })");
+  CallResult r = call(Phase::access);
+  EXPECT_EQ(r.status, CallStatus::error);
+  EXPECT_NE(r.error.find("headers must map names to strings"), std::string::npos) << r.error;
+}
+
 TEST_F(CallTest, ExitWithABadStatusIsAnError) {
   load_one("p", "access", "turnpike.exit(42)");
   CallResult r = call(Phase::access);
