@@ -1,0 +1,221 @@
+// The LuaJIT plugin runtime: one Vm per worker thread, the plugin modules it loaded (a
+// Generation), and calls into a plugin's phase functions as coroutines that may yield to the
+// worker's event loop.
+//
+// Threading: a Vm, its Generations, Refs and calls belong to the thread that created the Vm and
+// are never touched by another. Nothing here takes a lock.
+//
+// Trust: bundled plugins (plugins/ shipped with the gateway) run JIT-compiled; modules found in
+// the users' plugin_paths run interpreted so that the per-call instruction budget can cut them
+// off (LuaJIT's compiled loops never call the count hook: see docs/plugins.md, "Budgets").
+// Isolation protects the gateway from buggy plugins, not from hostile ones (ffi is reachable).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "turnpike/lua/conf_value.h"
+#include "turnpike/lua/pdk.h"
+
+struct lua_State;
+struct lua_Debug;
+
+namespace turnpike::lua {
+
+// The phases a plugin may implement, in the order the pipeline calls them.
+enum class Phase : uint8_t {
+  init_worker,    // once per worker, after the generation is loaded (no request)
+  rewrite,        // request head received, before access checks
+  access,         // authentication, authorisation, limits
+  before_proxy,   // the balancer step: pick or change the upstream / node
+  header_filter,  // upstream response head received, before it is sent
+  body_filter,    // each response body chunk
+  log,            // after the response was sent
+};
+inline constexpr size_t kPhaseCount = 7;
+std::string_view to_string(Phase p) noexcept;
+
+struct VmConfig {
+  std::string bundled_dir;                // the gateway's plugins/ directory (trusted: JIT on)
+  std::vector<std::string> plugin_paths;  // users' plugin directories (interpreted, budgeted)
+  size_t memory_limit = 64u << 20;        // bytes of Lua heap; above it allocations fail
+  uint64_t instruction_budget = 10'000'000;  // per call (all its resumptions), interpreted code
+  tp_shared_dicts* shared_dicts = nullptr;  // node-wide (shared_dict.h); outlives every Vm
+};
+
+// How a call ended.
+enum class CallStatus : uint8_t {
+  ok,     // the phase function returned (or the plugin has no function for this phase)
+  error,  // it raised, ran out of budget or memory, or yielded outside the PDK
+  exit,   // it called turnpike.exit(status, body): the pipeline answers with that response
+};
+std::string_view to_string(CallStatus s) noexcept;
+
+struct CallResult {
+  CallStatus status = CallStatus::ok;
+  std::string error;      // status error: `plugin "x" access: <message>` and a traceback
+  int exit_status = 0;    // status exit
+  std::string exit_body;  // status exit
+  std::vector<std::pair<std::string, std::string>> exit_headers;  // status exit, sorted by name
+
+  static CallResult ok() { return {}; }
+};
+
+class Vm;
+class ThreadRef;  // call.cc: a call's Lua thread, released with the call
+
+// A registry reference to a Lua value (a validated plugin conf, a request's ctx table). Released
+// when destroyed; must not outlive its Vm.
+class Ref {
+ public:
+  Ref() = default;
+  Ref(Vm* vm, int id) : vm_(vm), id_(id) {}
+  Ref(Ref&& o) noexcept : vm_(o.vm_), id_(o.id_) { o.vm_ = nullptr; }
+  Ref& operator=(Ref&& o) noexcept;
+  Ref(const Ref&) = delete;
+  Ref& operator=(const Ref&) = delete;
+  ~Ref();
+  bool valid() const noexcept { return vm_ != nullptr; }
+  int id() const noexcept { return id_; }
+
+ private:
+  Vm* vm_ = nullptr;
+  int id_ = 0;
+};
+
+// What the runtime knows about one loaded plugin module.
+struct PluginInfo {
+  std::string name;
+  std::string version;
+  int priority = 0;
+  bool trusted = false;                    // loaded from the bundled directory
+  std::array<bool, kPhaseCount> phases{};  // which phase functions it defines
+  bool has_phase(Phase p) const noexcept { return phases[static_cast<size_t>(p)]; }
+};
+
+// One load of a set of plugin modules. A reload makes a new Generation; calls hold a shared_ptr
+// to the one they started on, so in-flight calls finish on the old code. Must be released before
+// its Vm.
+class Generation {
+ public:
+  Generation(Vm* vm, int modules_ref, std::vector<PluginInfo> plugins)
+      : vm_(vm), modules_ref_(modules_ref), plugins_(std::move(plugins)) {}
+  ~Generation();
+  Generation(const Generation&) = delete;
+  Generation& operator=(const Generation&) = delete;
+
+  const std::vector<PluginInfo>& plugins() const noexcept { return plugins_; }
+  // Index of the plugin called `name`, or -1.
+  int find(std::string_view name) const noexcept;
+  int modules_ref() const noexcept { return modules_ref_; }
+
+ private:
+  Vm* vm_;
+  int modules_ref_;  // registry ref of a Lua array of module tables, in plugins_ order
+  std::vector<PluginInfo> plugins_;
+};
+
+class Vm {
+ public:
+  // Nullptr and `error` set when the state or the runtime's bootstrap cannot be made.
+  static std::unique_ptr<Vm> create(VmConfig cfg, std::string& error);
+  ~Vm();
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+
+  // Loads the named plugin modules afresh (library modules from the plugin directories too) into
+  // a new generation. On any failure returns nullptr and one message per failing plugin.
+  std::shared_ptr<const Generation> load(const std::vector<std::string>& names,
+                                         std::vector<std::string>& errors);
+
+  // Validates a plugin conf given as Lua source of a table constructor (`{ key = "x" }`) against
+  // the plugin's schema (defaults filled in) and its check_schema. Returns the conf, or an
+  // invalid Ref and every error (`conf.key: expected string`).
+  Ref check_conf_source(const Generation& gen, size_t plugin, std::string_view conf_source,
+                        std::vector<std::string>& errors);
+  // The same for a conf the config loader parsed (a YAML map under `plugins:`).
+  Ref check_conf(const Generation& gen, size_t plugin, const ConfValue& conf,
+                 std::vector<std::string>& errors);
+
+  // A fresh per-request ctx table, shared by every plugin and phase of one request.
+  Ref new_ctx();
+
+  // Runs plugin `plugin`'s `phase` function as (conf, ctx) in a new Lua coroutine. Yields from
+  // the PDK (turnpike.sleep) suspend this awaitable on the caller's executor while other calls
+  // run. Destroying the awaitable early (request timeout) releases the coroutine. conf and ctx
+  // are read before call() returns (they may be temporaries); `request` must live until the
+  // awaitable completes.
+  boost::asio::awaitable<CallResult> call(std::shared_ptr<const Generation> gen, size_t plugin,
+                                          Phase phase, const Ref& conf, const Ref& ctx,
+                                          tp_request* request);
+
+  // Runs a chunk of trusted Lua source and returns its first result as a string (tools, tests;
+  // not the request path). Sets `error` on failure.
+  std::string run_chunk(std::string_view source, std::string& error);
+
+  // Introspection for tests and metrics.
+  size_t memory_used() const noexcept { return memory_used_; }
+  size_t live_refs() const noexcept { return live_refs_; }
+  size_t live_calls() const noexcept { return live_calls_; }
+  size_t idle_threads() const noexcept { return idle_threads_.size(); }
+  void collect_garbage();
+
+  // The request functions the pipeline implements (pdk.h); the defaults answer "nothing".
+  void set_request_api(const tp_request_api* api);
+
+  // Used by Ref and Generation.
+  void unref(int id);
+  const VmConfig& config() const noexcept { return cfg_; }
+
+ private:
+  friend class ThreadRef;
+  // Lua threads of calls that returned, kept for the next calls: a new thread and its garbage
+  // collection cost more than the call itself (docs/plugins.md, "PDK transport").
+  struct IdleThread {
+    lua_State* co;
+    int ref;
+  };
+  static constexpr size_t kIdleThreads = 64;
+  int take_thread(lua_State*& co);
+  void release_thread(lua_State* co, int ref, bool reusable);
+
+  explicit Vm(VmConfig cfg) : cfg_(std::move(cfg)) {}
+  bool boot(std::string& error);
+  int make_ref();  // pops the top of the main stack into the registry
+  static void* allocate(void* ud, void* ptr, size_t osize, size_t nsize);
+  static void count_hook(lua_State* L, lua_Debug* ar);
+  void start_budget(int64_t budget);
+  bool protected_call(int nargs, int nresults, std::string& error);
+  void push_runtime_function(const char* name);
+  Ref check_pushed_conf(const Generation& gen, size_t plugin, std::vector<std::string>& errors);
+  std::string memory_message() const;
+  boost::asio::awaitable<CallResult> run(std::shared_ptr<const Generation> gen, size_t plugin,
+                                         Phase phase, lua_State* co, ThreadRef thread,
+                                         tp_request* request);
+  CallResult call_failed(lua_State* co, int status, const PluginInfo& plugin, Phase phase);
+
+  VmConfig cfg_;
+  lua_State* L_ = nullptr;
+  int runtime_ref_ = 0;         // the table returned by plugins/lib/turnpike/runtime.lua
+  size_t memory_used_ = 0;
+  // The cap applies only while Lua code runs in protected mode (pcall, resume), where a failed
+  // allocation is an error the call reports. The runtime's own C API work outside (a ctx
+  // table, a thread, a registry slot) must not fail: an unprotected error would end the process.
+  bool enforce_limit_ = false;
+  int64_t budget_left_ = 0;     // instructions left for the code now running
+  int hook_every_ = 0;          // the count hook's interval now set (0: none yet)
+  size_t live_refs_ = 0;
+  size_t live_calls_ = 0;
+  std::vector<IdleThread> idle_threads_;
+  tp_pdk_current current_{};    // what the PDK's FFI side reads: the request now running
+  tp_request_api request_api_{};
+};
+
+}  // namespace turnpike::lua

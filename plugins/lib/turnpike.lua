@@ -1,0 +1,157 @@
+-- The plugin API (PDK): `local turnpike = require "turnpike"` in a plugin.
+--
+-- Per-request calls go through LuaJIT's FFI to the C functions of include/turnpike/lua/pdk.h;
+-- the request they act on is the one whose call is running (the runtime sets it before every
+-- resumption), so plugins pass no handle.
+local ffi = require "ffi"
+require "turnpike.cdefs"
+
+local bridge = require("turnpike.runtime").bridge
+local current = ffi.cast("tp_pdk_current*", bridge.current)
+local yield_tag = bridge.yield_tag
+local yield = coroutine.yield
+
+local len_out = ffi.new("size_t[1]")
+
+local turnpike = { request = {} }
+
+-- A (pointer, length) result as a Lua string, nil for NULL.
+local function to_string(ptr)
+  if ptr == nil then return nil end
+  return ffi.string(ptr, len_out[0])
+end
+
+-- Flow ----------------------------------------------------------------------------------------
+
+-- Suspends this request's plugin code for `seconds`; the worker serves other requests meanwhile.
+function turnpike.sleep(seconds)
+  yield(yield_tag, "sleep", tonumber(seconds) or 0)
+end
+
+-- Ends the phase: the gateway answers the client with `status`, `body` and `headers`
+-- ({ ["content-type"] = "application/json" }); later plugins of the request's chain do not run
+-- (log still does).
+function turnpike.exit(status, body, headers)
+  status = tonumber(status)
+  if not status or status < 100 or status > 599 or status % 1 ~= 0 then
+    error("turnpike.exit: status must be an integer from 100 to 599", 2)
+  end
+  if headers ~= nil then
+    if type(headers) ~= "table" then error("turnpike.exit: headers must be a table", 2) end
+    for name, value in pairs(headers) do
+      if type(name) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
+        error("turnpike.exit: headers must map names to strings", 2)
+      end
+    end
+  end
+  yield(yield_tag, "exit", status, body ~= nil and tostring(body) or nil, headers)
+end
+
+-- Request -------------------------------------------------------------------------------------
+
+local request = turnpike.request
+
+-- Outside a request (init_worker, a timer) there is no request: every function answers nil.
+function request.get_header(name)
+  local api = current.request_api
+  if api.get_header == nil or current.request == nil then return nil end
+  return to_string(api.get_header(current.request, name, #name, len_out))
+end
+
+-- Replaces header `name`; a nil value removes it. Returns true, or false when refused.
+function request.set_header(name, value)
+  local api = current.request_api
+  if api.set_header == nil or current.request == nil then return false end
+  if value == nil then return api.set_header(current.request, name, #name, nil, 0) == 0 end
+  value = tostring(value)
+  return api.set_header(current.request, name, #name, value, #value) == 0
+end
+
+local function string_getter(field)
+  return function()
+    local fn = current.request_api[field]
+    if fn == nil or current.request == nil then return nil end
+    return to_string(fn(current.request, len_out))
+  end
+end
+
+request.get_method = string_getter("method")
+request.get_path = string_getter("path")
+request.get_client_ip = string_getter("client_ip")
+
+-- Shared dictionaries -------------------------------------------------------------------------
+-- turnpike.shared.<name> is the node-wide dictionary of that name (nil when none is configured),
+-- with the methods below; every worker of the node sees the same data.
+
+local shared_api = current.shared_api
+local value_io = ffi.new("tp_shared_value")
+local number_out = ffi.new("double[1]")
+
+local Dict = {}
+Dict.__index = Dict
+
+-- Fills value_io from a Lua value; false for a type a dictionary cannot hold.
+local function encode(value)
+  local t = type(value)
+  if t == "number" then
+    value_io.type, value_io.number = 1, value
+  elseif t == "string" then
+    value_io.type, value_io.str, value_io.len = 2, value, #value
+  elseif t == "boolean" then
+    value_io.type, value_io.number = 3, value and 1 or 0
+  else
+    return false
+  end
+  return true
+end
+
+-- The value of `key`, or nil when absent or expired.
+function Dict:get(key)
+  shared_api.get(self.handle, key, #key, value_io)
+  local t = value_io.type
+  if t == 1 then return tonumber(value_io.number) end
+  if t == 2 then return ffi.string(value_io.str, value_io.len) end
+  if t == 3 then return value_io.number ~= 0 end
+  return nil
+end
+
+local STORE_ERRORS = { [1] = "exists", [-1] = "value too large" }
+
+local function store(fn, self, key, value, ttl)
+  if not encode(value) then return nil, "cannot store a " .. type(value) end
+  local rc = fn(self.handle, key, #key, value_io, ttl or 0)
+  value_io.str = nil  -- do not keep a pointer into a Lua string past this call
+  if rc == 0 then return true end
+  return false, STORE_ERRORS[rc]
+end
+
+-- Stores `value` (number, string or boolean) for `ttl` seconds (nil or 0: no expiry), evicting
+-- least recently used entries if needed. true, or false and why.
+function Dict:set(key, value, ttl) return store(shared_api.set, self, key, value, ttl) end
+
+-- As set, but only when the key has no live value: false, "exists" otherwise.
+function Dict:add(key, value, ttl) return store(shared_api.add, self, key, value, ttl) end
+
+-- Adds `delta` atomically across all workers and returns the new value. A missing key starts at
+-- `init` (with `ttl`) when init is given; otherwise nil, "not found". nil, "not a number" when
+-- the value is not a number.
+function Dict:incr(key, delta, init, ttl)
+  local rc = shared_api.incr(self.handle, key, #key, delta or 1, init or 0, init and 1 or 0,
+                             ttl or 0, number_out)
+  if rc == 0 then return tonumber(number_out[0]) end
+  return nil, rc == -3 and "not a number" or "not found"
+end
+
+function Dict:delete(key) shared_api.del(self.handle, key, #key) end
+
+turnpike.shared = setmetatable({}, {
+  __index = function(dicts, name)
+    local handle = shared_api.find(current.shared, name, #name)
+    if handle == nil then return nil end
+    local dict = setmetatable({ handle = handle }, Dict)
+    rawset(dicts, name, dict)  -- found once per worker
+    return dict
+  end,
+})
+
+return turnpike

@@ -1,0 +1,202 @@
+// Calls into a plugin's phase function: each call is a fresh Lua coroutine (a thread referenced
+// from the registry while the call lives), resumed from a C++ coroutine. A PDK function that must
+// wait (turnpike.sleep) yields the Lua coroutine with the yield tag; the C++ side waits on the
+// worker's executor and resumes it, so other calls on the same Vm run meanwhile.
+//
+// Per-request path: one lua_newthread and one registry slot per call; no lock.
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "turnpike/lua/vm.h"
+#include "vm_internal.h"
+
+namespace turnpike::lua {
+
+namespace asio = boost::asio;
+
+// Gives the call's Lua thread back however the call ends: returned (the thread goes back to the
+// Vm's idle list for the next call), failed or exited (released to the GC), or abandoned mid-wait
+// because the request was cancelled (the awaitable frame, which owns this, is destroyed) — even
+// if it never started.
+class ThreadRef {
+ public:
+  ThreadRef(Vm* vm, lua_State* co, int id) : vm_(vm), co_(co), id_(id) {}
+  ThreadRef(ThreadRef&& o) noexcept : vm_(o.vm_), co_(o.co_), id_(o.id_), reusable_(o.reusable_) {
+    o.vm_ = nullptr;
+  }
+  ThreadRef(const ThreadRef&) = delete;
+  ThreadRef& operator=(const ThreadRef&) = delete;
+  ThreadRef& operator=(ThreadRef&&) = delete;
+  ~ThreadRef() {
+    if (vm_) vm_->release_thread(co_, id_, reusable_);
+  }
+  // The function returned: the thread is back at its base and can run another call.
+  void returned() noexcept { reusable_ = true; }
+
+ private:
+  Vm* vm_;
+  lua_State* co_;
+  int id_;
+  bool reusable_ = false;
+};
+
+int Vm::take_thread(lua_State*& co) {
+  ++live_calls_;
+  if (!idle_threads_.empty()) {
+    IdleThread t = idle_threads_.back();
+    idle_threads_.pop_back();
+    co = t.co;
+    return t.ref;
+  }
+  co = lua_newthread(L_);
+  return make_ref();
+}
+
+void Vm::release_thread(lua_State* co, int ref, bool reusable) {
+  --live_calls_;
+  if (reusable && idle_threads_.size() < kIdleThreads) {
+    lua_settop(co, 0);
+    idle_threads_.push_back({co, ref});
+    return;
+  }
+  unref(ref);
+}
+
+namespace {
+
+asio::awaitable<CallResult> nothing_to_do() { co_return CallResult::ok(); }
+
+// What a PDK yield asks for: the values after the tag are (kind, args...).
+enum class YieldKind : uint8_t {
+  sleep,    // (seconds): resume after that long
+  exit,     // (status, body): end the call; the pipeline answers
+  foreign,  // not a PDK yield: a plugin called coroutine.yield itself
+};
+
+YieldKind yield_kind(lua_State* co) {
+  if (lua_gettop(co) < 2 || lua_touserdata(co, 1) != &kYieldTag) return YieldKind::foreign;
+  const char* kind = lua_tostring(co, 2);
+  if (kind && std::strcmp(kind, "sleep") == 0) return YieldKind::sleep;
+  if (kind && std::strcmp(kind, "exit") == 0) return YieldKind::exit;
+  return YieldKind::foreign;
+}
+
+std::chrono::nanoseconds sleep_duration(lua_State* co) {
+  double seconds = lua_tonumber(co, 3);
+  if (!(seconds > 0)) return {};
+  // A day is far beyond any request timeout; it also keeps the conversion in range.
+  seconds = std::fmin(seconds, 86400.0);
+  return std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9));
+}
+
+// The headers table of turnpike.exit: string keys with string (or number) values. Anything else
+// was refused by the PDK before it yielded. Sorted, so the response does not depend on the
+// order a Lua table happens to iterate in.
+void read_exit_headers(lua_State* co, int index, std::vector<std::pair<std::string, std::string>>& out) {
+  if (!lua_istable(co, index)) return;
+  lua_pushnil(co);
+  while (lua_next(co, index) != 0) {
+    size_t klen = 0, vlen = 0;
+    const char* k = lua_type(co, -2) == LUA_TSTRING ? lua_tolstring(co, -2, &klen) : nullptr;
+    const char* v = lua_isstring(co, -1) ? lua_tolstring(co, -1, &vlen) : nullptr;
+    if (k && v) out.emplace_back(std::string(k, klen), std::string(v, vlen));
+    lua_pop(co, 1);
+  }
+  std::sort(out.begin(), out.end());
+}
+
+}  // namespace
+
+CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, Phase phase) {
+  CallResult result;
+  result.status = CallStatus::error;
+  result.error = "plugin \"" + plugin.name + "\" " + std::string(to_string(phase)) + ": ";
+  // Describing the failure allocates (the traceback); outside resume the cap is off, so that
+  // works even right at the memory cap.
+  if (status == LUA_ERRMEM) {
+    luaL_traceback(L_, co, memory_message().c_str(), 0);
+  } else {
+    const char* msg = lua_tostring(co, -1);
+    luaL_traceback(L_, co, msg ? msg : "error object is not a string", 0);
+  }
+  result.error += lua_tostring(L_, -1);
+  lua_pop(L_, 1);
+  return result;
+}
+
+// Not a coroutine itself: the function and its arguments are pushed onto the new Lua thread now,
+// so the Refs need only live until call() returns, however late the awaitable starts.
+asio::awaitable<CallResult> Vm::call(std::shared_ptr<const Generation> gen, size_t plugin,
+                                     Phase phase, const Ref& conf, const Ref& ctx,
+                                     tp_request* request) {
+  if (!gen->plugins().at(plugin).has_phase(phase)) return nothing_to_do();
+
+  lua_State* co = nullptr;
+  int ref = take_thread(co);
+  ThreadRef thread(this, co, ref);
+
+  lua_rawgeti(co, LUA_REGISTRYINDEX, gen->modules_ref());
+  lua_rawgeti(co, -1, static_cast<int>(plugin + 1));
+  lua_getfield(co, -1, to_string(phase).data());  // a NUL-terminated literal
+  lua_replace(co, 1);
+  lua_settop(co, 1);
+  if (conf.valid()) lua_rawgeti(co, LUA_REGISTRYINDEX, conf.id()); else lua_pushnil(co);
+  if (ctx.valid()) lua_rawgeti(co, LUA_REGISTRYINDEX, ctx.id()); else lua_pushnil(co);
+  return run(std::move(gen), plugin, phase, co, std::move(thread), request);
+}
+
+// Resumes the Lua thread until it returns, fails or exits, waiting wherever the PDK asks.
+asio::awaitable<CallResult> Vm::run(std::shared_ptr<const Generation> gen, size_t plugin,
+                                    Phase phase, lua_State* co, ThreadRef thread,
+                                    tp_request* request) {
+  const PluginInfo& info = gen->plugins()[plugin];
+  int nargs = 2;
+  int64_t budget = static_cast<int64_t>(cfg_.instruction_budget);
+  for (;;) {
+    current_.request = request;
+    start_budget(budget);
+    enforce_limit_ = true;
+    int status = lua_resume(co, nargs);
+    enforce_limit_ = false;
+    budget = budget_left_;
+    current_.request = nullptr;
+    if (status == 0) {
+      thread.returned();
+      co_return CallResult::ok();
+    }
+    if (status != LUA_YIELD) co_return call_failed(co, status, info, phase);
+
+    switch (yield_kind(co)) {
+      case YieldKind::sleep: {
+        asio::steady_timer timer(co_await asio::this_coro::executor, sleep_duration(co));
+        lua_settop(co, 0);
+        co_await timer.async_wait(asio::use_awaitable);
+        nargs = 0;
+        break;
+      }
+      case YieldKind::exit: {
+        CallResult result;
+        result.status = CallStatus::exit;
+        result.exit_status = static_cast<int>(lua_tointeger(co, 3));
+        size_t len = 0;
+        const char* body = lua_tolstring(co, 4, &len);
+        if (body) result.exit_body.assign(body, len);
+        read_exit_headers(co, 5, result.exit_headers);
+        co_return result;  // the suspended coroutine is never resumed; releasing it frees it
+      }
+      case YieldKind::foreign: {
+        lua_settop(co, 0);
+        lua_pushstring(co, "coroutine.yield called outside the PDK (use turnpike.sleep)");
+        co_return call_failed(co, LUA_ERRRUN, info, phase);
+      }
+    }
+  }
+}
+
+}  // namespace turnpike::lua
