@@ -137,6 +137,10 @@ class H2Conn:
                     payload = payload[1:len(payload) - payload[0]]
                 if flags & H2_PRIORITY:
                     payload = payload[5:]
+                # A block may open with dynamic table size updates (RFC 7541 §6.3, 001xxxxx);
+                # sizes below 31 fit the first byte.
+                while payload and payload[0] & 0xE0 == 0x20 and payload[0] != 0x3F:
+                    payload = payload[1:]
                 if sid == self.sid and payload and status is None:
                     status = H2_STATUS.get(payload[0], 0)
             elif ftype in (H2_RST_STREAM, H2_GOAWAY):

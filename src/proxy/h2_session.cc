@@ -385,7 +385,9 @@ bool H2Connection::start(std::string_view already_read) {
   if (nghttp2_option_new(&opt) != 0) return false;
   // Request-body window is given back only as the pipeline takes bytes: backpressure.
   nghttp2_option_set_no_auto_window_update(opt, 1);
-  nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+  // Our response headers are encoded without HPACK's dynamic table (RFC 7541 §4.2 lets the
+  // encoder use less than the client allows): no table entries live on idle connections.
+  nghttp2_option_set_max_deflate_dynamic_table_size(opt, 0);
   nghttp2_option_set_max_settings(opt, 32);
   nghttp2_option_set_max_outbound_ack(opt, std::max<uint32_t>(cfg_->max_control_frames_per_second, 16));
   // nghttp2's own limits are backstops; ours fire first and are counted (h2_session.cc callbacks).

@@ -113,6 +113,21 @@ def test_many_concurrent_streams_on_one_connection(tp):
         c.close()
 
 
+def test_response_headers_are_not_indexed_in_the_clients_hpack_table(tp):
+    # Our encoder keeps no HPACK dynamic table (RFC 7541 §4.2 lets it use less than the client's
+    # 4096 octets), so an idle connection holds no table entries; the client's decoder table
+    # stays empty across repeated responses with the same fields.
+    c = H2Client(tp.port())
+    try:
+        for _ in range(3):
+            res = c.get("/echo?resp_header=X-Custom:yes")
+            assert res.status == 200 and res.header("x-custom") == "yes"
+        table = c.conn.decoder.header_table
+        assert len(table.dynamic_entries) == 0
+    finally:
+        c.close()
+
+
 def test_hop_by_hop_response_fields_removed_and_names_lower_case(tp):
     c = H2Client(tp.port())
     try:
