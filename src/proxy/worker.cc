@@ -33,6 +33,14 @@ constexpr size_t kContextFloor = 16;
 // glibc keeps freed memory inside its heaps until asked: once this much has been freed since it
 // was last asked, malloc_trim gives the free pages back (it takes the arena locks: not per request).
 constexpr size_t kMallocTrimAfter = 1 << 20;
+#if defined(BOOST_ASIO_HAS_EPOLL)
+// The reactor keeps one of these per socket ever registered, for good: the small-block cache
+// gives its size class slabs of their own so they do not pin the heap (small_blocks.h).
+constexpr size_t kReactorRecord = sizeof(boost::asio::detail::epoll_reactor::descriptor_state);
+static_assert(kReactorRecord > small_blocks::kLongLivedSize - small_blocks::kClassSize &&
+                  kReactorRecord <= small_blocks::kLongLivedSize,
+              "small_blocks::kLongLivedSize must be the class of Asio's descriptor_state");
+#endif
 
 // Pools survive a reload when what they connect to and how did not change (file lines may).
 bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig& b) {
