@@ -66,8 +66,10 @@ ThreadStats thread_stats() noexcept;
 // thread exits).
 void release_thread_cache() noexcept;
 
-// What trim_thread_cache() leaves in a thread's cache however long it has been idle.
-inline constexpr std::size_t kTrimFloorBytes = 256 * 1024;
+// What trim_thread_cache() leaves in a thread's cache however long it has been idle. Small: the
+// blocks left are spread over the heap (a spike's last frees), and each keeps a page resident;
+// 256 KiB of them kept ~3 MiB.
+inline constexpr std::size_t kTrimFloorBytes = 64 * 1024;
 // Frees about half of what stayed in the calling thread's cache since its previous call (those
 // bytes were not needed in between), from every class in proportion, keeping kTrimFloorBytes.
 // Called periodically by a thread that had a spike (a worker's sweep), the cache follows the load
