@@ -5,6 +5,7 @@
 // operation: arming a timeout is a store, not a timer-queue update plus a cancelled handler.
 #include "worker.h"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -33,6 +34,19 @@ constexpr size_t kContextFloor = 16;
 // glibc keeps freed memory inside its heaps until asked: once this much has been freed since it
 // was last asked, malloc_trim gives the free pages back (it takes the arena locks: not per request).
 constexpr size_t kMallocTrimAfter = 1 << 20;
+// Nor is what a closed connection freed counted: once this many fewer sockets (client connections
+// and upstream ones) are open than at the most since the last malloc_trim, it is called too. That
+// is what gives back the pages of the idle upstream connections that close a keepalive idle
+// timeout after a spike.
+constexpr size_t kMallocTrimSocketDrop = 64;
+#if defined(BOOST_ASIO_HAS_EPOLL)
+// The reactor keeps one of these per socket ever registered, for good: the small-block cache
+// gives its size class slabs of their own so they do not pin the heap (small_blocks.h).
+constexpr size_t kReactorRecord = sizeof(boost::asio::detail::epoll_reactor::descriptor_state);
+static_assert(kReactorRecord > small_blocks::kLongLivedSize - small_blocks::kClassSize &&
+                  kReactorRecord <= small_blocks::kLongLivedSize,
+              "small_blocks::kLongLivedSize must be the class of Asio's descriptor_state");
+#endif
 
 // Pools survive a reload when what they connect to and how did not change (file lines may).
 bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig& b) {
@@ -344,10 +358,20 @@ void Worker::trim_memory() {
   contexts_low_water_ = free_contexts_.size();
   freed += small_blocks::trim_thread_cache();
   freed_since_malloc_trim_ += freed;
-  if (freed_since_malloc_trim_ >= kMallocTrimAfter) {
+  const size_t sockets = open_sockets();
+  sockets_high_water_ = std::max(sockets_high_water_, sockets);
+  if (freed_since_malloc_trim_ >= kMallocTrimAfter || sockets_high_water_ - sockets >= kMallocTrimSocketDrop) {
     ::malloc_trim(0);
     freed_since_malloc_trim_ = 0;
+    sockets_high_water_ = sockets;
   }
+}
+
+size_t Worker::open_sockets() const {
+  size_t n = connection_count_;
+  for (const auto& p : pools_) n += p->active() + p->idle();
+  for (const auto& p : retired_pools_) n += p->active() + p->idle();
+  return n;
 }
 
 void Worker::sweep() {

@@ -221,6 +221,7 @@ class Worker {
   // After a spike: gives back what the buffer pool, the request-context list and this thread's
   // small-block cache kept but no longer use, a part per call (every kTrimEvery sweeps).
   void trim_memory();
+  size_t open_sockets() const;  // client connections and upstream ones (busy or idle)
   void maybe_finish_drain();
   bool make_room_for_connection();
   std::unique_ptr<upstream::UpstreamPool> make_pool(std::shared_ptr<const upstream::ResolvedUpstream> up);
@@ -251,6 +252,7 @@ class Worker {
   size_t contexts_low_water_ = 0;     // the fewest free_contexts_ since the last trim_memory()
   unsigned sweeps_since_trim_ = 0;
   size_t freed_since_malloc_trim_ = 0;  // bytes
+  size_t sockets_high_water_ = 0;       // the most open sockets seen since the last malloc_trim
 };
 
 }  // namespace turnpike::proxy

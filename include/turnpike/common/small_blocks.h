@@ -33,6 +33,22 @@ inline constexpr std::size_t kMaxBlocksPerClass = 1024;
 inline constexpr std::size_t kMaxLargeBlocksPerClass = 64;
 inline constexpr std::size_t kMaxCachedBytesPerThread = 4u << 20;
 
+// Blocks of the long-lived class (sizes kLongLivedSize - kClassSize + 1 .. kLongLivedSize) come
+// from slabs of their own instead of malloc, and stay there. The class is that of Asio's per-socket
+// reactor record (epoll_reactor::descriptor_state, checked in worker.cc): Asio keeps one for every
+// socket it ever registered, in a pool for reuse, for the life of the io_context. Taken from
+// malloc between the short-lived blocks of the connections that made them, a spike's thousands of
+// records were spread over its heap, and glibc cannot give back a page that holds one: ~6,000 of
+// them (3,000 client and 3,000 upstream sockets) kept ~15 MiB resident after the spike was over.
+// The slabs are one reserved region (kSlabRegionBytes of address space, pages taken when first
+// used); a block of the class allocated there is never given back, but recycled through the
+// class's lists like any other, which has no cap and is not trimmed. When the region is used up,
+// the class falls back to malloc.
+inline constexpr std::size_t kLongLivedSize = 176;
+inline constexpr std::size_t kSlabRegionBytes = std::size_t{256} << 20;
+// Whether `block` is from the slabs (never give it to free()).
+bool from_slab(const void* block) noexcept;
+
 // A block of at least `size` bytes, aligned for any fundamental type; nullptr when out of memory.
 void* allocate(std::size_t size) noexcept;
 // Frees a block from allocate() (or malloc). `size` is what was asked for (sized delete).
@@ -50,8 +66,10 @@ ThreadStats thread_stats() noexcept;
 // thread exits).
 void release_thread_cache() noexcept;
 
-// What trim_thread_cache() leaves in a thread's cache however long it has been idle.
-inline constexpr std::size_t kTrimFloorBytes = 256 * 1024;
+// What trim_thread_cache() leaves in a thread's cache however long it has been idle. Small: the
+// blocks left are spread over the heap (a spike's last frees), and each keeps a page resident;
+// 256 KiB of them kept ~3 MiB.
+inline constexpr std::size_t kTrimFloorBytes = 64 * 1024;
 // Frees about half of what stayed in the calling thread's cache since its previous call (those
 // bytes were not needed in between), from every class in proportion, keeping kTrimFloorBytes.
 // Called periodically by a thread that had a spike (a worker's sweep), the cache follows the load
