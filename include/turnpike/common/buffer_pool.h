@@ -7,20 +7,11 @@
 // After a spike the free list would keep up to max_free blocks for good; trim(), called
 // periodically, gives back the blocks that no acquire needed since the previous call, half at a
 // time, so the list follows the load down to a small floor while a steady load keeps its blocks.
-//
-// Blocks are mapped from the kernel one by one (mmap), not taken from malloc: a spike's thousands
-// of blocks would otherwise sit in the heap between the small objects that outlive it (Asio keeps
-// a per-socket record for every socket it ever registered), and glibc cannot give back a page that
-// holds anything live, so the memory stayed resident after trim(). An unmapped block is gone from
-// the RSS at once. Only a pool that has no free block makes the syscall.
 #pragma once
-
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
-#include <new>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -37,20 +28,11 @@ class BufferPool {
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
   ~BufferPool() {
-    for (char* b : free_) unmap_block(b);
+    for (char* b : free_) delete[] b;
   }
-
-  // A new block straight from the kernel (zeroed); throws std::bad_alloc when none can be mapped.
-  static char* map_block() {
-    void* p = ::mmap(nullptr, kBlockSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    return static_cast<char*>(p);
-  }
-  // Gives a block from map_block() (or acquire()) back to the kernel.
-  static void unmap_block(char* block) noexcept { ::munmap(block, kBlockSize); }
 
   char* acquire() {
-    if (free_.empty()) return map_block();
+    if (free_.empty()) return new char[kBlockSize];
     char* b = free_.back();
     free_.pop_back();
     low_water_ = std::min(low_water_, free_.size());
@@ -60,7 +42,7 @@ class BufferPool {
     if (free_.size() < max_free_) {
       free_.push_back(block);
     } else {
-      unmap_block(block);
+      delete[] block;
     }
   }
   size_t free_blocks() const { return free_.size(); }
@@ -71,7 +53,7 @@ class BufferPool {
     const size_t unused = low_water_ > kTrimFloor ? low_water_ - kTrimFloor : 0;
     const size_t n = (unused + 1) / 2;
     // The list is LIFO: the front holds the blocks that went unused longest (coldest in cache).
-    for (size_t i = 0; i < n; ++i) unmap_block(free_[i]);
+    for (size_t i = 0; i < n; ++i) delete[] free_[i];
     free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
     low_water_ = free_.size();
     return n;
@@ -85,7 +67,6 @@ class BufferPool {
 
 // A read buffer: bytes [begin, end) of data are unconsumed. Holds a pool block, or a larger heap
 // block when a message head needs more than one block (rare; bounded by configured limits).
-// The capacity tells them apart: kBlockSize is a pool block (mapped), anything else new[].
 class IoBuffer {
  public:
   IoBuffer() = default;
@@ -107,12 +88,10 @@ class IoBuffer {
   }
   void reset(BufferPool* pool) {
     if (data_) {
-      if (cap_ != BufferPool::kBlockSize) {
-        delete[] data_;
-      } else if (pool) {
+      if (cap_ == BufferPool::kBlockSize && pool) {
         pool->release(data_);
       } else {
-        BufferPool::unmap_block(data_);
+        delete[] data_;
       }
     }
     data_ = nullptr;

@@ -1,14 +1,9 @@
 // The buffer pool's free list: reuse, the cap, and trim() giving back what a spike left behind
-// while a steady load keeps the blocks it uses; blocks come from mmap.
+// while a steady load keeps the blocks it uses.
 #include "turnpike/common/buffer_pool.h"
 
 #include <gtest/gtest.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstdint>
-#include <cstring>
 #include <vector>
 
 namespace turnpike {
@@ -98,57 +93,6 @@ TEST(BufferPoolTest, TrimFreesTheBlocksReturnedLongestAgo) {
   // The most recently returned blocks are still there, in LIFO order.
   EXPECT_EQ(pool.acquire(), blocks.back());
   pool.release(blocks.back());
-}
-
-// Whether the kernel has anything mapped at `p` (mincore fails with ENOMEM on an unmapped page).
-bool mapped(const char* p) {
-  unsigned char resident = 0;
-  void* page = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) & ~(uintptr_t(::sysconf(_SC_PAGESIZE)) - 1));
-  if (::mincore(page, 1, &resident) == 0) return true;
-  EXPECT_EQ(errno, ENOMEM);
-  return false;
-}
-
-// A trimmed block goes back to the kernel, not to malloc's heap, where the small objects that
-// outlive a spike would keep its pages resident.
-TEST(BufferPoolTest, TrimmedBlocksAreUnmapped) {
-  BufferPool pool;
-  std::vector<char*> blocks;
-  for (size_t i = 0; i < BufferPool::kTrimFloor + 20; ++i) blocks.push_back(pool.acquire());
-  for (char* b : blocks) {
-    std::memset(b, 'x', BufferPool::kBlockSize);  // resident
-    pool.release(b);
-  }
-  pool.trim();
-  ASSERT_EQ(pool.trim(), 10u);  // half of the 20 unused, the first returned
-  for (size_t i = 0; i < 10; ++i) {
-    EXPECT_FALSE(mapped(blocks[i])) << "block " << i;
-    EXPECT_FALSE(mapped(blocks[i] + BufferPool::kBlockSize - 1)) << "block " << i;
-  }
-  EXPECT_TRUE(mapped(blocks.back()));
-}
-
-TEST(BufferPoolTest, BlocksOverTheCapAreUnmapped) {
-  BufferPool pool(1);
-  char* a = pool.acquire();
-  char* b = pool.acquire();
-  pool.release(a);
-  pool.release(b);  // over the cap
-  EXPECT_TRUE(mapped(a));
-  EXPECT_FALSE(mapped(b));
-}
-
-TEST(BufferPoolTest, IoBufferGivesItsBlockBackWithoutAPool) {
-  char* block = nullptr;
-  {
-    BufferPool pool(0);  // keeps nothing
-    IoBuffer buffer;
-    buffer.ensure(pool);
-    block = buffer.tail();
-    buffer.commit(1);
-    EXPECT_TRUE(mapped(block));
-  }  // destroyed before the pool, with no pool to return it to: it unmaps the block itself
-  EXPECT_FALSE(mapped(block));
 }
 
 }  // namespace
