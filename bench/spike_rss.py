@@ -12,65 +12,15 @@ Prints one key=value line per spike and a final summary line; exit status 1 when
 99% of a spike's requests got a 200.
 """
 import argparse
-import os
 import socket
 import sys
 import time
 
-
-def tree(pid):
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                kids.setdefault(ppid, []).append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += kids.get(p, [])
-    return out
+from idle_conns import mem, read_response  # the same /proc and response readers
 
 
 def rss_kib(pid):
-    total = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
-def read_response(s):
-    """Reads one HTTP/1.1 response with Content-Length; returns the status code."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = s.recv(65536)
-        if not d:
-            raise ConnectionError("closed before response head")
-        buf += d
-    head, body = buf.split(b"\r\n\r\n", 1)
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split()[1])
-    length = 0
-    for line in lines[1:]:
-        k, _, v = line.partition(b":")
-        if k.strip().lower() == b"content-length":
-            length = int(v.strip())
-    while len(body) < length:
-        d = s.recv(65536)
-        if not d:
-            raise ConnectionError("closed in body")
-        body += d
-    return status
+    return mem(pid, "VmRSS")
 
 
 REQ = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
