@@ -79,6 +79,38 @@ request.get_method = string_getter("method")
 request.get_path = string_getter("path")
 request.get_client_ip = string_getter("client_ip")
 
+-- The rest of the request, response, upstream, log and consumer functions (turnpike/api.lua),
+-- over these four FFI primitives.
+local function get(field, arg)
+  local fn = current.request_api.get
+  if fn == nil or current.request == nil then return nil end
+  arg = arg or ""
+  return to_string(fn(current.request, field, arg, #arg, len_out))
+end
+
+local function set(field, arg, value)
+  local fn = current.request_api.set
+  if fn == nil or current.request == nil then return false end
+  arg = arg or ""
+  if value == nil then return fn(current.request, field, arg, #arg, nil, 0) == 0 end
+  return fn(current.request, field, arg, #arg, value, #value) == 0
+end
+
+local function get_int(field)
+  local fn = current.request_api.get_int
+  if fn == nil or current.request == nil then return nil end
+  local v = fn(current.request, field)
+  if v < 0 then return nil end
+  return tonumber(v)
+end
+
+local function log(level, message)
+  local fn = current.request_api.log
+  if fn ~= nil then fn(current.request, level, message, #message) end
+end
+
+require("turnpike.api")(turnpike, get, set, get_int, log)
+
 -- Shared dictionaries -------------------------------------------------------------------------
 -- turnpike.shared.<name> is the node-wide dictionary of that name (nil when none is configured),
 -- with the methods below; every worker of the node sees the same data.

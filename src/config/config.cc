@@ -60,6 +60,14 @@ std::optional<uint64_t> parse_size(std::string_view s) {
   return *n << shift;
 }
 
+bool Config::uses_plugins() const {
+  if (!plugins.empty()) return true;
+  for (const auto& l : listeners) if (!l.plugins.empty()) return true;
+  for (const auto& r : routes) if (!r.plugins.empty()) return true;
+  for (const auto& c : consumers) if (!c.plugins.empty()) return true;
+  return false;
+}
+
 const UpstreamConfig* Config::find_upstream(std::string_view name) const {
   for (const UpstreamConfig& u : upstreams) {
     if (u.name == name) return &u;

@@ -85,7 +85,7 @@ class Loader {
     root_line_ = detail::line_of(root);
     check_keys(top, root,
                {"workers", "drain_timeout", "via", "pid_file", "log", "limits", "listeners", "upstreams",
-                "routes"});
+                "routes", "plugins", "consumers", "plugin_paths", "lua", "shared_dicts"});
     load_workers(root["workers"]);
     field_duration(top, root, "drain_timeout", cfg_.drain_timeout, kZero);
     load_via(root["via"]);
@@ -106,6 +106,12 @@ class Loader {
     load_listeners(section("listeners"));
     if (const YAML::Node n = section("upstreams")) load_upstreams(n);
     if (const YAML::Node n = section("routes")) detail::load_routes(diag_, n, cfg_);
+    auto relative = [this](const std::string& p) { return relative_to_config(p); };
+    if (const YAML::Node n = section("plugins")) detail::load_plugins(Where(diag_, "", "plugins"), n, cfg_.plugins);
+    if (const YAML::Node n = section("consumers")) detail::load_consumers(diag_, n, cfg_);
+    if (const YAML::Node n = section("lua")) detail::load_lua(diag_, n, cfg_.lua, relative);
+    if (const YAML::Node n = section("plugin_paths")) detail::load_plugin_paths(diag_, n, cfg_.lua, relative);
+    if (const YAML::Node n = section("shared_dicts")) detail::load_shared_dicts(diag_, n, cfg_);
   }
 
  private:
@@ -252,7 +258,8 @@ class Loader {
       ListenerConfig l;
       l.source = w.source(item);
       Where lw = named_item(item, "listener", i, l.name);
-      check_keys(lw, item, {"name", "address", "port", "backlog", "tls", "http2"});
+      check_keys(lw, item, {"name", "address", "port", "backlog", "tls", "http2", "plugins"});
+      if (const YAML::Node p = item["plugins"]) detail::load_plugins(lw.key("plugins"), p, l.plugins);
       if (const YAML::Node a = item["address"]) {
         if (std::optional<std::string> s = detail::read_string(lw.key("address"), a)) {
           l.address = std::string(strip_brackets(*s));

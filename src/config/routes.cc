@@ -165,7 +165,7 @@ class RouteLoader {
     }
     check_keys(w, item,
                {"name", "listeners", "priority", "match", "upstream", "respond",
-                "request_headers", "response_headers"});
+                "request_headers", "response_headers", "plugins"});
     for (const RouteConfig& other : cfg_.routes) {
       if (other.name == r.name) {
         w.error(item["name"] ? item["name"] : item,
@@ -184,6 +184,7 @@ class RouteLoader {
     if (const YAML::Node h = item["response_headers"]) {
       load_header_ops(w.key("response_headers"), h, r.response_headers);
     }
+    if (const YAML::Node p = item["plugins"]) load_plugins(w.key("plugins"), p, r.plugins);
     cfg_.routes.push_back(std::move(r));
   }
 

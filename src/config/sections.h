@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,6 +38,15 @@ bool parse_host_port(std::string_view s, std::string& host, std::optional<int64_
 // Reads the `routes` list into cfg.routes, checking references against cfg.listeners and
 // cfg.upstreams, which must already be loaded.
 void load_routes(Diagnostics& diag, const YAML::Node& routes, Config& cfg);
+
+// The plugin sections (plugins.cc). `relative` resolves a path against the config's directory.
+void load_plugins(const Where& w, const YAML::Node& n, PluginList& out);
+void load_consumers(Diagnostics& diag, const YAML::Node& n, Config& cfg);
+void load_lua(Diagnostics& diag, const YAML::Node& n, LuaConfig& lua,
+              const std::function<std::string(const std::string&)>& relative);
+void load_plugin_paths(Diagnostics& diag, const YAML::Node& n, LuaConfig& lua,
+                       const std::function<std::string(const std::string&)>& relative);
+void load_shared_dicts(Diagnostics& diag, const YAML::Node& n, Config& cfg);
 
 // Warnings about a config that loaded without errors (checks.cc): routes that can never match,
 // routes that can send a request back to the listener it came from. In file order.

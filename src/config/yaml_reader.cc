@@ -109,37 +109,6 @@ std::string format_size(uint64_t v) {
   return std::to_string(v);
 }
 
-// Optimal string alignment distance: Levenshtein plus adjacent transpositions ("pahts").
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
-  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t cost = ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]) ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[a.size()][b.size()];
-}
-
-// The allowed key a typo most likely meant, or empty when none is close.
-std::string_view nearest(std::string_view key, std::initializer_list<std::string_view> allowed) {
-  std::string_view best;
-  size_t best_distance = key.size() <= 4 ? 1 : 2;
-  for (std::string_view a : allowed) {
-    size_t dist = edit_distance(key, a);
-    if (dist <= best_distance && (best.empty() || dist < best_distance)) {
-      best = a;
-      best_distance = dist;
-    }
-  }
-  return best;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -175,7 +144,7 @@ void check_keys(const Where& w, const YAML::Node& map,
     seen.push_back(name);
     if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) continue;
     std::string msg = "unknown key " + quote(name);
-    if (std::string_view guess = nearest(name, allowed); !guess.empty()) {
+    if (std::string_view guess = nearest_name(name, std::span<const std::string_view>(allowed.begin(), allowed.size())); !guess.empty()) {
       msg += " (did you mean " + quote(guess) + "?)";
     }
     w.error(k, msg);

@@ -228,6 +228,15 @@ void format_access_text(const AccessRecord& r, fmt::memory_buffer& out) {
   }
   append(out, " err=");
   append_text(out, r.error, false);
+  // Set by plugins; left out when unset, so lines without plugins keep their shape.
+  if (!r.consumer.empty()) {
+    append(out, " consumer=");
+    append_text(out, r.consumer, false);
+  }
+  if (!r.request_id.empty()) {
+    append(out, " rid=");
+    append_text(out, r.request_id, false);
+  }
 }
 
 void format_access_json(const AccessRecord& r, fmt::memory_buffer& out) {
@@ -263,6 +272,8 @@ void format_access_json(const AccessRecord& r, fmt::memory_buffer& out) {
   str(",\"user_agent\":", r.user_agent);
   str(",\"referer\":", r.referer);
   str(",\"error\":", r.error);
+  if (!r.consumer.empty()) str(",\"consumer\":", r.consumer);
+  if (!r.request_id.empty()) str(",\"request_id\":", r.request_id);
   out.push_back('}');
 }
 

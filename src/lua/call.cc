@@ -70,8 +70,6 @@ void Vm::release_thread(lua_State* co, int ref, bool reusable) {
 
 namespace {
 
-asio::awaitable<CallResult> nothing_to_do() { co_return CallResult::ok(); }
-
 // What a PDK yield asks for: the values after the tag are (kind, args...).
 enum class YieldKind : uint8_t {
   sleep,    // (seconds): resume after that long
@@ -130,12 +128,67 @@ CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, 
   return result;
 }
 
-// Not a coroutine itself: the function and its arguments are pushed onto the new Lua thread now,
-// so the Refs need only live until call() returns, however late the awaitable starts.
-asio::awaitable<CallResult> Vm::call(std::shared_ptr<const Generation> gen, size_t plugin,
-                                     Phase phase, const Ref& conf, const Ref& ctx,
-                                     tp_request* request) {
-  if (!gen->plugins().at(plugin).has_phase(phase)) return nothing_to_do();
+// One resumption of a call's Lua thread and what it ended with.
+struct Vm::Step {
+  enum Kind : uint8_t { returned, failed, exited, sleeping } kind = returned;
+  int status = 0;                      // failed: the lua_resume status
+  std::chrono::nanoseconds sleep{};    // sleeping
+};
+
+Vm::Step Vm::resume(lua_State* co, int nargs, int64_t& budget, tp_request* request) {
+  current_.request = request;
+  start_budget(budget);
+  enforce_limit_ = true;
+  int status = lua_resume(co, nargs);
+  enforce_limit_ = false;
+  budget = budget_left_;
+  current_.request = nullptr;
+  if (status == 0) return {Step::returned};
+  if (status != LUA_YIELD) return {Step::failed, status};
+  switch (yield_kind(co)) {
+    case YieldKind::sleep: {
+      Step step{Step::sleeping};
+      step.sleep = sleep_duration(co);
+      lua_settop(co, 0);
+      return step;
+    }
+    case YieldKind::exit: return {Step::exited};
+    case YieldKind::foreign: break;
+  }
+  lua_settop(co, 0);
+  lua_pushstring(co, "coroutine.yield called outside the PDK (use turnpike.sleep)");
+  return {Step::failed, LUA_ERRRUN};
+}
+
+// The outcome of a step that ended the call (anything but sleeping).
+CallResult Vm::finish(lua_State* co, const Step& step, ThreadRef& thread, const PluginInfo& info,
+                      Phase phase) {
+  switch (step.kind) {
+    case Step::returned: thread.returned(); return CallResult::ok();
+    case Step::failed: return call_failed(co, step.status, info, phase);
+    case Step::exited: {
+      CallResult result;
+      result.status = CallStatus::exit;
+      result.exit_status = static_cast<int>(lua_tointeger(co, 3));
+      size_t len = 0;
+      const char* body = lua_tolstring(co, 4, &len);
+      if (body) result.exit_body.assign(body, len);
+      read_exit_headers(co, 5, result.exit_headers);
+      return result;  // the suspended coroutine is never resumed; releasing it frees it
+    }
+    case Step::sleeping: break;
+  }
+  return CallResult::ok();
+}
+
+// The function and its arguments are pushed onto the Lua thread and the first resumption runs
+// now, so conf and ctx need only live until start() returns, and a call that does not wait
+// costs no coroutine frame.
+CallStart Vm::start(std::shared_ptr<const Generation> gen, size_t plugin, Phase phase,
+                    const Ref& conf, const Ref& ctx, tp_request* request) {
+  CallStart out;
+  const PluginInfo& info = gen->plugins().at(plugin);
+  if (!info.has_phase(phase)) return out;
 
   lua_State* co = nullptr;
   int ref = take_thread(co);
@@ -148,54 +201,47 @@ asio::awaitable<CallResult> Vm::call(std::shared_ptr<const Generation> gen, size
   lua_settop(co, 1);
   if (conf.valid()) lua_rawgeti(co, LUA_REGISTRYINDEX, conf.id()); else lua_pushnil(co);
   if (ctx.valid()) lua_rawgeti(co, LUA_REGISTRYINDEX, ctx.id()); else lua_pushnil(co);
-  return run(std::move(gen), plugin, phase, co, std::move(thread), request);
+
+  int64_t budget = static_cast<int64_t>(cfg_.instruction_budget);
+  Step step = resume(co, 2, budget, request);
+  if (step.kind != Step::sleeping) {
+    out.result = finish(co, step, thread, info, phase);
+    return out;
+  }
+  out.done = false;
+  out.rest.emplace(run(std::move(gen), plugin, phase, co, std::move(thread), request, budget, step.sleep));
+  return out;
 }
 
-// Resumes the Lua thread until it returns, fails or exits, waiting wherever the PDK asks.
+asio::awaitable<CallResult> Vm::call(std::shared_ptr<const Generation> gen, size_t plugin,
+                                     Phase phase, const Ref& conf, const Ref& ctx,
+                                     tp_request* request) {
+  CallStart s = start(std::move(gen), plugin, phase, conf, ctx, request);
+  if (!s.done) return std::move(*s.rest);
+  return ready(std::move(s.result));
+}
+
+asio::awaitable<CallResult> Vm::ready(CallResult result) { co_return result; }
+
+// Goes on with a call that is waiting (turnpike.sleep): waits, resumes, until it ends.
 asio::awaitable<CallResult> Vm::run(std::shared_ptr<const Generation> gen, size_t plugin,
                                     Phase phase, lua_State* co, ThreadRef thread,
-                                    tp_request* request) {
+                                    tp_request* request, int64_t budget,
+                                    std::chrono::nanoseconds sleep) {
   const PluginInfo& info = gen->plugins()[plugin];
-  int nargs = 2;
-  int64_t budget = static_cast<int64_t>(cfg_.instruction_budget);
+  const auto deadline = std::chrono::steady_clock::now() + cfg_.phase_timeout;
   for (;;) {
-    current_.request = request;
-    start_budget(budget);
-    enforce_limit_ = true;
-    int status = lua_resume(co, nargs);
-    enforce_limit_ = false;
-    budget = budget_left_;
-    current_.request = nullptr;
-    if (status == 0) {
-      thread.returned();
-      co_return CallResult::ok();
+    const auto wake = std::chrono::steady_clock::now() + sleep;
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::min(wake, deadline));
+    co_await timer.async_wait(asio::use_awaitable);
+    if (wake > deadline) {
+      lua_settop(co, 0);
+      lua_pushstring(co, "phase time budget exceeded (lua.phase_timeout): the call waited too long");
+      co_return call_failed(co, LUA_ERRRUN, info, phase);
     }
-    if (status != LUA_YIELD) co_return call_failed(co, status, info, phase);
-
-    switch (yield_kind(co)) {
-      case YieldKind::sleep: {
-        asio::steady_timer timer(co_await asio::this_coro::executor, sleep_duration(co));
-        lua_settop(co, 0);
-        co_await timer.async_wait(asio::use_awaitable);
-        nargs = 0;
-        break;
-      }
-      case YieldKind::exit: {
-        CallResult result;
-        result.status = CallStatus::exit;
-        result.exit_status = static_cast<int>(lua_tointeger(co, 3));
-        size_t len = 0;
-        const char* body = lua_tolstring(co, 4, &len);
-        if (body) result.exit_body.assign(body, len);
-        read_exit_headers(co, 5, result.exit_headers);
-        co_return result;  // the suspended coroutine is never resumed; releasing it frees it
-      }
-      case YieldKind::foreign: {
-        lua_settop(co, 0);
-        lua_pushstring(co, "coroutine.yield called outside the PDK (use turnpike.sleep)");
-        co_return call_failed(co, LUA_ERRRUN, info, phase);
-      }
-    }
+    Step step = resume(co, 0, budget, request);
+    if (step.kind != Step::sleeping) co_return finish(co, step, thread, info, phase);
+    sleep = step.sleep;
   }
 }
 

@@ -57,6 +57,52 @@ int string_getter(lua_State* L) {
   return push_string_or_nil(L, value, len);
 }
 
+// get(field, arg): tp_request_api.get; arg may be nil.
+int generic_get(lua_State* L) {
+  int field = static_cast<int>(luaL_checkinteger(L, 1));
+  size_t arg_len = 0;
+  const char* arg = lua_isnoneornil(L, 2) ? "" : luaL_checklstring(L, 2, &arg_len);
+  tp_pdk_current& c = current(L);
+  if (!c.request_api->get || !c.request) return push_string_or_nil(L, nullptr, 0);
+  size_t len = 0;
+  const char* value = c.request_api->get(c.request, field, arg, arg_len, &len);
+  return push_string_or_nil(L, value, len);
+}
+
+// set(field, arg, value): true when done; a nil value clears where the field allows it.
+int generic_set(lua_State* L) {
+  int field = static_cast<int>(luaL_checkinteger(L, 1));
+  size_t arg_len = 0, len = 0;
+  const char* arg = lua_isnoneornil(L, 2) ? "" : luaL_checklstring(L, 2, &arg_len);
+  const char* value = lua_isnoneornil(L, 3) ? nullptr : luaL_checklstring(L, 3, &len);
+  tp_pdk_current& c = current(L);
+  bool done = c.request_api->set && c.request &&
+              c.request_api->set(c.request, field, arg, arg_len, value, len) == 0;
+  lua_pushboolean(L, done);
+  return 1;
+}
+
+int generic_get_int(lua_State* L) {
+  int field = static_cast<int>(luaL_checkinteger(L, 1));
+  tp_pdk_current& c = current(L);
+  if (!c.request_api->get_int || !c.request) {
+    lua_pushnil(L);
+    return 1;
+  }
+  int64_t v = c.request_api->get_int(c.request, field);
+  if (v < 0) lua_pushnil(L); else lua_pushnumber(L, static_cast<lua_Number>(v));
+  return 1;
+}
+
+int generic_log(lua_State* L) {
+  int level = static_cast<int>(luaL_checkinteger(L, 1));
+  size_t len = 0;
+  const char* msg = luaL_checklstring(L, 2, &len);
+  tp_pdk_current& c = current(L);
+  if (c.request_api->log) c.request_api->log(c.request, level, msg, len);
+  return 0;
+}
+
 // ---- Shared dictionaries: each method is a closure over its SharedDict, called as d:get(k) ----
 
 SharedDict& shared(lua_State* L) {
@@ -172,6 +218,11 @@ void push_classic_request(lua_State* L, tp_pdk_current* cur) {
       {"get_method", string_getter<&tp_request_api::method>},
       {"get_path", string_getter<&tp_request_api::path>},
       {"get_client_ip", string_getter<&tp_request_api::client_ip>},
+      // The primitives plugins/lib/turnpike/api.lua builds the rest of the PDK from.
+      {"_get", generic_get},
+      {"_set", generic_set},
+      {"_get_int", generic_get_int},
+      {"_log", generic_log},
   };
   lua_createtable(L, 0, sizeof functions / sizeof functions[0]);
   for (const luaL_Reg& f : functions) {

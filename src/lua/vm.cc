@@ -183,6 +183,8 @@ bool Vm::boot(std::string& error) {
   lua_setfield(L_, -2, "current");
   lua_pushlightuserdata(L_, const_cast<char*>(&kYieldTag));
   lua_setfield(L_, -2, "yield_tag");
+  lua_pushlightuserdata(L_, const_cast<char*>(&kEnvKey));
+  lua_setfield(L_, -2, "env_key");
   push_classic_request(L_, &current_);
   lua_setfield(L_, -2, "classic_request");
   push_classic_shared_open(L_, &current_);
@@ -240,15 +242,16 @@ static void append_strings(lua_State* L, int index, std::vector<std::string>& ou
 
 static PluginInfo describe(lua_State* L) {
   PluginInfo info;
-  info.name = lua_tostring(L, -5);
-  info.version = lua_tostring(L, -4);
-  info.priority = static_cast<int>(lua_tointeger(L, -3));
-  info.trusted = lua_toboolean(L, -2);
+  info.name = lua_tostring(L, -6);
+  info.version = lua_tostring(L, -5);
+  info.priority = static_cast<int>(lua_tointeger(L, -4));
+  info.trusted = lua_toboolean(L, -3);
   for (size_t p = 0; p < kPhaseCount; ++p) {
-    lua_rawgeti(L, -1, static_cast<int>(p + 1));
+    lua_rawgeti(L, -2, static_cast<int>(p + 1));
     info.phases[p] = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
+  info.credential = lua_toboolean(L, -1);
   return info;
 }
 
@@ -279,13 +282,13 @@ std::shared_ptr<const Generation> Vm::load(const std::vector<std::string>& names
     lua_rawgeti(L_, -2, static_cast<int>(i + 1));
     // Protected like everything else: the count hook is live, and an error outside a pcall
     // would end the process.
-    if (!protected_call(1, 5, error)) {
+    if (!protected_call(1, 6, error)) {
       errors.push_back("plugin \"" + names[i] + "\": " + error);
       lua_settop(L_, top);
       return nullptr;
     }
     plugins.push_back(describe(L_));
-    lua_pop(L_, 5);
+    lua_pop(L_, 6);
   }
   int ref = make_ref();
   lua_settop(L_, top);
@@ -346,13 +349,14 @@ static void push_conf(lua_State* L, const ConfValue& v) {
 }
 
 Ref Vm::check_conf(const Generation& gen, size_t plugin, const ConfValue& conf,
-                   std::vector<std::string>& errors) {
+                   std::vector<std::string>& errors, bool consumer) {
   push_conf(L_, conf);
-  return check_pushed_conf(gen, plugin, errors);
+  return check_pushed_conf(gen, plugin, errors, consumer);
 }
 
 // Validates the conf on top of the stack (popped) with the runtime's check_conf.
-Ref Vm::check_pushed_conf(const Generation& gen, size_t plugin, std::vector<std::string>& errors) {
+Ref Vm::check_pushed_conf(const Generation& gen, size_t plugin, std::vector<std::string>& errors,
+                          bool consumer) {
   int conf = lua_gettop(L_);
   int top = conf - 1;
   std::string error;
@@ -361,7 +365,8 @@ Ref Vm::check_pushed_conf(const Generation& gen, size_t plugin, std::vector<std:
   lua_rawgeti(L_, -1, static_cast<int>(plugin + 1));
   lua_remove(L_, -2);
   lua_pushvalue(L_, conf);
-  if (!protected_call(2, 2, error)) {
+  lua_pushboolean(L_, consumer);
+  if (!protected_call(3, 2, error)) {
     errors.push_back(std::move(error));
     lua_settop(L_, top);
     return {};
@@ -377,8 +382,38 @@ Ref Vm::check_pushed_conf(const Generation& gen, size_t plugin, std::vector<std:
   return ref;
 }
 
-Ref Vm::new_ctx() {
+Ref Vm::new_ctx(const Ref* env) {
+  lua_createtable(L_, 0, 4);
+  if (env && env->valid()) {
+    lua_pushlightuserdata(L_, const_cast<char*>(&kEnvKey));
+    lua_rawgeti(L_, LUA_REGISTRYINDEX, env->id());
+    lua_rawset(L_, -3);
+  }
+  return Ref(this, make_ref());
+}
+
+Ref Vm::make_env(const std::vector<EnvConsumer>& consumers) {
+  lua_createtable(L_, 0, 2);
+  lua_createtable(L_, static_cast<int>(consumers.size()), 0);
+  for (size_t i = 0; i < consumers.size(); ++i) {
+    const EnvConsumer& c = consumers[i];
+    lua_createtable(L_, 0, 3);
+    lua_pushlstring(L_, c.username.data(), c.username.size());
+    lua_setfield(L_, -2, "username");
+    lua_pushinteger(L_, static_cast<lua_Integer>(i));
+    lua_setfield(L_, -2, "index");
+    lua_createtable(L_, 0, static_cast<int>(c.plugins.size()));
+    for (const auto& [name, conf] : c.plugins) {
+      lua_pushlstring(L_, name.data(), name.size());
+      lua_rawgeti(L_, LUA_REGISTRYINDEX, conf->id());
+      lua_rawset(L_, -3);
+    }
+    lua_setfield(L_, -2, "plugins");
+    lua_rawseti(L_, -2, static_cast<int>(i + 1));
+  }
+  lua_setfield(L_, -2, "consumers");
   lua_newtable(L_);
+  lua_setfield(L_, -2, "index");
   return Ref(this, make_ref());
 }
 

@@ -15,6 +15,9 @@ inline constexpr const char* kBudgetMessage = "instruction budget exceeded";
 // The first value a PDK yield passes to coroutine.yield, so a plugin's own bare yield cannot be
 // mistaken for one (plugins/lib/turnpike.lua receives its address as bridge.yield_tag).
 inline constexpr char kYieldTag = 0;
+// The key (a light userdata) under which a request's ctx table holds its environment: the
+// consumers of the request's config generation (Vm::make_env), read by turnpike.consumer.
+inline constexpr char kEnvKey = 0;
 
 // The shared-dictionary functions the FFI side calls (shared_dict_ffi.cc).
 const tp_shared_api& shared_api();

@@ -49,13 +49,13 @@ void write_request_head(RequestContext& ctx, const upstream::ResolvedNode& node)
   out.clear();
   out.put(ctx.head.method_name);
   out.put(' ');
-  out.put(ctx.path);
+  out.put(ctx.upstream_path.empty() ? std::string_view(ctx.path) : ctx.upstream_path);
   if (ctx.has_query) {
     out.put('?');
     out.put(ctx.query);
   }
   out.put(" HTTP/1.1\r\n"sv);
-  out.put_field("Host", ctx.authority.empty() ? std::string_view(node.address) : ctx.authority);
+  out.put_field("Host", upstream_authority(ctx, node));
 
   for_each_forwarded_field(ctx, [&out](std::string_view name, std::string_view value) { out.put_field(name, value); });
 
@@ -415,9 +415,15 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     ctx.upstream_tries.end(rh.status);
     ctx.response_status = rh.status;
     size_t i = 0;
-    if (ctx.route && !ctx.route->filters.empty()) {
-      if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
-        co_await finish_phase(ctx, Phase::header_filter, i);
+    if (!ctx.filters.empty()) {
+      FilterStatus st = run_phase_hooks(ctx, Phase::header_filter, i);
+      if (st == FilterStatus::suspend) st = co_await finish_phase(ctx, Phase::header_filter, i);
+      if (st == FilterStatus::respond) {
+        // A header filter answers instead of the upstream: its response goes to the client and
+        // the upstream's, unread, goes with its connection.
+        release_upstream(ctx, pool, conn, false);
+        co_await send_local_response(ctx, downstream, false);
+        co_return;
       }
     }
     conn->buffer.consume(rh.head_length);
@@ -444,14 +450,15 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     }
 
     ResponseOut out;
-    out.status = rh.status;
-    out.reason = rh.reason;
+    // A header filter may have changed the status; the upstream's reason phrase then no longer fits.
+    out.status = ctx.response_status;
+    if (ctx.response_status == rh.status) out.reason = rh.reason;
     out.headers = &ctx.response_headers;
     out.no_body = rh.framing == http::BodyFraming::none;
     out.keep_content_length_header = out.no_body;
     if (rh.framing == http::BodyFraming::content_length) out.content_length = rh.content_length;
 
-    const bool has_body_filters = ctx.route && !ctx.route->filters.empty();
+    const bool has_body_filters = !ctx.filters.empty();
     uint64_t remaining = rh.framing == http::BodyFraming::content_length ? rh.content_length : 0;
     bool done = out.no_body || (rh.framing == http::BodyFraming::content_length && remaining == 0);
     bool reusable = rh.keep_alive && rh.framing != http::BodyFraming::until_close;
@@ -497,7 +504,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
       uint64_t piece_bytes = 0;
       for (auto v : ctx.body_views) piece_bytes += v.size();
       if (has_body_filters) {
-        for (const auto& f : ctx.route->filters) {
+        for (const HttpFilter* f : ctx.filters) {
           for (auto v : ctx.body_views) f->on_response_body(ctx, v, false);
           if (done) f->on_response_body(ctx, {}, true);
         }

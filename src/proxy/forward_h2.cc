@@ -65,7 +65,8 @@ std::string_view stash(std::string& bytes, std::string_view s, bool lower) {
 // fields (for_each_forwarded_field drops them). The views point into ctx and s->nv_bytes.
 void build_h2_request(RequestContext& ctx, H2UpstreamStream& s, const upstream::ResolvedNode& node, bool tls,
                       bool grpc) {
-  size_t room = ctx.path.size() + ctx.query.size() + 64;
+  const std::string_view request_path = ctx.upstream_path.empty() ? std::string_view(ctx.path) : ctx.upstream_path;
+  size_t room = request_path.size() + ctx.query.size() + 64;
   for (const auto& h : ctx.headers) room += h.name.size();
   for (const auto& e : ctx.request_edits) room += e.name.size();
   s.nv_bytes.clear();
@@ -74,11 +75,11 @@ void build_h2_request(RequestContext& ctx, H2UpstreamStream& s, const upstream::
 
   s.nva.push_back(make_nv(":method"sv, ctx.head.method_name));
   s.nva.push_back(make_nv(":scheme"sv, tls ? "https"sv : "http"sv));
-  s.nva.push_back(make_nv(":authority"sv, ctx.authority.empty() ? std::string_view(node.address) : ctx.authority));
-  std::string_view path = ctx.path;
+  s.nva.push_back(make_nv(":authority"sv, upstream_authority(ctx, node)));
+  std::string_view path = request_path;
   if (ctx.has_query) {
     size_t at = s.nv_bytes.size();
-    s.nv_bytes.append(ctx.path).append("?"sv).append(ctx.query);
+    s.nv_bytes.append(request_path).append("?"sv).append(ctx.query);
     path = std::string_view(s.nv_bytes).substr(at);
   }
   s.nva.push_back(make_nv(":path"sv, path));
@@ -404,19 +405,24 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
   ctx.response_status = s.status;
   ctx.response_headers.assign(s.headers.begin(), s.headers.end());
   size_t i = 0;
-  if (ctx.route && !ctx.route->filters.empty()) {
-    if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
-      co_await finish_phase(ctx, Phase::header_filter, i);
+  if (!ctx.filters.empty()) {
+    FilterStatus st = run_phase_hooks(ctx, Phase::header_filter, i);
+    if (st == FilterStatus::suspend) st = co_await finish_phase(ctx, Phase::header_filter, i);
+    if (st == FilterStatus::respond) {
+      // A header filter answers instead of the upstream; the upstream stream is reset when the
+      // pipeline finishes it (forward_h2), its body unread.
+      co_await send_local_response(ctx, downstream, false);
+      co_return;
     }
   }
   ResponseOut out;
-  out.status = s.status;
+  out.status = ctx.response_status;
   out.headers = &ctx.response_headers;
   out.no_body = ctx.head.method == http::Method::head || s.status == 204 || s.status == 304;
   out.keep_content_length_header = out.no_body;
   out.content_length = content_length_of(s.headers);
   const bool chunked_out = !out.no_body && !out.content_length;
-  const bool has_body_filters = ctx.route && !ctx.route->filters.empty();
+  const bool has_body_filters = !ctx.filters.empty();
   bool first = true;
   bool body_touched = false;
   boost::system::error_code client_ec;
@@ -452,7 +458,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
     // Not ctx.body_views: those may still be request pieces the provider has to copy.
     std::span<const std::string_view> pieces(&piece, piece.empty() ? 0 : 1);
     if (has_body_filters) {
-      for (const auto& f : ctx.route->filters) {
+      for (const HttpFilter* f : ctx.filters) {
         if (!piece.empty()) f->on_response_body(ctx, piece, false);
         if (end) f->on_response_body(ctx, {}, true);
       }

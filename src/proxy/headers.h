@@ -16,6 +16,13 @@ namespace turnpike::proxy {
 
 using namespace std::string_view_literals;
 
+// The Host / :authority the upstream gets: a plugin's choice, else the client's, else the node.
+template <class Node>
+inline std::string_view upstream_authority(const RequestContext& ctx, const Node& node) {
+  if (!ctx.upstream_host.empty()) return ctx.upstream_host;
+  return ctx.authority.empty() ? std::string_view(node.address) : ctx.authority;
+}
+
 // Collects the tokens of every Connection field (RFC 9110 §7.6.1): those fields are hop-by-hop.
 inline void collect_connection_tokens(const std::vector<http::Header>& headers,
                                       std::vector<std::string_view>& out) {

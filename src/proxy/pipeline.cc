@@ -13,6 +13,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "grpc.h"
 #include "headers.h"
 #include "turnpike/common/strings.h"
@@ -45,9 +47,31 @@ std::string_view to_string(Phase p) noexcept {
   return "unknown";
 }
 
+// A consumer was attached by the filter at `i` (an authentication plugin): its plugins join the
+// request's chain — replacing the route's use of the same plugin, else in priority order — and
+// `i` moves to where that filter is now, so the phase goes on after it. A consumer plugin ordered
+// before the authenticating one does not run this phase (it comes too late for it).
+void merge_consumer(RequestContext& ctx, size_t& i) {
+  ctx.consumer_changed = false;
+  const HttpFilter* current = ctx.filters[i];
+  const FilterChain& add = ctx.snapshot->consumers[static_cast<size_t>(ctx.consumer)].filters;
+  for (const HttpFilter* f : add) {
+    auto same = std::find_if(ctx.filters.begin(), ctx.filters.end(),
+                             [f](const HttpFilter* o) { return o->name() == f->name(); });
+    if (same != ctx.filters.end()) {
+      *same = f;
+      continue;
+    }
+    auto at = std::find_if(ctx.filters.begin(), ctx.filters.end(),
+                           [f](const HttpFilter* o) { return o->priority() < f->priority(); });
+    ctx.filter_slots.insert(ctx.filter_slots.begin() + (at - ctx.filters.begin()), 0);
+    ctx.filters.insert(at, f);
+  }
+  i = static_cast<size_t>(std::find(ctx.filters.begin(), ctx.filters.end(), current) - ctx.filters.begin());
+}
+
 FilterStatus run_phase_hooks(RequestContext& ctx, Phase phase, size_t& i) {
-  if (!ctx.route) return FilterStatus::proceed;
-  const auto& filters = ctx.route->filters;
+  const auto& filters = ctx.filters;
   for (; i < filters.size(); ++i) {
     const HttpFilter& f = *filters[i];
     FilterStatus st = FilterStatus::proceed;
@@ -59,6 +83,7 @@ FilterStatus run_phase_hooks(RequestContext& ctx, Phase phase, size_t& i) {
       case Phase::body_filter:
       case Phase::log: break;  // not status-returning phases
     }
+    if (ctx.consumer_changed) merge_consumer(ctx, i);
     if (st != FilterStatus::proceed) return st;
   }
   return FilterStatus::proceed;
@@ -69,7 +94,7 @@ namespace {
 // A filter broke the suspend contract: the request fails closed (an access filter that
 // misbehaves must not let the request through).
 FilterStatus filter_failed(RequestContext& ctx, Phase phase, size_t i, std::string_view why) {
-  spdlog::error("filter {} {} in phase {}; the request fails", ctx.route->filters[i]->name(), why, to_string(phase));
+  spdlog::error("filter {} {} in phase {}; the request fails", ctx.filters[i]->name(), why, to_string(phase));
   ctx.error = "filter_failed";
   LocalResponse& lr = ctx.local_response;
   lr.clear();
@@ -89,6 +114,7 @@ boost::asio::awaitable<FilterStatus> finish_phase(RequestContext& ctx, Phase pha
     ctx.pending.reset();
     FilterStatus st = co_await std::move(work);
     if (st == FilterStatus::suspend) co_return filter_failed(ctx, phase, i, "resumed with suspend");
+    if (ctx.consumer_changed) merge_consumer(ctx, i);
     if (st == FilterStatus::respond) co_return st;
     st = run_phase_hooks(ctx, phase, ++i);
     if (st != FilterStatus::suspend) co_return st;
@@ -139,6 +165,8 @@ void write_access_log(const RequestContext& ctx) {
     else if (iequals(h.name, "referer")) r.referer = h.value;
   }
   r.error = ctx.error;
+  if (ctx.consumer >= 0) r.consumer = ctx.snapshot->config->consumers[static_cast<size_t>(ctx.consumer)].username;
+  r.request_id = ctx.request_id;
   log::write_access(r);
 }
 
@@ -153,16 +181,27 @@ std::string error_json(std::string_view code, std::string_view message) {
   return body;
 }
 
-boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream& downstream) {
+boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream& downstream,
+                                                 bool header_filters) {
   LocalResponse& lr = ctx.local_response;
-  ctx.response_headers.clear();
-  if (!lr.content_type.empty()) ctx.response_headers.push_back({"Content-Type", lr.content_type});
-  for (const auto& [name, value] : lr.headers) ctx.response_headers.push_back({name, value});
-  ctx.response_status = lr.status;
-
-  size_t i = 0;
-  if (run_phase_hooks(ctx, Phase::header_filter, i) == FilterStatus::suspend) {
-    co_await finish_phase(ctx, Phase::header_filter, i);
+  auto adopt_local = [&ctx, &lr] {
+    ctx.response_headers.clear();
+    if (!lr.content_type.empty()) ctx.response_headers.push_back({"Content-Type", lr.content_type});
+    for (const auto& [name, value] : lr.headers) ctx.response_headers.push_back({name, value});
+    ctx.response_status = lr.status;
+  };
+  adopt_local();
+  if (header_filters) {
+    size_t i = 0;
+    FilterStatus st = run_phase_hooks(ctx, Phase::header_filter, i);
+    if (st == FilterStatus::suspend) st = co_await finish_phase(ctx, Phase::header_filter, i);
+    if (st == FilterStatus::respond) {
+      ctx.response_edits.clear();  // edits made for the response being replaced
+      adopt_local();
+    }
+  }
+  if (ctx.response_status != lr.status && ctx.response_status >= 100 && ctx.response_status <= 599) {
+    lr.status = ctx.response_status;  // a header filter changed it
   }
 
   ResponseOut out;
@@ -226,6 +265,10 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
     co_await respond_error(ctx, downstream, 404, "no_route", "no route matches this request");
   } else {
     ctx.route = &ctx.snapshot->routes[ctx.match.route_index];
+    const FilterChain& chain = ctx.listener->chains[ctx.match.route_index];
+    ctx.filters.assign(chain.begin(), chain.end());
+    ctx.filter_slots.assign(chain.size(), 0);
+    if (ctx.snapshot->plugins) ctx.plugins = worker.plugins().find(ctx.snapshot->generation);
     // ---- rewrite, access ----
     // Each phase runs its hooks as plain calls; only a filter that really suspends costs a
     // coroutine, and the phase then goes on after that filter (finish_phase).
@@ -278,8 +321,8 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
     if (!ctx.response_started) ctx.response_status = 499;
     ctx.error = "client_reset";
   }
-  if (ctx.route) {
-    for (const auto& f : ctx.route->filters) f->on_log(ctx);
+  for (const HttpFilter* f : ctx.filters) {
+    if (f->has_log()) co_await f->on_log(ctx);
   }
   write_access_log(ctx);
 }

@@ -23,8 +23,12 @@ std::string error_json(std::string_view code, std::string_view message);
 boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& downstream, int status,
                                            std::string_view code, std::string_view message);
 
-// Sends ctx.local_response (header filters run first).
-boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream& downstream);
+// Sends ctx.local_response (header filters run first, unless `header_filters` is false: the
+// response comes from a header filter itself). A header filter may change the status and the
+// fields; one that answers (respond) replaces the response with its own, without running the
+// header filters again.
+boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream& downstream,
+                                                 bool header_filters = true);
 
 // Proxies the request to an HTTP/1.1 upstream (forward_h1.cc).
 boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,

@@ -28,6 +28,8 @@ void RequestContext::reset() {
   pending.reset();
   reset_part<RoutingState>(*this, &RoutingState::request_edits, &RoutingState::response_edits,
                            &RoutingState::local_response);
+  // The Lua ctx table is released here (a Ref unrefs itself when replaced).
+  reset_part<FilterState>(*this, &FilterState::filters, &FilterState::filter_slots, &FilterState::request_id);
   reset_part<RequestBody>(*this, &RequestBody::body_views);
   reset_part<ResponseState>(*this, &ResponseState::response_headers, &ResponseState::response_trailers);
   reset_part<LogState>(*this);

@@ -190,6 +190,9 @@ class Server {
   boost::asio::io_context main_;
   boost::asio::signal_set signals_;
   std::shared_ptr<const Snapshot> snapshot_;
+  // The node's shared dictionaries: made at start, used by every worker (declared before them).
+  lua::SharedDicts shared_dicts_;
+  std::vector<config::SharedDictConfig> shared_dicts_config_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::map<std::string, BoundListener> listeners_;
   unsigned worker_count_ = 1;
@@ -208,6 +211,18 @@ bool Server::holds(const config::ListenerConfig& l) const {
   }
   return false;
 }
+
+namespace {
+
+bool same_dicts(const std::vector<config::SharedDictConfig>& a, const std::vector<config::SharedDictConfig>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].name != b[i].name || a[i].size != b[i].size) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 void Server::report(const std::vector<config::ConfigError>& errors) {
   for (const auto& e : errors) spdlog::error("{}", e.to_string());
@@ -261,8 +276,10 @@ bool Server::start() {
     return false;
   }
   pid_file_ = snapshot_->config->pid_file;
+  for (const auto& d : snapshot_->config->shared_dicts) shared_dicts_.add(d.name, d.size);
+  shared_dicts_config_ = snapshot_->config->shared_dicts;
   for (unsigned w = 0; w < worker_count_; ++w) {
-    workers_.push_back(std::make_unique<Worker>(w, snapshot_));
+    workers_.push_back(std::make_unique<Worker>(w, snapshot_, &shared_dicts_));
   }
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->start(std::move(per_worker[w]));
   spdlog::info("turnpike started: {} workers, {} routes, {} upstreams", worker_count_,
@@ -315,6 +332,9 @@ void Server::reload() {
   }
   log_warnings(loaded.warnings);
   if (next->config->pid_file != pid_file_) spdlog::warn("reload: a new pid_file takes effect on restart");
+  if (!same_dicts(next->config->shared_dicts, shared_dicts_config_)) {
+    spdlog::warn("reload: changes to shared_dicts take effect on restart (their data is kept)");
+  }
   generation_ = next->generation;
   snapshot_ = next;
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->post_snapshot(next, std::move(per_worker[w]));

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "builtin_filters.h"
+#include "plugins.h"
 #include "turnpike/proxy/request_context.h"
 
 namespace turnpike::proxy {
@@ -21,6 +22,25 @@ size_t Snapshot::find_upstream(std::string_view name) const {
   }
   return SIZE_MAX;
 }
+
+namespace {
+
+// Merges filter lists, later lists winning for a filter of the same name, then orders the result
+// by priority (highest first; equal priorities keep the order they were configured in).
+FilterChain merge_chain(std::initializer_list<const FilterChain*> levels) {
+  FilterChain out;
+  for (const FilterChain* level : levels) {
+    for (const HttpFilter* f : *level) {
+      auto same = std::find_if(out.begin(), out.end(), [f](const HttpFilter* o) { return o->name() == f->name(); });
+      if (same != out.end()) *same = f; else out.push_back(f);
+    }
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const HttpFilter* a, const HttpFilter* b) { return a->priority() > b->priority(); });
+  return out;
+}
+
+}  // namespace
 
 std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Config> config, uint64_t generation,
                                                 std::vector<config::ConfigError>& errors) {
@@ -50,9 +70,56 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
                           "route \"" + route.name + "\": upstream \"" + route.upstream + "\" is not defined"});
       }
     }
-    rt.filters = build_route_filters(route);
     snap->routes.push_back(std::move(rt));
   }
+
+  // ---- filters: built-in ones per route, then one per configured Lua plugin ----
+  std::vector<FilterChain> route_filters(config->routes.size());
+  for (size_t r = 0; r < config->routes.size(); ++r) {
+    for (auto& f : build_route_filters(config->routes[r])) {
+      route_filters[r].push_back(f.get());
+      snap->filters.push_back(std::move(f));
+    }
+  }
+  FilterChain global_filters;
+  std::vector<FilterChain> listener_filters(config->listeners.size());
+  snap->consumers.resize(config->consumers.size());
+  for (size_t c = 0; c < config->consumers.size(); ++c) snap->consumers[c].config = &config->consumers[c];
+  snap->plugins = build_plugin_catalog(*config, errors);
+  if (snap->plugins) {
+    const PluginCatalog& catalog = *snap->plugins;
+    for (size_t u = 0; u < catalog.uses.size(); ++u) {
+      auto f = std::make_shared<LuaPluginFilter>(snap->plugins, u);
+      const PluginLevel& level = catalog.uses[u].level;
+      auto index_of = [&](const auto& items, auto name_of) {
+        for (size_t i = 0; i < items.size(); ++i) {
+          if (name_of(items[i]) == level.name) return i;
+        }
+        return size_t{0};
+      };
+      switch (level.kind) {
+        case PluginLevel::Kind::global: global_filters.push_back(f.get()); break;
+        case PluginLevel::Kind::listener:
+          listener_filters[index_of(config->listeners, [](const auto& l) -> const std::string& { return l.name; })]
+              .push_back(f.get());
+          break;
+        case PluginLevel::Kind::route:
+          route_filters[index_of(config->routes, [](const auto& r) -> const std::string& { return r.name; })]
+              .push_back(f.get());
+          break;
+        case PluginLevel::Kind::consumer:
+          // A credential (key-auth's key) is looked up, not run.
+          if (catalog.info[catalog.uses[u].plugin].credential) break;
+          snap->consumers[index_of(config->consumers, [](const auto& c) -> const std::string& { return c.username; })]
+              .filters.push_back(f.get());
+          break;
+      }
+      snap->filters.push_back(std::move(f));
+    }
+  } else if (errors.size() != errors_before) {
+    return nullptr;
+  }
+  for (auto& c : snap->consumers) c.filters = merge_chain({&c.filters});
 
   for (const auto& listener : config->listeners) {
     std::vector<router::RouteRule> rules;
@@ -71,6 +138,11 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
                         "listener \"" + listener.name + "\": cannot build routes: " + error});
     }
     if (listener.tls) lr.tls = tls::ServerContext::build(listener, errors);
+    const size_t li = snap->listeners.size();
+    lr.chains.resize(config->routes.size());
+    for (size_t r = 0; r < config->routes.size(); ++r) {
+      lr.chains[r] = merge_chain({&global_filters, &listener_filters[li], &route_filters[r]});
+    }
     snap->listeners.push_back(std::move(lr));
   }
   if (errors.size() != errors_before) return nullptr;

@@ -54,8 +54,12 @@ bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig
 }
 }  // namespace
 
-Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot)
-    : index_(index), ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO), snapshot_(std::move(snapshot)), sweep_timer_(ioc_) {
+Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, lua::SharedDicts* dicts)
+    : index_(index),
+      ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
+      snapshot_(std::move(snapshot)),
+      plugins_(index, dicts, ioc_),
+      sweep_timer_(ioc_) {
   for (const auto& up : snapshot_->upstreams) {
     pools_.push_back(make_pool(up));
   }
@@ -75,6 +79,7 @@ std::unique_ptr<upstream::UpstreamPool> Worker::make_pool(std::shared_ptr<const 
 
 void Worker::start(std::vector<std::pair<std::string, int>> listen_fds) {
   thread_ = std::thread([this, fds = std::move(listen_fds)]() mutable {
+    plugins_.adopt(snapshot_);  // the Lua VM is made on the thread that uses it
     open_acceptors(std::move(fds));
     schedule_sweep();
     ioc_.run();
@@ -84,6 +89,8 @@ void Worker::start(std::vector<std::pair<std::string, int>> listen_fds) {
     retired_pools_.clear();
     ioc_.restart();
     ioc_.poll();
+    free_contexts_.clear();
+    plugins_.clear();
     finished_ = true;
   });
 }
@@ -310,6 +317,7 @@ void Worker::apply_snapshot(std::shared_ptr<const Snapshot> snapshot, std::vecto
   }
   pools_ = std::move(next);
   snapshot_ = std::move(snapshot);
+  plugins_.adopt(snapshot_);
   for (auto it = connections_.begin(); it != connections_.end();) (it++)->snapshot_changed();
 }
 
@@ -375,6 +383,7 @@ size_t Worker::open_sockets() const {
 }
 
 void Worker::sweep() {
+  if (plugins_.size() > 1) plugins_.collect();  // plugin instances of snapshots now unused
   if (++sweeps_since_trim_ >= kTrimEvery) {
     sweeps_since_trim_ = 0;
     trim_memory();

@@ -20,6 +20,7 @@
 #include "turnpike/common/counter.h"
 #include "turnpike/proxy/request_context.h"
 #include "turnpike/proxy/snapshot.h"
+#include "plugins.h"
 #include "turnpike/upstream/upstream.h"
 
 namespace turnpike::proxy {
@@ -154,7 +155,8 @@ class ClientConnection : public DownstreamHook, public IdleHook, public HeadHook
 
 class Worker {
  public:
-  Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot);
+  // `dicts`: the node's shared dictionaries (owned by the server, outliving the worker).
+  Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, lua::SharedDicts* dicts = nullptr);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -175,6 +177,7 @@ class Worker {
   unsigned index() const { return index_; }
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   BufferPool& buffers() { return buffers_; }
+  WorkerPlugins& plugins() { return plugins_; }
   WorkerCounters& counters() { return counters_; }
   bool draining() const { return draining_; }
   // The drain timeout ran out (force_stop): expire() calls now mean "close", not "deadline passed".
@@ -231,6 +234,8 @@ class Worker {
   std::thread thread_;
   std::atomic<bool> finished_{false};
   std::shared_ptr<const Snapshot> snapshot_;
+  // Declared before the request contexts: a context's Lua ctx table is released before the Vm.
+  WorkerPlugins plugins_;
   BufferPool buffers_;
   WorkerCounters counters_;
   asio::steady_timer sweep_timer_;

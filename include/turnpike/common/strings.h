@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -44,5 +45,10 @@ constexpr std::optional<uint64_t> parse_decimal(std::string_view s) noexcept {
   }
   return v;
 }
+
+// The candidate a typo most likely meant ("pahts" -> "paths"), or empty when none is close
+// (case-insensitive; at most one edit for short names, two for longer). Not for hot paths: it
+// allocates (strings.cc).
+std::string_view nearest_name(std::string_view key, std::span<const std::string_view> candidates);
 
 }  // namespace turnpike

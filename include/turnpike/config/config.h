@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "turnpike/lua/conf_value.h"
 #include "turnpike/router/router.h"
 
 namespace turnpike::config {
@@ -99,11 +100,30 @@ struct ListenerSocketConfig {
   bool operator==(const ListenerSocketConfig&) const = default;
 };
 
+// One plugin as configured under a `plugins:` map (global, listener, route or consumer): its
+// name and its conf, checked against the plugin's schema when the snapshot is built.
+struct PluginConfig {
+  std::string name;
+  lua::ConfValue conf;  // a map (`{}` for a plugin written with an empty value)
+  SourceRef source;     // the line of the plugin's key
+  bool operator==(const PluginConfig&) const = default;
+};
+
+// The plugins of one level, in file order. Comparing equal always: plugins are not part of a
+// listener's identity (a listener whose plugins change keeps its socket and its HTTP/2
+// connections; the new chains apply to new requests through the snapshot).
+struct PluginList {
+  std::vector<PluginConfig> items;
+  bool empty() const { return items.empty(); }
+  bool operator==(const PluginList&) const { return true; }
+};
+
 // Equality (lines excepted) tells whether a reload changed the listener at all; an HTTP/2
 // connection on a changed one is closed gracefully.
 struct ListenerConfig : ListenerSocketConfig {
   std::optional<ListenerTlsConfig> tls;  // absent: cleartext
   Http2Config http2;
+  PluginList plugins;  // run for every route on this listener (a route's own conf wins)
   SourceRef source;
   bool operator==(const ListenerConfig&) const = default;
 };
@@ -178,6 +198,33 @@ struct RouteConfig {
   std::optional<StaticResponse> respond;
   HeaderOps request_headers;           // applied before forwarding upstream
   HeaderOps response_headers;          // applied before answering the client
+  PluginList plugins;                  // this route's plugins (override global and listener)
+  SourceRef source;
+};
+
+// An API client known to the gateway: authentication plugins find it by its credentials (the
+// conf of that plugin here, e.g. key-auth: {key: ...}); its other plugins then run for its
+// requests too (a consumer's conf wins over the route's for the same plugin).
+struct ConsumerConfig {
+  std::string username;
+  PluginList plugins;
+  SourceRef source;
+};
+
+// The Lua plugin runtime (one VM per worker).
+struct LuaConfig {
+  std::string plugins_dir;                // the bundled plugins (default: built in)
+  std::vector<std::string> plugin_paths;  // users' plugin directories, searched in order
+  uint64_t memory_limit = 64u << 20;      // per worker VM
+  uint64_t instruction_budget = 10'000'000;  // per phase call of a user plugin
+  Duration phase_timeout{60'000};         // a phase call that waits longer fails
+  SourceRef source;
+};
+
+// A node-wide shared dictionary (`turnpike.shared.<name>` in plugins).
+struct SharedDictConfig {
+  std::string name;
+  uint64_t size = 0;  // bytes
   SourceRef source;
 };
 
@@ -205,7 +252,13 @@ struct Config {
   std::vector<ListenerConfig> listeners;
   std::vector<UpstreamConfig> upstreams;
   std::vector<RouteConfig> routes;
+  PluginList plugins;                       // global: every route on every listener
+  std::vector<ConsumerConfig> consumers;
+  LuaConfig lua;
+  std::vector<SharedDictConfig> shared_dicts;
 
+  // Whether any level configures a plugin (no Lua VM is made otherwise).
+  bool uses_plugins() const;
   const UpstreamConfig* find_upstream(std::string_view name) const;
 };
 

@@ -89,6 +89,8 @@ struct AccessRecord {
   std::string_view user_agent;
   std::string_view referer;
   std::string_view error;            // why the request failed ("upstream_timeout"), empty if not
+  std::string_view consumer;         // the consumer an authentication plugin attached, if any
+  std::string_view request_id;       // the request's id (request-id plugin), if any
 };
 
 // True when an access log is configured; callers skip building a record otherwise.

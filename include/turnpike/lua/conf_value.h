@@ -17,6 +17,10 @@ using ConfMap = std::vector<std::pair<std::string, ConfValue>>;  // in file orde
 struct ConfValue {
   // null (YAML ~), boolean, number, string, list, map.
   std::variant<std::monostate, bool, double, std::string, ConfList, ConfMap> value;
+  int line = 0;  // where it was written (1-based; 0 unknown), for errors about it
+
+  // Same value, wherever it was written.
+  bool operator==(const ConfValue& o) const { return value == o.value; }
 
   ConfValue() = default;
   ConfValue(bool b) : value(b) {}

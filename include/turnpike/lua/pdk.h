@@ -18,6 +18,39 @@ extern "C" {
 // The request a call runs for; opaque to the runtime.
 typedef struct tp_request tp_request;
 
+// What get / set / get_int act on. Values are stable: plugins/lib/turnpike.lua names them.
+enum tp_field {
+  TP_HOST = 1,             // get: Host / :authority as sent; set: the Host the upstream gets
+  TP_SCHEME = 2,           // get: "http" or "https"
+  TP_QUERY = 3,            // get: the raw query string (without "?"); set: replace it
+  TP_URI = 4,              // get: the request target as sent
+  TP_ROUTE = 5,            // get: the matched route's name
+  TP_ROUTE_PARAM = 6,      // get: the value of route parameter `arg` ({id} in the path)
+  TP_REQUEST_ID = 7,       // get / set: the request's id (access log, error bodies)
+  TP_CONSUMER = 8,         // get: the consumer's name; set: attach consumer number `arg` (decimal)
+  TP_RESPONSE_HEADER = 9,  // get: a response field (header_filter on); set: replace it (NULL removes)
+  TP_UPSTREAM = 10,        // set: proxy to the upstream named by the value
+  TP_PATH = 11,            // set: the path the upstream gets (rewrite, access)
+  TP_PROTOCOL = 12,        // get: "HTTP/1.1", "HTTP/1.0" or "HTTP/2.0"
+  TP_LISTENER = 13,        // get: the listener's name
+  TP_RESPONSE_ADD_HEADER = 14,  // set: add one more response field line
+  TP_REMOTE_ADDR = 15,     // get: the client's "ip:port"
+  TP_RESPONSE_STATUS = 17,  // set: the status the client gets (decimal; header_filter or earlier)
+  TP_HEADERS = 16,         // get: every request field as "name: value\n" lines, in order
+};
+
+// What get_int reads.
+enum tp_int_field {
+  TP_STATUS = 1,           // the response status (header_filter on), 0 before
+  TP_UPSTREAM_STATUS = 2,  // the last upstream's status, 0 if none answered
+  TP_CONTENT_LENGTH = 3,   // the request's declared body length, -1 when unknown (chunked / none)
+  TP_BODY_BYTES = 4,       // response body bytes sent so far
+  TP_SERVER_PORT = 5,      // the listener's port
+};
+
+// Log levels of tp_request_api.log, as spdlog counts them.
+enum tp_log_level { TP_LOG_DEBUG = 1, TP_LOG_INFO = 2, TP_LOG_WARN = 3, TP_LOG_ERROR = 4 };
+
 // Implemented by the pipeline. A NULL function answers "nothing" (nil in Lua).
 typedef struct tp_request_api {
   // First value of header `name` (case-insensitive), or NULL when absent.
@@ -28,6 +61,16 @@ typedef struct tp_request_api {
   const char* (*method)(tp_request* r, size_t* len);
   const char* (*path)(tp_request* r, size_t* len);
   const char* (*client_ip)(tp_request* r, size_t* len);
+  // A value by tp_field (`arg` names it for the fields that take a name), or NULL when absent.
+  const char* (*get)(tp_request* r, int field, const char* arg, size_t arg_len, size_t* len);
+  // Changes a value by tp_field. 0 done; -1 refused (not in this phase, invalid, unknown name).
+  int (*set)(tp_request* r, int field, const char* arg, size_t arg_len, const char* value,
+             size_t value_len);
+  // A number by tp_int_field; -1 when unknown.
+  int64_t (*get_int)(tp_request* r, int field);
+  // Writes a line to the error log with the request's id, route and plugin. `r` may be NULL
+  // (init_worker, timers); it is then logged without a request.
+  void (*log)(tp_request* r, int level, const char* msg, size_t len);
 } tp_request_api;
 
 // A node-wide shared dictionary (lua/shared_dict.h), by name.

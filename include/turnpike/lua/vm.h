@@ -15,7 +15,9 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,6 +49,9 @@ struct VmConfig {
   std::vector<std::string> plugin_paths;  // users' plugin directories (interpreted, budgeted)
   size_t memory_limit = 64u << 20;        // bytes of Lua heap; above it allocations fail
   uint64_t instruction_budget = 10'000'000;  // per call (all its resumptions), interpreted code
+  // A call that waits (turnpike.sleep) longer than this in all fails: a plugin that yields and
+  // never resumes cannot hold its request past it.
+  std::chrono::nanoseconds phase_timeout = std::chrono::seconds(60);
   tp_shared_dicts* shared_dicts = nullptr;  // node-wide (shared_dict.h); outlives every Vm
 };
 
@@ -66,6 +71,14 @@ struct CallResult {
   std::vector<std::pair<std::string, std::string>> exit_headers;  // status exit, sorted by name
 
   static CallResult ok() { return {}; }
+};
+
+// A call started by Vm::start: finished at once (`done`, with its result), or waiting inside
+// the PDK (turnpike.sleep) with `rest` to co_await for the result.
+struct CallStart {
+  bool done = true;
+  CallResult result;
+  std::optional<boost::asio::awaitable<CallResult>> rest;
 };
 
 class Vm;
@@ -97,6 +110,9 @@ struct PluginInfo {
   int priority = 0;
   bool trusted = false;                    // loaded from the bundled directory
   std::array<bool, kPhaseCount> phases{};  // which phase functions it defines
+  // It has a consumer_schema: on a consumer, its conf is a credential (key-auth's key), checked
+  // with that schema and found with turnpike.consumer.find, not a plugin to run.
+  bool credential = false;
   bool has_phase(Phase p) const noexcept { return phases[static_cast<size_t>(p)]; }
 };
 
@@ -141,11 +157,23 @@ class Vm {
   Ref check_conf_source(const Generation& gen, size_t plugin, std::string_view conf_source,
                         std::vector<std::string>& errors);
   // The same for a conf the config loader parsed (a YAML map under `plugins:`).
+  // `consumer`: the conf is a consumer's, checked with the plugin's consumer_schema if it has one.
   Ref check_conf(const Generation& gen, size_t plugin, const ConfValue& conf,
-                 std::vector<std::string>& errors);
+                 std::vector<std::string>& errors, bool consumer = false);
 
-  // A fresh per-request ctx table, shared by every plugin and phase of one request.
-  Ref new_ctx();
+  // A fresh per-request ctx table, shared by every plugin and phase of one request. With `env`
+  // (from make_env), turnpike.consumer finds the consumers of the request's config in it.
+  Ref new_ctx(const Ref* env = nullptr);
+
+  // One consumer of a config generation, for make_env: its name and its validated plugin confs
+  // (Refs from check_conf, read while make_env runs).
+  struct EnvConsumer {
+    std::string username;
+    std::vector<std::pair<std::string, const Ref*>> plugins;
+  };
+  // The environment shared by the requests of one config generation on this Vm:
+  // { consumers = { {username =, index = (0-based), plugins = {name = conf}} }, index = {} }.
+  Ref make_env(const std::vector<EnvConsumer>& consumers);
 
   // Runs plugin `plugin`'s `phase` function as (conf, ctx) in a new Lua coroutine. Yields from
   // the PDK (turnpike.sleep) suspend this awaitable on the caller's executor while other calls
@@ -155,6 +183,10 @@ class Vm {
   boost::asio::awaitable<CallResult> call(std::shared_ptr<const Generation> gen, size_t plugin,
                                           Phase phase, const Ref& conf, const Ref& ctx,
                                           tp_request* request);
+  // The same, running the call at once: most calls end without waiting and then cost no
+  // coroutine (the pipeline's path). Otherwise co_await the CallStart's `rest`.
+  CallStart start(std::shared_ptr<const Generation> gen, size_t plugin, Phase phase,
+                  const Ref& conf, const Ref& ctx, tp_request* request);
 
   // Runs a chunk of trusted Lua source and returns its first result as a string (tools, tests;
   // not the request path). Sets `error` on failure.
@@ -194,11 +226,18 @@ class Vm {
   void start_budget(int64_t budget);
   bool protected_call(int nargs, int nresults, std::string& error);
   void push_runtime_function(const char* name);
-  Ref check_pushed_conf(const Generation& gen, size_t plugin, std::vector<std::string>& errors);
+  Ref check_pushed_conf(const Generation& gen, size_t plugin, std::vector<std::string>& errors,
+                        bool consumer = false);
   std::string memory_message() const;
+  struct Step;
+  Step resume(lua_State* co, int nargs, int64_t& budget, tp_request* request);
+  CallResult finish(lua_State* co, const Step& step, ThreadRef& thread, const PluginInfo& info,
+                    Phase phase);
+  static boost::asio::awaitable<CallResult> ready(CallResult result);
   boost::asio::awaitable<CallResult> run(std::shared_ptr<const Generation> gen, size_t plugin,
                                          Phase phase, lua_State* co, ThreadRef thread,
-                                         tp_request* request);
+                                         tp_request* request, int64_t budget,
+                                         std::chrono::nanoseconds sleep);
   CallResult call_failed(lua_State* co, int status, const PluginInfo& plugin, Phase phase);
 
   VmConfig cfg_;

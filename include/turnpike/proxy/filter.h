@@ -12,6 +12,7 @@
 //              pipeline co_awaits that, whose result (proceed/respond) then counts as the hook's.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
 #include <string_view>
 
 namespace turnpike::proxy {
@@ -40,6 +41,9 @@ class HttpFilter {
  public:
   virtual ~HttpFilter() = default;
   virtual std::string_view name() const = 0;
+  // Order in the chain: higher runs first in every phase (the scale of APISIX's priorities:
+  // authentication ~2500, rate limits ~1000, rewrites ~1000, logging low).
+  virtual int priority() const { return 0; }
 
   // rewrite: runs once the route is known. May edit ctx.request_edits, ctx.path_override.
   virtual FilterStatus on_rewrite(RequestContext&) const { return FilterStatus::proceed; }
@@ -52,8 +56,12 @@ class HttpFilter {
   virtual FilterStatus on_response_headers(RequestContext&) const { return FilterStatus::proceed; }
   // body_filter: sees each chunk of the response body as it passes (`last` on the final call).
   virtual void on_response_body(RequestContext&, std::string_view chunk, bool last) const {}
-  // log: after the response is finished (or failed).
-  virtual void on_log(const RequestContext&) const {}
+  // log: after the response is finished (or failed). May read anything, change nothing the
+  // client sees (the response is gone); a Lua log phase may still wait (it delays the connection's
+  // next request, not this response).
+  virtual boost::asio::awaitable<void> on_log(RequestContext&) const { co_return; }
+  // Whether on_log does anything (the pipeline skips the coroutine otherwise).
+  virtual bool has_log() const { return false; }
 };
 
 }  // namespace turnpike::proxy

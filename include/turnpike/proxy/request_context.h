@@ -10,6 +10,7 @@
 #include <boost/asio/buffer.hpp>
 #include <chrono>
 #include <forward_list>
+#include <memory>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 #include "turnpike/http/chunked.h"
 #include "turnpike/http/parser.h"
 #include "turnpike/log/log.h"
+#include "turnpike/lua/vm.h"
 #include "turnpike/proxy/filter.h"
 #include "turnpike/router/router.h"
 
@@ -28,6 +30,8 @@ namespace turnpike::proxy {
 struct Snapshot;
 struct ListenerRuntime;
 struct RouteRuntime;
+class HttpFilter;
+class PluginInstance;
 
 struct HeaderEdit {
   enum class Op : unsigned char {
@@ -87,6 +91,27 @@ struct RoutingState {
   // Owned strings that edits may point into: stable addresses, and an empty list allocates
   // nothing (a deque allocates even when default-constructed or moved from).
   std::forward_list<std::string> arena;
+};
+
+// The request's filter chain and what its filters keep for it.
+struct FilterState {
+  // The chain this request runs, highest priority first: the route's merged chain (listener,
+  // route and global plugins), with the consumer's plugins merged in once one is attached.
+  std::vector<const HttpFilter*> filters;
+  // One word per filter (same index as `filters`), zero at the start of each request: a C++
+  // filter's per-request state, or an index into storage it keeps itself.
+  std::vector<uintptr_t> filter_slots;
+  PluginInstance* plugins = nullptr;  // this worker's plugins for the request's snapshot
+  lua::Ref lua_ctx;                   // the `ctx` table every Lua plugin of the request shares
+  // Keeps lua_ctx's Vm alive until lua_ctx is released (declared after it: a reset releases the
+  // table first, then the Vm).
+  std::shared_ptr<lua::Vm> lua_vm;
+  int consumer = -1;                  // the attached consumer (snapshot index), -1 none
+  bool consumer_changed = false;      // attached during the current hook: merge its plugins
+  std::string request_id;             // set by a plugin (request-id); logged
+  std::string_view upstream_path;     // a plugin's path for the upstream (empty: ctx.path)
+  std::string_view upstream_host;     // a plugin's Host for the upstream (empty: the client's)
+  std::string_view current_plugin;    // the Lua plugin running now (for its log lines)
 };
 
 // The request body, filled by the downstream side as it reads. Its chunked decoder is the
@@ -149,6 +174,7 @@ struct SerializerScratch {
 
 struct RequestContext : RequestInput,
                         RoutingState,
+                        FilterState,
                         RequestBody,
                         ResponseState,
                         LogState,

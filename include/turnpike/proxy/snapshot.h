@@ -19,16 +19,28 @@
 
 namespace turnpike::proxy {
 
+struct PluginCatalog;
+
+// A filter chain: highest priority first; the filters belong to the snapshot (Snapshot::filters).
+using FilterChain = std::vector<const HttpFilter*>;
+
 struct RouteRuntime {
   const config::RouteConfig* config = nullptr;
   size_t upstream_index = SIZE_MAX;  // into Snapshot::upstreams; SIZE_MAX for static responses
-  std::vector<std::shared_ptr<const HttpFilter>> filters;  // in phase-run order
 };
 
 struct ListenerRuntime {
   const config::ListenerConfig* config = nullptr;
   std::unique_ptr<const router::Router> router;  // the routes that apply to this listener
   std::shared_ptr<const tls::ServerContext> tls;  // null: cleartext
+  // By route index: global, this listener's and the route's filters merged (the more specific
+  // level's conf wins for the same plugin) and ordered, once per snapshot.
+  std::vector<FilterChain> chains;
+};
+
+struct ConsumerRuntime {
+  const config::ConsumerConfig* config = nullptr;
+  FilterChain filters;  // the consumer's plugins, ordered; merged into a request's on attach
 };
 
 struct Snapshot {
@@ -37,6 +49,9 @@ struct Snapshot {
   std::vector<std::shared_ptr<const upstream::ResolvedUpstream>> upstreams;  // config order
   std::vector<RouteRuntime> routes;                                         // config order
   std::vector<ListenerRuntime> listeners;                                   // config order
+  std::vector<ConsumerRuntime> consumers;                                   // config order
+  std::vector<std::shared_ptr<const HttpFilter>> filters;  // every filter the chains point to
+  std::shared_ptr<const PluginCatalog> plugins;            // null: no Lua plugin configured
   // The Via field value added to forwarded requests, by the protocol the request came in with
   // ("1.0 name", "1.1 name", "2 name"); empty when Via is off.
   std::string via_http10, via_http11, via_http2;

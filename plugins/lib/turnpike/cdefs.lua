@@ -11,6 +11,11 @@ typedef struct tp_request_api {
   const char* (*method)(tp_request* r, size_t* len);
   const char* (*path)(tp_request* r, size_t* len);
   const char* (*client_ip)(tp_request* r, size_t* len);
+  const char* (*get)(tp_request* r, int field, const char* arg, size_t arg_len, size_t* len);
+  int (*set)(tp_request* r, int field, const char* arg, size_t arg_len, const char* value,
+             size_t value_len);
+  int64_t (*get_int)(tp_request* r, int field);
+  void (*log)(tp_request* r, int level, const char* msg, size_t len);
 } tp_request_api;
 
 typedef struct tp_shared_dict tp_shared_dict;

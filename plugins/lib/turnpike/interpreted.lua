@@ -8,6 +8,9 @@ local bridge = require("turnpike.runtime").bridge
 local interpreted = {}
 for k, v in pairs(turnpike) do interpreted[k] = v end
 interpreted.request = bridge.classic_request
+interpreted.response = nil  -- api() below makes this transport's own
+local classic = bridge.classic_request
+require("turnpike.api")(interpreted, classic._get, classic._set, classic._get_int, classic._log)
 
 local open = bridge.classic_shared_open
 interpreted.shared = setmetatable({}, {

@@ -149,6 +149,13 @@ local function check_module(name, mod)
   else
     for _, err in ipairs(schema.check_definition(mod.schema)) do add(err) end
   end
+  if mod.consumer_schema ~= nil then
+    if type(mod.consumer_schema) ~= "table" then
+      add("field 'consumer_schema': expected a table")
+    else
+      for _, err in ipairs(schema.check_definition(mod.consumer_schema)) do add("consumer_schema: " .. err) end
+    end
+  end
   if mod.check_schema ~= nil and type(mod.check_schema) ~= "function" then
     add("field 'check_schema': expected a function")
   end
@@ -186,15 +193,18 @@ function runtime.describe(mod)
   local phases = {}
   for i, phase in ipairs(PHASES) do phases[i] = mod[phase] ~= nil end
   local _, trusted = locate(mod.name, false)
-  return mod.name, tostring(mod.version or ""), mod.priority, trusted, phases
+  return mod.name, tostring(mod.version or ""), mod.priority, trusted, phases,
+         mod.consumer_schema ~= nil
 end
 
 -- Validates `conf` for `mod` (defaults filled in place). Returns conf, or nil and errors.
-function runtime.check_conf(mod, conf)
-  local ok, errors = schema.validate(mod.schema, conf)
+-- A consumer's conf of a plugin with a consumer_schema (a credential) is checked against that.
+function runtime.check_conf(mod, conf, for_consumer)
+  local def = (for_consumer and mod.consumer_schema) or mod.schema
+  local ok, errors = schema.validate(def, conf)
   if not ok then return nil, errors end
   if mod.check_schema then
-    local called, accepted, err = pcall(mod.check_schema, conf)
+    local called, accepted, err = pcall(mod.check_schema, conf, for_consumer and "consumer" or "plugin")
     if not called then return nil, { "check_schema raised: " .. tostring(accepted) } end
     if not accepted then return nil, { err and tostring(err) or "rejected by check_schema" } end
   end

@@ -1,0 +1,188 @@
+-- The part of the PDK written in Lua over four primitives, shared by both transports: bundled
+-- plugins get it over FFI calls (plugins/lib/turnpike.lua), users' interpreted plugins over
+-- lua_CFunctions (plugins/lib/turnpike/interpreted.lua). The field numbers are tp_field and
+-- tp_int_field of include/turnpike/lua/pdk.h.
+--
+--   get(field, arg) -> string or nil      set(field, arg, value) -> boolean
+--   get_int(field) -> number or nil       log(level, message)
+return function(turnpike, get, set, get_int, log)
+  local F = {
+    host = 1, scheme = 2, query = 3, uri = 4, route = 5, route_param = 6, request_id = 7,
+    consumer = 8, response_header = 9, upstream = 10, path = 11, protocol = 12, listener = 13,
+    response_add_header = 14, remote_addr = 15, headers = 16, response_status = 17,
+  }
+  local I = { status = 1, upstream_status = 2, content_length = 3, body_bytes = 4, server_port = 5 }
+
+  local byte, char, find, sub, gsub = string.byte, string.char, string.find, string.sub, string.gsub
+  local tostring, tonumber, type, select, concat = tostring, tonumber, type, select, table.concat
+
+  -- Request -------------------------------------------------------------------------------------
+  local request = turnpike.request
+  function request.get_host() return get(F.host) end
+  function request.get_scheme() return get(F.scheme) end
+  function request.get_query() return get(F.query) end
+  function request.get_uri() return get(F.uri) end
+  function request.get_protocol() return get(F.protocol) end
+  function request.get_remote_addr() return get(F.remote_addr) end
+  function request.get_route() return get(F.route) end
+  function request.get_listener() return get(F.listener) end
+  function request.get_port() return get_int(I.server_port) end
+  -- The value of the route's `{name}` path parameter.
+  function request.get_param(name) return get(F.route_param, name) end
+  function request.get_id() return get(F.request_id) end
+  function request.set_id(id) return set(F.request_id, nil, tostring(id)) end
+  -- Declared request body length (Content-Length), nil when unknown.
+  function request.get_content_length() return get_int(I.content_length) end
+  -- The path the upstream gets (rewrite and access phases).
+  function request.set_path(path) return set(F.path, nil, path) end
+  -- The Host the upstream gets.
+  function request.set_host(host) return set(F.host, nil, host) end
+
+  local function unescape(s)
+    s = gsub(s, "+", " ")
+    return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+  end
+  local function escape(s)
+    return (gsub(s, "[^%w%-%._~]", function(c) return ("%%%02X"):format(byte(c)) end))
+  end
+  request.unescape_uri, request.escape_uri = unescape, escape
+
+  -- The query arguments, decoded: name -> value; a repeated name -> list of values; a name
+  -- without "=" -> true.
+  function request.get_uri_args()
+    local args = {}
+    local q = get(F.query)
+    if not q or q == "" then return args end
+    for pair in q:gmatch("[^&]+") do
+      local eq = find(pair, "=", 1, true)
+      local name, value
+      if eq then name, value = unescape(sub(pair, 1, eq - 1)), unescape(sub(pair, eq + 1))
+      else name, value = unescape(pair), true end
+      local prev = args[name]
+      if prev == nil then args[name] = value
+      elseif type(prev) == "table" then prev[#prev + 1] = value
+      else args[name] = { prev, value } end
+    end
+    return args
+  end
+
+  -- Replaces the query: a string (raw, without "?") or a table like get_uri_args' (encoded here,
+  -- names sorted so the result is stable).
+  function request.set_uri_args(args)
+    if type(args) == "string" then return set(F.query, nil, args) end
+    local names = {}
+    for name in pairs(args) do names[#names + 1] = name end
+    table.sort(names)
+    local parts = {}
+    for _, name in ipairs(names) do
+      local v = args[name]
+      local values = type(v) == "table" and v or { v }
+      for _, one in ipairs(values) do
+        if one == true then parts[#parts + 1] = escape(name)
+        else parts[#parts + 1] = escape(name) .. "=" .. escape(tostring(one)) end
+      end
+    end
+    return set(F.query, nil, concat(parts, "&"))
+  end
+
+  -- Every request field: a list of { name, value } in the order received (names as sent).
+  function request.get_headers()
+    local out = {}
+    local all = get(F.headers)
+    if not all then return out end
+    for line in all:gmatch("[^\n]+") do
+      local colon = find(line, ": ", 1, true)
+      if colon then out[#out + 1] = { sub(line, 1, colon - 1), sub(line, colon + 2) } end
+    end
+    return out
+  end
+
+  -- Response ------------------------------------------------------------------------------------
+  -- Readable from header_filter on (the upstream's answer, or the gateway's own).
+  local response = turnpike.response or {}
+  turnpike.response = response
+  function response.get_status() return get_int(I.status) end
+  function response.get_upstream_status() return get_int(I.upstream_status) end
+  function response.get_header(name) return get(F.response_header, name) end
+  -- Replaces every field `name` of the response (nil removes them); header_filter or earlier.
+  function response.set_header(name, value)
+    return set(F.response_header, name, value ~= nil and tostring(value) or nil)
+  end
+  -- The status the client gets (header_filter; earlier phases answer with turnpike.exit).
+  function response.set_status(status) return set(F.response_status, nil, tostring(status)) end
+  function response.add_header(name, value)
+    return set(F.response_add_header, name, tostring(value))
+  end
+  -- response.exit is turnpike.exit.
+  response.exit = turnpike.exit
+
+  -- Upstream ------------------------------------------------------------------------------------
+  turnpike.upstream = {
+    -- Proxies this request to the upstream `name` (rewrite, access, before_proxy). false when
+    -- there is no such upstream.
+    set = function(name) return set(F.upstream, nil, name) end,
+  }
+
+  -- Logging -------------------------------------------------------------------------------------
+  -- turnpike.log.warn("text ", value, ...): one error-log line with the plugin, the route and
+  -- the request's id.
+  local function logger(level)
+    return function(...)
+      local n = select("#", ...)
+      local parts = {}
+      for i = 1, n do parts[i] = tostring((select(i, ...))) end
+      log(level, concat(parts))
+    end
+  end
+  turnpike.log = { debug = logger(1), info = logger(2), warn = logger(3), error = logger(4) }
+
+  -- Consumers -----------------------------------------------------------------------------------
+  -- Authentication plugins find the consumer a credential belongs to, then attach it: its
+  -- plugins join the request's chain (its conf wins for a plugin the route has too), and its
+  -- name is in the access log.
+  local env_key = require("turnpike.runtime").bridge.env_key
+  local consumer = {}
+  turnpike.consumer = consumer
+
+  -- The consumer whose `plugin` conf has `field` equal to `value`, and that conf; nil when none.
+  -- Indexed once per worker and config generation, on first use.
+  function consumer.find(ctx, plugin, field, value)
+    local env = ctx[env_key]
+    if not env or value == nil then return nil end
+    local by_plugin = env.index[plugin]
+    if not by_plugin then by_plugin = {}; env.index[plugin] = by_plugin end
+    local by_value = by_plugin[field]
+    if not by_value then
+      by_value = {}
+      for _, c in ipairs(env.consumers) do
+        local conf = c.plugins[plugin]
+        local v = conf and conf[field]
+        if v ~= nil and by_value[v] == nil then by_value[v] = c end
+      end
+      by_plugin[field] = by_value
+    end
+    local c = by_value[value]
+    if not c then return nil end
+    return c, c.plugins[plugin]
+  end
+
+  -- Every consumer with a conf for `plugin`: a list of { consumer, conf } (for plugins that
+  -- cannot look a credential up by value, such as hmac-auth's signed key ids).
+  function consumer.with_plugin(ctx, plugin)
+    local env = ctx[env_key]
+    local out = {}
+    if not env then return out end
+    for _, c in ipairs(env.consumers) do
+      if c.plugins[plugin] then out[#out + 1] = { c, c.plugins[plugin] } end
+    end
+    return out
+  end
+
+  -- Makes `c` (from find) the request's consumer: ctx.consumer, ctx.consumer_name.
+  function consumer.attach(ctx, c)
+    ctx.consumer, ctx.consumer_name = c, c.username
+    return set(F.consumer, nil, tostring(c.index))
+  end
+
+  return turnpike
+end
