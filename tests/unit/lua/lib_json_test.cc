@@ -78,6 +78,26 @@ TEST_F(LibJsonTest, DecodesEscapesAndSurrogatePairsToUtf8) {
             "a\"\\/\b\f\n\r\tA\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
 }
 
+TEST_F(LibJsonTest, EscapedStringsAndKeysKeepTheirOwnBytes) {
+  // Unescaped strings share one buffer on the C++ side: each must get its own slice.
+  EXPECT_EQ(run(R"(
+    local v = assert(json.decode([[{"k\n1": ["a\nb", "plain", "c\td", "\u00e9x"], "k\t2": "\"q\""}]]))
+    local a = v['k\n1']
+    return a[1] .. '|' .. a[2] .. '|' .. a[3] .. '|' .. a[4] .. '|' .. v['k\t2'])"),
+            "a\nb|plain|c\td|\xC3\xA9x|\"q\"");
+}
+
+TEST_F(LibJsonTest, LongNumbersAndLargeArrays) {
+  EXPECT_EQ(run("return json.decode('[1' .. ('0'):rep(99) .. ']')[1] == 1e99"), "true");
+  EXPECT_EQ(run("return json.decode('[0.' .. ('0'):rep(400) .. '1]')[1]"), "0");
+  EXPECT_EQ(run(R"(
+    local t = {}
+    for i = 1, 10000 do t[i] = i end
+    local v = assert(json.decode(json.encode(t)))
+    return #v .. ' ' .. v[10000])"),
+            "10000 10000");
+}
+
 TEST_F(LibJsonTest, RoundTrips) {
   for (const char* text :
        {R"({"alg":"RS256","typ":"JWT"})", R"([1,2,[3,[4,[]]],{"k":null}])",
