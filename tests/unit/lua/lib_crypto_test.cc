@@ -11,35 +11,10 @@
 #include <openssl/rsa.h>
 
 #include "lua_test_util.h"
+#include "test_keys.h"
 
 namespace turnpike::lua::test {
 namespace {
-
-struct KeyPair {
-  std::string public_pem;
-  std::string private_pem;
-  EVP_PKEY* pkey = nullptr;
-};
-
-std::string bio_string(BIO* bio) {
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string s(data, static_cast<size_t>(len));
-  BIO_free(bio);
-  return s;
-}
-
-KeyPair make_key(EVP_PKEY* pkey) {
-  KeyPair k;
-  k.pkey = pkey;
-  BIO* pub = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(pub, pkey);
-  k.public_pem = bio_string(pub);
-  BIO* priv = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(priv, pkey, nullptr, nullptr, 0, nullptr, nullptr);
-  k.private_pem = bio_string(priv);
-  return k;
-}
 
 // A JWS signature made by libcrypto directly; ES* converted from DER to r || s (RFC 7518 §3.4).
 std::string cxx_sign(const KeyPair& key, const EVP_MD* md, bool pss, size_t ec_size,
@@ -79,10 +54,13 @@ std::string from_hex(const std::string& hex) {
   return out;
 }
 
-// Lua long-string literal of arbitrary bytes, as a decimal-escaped quoted string.
+// A Lua string literal of arbitrary bytes (decimal escapes).
 std::string lua_bytes(const std::string& s) {
   std::string out = "'";
-  for (unsigned char c : s) out += "\\" + std::to_string(c);
+  for (unsigned char c : s) {
+    out += '\\';
+    out += std::to_string(c);
+  }
   return out + "'";
 }
 
