@@ -5,6 +5,7 @@
 --   local m = re:match(path)          -- nil, or { [0] = whole, [1] = "42", id = "42" }
 --   local from, to = re:find(s, init)
 --   local out, n = re:gsub(s, "<$1>")  -- $1..$9, ${name}, $$
+--   regex.find(s, [[\d+]], "i")       -- one-shot forms (match, find, gsub) with a compile cache
 --
 -- Matching is bounded: a pattern that backtracks catastrophically answers nil, "match limit"
 -- instead of holding the worker. The C side is src/lua/regex.cc (include/turnpike/lua/regex.h):
@@ -149,6 +150,54 @@ function Regex:gsub(subject, replacement)
   if rc < 0 then return failed(rc) end
   if rc == 0 then return subject, 0 end
   return ffi.string(out_ptr[0], out_len[0]), rc
+end
+
+-- One-shot calls with a cache ------------------------------------------------------------------
+-- For code ported from ngx.re ("jo" options): the pattern is compiled on first use and kept.
+-- The cache is per worker and bounded; when it is full it is emptied, so a plugin that builds
+-- patterns from request data cannot grow it without limit (it only loses the cache's benefit).
+
+regex.cache_size = 256
+local cache, cached = {}, 0
+
+local function compiled(pattern, flags)
+  flags = flags or ""
+  local by_pattern = cache[flags]
+  local re = by_pattern and by_pattern[pattern]
+  if re then return re end
+  local err
+  re, err = regex.compile(pattern, flags)
+  if not re then return nil, err end
+  if cached >= regex.cache_size then cache, cached = {}, 0 end
+  by_pattern = cache[flags]
+  if not by_pattern then
+    by_pattern = {}
+    cache[flags] = by_pattern
+  end
+  by_pattern[pattern] = re
+  cached = cached + 1
+  return re
+end
+
+-- re:match with a cached compile; nil, err when the pattern is bad.
+function regex.match(subject, pattern, flags, init)
+  local re, err = compiled(pattern, flags)
+  if not re then return nil, err end
+  return re:match(subject, init)
+end
+
+-- re:find with a cached compile.
+function regex.find(subject, pattern, flags, init)
+  local re, err = compiled(pattern, flags)
+  if not re then return nil, err end
+  return re:find(subject, init)
+end
+
+-- re:gsub with a cached compile.
+function regex.gsub(subject, pattern, replacement, flags)
+  local re, err = compiled(pattern, flags)
+  if not re then return nil, err end
+  return re:gsub(subject, replacement)
 end
 
 return regex

@@ -140,6 +140,27 @@ TEST_F(LibRegexTest, CompiledRegexesAreFreedByTheGarbageCollector) {
   EXPECT_EQ(tp_regex_live(), before);
 }
 
+TEST_F(LibRegexTest, OneShotFormsCompileOnceAndCache) {
+  int64_t before = tp_regex_live();
+  EXPECT_EQ(run(R"(
+    local a, b = regex.find('id=42', [[\d+]])
+    local m = regex.match('ID=7', [[id=(\d)]], 'i')
+    local out, n = regex.gsub('a-b-c', '-', '+')
+    for i = 1, 100 do regex.find('x', [[\d+]]) end
+    local bad, err = regex.match('x', '(')
+    return table.concat({ a, b, m[1], out, n, tostring(bad), err }, ' '))"),
+            "4 5 7 a+b+c 2 nil missing closing parenthesis at offset 1");
+  EXPECT_EQ(tp_regex_live(), before + 3);  // one compile per pattern and flags, kept
+}
+
+TEST_F(LibRegexTest, OneShotCacheIsBounded) {
+  vm().collect_garbage();
+  int64_t before = tp_regex_live();
+  run("regex.cache_size = 10 for i = 1, 95 do assert(regex.find('x' .. i, 'x' .. i)) end");
+  vm().collect_garbage();
+  EXPECT_LE(tp_regex_live(), before + 10);
+}
+
 TEST_F(LibRegexTest, UserPluginsCanRequireIt) {
   write_plugin("router", plugin_source("router", "access", R"(
     local m = require('turnpike.regex').compile('^/v(\\d)/'):match('/v2/users')
