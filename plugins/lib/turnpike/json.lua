@@ -127,6 +127,8 @@ function json.decode(text)
 end
 
 -- ---- Encoding --------------------------------------------------------------------------------
+-- The text is built as pieces in one table and concatenated once at the end: a string without
+-- escapes goes in as itself between quote pieces, so encoding makes no intermediate strings.
 
 -- §7: '"', '\' and the control characters must be escaped.
 local STRING_ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
@@ -136,9 +138,13 @@ for i = 0, 31 do
   STRING_ESCAPES[c] = STRING_ESCAPES[c] or format("\\u%04x", i)
 end
 
-local function encode_string(s)
-  if not find(s, '[%z\1-\31"\\]') then return '"' .. s .. '"' end
-  return '"' .. s:gsub('[%z\1-\31"\\]', STRING_ESCAPES) .. '"'
+-- Appends the JSON string for s, then `close` ('"' or '":' after a key).
+local function put_string(buf, len, s, close)
+  buf[len + 1] = '"'
+  if find(s, '[%z\1-\31"\\]') then s = s:gsub('[%z\1-\31"\\]', STRING_ESCAPES) end
+  buf[len + 2] = s
+  buf[len + 3] = close
+  return len + 3
 end
 
 local function encode_number(v)
@@ -159,9 +165,8 @@ local encode_value
 -- Appends the array t[1..n] to buf.
 local function encode_array(t, n, buf, len, depth)
   if n == 0 then
-    len = len + 1
-    buf[len] = "[]"
-    return len
+    buf[len + 1] = "[]"
+    return len + 1
   end
   len = len + 1
   buf[len] = "["
@@ -187,40 +192,51 @@ end
 local function encode_table(t, buf, len, depth)
   local mt = getmetatable(t)
   if mt == array_mt or t == empty_array then return encode_array(t, #t, buf, len, depth) end
-  -- An array when its keys are exactly 1..count.
-  local count, max, array = 0, 0, true
+  -- One pass over the keys: are they exactly 1..count (an array)? Else they are sorted below.
+  local keys, count, max, array, numeric = {}, 0, 0, true, nil
   for k in pairs(t) do
     count = count + 1
-    if array then
-      if type(k) == "number" and k >= 1 and k % 1 == 0 then
+    keys[count] = k
+    if type(k) == "number" then
+      if array and k >= 1 and k % 1 == 0 then
         if k > max then max = k end
       else
         array = false
       end
+      numeric = numeric or {}
+    else
+      array = false
     end
   end
   if count == 0 then
-    len = len + 1
-    buf[len] = "{}"
-    return len
+    buf[len + 1] = "{}"
+    return len + 1
   end
   if array and max == count then return encode_array(t, count, buf, len, depth) end
-  local keys, by_string = {}, {}
-  local n = 0
-  for k in pairs(t) do
-    local ks = key_string(k)
-    n = n + 1
-    keys[n] = ks
-    by_string[ks] = k
+  -- Keys are written as strings; number keys are mapped back to read their values.
+  if numeric then
+    for i = 1, count do
+      local k = keys[i]
+      local ks = key_string(k)
+      if ks ~= k then numeric[ks] = k end
+      keys[i] = ks
+    end
+  else
+    for i = 1, count do key_string(keys[i]) end  -- raises for boolean, table, ... keys
   end
   table.sort(keys)
   len = len + 1
   buf[len] = "{"
-  for i = 1, n do
+  for i = 1, count do
     local ks = keys[i]
-    len = len + 1
-    buf[len] = (i > 1 and "," or "") .. encode_string(ks) .. ":"
-    len = encode_value(t[by_string[ks]], buf, len, depth)
+    if i > 1 then
+      len = len + 1
+      buf[len] = ","
+    end
+    len = put_string(buf, len, ks, '":')
+    local k = ks
+    if numeric and numeric[ks] ~= nil then k = numeric[ks] end
+    len = encode_value(t[k], buf, len, depth)
   end
   len = len + 1
   buf[len] = "}"
@@ -229,10 +245,9 @@ end
 
 function encode_value(v, buf, len, depth)
   local vt = type(v)
+  if vt == "string" then return put_string(buf, len, v, '"') end
   local s
-  if vt == "string" then
-    s = encode_string(v)
-  elseif vt == "number" then
+  if vt == "number" then
     s = encode_number(v)
   elseif vt == "boolean" then
     s = v and "true" or "false"
