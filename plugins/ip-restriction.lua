@@ -1,0 +1,219 @@
+-- ip-restriction: lets a request through, or not, by the client's address: a whitelist (only
+-- these), or a blacklist (all but these), of IPv4 and IPv6 addresses and CIDR blocks.
+--
+--   routes:
+--     - name: admin
+--       plugins:
+--         ip-restriction:
+--           whitelist: [10.0.0.0/8, 192.168.1.17, "2001:db8::/32"]
+--           message: "admins only"
+--
+-- The list is parsed once per conf into one hash set of network keys per prefix length, so a
+-- lookup probes only the prefix lengths the list has (at most 33 for IPv4, 129 for IPv6) whatever
+-- the number of entries. An IPv4-mapped IPv6 client (::ffff:10.1.2.3) is checked as its IPv4
+-- address. The client address is the connection's peer (turnpike.request.get_client_ip).
+local turnpike = require "turnpike"
+local json = require "turnpike.json"
+local bit = require "bit"
+
+local band, lshift = bit.band, bit.lshift
+local tonumber, byte, sub, find, format = tonumber, string.byte, string.sub, string.find, string.format
+local request = turnpike.request
+
+local JSON = { ["content-type"] = "application/json" }
+
+-- ---- Parsing addresses ------------------------------------------------------------------------
+
+-- "a.b.c.d" → a 32-bit integer (bit library range), or nil.
+local function parse_ipv4(s)
+  local a, b, c, d = s:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$")
+  if not a then return nil end
+  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if a > 255 or b > 255 or c > 255 or d > 255 then return nil end
+  return bit.bor(lshift(a, 24), lshift(b, 16), lshift(c, 8), d)
+end
+
+-- RFC 4291 §2.2 text forms ("2001:db8::1", "::ffff:10.1.2.3") → 32 lower-case hex digits, or nil.
+-- The hex form makes an IPv6 network key a prefix of the string (see network_key6).
+local function parse_ipv6(s)
+  if find(s, "%", 1, true) then return nil end  -- zone ids name an interface, not a network
+  local groups = {}
+  local head, tail = s, nil
+  local gap = find(s, "::", 1, true)
+  if gap then
+    head, tail = sub(s, 1, gap - 1), sub(s, gap + 2)
+    if find(tail, "::", 1, true) then return nil end
+  end
+  -- Appends the groups of `part` to `out`; a dotted quad may end only the address.
+  local function split(part, out, at_end)
+    if part == "" then return true end
+    local pieces = {}
+    for piece in (part .. ":"):gmatch("([^:]*):") do pieces[#pieces + 1] = piece end
+    for i, piece in ipairs(pieces) do
+      if at_end and i == #pieces and find(piece, ".", 1, true) then
+        local v4 = parse_ipv4(piece)  -- a trailing dotted quad is the last 32 bits (§2.2 item 3)
+        if not v4 then return false end
+        out[#out + 1] = band(bit.rshift(v4, 16), 0xffff)
+        out[#out + 1] = band(v4, 0xffff)
+      elseif piece:match("^%x%x?%x?%x?$") then
+        out[#out + 1] = tonumber(piece, 16)
+      else
+        return false
+      end
+    end
+    return true
+  end
+  local first, last = {}, {}
+  if not split(head, first, tail == nil) or (tail and not split(tail, last, true)) then return nil end
+  local missing = 8 - #first - #last
+  if (gap and missing < 1) or (not gap and missing ~= 0) then return nil end
+  for _, g in ipairs(first) do groups[#groups + 1] = g end
+  for _ = 1, missing do groups[#groups + 1] = 0 end
+  for _, g in ipairs(last) do groups[#groups + 1] = g end
+  return format("%04x%04x%04x%04x%04x%04x%04x%04x", unpack(groups))
+end
+
+local V4_MAPPED = "00000000000000000000ffff"
+
+-- The network of `addr` under a /bits prefix, as a hash key.
+local function network_key4(addr, bits)
+  if bits == 0 then return 0 end
+  return band(addr, lshift(-1, 32 - bits))
+end
+
+local HEX = "0123456789abcdef"
+local NIBBLE_MASK = { [1] = 8, [2] = 12, [3] = 14 }
+
+local function network_key6(hex, bits)
+  local rest = bits % 4
+  local whole = (bits - rest) / 4
+  if rest == 0 then return sub(hex, 1, whole) end
+  local nibble = band(tonumber(sub(hex, whole + 1, whole + 1), 16), NIBBLE_MASK[rest])
+  return sub(hex, 1, whole) .. sub(HEX, nibble + 1, nibble + 1)
+end
+
+-- "10.0.0.0/8", "2001:db8::/32" or a bare address → family (4 or 6), address, prefix length;
+-- nil and why for anything else.
+local function parse_entry(entry)
+  local addr, bits = entry:match("^([^/]+)/(%d+)$")
+  if not addr then addr = entry end
+  local v4 = parse_ipv4(addr)
+  if v4 then
+    bits = bits and tonumber(bits) or 32
+    if bits > 32 then return nil, "an IPv4 prefix length is at most 32" end
+    return 4, v4, bits
+  end
+  local v6 = parse_ipv6(addr)
+  if v6 then
+    bits = bits and tonumber(bits) or 128
+    if bits > 128 then return nil, "an IPv6 prefix length is at most 128" end
+    return 6, v6, bits
+  end
+  return nil, "not an IP address or CIDR block"
+end
+
+-- ---- The set of networks, built once per conf -------------------------------------------------
+
+-- { [4] = { lengths = {32, 24, ...}, [bits] = { [key] = true } }, [6] = {...} }
+local function build_set(entries)
+  local set = { [4] = { lengths = {} }, [6] = { lengths = {} } }
+  for _, entry in ipairs(entries) do
+    local family, addr, bits = parse_entry(entry)
+    local fam = set[family]
+    local by_length = fam[bits]
+    if not by_length then
+      by_length = {}
+      fam[bits] = by_length
+      fam.lengths[#fam.lengths + 1] = bits
+    end
+    by_length[family == 4 and network_key4(addr, bits) or network_key6(addr, bits)] = true
+  end
+  return set
+end
+
+local function contains(set, ip)
+  local v4 = parse_ipv4(ip)
+  if not v4 then
+    local hex = parse_ipv6(ip)
+    if not hex then return false end
+    if sub(hex, 1, 24) == V4_MAPPED then
+      v4 = tonumber(sub(hex, 25), 16)
+    else
+      local fam = set[6]
+      local lengths = fam.lengths
+      for i = 1, #lengths do
+        local bits = lengths[i]
+        if fam[bits][network_key6(hex, bits)] then return true end
+      end
+      return false
+    end
+  end
+  local fam = set[4]
+  local lengths = fam.lengths
+  for i = 1, #lengths do
+    local bits = lengths[i]
+    if fam[bits][network_key4(v4, bits)] then return true end
+  end
+  return false
+end
+
+-- conf → { set = ..., allow = boolean, body = denial body }; weak keys: a conf replaced by a
+-- reload takes its set with it.
+local compiled = setmetatable({}, { __mode = "k" })
+
+local function compile(conf)
+  local c = compiled[conf]
+  if c then return c end
+  c = {
+    allow = conf.whitelist ~= nil,
+    set = build_set(conf.whitelist or conf.blacklist),
+    body = json.encode({ error = "forbidden", message = conf.message }),
+  }
+  compiled[conf] = c
+  return c
+end
+
+local function check_list(conf, field)
+  for i, entry in ipairs(conf[field]) do
+    local family, why = parse_entry(entry)
+    if not family then
+      return false, format("conf.%s[%d]: %s: %s", field, i, json.encode(entry), why)
+    end
+  end
+  return true
+end
+
+local list = { type = "array", minItems = 1, items = { type = "string", minLength = 1 } }
+
+return {
+  name = "ip-restriction",
+  version = "1.0",
+  priority = 3000,
+
+  schema = {
+    type = "object",
+    additionalProperties = false,
+    properties = {
+      -- Only these addresses and networks get through.
+      whitelist = list,
+      -- These do not; everyone else does.
+      blacklist = list,
+      message = { type = "string", default = "Your IP address is not allowed", minLength = 1,
+                  maxLength = 1024 },
+    },
+  },
+
+  check_schema = function(conf)
+    if (conf.whitelist == nil) == (conf.blacklist == nil) then
+      return false, "conf: give exactly one of whitelist and blacklist"
+    end
+    return check_list(conf, conf.whitelist and "whitelist" or "blacklist")
+  end,
+
+  access = function(conf)
+    local c = compile(conf)
+    local ip = request.get_client_ip()
+    if ip and contains(c.set, ip) == c.allow then return end
+    return turnpike.exit(403, c.body, JSON)
+  end,
+}
