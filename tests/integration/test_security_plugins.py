@@ -151,7 +151,7 @@ def test_ipv6_clients_are_matched_by_prefix(ipv6, path, status):
 
 @pytest.mark.parametrize("conf,message,line_has", [
     ({"whitelist": ["10.0.0.1/33"]}, 'conf.whitelist[1]: "10.0.0.1/33": an IPv4 prefix length is at most 32', None),
-    ({"blacklist": ["1.2.3.4", "1.2.3"]}, 'conf.blacklist[2]: "1.2.3": not an IP address or CIDR block', None),
+    ({"blacklist": ["1.2.3.4", "1.2.3"]}, 'conf.blacklist[2]: "1.2.3": not an IP address or CIDR block', "1.2.3"),
     ({"blacklist": ["2001:db8::1::2"]}, 'conf.blacklist[1]: "2001:db8::1::2": not an IP address or CIDR block', None),
     ({"whitelist": ["::1/129"]}, 'conf.whitelist[1]: "::1/129": an IPv6 prefix length is at most 128', None),
     ({"whitelist": ["10.0.0.0/8"], "blacklist": ["10.1.0.0/16"]}, "conf: give exactly one of whitelist and blacklist", None),
@@ -160,6 +160,24 @@ def test_ipv6_clients_are_matched_by_prefix(ipv6, path, status):
 ])
 def test_ip_restriction_schema_errors(turnpike_bin, tmp_path, origin, conf, message, line_has):
     assert_config_error(turnpike_bin, tmp_path, origin, {"ip-restriction": conf}, message, line_has)
+
+
+def test_ip_restriction_accepts_every_text_form_of_an_address(turnpike_bin, tmp_path, origin):
+    forms = ["0.0.0.0/0", "255.255.255.255", "10.1.2.3/8", "::", "::/0", "::1", "1::", "1:2:3:4:5:6:7:8",
+             "2001:DB8:0:0:8:800:200C:417A/127", "2001:db8::8:800:200c:417a", "fe80::/10",
+             "::ffff:192.0.2.1", "::ffff:0:0/96", "64:ff9b::192.0.2.33/128", "1:2:3:4:5:6:1.2.3.4"]
+    path = tmp_path / "good.yaml"
+    path.write_text(dump_yaml(base_config(origin, routes=[route("r", ["/*"], {"ip-restriction": {"whitelist": forms}})])))
+    out = check_config(turnpike_bin, path)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("entry", ["256.0.0.1", "1.2.3.4/", "1.2.3.4/-1", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7",
+                                   "::1::", "12345::", "1.2.3.4::", "::1.2.3.4:5", "fe80::1%eth0", "g::1",
+                                   "1.2.3.4/8/8", " 1.2.3.4"])
+def test_ip_restriction_refuses_malformed_entries(turnpike_bin, tmp_path, origin, entry):
+    errors, _ = config_errors(turnpike_bin, tmp_path, origin, {"ip-restriction": {"whitelist": [entry]}})
+    assert [e for e in errors if 'conf.whitelist[1]: ' in e["message"]], errors
 
 
 # ---- ua-restriction ---------------------------------------------------------------------------
