@@ -24,13 +24,27 @@ local JSON = { ["content-type"] = "application/json" }
 
 -- ---- Parsing addresses ------------------------------------------------------------------------
 
--- "a.b.c.d" → a 32-bit integer (bit library range), or nil.
+-- "a.b.c.d" → a 32-bit integer (bit library range), or nil. A byte loop rather than a pattern
+-- with captures, which LuaJIT would not compile: this runs on every request.
 local function parse_ipv4(s)
-  local a, b, c, d = s:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$")
-  if not a then return nil end
-  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-  if a > 255 or b > 255 or c > 255 or d > 255 then return nil end
-  return bit.bor(lshift(a, 24), lshift(b, 16), lshift(c, 8), d)
+  local n = #s
+  if n < 7 or n > 15 then return nil end
+  local addr, part, digits, dots = 0, 0, 0, 0
+  for i = 1, n do
+    local c = byte(s, i)
+    if c >= 48 and c <= 57 then
+      part = part * 10 + c - 48
+      digits = digits + 1
+      if digits > 3 or part > 255 then return nil end
+    elseif c == 46 and digits > 0 and dots < 3 then
+      addr = addr * 256 + part
+      part, digits, dots = 0, 0, dots + 1
+    else
+      return nil
+    end
+  end
+  if dots ~= 3 or digits == 0 then return nil end
+  return bit.tobit(addr * 256 + part)
 end
 
 -- RFC 4291 §2.2 text forms ("2001:db8::1", "::ffff:10.1.2.3") → 32 lower-case hex digits, or nil.
