@@ -306,6 +306,101 @@ TEST_F(LibCryptoTest, KeyThatDoesNotFitTheAlgorithmIsRefused) {
             "expected a key from crypto.public_key");
 }
 
+// A key's JWK members as hex (the Lua side base64url-encodes them): RSA n and e, EC x and y
+// padded to the coordinate size, OKP x.
+std::string bn_hex(const EVP_PKEY* pkey, const char* name, int pad) {
+  BIGNUM* bn = nullptr;
+  EXPECT_EQ(EVP_PKEY_get_bn_param(pkey, name, &bn), 1) << name;
+  std::string bytes(pad ? pad : BN_num_bytes(bn), '\0');
+  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  BN_free(bn);
+  std::string hex;
+  char b[3];
+  for (unsigned char c : bytes) {
+    std::snprintf(b, sizeof b, "%02x", c);
+    hex += b;
+  }
+  return hex;
+}
+
+std::string okp_hex(const EVP_PKEY* pkey) {
+  unsigned char pub[64];
+  size_t len = 0;
+  EXPECT_EQ(EVP_PKEY_get_octet_string_param(pkey, "pub", pub, sizeof pub, &len), 1);
+  std::string hex;
+  char b[3];
+  for (size_t i = 0; i < len; ++i) {
+    std::snprintf(b, sizeof b, "%02x", pub[i]);
+    hex += b;
+  }
+  return hex;
+}
+
+// Lua that builds `jwk` from hex members and checks `sig` (hex) over "h.p" with `alg`.
+std::string jwk_verify_source(const std::string& members, const std::string& alg,
+                              const std::string& sig) {
+  return "local base64 = require 'turnpike.base64'\n"
+         "local function b64(hex) return base64.encode_url((hex:gsub('..', function(h)\n"
+         "  return string.char(tonumber(h, 16)) end))) end\n"
+         "local function bytes(hex) return (hex:gsub('..', function(h)\n"
+         "  return string.char(tonumber(h, 16)) end)) end\n"
+         "local jwk = " + members + "\n"
+         "local key, err = crypto.public_key_jwk(jwk)\n"
+         "if not key then return 'nil ' .. err end\n"
+         "return tostring(crypto.verify('" + alg + "', key, 'h.p', bytes('" + sig + "')))";
+}
+
+std::string hex_of(const std::string& s) {
+  std::string hex;
+  char b[3];
+  for (unsigned char c : s) {
+    std::snprintf(b, sizeof b, "%02x", c);
+    hex += b;
+  }
+  return hex;
+}
+
+TEST_F(LibCryptoTest, JwkKeysVerifyWhatTheirPemTwinsVerify) {
+  std::string rsa_jwk = "{ kty = 'RSA', n = b64('" + bn_hex(rsa()->pkey, "n", 0) + "'), e = b64('" +
+                        bn_hex(rsa()->pkey, "e", 0) + "') }";
+  std::string rs = hex_of(cxx_sign(*rsa(), EVP_sha256(), false, 0, "h.p"));
+  EXPECT_EQ(run(jwk_verify_source(rsa_jwk, "RS256", rs)), "true");
+  EXPECT_EQ(run(jwk_verify_source(rsa_jwk, "RS256", "00" + rs.substr(2))), "false");
+  for (const auto& [crv, key, md, size, alg] :
+       {std::tuple{"P-256", p256(), EVP_sha256(), 32, "ES256"},
+        std::tuple{"P-384", p384(), EVP_sha384(), 48, "ES384"},
+        std::tuple{"P-521", p521(), EVP_sha512(), 66, "ES512"}}) {
+    std::string jwk = std::string("{ kty = 'EC', crv = '") + crv + "', x = b64('" +
+                      bn_hex(key->pkey, "qx", size) + "'), y = b64('" +
+                      bn_hex(key->pkey, "qy", size) + "') }";
+    std::string es = hex_of(cxx_sign(*key, md, false, size, "h.p"));
+    EXPECT_EQ(run(jwk_verify_source(jwk, alg, es)), "true") << crv;
+  }
+  std::string ed = "{ kty = 'OKP', crv = 'Ed25519', x = b64('" + okp_hex(ed25519()->pkey) + "') }";
+  EXPECT_EQ(run(jwk_verify_source(ed, "EdDSA", hex_of(cxx_sign(*ed25519(), nullptr, false, 0,
+                                                                  "h.p")))),
+            "true");
+}
+
+TEST_F(LibCryptoTest, BadJwkSaysWhy) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{ kty = 'oct', k = 'c2VjcmV0' }", "jwk: unsupported kty oct (expected RSA, EC or OKP)"},
+      {"{ kty = 'RSA', e = 'AQAB' }", "jwk: 'n' missing"},
+      {"{ kty = 'RSA', n = 'a*b', e = 'AQAB' }", "jwk: 'n' is not base64url"},
+      {"{ kty = 'EC', crv = 'P-192', x = 'AA', y = 'AA' }", "jwk: unsupported EC curve P-192"},
+      {"{ kty = 'EC', crv = 'P-256', x = 'AAAA', y = 'AAAA' }",
+       "jwk: x and y must be 32 bytes for P-256"},
+      // The right sizes, but not a point on the curve: OpenSSL refuses it.
+      {"{ kty = 'EC', crv = 'P-256', x = ('A'):rep(43), y = ('A'):rep(42) .. 'E' }",
+       "jwk: invalid key: "},
+      {"'{\"kty\": '", "jwk: unexpected end of text at byte 9"},
+  };
+  for (const auto& [jwk, message] : cases) {
+    std::string got = run("local k, err = crypto.public_key_jwk(" + jwk + ") return tostring(k) .. ' ' .. err");
+    EXPECT_EQ(got.substr(0, 4 + message.size()), "nil " + message) << jwk;
+  }
+}
+
 TEST_F(LibCryptoTest, KeysAreFreedByTheGarbageCollector) {
   // Each parse makes an EVP_PKEY outside the Lua heap; ffi.gc frees it. Without that, LSan
   // reports the keys when the test binary exits.
