@@ -57,6 +57,11 @@ boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream&
 boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream,
                                               boost::system::error_code ec);
 
+// A consumer was attached during the hook of filter `i`: merges the consumer's chain into the
+// request's (its conf replacing the route's for the same plugin, new ones by priority) and moves
+// `i` to where that filter is now.
+void merge_consumer(RequestContext& ctx, size_t& i);
+
 // Runs one phase's hooks of the route's filters from filter `i` on (callers start at 0); stops at
 // the first that does not proceed and returns its status. On suspend `i` is left at the filter
 // that suspended: finish the phase with finish_phase(ctx, phase, i). Synchronous: no coroutine.
