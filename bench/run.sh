@@ -4,11 +4,12 @@
 # Starts the fixed origin (nginx, 1 worker, "hello world\n") and every proxy (one worker/thread
 # each, free ports picked at run time, configs generated into a temp dir), then measures back to
 # back with wrk -t1 -c$CONNS -d$DUR: direct origin, Turnpike, nginx proxy, HAProxy, nginx+lua
-# key-auth, Turnpike again (drift). Prints a Markdown table of the proxy process's CPU µs per
+# key-auth, Turnpike with the same chain as Lua plugins (turnpike-lua: key-auth + a shared-dict
+# counter), Turnpike again (drift). Prints a Markdown table of the proxy process's CPU µs per
 # request (user+sys, all threads), ratio to nginx, req/s, p99 and failed requests.
 #
 # Env: TURNPIKE_BIN (default build-release/src/app/turnpike), DUR=8 (s), WARM=1 (s), CONNS=64,
-#      CASES="origin turnpike nginx haproxy lua turnpike-again", ROUNDS=1 (with more, every case
+#      CASES="origin turnpike nginx haproxy lua turnpike-lua turnpike-again", ROUNDS=1 (with more, every case
 #      runs once per round, interleaved, and the table shows medians), ERR_PCT=1, MAX_BUSY=10
 #      (warn when the CPUs are more than this % busy at the start), KEEP_TMP=0.
 # Exit status: 0 when every case ran and succeeded; 1 when a case FAILED or was skipped.
@@ -17,7 +18,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need nginx haproxy wrk curl python3 awk
 
-CASES=${CASES:-origin turnpike nginx haproxy lua turnpike-again}
+CASES=${CASES:-origin turnpike nginx haproxy lua turnpike-lua turnpike-again}
 ROUNDS=${ROUNDS:-1}
 LUA_MOD=/usr/lib/nginx/modules/ngx_http_lua_module.so
 raise_nofile >/dev/null
@@ -36,6 +37,27 @@ if want_any turnpike turnpike-again; then
     loud "Turnpike binary not found: $TURNPIKE_BIN" "Turnpike rows are SKIPPED; build it or set TURNPIKE_BIN."
     SKIP[turnpike]="binary not found"
   fi
+fi
+if want turnpike-lua && have_turnpike; then
+  # The same chain as the nginx+lua case: key-auth on the apikey header (bundled plugin) and a
+  # shared-dict fixed-window counter (bench/plugins/fixed-window.lua, a user plugin).
+  { turnpike_basic_config "$ORIGIN_PORT"
+    cat <<EOF
+plugin_paths: ["$BENCH_DIR/plugins"]
+shared_dicts: {limits: 10m}
+plugins:
+  key-auth: {header: apikey}
+  fixed-window: {}
+consumers:
+  - username: bench
+    plugins:
+      key-auth: {key: secret-key-1}
+EOF
+  } >"$BENCH_TMP/turnpike-lua.yaml"
+  start_turnpike tplua "$BENCH_TMP/turnpike-lua.yaml"
+  PID[turnpike-lua]=$STARTED_PID PORT[turnpike-lua]=$STARTED_PORT
+elif want turnpike-lua; then
+  SKIP[turnpike-lua]="binary not found"
 fi
 if want nginx; then
   start_nginx pnginx "$BENCH_DIR/peers/proxy-nginx.conf.in" "ORIGIN=127.0.0.1:$ORIGIN_PORT"
@@ -67,7 +89,7 @@ run_case() {
     turnpike-again) pid=${PID[turnpike]:-} port=${PORT[turnpike]:-} ;;
     *) pid=${PID[$key]:-} port=${PORT[$key]:-} ;;
   esac
-  [[ $key == lua ]] && args=(-H 'apikey: secret-key-1')
+  [[ $key == lua || $key == turnpike-lua ]] && args=(-H 'apikey: secret-key-1')
   local skip=${SKIP[$key]:-}; [[ $key == turnpike-again ]] && skip=${SKIP[turnpike]:-}
   if [[ -n $skip ]]; then OK[$key]=0 NOTE[$key]="SKIPPED: $skip"; FAILED=1; return; fi
   url="http://127.0.0.1:$port/"
@@ -103,6 +125,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
       nginx) run_case nginx "nginx proxy" ;;
       haproxy) run_case haproxy "HAProxy" ;;
       lua) run_case lua "nginx+lua key-auth" ;;
+      turnpike-lua) run_case turnpike-lua "Turnpike key-auth (Lua plugins)" ;;
       turnpike-again) run_case turnpike-again "Turnpike (again, drift)" ;;
       *) die "unknown case '$c'" ;;
     esac
@@ -135,8 +158,9 @@ if ((ROUNDS > 1)); then
   echo "CPU µs/req per round:"
   for key in "${ORDER[@]}"; do v=${CPU[$key]:-none}; echo "- ${LABEL[$key]}: ${v% }"; done
   lines=""
-  for key in turnpike turnpike-again; do
-    for ref in nginx haproxy; do
+  for key in turnpike turnpike-again turnpike-lua; do
+    for ref in nginx haproxy lua turnpike; do
+      [[ $key == "$ref" ]] && continue
       [[ ${OK[$key]:-0} == 1 && ${OK[$ref]:-0} == 1 ]] || continue
       pr=$(paired_ratios "${CPU[$key]}" "${CPU[$ref]}") || continue
       lines+="- ${LABEL[$key]} / ${LABEL[$ref]}: $pr"$'\n'

@@ -195,9 +195,9 @@ boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t li
 boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream, error_code ec) {
   ctx.close_connection = true;
   if (ctx.chunked.failed()) {
-    co_await respond_error(ctx, downstream, 400, "bad_request", ctx.chunked.error());
+    co_await respond_error(ctx, downstream, Outcome::bad_request, ctx.chunked.error());
   } else if (ec == boost::asio::error::timed_out) {
-    co_await respond_error(ctx, downstream, 408, "request_timeout", "the request body did not arrive in time");
+    co_await respond_error(ctx, downstream, Outcome::request_timeout);
   } else {
     ctx.error = "client_body_failed";
   }
@@ -287,9 +287,9 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
       }
       if (last_timed_out) {
         counters.upstream_timeouts.inc();
-        co_await respond_error(ctx, downstream, 504, "upstream_connect_timeout", "timed out connecting to the upstream");
+        co_await respond_error(ctx, downstream, Outcome::upstream_connect_timeout);
       } else {
-        co_await respond_error(ctx, downstream, 502, "upstream_connect_failed", "could not connect to the upstream");
+        co_await respond_error(ctx, downstream, Outcome::upstream_connect_failed);
       }
       co_return;
     }
@@ -313,7 +313,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     if (sent == SendResult::client_failed || sent == SendResult::too_large) {
       release_upstream(ctx, pool, conn, false);
       if (sent == SendResult::too_large) {
-        co_await respond_error(ctx, downstream, 413, "body_too_large", "request body exceeds the configured limit");
+        co_await respond_error(ctx, downstream, Outcome::body_too_large);
         ctx.close_connection = true;
       } else {
         co_await fail_client_body(ctx, downstream, client_ec);
@@ -396,12 +396,12 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     ctx.upstream_time = Clock::now() - started;
     if (timed_out) {
       counters.upstream_timeouts.inc();
-      co_await respond_error(ctx, downstream, 504, "upstream_timeout", "the upstream did not answer in time");
+      co_await respond_error(ctx, downstream, Outcome::upstream_timeout);
     } else if (bad_response) {
       counters.upstream_bad_responses.inc();
-      co_await respond_error(ctx, downstream, 502, "upstream_bad_response", "the upstream sent an invalid response");
+      co_await respond_error(ctx, downstream, Outcome::upstream_bad_response);
     } else {
-      co_await respond_error(ctx, downstream, 502, "upstream_failed", "the upstream closed the connection");
+      co_await respond_error(ctx, downstream, Outcome::upstream_failed);
     }
     co_return;
   }
@@ -485,7 +485,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
             ctx.error = "upstream_bad_chunking";
             if (first) {
               release_upstream(ctx, pool, conn, false);
-              co_await respond_error(ctx, downstream, 502, "upstream_bad_response", "the upstream sent an invalid response");
+              co_await respond_error(ctx, downstream, Outcome::upstream_bad_response);
               co_return;
             }
             reusable = false;

@@ -279,10 +279,9 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
       ctx.upstream_time = Clock::now() - started;
       if (timed_out) {
         counters.upstream_timeouts.inc();
-        co_await respond_error(ctx, downstream, 504, "upstream_connect_timeout",
-                               "timed out connecting to the upstream");
+        co_await respond_error(ctx, downstream, Outcome::upstream_connect_timeout);
       } else {
-        co_await respond_error(ctx, downstream, 502, "upstream_connect_failed", "could not connect to the upstream");
+        co_await respond_error(ctx, downstream, Outcome::upstream_connect_failed);
       }
       co_return nullptr;
     }
@@ -328,7 +327,7 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
     ctx.drop_upstream();
     h2.finish(s);
     if (ex == Exchange::too_large) {
-      co_await respond_error(ctx, downstream, 413, "body_too_large", "request body exceeds the configured limit");
+      co_await respond_error(ctx, downstream, Outcome::body_too_large);
       ctx.close_connection = true;
       co_return nullptr;
     }
@@ -355,13 +354,12 @@ boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, Req
     if (timed_out) {
       counters.upstream_timeouts.inc();
       const bool own_deadline = Clock::now() >= hard_deadline;
-      co_await respond_error(ctx, downstream, 504, own_deadline ? "deadline_exceeded" : "upstream_timeout",
-                             own_deadline ? "the request's deadline passed" : "the upstream did not answer in time");
+      co_await respond_error(ctx, downstream, own_deadline ? Outcome::deadline_exceeded : Outcome::upstream_timeout);
     } else if (failure == H2UpstreamFailure::reset) {
       counters.upstream_bad_responses.inc();
-      co_await respond_error(ctx, downstream, 502, "upstream_reset", "the upstream reset the stream");
+      co_await respond_error(ctx, downstream, Outcome::upstream_reset);
     } else {
-      co_await respond_error(ctx, downstream, 502, "upstream_failed", "the upstream closed the connection");
+      co_await respond_error(ctx, downstream, Outcome::upstream_failed);
     }
     co_return nullptr;
   }
@@ -436,7 +434,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
       if (pump.client_ec) {
         co_await fail_client_body(ctx, downstream, pump.client_ec);
       } else {
-        co_await respond_error(ctx, downstream, 413, "body_too_large", "request body exceeds the configured limit");
+        co_await respond_error(ctx, downstream, Outcome::body_too_large);
       }
       break;
     }

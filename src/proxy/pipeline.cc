@@ -70,6 +70,17 @@ void merge_consumer(RequestContext& ctx, size_t& i) {
   i = static_cast<size_t>(std::find(ctx.filters.begin(), ctx.filters.end(), current) - ctx.filters.begin());
 }
 
+void set_outcome_response(RequestContext& ctx, Outcome outcome) {
+  const OutcomeInfo& o = info(outcome);
+  if (ctx.worker_counters) ctx.worker_counters->outcomes[static_cast<size_t>(outcome)].inc();
+  ctx.error = o.code;
+  LocalResponse& lr = ctx.local_response;
+  lr.clear();
+  lr.status = o.status;
+  lr.content_type = "application/json";
+  lr.body = error_json(o.code, o.message);
+}
+
 FilterStatus run_phase_hooks(RequestContext& ctx, Phase phase, size_t& i) {
   const auto& filters = ctx.filters;
   for (; i < filters.size(); ++i) {
@@ -95,12 +106,7 @@ namespace {
 // misbehaves must not let the request through).
 FilterStatus filter_failed(RequestContext& ctx, Phase phase, size_t i, std::string_view why) {
   spdlog::error("filter {} {} in phase {}; the request fails", ctx.filters[i]->name(), why, to_string(phase));
-  ctx.error = "filter_failed";
-  LocalResponse& lr = ctx.local_response;
-  lr.clear();
-  lr.status = 500;
-  lr.content_type = "application/json";
-  lr.body = error_json("filter_failed", "a filter of this route failed");
+  set_outcome_response(ctx, Outcome::filter_failed);
   return FilterStatus::respond;
 }
 
@@ -252,7 +258,15 @@ boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& down
   co_await send_local_response(ctx, downstream);
 }
 
+boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& downstream, Outcome outcome,
+                                           std::string_view message) {
+  const OutcomeInfo& o = info(outcome);
+  if (ctx.worker_counters) ctx.worker_counters->outcomes[static_cast<size_t>(outcome)].inc();
+  co_await respond_error(ctx, downstream, o.status, o.code, message.empty() ? o.message : message);
+}
+
 boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Downstream& downstream) {
+  ctx.worker_counters = &worker.counters();
   // ---- route ----
   router::MatchInput in;
   in.host = ctx.host;
@@ -262,7 +276,7 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
   in.header_count = ctx.headers.size();
   ctx.listener->router->match(in, ctx.match);
   if (!ctx.match.matched) {
-    co_await respond_error(ctx, downstream, 404, "no_route", "no route matches this request");
+    co_await respond_error(ctx, downstream, Outcome::no_route);
   } else {
     ctx.route = &ctx.snapshot->routes[ctx.match.route_index];
     const FilterChain& chain = ctx.listener->chains[ctx.match.route_index];
@@ -302,8 +316,7 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
         // The request already passed through this gateway and would be forwarded again: a route
         // leads back to one of our own listeners (turnpike -t warns about such configs). Only
         // forwarding is refused, so a gateway may still answer locally on an internal listener.
-        co_await respond_error(ctx, downstream, 508, "loop_detected",
-                               "the request has already passed through this gateway (Via)");
+        co_await respond_error(ctx, downstream, Outcome::loop_detected);
       } else {
         size_t upstream = ctx.upstream_override != SIZE_MAX ? ctx.upstream_override : ctx.route->upstream_index;
         if (ctx.snapshot->upstreams[upstream]->config->protocol == config::UpstreamProtocol::http1) {

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "turnpike/proxy/downstream.h"
+#include "turnpike/proxy/outcome.h"
 #include "turnpike/proxy/request_context.h"
 
 namespace turnpike::proxy {
@@ -19,7 +20,16 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
 // The gateway's error body: {"error": code, "message": message}, JSON-escaped.
 std::string error_json(std::string_view code, std::string_view message);
 
-// Answers with a gateway-made response: {"error": code, "message": message} as JSON.
+// Answers with one of the gateway's outcomes (outcome.h): its status, and its code and message
+// (or `message`, when given, for details) as JSON; counted per outcome on the worker.
+boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& downstream, Outcome outcome,
+                                           std::string_view message = {});
+
+// Makes ctx.local_response the outcome's JSON answer (a filter returning respond), counted.
+void set_outcome_response(RequestContext& ctx, Outcome outcome);
+
+// Answers with a gateway-made response: {"error": code, "message": message} as JSON. For the
+// request parser's own errors; everything else has an Outcome.
 boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& downstream, int status,
                                            std::string_view code, std::string_view message);
 
@@ -46,6 +56,11 @@ boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream&
 // (if it still listens), a vanished one nothing. The connection closes either way.
 boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream,
                                               boost::system::error_code ec);
+
+// A consumer was attached during the hook of filter `i`: merges the consumer's chain into the
+// request's (its conf replacing the route's for the same plugin, new ones by priority) and moves
+// `i` to where that filter is now.
+void merge_consumer(RequestContext& ctx, size_t& i);
 
 // Runs one phase's hooks of the route's filters from filter `i` on (callers start at 0); stops at
 // the first that does not proceed and returns its status. On suspend `i` is left at the filter

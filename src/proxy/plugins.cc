@@ -206,12 +206,7 @@ FilterStatus plugin_failed(RequestContext& ctx, std::string_view plugin, std::st
   spdlog::error("plugin \"{}\" failed on route \"{}\" (request {}): {}", plugin,
                 ctx.route ? std::string_view(ctx.route->config->name) : std::string_view("-"),
                 ctx.request_id.empty() ? std::string_view("-") : std::string_view(ctx.request_id), why);
-  ctx.error = "plugin_failed";
-  LocalResponse& lr = ctx.local_response;
-  lr.clear();
-  lr.status = 500;
-  lr.content_type = "application/json";
-  lr.body = error_json("plugin_failed", "a plugin of this route failed");
+  set_outcome_response(ctx, Outcome::plugin_failed);
   return FilterStatus::respond;
 }
 

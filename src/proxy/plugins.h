@@ -70,6 +70,7 @@ class LuaPluginFilter final : public HttpFilter {
   std::string_view name() const override { return info_->name; }
   int priority() const override { return info_->priority; }
   size_t use() const { return use_; }
+  const PluginCatalog& catalog() const { return *catalog_; }
   FilterStatus on_rewrite(RequestContext& ctx) const override;
   FilterStatus on_access(RequestContext& ctx) const override;
   FilterStatus on_upstream_select(RequestContext& ctx) const override;

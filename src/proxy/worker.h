@@ -18,6 +18,7 @@
 
 #include "turnpike/common/buffer_pool.h"
 #include "turnpike/common/counter.h"
+#include "turnpike/proxy/outcome.h"
 #include "turnpike/proxy/request_context.h"
 #include "turnpike/proxy/snapshot.h"
 #include "plugins.h"
@@ -71,6 +72,8 @@ struct WorkerCounters {
   Counter h2_protocol_errors;        // connection errors nghttp2 detected (GOAWAY with an error)
   Counter h2_goaways;                // graceful GOAWAYs (drain, reload, limits)
   Counter h2_idle_timeouts;          // closed after http2.idle_timeout with no stream open
+  // Requests the gateway ended itself, by outcome (outcome.h; index = the Outcome's value).
+  std::array<Counter, kOutcomeCount> outcomes;
 };
 
 // Every counter with its name, for the exit summary (a new counter goes here too).

@@ -32,6 +32,7 @@ struct ListenerRuntime;
 struct RouteRuntime;
 class HttpFilter;
 class PluginInstance;
+struct WorkerCounters;
 
 struct HeaderEdit {
   enum class Op : unsigned char {
@@ -77,6 +78,7 @@ struct RequestInput {
   bool has_query = false;
   std::string_view upgrade;           // "websocket" when the client asks to switch (and can tunnel)
   std::chrono::steady_clock::time_point start;
+  WorkerCounters* worker_counters = nullptr;  // the serving worker's (outcome counters)
 };
 
 // Routing and the filters' decisions.

@@ -57,6 +57,7 @@ int BIO_free(BIO* a);
 EVP_PKEY* PEM_read_bio_PUBKEY(BIO* bp, EVP_PKEY** x, void* cb, void* u);
 EVP_PKEY* PEM_read_bio_PrivateKey(BIO* bp, EVP_PKEY** x, void* cb, void* u);
 X509* PEM_read_bio_X509(BIO* bp, X509** x, void* cb, void* u);
+EVP_PKEY* d2i_PUBKEY(EVP_PKEY** a, const unsigned char** pp, long length);
 EVP_PKEY* X509_get_pubkey(X509* x);
 void X509_free(X509* a);
 void EVP_PKEY_free(EVP_PKEY* pkey);
@@ -271,6 +272,107 @@ function crypto.public_key(pem)
   return wrap_key(pkey, false)
 end
 
+-- ---- JWK public keys (RFC 7517, RFC 7518 §6) ---------------------------------------------------
+-- A JWK becomes the DER SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) that OpenSSL reads: RSA keys
+-- per RFC 3279 §2.3.1, EC keys as the uncompressed point (SEC 1 §2.3.3), OKP keys per RFC 8410.
+
+local function der_length(n)
+  if n < 0x80 then return char(n) end
+  if n < 0x100 then return "\129" .. char(n) end
+  return "\130" .. char(math.floor(n / 256), n % 256)
+end
+
+local function der(tag, body) return char(tag) .. der_length(#body) .. body end
+
+-- A positive INTEGER from big-endian unsigned bytes (X.690 §8.3: minimal).
+local function der_unsigned(bytes)
+  local first = bytes:find("[^%z]")
+  bytes = first and sub(bytes, first) or "\0"
+  if byte(bytes, 1) >= 0x80 then bytes = "\0" .. bytes end
+  return der(0x02, bytes)
+end
+
+local OID_RSA = "\6\9\42\134\72\134\247\13\1\1\1"      -- 1.2.840.113549.1.1.1
+local OID_EC = "\6\7\42\134\72\206\61\2\1"               -- 1.2.840.10045.2.1
+-- crv → the curve's OID and the byte length of x and y.
+local JWK_CURVES = {
+  ["P-256"] = { oid = "\6\8\42\134\72\206\61\3\1\7", size = 32 },  -- prime256v1
+  ["P-384"] = { oid = "\6\5\43\129\4\0\34", size = 48 },              -- secp384r1
+  ["P-521"] = { oid = "\6\5\43\129\4\0\35", size = 66 },              -- secp521r1
+}
+local OKP_CURVES = {
+  Ed25519 = { oid = "\6\3\43\101\112", size = 32 },  -- 1.3.101.112
+  Ed448 = { oid = "\6\3\43\101\113", size = 57 },    -- 1.3.101.113
+}
+
+local function spki(algorithm, key_bits)
+  return der(0x30, der(0x30, algorithm) .. der(0x03, "\0" .. key_bits))
+end
+
+-- The DER SubjectPublicKeyInfo of a JWK table, or nil and why.
+local function jwk_der(jwk)
+  local base64 = require "turnpike.base64"
+  local function field(name)
+    local v = jwk[name]
+    if type(v) ~= "string" then return nil, "jwk: '" .. name .. "' missing" end
+    local bytes = base64.decode_url(v)
+    if not bytes or #bytes == 0 then return nil, "jwk: '" .. name .. "' is not base64url" end
+    return bytes
+  end
+  local kty = jwk.kty
+  if kty == "RSA" then
+    local n, err = field("n")
+    if not n then return nil, err end
+    local e
+    e, err = field("e")
+    if not e then return nil, err end
+    return spki(OID_RSA .. "\5\0", der(0x30, der_unsigned(n) .. der_unsigned(e)))
+  elseif kty == "EC" then
+    local curve = JWK_CURVES[jwk.crv]
+    if not curve then return nil, "jwk: unsupported EC curve " .. tostring(jwk.crv) end
+    local x, err = field("x")
+    if not x then return nil, err end
+    local y
+    y, err = field("y")
+    if not y then return nil, err end
+    -- RFC 7518 §6.2.1.2: x and y are the full size of a coordinate, leading zeros included.
+    if #x ~= curve.size or #y ~= curve.size then
+      return nil, "jwk: x and y must be " .. curve.size .. " bytes for " .. jwk.crv
+    end
+    return spki(OID_EC .. curve.oid, "\4" .. x .. y)
+  elseif kty == "OKP" then
+    local curve = OKP_CURVES[jwk.crv]
+    if not curve then return nil, "jwk: unsupported OKP curve " .. tostring(jwk.crv) end
+    local x, err = field("x")
+    if not x then return nil, err end
+    if #x ~= curve.size then return nil, "jwk: x must be " .. curve.size .. " bytes" end
+    return spki(curve.oid, x)
+  end
+  return nil, "jwk: unsupported kty " .. tostring(kty) .. " (expected RSA, EC or OKP)"
+end
+
+local der_in = ffi.new("const unsigned char*[1]")
+
+-- A public key from a JWK (a table, or its JSON text): kty "RSA" (n, e), "EC" (crv P-256,
+-- P-384, P-521; x, y) or "OKP" (crv Ed25519, Ed448; x). Other members (kid, use, alg) are
+-- ignored: checking that a token's alg fits the key is crypto.verify's job. Returns the key
+-- object of crypto.public_key, or nil and why. For a JWKS, call it per key and index by kid.
+function crypto.public_key_jwk(jwk)
+  if type(jwk) == "string" then
+    local decoded, err = require("turnpike.json").decode(jwk)
+    if not decoded then return nil, "jwk: " .. err end
+    jwk = decoded
+  end
+  if type(jwk) ~= "table" then return nil, "jwk: expected a table, got " .. type(jwk) end
+  local bytes, err = jwk_der(jwk)
+  if not bytes then return nil, err end
+  der_in[0] = ffi.cast("const unsigned char*", bytes)
+  local pkey = C.d2i_PUBKEY(nil, der_in, #bytes)
+  der_in[0] = nil
+  if pkey == nil then return nil, "jwk: invalid key: " .. openssl_error("rejected by OpenSSL") end
+  return wrap_key(pkey, false)
+end
+
 -- A private key from PEM ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"; unencrypted).
 function crypto.private_key(pem)
   if type(pem) ~= "string" then return nil, "expected a PEM string, got " .. type(pem) end
@@ -316,20 +418,10 @@ local function key_mismatch(spec, alg, key)
   end
 end
 
--- Big-endian unsigned bytes as a DER INTEGER (X.690 §8.3: minimal, positive).
-local function der_integer(bytes)
-  local first = bytes:find("[^%z]")
-  bytes = first and sub(bytes, first) or "\0"
-  if byte(bytes, 1) >= 0x80 then bytes = "\0" .. bytes end
-  return "\2" .. char(#bytes) .. bytes
-end
-
 -- RFC 7518 §3.4: the JWS signature is r || s, each `size` bytes; OpenSSL wants the DER
 -- ECDSA-Sig-Value SEQUENCE { r INTEGER, s INTEGER } (RFC 3279 §2.2.3).
 local function jose_to_der(sig, size)
-  local body = der_integer(sub(sig, 1, size)) .. der_integer(sub(sig, size + 1))
-  if #body < 128 then return "\48" .. char(#body) .. body end
-  return "\48\129" .. char(#body) .. body
+  return der(0x30, der_unsigned(sub(sig, 1, size)) .. der_unsigned(sub(sig, size + 1)))
 end
 
 -- The reverse, for sign: DER → r || s. Returns nil on anything unexpected.

@@ -4,8 +4,9 @@
 --   enum                 list of allowed values
 --   minimum, maximum     numbers (inclusive)
 --   minLength, maxLength string length in bytes
---   pattern              a *Lua pattern* (not a regex) the string must contain a match of;
---                        anchor it with ^...$ to match the whole string
+--   pattern              a regular expression (PCRE2, as JSON Schema's ECMA-262 ones read) the
+--                        string must contain a match of; anchor it with ^...$ for the whole
+--                        string. Compiled once per schema.
 --   properties           { key = schema, ... }
 --   required             { "key", ... }
 --   additionalProperties false: keys not in properties are errors
@@ -16,6 +17,20 @@
 -- validate() reports every problem at once, each as "path: what is wrong", the path starting at
 -- "conf" (conf.nodes[2].host).
 local schema = {}
+local regex = require "turnpike.regex"
+
+-- Compiled patterns by their source (schemas are few and long-lived).
+local compiled = {}
+local function pattern_of(source)
+  local re = compiled[source]
+  if re == nil then
+    local err
+    re, err = regex.compile(source)
+    if not re then return nil, err end
+    compiled[source] = re
+  end
+  return re
+end
 
 local TYPES = { string = true, integer = true, number = true, boolean = true, object = true,
                 array = true }
@@ -147,7 +162,7 @@ function validate_value(def, v, path, errors)
     if def.maxLength and #v > def.maxLength then
       errors[#errors + 1] = path .. ": expected at most " .. def.maxLength .. " characters, got " .. #v
     end
-    if def.pattern and not v:find(def.pattern) then
+    if def.pattern and not (pattern_of(def.pattern) and pattern_of(def.pattern):find(v)) then
       errors[#errors + 1] = path .. ": does not match the pattern " .. show(def.pattern)
     end
   elseif t == "table" then
@@ -201,9 +216,9 @@ function check_def(def, path, errors)
     if type(def.pattern) ~= "string" then
       errors[#errors + 1] = path .. ".pattern: expected a string"
     else
-      local ok, err = pcall(string.find, "", def.pattern)
+      local ok, err = pattern_of(def.pattern)
       if not ok then
-        errors[#errors + 1] = path .. ".pattern: not a valid Lua pattern (" .. tostring(err) .. ")"
+        errors[#errors + 1] = path .. ".pattern: not a valid regular expression (" .. tostring(err) .. ")"
       end
     end
   end

@@ -66,19 +66,32 @@ std::string lua_bytes(const std::string& s) {
 
 class LibCryptoTest : public LuaTest {
  protected:
-  static void SetUpTestSuite() {
-    rsa_ = new KeyPair(make_key(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048})));
-    rsa_small_ = new KeyPair(make_key(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{1024})));
-    p256_ = new KeyPair(make_key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256")));
-    p384_ = new KeyPair(make_key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384")));
-    p521_ = new KeyPair(make_key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-521")));
-    ed25519_ = new KeyPair(make_key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519")));
+  // Key pairs are made on first use and kept for the test process: RSA generation is slow
+  // (seconds under the sanitizers), and ctest runs each test in a process of its own.
+  static KeyPair* keep(EVP_PKEY* pkey) { return new KeyPair(make_key(pkey)); }  // never freed
+  static KeyPair* rsa() {
+    static KeyPair* k = keep(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048}));
+    return k;
   }
-  static void TearDownTestSuite() {
-    for (KeyPair* k : {rsa_, rsa_small_, p256_, p384_, p521_, ed25519_}) {
-      EVP_PKEY_free(k->pkey);
-      delete k;
-    }
+  static KeyPair* rsa_small() {
+    static KeyPair* k = keep(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{1024}));
+    return k;
+  }
+  static KeyPair* p256() {
+    static KeyPair* k = keep(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+    return k;
+  }
+  static KeyPair* p384() {
+    static KeyPair* k = keep(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"));
+    return k;
+  }
+  static KeyPair* p521() {
+    static KeyPair* k = keep(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-521"));
+    return k;
+  }
+  static KeyPair* ed25519() {
+    static KeyPair* k = keep(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
+    return k;
   }
 
   std::string run(const std::string& body) {
@@ -93,20 +106,7 @@ class LibCryptoTest : public LuaTest {
                lua_bytes(sig) + ")\n"
                "return tostring(ok) .. (err and ' ' .. err or '')");
   }
-
-  static KeyPair* rsa_;
-  static KeyPair* rsa_small_;
-  static KeyPair* p256_;
-  static KeyPair* p384_;
-  static KeyPair* p521_;
-  static KeyPair* ed25519_;
 };
-KeyPair* LibCryptoTest::rsa_;
-KeyPair* LibCryptoTest::rsa_small_;
-KeyPair* LibCryptoTest::p256_;
-KeyPair* LibCryptoTest::p384_;
-KeyPair* LibCryptoTest::p521_;
-KeyPair* LibCryptoTest::ed25519_;
 
 TEST_F(LibCryptoTest, DigestsMatchFips180Vectors) {
   EXPECT_EQ(run("return crypto.hex(crypto.sha1('abc'))"),
@@ -186,10 +186,10 @@ TEST_F(LibCryptoTest, RandomBytesHaveTheLengthAskedAndDiffer) {
 }
 
 TEST_F(LibCryptoTest, PublicKeyDescribesTheKeyOrSaysWhyNot) {
-  EXPECT_EQ(run("local k = assert(crypto.public_key([[" + rsa_->public_pem + "]]))\n"
+  EXPECT_EQ(run("local k = assert(crypto.public_key([[" + rsa()->public_pem + "]]))\n"
                 "return k.type .. ' ' .. k.bits .. ' ' .. tostring(k.private)"),
             "RSA 2048 false");
-  EXPECT_EQ(run("local k = assert(crypto.public_key([[" + p256_->public_pem + "]]))\n"
+  EXPECT_EQ(run("local k = assert(crypto.public_key([[" + p256()->public_pem + "]]))\n"
                 "return k.type .. ' ' .. k.curve"),
             "EC prime256v1");
   EXPECT_EQ(run("local k, err = crypto.public_key('-----BEGIN PUBLIC KEY-----\\nAAAA\\n"
@@ -217,11 +217,11 @@ struct AlgCase {
 TEST_F(LibCryptoTest, VerifiesSignaturesMadeByLibcrypto) {
   const std::string msg = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9";
   const std::vector<std::pair<AlgCase, KeyPair*>> cases = {
-      {{"RS256", EVP_sha256, false, 0}, rsa_}, {{"RS384", EVP_sha384, false, 0}, rsa_},
-      {{"RS512", EVP_sha512, false, 0}, rsa_}, {{"PS256", EVP_sha256, true, 0}, rsa_},
-      {{"PS384", EVP_sha384, true, 0}, rsa_},  {{"PS512", EVP_sha512, true, 0}, rsa_},
-      {{"ES256", EVP_sha256, false, 32}, p256_}, {{"ES384", EVP_sha384, false, 48}, p384_},
-      {{"ES512", EVP_sha512, false, 66}, p521_}, {{"EdDSA", nullptr, false, 0}, ed25519_},
+      {{"RS256", EVP_sha256, false, 0}, rsa()}, {{"RS384", EVP_sha384, false, 0}, rsa()},
+      {{"RS512", EVP_sha512, false, 0}, rsa()}, {{"PS256", EVP_sha256, true, 0}, rsa()},
+      {{"PS384", EVP_sha384, true, 0}, rsa()},  {{"PS512", EVP_sha512, true, 0}, rsa()},
+      {{"ES256", EVP_sha256, false, 32}, p256()}, {{"ES384", EVP_sha384, false, 48}, p384()},
+      {{"ES512", EVP_sha512, false, 66}, p521()}, {{"EdDSA", nullptr, false, 0}, ed25519()},
   };
   for (const auto& [c, key] : cases) {
     const EVP_MD* md = c.md ? c.md() : nullptr;
@@ -237,8 +237,8 @@ TEST_F(LibCryptoTest, VerifiesSignaturesMadeByLibcrypto) {
 
 TEST_F(LibCryptoTest, PssAndPkcs1SignaturesAreNotInterchangeable) {
   const std::string msg = "header.payload";
-  EXPECT_EQ(verify("PS256", *rsa_, msg, cxx_sign(*rsa_, EVP_sha256(), false, 0, msg)), "false");
-  EXPECT_EQ(verify("RS256", *rsa_, msg, cxx_sign(*rsa_, EVP_sha256(), true, 0, msg)), "false");
+  EXPECT_EQ(verify("PS256", *rsa(), msg, cxx_sign(*rsa(), EVP_sha256(), false, 0, msg)), "false");
+  EXPECT_EQ(verify("RS256", *rsa(), msg, cxx_sign(*rsa(), EVP_sha256(), true, 0, msg)), "false");
 }
 
 TEST_F(LibCryptoTest, EcdsaSignatureWithHighBitsConvertsToDer) {
@@ -247,10 +247,10 @@ TEST_F(LibCryptoTest, EcdsaSignatureWithHighBitsConvertsToDer) {
   const std::string msg = "m";
   int high = 0, zero = 0;
   for (int i = 0; i < 600 && (high == 0 || zero == 0); ++i) {
-    std::string sig = cxx_sign(*p256_, EVP_sha256(), false, 32, msg + std::to_string(i));
+    std::string sig = cxx_sign(*p256(), EVP_sha256(), false, 32, msg + std::to_string(i));
     high += static_cast<unsigned char>(sig[0]) >= 0x80;
     zero += sig[0] == '\0' || sig[32] == '\0';
-    ASSERT_EQ(verify("ES256", *p256_, msg + std::to_string(i), sig), "true") << i;
+    ASSERT_EQ(verify("ES256", *p256(), msg + std::to_string(i), sig), "true") << i;
   }
   EXPECT_GT(high, 0);
   EXPECT_GT(zero, 0);
@@ -258,8 +258,8 @@ TEST_F(LibCryptoTest, EcdsaSignatureWithHighBitsConvertsToDer) {
 
 TEST_F(LibCryptoTest, SignaturesMadeInLuaVerifyInLibcrypto) {
   for (const auto& [alg, key, md, ec] :
-       {std::tuple{"RS256", rsa_, EVP_sha256(), 0}, std::tuple{"PS384", rsa_, EVP_sha384(), 0},
-        std::tuple{"ES256", p256_, EVP_sha256(), 32}, std::tuple{"ES512", p521_, EVP_sha512(), 66}}) {
+       {std::tuple{"RS256", rsa(), EVP_sha256(), 0}, std::tuple{"PS384", rsa(), EVP_sha384(), 0},
+        std::tuple{"ES256", p256(), EVP_sha256(), 32}, std::tuple{"ES512", p521(), EVP_sha512(), 66}}) {
     // As hex: run_chunk's result stops at a NUL byte.
     std::string sig = from_hex(run("local sig = assert(crypto.sign('" + std::string(alg) +
                                    "', [[" + key->private_pem + "]], 'a.b'))\n"
@@ -293,23 +293,118 @@ TEST_F(LibCryptoTest, SignaturesMadeInLuaVerifyInLibcrypto) {
 
 TEST_F(LibCryptoTest, KeyThatDoesNotFitTheAlgorithmIsRefused) {
   std::string sig(64, 'x');
-  EXPECT_EQ(verify("ES256", *rsa_, "m", sig), "nil an RSA key cannot check ES256");
-  EXPECT_EQ(verify("RS256", *p256_, "m", sig), "nil an EC key cannot check RS256");
-  EXPECT_EQ(verify("ES256", *p384_, "m", sig), "nil an EC secp384r1 key cannot check ES256");
-  EXPECT_EQ(verify("ES384", *p256_, "m", sig), "nil an EC prime256v1 key cannot check ES384");
-  EXPECT_EQ(verify("EdDSA", *p256_, "m", sig), "nil an EC key cannot check EdDSA");
-  EXPECT_EQ(verify("RS256", *rsa_small_, "m", sig),
+  EXPECT_EQ(verify("ES256", *rsa(), "m", sig), "nil an RSA key cannot check ES256");
+  EXPECT_EQ(verify("RS256", *p256(), "m", sig), "nil an EC key cannot check RS256");
+  EXPECT_EQ(verify("ES256", *p384(), "m", sig), "nil an EC secp384r1 key cannot check ES256");
+  EXPECT_EQ(verify("ES384", *p256(), "m", sig), "nil an EC prime256v1 key cannot check ES384");
+  EXPECT_EQ(verify("EdDSA", *p256(), "m", sig), "nil an EC key cannot check EdDSA");
+  EXPECT_EQ(verify("RS256", *rsa_small(), "m", sig),
             "nil RSA keys shorter than 2048 bits are refused");
-  EXPECT_EQ(verify("HS256", *rsa_, "m", sig), "nil unsupported algorithm HS256");
-  EXPECT_EQ(verify("none", *rsa_, "m", sig), "nil unsupported algorithm none");
+  EXPECT_EQ(verify("HS256", *rsa(), "m", sig), "nil unsupported algorithm HS256");
+  EXPECT_EQ(verify("none", *rsa(), "m", sig), "nil unsupported algorithm none");
   EXPECT_EQ(run("return select(2, crypto.verify('RS256', 'pem text', 'm', 's'))"),
             "expected a key from crypto.public_key");
+}
+
+// A key's JWK members as hex (the Lua side base64url-encodes them): RSA n and e, EC x and y
+// padded to the coordinate size, OKP x.
+std::string bn_hex(const EVP_PKEY* pkey, const char* name, int pad) {
+  BIGNUM* bn = nullptr;
+  EXPECT_EQ(EVP_PKEY_get_bn_param(pkey, name, &bn), 1) << name;
+  std::string bytes(pad ? pad : BN_num_bytes(bn), '\0');
+  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  BN_free(bn);
+  std::string hex;
+  char b[3];
+  for (unsigned char c : bytes) {
+    std::snprintf(b, sizeof b, "%02x", c);
+    hex += b;
+  }
+  return hex;
+}
+
+std::string okp_hex(const EVP_PKEY* pkey) {
+  unsigned char pub[64];
+  size_t len = 0;
+  EXPECT_EQ(EVP_PKEY_get_octet_string_param(pkey, "pub", pub, sizeof pub, &len), 1);
+  std::string hex;
+  char b[3];
+  for (size_t i = 0; i < len; ++i) {
+    std::snprintf(b, sizeof b, "%02x", pub[i]);
+    hex += b;
+  }
+  return hex;
+}
+
+// Lua that builds `jwk` from hex members and checks `sig` (hex) over "h.p" with `alg`.
+std::string jwk_verify_source(const std::string& members, const std::string& alg,
+                              const std::string& sig) {
+  return "local base64 = require 'turnpike.base64'\n"
+         "local function b64(hex) return base64.encode_url((hex:gsub('..', function(h)\n"
+         "  return string.char(tonumber(h, 16)) end))) end\n"
+         "local function bytes(hex) return (hex:gsub('..', function(h)\n"
+         "  return string.char(tonumber(h, 16)) end)) end\n"
+         "local jwk = " + members + "\n"
+         "local key, err = crypto.public_key_jwk(jwk)\n"
+         "if not key then return 'nil ' .. err end\n"
+         "return tostring(crypto.verify('" + alg + "', key, 'h.p', bytes('" + sig + "')))";
+}
+
+std::string hex_of(const std::string& s) {
+  std::string hex;
+  char b[3];
+  for (unsigned char c : s) {
+    std::snprintf(b, sizeof b, "%02x", c);
+    hex += b;
+  }
+  return hex;
+}
+
+TEST_F(LibCryptoTest, JwkKeysVerifyWhatTheirPemTwinsVerify) {
+  std::string rsa_jwk = "{ kty = 'RSA', n = b64('" + bn_hex(rsa()->pkey, "n", 0) + "'), e = b64('" +
+                        bn_hex(rsa()->pkey, "e", 0) + "') }";
+  std::string rs = hex_of(cxx_sign(*rsa(), EVP_sha256(), false, 0, "h.p"));
+  EXPECT_EQ(run(jwk_verify_source(rsa_jwk, "RS256", rs)), "true");
+  EXPECT_EQ(run(jwk_verify_source(rsa_jwk, "RS256", "00" + rs.substr(2))), "false");
+  for (const auto& [crv, key, md, size, alg] :
+       {std::tuple{"P-256", p256(), EVP_sha256(), 32, "ES256"},
+        std::tuple{"P-384", p384(), EVP_sha384(), 48, "ES384"},
+        std::tuple{"P-521", p521(), EVP_sha512(), 66, "ES512"}}) {
+    std::string jwk = std::string("{ kty = 'EC', crv = '") + crv + "', x = b64('" +
+                      bn_hex(key->pkey, "qx", size) + "'), y = b64('" +
+                      bn_hex(key->pkey, "qy", size) + "') }";
+    std::string es = hex_of(cxx_sign(*key, md, false, size, "h.p"));
+    EXPECT_EQ(run(jwk_verify_source(jwk, alg, es)), "true") << crv;
+  }
+  std::string ed = "{ kty = 'OKP', crv = 'Ed25519', x = b64('" + okp_hex(ed25519()->pkey) + "') }";
+  EXPECT_EQ(run(jwk_verify_source(ed, "EdDSA", hex_of(cxx_sign(*ed25519(), nullptr, false, 0,
+                                                                  "h.p")))),
+            "true");
+}
+
+TEST_F(LibCryptoTest, BadJwkSaysWhy) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{ kty = 'oct', k = 'c2VjcmV0' }", "jwk: unsupported kty oct (expected RSA, EC or OKP)"},
+      {"{ kty = 'RSA', e = 'AQAB' }", "jwk: 'n' missing"},
+      {"{ kty = 'RSA', n = 'a*b', e = 'AQAB' }", "jwk: 'n' is not base64url"},
+      {"{ kty = 'EC', crv = 'P-192', x = 'AA', y = 'AA' }", "jwk: unsupported EC curve P-192"},
+      {"{ kty = 'EC', crv = 'P-256', x = 'AAAA', y = 'AAAA' }",
+       "jwk: x and y must be 32 bytes for P-256"},
+      // The right sizes, but not a point on the curve: OpenSSL refuses it.
+      {"{ kty = 'EC', crv = 'P-256', x = ('A'):rep(43), y = ('A'):rep(42) .. 'E' }",
+       "jwk: invalid key: "},
+      {"'{\"kty\": '", "jwk: unexpected end of text at byte 9"},
+  };
+  for (const auto& [jwk, message] : cases) {
+    std::string got = run("local k, err = crypto.public_key_jwk(" + jwk + ") return tostring(k) .. ' ' .. err");
+    EXPECT_EQ(got.substr(0, 4 + message.size()), "nil " + message) << jwk;
+  }
 }
 
 TEST_F(LibCryptoTest, KeysAreFreedByTheGarbageCollector) {
   // Each parse makes an EVP_PKEY outside the Lua heap; ffi.gc frees it. Without that, LSan
   // reports the keys when the test binary exits.
-  EXPECT_EQ(run("for i = 1, 200 do assert(crypto.public_key([[" + p256_->public_pem +
+  EXPECT_EQ(run("for i = 1, 200 do assert(crypto.public_key([[" + p256()->public_pem +
                 "]])) end\ncollectgarbage() collectgarbage() return 'ok'"),
             "ok");
 }

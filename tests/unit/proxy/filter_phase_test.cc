@@ -53,15 +53,14 @@ class CountingFilter final : public HttpFilter {
 
 struct Chain {
   std::vector<std::shared_ptr<CountingFilter>> filters;
-  RouteRuntime route;
   RequestContext ctx;
 
   explicit Chain(std::initializer_list<Does> plan) {
     for (Does d : plan) {
       filters.push_back(std::make_shared<CountingFilter>(d));
-      route.filters.push_back(filters.back());
+      ctx.filters.push_back(filters.back().get());
+      ctx.filter_slots.push_back(0);
     }
-    ctx.route = &route;
   }
 
   // Runs the access phase the way the pipeline does: hooks as plain calls, finish_phase only
