@@ -119,7 +119,7 @@ return {
       allow_origins = origin_list,
       allow_methods = token_list,
       allow_headers = token_list,
-      expose_headers = { type = "array", items = { type = "string", pattern = "^[%w!#$%%&'*+.^_`|~-]+$" } },
+      expose_headers = { type = "array", items = { type = "string", pattern = "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$" } },
       max_age = { type = "integer", minimum = 0, maximum = 86400, default = 5 },
       allow_credentials = { type = "boolean", default = false },
     },

@@ -129,12 +129,14 @@ end
 
 -- ---- Schema -----------------------------------------------------------------------------------
 
-local TOKEN = "^[%w!#$%%&'*+.^_`|~-]+$"
+-- A field name (RFC 9110 §5.6.2 token): for the schema (PCRE2) and for Lua code.
+local TOKEN = "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+local TOKEN_LUA = "^[%w!#$%%&'*+.^_`|~-]+$"
 
 -- A map of field names to values: nil, or the first error.
 local function check_field_map(map, at)
   for name, value in pairs(map) do
-    if type(name) ~= "string" or not name:match(TOKEN) then
+    if type(name) ~= "string" or not name:match(TOKEN_LUA) then
       return format("%s: %s is not a field name", at, json.encode(name))
     end
     if MANAGED[name:lower()] then
@@ -175,7 +177,7 @@ return {
       -- [pattern, replacement]: the path matched by a PCRE2 expression, replaced with $1, ${name}.
       regex_uri = { type = "array", minItems = 2, maxItems = 2,
                     items = { type = "string", minLength = 1, maxLength = 4096 } },
-      host = { type = "string", pattern = "^[%w.:%[%]_-]+$", maxLength = 255 },
+      host = { type = "string", pattern = "^[A-Za-z0-9.:\\[\\]_-]+$", maxLength = 255 },
       headers = {
         type = "object",
         additionalProperties = false,

@@ -123,7 +123,7 @@ return {
       http_to_https = { type = "boolean", default = false },
       https_port = { type = "integer", minimum = 1, maximum = 65535, default = 443 },
       -- A path or absolute URL with the route's {param} values.
-      uri = { type = "string", minLength = 1, maxLength = 4096, pattern = "^[^%c ]+$" },
+      uri = { type = "string", minLength = 1, maxLength = 4096, pattern = "^[^\\x00-\\x20\\x7f]+$" },
       -- [pattern, replacement]: the path matched by a PCRE2 expression, replaced with $1, ${name}.
       regex_uri = { type = "array", minItems = 2, maxItems = 2,
                     items = { type = "string", minLength = 1, maxLength = 4096 } },

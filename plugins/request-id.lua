@@ -44,7 +44,7 @@ return {
     type = "object",
     additionalProperties = false,
     properties = {
-      header_name = { type = "string", default = "X-Request-Id", pattern = "^[%w!#$%%&'*+.^_`|~-]+$" },
+      header_name = { type = "string", default = "X-Request-Id", pattern = "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$" },
       -- Return the id to the client in the same header.
       include_in_response = { type = "boolean", default = true },
     },

@@ -28,11 +28,13 @@ local MANAGED = { connection = true, ["keep-alive"] = true, ["proxy-connection"]
                   ["transfer-encoding"] = true, te = true, trailer = true, upgrade = true,
                   ["content-length"] = true }
 
-local TOKEN = "^[%w!#$%%&'*+.^_`|~-]+$"
+-- A field name (RFC 9110 §5.6.2 token): for the schema (PCRE2) and for Lua code.
+local TOKEN = "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+local TOKEN_LUA = "^[%w!#$%%&'*+.^_`|~-]+$"
 
 local function check_field_map(map, at)
   for name, value in pairs(map) do
-    if type(name) ~= "string" or not name:match(TOKEN) then
+    if type(name) ~= "string" or not name:match(TOKEN_LUA) then
       return format("%s: %s is not a field name", at, json.encode(name))
     end
     if MANAGED[name:lower()] then return format("%s.%s: the gateway manages this field", at, name) end

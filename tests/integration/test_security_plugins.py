@@ -349,6 +349,7 @@ def test_cors_headers_on_responses_to_listed_origins_only(security):
     ({"allow_origins": "any"}, 'conf.allow_origins: expected "*" or a non-empty list of an origin (scheme://host[:port])'),
     ({"allow_methods": ["GET", "BAD METHOD"]}, 'conf.allow_methods[2]: expected a method, got "BAD METHOD"'),
     ({"max_age": -1}, "conf.max_age: expected at least 0, got -1"),
+    ({"expose_headers": ["X-Fine", "X Bad"]}, 'conf.expose_headers[2]: does not match the pattern "^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$"'),
 ])
 def test_cors_schema_errors(turnpike_bin, tmp_path, origin, conf, message):
     assert_config_error(turnpike_bin, tmp_path, origin, {"cors": conf}, message)

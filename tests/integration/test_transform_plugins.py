@@ -122,6 +122,8 @@ def test_proxy_rewrite_regex_captures(tp):
     ({"headers": {"set": {"X-A": ["list"]}}}, "conf.headers.set.X-A: expected a string, got table"),
     ({"headers": {"remove": ["Content-Length"]}}, "conf.headers.remove[1]: the gateway manages this field"),
     ({"method": "POST"}, "conf.method: unknown property"),
+    ({"host": "a b"}, "conf.host: does not match the pattern"),
+    ({"headers": {"remove": ["bad name"]}}, "conf.headers.remove[1]: does not match the pattern"),
 ])
 def test_proxy_rewrite_schema_errors(turnpike_bin, tmp_path, origin, conf, message):
     assert_config_error(turnpike_bin, tmp_path, origin, {"proxy-rewrite": conf}, message)
