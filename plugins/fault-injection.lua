@@ -10,6 +10,10 @@
 --
 -- Each request is drawn independently: with both, a request may be delayed, then aborted. The
 -- delay does not hold the worker (turnpike.sleep). percentage defaults to 100.
+--
+-- It acts in before_proxy, after authentication: requests that would be refused anyway are not
+-- counted, and a consumer's own fault-injection conf (consumers[].plugins) applies to its
+-- requests.
 local turnpike = require "turnpike"
 local crypto = require "turnpike.crypto"
 
@@ -67,7 +71,7 @@ return {
     return true
   end,
 
-  rewrite = function(conf)
+  before_proxy = function(conf)
     local delay, abort = conf.delay, conf.abort
     if delay and hit(delay.percentage) then turnpike.sleep(delay.duration) end
     if abort and hit(abort.percentage) then return turnpike.exit(abort.http_status, abort.body) end

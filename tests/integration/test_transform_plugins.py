@@ -73,8 +73,11 @@ def tp(origin_module, turnpike_module, tmp_path_factory):
         route("abort-half", ["/abort-half/*"], {"fault-injection": {"abort": {"http_status": 500, "percentage": 50}}}),
         route("abort-never", ["/abort-never/*"], {"fault-injection": {"abort": {"http_status": 500, "percentage": 0}}}),
         route("delay", ["/delay/*"], {"fault-injection": {"delay": {"duration": 0.3}}}),
+        route("per-consumer", ["/per-consumer/*"], {"key-auth": {}}),
     ]
-    consumers = [{"username": "alice", "plugins": {"key-auth": {"key": "k-alice"}}}]
+    consumers = [{"username": "alice", "plugins": {"key-auth": {"key": "k-alice"}}},
+                 {"username": "carol", "plugins": {"key-auth": {"key": "k-carol"},
+                                                   "fault-injection": {"abort": {"http_status": 429, "body": "carol"}}}}]
     cfg = base_config(origin_module, routes=routes, consumers=consumers)
     log = tmp_path_factory.mktemp("log") / "access.log"
     cfg["log"]["access_log"] = str(log)
@@ -296,6 +299,13 @@ def test_fault_injection_abort_percentage(tp):
     assert aborted + statuses.count(200) == 200, statuses
     # 50% of 200: binomial, sd ~7; 60..140 fails by chance with probability ~1e-8.
     assert 60 <= aborted <= 140, aborted
+
+
+def test_fault_injection_for_one_consumer(tp):
+    assert get(tp, "/per-consumer/x", headers=[("apikey", "k-alice")]).status == 200
+    resp = get(tp, "/per-consumer/x", headers=[("apikey", "k-carol")])
+    assert (resp.status, resp.body) == (429, b"carol")
+    assert get(tp, "/per-consumer/x").status == 401  # authentication first
 
 
 def test_fault_injection_delay(tp):
