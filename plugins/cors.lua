@@ -26,11 +26,11 @@ local concat, type, format = table.concat, type, string.format
 local JSON = { ["content-type"] = "application/json" }
 local FORBIDDEN = json.encode({ error = "forbidden", message = "this origin may not make cross-origin requests" })
 
--- "*" or a list of strings; the list's entries as a set (lower-cased when `fold`).
-local function prepare(value, fold)
+-- "*" → { any = true }; a list → its entries as a set, and as one header value (`text`).
+local function prepare(value)
   if value == "*" then return { any = true } end
   local set = { text = concat(value, ", ") }
-  for _, v in ipairs(value) do set[fold and v:lower() or v] = true end
+  for _, v in ipairs(value) do set[v] = true end
   return set
 end
 
@@ -41,9 +41,9 @@ local function compile(conf)
   local c = compiled[conf]
   if c then return c end
   c = {
-    origins = prepare(conf.allow_origins, false),
-    methods = prepare(conf.allow_methods, false),
-    headers = prepare(conf.allow_headers, true),
+    origins = prepare(conf.allow_origins),
+    methods = prepare(conf.allow_methods),
+    headers = prepare(conf.allow_headers),
     expose = conf.expose_headers and concat(conf.expose_headers, ", ") or nil,
     max_age = tostring(conf.max_age),
   }
@@ -58,8 +58,8 @@ local function allowed_origin(c, conf, origin)
   return nil
 end
 
--- A "*" for methods or headers is a wildcard only without credentials (Fetch §3.2.3): with them,
--- echo what the preflight asked for.
+-- A "*" for methods or headers is a wildcard only without credentials (Fetch standard, "CORS
+-- protocol and credentials"): with them, echo what the preflight asked for.
 local function wildcard(set, conf, asked)
   if not set.any then return set.text end
   if conf.allow_credentials then return asked end
@@ -81,7 +81,8 @@ local function preflight(conf, ctx, origin)
   local allow_headers = wildcard(c.headers, conf, asked)
   if allow_headers and allow_headers ~= "" then headers["Access-Control-Allow-Headers"] = allow_headers end
   if conf.allow_credentials then headers["Access-Control-Allow-Credentials"] = "true" end
-  -- The answer depends on these request fields; caches must keep them apart (Fetch §3.2.5).
+  -- The answer depends on these request fields; caches must keep them apart (Fetch standard,
+  -- "CORS protocol and HTTP caches").
   if allow ~= "*" then headers["Vary"] = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers" end
   return turnpike.exit(204, nil, headers)
 end
@@ -149,7 +150,7 @@ return {
     if ctx.cors_preflight then return end
     local c = compile(conf)
     -- With a list of origins, the response depends on Origin whether or not this request had
-    -- one: a cache must not give one origin's answer to another (Fetch §3.2.5).
+    -- one: a cache must not give one origin's answer to another ("CORS protocol and HTTP caches").
     if not c.origins.any then response.add_header("Vary", "Origin") end
     local origin = request.get_header("origin")
     local allow = origin and allowed_origin(c, conf, origin)

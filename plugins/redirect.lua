@@ -98,7 +98,9 @@ local function https_location(conf)
   local host = request.get_host() or ""
   host = host:match("^(%[[^%]]*%])") or host:match("^([^:]*)")
   local port = conf.https_port ~= 443 and (":" .. conf.https_port) or ""
-  return "https://" .. host .. port .. (request.get_uri() or "/")
+  -- The normalized path, not the raw target: an absolute-form target carries scheme and host.
+  local query = request.get_query()
+  return "https://" .. host .. port .. request.get_path() .. (query and ("?" .. query) or "")
 end
 
 local function to_https(conf)

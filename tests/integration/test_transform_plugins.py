@@ -192,6 +192,8 @@ def test_redirect_http_to_https(tp, origin_module):
     assert not [r for r in origin_module.snapshot() if r.path.startswith("/https/")]
     port = get(tp, "/https-port/x", headers=[("Host", "[2001:db8::1]:80")])
     assert port.header("location") == "https://[2001:db8::1]:8443/https-port/x"
+    absolute = get(tp, "http://shop.example/https/abs?q=1", headers=[("Host", "shop.example")])
+    assert absolute.header("location") == "https://shop.example/https/abs?q=1"
 
 
 def test_redirect_uri_template(tp):
