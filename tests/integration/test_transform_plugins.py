@@ -59,6 +59,7 @@ def tp(origin_module, turnpike_module, tmp_path_factory):
                                     "headers": {"set": {"Content-Type": "application/json", "X-New": "yes"}}}}),
         route("resp-body-status", ["/resp/status/*"],
               {"response-rewrite": {"status_code": 418, "body": "short and stout"}}),
+        route("resp-body-rid", ["/resp/rid/*"], {"request-id": {}, "response-rewrite": {"body": "new"}}),
         route("resp-denial", ["/resp/denial/*"],
               {"key-auth": {}, "response-rewrite": {"body": "please log in"}}),
         route("https", ["/https/*"], {"redirect": {"http_to_https": True}}),
@@ -154,6 +155,12 @@ def test_response_rewrite_replaces_a_proxied_body(tp, origin_module):
             assert resp.header("x-new") == "yes"
             assert resp.header("x-upstream") is None  # the upstream's fields go with its body
     assert [r for r in origin_module.snapshot() if r.path == "/resp/body/2"]
+
+
+def test_response_rewrite_keeps_fields_earlier_header_filters_set_on_a_proxied_response(tp):
+    resp = get(tp, "/resp/rid/x")
+    assert resp.body == b"new"
+    assert UUID4.match(resp.header("x-request-id") or "")
 
 
 def test_response_rewrite_status_with_body_and_upstream_content_type(tp):
