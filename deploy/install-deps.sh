@@ -7,7 +7,7 @@ packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config clang-14 libclang-rt-14-dev
   # libraries
-  libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libluajit2-5.1-dev
+  libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libluajit2-5.1-dev libpcre2-dev
   prometheus-cpp-dev libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
   # test and benchmark peers
   curl wrk nghttp2-client nginx-light libnginx-mod-http-lua haproxy linux-perf
