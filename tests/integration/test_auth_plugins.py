@@ -243,6 +243,15 @@ def test_jwt_auth_reads_query_and_cookie_and_hides_them(origin, turnpike):
     assert "authorization" not in upstream_headers(resp)
 
 
+def test_jwt_auth_reads_a_custom_header_with_or_without_bearer(origin, turnpike):
+    tp = turnpike(cfg_with(origin, {"jwt-auth": {"header": "X-Token", "hide_credentials": True}}, jwt_consumers()))
+    token = jwt({"key": "alice-key"}, SECRET)
+    assert "x-token" not in upstream_headers(get(tp, "/echo/bare", [("X-Token", token)]))
+    assert get(tp, "/echo/bearer", [("X-Token", "Bearer " + token)]).status == 200
+    # Only the configured header is read.
+    assert_denied(get(tp, "/echo/auth", [bearer(token)]), "missing token")
+
+
 def test_jwt_auth_rs256_and_es256(origin, turnpike, keys):
     tp = turnpike(cfg_with(origin, {"jwt-auth": {"required_claims": ["exp"]}}, jwt_consumers(keys)))
     exp = int(time.time()) + 60
