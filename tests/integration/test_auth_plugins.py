@@ -312,6 +312,28 @@ def test_jwt_auth_clock_skew_allows_slightly_expired_tokens(origin, turnpike):
     assert_denied(get(tp, "/echo/skew", [bearer(jwt({"key": "alice-key", "exp": now - 90}, SECRET))]), "token expired")
 
 
+def test_jwt_auth_remembered_tokens_still_expire_and_do_not_outlive_a_reload(origin, turnpike):
+    cfg = cfg_with(origin, {"jwt-auth": {}}, jwt_consumers(), workers=1)
+    cfg["routes"].insert(0, {"name": "iss", "match": {"paths": ["/iss/*"]}, "upstream": "origin",
+                             "plugins": {"jwt-auth": {"key_claim": "iss"}}})
+    tp = turnpike(cfg)
+    exp = int(time.time()) + 2
+    token = jwt({"key": "alice-key", "exp": exp}, SECRET)
+    for _ in range(3):  # verified once, then served from the worker's cache
+        assert get(tp, "/echo/again", [bearer(token)]).status == 200
+    while time.time() < exp + 0.2:
+        time.sleep(0.1)
+    assert_denied(get(tp, "/echo/again", [bearer(token)]), "token expired")
+
+    # A token remembered on one route does not pass another route's own rules.
+    forever = jwt({"key": "alice-key"}, SECRET)
+    assert get(tp, "/echo/before", [bearer(forever)]).status == 200
+    assert_denied(get(tp, "/iss/x", [bearer(forever)]), "the token names no key (kid header or iss claim)")
+    cfg["consumers"][0]["plugins"]["jwt-auth"]["secret"] = "another secret of 32 bytes or so."
+    tp.reload(cfg)
+    assert_denied(get(tp, "/echo/after", [bearer(forever)]), "invalid signature")
+
+
 def test_jwt_auth_conf_errors(origin, turnpike_bin, tmp_path, keys):
     consumers = [
         {"username": "short", "plugins": {"jwt-auth": {"key": "a", "secret": "too-short"}}},
