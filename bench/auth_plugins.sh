@@ -3,15 +3,16 @@
 #
 # One Turnpike (one worker) in front of the fixed nginx origin, one route per case: no plugin,
 # key-auth, basic-auth (salted HMAC), jwt-auth HS256 / RS256 (2048-bit) / ES256, hmac-auth. The
-# credentials are made once here (python3-cryptography for the key pairs) and sent with wrk -H;
-# every request is verified afresh (the plugins cache parsed keys, never results). Prints a
+# credentials are made once here (python3-cryptography for the key pairs) and sent with wrk -H.
+# jwt-auth remembers verified tokens, so jwt-* sends one token (the common case: a client reuses
+# its token) and jwt-*-fresh 2000 tokens in turn (every request verified). Prints a
 # Markdown table: Turnpike's CPU µs per request (user+sys, all threads), the cost over the
-# no-plugin route, req/s and p99. The hmac-auth request is signed once, at the start: the run
-# must end within its clock skew (300 s).
+# no-plugin route, req/s and p99.
 #
 # Env: TURNPIKE_BIN (default build-release/src/app/turnpike), DUR=5 (s), WARM=1 (s), CONNS=64,
 #      ROUNDS=3 (each case once per round, interleaved; the table shows medians),
-#      CASES="none key-auth basic-auth jwt-hs256 jwt-rs256 jwt-es256 hmac-auth".
+#      CASES="none key-auth basic-auth jwt-hs256 jwt-hs256-fresh jwt-rs256 jwt-rs256-fresh
+#      jwt-es256 jwt-es256-fresh hmac-auth".
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 DUR=${DUR:-5}
@@ -19,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need nginx wrk curl python3 awk
 python3 -c 'import cryptography' 2>/dev/null || die "python3-cryptography is needed for the key pairs"
 ROUNDS=${ROUNDS:-3}
-CASES=${CASES:-none key-auth basic-auth jwt-hs256 jwt-rs256 jwt-es256 hmac-auth}
+CASES=${CASES:-none key-auth basic-auth jwt-hs256 jwt-hs256-fresh jwt-rs256 jwt-rs256-fresh jwt-es256 jwt-es256-fresh hmac-auth}
 raise_nofile >/dev/null
 trap bench_cleanup EXIT INT TERM
 
@@ -36,7 +37,8 @@ def b64url(b): return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 def pem(k): return k.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 def token(key_name, alg, sign):
     head = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
-    body = b64url(json.dumps({"key": key_name, "sub": "user-1", "exp": 4102444800}).encode())
+    token.n = getattr(token, "n", 0) + 1
+    body = b64url(json.dumps({"key": key_name, "sub": "user-1", "exp": 4102444800, "jti": token.n}).encode())
     return f"{head}.{body}." + b64url(sign(f"{head}.{body}".encode()))
 
 secret = b"0123456789abcdef0123456789abcdef"
@@ -61,6 +63,17 @@ headers = {
 }
 for case, h in headers.items():
     (out / f"{case}.header").write_text(h)
+# "-fresh" cases: 2000 distinct tokens sent in turn, more than jwt-auth remembers (1000, emptied
+# when full), so every request is verified.
+def fresh(case, key_name, alg, sign):
+    tokens = [token(key_name, alg, sign) for _ in range(2000)]
+    (out / f"{case}.header").write_text("Authorization: Bearer " + tokens[0])
+    (out / f"{case}.lua").write_text("local tokens = {\n" + "".join(f'  "Bearer {t}",\n' for t in tokens) + "}\n"
+        "local i = 0\nrequest = function()\n  i = i % #tokens + 1\n"
+        "  return wrk.format(nil, nil, { Authorization = tokens[i] })\nend\n")
+fresh("jwt-hs256-fresh", "hs", "HS256", lambda d: hmac.new(secret, d, hashlib.sha256).digest())
+fresh("jwt-rs256-fresh", "rs", "RS256", lambda d: rsa_key.sign(d, padding.PKCS1v15(), hashes.SHA256()))
+fresh("jwt-es256-fresh", "es", "ES256", es256)
 (out / "hmac-auth.date").write_text("Date: " + date)
 consumers = [
     {"username": "k", "plugins": {"key-auth": {"key": "bench-key"}}},
@@ -79,11 +92,13 @@ start_origin
   turnpike_basic_config "$ORIGIN_PORT" | sed '/^routes:/,$d'
   echo "routes:"
   echo "  - {name: none, match: {paths: [/none]}, upstream: origin}"
-  for p in key-auth basic-auth hmac-auth; do
+  for p in key-auth basic-auth; do
     echo "  - {name: $p, match: {paths: [/$p]}, upstream: origin, plugins: {$p: {}}}"
   done
+  # Signed once, at the start: the date must stay within the skew for the whole run.
+  echo "  - {name: hmac-auth, match: {paths: [/hmac-auth]}, upstream: origin, plugins: {hmac-auth: {clock_skew: 3600}}}"
   for alg in hs256 rs256 es256; do
-    echo "  - {name: jwt-$alg, match: {paths: [/jwt-$alg]}, upstream: origin, plugins: {jwt-auth: {}}}"
+    echo "  - {name: jwt-$alg, match: {paths: [/jwt-$alg, /jwt-$alg-fresh]}, upstream: origin, plugins: {jwt-auth: {}}}"
   done
   echo "consumers: $(cat "$BENCH_TMP/consumers.json")"  # JSON is YAML
 } >"$BENCH_TMP/turnpike.yaml"
@@ -101,6 +116,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     [[ -f $BENCH_TMP/$c.date ]] && args+=(-H "$(cat "$BENCH_TMP/$c.date")")
     url="http://127.0.0.1:$TP_PORT/$c"
     precheck "$url" "${args[@]}" || die "$c: precheck failed: $PRECHECK_MSG"
+    [[ -f $BENCH_TMP/$c.lua ]] && args=(-s "$BENCH_TMP/$c.lua")
     log "round $round: measuring $c (${DUR}s)"
     measure "$TP_PID" "$url" "${args[@]}"
     ((M_OK)) || die "$c: FAILED (non-2xx $M_NON2XX, socket errors $M_SOCKERR of $M_REQS)"
