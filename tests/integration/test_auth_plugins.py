@@ -4,7 +4,8 @@ or credentials passed on or hidden), every denial with its status and body, and 
 reported by `turnpike -t` with file:line.
 
 Tokens and signatures are made here in Python (hmac; RS256/ES256 with python3-cryptography).
-The consumer-level plugin that shows the merge is tests/integration/plugins/tracer.lua."""
+The consumer-level plugin that shows the merge is tests/integration/plugins/tracer.lua; whoami.lua
+shows later plugins what ctx.consumer and ctx.jwt_claims hold."""
 from __future__ import annotations
 
 import base64
@@ -87,13 +88,14 @@ BASIC_CONSUMERS = [
 
 def test_basic_auth_lets_consumers_in_and_attaches_them(origin, turnpike, tmp_path):
     log = tmp_path / "access.log"
-    cfg = cfg_with(origin, {"basic-auth": {"realm": "api"}, "tracer": {"label": "r"}}, BASIC_CONSUMERS)
+    cfg = cfg_with(origin, {"basic-auth": {"realm": "api"}, "tracer": {"label": "r"}, "whoami": {}}, BASIC_CONSUMERS)
     cfg["log"]["access_log"] = str(log)
     tp = turnpike(cfg)
     alice = get(tp, "/echo/alice", [basic("alice", "s3cret:with colon")])
     # Without hide_credentials the upstream sees the header; alice's tracer replaces the route's.
     assert upstream_headers(alice)["authorization"].startswith("Basic ")
     assert alice.header("x-trace") == "r:rewrite,alice:access,alice:header"
+    assert upstream_headers(alice)["x-whoami"] == "alice"  # ctx.consumer, for later plugins
     bob = get(tp, "/echo/bob", [basic("bob", "plain-pw")])
     assert bob.status == 200 and bob.header("x-trace") == "r:rewrite,r:access,r:header"
     assert wait_in_log(log, "consumer=alice") and wait_in_log(log, "consumer=bob")
@@ -210,7 +212,7 @@ def jwt_consumers(keys=None):
 def test_jwt_auth_hs_tokens_attach_the_consumer_and_pass_claims(origin, turnpike, tmp_path):
     log = tmp_path / "access.log"
     conf = {"claims_to_headers": {"sub": "X-User-Id", "roles": "X-Roles"}}
-    cfg = cfg_with(origin, {"jwt-auth": conf, "tracer": {"label": "r"}}, jwt_consumers())
+    cfg = cfg_with(origin, {"jwt-auth": conf, "tracer": {"label": "r"}, "whoami": {}}, jwt_consumers())
     cfg["log"]["access_log"] = str(log)
     tp = turnpike(cfg)
     now = int(time.time())
@@ -218,6 +220,7 @@ def test_jwt_auth_hs_tokens_attach_the_consumer_and_pass_claims(origin, turnpike
     resp = get(tp, "/echo/jwt", [bearer(token), ("X-Roles", "spoofed")])
     seen = upstream_headers(resp)
     assert seen["x-user-id"] == "u-1"
+    assert seen["x-whoami"] == "alice" and seen["x-whoami-sub"] == "u-1"
     assert seen["x-roles"] == '["a","b"]'
     assert seen["authorization"] == "Bearer " + token  # not hidden by default
     assert resp.header("x-trace") == "r:rewrite,alice:access,alice:header"
@@ -392,11 +395,12 @@ STANDARD = ["@request-target", "date", "x-custom"]
 def test_hmac_auth_lets_signed_requests_in(origin, turnpike, tmp_path):
     log = tmp_path / "access.log"
     cfg = cfg_with(origin, {"hmac-auth": {"signed_headers": ["x-custom"], "hide_credentials": True},
-                            "tracer": {"label": "r"}}, HMAC_CONSUMERS)
+                            "tracer": {"label": "r"}, "whoami": {}}, HMAC_CONSUMERS)
     cfg["log"]["access_log"] = str(log)
     tp = turnpike(cfg)
     resp = get(tp, "/echo/signed?b=2&a=1", signed("GET", "/echo/signed?b=2&a=1", STANDARD, {"x-custom": "v"}))
     assert "authorization" not in upstream_headers(resp)
+    assert upstream_headers(resp)["x-whoami"] == "alice"
     assert resp.header("x-trace") == "r:rewrite,alice:access,alice:header"
     # X-Date instead of Date (for clients that cannot set Date), and SHA-512.
     date = email.utils.formatdate(usegmt=True)
