@@ -473,6 +473,31 @@ def test_hmac_auth_digest_header(origin, turnpike):
     assert_denied(get(tp, "/echo/d", md5), "invalid digest header")
 
 
+def test_hmac_and_jwt_auth_over_http2(origin, turnpike):
+    """The signed @request-target is :method and :path; denials are the same answers."""
+    from h2client import H2Client
+    consumers = jwt_consumers()
+    consumers[0]["plugins"]["hmac-auth"] = HMAC_CONSUMERS[0]["plugins"]["hmac-auth"]  # alice has both
+    cfg = cfg_with(origin, {"hmac-auth": {}}, consumers)
+    cfg["routes"].insert(0, {"name": "jwt", "match": {"paths": ["/jwt/*"]}, "upstream": "origin",
+                             "plugins": {"jwt-auth": {}}})
+    tp = turnpike(cfg)
+    c = H2Client(tp.port())
+    try:
+        target = "/echo/h2?x=1"
+        headers = [(n.lower(), v) for n, v in signed("GET", target, ["@request-target", "date"])]
+        assert c.get(target, headers=headers).status == 200
+        forged = [(n.lower(), v) for n, v in signed("GET", "/echo/other", ["@request-target", "date"])]
+        denied = c.get(target, headers=forged)
+        assert denied.status == 401
+        assert json.loads(bytes(denied.body)) == {"error": "unauthorized", "message": "invalid signature"}
+        token = jwt({"key": "alice-key"}, SECRET)
+        assert c.get("/jwt/x", headers=[("authorization", "Bearer " + token)]).status == 200
+        assert c.get("/jwt/x").status == 401
+    finally:
+        c.close()
+
+
 def test_hmac_auth_conf_errors(origin, turnpike_bin, tmp_path):
     consumers = [{"username": "weak", "plugins": {"hmac-auth": {"key_id": "w", "secret_key": "short"}}},
                  {"username": "nokey", "plugins": {"hmac-auth": {"secret_key": HMAC_SECRET}}}]
