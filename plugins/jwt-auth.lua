@@ -161,6 +161,8 @@ end
 local function verify(conf, ctx, token)
   local header, claims, signature, input = parse(token)
   if not header then return nil, "malformed token" end
+  -- RFC 7515 §4.1.11: extensions marked critical must be understood; this plugin knows none.
+  if header.crit ~= nil then return nil, "unsupported critical header parameters (crit)" end
 
   local key = header.kid
   if key == nil then key = claims[conf.key_claim] end

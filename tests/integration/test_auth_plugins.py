@@ -287,6 +287,8 @@ def jwt_denials():
         ([bearer("a.b.c.d")], "malformed token"),
         ([bearer("!!!.e30.")], "malformed token"),
         ([bearer(b64url(b"[1]") + "." + b64url(b"{}") + ".")], "malformed token"),
+        ([bearer(jwt({"key": "alice-key"}, SECRET, header={"crit": ["exp"]}))],
+         "unsupported critical header parameters (crit)"),
         ([bearer(jwt({"sub": "x"}, SECRET))], "the token names no key (kid header or key claim)"),
         ([bearer(jwt({"key": "mallory"}, SECRET))], "unknown key"),
         ([bearer(jwt({"key": "alice-key"}, SECRET, alg="HS512"))], "algorithm not allowed for this key"),
