@@ -57,6 +57,13 @@ def window_update(sid: int, n: int) -> bytes:
     return frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", n))
 
 
+def browser_like(c: RawH2) -> None:
+    """Opens the connection window to 65,535 + 1 MiB and acknowledges both our SETTINGS frames."""
+    c.send(window_update(0, MiB))
+    c.wait_for(lambda f: sum(1 for g in c.frames if g.type == SETTINGS and not g.flags & h2client.ACK) == 2, 5)
+    c.send(settings_frame(ack=True) * 2)
+
+
 def settings_acks(c: RawH2) -> int:
     return sum(1 for f in c.frames if f.type == SETTINGS and f.flags & h2client.ACK)
 
@@ -197,6 +204,7 @@ def test_window_update_priority_and_reset_on_old_stream_are_ignored_after_rebuil
     tp = turnpike(park_config(origin))
     c = RawH2(tp.port(), index=False)
     try:
+        browser_like(c)
         served(c, 1)
         served(c, 3)
         wait_dropped(tp, c.sock, 3)
@@ -218,6 +226,7 @@ def test_lower_unused_stream_id_after_rebuild_is_protocol_error(origin, turnpike
     tp = turnpike(park_config(origin))
     c = RawH2(tp.port(), index=False)
     try:
+        browser_like(c)
         served(c, 1)
         served(c, 5)  # 3 skipped
         wait_dropped(tp, c.sock, 5)
@@ -235,6 +244,7 @@ def test_headers_on_ended_stream_after_rebuild_is_stream_closed(origin, turnpike
     tp = turnpike(park_config(origin))
     c = RawH2(tp.port(), index=False)
     try:
+        browser_like(c)
         served(c, 1)
         served(c, 3)
         wait_dropped(tp, c.sock, 3)
@@ -252,6 +262,7 @@ def test_drain_goaway_of_dropped_session_names_its_last_stream(origin, turnpike)
     tp = turnpike(park_config(origin))
     c = RawH2(tp.port(), index=False)
     try:
+        browser_like(c)
         for sid in (1, 3, 5):
             served(c, sid)
         wait_dropped(tp, c.sock, 5)
@@ -268,6 +279,7 @@ def test_idle_timeout_goaway_of_dropped_session_names_its_last_stream(origin, tu
     tp = turnpike(park_config(origin, http2={"idle_timeout": "2500ms"}))
     c = RawH2(tp.port(), index=False)
     try:
+        browser_like(c)
         served(c, 1)
         served(c, 3)
         wait_dropped(tp, c.sock, 3)
