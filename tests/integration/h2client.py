@@ -252,10 +252,13 @@ class RawH2:
     """Hand-built frames over a socket; the server's frames are parsed back as Frame objects."""
 
     def __init__(self, port: int, *, timeout: float = DEFAULT_TIMEOUT, settings=(), preface: bool = True,
-                 index: bool = True):
-        """index=False: header fields are never added to HPACK's dynamic table (RFC 7541 §6.2.3)."""
+                 index: bool = True, wrap=None):
+        """index=False: header fields are never added to HPACK's dynamic table (RFC 7541 §6.2.3).
+        wrap(sock) -> sock: e.g. a TLS client context's wrap_socket (ALPN h2)."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if wrap is not None:
+            self.sock = wrap(self.sock)
         self.encoder = hpack.Encoder()
         self.index = index
         self.buf = b""

@@ -19,7 +19,7 @@ import h2client
 from h2client import (DATA, END_HEADERS, GOAWAY, HEADERS, PRIORITY, RST_STREAM, SETTINGS, WINDOW_UPDATE, H2Client,
                       RawH2, frame, settings_frame)
 from harness import base_config
-from origin import pattern_sha256
+from tlsutil import client_context, make_cert
 
 MiB = 1024 * 1024
 
@@ -128,6 +128,28 @@ def test_body_upload_after_rebuild_uses_the_whole_receive_window(origin, turnpik
             assert res.status == 200 and res.reset is None
             assert f'"{hashlib.sha256(body).hexdigest()}"' in res.body.decode()
         assert c.goaway is None
+    finally:
+        c.close()
+
+
+def test_tls_connection_drops_its_session_and_serves_again(origin, turnpike, tmp_path):
+    cert, key = make_cert(tmp_path, "park", "park.test")
+    listener = {"name": "public", "address": "127.0.0.1", "port": 0,
+                "tls": {"certificates": [{"cert": str(cert), "key": str(key)}]}}
+    cfg = base_config(origin, listeners=[listener], workers=1)
+    cfg["log"]["level"] = "debug"
+    tp = turnpike(cfg)
+    ctx = client_context(alpn=("h2",))
+    c = RawH2(tp.port(), index=False, wrap=lambda s: ctx.wrap_socket(s, server_hostname="park.test"),
+              settings=[(h2.settings.SettingCodes.INITIAL_WINDOW_SIZE, 4 * MiB)])
+    try:
+        assert c.sock.selected_alpn_protocol() == "h2"
+        browser_like(c)
+        served(c, 1)
+        wait_dropped(tp, c.sock, 1)
+        served(c, 3, "/bytes/300000")
+        assert c.data_received(3) == 300000 and rebuilds(tp, c.sock) == 1
+        assert c.goaway(timeout=0.2) is None
     finally:
         c.close()
 
