@@ -24,8 +24,10 @@
 //     below 65,535 (a window can only be raised by a frame, never lowered): sent into the void,
 //     it brings the fresh session's window down to the real one.
 // What cannot be rebuilt keeps the session: entries in the HPACK decoder's table (the client's
-// encoder indexes: our decoder must keep them), request-body bytes not yet given back, a frame
-// cut in the middle, a stream still known to nghttp2.
+// encoder indexes: our decoder must keep them), a frame cut in the middle, a stream still known
+// to nghttp2. What a rebuilt session forgets and may: nghttp2's own flood and rate counters (ours,
+// the connection's, fire first), and a PRIORITY_UPDATE for a stream not yet opened (a scheduling
+// hint, RFC 9218 §7.1; nghttp2 cannot tell us it holds one).
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <spdlog/spdlog.h>
