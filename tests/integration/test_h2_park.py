@@ -335,3 +335,53 @@ def test_timers_do_not_rebuild_parked_sessions(origin, turnpike):
     finally:
         for c in conns:
             c.close()
+
+
+def test_reload_rebuilds_only_the_sessions_it_sends_goaway_on(origin, turnpike):
+    # The same listener: the parked connection follows the new snapshot without a session. Its
+    # listener changed: a GOAWAY naming the dropped session's last stream.
+    cfg = park_config(origin)
+    tp = turnpike(cfg)
+    c = RawH2(tp.port(), index=False)
+    try:
+        browser_like(c)
+        served(c, 1)
+        served(c, 3)
+        wait_dropped(tp, c.sock, 3)
+        same_listener = park_config(origin)
+        same_listener["routes"] = [{"name": "extra", "match": {"paths": ["/extra/*"]}, "upstream": "origin"}] + \
+            same_listener["routes"]
+        same_listener["listeners"] = cfg["listeners"]
+        tp.reload(same_listener)
+        time.sleep(0.5)
+        assert rebuilds(tp, c.sock) == 0
+        assert c.goaway(timeout=0) is None
+        changed = park_config(origin, http2={"idle_timeout": "60s"})
+        tp.reload(changed)
+        g = c.goaway(timeout=5)
+        assert g is not None and g.error_code == h2client.NO_ERROR and g.last_stream_id == 3
+        assert rebuilds(tp, c.sock) == 1
+    finally:
+        c.close()
+
+
+def test_connection_limit_goaway_of_dropped_session_names_its_last_stream(origin, turnpike):
+    # At the limit the oldest idle connection makes way (Worker::make_room_for_connection).
+    tp = turnpike(park_config(origin, limits={"max_connections_per_worker": 2}))
+    a = RawH2(tp.port(), index=False)
+    b = c = None
+    try:
+        browser_like(a)
+        served(a, 1)
+        served(a, 3)
+        wait_dropped(tp, a.sock, 3)
+        b = RawH2(tp.port(), index=False)
+        served(b, 1)
+        c = RawH2(tp.port(), index=False)
+        g = a.goaway(timeout=5)
+        assert g is not None and g.error_code == h2client.NO_ERROR and g.last_stream_id == 3
+        served(c, 1)
+    finally:
+        for x in (a, b, c):
+            if x is not None:
+                x.close()
