@@ -120,7 +120,7 @@ bool H2Connection::can_drop_session() const {
 
 void H2Connection::drop_session() {
   for (int32_t id = 1; id < int32_t(std::size(rest_settings_)); ++id) {
-    // 7 has no meaning (RFC 9113 §11.3): nghttp2 has no value for it.
+    // No setting has id 7 (RFC 9113 §6.5.2, RFC 8441, RFC 9218): nghttp2 has no value for it.
     if (id != 7) rest_settings_[id] = nghttp2_session_get_remote_settings(session_, nghttp2_settings_id(id));
   }
   rest_window_ = nghttp2_session_get_remote_window_size(session_);
