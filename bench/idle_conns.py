@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""idle_conns.py PID PORT N [--proto http1|h2c|h2] [--h2-conn-window BYTES] [--batch B] [--settle S]
-                  [--header 'Name: value']...
+"""idle_conns.py PID PORT N [--proto http1|h2c|h2] [--h2-conn-window BYTES] [--h2-index] [--batch B]
+                  [--settle S] [--header 'Name: value']...
 
 Opens N keepalive connections to 127.0.0.1:PORT, sends one GET / on each (B connections at a time,
 each response read in full and checked to be 200), leaves them all open and idle, waits S seconds,
@@ -11,7 +11,8 @@ checks that the connections are still open and that a sample of them still serve
 (HTTP/2 over TLS, ALPN h2; the certificate is not verified). The HTTP/2 client is a minimal one:
 the preface, an empty SETTINGS (and, with --h2-conn-window, a connection WINDOW_UPDATE), an ACK
 for each of the server's SETTINGS, one GET per stream (HPACK without a dynamic table: static-table
-references and literals), the response read up to END_STREAM; :status is read from the static
+references and literals; with --h2-index, one field enters the server's table, as browsers' fields
+do), the response read up to END_STREAM; :status is read from the static
 table (the first field of every response here). It never gives window back.
 
 Prints one line of key=value pairs; exit status 1 when fewer than 99% of the connections got a 200
@@ -90,11 +91,12 @@ H2_END_STREAM, H2_ACK, H2_END_HEADERS, H2_PADDED, H2_PRIORITY = 0x1, 0x1, 0x4, 0
 H2_STATUS = {0x88: 200, 0x89: 204, 0x8A: 206, 0x8B: 304, 0x8C: 400, 0x8D: 404, 0x8E: 500}
 
 
-def hpack_literal(name, value):
-    """RFC 7541 §6.2.2, literal without indexing, new name (short strings, no Huffman)."""
+def hpack_literal(name, value, index=False):
+    """RFC 7541 §6.2.2, literal without indexing, new name (short strings, no Huffman); index:
+    §6.2.1, with incremental indexing (the field enters the server's decoder table)."""
     n, v = name.encode(), value.encode()
     assert len(n) < 127 and len(v) < 127
-    return bytes([0, len(n)]) + n + bytes([len(v)]) + v
+    return bytes([0x40 if index else 0, len(n)]) + n + bytes([len(v)]) + v
 
 
 def h2_frame(ftype, flags, sid, payload=b""):
@@ -104,10 +106,12 @@ def h2_frame(ftype, flags, sid, payload=b""):
 class H2Conn:
     """One HTTP/2 connection: requests one at a time, frames parsed as they come."""
 
-    def __init__(self, sock, headers, conn_window=0):
+    def __init__(self, sock, headers, conn_window=0, index=False):
         self.sock, self.buf, self.sid = sock, b"", 1
         # :method GET, :scheme http, :path / (static 2, 6, 4), :authority bench (static name 1)
         self.block = bytes([0x82, 0x86, 0x84, 0x01, 5]) + b"bench" + b"".join(hpack_literal(n, v) for n, v in headers)
+        if index:  # as browsers do: a field that enters HPACK's dynamic table
+            self.block += hpack_literal("user-agent", "idle_conns.py", index=True)
         # conn_window above 65,535: the connection window opened to it first, as browsers do
         # (RFC 9113 §6.9.2; Chrome 15 MiB, Firefox 12 MiB, curl 32 MiB).
         wu = h2_frame(H2_WINDOW_UPDATE, 0, 0, struct.pack(">I", conn_window - 65535)) if conn_window > 65535 else b""
@@ -183,6 +187,8 @@ def main():
     ap.add_argument("--proto", choices=["http1", "h2c", "h2"], default="http1")
     ap.add_argument("--h2-conn-window", type=int, default=0,
                     help="HTTP/2: open the connection window to this many bytes first (0: leave it at 65,535)")
+    ap.add_argument("--h2-index", action="store_true",
+                    help="HTTP/2: send a user-agent field with incremental indexing (RFC 7541 §6.2.1)")
     a = ap.parse_args()
     h2 = a.proto != "http1"
     tls_ctx = None
@@ -204,7 +210,7 @@ def main():
             try:
                 s = connect(a, tls_ctx)
                 if h2:
-                    conns[s] = H2Conn(s, h2_headers, a.h2_conn_window)
+                    conns[s] = H2Conn(s, h2_headers, a.h2_conn_window, a.h2_index)
                     conns[s].send_request()
                 else:
                     s.sendall(req)

@@ -95,7 +95,12 @@ class H2Connection final : public ClientConnection {
   // A session again, if it was dropped; false when that failed (the connection is then closed).
   bool ensure_session();
   bool rebuild_session();
-  bool replay_into_session();
+  struct DroppedSession {
+    int32_t last_stream = 0;     // its last stream id
+    int32_t window = 0;          // the client's connection window for us
+    uint32_t settings[10] = {};  // the client's SETTINGS values, by id (1..9)
+  };
+  bool replay_into_session(const DroppedSession& d);
   // The session setup shared by start() and rebuild_session().
   bool new_session(bool after_preface);
   // The connection's receive window: bounds request-body bytes buffered for all streams together
@@ -201,11 +206,8 @@ class H2Connection final : public ClientConnection {
   bool on_idle_list_ = false;
   bool park_wanted_ = false;      // prepare_park() ran and the connection is still idle
   bool parked_ = false;           // waiting in park()'s callback, no coroutine
-  // ---- While parked without a session (h2_park.cc), what rebuild_session() restores ----
   bool rebuilding_ = false;       // the callbacks ignore what rebuild_session() feeds nghttp2
-  int32_t last_stream_ = 0;       // the dropped session's last stream id
-  int32_t rest_window_ = 0;       // the client's connection window for us
-  uint32_t rest_settings_[10] = {};  // the client's SETTINGS values, by id (1..9)
+  std::unique_ptr<DroppedSession> dropped_;  // while parked without a session: what to restore
 
   // ---- Scratch for building header lists (single thread; nghttp2 copies on submit) ----
   std::vector<nghttp2_nv> nv_;

@@ -119,28 +119,31 @@ bool H2Connection::can_drop_session() const {
 }
 
 void H2Connection::drop_session() {
-  for (int32_t id = 1; id < int32_t(std::size(rest_settings_)); ++id) {
+  dropped_ = std::make_unique<DroppedSession>();
+  DroppedSession& d = *dropped_;
+  for (int32_t id = 1; id < int32_t(std::size(d.settings)); ++id) {
     // No setting has id 7 (RFC 9113 §6.5.2, RFC 8441, RFC 9218): nghttp2 has no value for it.
-    if (id != 7) rest_settings_[id] = nghttp2_session_get_remote_settings(session_, nghttp2_settings_id(id));
+    if (id != 7) d.settings[id] = nghttp2_session_get_remote_settings(session_, nghttp2_settings_id(id));
   }
-  rest_window_ = nghttp2_session_get_remote_window_size(session_);
-  last_stream_ = nghttp2_session_get_last_proc_stream_id(session_);
+  d.window = nghttp2_session_get_remote_window_size(session_);
+  d.last_stream = nghttp2_session_get_last_proc_stream_id(session_);
   nghttp2_session_del(session_);
   session_ = nullptr;
-  spdlog::debug("h2 client {}: parked without its session (last stream {}, window {})", remote_, last_stream_,
-                rest_window_);
+  spdlog::debug("h2 client {}: parked without its session (last stream {}, window {})", remote_, d.last_stream,
+                d.window);
 }
 
 bool H2Connection::rebuild_session() {
   if (!new_session(true)) return false;
   rebuilding_ = true;
-  const bool ok = replay_into_session();
+  const bool ok = replay_into_session(*dropped_);
   rebuilding_ = false;
+  dropped_.reset();
   if (!ok) spdlog::warn("h2 client {}: session could not be rebuilt", remote_);
   return ok;
 }
 
-bool H2Connection::replay_into_session() {
+bool H2Connection::replay_into_session(const DroppedSession& d) {
   auto discard_output = [this] {
     const uint8_t* data = nullptr;
     ssize_t n;
@@ -153,8 +156,8 @@ bool H2Connection::replay_into_session() {
 
   uint8_t frames[9 + 8 * 6 + 9 + 9 + 4 + 9 + sizeof kRebuildRequest + 9 + 4];
   uint8_t* p = frames + 9;
-  for (uint16_t id = 1; id < std::size(rest_settings_); ++id) {
-    const uint32_t v = rest_settings_[id];
+  for (uint16_t id = 1; id < std::size(d.settings); ++id) {
+    const uint32_t v = d.settings[id];
     // ENABLE_CONNECT_PROTOCOL means nothing from a client; NO_RFC7540_PRIORITIES is 0 or 1 once
     // the client's first SETTINGS came, and UINT32_MAX in a nghttp2 that has not seen it.
     if (id == 7 || (id == NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL && v != 1) ||
@@ -166,19 +169,19 @@ bool H2Connection::replay_into_session() {
   }
   put_head(frames, static_cast<uint32_t>(p - frames - 9), NGHTTP2_SETTINGS, NGHTTP2_FLAG_NONE, 0);
   if (settings_acks_ > 0) p = put_head(p, 0, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0);
-  if (rest_window_ > kInitialWindow) {
+  if (d.window > kInitialWindow) {
     p = put_head(p, 4, NGHTTP2_WINDOW_UPDATE, NGHTTP2_FLAG_NONE, 0);
-    p = put32(p, static_cast<uint32_t>(rest_window_ - kInitialWindow));
+    p = put32(p, static_cast<uint32_t>(d.window - kInitialWindow));
   }
   p = put_head(p, sizeof kRebuildRequest, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS,
-               last_stream_);
+               d.last_stream);
   std::memcpy(p, kRebuildRequest, sizeof kRebuildRequest);
   p += sizeof kRebuildRequest;
   // The body that brings the window down must fit the stream's window too.
-  int32_t debt = std::max(0, kInitialWindow - rest_window_);
-  const int32_t stream_window = static_cast<int32_t>(rest_settings_[NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE]);
+  int32_t debt = std::max(0, kInitialWindow - d.window);
+  const int32_t stream_window = static_cast<int32_t>(d.settings[NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE]);
   if (debt > stream_window) {
-    p = put_head(p, 4, NGHTTP2_WINDOW_UPDATE, NGHTTP2_FLAG_NONE, last_stream_);
+    p = put_head(p, 4, NGHTTP2_WINDOW_UPDATE, NGHTTP2_FLAG_NONE, d.last_stream);
     p = put32(p, static_cast<uint32_t>(debt - stream_window));
   }
   const ssize_t n = p - frames;
@@ -190,13 +193,13 @@ bool H2Connection::replay_into_session() {
   nghttp2_data_provider body;
   body.source.ptr = &debt;
   body.read_callback = void_body;
-  if (nghttp2_submit_response(session_, last_stream_, status, std::size(status), debt > 0 ? &body : nullptr) != 0)
+  if (nghttp2_submit_response(session_, d.last_stream, status, std::size(status), debt > 0 ? &body : nullptr) != 0)
     return false;
   // The SETTINGS ACK, the response (its stream then closes and is forgotten).
   if (!discard_output()) return false;
-  return debt == 0 && nghttp2_session_get_remote_window_size(session_) == rest_window_ &&
-         nghttp2_session_get_last_proc_stream_id(session_) == last_stream_ &&
-         nghttp2_session_find_stream(session_, last_stream_) == nullptr;
+  return debt == 0 && nghttp2_session_get_remote_window_size(session_) == d.window &&
+         nghttp2_session_get_last_proc_stream_id(session_) == d.last_stream &&
+         nghttp2_session_find_stream(session_, d.last_stream) == nullptr;
 }
 
 bool H2Connection::ensure_session() {
