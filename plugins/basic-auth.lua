@@ -102,7 +102,7 @@ return {
     properties = {
       -- Shown by browsers in the login prompt; no quotes, backslashes or control characters.
       realm = { type = "string", default = "turnpike", minLength = 1, maxLength = 128,
-                pattern = '^[^"\\%c]+$' },
+                pattern = [[^[^"\\\x00-\x1f\x7f]+$]] },
       -- Remove the Authorization header before the request goes upstream.
       hide_credentials = { type = "boolean", default = false },
     },

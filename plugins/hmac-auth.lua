@@ -144,7 +144,7 @@ return {
                                                          "hmac-sha512" } } },
       -- Headers that must be signed besides @request-target and the date.
       signed_headers = { type = "array", default = {},
-                         items = { type = "string", minLength = 1, pattern = "^[%w%-]+$" } },
+                         items = { type = "string", minLength = 1, pattern = "^[A-Za-z0-9-]+$" } },
       -- Require a signed, well-formed Digest header (RFC 3230). The body is not re-hashed.
       require_digest = { type = "boolean", default = false },
       -- A shared_dicts entry remembering accepted signatures for 2 × clock_skew: a signature

@@ -35,7 +35,8 @@ local find, sub, type, tostring, time = string.find, string.sub, type, tostring,
 local HMAC = { HS256 = "sha256", HS384 = "sha384", HS512 = "sha512" }
 local ALGORITHMS = { "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384",
                      "PS512", "ES256", "ES384", "ES512", "EdDSA" }
-local HEADER_NAME = "^[%w!#$%%&'*+%-.^_`|~]+$"  -- an RFC 9110 token
+local HEADER_NAME = "^[%w!#$%%&'*+%-.^_`|~]+$"  -- an RFC 9110 token, as a Lua pattern
+local HEADER_NAME_RE = [[^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$]]  -- the same for the schema (a regex)
 
 -- consumer conf → { hmac = digest, secret = bytes } or { key = crypto key }: the verifier made
 -- once per conf table (parsing a PEM key costs far more than a verify); weak keys, so the
@@ -238,7 +239,7 @@ return {
     properties = {
       -- Where the token is looked for, in this order. In Authorization it must be a Bearer
       -- token; another header may carry it bare.
-      header = { type = "string", default = "authorization", minLength = 1, pattern = HEADER_NAME },
+      header = { type = "string", default = "authorization", minLength = 1, pattern = HEADER_NAME_RE },
       query = { type = "string", minLength = 1 },
       cookie = { type = "string", minLength = 1 },
       -- The claim naming the consumer's key when the token has no `kid` ("iss" is common).
