@@ -19,15 +19,17 @@ from harness import base_config, check_config, dump_yaml, ERROR_LINE
 from origin import closed_port
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
-SLOW_SECONDS = 1.5  # how long the checker takes on /slow (well past every timeout used here)
+HOLD_SECONDS = 10  # the longest the checker holds a /slow check before answering anyway
 
 
 class Checker:
     """The authorization service. It judges by X-Forwarded-Uri: a path with "deny" gets 403,
-    one with "slow" waits SLOW_SECONDS, anything else 200 with X-User-Id: alice."""
+    one with "slow" is held until release() (or HOLD_SECONDS), anything else 200 with
+    X-User-Id: alice."""
 
     def __init__(self):
         self.requests: list[dict] = []
+        self.released = threading.Event()
         self.lock = threading.Lock()
         checker = self
 
@@ -41,7 +43,7 @@ class Checker:
                                              "peer": self.client_address[1]})
                 uri = headers.get("x-forwarded-uri", "")
                 if "slow" in uri:
-                    time.sleep(SLOW_SECONDS)
+                    checker.released.wait(HOLD_SECONDS)
                 if "deny" in uri:
                     self.answer(403, b'{"denied":true}', [("Content-Type", "application/json"),
                                                            ("WWW-Authenticate", 'Bearer realm="api"'),
@@ -73,7 +75,11 @@ class Checker:
         with self.lock:
             return list(self.requests)
 
+    def release(self):
+        self.released.set()
+
     def stop(self):
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 
@@ -205,10 +211,11 @@ def test_other_requests_are_served_while_the_checker_is_slow(origin, checker, tu
         while not checker.seen() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert checker.seen(), "the checker never got the slow request"
-        # The check is in progress; the worker keeps answering.
+        # The check is held; the worker keeps answering.
         statuses = [get(tp, f"/echo/other-{i}").status for i in range(5)]
-        assert not slow.done()
         assert statuses == [200] * 5
+        assert not slow.done()
+        checker.release()
         assert slow.result(timeout=10).status == 200
 
 

@@ -246,6 +246,15 @@ TEST_F(HttpClientTest, PhaseTimeoutBoundsTheWait) {
   EXPECT_TRUE(server.wait_hung_up(1));
 }
 
+TEST_F(HttpClientTest, HostNamesAreResolved) {
+  TestServer server([](const std::string&, int) { return ok_response("named"); });
+  std::string url = server.url();
+  url.replace(url.find("127.0.0.1"), 9, "localhost");
+  load_access("turnpike.exit(200, show(turnpike.http.request{ url = " + quoted(url) + " }))");
+  EXPECT_EQ(answer(), "200|named|nil");
+  EXPECT_NE(server.last_request().find("Host: localhost:"), std::string::npos) << server.last_request();
+}
+
 TEST_F(HttpClientTest, ConnectionRefused) {
   uint16_t port;
   {
