@@ -189,6 +189,19 @@ TEST_F(HttpClientTest, ChunkedResponse) {
   EXPECT_EQ(answer(), "200|hello world|nil");
 }
 
+TEST_F(HttpClientTest, InterimResponsesAreSkippedAndHeadHasNoBody) {
+  TestServer server([](const std::string& req, int) {
+    if (req.rfind("HEAD", 0) == 0) return std::string("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+    return "HTTP/1.1 100 Continue\r\n\r\n" + ok_response("final");
+  });
+  load_access("local a = show(turnpike.http.request{ url = " + quoted(server.url()) + " })\n"
+              "local b = show(turnpike.http.request{ method = 'HEAD', url = " + quoted(server.url()) + " })\n"
+              "local c = show(turnpike.http.request{ url = " + quoted(server.url()) + " })\n"
+              "turnpike.exit(200, a .. ',' .. b .. ',' .. c)");
+  EXPECT_EQ(answer(), "200|final|nil,200||nil,200|final|nil");
+  EXPECT_EQ(server.connections(), 1);  // HEAD's Content-Length announced no bytes to wait for
+}
+
 TEST_F(HttpClientTest, KeepaliveConnectionIsReusedBetweenRequests) {
   TestServer server([](const std::string&, int) { return ok_response("x"); });
   load_access("local a = show(turnpike.http.request{ url = " + quoted(server.url()) + " })\n"
