@@ -178,7 +178,7 @@ TEST_F(HttpClientTest, ResponseWithBodyAndHeaders) {
   EXPECT_NE(req.find("X-Token: abc\r\n"), std::string::npos) << req;
   // The client frames the body itself: the plugin's Content-Length is not sent.
   EXPECT_NE(req.find("Content-Length: 7\r\n\r\npayload"), std::string::npos) << req;
-  EXPECT_EQ(req.find("99"), std::string::npos) << req;
+  EXPECT_EQ(req.find("Content-Length: 99"), std::string::npos) << req;
 }
 
 TEST_F(HttpClientTest, ChunkedResponse) {
