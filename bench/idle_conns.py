@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""idle_conns.py PID PORT N [--proto http1|h2c|h2] [--batch B] [--settle S] [--header 'Name: value']...
+"""idle_conns.py PID PORT N [--proto http1|h2c|h2] [--h2-conn-window BYTES] [--h2-index] [--batch B]
+                  [--settle S] [--header 'Name: value']...
 
 Opens N keepalive connections to 127.0.0.1:PORT, sends one GET / on each (B connections at a time,
 each response read in full and checked to be 200), leaves them all open and idle, waits S seconds,
@@ -8,9 +9,11 @@ checks that the connections are still open and that a sample of them still serve
 
 --proto: http1 (HTTP/1.1, the default), h2c (HTTP/2 with prior knowledge, RFC 9113 §3.3) or h2
 (HTTP/2 over TLS, ALPN h2; the certificate is not verified). The HTTP/2 client is a minimal one:
-the preface, an empty SETTINGS, an ACK for each of the server's SETTINGS, one GET per stream
-(HPACK without a dynamic table: static-table references and literals), the response read up to
-END_STREAM; :status is read from the static table (the first field of every response here).
+the preface, an empty SETTINGS (and, with --h2-conn-window, a connection WINDOW_UPDATE), an ACK
+for each of the server's SETTINGS, one GET per stream (HPACK without a dynamic table: static-table
+references and literals; with --h2-index, one field enters the server's table, as browsers' fields
+do), the response read up to END_STREAM; :status is read from the static
+table (the first field of every response here). It never gives window back.
 
 Prints one line of key=value pairs; exit status 1 when fewer than 99% of the connections got a 200
 or more than 1% were closed while idle. Adapted from the peers kit's idle_conns.py (which opens
@@ -82,17 +85,18 @@ def read_response(s):
 
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-H2_DATA, H2_HEADERS, H2_RST_STREAM, H2_SETTINGS, H2_GOAWAY = 0, 1, 3, 4, 7
+H2_DATA, H2_HEADERS, H2_RST_STREAM, H2_SETTINGS, H2_GOAWAY, H2_WINDOW_UPDATE = 0, 1, 3, 4, 7, 8
 H2_END_STREAM, H2_ACK, H2_END_HEADERS, H2_PADDED, H2_PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
 # RFC 7541 Appendix A: the static table's :status entries, as indexed fields.
 H2_STATUS = {0x88: 200, 0x89: 204, 0x8A: 206, 0x8B: 304, 0x8C: 400, 0x8D: 404, 0x8E: 500}
 
 
-def hpack_literal(name, value):
-    """RFC 7541 §6.2.2, literal without indexing, new name (short strings, no Huffman)."""
+def hpack_literal(name, value, index=False):
+    """RFC 7541 §6.2.2, literal without indexing, new name (short strings, no Huffman); index:
+    §6.2.1, with incremental indexing (the field enters the server's decoder table)."""
     n, v = name.encode(), value.encode()
     assert len(n) < 127 and len(v) < 127
-    return bytes([0, len(n)]) + n + bytes([len(v)]) + v
+    return bytes([0x40 if index else 0, len(n)]) + n + bytes([len(v)]) + v
 
 
 def h2_frame(ftype, flags, sid, payload=b""):
@@ -102,11 +106,16 @@ def h2_frame(ftype, flags, sid, payload=b""):
 class H2Conn:
     """One HTTP/2 connection: requests one at a time, frames parsed as they come."""
 
-    def __init__(self, sock, headers):
+    def __init__(self, sock, headers, conn_window=0, index=False):
         self.sock, self.buf, self.sid = sock, b"", 1
         # :method GET, :scheme http, :path / (static 2, 6, 4), :authority bench (static name 1)
         self.block = bytes([0x82, 0x86, 0x84, 0x01, 5]) + b"bench" + b"".join(hpack_literal(n, v) for n, v in headers)
-        sock.sendall(H2_PREFACE + h2_frame(H2_SETTINGS, 0, 0))
+        if index:  # as browsers do: a field that enters HPACK's dynamic table
+            self.block += hpack_literal("user-agent", "idle_conns.py", index=True)
+        # conn_window above 65,535: the connection window opened to it first, as browsers do
+        # (RFC 9113 §6.9.2; Chrome 15 MiB, Firefox 12 MiB, curl 32 MiB).
+        wu = h2_frame(H2_WINDOW_UPDATE, 0, 0, struct.pack(">I", conn_window - 65535)) if conn_window > 65535 else b""
+        sock.sendall(H2_PREFACE + h2_frame(H2_SETTINGS, 0, 0) + wu)
 
     def send_request(self):
         self.sock.sendall(h2_frame(H2_HEADERS, H2_END_HEADERS | H2_END_STREAM, self.sid, self.block))
@@ -176,6 +185,10 @@ def main():
     ap.add_argument("--settle", type=float, default=2.0)
     ap.add_argument("--header", action="append", default=[])
     ap.add_argument("--proto", choices=["http1", "h2c", "h2"], default="http1")
+    ap.add_argument("--h2-conn-window", type=int, default=0,
+                    help="HTTP/2: open the connection window to this many bytes first (0: leave it at 65,535)")
+    ap.add_argument("--h2-index", action="store_true",
+                    help="HTTP/2: send a user-agent field with incremental indexing (RFC 7541 §6.2.1)")
     a = ap.parse_args()
     h2 = a.proto != "http1"
     tls_ctx = None
@@ -197,7 +210,7 @@ def main():
             try:
                 s = connect(a, tls_ctx)
                 if h2:
-                    conns[s] = H2Conn(s, h2_headers)
+                    conns[s] = H2Conn(s, h2_headers, a.h2_conn_window, a.h2_index)
                     conns[s].send_request()
                 else:
                     s.sendall(req)

@@ -8,7 +8,12 @@
 # PROTO=http1 (default), h2c (HTTP/2 with prior knowledge on a cleartext port: nginx `listen ...
 # http2`, HAProxy `proto h2`) or h2 (HTTP/2 over TLS with ALPN, the tls.sh peer configs).
 #
-# Env: TURNPIKE_BIN, N=5000, SETTLE=2, IDLE_CASES="turnpike nginx haproxy", PROTO=http1, KEEP_TMP=0.
+# H2_CONN_WINDOW=n (HTTP/2 only): the client opens the connection window to n bytes first, as
+# browsers do (0: it stays at 65,535, and the client never gives window back). H2_INDEX=1: one
+# request field enters the server's HPACK decoder table, as browsers' fields do.
+#
+# Env: TURNPIKE_BIN, N=5000, SETTLE=2, IDLE_CASES="turnpike nginx haproxy", PROTO=http1,
+# H2_CONN_WINDOW=0, H2_INDEX=0, KEEP_TMP=0.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,6 +22,10 @@ N=${N:-5000}
 SETTLE=${SETTLE:-2}
 IDLE_CASES=${IDLE_CASES:-turnpike nginx haproxy}
 PROTO=${PROTO:-http1}
+H2_CONN_WINDOW=${H2_CONN_WINDOW:-0}
+H2_INDEX=${H2_INDEX:-0}
+H2_ARGS=(--h2-conn-window "$H2_CONN_WINDOW")
+((H2_INDEX)) && H2_ARGS+=(--h2-index)
 case $PROTO in http1 | h2c | h2) ;; *) die "PROTO must be http1, h2c or h2 (not '$PROTO')" ;; esac
 
 nofile=$(raise_nofile)
@@ -67,7 +76,7 @@ for c in $IDLE_CASES; do
   else python3 "$BENCH_DIR/idle_conns.py" "$pid" "$port" 200 --proto "$PROTO" --settle 0 >/dev/null || true; fi
   log "$label: opening $N idle connections"
   status=ok
-  out=$(timeout -k 5 $((N / 20 + SETTLE + 120)) python3 "$BENCH_DIR/idle_conns.py" "$pid" "$port" "$N" --settle "$SETTLE" --proto "$PROTO") || status="**FAILED**"
+  out=$(timeout -k 5 $((N / 20 + SETTLE + 120)) python3 "$BENCH_DIR/idle_conns.py" "$pid" "$port" "$N" --settle "$SETTLE" --proto "$PROTO" "${H2_ARGS[@]}") || status="**FAILED**"
   log "$label: $out"
   [[ $status == ok ]] || { FAILED=1; loud "$label: idle-connection run FAILED: ${out:-no output (timed out?)}"; }
   kv() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$out"; }
@@ -78,9 +87,11 @@ for c in $IDLE_CASES; do
 done
 
 echo
-echo "### RSS per idle keepalive connection, $PROTO, N=$N (one request each, then idle ${SETTLE}s)"
+win=""; [[ $PROTO == http1 ]] || ((H2_CONN_WINDOW <= 65535)) || win=", connection window opened to $H2_CONN_WINDOW"
+[[ $PROTO == http1 ]] || ((!H2_INDEX)) || win+=", a field indexed"
+echo "### RSS per idle keepalive connection, $PROTO, N=$N (one request each, then idle ${SETTLE}s$win)"
 env_header
-echo "- command: PROTO=$PROTO N=$N bench/idle_conns.sh"
+echo "- command: $([[ $PROTO == http1 ]] || echo "H2_CONN_WINDOW=$H2_CONN_WINDOW H2_INDEX=$H2_INDEX ")PROTO=$PROTO N=$N bench/idle_conns.sh"
 echo
 echo "| proxy | connections | RSS before KiB | RSS after KiB | KiB per idle conn | status |"
 echo "|---|---|---:|---:|---:|---|"

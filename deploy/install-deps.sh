@@ -11,7 +11,7 @@ packages=(
   prometheus-cpp-dev libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
   # test and benchmark peers
   curl wrk nghttp2-client nginx-light libnginx-mod-http-lua haproxy linux-perf
-  python3 python3-pytest python3-h2 python3-yaml python3-grpcio openssl ca-certificates
+  python3 python3-pytest python3-h2 python3-yaml python3-grpcio python3-cryptography openssl ca-certificates
 )
 
 missing=()

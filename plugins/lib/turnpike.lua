@@ -47,6 +47,52 @@ function turnpike.exit(status, body, headers)
   yield(yield_tag, "exit", status, body ~= nil and tostring(body) or nil, headers)
 end
 
+-- HTTP client ---------------------------------------------------------------------------------
+-- turnpike.http.request{ method =, url =, headers =, body =, timeout =, max_body = } returns
+-- { status =, headers = { lower-case name = value }, body = }, or nil and why ("timeout",
+-- "connect failed: ...", "bad response: ...", "body too large"). The call waits without
+-- blocking the worker (src/lua/http_client.cc); connections are kept alive per worker.
+
+local function check_http(req)
+  if type(req) ~= "table" then error("turnpike.http.request: expected a table", 3) end
+  if type(req.url) ~= "string" then error("turnpike.http.request: url must be a string", 3) end
+  if req.method ~= nil and type(req.method) ~= "string" then
+    error("turnpike.http.request: method must be a string", 3)
+  end
+  if req.body ~= nil and type(req.body) ~= "string" then
+    error("turnpike.http.request: body must be a string", 3)
+  end
+  if req.timeout ~= nil and (type(req.timeout) ~= "number" or req.timeout <= 0) then
+    error("turnpike.http.request: timeout must be a number of seconds > 0", 3)
+  end
+  if req.max_body ~= nil and (type(req.max_body) ~= "number" or req.max_body < 0) then
+    error("turnpike.http.request: max_body must be a number >= 0", 3)
+  end
+  -- The fields as a flat list of strings, which C++ reads without calling into Lua.
+  local flat = {}
+  if req.headers ~= nil then
+    if type(req.headers) ~= "table" then error("turnpike.http.request: headers must be a table", 3) end
+    for name, value in pairs(req.headers) do
+      if type(name) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
+        error("turnpike.http.request: headers must map names to strings", 3)
+      end
+      flat[#flat + 1] = name
+      flat[#flat + 1] = tostring(value)
+    end
+  end
+  return flat
+end
+
+turnpike.http = {}
+
+function turnpike.http.request(req)
+  local flat = check_http(req)
+  local res, err, raise = yield(yield_tag, "http", req.method or "GET", req.url, flat, req.body,
+                                req.timeout, req.max_body)
+  if raise then error(err, 2) end
+  return res, err
+end
+
 -- Request -------------------------------------------------------------------------------------
 
 local request = turnpike.request

@@ -82,6 +82,7 @@ bool valid_plugin_name(std::string_view name) {
 void load_plugins(const Where& w, const YAML::Node& n, PluginList& out) {
   if (n.IsNull()) return;
   if (!expect_map(w, n)) return;
+  std::vector<std::string> seen;
   for (auto it = n.begin(); it != n.end(); ++it) {
     const YAML::Node k = it->first;
     if (!k.IsScalar()) {
@@ -90,10 +91,11 @@ void load_plugins(const Where& w, const YAML::Node& n, PluginList& out) {
     }
     PluginConfig p;
     p.name = k.Scalar();
-    if (std::any_of(out.items.begin(), out.items.end(), [&](const PluginConfig& o) { return o.name == p.name; })) {
+    if (std::find(seen.begin(), seen.end(), p.name) != seen.end()) {
       w.error(k, "plugin " + quote(p.name) + " appears more than once");
       continue;
     }
+    seen.push_back(p.name);
     p.source = w.source(k);
     if (!valid_plugin_name(p.name)) {
       w.error(k, quote(p.name) + " is not a plugin name (lower-case letters, digits, '-' and '_')");

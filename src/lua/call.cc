@@ -1,7 +1,8 @@
 // Calls into a plugin's phase function: each call is a fresh Lua coroutine (a thread referenced
 // from the registry while the call lives), resumed from a C++ coroutine. A PDK function that must
-// wait (turnpike.sleep) yields the Lua coroutine with the yield tag; the C++ side waits on the
-// worker's executor and resumes it, so other calls on the same Vm run meanwhile.
+// wait (turnpike.sleep, turnpike.http.request) yields the Lua coroutine with the yield tag; the
+// C++ side waits on the worker's executor (a timer, an HTTP exchange) and resumes it, so other
+// calls on the same Vm run meanwhile.
 //
 // Per-request path: one lua_newthread and one registry slot per call; no lock.
 #include <boost/asio/steady_timer.hpp>
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "http_client.h"
 #include "turnpike/lua/vm.h"
 #include "vm_internal.h"
 
@@ -70,9 +72,13 @@ void Vm::release_thread(lua_State* co, int ref, bool reusable) {
 
 namespace {
 
+constexpr const char* kPhaseTimeoutMessage =
+    "phase time budget exceeded (lua.phase_timeout): the call waited too long";
+
 // What a PDK yield asks for: the values after the tag are (kind, args...).
 enum class YieldKind : uint8_t {
   sleep,    // (seconds): resume after that long
+  http,     // (method, url, headers, body, timeout, max_body): resume with the response
   exit,     // (status, body): end the call; the pipeline answers
   foreign,  // not a PDK yield: a plugin called coroutine.yield itself
 };
@@ -82,6 +88,7 @@ YieldKind yield_kind(lua_State* co) {
   const char* kind = lua_tostring(co, 2);
   if (kind && std::strcmp(kind, "sleep") == 0) return YieldKind::sleep;
   if (kind && std::strcmp(kind, "exit") == 0) return YieldKind::exit;
+  if (kind && std::strcmp(kind, "http") == 0) return YieldKind::http;
   return YieldKind::foreign;
 }
 
@@ -128,11 +135,18 @@ CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, 
   return result;
 }
 
+// An HTTP exchange a call waits for, as read from its yield.
+struct PendingHttp {
+  HttpRequest request;
+  std::string error;  // the arguments are wrong: no exchange, the PDK raises this
+};
+
 // One resumption of a call's Lua thread and what it ended with.
 struct Vm::Step {
-  enum Kind : uint8_t { returned, failed, exited, sleeping } kind = returned;
+  enum Kind : uint8_t { returned, failed, exited, sleeping, fetching } kind = returned;
   int status = 0;                      // failed: the lua_resume status
   std::chrono::nanoseconds sleep{};    // sleeping
+  std::unique_ptr<PendingHttp> http{};  // fetching
 };
 
 Vm::Step Vm::resume(lua_State* co, int nargs, int64_t& budget, tp_request* request) {
@@ -149,6 +163,13 @@ Vm::Step Vm::resume(lua_State* co, int nargs, int64_t& budget, tp_request* reque
     case YieldKind::sleep: {
       Step step{Step::sleeping};
       step.sleep = sleep_duration(co);
+      lua_settop(co, 0);
+      return step;
+    }
+    case YieldKind::http: {
+      Step step{Step::fetching};
+      step.http = std::make_unique<PendingHttp>();
+      step.http->request = read_http_request(co, 3, step.http->error);
       lua_settop(co, 0);
       return step;
     }
@@ -176,7 +197,8 @@ CallResult Vm::finish(lua_State* co, const Step& step, ThreadRef& thread, const 
       read_exit_headers(co, 5, result.exit_headers);
       return result;  // the suspended coroutine is never resumed; releasing it frees it
     }
-    case Step::sleeping: break;
+    case Step::sleeping:
+    case Step::fetching: break;
   }
   return CallResult::ok();
 }
@@ -204,12 +226,12 @@ CallStart Vm::start(std::shared_ptr<const Generation> gen, size_t plugin, Phase 
 
   int64_t budget = static_cast<int64_t>(cfg_.instruction_budget);
   Step step = resume(co, 2, budget, request);
-  if (step.kind != Step::sleeping) {
+  if (step.kind != Step::sleeping && step.kind != Step::fetching) {
     out.result = finish(co, step, thread, info, phase);
     return out;
   }
   out.done = false;
-  out.rest.emplace(run(std::move(gen), plugin, phase, co, std::move(thread), request, budget, step.sleep));
+  out.rest.emplace(run(std::move(gen), plugin, phase, co, std::move(thread), request, budget, std::move(step)));
   return out;
 }
 
@@ -223,25 +245,40 @@ asio::awaitable<CallResult> Vm::call(std::shared_ptr<const Generation> gen, size
 
 asio::awaitable<CallResult> Vm::ready(CallResult result) { co_return result; }
 
-// Goes on with a call that is waiting (turnpike.sleep): waits, resumes, until it ends.
+// Goes on with a call that is waiting (turnpike.sleep, turnpike.http.request): waits, resumes,
+// until it ends. lua.phase_timeout bounds all of its waits together.
 asio::awaitable<CallResult> Vm::run(std::shared_ptr<const Generation> gen, size_t plugin,
                                     Phase phase, lua_State* co, ThreadRef thread,
-                                    tp_request* request, int64_t budget,
-                                    std::chrono::nanoseconds sleep) {
+                                    tp_request* request, int64_t budget, Step step) {
   const PluginInfo& info = gen->plugins()[plugin];
   const auto deadline = std::chrono::steady_clock::now() + cfg_.phase_timeout;
+  auto fail = [&](const char* why) {
+    lua_settop(co, 0);
+    lua_pushstring(co, why);
+    return call_failed(co, LUA_ERRRUN, info, phase);
+  };
   for (;;) {
-    const auto wake = std::chrono::steady_clock::now() + sleep;
-    asio::steady_timer timer(co_await asio::this_coro::executor, std::min(wake, deadline));
-    co_await timer.async_wait(asio::use_awaitable);
-    if (wake > deadline) {
-      lua_settop(co, 0);
-      lua_pushstring(co, "phase time budget exceeded (lua.phase_timeout): the call waited too long");
-      co_return call_failed(co, LUA_ERRRUN, info, phase);
+    int nargs = 0;
+    if (step.kind == Step::fetching) {
+      HttpResult r;
+      if (!step.http->error.empty()) {
+        r.error = HttpError::bad_request;
+        r.detail = std::move(step.http->error);
+      } else {
+        const auto until = std::chrono::steady_clock::now() + step.http->request.timeout;
+        r = co_await http_exchange(step.http->request, std::min(until, deadline));
+        if (r.error == HttpError::timeout && until > deadline) co_return fail(kPhaseTimeoutMessage);
+        if (r.error == HttpError::cancelled) co_return fail("the call was cancelled while it waited for an HTTP response");
+      }
+      nargs = push_http_result(co, r);
+    } else {
+      const auto wake = std::chrono::steady_clock::now() + step.sleep;
+      asio::steady_timer timer(co_await asio::this_coro::executor, std::min(wake, deadline));
+      co_await timer.async_wait(asio::use_awaitable);
+      if (wake > deadline) co_return fail(kPhaseTimeoutMessage);
     }
-    Step step = resume(co, 0, budget, request);
-    if (step.kind != Step::sleeping) co_return finish(co, step, thread, info, phase);
-    sleep = step.sleep;
+    step = resume(co, nargs, budget, request);
+    if (step.kind != Step::sleeping && step.kind != Step::fetching) co_return finish(co, step, thread, info, phase);
   }
 }
 

@@ -253,6 +253,17 @@ void H2Connection::expire() {
     transport_->close();
     return;
   }
+  if (!session_) {
+    // Parked without its session (h2_park.cc), it has no stream, no write and no GOAWAY pending,
+    // and drain and the connection limit reach it through close_if_idle(): only the idle timeout
+    // acts. A session is not rebuilt, nor the connection woken, just to look at it.
+    if (idle_deadline_ > now) {
+      trim_deadline_ = Clock::time_point::max();
+      recompute_deadline();
+      return;
+    }
+    if (!ensure_session()) return;
+  }
   auto& counters = worker_.counters();
   if (!on_idle_list_ && worker_.draining() && goaway_ == H2Goaway::none) start_graceful("drain");
   if (linger_deadline_ <= now) {
@@ -363,6 +374,7 @@ void H2Connection::update_idle() {
 void H2Connection::close_if_idle() {
   // Unlinked from the idle list by the worker (drain, or the connection limit).
   on_idle_list_ = false;
+  if (!ensure_session()) return;
   start_graceful(worker_.draining() ? "drain" : "connection limit");
 }
 
@@ -376,6 +388,7 @@ void H2Connection::snapshot_changed() {
     cfg_ = &lr->config->http2;
     return;
   }
+  if (!ensure_session()) return;
   start_graceful("listener changed by reload");
 }
 

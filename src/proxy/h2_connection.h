@@ -88,6 +88,24 @@ class H2Connection final : public ClientConnection {
   // Waits for the client with a plain readiness callback holding only the connection: no
   // coroutine frame, no stream object, no buffer while parked.
   static void park(std::unique_ptr<H2Connection> self);
+  // A parked connection gives up its nghttp2 session when a fresh one can be brought back to the
+  // same state (see h2_park.cc), and gets the fresh one when it acts again.
+  bool can_drop_session() const;
+  void drop_session();
+  // A session again, if it was dropped; false when that failed (the connection is then closed).
+  bool ensure_session();
+  bool rebuild_session();
+  struct DroppedSession {
+    int32_t last_stream = 0;     // its last stream id
+    int32_t window = 0;          // the client's connection window for us
+    uint32_t settings[10] = {};  // the client's SETTINGS values, by id (1..9)
+  };
+  bool replay_into_session(const DroppedSession& d);
+  // The session setup shared by start() and rebuild_session().
+  bool new_session(bool after_preface);
+  // The connection's receive window: bounds request-body bytes buffered for all streams together
+  // (each stream's is initial_window_size).
+  int32_t receive_window() const;
   // A stream object's coroutine: runs the pipeline of each request the object carries (see
   // H2Stream::has_loop_), and deletes the object when it is retired.
   boost::asio::awaitable<void> stream_loop(H2Stream* s);
@@ -188,6 +206,8 @@ class H2Connection final : public ClientConnection {
   bool on_idle_list_ = false;
   bool park_wanted_ = false;      // prepare_park() ran and the connection is still idle
   bool parked_ = false;           // waiting in park()'s callback, no coroutine
+  bool rebuilding_ = false;       // the callbacks ignore what rebuild_session() feeds nghttp2
+  std::unique_ptr<DroppedSession> dropped_;  // while parked without a session: what to restore
 
   // ---- Scratch for building header lists (single thread; nghttp2 copies on submit) ----
   std::vector<nghttp2_nv> nv_;

@@ -96,6 +96,9 @@ class InboundFrames {
     return n > run ? feed(p + run, n - run) : true;
   }
 
+  // Between frames: every byte fed so far ends a whole frame.
+  bool at_frame_start() const { return skip_ == 0 && held_ == 0; }
+
   static FrameHead parse(const uint8_t* h) {
     FrameHead f;
     f.length = (uint32_t{h[0]} << 16) | (uint32_t{h[1]} << 8) | h[2];

@@ -85,6 +85,7 @@ struct H2Callbacks {
 
   static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
     H2Connection& c = conn(user);
+    if (c.rebuilding_) return 0;  // (h2_park.cc: frames of our own, not the client's)
     if (c.now_ - c.rate_window_start_ >= std::chrono::seconds(1)) {
       c.rate_window_start_ = c.now_;
       c.resets_in_window_ = 0;
@@ -128,8 +129,8 @@ struct H2Callbacks {
   }
 
   static int on_begin_headers(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
-    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     H2Connection& c = conn(user);
+    if (frame->hd.type != NGHTTP2_HEADERS || c.rebuilding_) return 0;
     const int32_t id = frame->hd.stream_id;
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       // Streams the client reset still hold a pipeline until the upstream answers: without this
@@ -250,6 +251,7 @@ struct H2Callbacks {
 
   static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
     H2Connection& c = conn(user);
+    if (c.rebuilding_) return 0;
     switch (frame->hd.type) {
       case NGHTTP2_HEADERS: {
         c.header_deadline_ = Clock::time_point::max();
@@ -373,14 +375,9 @@ struct H2Callbacks {
 // Session setup
 // ---------------------------------------------------------------------------------------------
 
-bool H2Connection::start(std::string_view already_read) {
-  snapshot_ = worker_.snapshot();
-  const ListenerRuntime* lr = snapshot_->find_listener(listener_);
-  if (!lr) return false;
-  cfg_ = &lr->config->http2;
+bool H2Connection::new_session(bool after_preface) {
   // Built once; nghttp2 copies the table into each session.
   static nghttp2_session_callbacks* const callbacks = H2Callbacks::make();
-
   nghttp2_option* opt = nullptr;
   if (nghttp2_option_new(&opt) != 0) return false;
   // Request-body window is given back only as the pipeline takes bytes: backpressure.
@@ -394,6 +391,7 @@ bool H2Connection::start(std::string_view already_read) {
   nghttp2_option_set_stream_reset_rate_limit(opt, 2ull * cfg_->max_resets_per_second, cfg_->max_resets_per_second);
   nghttp2_option_set_max_continuations(opt, cfg_->max_continuations + 1);
   nghttp2_option_set_no_closed_streams(opt, 1);
+  if (after_preface) nghttp2_option_set_no_recv_client_magic(opt, 1);
   int rv = nghttp2_session_server_new3(&session_, callbacks, this, opt, nghttp2_small_block_mem());
   nghttp2_option_del(opt);
   if (rv != 0) return false;
@@ -411,11 +409,21 @@ bool H2Connection::start(std::string_view already_read) {
   // sees (check_frame): see on_invalid_frame_recv.
   const nghttp2_settings_entry limit[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg_->max_concurrent_streams}};
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, limit, std::size(limit));
-  // The connection window bounds request-body bytes buffered for all streams together; each
-  // stream's is initial_window_size.
-  const uint64_t conn_window = std::clamp<uint64_t>(
-      uint64_t{cfg_->initial_window_size} * cfg_->max_concurrent_streams, cfg_->initial_window_size, 16u << 20);
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, static_cast<int32_t>(conn_window));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, receive_window());
+  return true;
+}
+
+int32_t H2Connection::receive_window() const {
+  return static_cast<int32_t>(std::clamp<uint64_t>(uint64_t{cfg_->initial_window_size} * cfg_->max_concurrent_streams,
+                                                   cfg_->initial_window_size, 16u << 20));
+}
+
+bool H2Connection::start(std::string_view already_read) {
+  snapshot_ = worker_.snapshot();
+  const ListenerRuntime* lr = snapshot_->find_listener(listener_);
+  if (!lr) return false;
+  cfg_ = &lr->config->http2;
+  if (!new_session(false)) return false;
   update_idle();
 
   if (!already_read.empty()) {

@@ -251,10 +251,16 @@ class Frame:
 class RawH2:
     """Hand-built frames over a socket; the server's frames are parsed back as Frame objects."""
 
-    def __init__(self, port: int, *, timeout: float = DEFAULT_TIMEOUT, settings=(), preface: bool = True):
+    def __init__(self, port: int, *, timeout: float = DEFAULT_TIMEOUT, settings=(), preface: bool = True,
+                 index: bool = True, wrap=None):
+        """index=False: header fields are never added to HPACK's dynamic table (RFC 7541 §6.2.3).
+        wrap(sock) -> sock: e.g. a TLS client context's wrap_socket (ALPN h2)."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if wrap is not None:
+            self.sock = wrap(self.sock)
         self.encoder = hpack.Encoder()
+        self.index = index
         self.buf = b""
         self.frames: list[Frame] = []
         self.closed = False
@@ -271,6 +277,8 @@ class RawH2:
             return False
 
     def block(self, headers) -> bytes:
+        if not self.index:
+            headers = [hpack.NeverIndexedHeaderTuple(n, v) for n, v in headers]
         return self.encoder.encode(headers)
 
     def request_headers(self, sid: int, path: str = "/echo", *, method: str = "GET", extra=(), end: bool = True,
@@ -335,6 +343,10 @@ class RawH2:
         while not self.closed and time.monotonic() < deadline:
             self._read(min(0.5, deadline - time.monotonic()))
         return self.closed
+
+    def data_received(self, sid: int) -> int:
+        """DATA payload bytes received on sid so far (padding included)."""
+        return sum(len(f.payload) for f in self.frames if f.type == DATA and f.sid == sid)
 
     def status_of(self, sid: int) -> int | None:
         """:status of the response HEADERS received on sid so far. HPACK is stateful, so every

@@ -49,8 +49,8 @@ struct VmConfig {
   std::vector<std::string> plugin_paths;  // users' plugin directories (interpreted, budgeted)
   size_t memory_limit = 64u << 20;        // bytes of Lua heap; above it allocations fail
   uint64_t instruction_budget = 10'000'000;  // per call (all its resumptions), interpreted code
-  // A call that waits (turnpike.sleep) longer than this in all fails: a plugin that yields and
-  // never resumes cannot hold its request past it.
+  // A call that waits (turnpike.sleep, turnpike.http.request) longer than this in all fails: a
+  // plugin that yields and never resumes cannot hold its request past it.
   std::chrono::nanoseconds phase_timeout = std::chrono::seconds(60);
   tp_shared_dicts* shared_dicts = nullptr;  // node-wide (shared_dict.h); outlives every Vm
 };
@@ -236,8 +236,7 @@ class Vm {
   static boost::asio::awaitable<CallResult> ready(CallResult result);
   boost::asio::awaitable<CallResult> run(std::shared_ptr<const Generation> gen, size_t plugin,
                                          Phase phase, lua_State* co, ThreadRef thread,
-                                         tp_request* request, int64_t budget,
-                                         std::chrono::nanoseconds sleep);
+                                         tp_request* request, int64_t budget, Step first);
   CallResult call_failed(lua_State* co, int status, const PluginInfo& plugin, Phase phase);
 
   VmConfig cfg_;

@@ -102,9 +102,9 @@ TEST(ConfigPlugins, MistakesAreReportedWithTheirLines) {
                           "p.yaml:8: consumer \"bob\": username is already used by the consumer at line 7"));
   EXPECT_THAT(errors_of("lua: {memory_limit: 1k, budget: 3}\n"),
               ElementsAre("p.yaml:5: lua: unknown key \"budget\"",
-                          "p.yaml:5: lua.memory_limit: expected at least 4m, got 1k"));
+                          "p.yaml:5: lua.memory_limit: 1k is out of range (4m..16g)"));
   EXPECT_THAT(errors_of("shared_dicts: {limits: 1k}\n"),
-              ElementsAre("p.yaml:5: shared_dicts.limits: expected at least 64k, got 1k"));
+              ElementsAre("p.yaml:5: shared_dicts.limits: 1k is out of range (64k..64g)"));
 }
 
 }  // namespace

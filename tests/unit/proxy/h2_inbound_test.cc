@@ -114,6 +114,23 @@ TEST(InboundFrames, StopFeedsNothingMore) {
   EXPECT_EQ(fed, kPreface);
 }
 
+// A parked connection drops its session only between frames (h2_park.cc).
+TEST(InboundFrames, AtFrameStartOnlyBetweenWholeFrames) {
+  const std::string input = kPreface + frame(kSettings, 0, 0) + frame(kHeaders, 5, 1, "hpack-block");
+  InboundFrames w;
+  auto no = [](const FrameHead&) { return false; };
+  auto check = [](const FrameHead&) { return FrameVerdict::pass; };
+  auto feed = [](const uint8_t*, size_t) { return true; };
+  EXPECT_FALSE(w.at_frame_start());  // the preface is still to come
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < input.size(); ++i) {
+    EXPECT_TRUE(w.walk(reinterpret_cast<const uint8_t*>(input.data()) + i, 1, no, check, feed));
+    if (w.at_frame_start()) starts.push_back(i + 1);
+  }
+  const size_t settings_end = kPreface.size() + 9;
+  EXPECT_EQ(starts, (std::vector<size_t>{kPreface.size(), settings_end, input.size()}));
+}
+
 TEST(ClosedStreams, TellsEachClosedStreamsAnswer) {
   ClosedStreams c;
   c.opened(1);

@@ -1,0 +1,385 @@
+// The PDK's HTTP client: the worker's keepalive pool (an io_context service) and one HTTP/1.1
+// exchange over it (RFC 9112), parsed with tp_http's response-head parser and chunked decoder.
+//
+// Not the request path of the gateway: a plugin's call to a side service (forward-auth). One
+// exchange allocates its request bytes, a read buffer and the response it returns.
+#include "http_client.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "turnpike/common/strings.h"
+#include "turnpike/http/chunked.h"
+#include "turnpike/http/parser.h"
+
+namespace turnpike::lua {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+std::string_view to_string(HttpError e) noexcept {
+  switch (e) {
+    case HttpError::none: return "none";
+    case HttpError::bad_request: return "bad request";
+    case HttpError::timeout: return "timeout";
+    case HttpError::connect_failed: return "connect failed";
+    case HttpError::bad_response: return "bad response";
+    case HttpError::body_too_large: return "body too large";
+    case HttpError::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+
+// ---- The worker's idle connections ---------------------------------------------------------
+
+// Bounds of the pool: a plugin talks to a few side services, not to many hosts.
+constexpr size_t kMaxIdlePerHost = 8;
+constexpr size_t kMaxIdle = 32;
+// Shorter than the keepalive timeout of most servers (nginx 75 s, Go 90 s); a server that
+// closes earlier (Node's 5 s) is caught by the liveness check in take(), or its close races
+// the request and the exchange is retried once on a new connection. Expired connections are
+// closed when the pool is next used: a sweep timer would be pending work that keeps a stopping
+// worker's io_context running.
+constexpr auto kIdleTimeout = std::chrono::seconds(10);
+
+class HttpConnectionPool : public asio::execution_context::service {
+ public:
+  static asio::execution_context::id id;
+  explicit HttpConnectionPool(asio::execution_context& ctx) : service(ctx) {}
+
+  // The newest idle connection to `key` that is still open; nullopt when none.
+  std::optional<tcp::socket> take(std::string_view key) {
+    close_expired();
+    for (size_t i = idle_.size(); i-- > 0;) {
+      if (idle_[i].key != key) continue;
+      tcp::socket s = std::move(idle_[i].socket);
+      idle_.erase(idle_.begin() + static_cast<ptrdiff_t>(i));
+      if (still_open(s)) return s;
+    }
+    return std::nullopt;
+  }
+
+  // Keeps a connection whose last response ended cleanly, dropping the oldest beyond the bounds.
+  void put(std::string_view key, tcp::socket socket) {
+    close_expired();
+    size_t same = 0;
+    for (const Idle& c : idle_) same += c.key == key;
+    if (same >= kMaxIdlePerHost) {
+      for (size_t i = 0; i < idle_.size(); ++i) {
+        if (idle_[i].key == key) {
+          idle_.erase(idle_.begin() + static_cast<ptrdiff_t>(i));
+          break;
+        }
+      }
+    }
+    if (idle_.size() >= kMaxIdle) idle_.pop_front();
+    idle_.push_back({std::string(key), std::move(socket), Clock::now()});
+  }
+
+ private:
+  struct Idle {
+    std::string key;  // host:port
+    tcp::socket socket;
+    Clock::time_point since;
+  };
+
+  // An idle connection is usable when the server has neither closed it nor sent anything
+  // unasked (a peek that would block).
+  static bool still_open(tcp::socket& s) {
+    char c;
+    ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
+  void close_expired() {
+    const auto now = Clock::now();
+    while (!idle_.empty() && idle_.front().since + kIdleTimeout <= now) idle_.pop_front();
+  }
+
+  // The io_context is going away: close everything now, while the socket service exists.
+  void shutdown() override { idle_.clear(); }
+
+  std::deque<Idle> idle_;  // oldest first
+};
+
+asio::execution_context::id HttpConnectionPool::id;
+
+// ---- One exchange ------------------------------------------------------------------------------
+
+// What the deadline timer shares with the exchange: the connection it closes when the time is
+// up. Shared, because the timer's handler may already be queued when the exchange ends.
+struct Line {
+  explicit Line(const asio::any_io_executor& ex) : socket(ex), resolver(ex) {}
+  tcp::socket socket;
+  tcp::resolver resolver;
+  bool expired = false;   // the deadline closed the connection
+  bool finished = false;  // the exchange is over: the timer must not touch the connection
+};
+
+// RFC 9112 §3: request line, Host first, the plugin's fields, our framing.
+std::string serialize(const HttpRequest& r) {
+  std::string out;
+  out.reserve(64 + r.target.size() + r.body.size());
+  out.append(r.method).append(" ").append(r.target).append(" HTTP/1.1\r\n");
+  bool host = false;
+  for (const auto& [name, value] : r.headers) host = host || iequals(name, "host");
+  if (!host) {
+    out.append("Host: ").append(r.host);
+    if (r.port != "80") out.append(":").append(r.port);
+    out.append("\r\n");
+  }
+  for (const auto& [name, value] : r.headers) {
+    // The client frames the message and manages the connection itself.
+    if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+        iequals(name, "connection") || http::is_hop_by_hop(name)) {
+      continue;
+    }
+    out.append(name).append(": ").append(value).append("\r\n");
+  }
+  if (r.has_body) out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
+  out.append("\r\n").append(r.body);
+  return out;
+}
+
+enum class Outcome : uint8_t {
+  done,       // a whole response: `result` holds it
+  reusable,   // a whole response, and the connection may carry the next request
+  retry,      // a reused connection broke before any response byte: try a new one
+  failed,     // result.error says why
+};
+
+HttpResult failure(HttpError e, std::string detail) {
+  HttpResult r;
+  r.error = e;
+  r.detail = std::move(detail);
+  return r;
+}
+
+class Exchange {
+ public:
+  Exchange(const HttpRequest& req, Line& line, HttpResult& result)
+      : req_(req), line_(line), result_(result), method_(http::parse_method(req.method)) {}
+
+  asio::awaitable<Outcome> run(std::string_view wire, bool reused) {
+    auto [wec, written] = co_await asio::async_write(line_.socket, asio::buffer(wire.data(), wire.size()), kAsTuple);
+    if (wec) {
+      if (reused && !line_.expired) co_return Outcome::retry;
+      co_return fail(HttpError::bad_response, "sending the request failed", wec);
+    }
+    received_any_ = false;
+    Outcome head = co_await read_head();
+    if (head != Outcome::done) {
+      // RFC 9112 §9.3.1: a server may close an idle connection as our request arrives; only a
+      // request that is safe to repeat is sent again.
+      if (head == Outcome::retry && !(reused && http::is_idempotent(method_))) {
+        co_return fail(HttpError::bad_response, "the connection closed before a response", {});
+      }
+      co_return head;
+    }
+    co_return co_await read_body();
+  }
+
+ private:
+  // Appends what the connection has now to buf_; false (and the result set) when it fails.
+  asio::awaitable<bool> read_more() {
+    size_t old = buf_.size();
+    buf_.resize(old + kReadSize);
+    auto [ec, n] = co_await line_.socket.async_read_some(asio::buffer(buf_.data() + old, kReadSize), kAsTuple);
+    buf_.resize(old + n);
+    if (n > 0) received_any_ = true;
+    ec_ = ec;
+    co_return !ec;
+  }
+
+  Outcome fail(HttpError e, std::string_view what, error_code ec) {
+    if (line_.expired) {
+      e = HttpError::timeout;  // the deadline closed the connection under the read
+      what = {};
+    } else if (ec == asio::error::operation_aborted) {
+      e = HttpError::cancelled;
+    }
+    result_ = failure(e, std::string(what));
+    if (ec && e == HttpError::bad_response) result_.detail.append(" (").append(ec.message()).append(")");
+    return Outcome::failed;
+  }
+
+  asio::awaitable<Outcome> read_head() {
+    http::ParseState state;
+    http::ResponseHead head;
+    std::vector<http::Header> fields;
+    http::ParseError perr = http::ParseError::none;
+    for (;;) {
+      auto st = http::parse_response_head(buf_.data(), buf_.size(), limits_, state, method_, head, fields, perr);
+      if (st == http::ParseStatus::error) co_return fail(HttpError::bad_response, http::to_string(perr), {});
+      if (st == http::ParseStatus::complete) {
+        if (head.status == 101) co_return fail(HttpError::bad_response, "unexpected 101 switching protocols", {});
+        if (head.status >= 200) break;
+        // RFC 9110 §15.2: an interim response; the final one follows.
+        buf_.erase(0, head.head_length);
+        state = {};
+        continue;
+      }
+      if (!co_await read_more()) {
+        if (!received_any_ && ec_ == asio::error::eof && !line_.expired) co_return Outcome::retry;
+        co_return fail(HttpError::bad_response, "the connection closed before the response head", ec_);
+      }
+    }
+    result_.status = head.status;
+    result_.headers.reserve(fields.size());
+    for (const auto& f : fields) result_.headers.emplace_back(to_lower_copy(f.name), std::string(f.value));
+    framing_ = head.framing;
+    length_ = head.content_length;
+    keep_alive_ = head.keep_alive;
+    buf_.erase(0, head.head_length);
+    co_return Outcome::done;
+  }
+
+  asio::awaitable<Outcome> read_body() {
+    std::string& body = result_.body;
+    switch (framing_) {
+      case http::BodyFraming::none: break;
+      case http::BodyFraming::content_length: {
+        if (length_ > req_.max_body) co_return too_large();
+        while (buf_.size() < length_) {
+          if (!co_await read_more()) co_return fail(HttpError::bad_response, "the connection closed mid-body", ec_);
+        }
+        body.assign(buf_, 0, length_);
+        buf_.erase(0, length_);
+        break;
+      }
+      case http::BodyFraming::chunked: {
+        http::ChunkedDecoder decoder;
+        std::vector<std::string_view> pieces;
+        for (;;) {
+          pieces.clear();
+          size_t used = decoder.feed(buf_, pieces);
+          for (std::string_view p : pieces) body.append(p);
+          buf_.erase(0, used);
+          if (decoder.failed()) co_return fail(HttpError::bad_response, decoder.error(), {});
+          if (body.size() > req_.max_body) co_return too_large();
+          if (decoder.done()) break;
+          if (!co_await read_more()) co_return fail(HttpError::bad_response, "the connection closed mid-body", ec_);
+        }
+        break;
+      }
+      case http::BodyFraming::until_close: {
+        for (;;) {
+          body.append(buf_);
+          buf_.clear();
+          if (body.size() > req_.max_body) co_return too_large();
+          if (co_await read_more()) continue;
+          if (ec_ == asio::error::eof) break;
+          co_return fail(HttpError::bad_response, "the connection broke mid-body", ec_);
+        }
+        co_return Outcome::done;
+      }
+    }
+    // Bytes after the response were not asked for: the connection's framing is in doubt.
+    co_return keep_alive_ && buf_.empty() ? Outcome::reusable : Outcome::done;
+  }
+
+  Outcome too_large() {
+    result_ = failure(HttpError::body_too_large, "more than " + std::to_string(req_.max_body) + " bytes");
+    return Outcome::failed;
+  }
+
+  static constexpr size_t kReadSize = 16384;
+  const HttpRequest& req_;
+  Line& line_;
+  HttpResult& result_;
+  http::Method method_;
+  http::ParserLimits limits_{};
+  std::string buf_;
+  error_code ec_;
+  bool received_any_ = false;
+  http::BodyFraming framing_ = http::BodyFraming::none;
+  uint64_t length_ = 0;
+  bool keep_alive_ = false;
+};
+
+// A new connection to the request's host: an IP literal directly, a name through the resolver.
+asio::awaitable<HttpResult> connect(const HttpRequest& req, Line& line) {
+  std::string_view host = req.host;
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  auto port = static_cast<uint16_t>(parse_decimal(req.port).value_or(80));
+  error_code ec;
+  asio::ip::address addr = asio::ip::make_address(host, ec);
+  if (!ec) {
+    line.socket = tcp::socket(line.socket.get_executor());
+    std::tie(ec) = co_await line.socket.async_connect(tcp::endpoint(addr, port), kAsTuple);
+  } else {
+    auto [rec, found] = co_await line.resolver.async_resolve(std::string(host), req.port, kAsTuple);
+    if (rec) {
+      if (line.expired) co_return failure(HttpError::timeout, {});
+      co_return failure(HttpError::connect_failed, "cannot resolve " + std::string(host) + ": " + rec.message());
+    }
+    tcp::endpoint ep;
+    std::tie(ec, ep) = co_await asio::async_connect(line.socket, found, kAsTuple);
+  }
+  if (line.expired) co_return failure(HttpError::timeout, {});
+  if (ec == asio::error::operation_aborted) co_return failure(HttpError::cancelled, {});
+  if (ec) co_return failure(HttpError::connect_failed, ec.message());
+  line.socket.set_option(tcp::no_delay(true), ec);
+  co_return HttpResult{};
+}
+
+}  // namespace
+
+asio::awaitable<HttpResult> http_exchange(const HttpRequest& req, Clock::time_point deadline) {
+  auto ex = co_await asio::this_coro::executor;
+  auto& pool = asio::use_service<HttpConnectionPool>(asio::query(ex, asio::execution::context));
+  const std::string key = req.host + ":" + req.port;
+  const std::string wire = serialize(req);
+
+  auto line = std::make_shared<Line>(ex);
+  asio::steady_timer timer(ex, deadline);
+  timer.async_wait([line](error_code ec) {
+    if (ec || line->finished) return;
+    line->expired = true;
+    line->resolver.cancel();
+    line->socket.close(ec);
+  });
+
+  HttpResult result;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::optional<tcp::socket> idle = attempt == 0 ? pool.take(key) : std::nullopt;
+    const bool reused = idle.has_value();
+    if (reused) {
+      line->socket = std::move(*idle);
+    } else {
+      result = co_await connect(req, *line);
+      if (result.error != HttpError::none) break;
+    }
+    result = HttpResult{};
+    Exchange exchange(req, *line, result);
+    Outcome out = co_await exchange.run(wire, reused);
+    if (out == Outcome::retry) continue;
+    if (out == Outcome::reusable && !line->expired) pool.put(key, std::move(line->socket));
+    break;
+  }
+  line->finished = true;
+  timer.cancel();
+  co_return result;
+}
+
+}  // namespace turnpike::lua
