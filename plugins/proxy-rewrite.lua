@@ -21,6 +21,7 @@
 local turnpike = require "turnpike"
 local json = require "turnpike.json"
 local regex = require "turnpike.regex"
+local template = require "turnpike.template"
 
 local request = turnpike.request
 local concat, find, sub, format, type = table.concat, string.find, string.sub, string.format, type
@@ -34,55 +35,7 @@ local MANAGED = { connection = true, ["keep-alive"] = true, ["proxy-connection"]
                   ["transfer-encoding"] = true, te = true, trailer = true, upgrade = true,
                   ["content-length"] = true, host = true }
 
--- ---- Templates --------------------------------------------------------------------------------
-
--- "/users/{id}/x" → { "/users/", { param = "id" }, "/x" }, split once per conf.
-local function parse_template(template)
-  local parts, pos = {}, 1
-  while true do
-    local from, to, name = find(template, "{([%w_]+)}", pos)
-    if not from then break end
-    if from > pos then parts[#parts + 1] = sub(template, pos, from - 1) end
-    parts[#parts + 1] = { param = name }
-    pos = to + 1
-  end
-  if pos <= #template then parts[#parts + 1] = sub(template, pos) end
-  return parts
-end
-
-local function expand(parts)
-  local out = {}
-  for i = 1, #parts do
-    local p = parts[i]
-    out[i] = type(p) == "string" and p or (request.get_param(p.param) or "")
-  end
-  return concat(out)
-end
-
--- The replacement of `m` (a regex match): $0-$9 and ${n} are groups, ${name} named groups, $$ a
--- dollar sign; a group that did not take part gives "".
-local function substitute(replacement, m)
-  local out, pos = {}, 1
-  while true do
-    local from = find(replacement, "$", pos, true)
-    if not from then break end
-    out[#out + 1] = sub(replacement, pos, from - 1)
-    local digit = find(replacement, "^%d", from + 1)
-    local name = not digit and replacement:match("^{([%w_]+)}", from + 1)
-    if digit then
-      out[#out + 1] = m[tonumber(sub(replacement, from + 1, from + 1))] or ""
-      pos = from + 2
-    elseif name then
-      out[#out + 1] = m[tonumber(name) or name] or ""
-      pos = from + #name + 3
-    else  -- "$$" is a dollar sign; a lone "$" stays
-      out[#out + 1] = "$"
-      pos = sub(replacement, from + 1, from + 1) == "$" and from + 2 or from + 1
-    end
-  end
-  out[#out + 1] = sub(replacement, pos)
-  return concat(out)
-end
+local parse_template, expand, substitute = template.parse, template.expand, template.substitute
 
 -- ---- Compiled conf ----------------------------------------------------------------------------
 

@@ -20,56 +20,12 @@
 -- path it does not match is proxied as usual. append_query_string adds the request's query.
 local turnpike = require "turnpike"
 local regex = require "turnpike.regex"
+local template = require "turnpike.template"
 
 local request = turnpike.request
 local concat, find, sub, type, tonumber = table.concat, string.find, string.sub, type, tonumber
 
--- "/docs/{page}" → { "/docs/", { param = "page" } }, split once per conf.
-local function parse_template(template)
-  local parts, pos = {}, 1
-  while true do
-    local from, to, name = find(template, "{([%w_]+)}", pos)
-    if not from then break end
-    if from > pos then parts[#parts + 1] = sub(template, pos, from - 1) end
-    parts[#parts + 1] = { param = name }
-    pos = to + 1
-  end
-  if pos <= #template then parts[#parts + 1] = sub(template, pos) end
-  return parts
-end
-
-local function expand(parts)
-  local out = {}
-  for i = 1, #parts do
-    local p = parts[i]
-    out[i] = type(p) == "string" and p or (request.get_param(p.param) or "")
-  end
-  return concat(out)
-end
-
--- `replacement` with $0-$9, ${n} and ${name} replaced by the groups of `m`, "$$" by "$".
-local function substitute(replacement, m)
-  local out, pos = {}, 1
-  while true do
-    local from = find(replacement, "$", pos, true)
-    if not from then break end
-    out[#out + 1] = sub(replacement, pos, from - 1)
-    local digit = find(replacement, "^%d", from + 1)
-    local name = not digit and replacement:match("^{([%w_]+)}", from + 1)
-    if digit then
-      out[#out + 1] = m[tonumber(sub(replacement, from + 1, from + 1))] or ""
-      pos = from + 2
-    elseif name then
-      out[#out + 1] = m[tonumber(name) or name] or ""
-      pos = from + #name + 3
-    else
-      out[#out + 1] = "$"
-      pos = sub(replacement, from + 1, from + 1) == "$" and from + 2 or from + 1
-    end
-  end
-  out[#out + 1] = sub(replacement, pos)
-  return concat(out)
-end
+local parse_template, expand, substitute = template.parse, template.expand, template.substitute
 
 local compiled = setmetatable({}, { __mode = "k" })
 
