@@ -459,6 +459,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     if (rh.framing == http::BodyFraming::content_length) out.content_length = rh.content_length;
 
     const bool has_body_filters = !ctx.filters.empty();
+    if (has_body_filters && !out.no_body && body_changes(ctx)) out.content_length.reset();  // streamed
     uint64_t remaining = rh.framing == http::BodyFraming::content_length ? rh.content_length : 0;
     bool done = out.no_body || (rh.framing == http::BodyFraming::content_length && remaining == 0);
     bool reusable = rh.keep_alive && rh.framing != http::BodyFraming::until_close;
@@ -501,13 +502,13 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
           ctx.body_views.push_back(conn->buffer.view());
         }
       }
-      uint64_t piece_bytes = 0;
+      uint64_t piece_bytes = 0;  // taken from the upstream connection's buffer
       for (auto v : ctx.body_views) piece_bytes += v.size();
-      if (has_body_filters) {
-        for (const HttpFilter* f : ctx.filters) {
-          for (auto v : ctx.body_views) f->on_response_body(ctx, v, false);
-          if (done) f->on_response_body(ctx, {}, true);
-        }
+      uint64_t sent_bytes = piece_bytes;
+      if (has_body_filters && !out.no_body) {
+        run_body_filters(ctx, ctx.body_views, done);
+        sent_bytes = 0;
+        for (auto v : ctx.body_views) sent_bytes += v.size();
       }
       if (first) {
         if (!downstream.start_head(ctx, out, ctx.body_views, done, dec)) dec = co_await downstream.finish_send(ctx);
@@ -520,7 +521,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
         reusable = false;
         break;
       }
-      ctx.response_body_bytes += piece_bytes;
+      ctx.response_body_bytes += sent_bytes;
       if (rh.framing == http::BodyFraming::content_length || rh.framing == http::BodyFraming::until_close) {
         conn->buffer.consume(std::min<size_t>(conn->buffer.size(), piece_bytes));
       } else {

@@ -419,6 +419,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
   out.no_body = ctx.head.method == http::Method::head || s.status == 204 || s.status == 304;
   out.keep_content_length_header = out.no_body;
   out.content_length = content_length_of(s.headers);
+  if (!ctx.filters.empty() && !out.no_body && body_changes(ctx)) out.content_length.reset();  // streamed
   const bool chunked_out = !out.no_body && !out.content_length;
   const bool has_body_filters = !ctx.filters.empty();
   bool first = true;
@@ -454,20 +455,20 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
       continue;
     }
     // Not ctx.body_views: those may still be request pieces the provider has to copy.
-    std::span<const std::string_view> pieces(&piece, piece.empty() ? 0 : 1);
-    if (has_body_filters) {
-      for (const HttpFilter* f : ctx.filters) {
-        if (!piece.empty()) f->on_response_body(ctx, piece, false);
-        if (end) f->on_response_body(ctx, {}, true);
-      }
-    }
+    std::vector<std::string_view>& filtered = ctx.response_pieces;
+    filtered.clear();
+    if (!piece.empty()) filtered.push_back(piece);
+    if (has_body_filters && !out.no_body) run_body_filters(ctx, filtered, end);
+    std::span<const std::string_view> pieces(filtered.data(), filtered.size());
+    uint64_t sent_bytes = 0;
+    for (auto p : filtered) sent_bytes += p.size();
     const bool with_trailers = end && !s.trailers.empty();
     if (!pump.running) s.deadline = s.hard_deadline;  // the client's pace is not the upstream's fault
     boost::system::error_code dec;
     if (first) {
       if (!downstream.start_head(ctx, out, pieces, end && !with_trailers, dec)) dec = co_await downstream.finish_send(ctx);
       first = false;
-    } else if (!piece.empty() || (end && !with_trailers)) {
+    } else if (!filtered.empty() || (end && !with_trailers)) {
       dec = co_await downstream.send_body(ctx, pieces, end && !with_trailers);
     }
     if (!dec && with_trailers) {
@@ -478,7 +479,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
       ctx.close_connection = true;
       break;
     }
-    ctx.response_body_bytes += piece.size();
+    ctx.response_body_bytes += sent_bytes;
     h2.consume(&s, piece.size());
     if (end) break;
     if (s.failure != H2UpstreamFailure::none && !s.has_body()) {

@@ -137,6 +137,14 @@ const char* get(tp_request* r, int field, const char* arg, size_t arg_len, size_
     case TP_PROTOCOL: return out(ctx.protocol, len);
     case TP_LISTENER: return ctx.listener ? out(ctx.listener->config->name, len) : nullptr;
     case TP_REMOTE_ADDR: return out(ctx.remote_addr, len);
+    case TP_BODY_CHUNK: {
+      if (!ctx.body_pieces) return nullptr;
+      const auto& pieces = *ctx.body_pieces;
+      if (pieces.size() == 1) return out(pieces[0], len);
+      ctx.body_scratch.clear();
+      for (auto p : pieces) ctx.body_scratch.append(p);
+      return out(ctx.body_scratch, len);
+    }
     case TP_HEADERS: {
       std::string& all = ctx.arena.emplace_front();
       for (const auto& h : ctx.headers) {
@@ -189,6 +197,15 @@ int set(tp_request* r, int field, const char* arg, size_t arg_len, const char* v
       if (field == TP_RESPONSE_ADD_HEADER && !value) return -1;
       return push_edit(ctx, ctx.response_edits,
                        field == TP_RESPONSE_HEADER ? HeaderEdit::Op::set : HeaderEdit::Op::add, a, value, value_len);
+    case TP_BODY_CHUNK: {
+      if (!ctx.body_pieces || !value) return -1;
+      if (ctx.body_outputs.size() <= ctx.body_filter_index) ctx.body_outputs.resize(ctx.body_filter_index + 1);
+      std::string& stored = ctx.body_outputs[ctx.body_filter_index];
+      stored.assign(v);  // v is the plugin's Lua string, not the piece's storage
+      ctx.body_pieces->clear();
+      if (!stored.empty()) ctx.body_pieces->push_back(stored);
+      return 0;
+    }
     case TP_RESPONSE_STATUS: {
       auto n = parse_decimal(v);
       if (ctx.response_started || !n || *n < 100 || *n > 599) return -1;
@@ -220,6 +237,7 @@ int64_t get_int(tp_request* r, int field) {
       }
       return -1;
     case TP_BODY_BYTES: return static_cast<int64_t>(ctx.response_body_bytes);
+    case TP_BODY_LAST: return ctx.body_pieces ? (ctx.body_last ? 1 : 0) : -1;
     case TP_SERVER_PORT:
       return ctx.listener && ctx.listener->config->port ? ctx.listener->config->port : -1;
     default: return -1;

@@ -81,6 +81,20 @@ void set_outcome_response(RequestContext& ctx, Outcome outcome) {
   lr.body = error_json(o.code, o.message);
 }
 
+void run_body_filters(RequestContext& ctx, std::vector<std::string_view>& pieces, bool last) {
+  for (size_t i = 0; i < ctx.filters.size(); ++i) {
+    ctx.body_filter_index = i;
+    ctx.filters[i]->on_response_body(ctx, pieces, last);
+  }
+}
+
+bool body_changes(const RequestContext& ctx) {
+  for (const HttpFilter* f : ctx.filters) {
+    if (f->changes_body()) return true;
+  }
+  return false;
+}
+
 FilterStatus run_phase_hooks(RequestContext& ctx, Phase phase, size_t& i) {
   const auto& filters = ctx.filters;
   for (; i < filters.size(); ++i) {
@@ -213,16 +227,22 @@ boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream
   ResponseOut out;
   out.status = lr.status;
   out.headers = &ctx.response_headers;
-  out.content_length = lr.body.size();
   out.no_body = ctx.head.method == http::Method::head || lr.status == 204 || lr.status == 304;
-  std::string_view body = lr.body;
-  std::span<const std::string_view> pieces(&body, out.no_body || body.empty() ? 0 : 1);
+  // The body filters see the gateway's own bodies too, as one last piece.
+  std::vector<std::string_view>& pieces = ctx.response_pieces;
+  pieces.clear();
+  if (!lr.body.empty()) pieces.push_back(lr.body);
+  if (!out.no_body && !ctx.filters.empty()) run_body_filters(ctx, pieces, true);
+  uint64_t length = 0;
+  for (auto p : pieces) length += p.size();
+  out.content_length = out.no_body ? lr.body.size() : length;
+  std::span<const std::string_view> send(pieces.data(), out.no_body ? 0 : pieces.size());
   boost::system::error_code ec;
-  if (!downstream.start_head(ctx, out, pieces, true, ec)) ec = co_await downstream.finish_send(ctx);
+  if (!downstream.start_head(ctx, out, send, true, ec)) ec = co_await downstream.finish_send(ctx);
   if (ec) {
     ctx.close_connection = true;
   } else {
-    ctx.response_body_bytes += out.no_body ? 0 : body.size();
+    ctx.response_body_bytes += out.no_body ? 0 : length;
   }
 }
 

@@ -62,6 +62,11 @@ boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& d
 // `i` to where that filter is now.
 void merge_consumer(RequestContext& ctx, size_t& i);
 
+// The body filters: runs every filter's on_response_body on `pieces` (which a filter may
+// replace). Whether any filter of the request's chain changes bodies (then the length is unknown).
+void run_body_filters(RequestContext& ctx, std::vector<std::string_view>& pieces, bool last);
+bool body_changes(const RequestContext& ctx);
+
 // Runs one phase's hooks of the route's filters from filter `i` on (callers start at 0); stops at
 // the first that does not proceed and returns its status. On suspend `i` is left at the filter
 // that suspended: finish the phase with finish_phase(ctx, phase, i). Synchronous: no coroutine.

@@ -261,6 +261,44 @@ FilterStatus LuaPluginFilter::outcome(RequestContext& ctx, lua::Phase phase, lua
   return FilterStatus::respond;
 }
 
+// body_filter runs synchronously for each piece: the response is streaming and nothing may wait
+// in the middle of it. A plugin that fails (or tries to wait) cannot change the status any more:
+// the piece passes unchanged, the error is logged and the client connection is closed after the
+// response, so a half-transformed body is at least not followed by another response.
+void LuaPluginFilter::on_response_body(RequestContext& ctx, std::vector<std::string_view>& pieces,
+                                       bool last) const {
+  if (!info_->has_phase(lua::Phase::body_filter)) return;
+  PluginInstance* inst = ctx.plugins;
+  if (!inst || !inst->ok()) return;
+  if (!ctx.lua_ctx.valid()) {
+    ctx.lua_ctx = inst->vm->new_ctx(&inst->env);
+    ctx.lua_vm = inst->vm;
+  }
+  ctx.current_plugin = info_->name;
+  ctx.body_pieces = &pieces;
+  ctx.body_last = last;
+  lua::CallStart call = inst->vm->start(inst->generation, plugin_, lua::Phase::body_filter, inst->confs[use_],
+                                        ctx.lua_ctx, reinterpret_cast<tp_request*>(&ctx));
+  ctx.body_pieces = nullptr;
+  ctx.current_plugin = {};
+  std::string_view why;
+  if (!call.done) {
+    call.rest.reset();  // destroys the waiting call
+    why = "body_filter may not wait (turnpike.sleep, HTTP)";
+  } else if (call.result.status == lua::CallStatus::error) {
+    why = call.result.error;
+  } else if (call.result.status == lua::CallStatus::exit) {
+    why = "turnpike.exit in body_filter: the response has already started";
+  } else {
+    return;
+  }
+  ctx.close_connection = true;
+  if (ctx.error.empty()) ctx.error = "plugin_failed";
+  spdlog::error("plugin \"{}\" failed in body_filter on route \"{}\" (request {}): {}", info_->name,
+                ctx.route ? std::string_view(ctx.route->config->name) : std::string_view("-"),
+                ctx.request_id.empty() ? std::string_view("-") : std::string_view(ctx.request_id), why);
+}
+
 asio::awaitable<void> LuaPluginFilter::on_log(RequestContext& ctx) const {
   PluginInstance* inst = ctx.plugins;
   if (!inst || !inst->ok()) co_return;

@@ -29,9 +29,11 @@ void RequestContext::reset() {
   reset_part<RoutingState>(*this, &RoutingState::request_edits, &RoutingState::response_edits,
                            &RoutingState::local_response);
   // The Lua ctx table is released here (a Ref unrefs itself when replaced).
-  reset_part<FilterState>(*this, &FilterState::filters, &FilterState::filter_slots, &FilterState::request_id);
+  reset_part<FilterState>(*this, &FilterState::filters, &FilterState::filter_slots, &FilterState::request_id,
+                          &FilterState::body_outputs, &FilterState::body_scratch);
   reset_part<RequestBody>(*this, &RequestBody::body_views);
-  reset_part<ResponseState>(*this, &ResponseState::response_headers, &ResponseState::response_trailers);
+  reset_part<ResponseState>(*this, &ResponseState::response_headers, &ResponseState::response_trailers,
+                            &ResponseState::response_pieces);
   reset_part<LogState>(*this);
   reset_part<UpstreamLink>(*this);
   reset_part<SerializerScratch>(*this, &SerializerScratch::out_head, &SerializerScratch::connection_tokens,

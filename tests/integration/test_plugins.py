@@ -254,3 +254,42 @@ def test_key_auth_attaches_the_consumer_and_its_plugins(origin, turnpike, tmp_pa
         time.sleep(0.05)
     assert "consumer=alice" in log_path.read_text()
     assert "consumer=bob" in log_path.read_text()
+
+
+# ---- body filters -----------------------------------------------------------------------------
+
+def body_config(origin, mode):
+    routes = [route("proxied", ["/echo/*"], {"shout": {"mode": mode}}),
+              {"name": "static", "match": {"paths": ["/static"]}, "plugins": {"shout": {"mode": mode}},
+               "respond": {"status": 200, "headers": {"content-type": "text/plain"}, "body": "quiet words\n"}}]
+    return cfg_with(origin, routes)
+
+
+@pytest.mark.parametrize("mode", ["stream", "whole"])
+def test_a_body_filter_changes_proxied_and_local_bodies(origin, turnpike, mode):
+    tp = turnpike(body_config(origin, mode))
+    with rawhttp.HttpConn(tp.port()) as conn:
+        for _ in range(2):  # the connection stays usable: the framing matches the new body
+            proxied = conn.request("GET", "/echo/quiet")
+            assert proxied.status == 200
+            text = proxied.body.decode()
+            if mode == "whole":  # one body at the end, with the plugin's trailer line
+                assert text.endswith("\n-- shouted\n")
+                text = text[: -len("\n-- shouted\n")]
+            assert "/ECHO/QUIET" in text and text == text.upper()
+            assert proxied.header("content-length") is None  # the length changed: streamed
+            local = conn.request("GET", "/static")
+            expected = "QUIET WORDS\n" + ("\n-- shouted\n" if mode == "whole" else "")
+            assert local.body.decode() == expected
+            assert local.header("content-length") == str(len(expected))
+
+
+def test_a_failing_body_filter_leaves_the_body_and_closes_the_connection(origin, turnpike):
+    tp = turnpike(body_config(origin, "raise"))
+    with rawhttp.HttpConn(tp.port()) as conn:
+        resp = conn.request("GET", "/echo/raise")
+        assert resp.status == 200
+        assert b"/echo/raise" in resp.body  # unchanged
+        with pytest.raises((rawhttp.ConnectionClosed, ConnectionError)):  # closed after the response
+            conn.request("GET", "/echo/again")
+    assert "body filter broke" in tp.wait_log(r'plugin "shout" failed in body_filter')

@@ -36,6 +36,7 @@ enum tp_field {
   TP_RESPONSE_ADD_HEADER = 14,  // set: add one more response field line
   TP_REMOTE_ADDR = 15,     // get: the client's "ip:port"
   TP_RESPONSE_STATUS = 17,  // set: the status the client gets (decimal; header_filter or earlier)
+  TP_BODY_CHUNK = 18,      // body_filter: get the current piece of the response body; set: replace it
   TP_HEADERS = 16,         // get: every request field as "name: value\n" lines, in order
 };
 
@@ -46,6 +47,7 @@ enum tp_int_field {
   TP_CONTENT_LENGTH = 3,   // the request's declared body length, -1 when unknown (chunked / none)
   TP_BODY_BYTES = 4,       // response body bytes sent so far
   TP_SERVER_PORT = 5,      // the listener's port
+  TP_BODY_LAST = 6,        // body_filter: 1 when the current piece is the body's last, else 0
 };
 
 // Log levels of tp_request_api.log, as spdlog counts them.

@@ -14,6 +14,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <string_view>
+#include <vector>
 
 namespace turnpike::proxy {
 
@@ -54,8 +55,14 @@ class HttpFilter {
   // header_filter: ctx.response_status and the response header list are known; may edit
   // ctx.response_edits. Runs for proxied and local responses alike.
   virtual FilterStatus on_response_headers(RequestContext&) const { return FilterStatus::proceed; }
-  // body_filter: sees each chunk of the response body as it passes (`last` on the final call).
-  virtual void on_response_body(RequestContext&, std::string_view chunk, bool last) const {}
+  // body_filter: each piece of the response body on its way to the client (`last` on the final
+  // call, which may carry no data), for proxied and local responses alike. `pieces` is the data
+  // (several views, in order); a filter that changes the body points `pieces` at storage that
+  // lives until the next call (its own, or ctx.body_outputs[its index]) and must say so with
+  // changes_body(), which makes the response's length unknown (streamed) before its head is
+  // sent. Must not wait.
+  virtual void on_response_body(RequestContext&, std::vector<std::string_view>& pieces, bool last) const {}
+  virtual bool changes_body() const { return false; }
   // log: after the response is finished (or failed). May read anything, change nothing the
   // client sees (the response is gone); a Lua log phase may still wait (it delays the connection's
   // next request, not this response).

@@ -114,6 +114,13 @@ struct FilterState {
   std::string_view upstream_path;     // a plugin's path for the upstream (empty: ctx.path)
   std::string_view upstream_host;     // a plugin's Host for the upstream (empty: the client's)
   std::string_view current_plugin;    // the Lua plugin running now (for its log lines)
+  // Response body filters: the pieces a Lua body_filter is looking at, whether it is the last,
+  // and each filter's replacement of the current piece (by filter index; storage reused).
+  std::vector<std::string_view>* body_pieces = nullptr;
+  bool body_last = false;
+  size_t body_filter_index = 0;
+  std::vector<std::string> body_outputs;
+  std::string body_scratch;           // the current piece joined, for a plugin reading it
 };
 
 // The request body, filled by the downstream side as it reads. Its chunked decoder is the
@@ -130,6 +137,7 @@ struct RequestBody {
 // The response as the client gets it.
 struct ResponseState {
   int response_status = 0;
+  std::vector<std::string_view> response_pieces;  // the HTTP/2 forwarder's body pieces to filter
   std::vector<http::Header> response_headers;  // upstream's fields (views into its buffer)
   std::vector<http::Header> response_trailers; // upstream's trailer fields, when it sent any
   uint64_t response_body_bytes = 0;

@@ -9,9 +9,10 @@ return function(turnpike, get, set, get_int, log)
   local F = {
     host = 1, scheme = 2, query = 3, uri = 4, route = 5, route_param = 6, request_id = 7,
     consumer = 8, response_header = 9, upstream = 10, path = 11, protocol = 12, listener = 13,
-    response_add_header = 14, remote_addr = 15, headers = 16, response_status = 17,
+    response_add_header = 14, remote_addr = 15, headers = 16, response_status = 17, body_chunk = 18,
   }
-  local I = { status = 1, upstream_status = 2, content_length = 3, body_bytes = 4, server_port = 5 }
+  local I = { status = 1, upstream_status = 2, content_length = 3, body_bytes = 4, server_port = 5,
+              body_last = 6 }
 
   local byte, char, find, sub, gsub = string.byte, string.char, string.find, string.sub, string.gsub
   local tostring, tonumber, type, select, concat = tostring, tonumber, type, select, table.concat
@@ -113,6 +114,11 @@ return function(turnpike, get, set, get_int, log)
   function response.add_header(name, value)
     return set(F.response_add_header, name, tostring(value))
   end
+  -- body_filter: the piece of the response body passing now, whether it is the last one, and its
+  -- replacement ("" drops it; keep pieces in ctx and emit them later to transform the whole body).
+  function response.get_body_chunk() return get(F.body_chunk) or "" end
+  function response.is_last_chunk() return get_int(I.body_last) == 1 end
+  function response.set_body_chunk(data) return set(F.body_chunk, nil, tostring(data)) end
   -- response.exit is turnpike.exit.
   response.exit = turnpike.exit
 
