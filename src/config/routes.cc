@@ -13,39 +13,9 @@ namespace turnpike::config::detail {
 // Header names and values
 // ---------------------------------------------------------------------------------------------
 
-// RFC 9110 §5.6.2: field names are tokens.
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
+bool is_token(std::string_view s) { return http::is_token(s); }
 
 namespace {
-
-// RFC 9110 §5.5: a field value has no control characters except HTAB; CR, LF and NUL in
-// particular would split or truncate the message (response splitting).
-bool valid_field_value(std::string_view s) {
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
-  }
-  return true;
-}
-
-// Fields that describe the connection or the message framing (RFC 9110 §7.6.1, RFC 9112 §6).
-// The proxy manages them itself; a rule that changed them could desynchronize the framing
-// between client, proxy and upstream.
-bool is_managed_header(std::string_view name) {
-  static constexpr std::string_view kManaged[] = {
-      "connection", "keep-alive", "proxy-connection", "transfer-encoding",
-      "te",         "trailer",    "upgrade",          "content-length"};
-  return std::any_of(std::begin(kManaged), std::end(kManaged),
-                     [&](std::string_view m) { return iequals(m, name); });
-}
 
 // Checks a header name used in a rule; reports and returns false when it cannot be used.
 bool check_header_name(const Where& w, const YAML::Node& at, std::string_view name) {
@@ -53,7 +23,7 @@ bool check_header_name(const Where& w, const YAML::Node& at, std::string_view na
     w.error(at, quote(name) + " is not a valid header name");
     return false;
   }
-  if (is_managed_header(name)) {
+  if (http::is_proxy_managed_field(name)) {
     w.error(at, quote(name) + " is a hop-by-hop or framing header managed by the proxy");
     return false;
   }
@@ -62,7 +32,7 @@ bool check_header_name(const Where& w, const YAML::Node& at, std::string_view na
 
 std::optional<std::string> read_field_value(const Where& w, const YAML::Node& n) {
   std::optional<std::string> v = read_string(w, n);
-  if (v && !valid_field_value(*v)) {
+  if (v && !http::is_safe_field_value(*v)) {
     w.error(n, quote(*v) + " contains a control character (CR, LF, NUL, ...)");
     return std::nullopt;
   }

@@ -1,6 +1,9 @@
 // Names for the HTTP vocabulary in types.h: methods, body framing, status reason phrases.
 #include "turnpike/http/types.h"
 
+#include "char_class.h"
+#include "turnpike/common/strings.h"
+
 namespace turnpike::http {
 
 std::string_view to_string(Method m) noexcept {
@@ -132,6 +135,26 @@ std::string_view reason_phrase(int status) noexcept {
     case 508: return "Loop Detected";  // RFC 5842 §7.2
     default: return "Unknown";
   }
+}
+
+bool is_token(std::string_view s) noexcept { return detail::is_token(s); }
+
+bool is_safe_field_value(std::string_view s) noexcept {
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+bool is_proxy_managed_field(std::string_view name) noexcept {
+  static constexpr std::string_view kManaged[] = {
+      "connection", "keep-alive", "proxy-connection", "transfer-encoding",
+      "te",         "trailer",    "upgrade",          "content-length"};
+  for (auto m : kManaged) {
+    if (iequals(m, name)) return true;
+  }
+  return false;
 }
 
 }  // namespace turnpike::http

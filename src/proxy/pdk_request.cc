@@ -10,6 +10,7 @@
 
 #include "plugins.h"
 #include "turnpike/common/strings.h"
+#include "turnpike/http/types.h"
 #include "turnpike/proxy/request_context.h"
 #include "turnpike/proxy/snapshot.h"
 
@@ -52,41 +53,13 @@ const char* get_header(tp_request* r, const char* name, size_t name_len, size_t*
   return nullptr;
 }
 
-// RFC 9110 §5.6.2 token.
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
-
-// RFC 9110 §5.5: no CR, LF, NUL (a plugin must not be able to split a message).
-bool valid_value(std::string_view s) {
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
-  }
-  return true;
-}
-
-// Fields the proxy owns: framing and connection management (RFC 9110 §7.6.1, RFC 9112 §6).
-bool is_managed(std::string_view name) {
-  static constexpr std::string_view kManaged[] = {"connection", "keep-alive", "proxy-connection",
-                                                  "transfer-encoding", "te", "trailer", "upgrade",
-                                                  "content-length", "host"};
-  for (auto m : kManaged) {
-    if (iequals(m, name)) return true;
-  }
-  return false;
-}
+// Fields the proxy owns (http::is_proxy_managed_field) and Host, which has its own setter.
+bool is_managed(std::string_view name) { return http::is_proxy_managed_field(name) || iequals(name, "host"); }
 
 int push_edit(RequestContext& ctx, std::vector<HeaderEdit>& edits, HeaderEdit::Op op, std::string_view name,
               const char* value, size_t value_len) {
-  if (!is_token(name) || is_managed(name)) return -1;
-  if (value && !valid_value({value, value_len})) return -1;
+  if (!http::is_token(name) || is_managed(name)) return -1;
+  if (value && !http::is_safe_field_value({value, value_len})) return -1;
   std::string_view n = ctx.keep(std::string(name));
   if (!value) {
     edits.push_back({HeaderEdit::Op::remove, n, {}});
@@ -163,24 +136,24 @@ int set(tp_request* r, int field, const char* arg, size_t arg_len, const char* v
   const bool before_upstream = !ctx.response_started && ctx.upstream_status == 0 && ctx.response_status == 0;
   switch (field) {
     case TP_HOST:
-      if (!before_upstream || !value || v.empty() || !valid_value(v)) return -1;
+      if (!before_upstream || !value || v.empty() || !http::is_safe_field_value(v)) return -1;
       ctx.upstream_host = ctx.keep(std::string(v));
       return 0;
     case TP_QUERY:
-      if (!before_upstream || (value && !valid_value(v))) return -1;
+      if (!before_upstream || (value && !http::is_safe_field_value(v))) return -1;
       ctx.query = value ? ctx.keep(std::string(v)) : std::string_view();
       ctx.has_query = value && !v.empty();
       return 0;
     case TP_PATH:
       // A path the upstream can take: absolute, no control characters, no spaces.
-      if (!before_upstream || !value || v.empty() || v.front() != '/' || !valid_value(v) ||
+      if (!before_upstream || !value || v.empty() || v.front() != '/' || !http::is_safe_field_value(v) ||
           v.find(' ') != std::string_view::npos) {
         return -1;
       }
       ctx.upstream_path = ctx.keep(std::string(v));
       return 0;
     case TP_REQUEST_ID:
-      if (!value || !valid_value(v) || v.size() > 256) return -1;
+      if (!value || !http::is_safe_field_value(v) || v.size() > 256) return -1;
       ctx.request_id.assign(v);
       return 0;
     case TP_CONSUMER: {

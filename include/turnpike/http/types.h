@@ -47,4 +47,14 @@ std::string_view to_string(BodyFraming f) noexcept;
 // Reason phrase for a status code ("Not Found"); "Unknown" for codes we do not know.
 std::string_view reason_phrase(int status) noexcept;
 
+// RFC 9110 §5.6.2: a token (field names, methods, the Via pseudonym).
+bool is_token(std::string_view s) noexcept;
+// RFC 9110 §5.5: a field value safe to send: no control characters but HTAB (CR, LF and NUL in
+// particular would split or truncate the message: response splitting).
+bool is_safe_field_value(std::string_view s) noexcept;
+// Fields that describe the connection or the message framing (RFC 9110 §7.6.1, RFC 9112 §6): the
+// proxy manages them itself, and neither header rules nor plugins may set them (that could
+// desynchronize the framing between client, proxy and upstream).
+bool is_proxy_managed_field(std::string_view name) noexcept;
+
 }  // namespace turnpike::http
