@@ -122,6 +122,7 @@ def test_refused_node_is_warned_rate_limited_and_every_try_is_in_the_access_log(
         statuses = [conn.request("GET", f"/echo/try?i={i}").status for i in range(8)]
     assert statuses == [200] * 8, statuses
 
+    tp.wait_log(r"\[warning\].*connect_failed")  # the error log is asynchronous
     warnings = _warnings_about(tp, f"127.0.0.1:{dead}")
     assert len(warnings) == 1, tp.logs()
     assert f"upstream origin: 127.0.0.1:{dead}: connect_failed: Connection refused" in warnings[0], warnings
@@ -140,6 +141,7 @@ def test_timed_out_node_is_warned(origin, turnpike):
     up = upstream("origin", [origin.address], timeouts={"connect": "2s", "send": "5s", "read": "500ms"})
     tp = turnpike(base_config(origin, upstreams=[up], workers=1))
     assert rawhttp.request(tp.port(), "GET", "/sleep/1500").status == 504
+    tp.wait_log(r"\[warning\].*: timeout")  # the error log is asynchronous: the line may come after the 504
     warnings = _warnings_about(tp, origin.address)
     assert len(warnings) == 1 and warnings[0].endswith(f"upstream origin: {origin.address}: timeout"), tp.logs()
 
