@@ -170,6 +170,24 @@ turnpike_basic_config() {
   turnpike_config "$1" "[{name: ${2:-bench}, address: 127.0.0.1, port: 0}]"
 }
 
+# turnpike_lua_config ORIGIN_PORT: the basic config with the nginx+lua case's chain as Turnpike
+# plugins: bundled key-auth on the apikey header (consumer "bench", key secret-key-1) and the
+# shared-dict counter of bench/plugins/fixed-window.lua (a user plugin) on every route.
+turnpike_lua_config() {
+  turnpike_basic_config "$1"
+  cat <<YAML
+plugin_paths: ["$BENCH_DIR/plugins"]
+shared_dicts: {limits: 10m}
+plugins:
+  key-auth: {header: apikey}
+  fixed-window: {}
+consumers:
+  - username: bench
+    plugins:
+      key-auth: {key: secret-key-1}
+YAML
+}
+
 # tls_listener NAME CERT KEY: YAML flow mapping of a TLS listener on 127.0.0.1 (free port),
 # ALPN h2 + http/1.1, HTTP/2 with 128 concurrent streams.
 tls_listener() {

@@ -17,19 +17,7 @@ start_origin
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 turnpike_basic_config "$ORIGIN_PORT" >"$BENCH_TMP/plain.yaml"
-{ turnpike_basic_config "$ORIGIN_PORT"
-  cat <<YAML
-plugin_paths: ["$BENCH_DIR/plugins"]
-shared_dicts: {limits: 10m}
-plugins:
-  key-auth: {header: apikey}
-  fixed-window: {}
-consumers:
-  - username: bench
-    plugins:
-      key-auth: {key: secret-key-1}
-YAML
-} >"$BENCH_TMP/lua.yaml"
+turnpike_lua_config "$ORIGIN_PORT" >"$BENCH_TMP/lua.yaml"
 
 echo
 echo "### RSS of one Turnpike worker with and without Lua plugins, $N requests (h2load --h1 -c64)"

@@ -41,19 +41,7 @@ fi
 if want turnpike-lua && have_turnpike; then
   # The same chain as the nginx+lua case: key-auth on the apikey header (bundled plugin) and a
   # shared-dict fixed-window counter (bench/plugins/fixed-window.lua, a user plugin).
-  { turnpike_basic_config "$ORIGIN_PORT"
-    cat <<EOF
-plugin_paths: ["$BENCH_DIR/plugins"]
-shared_dicts: {limits: 10m}
-plugins:
-  key-auth: {header: apikey}
-  fixed-window: {}
-consumers:
-  - username: bench
-    plugins:
-      key-auth: {key: secret-key-1}
-EOF
-  } >"$BENCH_TMP/turnpike-lua.yaml"
+  turnpike_lua_config "$ORIGIN_PORT" >"$BENCH_TMP/turnpike-lua.yaml"
   start_turnpike tplua "$BENCH_TMP/turnpike-lua.yaml"
   PID[turnpike-lua]=$STARTED_PID PORT[turnpike-lua]=$STARTED_PORT
 elif want turnpike-lua; then

@@ -75,6 +75,23 @@ void dirty(RequestContext& ctx, const RouteRuntime& route) {
   ctx.out_head.put("HTTP/1.1 200 OK\r\n"sv);
   ctx.connection_tokens.push_back("close");
   ctx.forwarded_for = "1.2.3.4, 10.0.0.1";
+  ctx.worker_counters = reinterpret_cast<WorkerCounters*>(&ctx);
+  ctx.response_pieces.push_back("piece");
+  // FilterState (the Lua ctx table and its Vm are released by reset: tests/unit/lua).
+  ctx.filters.push_back(nullptr);
+  ctx.filter_slots.push_back(7);
+  ctx.plugins = reinterpret_cast<PluginInstance*>(&ctx);
+  ctx.consumer = 2;
+  ctx.consumer_changed = true;
+  ctx.request_id = "rid-1";
+  ctx.upstream_path = "/rewritten";
+  ctx.upstream_host = "other.host";
+  ctx.current_plugin = "key-auth";
+  ctx.body_pieces = &ctx.response_pieces;
+  ctx.body_last = true;
+  ctx.body_filter_index = 3;
+  ctx.body_outputs.emplace_back("replaced");
+  ctx.body_scratch = "joined";
 }
 
 // Every field of `a` equals the same field of a new context.
@@ -102,6 +119,25 @@ void expect_like_new(const RequestContext& a) {
   EXPECT_EQ(a.has_query, fresh.has_query);
   EXPECT_EQ(a.upgrade, fresh.upgrade);
   EXPECT_EQ(a.start, fresh.start);
+  EXPECT_EQ(a.worker_counters, fresh.worker_counters);
+  // FilterState
+  EXPECT_TRUE(a.filters.empty());
+  EXPECT_TRUE(a.filter_slots.empty());
+  EXPECT_EQ(a.plugins, fresh.plugins);
+  EXPECT_FALSE(a.lua_ctx.valid());
+  EXPECT_EQ(a.lua_vm, nullptr);
+  EXPECT_EQ(a.consumer, fresh.consumer);
+  EXPECT_EQ(a.consumer_changed, fresh.consumer_changed);
+  EXPECT_TRUE(a.request_id.empty());
+  EXPECT_EQ(a.upstream_path, fresh.upstream_path);
+  EXPECT_EQ(a.upstream_host, fresh.upstream_host);
+  EXPECT_EQ(a.current_plugin, fresh.current_plugin);
+  EXPECT_EQ(a.body_pieces, fresh.body_pieces);
+  EXPECT_EQ(a.body_last, fresh.body_last);
+  EXPECT_EQ(a.body_filter_index, fresh.body_filter_index);
+  EXPECT_TRUE(a.body_outputs.empty());
+  EXPECT_TRUE(a.body_scratch.empty());
+  EXPECT_TRUE(a.response_pieces.empty());
   // RoutingState
   EXPECT_EQ(a.match.matched, fresh.match.matched);
   EXPECT_EQ(a.match.route_index, fresh.match.route_index);
