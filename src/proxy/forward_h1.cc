@@ -1,9 +1,12 @@
-// Forwarding a request to an HTTP/1.1 upstream and streaming the response back.
+// One attempt to an HTTP/1.1 node: the request goes up, the response streams back.
 //
-//   pick node → acquire connection (retry another node on connect failure)
+//   acquire a connection to the node (parked, else new)
 //   → write head + body (re-framed, streamed with backpressure)
-//   → read response head (retry a stale reused connection when that is safe)
+//   → read the response head
 //   → header filter → stream body (re-framed) → park or close the connection
+//
+// How it ended (a connect failure, a stale parked connection, a failed node) goes back to the
+// pipeline, whose retry policy (forward.h) decides whether another attempt follows.
 //
 // Hot path: the request head is serialized into the pooled context's string; body bytes go from
 // one connection's buffer to the other's socket without copies; one writev per direction for a
@@ -18,6 +21,7 @@
 
 #include "headers.h"
 #include "io.h"
+#include "forward.h"
 #include "pipeline.h"
 #include "turnpike/common/coarse_clock.h"
 #include "turnpike/http/chunked.h"
@@ -110,7 +114,7 @@ boost::asio::awaitable<SendResult> send_request(RequestContext& ctx, Downstream&
   conn.arm(ConnState::sending, coarse_now());
   ++conn.requests;
 
-  // ctx.body_views holds the body bytes already received (see forward_http1): they go out in
+  // ctx.body_views holds the body bytes already received (start_request_body): they go out in
   // the same write as the head.
   for (;;) {
     size_t first = 0;
@@ -223,169 +227,123 @@ boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream&
   co_return true;
 }
 
-boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                           size_t upstream_index) {
-  upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream_index);
-  if (ctx.head.framing != http::BodyFraming::none) {
-    const bool body_ok = co_await start_request_body(ctx, downstream);
-    if (!body_ok) co_return;
-  }
-  // The three steps run in this one coroutine: a coroutine per step would cost every request a
-  // frame allocation and two resumptions each.
+boost::asio::awaitable<Attempt> attempt_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                             upstream::UpstreamPool& pool, size_t node, const AttemptOptions& opt) {
+  // The steps run in this one coroutine: a coroutine per step would cost every request a frame
+  // allocation and two resumptions each.
   http::ResponseHead rh;
-
-  // ==== Step 1: a connection that has sent the request and received a final response head (in
-  // `rh`, its fields in ctx.response_headers), retrying where that is safe. On failure the error
-  // response is sent and we are done. ====
-  const auto& ucfg = pool.config();
   auto& counters = worker.counters();
   const bool idempotent = http::is_idempotent(ctx.head.method);
   http::ParserLimits response_limits;
   response_limits.max_header_bytes = std::max<size_t>(65536, ctx.snapshot->config->limits.max_header_bytes);
   response_limits.max_headers = std::max<size_t>(200, ctx.snapshot->config->limits.max_headers);
   response_limits.max_request_line = 8192;
-
-  uint64_t tried = 0;
-  uint32_t connect_attempts = 0;
-  // A reused connection that failed before any response byte (the node closed it while parked,
-  // or as the request arrived) is not the node's failure: the request goes again, not counted
-  // against `retries` (nginx does the same), on a connection made for it — the connections
-  // parked beside the stale one may be just as dead. One such retry is enough: a fresh
-  // connection is never stale.
-  bool fresh_only = false;
+  const auto& rn = pool.upstream().nodes[node];
   bool body_touched = false;
-  bool last_timed_out = false;
-  UpstreamConnection* conn = nullptr;
-  auto started = Clock::now();
 
-  // ---- 1. connect, send, read the response head; retry where it is safe ----
-  for (;;) {
-    size_t node = pool.pick(tried);
-    if (node == SIZE_MAX) node = pool.pick(0);  // every node tried: the round-robin picks again
-    const auto& rn = pool.upstream().nodes[node];
-    ctx.upstream_addr = rn.address;
-    ctx.upstream_tries.begin(rn.address);
-    // A parked connection is taken without a coroutine; connecting needs one.
-    // A request that is not retried on a stale reused connection (not idempotent, or its body
-    // already read) has the parked connection checked first.
-    const bool verify = !idempotent || body_touched;
-    upstream::UpstreamPool::Acquired acquired;
-    if (!fresh_only) acquired = pool.take_idle(node, verify);
-    if (!acquired.conn) acquired = co_await pool.connect(node);
-    if (acquired.ec) {
-      // (The pool has warned about the node: UpstreamPool::report_failure.)
-      counters.upstream_connect_failures.inc();
-      if (acquired.tls_failed) counters.upstream_tls_failures.inc();
-      last_timed_out = acquired.timed_out;
-      ctx.upstream_tries.end(last_timed_out ? 504 : 502);
-      if (node < 64) tried |= uint64_t{1} << node;
-      const size_t node_count = std::min<size_t>(64, pool.upstream().nodes.size());
-      const bool untried_left = static_cast<size_t>(std::popcount(tried)) < node_count;
-      if (++connect_attempts <= ucfg.retries && !body_touched && untried_left && !ctx.client_aborted) {
-        counters.retries.inc();
-        continue;
-      }
-      if (last_timed_out) {
-        counters.upstream_timeouts.inc();
-        co_await respond_error(ctx, downstream, Outcome::upstream_connect_timeout);
-      } else {
-        co_await respond_error(ctx, downstream, Outcome::upstream_connect_failed);
-      }
-      co_return;
-    }
-    conn = acquired.conn;
-    hold_upstream(ctx, conn);
-    if (ctx.client_aborted) {  // the client left while we connected: nothing was sent on it
-      release_upstream(ctx, pool, conn, false);
-      co_return;
-    }
-    write_request_head(ctx, rn);
-    error_code client_ec;
-    size_t written = 0;
-    SendResult sent = send_bodyless_request(ctx, *conn, written);
-    if (sent == SendResult::partial) {
-      std::array rest{boost::asio::const_buffer(ctx.out_head.data() + written, ctx.out_head.size() - written)};
-      const error_code wec = co_await conn->io.write_all(std::span<boost::asio::const_buffer>(rest));
-      sent = wec ? SendResult::upstream_failed : SendResult::ok;
-    } else if (sent == SendResult::not_finished) {
-      sent = co_await send_request(ctx, downstream, *conn, body_touched, client_ec);
-    }
-    if (sent == SendResult::client_failed || sent == SendResult::too_large) {
-      release_upstream(ctx, pool, conn, false);
-      if (sent == SendResult::too_large) {
-        co_await respond_error(ctx, downstream, Outcome::body_too_large);
-        ctx.close_connection = true;
-      } else {
-        co_await fail_client_body(ctx, downstream, client_ec);
-      }
-      co_return;
-    }
-    error_code ec;
-    bool retry_stale = false;
-    if (sent == SendResult::upstream_failed) {
-      ec = boost::asio::error::broken_pipe;
-      retry_stale = conn->reused && !conn->timed_out;
-    } else {
-      // Read until a final (non-1xx) response head is complete.
-      conn->arm(ConnState::receiving, coarse_now());
-      conn->buffer.ensure(pool.buffers());
-      downstream.upstream_wait_begin(ctx);
-      http::ParseState ps;
-      http::ParseError perr = http::ParseError::none;
-      bool got_bytes = false;
-      for (;;) {
-        if (!conn->buffer.empty()) {
-          auto st = http::parse_response_head(conn->buffer.data(), conn->buffer.size(), response_limits, ps,
-                                              ctx.head.method, rh, ctx.response_headers, perr);
-          if (st == http::ParseStatus::error) {
-            ec = boost::asio::error::invalid_argument;
-            break;
-          }
-          if (st == http::ParseStatus::complete) {
-            if (rh.status >= 100 && rh.status < 200 && rh.status != 101) {
-              conn->buffer.consume(rh.head_length);  // interim response: not forwarded
-              ps = {};
-              continue;
-            }
-            break;
-          }
-        }
-        if (!conn->io.read_buffered()) {
-          auto [wec] = co_await conn->io.async_wait_readable(nothrow);
-          if (wec) {
-            ec = wec;
-            break;
-          }
-        }
-        ec = read_available(*conn, response_limits.max_header_bytes + 1);
-        if (ec == boost::asio::error::would_block) continue;
-        if (ec) break;
-        got_bytes = true;
-        conn->arm(ConnState::receiving, coarse_now());
-      }
-      downstream.upstream_wait_end();
-      if (ec && !got_bytes && conn->reused && !conn->timed_out && ec != boost::asio::error::invalid_argument) {
-        retry_stale = true;  // a parked connection the upstream had closed
-      }
-      // 101 only answers an upgrade we asked for (and then names the protocol we asked for).
-      if (!ec && rh.status == 101 &&
-          (ctx.upgrade.empty() || !upgrade_matches(ctx.response_headers, ctx.upgrade))) {
-        ec = boost::asio::error::invalid_argument;
-      }
-    }
-    if (!ec) break;
-
-    bool timed_out = conn->timed_out;
+  // ---- 1. connect, send, read the response head ----
+  // A parked connection is taken without a coroutine; connecting needs one. A request that is not
+  // sent again after a stale reused connection (not idempotent, or its body already read) has
+  // the parked connection checked first.
+  const bool verify = !idempotent || opt.body_read;
+  upstream::UpstreamPool::Acquired acquired;
+  if (!opt.fresh_connection) acquired = pool.take_idle(node, verify);
+  if (!acquired.conn) acquired = co_await pool.connect(node);
+  if (acquired.ec) {
+    // (The pool has warned about the node: UpstreamPool::report_failure.)
+    counters.upstream_connect_failures.inc();
+    if (acquired.tls_failed) counters.upstream_tls_failures.inc();
+    ctx.upstream_tries.end(acquired.timed_out ? 504 : 502);
+    co_return Attempt{AttemptEnd::connect_failed,
+                      acquired.timed_out ? Outcome::upstream_connect_timeout : Outcome::upstream_connect_failed};
+  }
+  UpstreamConnection* conn = acquired.conn;
+  hold_upstream(ctx, conn);
+  if (ctx.client_aborted) {  // the client left while we connected: nothing was sent on it
     release_upstream(ctx, pool, conn, false);
-    conn = nullptr;
+    co_return Attempt{};
+  }
+  write_request_head(ctx, rn);
+  error_code client_ec;
+  size_t written = 0;
+  SendResult sent = send_bodyless_request(ctx, *conn, written);
+  if (sent == SendResult::partial) {
+    std::array rest{boost::asio::const_buffer(ctx.out_head.data() + written, ctx.out_head.size() - written)};
+    const error_code wec = co_await conn->io.write_all(std::span<boost::asio::const_buffer>(rest));
+    sent = wec ? SendResult::upstream_failed : SendResult::ok;
+  } else if (sent == SendResult::not_finished) {
+    sent = co_await send_request(ctx, downstream, *conn, body_touched, client_ec);
+  }
+  if (sent == SendResult::client_failed || sent == SendResult::too_large) {
+    release_upstream(ctx, pool, conn, false);
+    if (sent == SendResult::too_large) {
+      co_await respond_error(ctx, downstream, Outcome::body_too_large);
+      ctx.close_connection = true;
+    } else {
+      co_await fail_client_body(ctx, downstream, client_ec);
+    }
+    co_return Attempt{};
+  }
+  error_code ec;
+  bool stale = false;
+  if (sent == SendResult::upstream_failed) {
+    ec = boost::asio::error::broken_pipe;
+    stale = conn->reused && !conn->timed_out;
+  } else {
+    // Read until a final (non-1xx) response head is complete.
+    conn->arm(ConnState::receiving, coarse_now());
+    conn->buffer.ensure(pool.buffers());
+    downstream.upstream_wait_begin(ctx);
+    http::ParseState ps;
+    http::ParseError perr = http::ParseError::none;
+    bool got_bytes = false;
+    for (;;) {
+      if (!conn->buffer.empty()) {
+        auto st = http::parse_response_head(conn->buffer.data(), conn->buffer.size(), response_limits, ps,
+                                            ctx.head.method, rh, ctx.response_headers, perr);
+        if (st == http::ParseStatus::error) {
+          ec = boost::asio::error::invalid_argument;
+          break;
+        }
+        if (st == http::ParseStatus::complete) {
+          if (rh.status >= 100 && rh.status < 200 && rh.status != 101) {
+            conn->buffer.consume(rh.head_length);  // interim response: not forwarded
+            ps = {};
+            continue;
+          }
+          break;
+        }
+      }
+      if (!conn->io.read_buffered()) {
+        auto [wec] = co_await conn->io.async_wait_readable(nothrow);
+        if (wec) {
+          ec = wec;
+          break;
+        }
+      }
+      ec = read_available(*conn, response_limits.max_header_bytes + 1);
+      if (ec == boost::asio::error::would_block) continue;
+      if (ec) break;
+      got_bytes = true;
+      conn->arm(ConnState::receiving, coarse_now());
+    }
+    downstream.upstream_wait_end();
+    if (ec && !got_bytes && conn->reused && !conn->timed_out && ec != boost::asio::error::invalid_argument) {
+      stale = true;  // a parked connection the upstream had closed
+    }
+    // 101 only answers an upgrade we asked for (and then names the protocol we asked for).
+    if (!ec && rh.status == 101 && (ctx.upgrade.empty() || !upgrade_matches(ctx.response_headers, ctx.upgrade))) {
+      ec = boost::asio::error::invalid_argument;
+    }
+  }
+  if (ec) {
+    const bool timed_out = conn->timed_out;
+    release_upstream(ctx, pool, conn, false);
     const bool bad_response = ec == boost::asio::error::invalid_argument || ec == boost::asio::error::message_size;
     ctx.upstream_tries.end(timed_out ? 504 : 502);
-    if (retry_stale && !body_touched && idempotent && !fresh_only && !ctx.client_aborted) {
-      spdlog::debug("upstream {}: {}: a reused connection was closed unanswered; retrying on a new one", ucfg.name,
-                    rn.address);
-      fresh_only = true;
-      counters.retries.inc();
-      continue;
+    if (stale) {
+      spdlog::debug("upstream {}: {}: a reused connection was closed unanswered", pool.config().name, rn.address);
+      co_return Attempt{AttemptEnd::stale, Outcome::upstream_failed, body_touched};
     }
     if (!ctx.client_aborted) {  // (then it is the cancel that failed the read, not the node)
       pool.report_failure(node, timed_out ? upstream::NodeFailure::timeout
@@ -393,19 +351,12 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
                                                           : upstream::NodeFailure::closed),
                           timed_out || bad_response ? error_code{} : ec);
     }
-    ctx.upstream_time = Clock::now() - started;
-    if (timed_out) {
-      counters.upstream_timeouts.inc();
-      co_await respond_error(ctx, downstream, Outcome::upstream_timeout);
-    } else if (bad_response) {
-      counters.upstream_bad_responses.inc();
-      co_await respond_error(ctx, downstream, Outcome::upstream_bad_response);
-    } else {
-      co_await respond_error(ctx, downstream, Outcome::upstream_failed);
-    }
-    co_return;
+    const Outcome outcome = timed_out      ? Outcome::upstream_timeout
+                            : bad_response ? Outcome::upstream_bad_response
+                                           : Outcome::upstream_failed;
+    co_return Attempt{AttemptEnd::failed, outcome, body_touched};
   }
-  ctx.upstream_time = Clock::now() - started;
+  ctx.upstream_time = Clock::now() - opt.started;
 
   // ==== Steps 2 and 3: header filter, response head to the client, then the body streamed from
   // the upstream connection's buffer to the client; finally the connection is parked or closed. ====
@@ -423,7 +374,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
         // the upstream's, unread, goes with its connection.
         release_upstream(ctx, pool, conn, false);
         co_await send_local_response(ctx, downstream, false);
-        co_return;
+        co_return Attempt{};
       }
     }
     conn->buffer.consume(rh.head_length);
@@ -446,7 +397,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
       if (ec && ec != boost::asio::error::eof) ctx.error = ec == boost::asio::error::timed_out ? "tunnel_timeout" : "tunnel_failed";
       ctx.close_connection = true;
       release_upstream(ctx, pool, conn, false);
-      co_return;
+      co_return Attempt{};
     }
 
     ResponseOut out;
@@ -487,7 +438,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
             if (first) {
               release_upstream(ctx, pool, conn, false);
               co_await respond_error(ctx, downstream, Outcome::upstream_bad_response);
-              co_return;
+              co_return Attempt{};
             }
             reusable = false;
             ctx.close_connection = true;
@@ -553,6 +504,7 @@ boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, 
     }
     release_upstream(ctx, pool, conn, reusable && done);
   }
+  co_return Attempt{};
 }
 
 }  // namespace turnpike::proxy

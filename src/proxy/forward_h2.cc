@@ -1,10 +1,10 @@
-// Forwarding a request to an HTTP/2 upstream (h2c, or h2 over TLS) and streaming the response
-// back. The same steps as forward_h1.cc, on a stream of a shared connection instead of a
+// One attempt to an HTTP/2 node (h2c, or h2 over TLS): the request goes up, the response
+// streams back. The same steps as forward_h1.cc, on a stream of a shared connection instead of a
 // connection of our own:
 //
-//   pick node → open a stream (a connection with room, else a new one; retry another node on
-//   connect failure) → submit the head, feed the body through the stream's data provider
-//   → wait for the response head (retry a refused stream when that is safe)
+//   open a stream to the node (a connection with room, else a new one)
+//   → submit the head, feed the body through the stream's data provider
+//   → wait for the response head (a refused or lost stream goes back to the retry policy)
 //   → header filter → stream the body, reopening the upstream's window only as the client takes
 //   it (backpressure) → trailers → finish the stream
 //
@@ -25,6 +25,7 @@
 #include "grpc.h"
 #include "h2_stream.h"
 #include "headers.h"
+#include "forward.h"
 #include "pipeline.h"
 #include "turnpike/proxy/snapshot.h"
 #include "turnpike/upstream/h2.h"
@@ -129,8 +130,8 @@ boost::asio::awaitable<bool> feed_body(RequestContext& ctx, Downstream& downstre
   co_return true;
 }
 
-// The concurrent request body pump (see the top of the file). Lives in forward_h2's frame;
-// forward_h2 does not return before the pump has finished (stop_pump).
+// The concurrent request body pump (see the top of the file). Lives in attempt_h2's frame;
+// attempt_h2 does not return before the pump has finished (stop_pump).
 struct BodyPump {
   bool running = false;  // the pump coroutine has been spawned and has not ended
   bool stop = false;     // asked to end (the response is over or failed)
@@ -178,7 +179,7 @@ void start_pump(Worker& worker, RequestContext& ctx, Downstream& downstream, H2U
   p.client_ec = {};
   boost::asio::io_context& io = worker.io();
   // The pump has ended only once this handler ran: it is the last to touch `p` and `s`, so
-  // forward_h2 (which waits for `running` to clear) never frees them under it.
+  // attempt_h2 (which waits for `running` to clear) never frees them under it.
   boost::asio::co_spawn(io, pump_body(ctx, downstream, h2, s, p), [&p, &s, &io](std::exception_ptr e) {
     if (e) {
       spdlog::error("request body pump failed with an exception");
@@ -238,131 +239,103 @@ boost::asio::awaitable<Exchange> exchange(RequestContext& ctx, Downstream& downs
   }
 }
 
-// Step 1: a stream whose final response head has arrived. Retries where that is safe. On
-// failure the error response has been sent and the result is null.
-boost::asio::awaitable<H2UpstreamStream*> obtain_h2_response(Worker& worker, RequestContext& ctx,
-                                                             Downstream& downstream, upstream::UpstreamPool& pool,
-                                                             Clock::time_point hard_deadline, bool grpc,
-                                                             BodyPump& pump) {
+// Step 1: a stream to `node` whose final response head has arrived, or how the attempt failed
+// (the stream finished, a pump stopped; an error the client's side caused has been answered).
+struct Obtained {
+  H2UpstreamStream* stream = nullptr;
+  Attempt failure;  // when stream is null
+};
+
+boost::asio::awaitable<Obtained> obtain_h2_response(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                                    upstream::UpstreamPool& pool, size_t node,
+                                                    const AttemptOptions& opt, Clock::time_point hard_deadline,
+                                                    bool grpc, BodyPump& pump) {
   H2UpstreamPool& h2 = *pool.h2();
-  const auto& ucfg = pool.config();
   auto& counters = worker.counters();
-  const bool idempotent = http::is_idempotent(ctx.head.method);
-  const bool tls = ucfg.protocol == config::UpstreamProtocol::h2;
+  const bool tls = pool.config().protocol == config::UpstreamProtocol::h2;
   const bool has_body = ctx.head.framing != http::BodyFraming::none;
-  uint64_t tried = 0;
-  uint32_t connect_attempts = 0;
-  uint32_t stream_retries = 0;
   bool body_touched = false;
-  auto started = Clock::now();
+  const auto& rn = pool.upstream().nodes[node];
 
-  for (;;) {
-    size_t node = pool.pick(tried);
-    if (node == SIZE_MAX) node = pool.pick(0);
-    const auto& rn = pool.upstream().nodes[node];
-    ctx.upstream_addr = rn.address;
-    ctx.upstream_tries.begin(rn.address);
-    H2UpstreamStream* s = co_await h2.open_stream(node, hard_deadline);
-    if (s->failure == H2UpstreamFailure::connect_failed) {
-      // (The connection has warned about the node: UpstreamPool::report_failure.)
-      const bool timed_out = s->timed_out;
-      ctx.upstream_tries.end(timed_out ? 504 : 502);
-      h2.finish(s);
-      counters.upstream_connect_failures.inc();
-      if (node < 64) tried |= uint64_t{1} << node;
-      const size_t node_count = std::min<size_t>(64, pool.upstream().nodes.size());
-      const bool untried_left = static_cast<size_t>(std::popcount(tried)) < node_count;
-      if (++connect_attempts <= ucfg.retries && !body_touched && untried_left && !ctx.client_aborted) {
-        counters.retries.inc();
-        continue;
-      }
-      ctx.upstream_time = Clock::now() - started;
-      if (timed_out) {
-        counters.upstream_timeouts.inc();
-        co_await respond_error(ctx, downstream, Outcome::upstream_connect_timeout);
-      } else {
-        co_await respond_error(ctx, downstream, Outcome::upstream_connect_failed);
-      }
-      co_return nullptr;
-    }
-
-    if (ctx.client_aborted) {  // the client left while the stream was being set up
-      h2.finish(s);
-      co_return nullptr;
-    }
-    // A client giving up from now on resets the upstream stream (RequestContext::abort_upstream).
-    ctx.hold_upstream([](void* stream) { static_cast<H2UpstreamStream*>(stream)->abort(); }, s);
-    build_h2_request(ctx, *s, rn, tls, grpc);
-    s->set_body(ctx.body_views, !has_body || ctx.body_done);
-    Exchange ex = Exchange::upstream;
-    boost::system::error_code client_ec;
-    // gRPC only: its retries are decided before any body byte was read either way, and only
-    // its streams need the body and the response to flow at once.
-    const bool pumped = grpc && has_body && !ctx.body_done && downstream.can_pump_body_concurrently();
-    downstream.upstream_wait_begin(ctx);
-    if (h2.submit(s, has_body)) {
-      if (pumped) {
-        start_pump(worker, ctx, downstream, h2, *s, pump);
-        ex = co_await exchange_pumped(h2, *s, pump);
-      } else {
-        ex = co_await exchange(ctx, downstream, h2, *s, body_touched, client_ec);
-      }
-    }
-    downstream.upstream_wait_end();
-    if (ex == Exchange::head) {
-      ctx.upstream_time = Clock::now() - started;
-      ctx.upstream_tries.end(s->status);
-      co_return s;
-    }
-    if (pumped) {
-      co_await stop_pump(downstream, *s, pump);
-      body_touched = body_touched || pump.touched;
-      client_ec = pump.client_ec;
-      if (pump.failed && ex == Exchange::upstream) ex = client_ec ? Exchange::client_failed : Exchange::too_large;
-    }
-
-    const H2UpstreamFailure failure = s->failure;
-    const bool reused = s->reused_connection;
-    const bool timed_out = s->timed_out || failure == H2UpstreamFailure::timed_out;
-    ctx.drop_upstream();
+  H2UpstreamStream* s = co_await h2.open_stream(node, hard_deadline);
+  if (s->failure == H2UpstreamFailure::connect_failed) {
+    // (The connection has warned about the node: UpstreamPool::report_failure.)
+    const bool timed_out = s->timed_out;
+    ctx.upstream_tries.end(timed_out ? 504 : 502);
     h2.finish(s);
-    if (ex == Exchange::too_large) {
-      co_await respond_error(ctx, downstream, Outcome::body_too_large);
-      ctx.close_connection = true;
-      co_return nullptr;
-    }
-    if (ex == Exchange::client_failed) {
-      co_await fail_client_body(ctx, downstream, client_ec);
-      co_return nullptr;
-    }
-    // RFC 9113 §8.7: a refused stream was not processed, so it may go again on another
-    // connection whatever its method; a stream lost with its connection only when idempotent
-    // (like a stale keepalive connection in HTTP/1.1). Never once body bytes were streamed.
-    const bool retry = !body_touched && stream_retries < 4 && !ctx.client_aborted &&
-                       (failure == H2UpstreamFailure::refused ||
-                        (failure == H2UpstreamFailure::connection_lost && reused && idempotent));
-    if (failure != H2UpstreamFailure::none) ctx.upstream_tries.end(timed_out ? 504 : 502);
-    if (retry) {
-      ++stream_retries;
-      counters.retries.inc();
-      continue;
-    }
-    if (failure != H2UpstreamFailure::aborted && failure != H2UpstreamFailure::none) {
-      pool.report_failure(node, node_failure(failure, timed_out));
-    }
-    ctx.upstream_time = Clock::now() - started;
-    if (timed_out) {
-      counters.upstream_timeouts.inc();
-      const bool own_deadline = Clock::now() >= hard_deadline;
-      co_await respond_error(ctx, downstream, own_deadline ? Outcome::deadline_exceeded : Outcome::upstream_timeout);
-    } else if (failure == H2UpstreamFailure::reset) {
-      counters.upstream_bad_responses.inc();
-      co_await respond_error(ctx, downstream, Outcome::upstream_reset);
-    } else {
-      co_await respond_error(ctx, downstream, Outcome::upstream_failed);
-    }
-    co_return nullptr;
+    counters.upstream_connect_failures.inc();
+    co_return Obtained{nullptr, {AttemptEnd::connect_failed,
+                                 timed_out ? Outcome::upstream_connect_timeout : Outcome::upstream_connect_failed}};
   }
+  if (ctx.client_aborted) {  // the client left while the stream was being set up
+    h2.finish(s);
+    co_return Obtained{};
+  }
+  // A client giving up from now on resets the upstream stream (RequestContext::abort_upstream).
+  ctx.hold_upstream([](void* stream) { static_cast<H2UpstreamStream*>(stream)->abort(); }, s);
+  build_h2_request(ctx, *s, rn, tls, grpc);
+  s->set_body(ctx.body_views, !has_body || ctx.body_done);
+  Exchange ex = Exchange::upstream;
+  boost::system::error_code client_ec;
+  // gRPC only: its retries are decided before any body byte was read either way, and only
+  // its streams need the body and the response to flow at once.
+  const bool pumped = grpc && has_body && !ctx.body_done && downstream.can_pump_body_concurrently();
+  downstream.upstream_wait_begin(ctx);
+  if (h2.submit(s, has_body)) {
+    if (pumped) {
+      start_pump(worker, ctx, downstream, h2, *s, pump);
+      ex = co_await exchange_pumped(h2, *s, pump);
+    } else {
+      ex = co_await exchange(ctx, downstream, h2, *s, body_touched, client_ec);
+    }
+  }
+  downstream.upstream_wait_end();
+  if (ex == Exchange::head) {
+    ctx.upstream_time = Clock::now() - opt.started;
+    ctx.upstream_tries.end(s->status);
+    co_return Obtained{s, {}};
+  }
+  if (pumped) {
+    co_await stop_pump(downstream, *s, pump);
+    body_touched = body_touched || pump.touched;
+    client_ec = pump.client_ec;
+    if (pump.failed && ex == Exchange::upstream) ex = client_ec ? Exchange::client_failed : Exchange::too_large;
+  }
+
+  const H2UpstreamFailure failure = s->failure;
+  const bool reused = s->reused_connection;
+  const bool timed_out = s->timed_out || failure == H2UpstreamFailure::timed_out;
+  ctx.drop_upstream();
+  h2.finish(s);
+  if (ex == Exchange::too_large) {
+    co_await respond_error(ctx, downstream, Outcome::body_too_large);
+    ctx.close_connection = true;
+    co_return Obtained{};
+  }
+  if (ex == Exchange::client_failed) {
+    co_await fail_client_body(ctx, downstream, client_ec);
+    co_return Obtained{};
+  }
+  if (failure != H2UpstreamFailure::none) ctx.upstream_tries.end(timed_out ? 504 : 502);
+  // RFC 9113 §8.7: a refused stream was not processed, so it may go again on another connection
+  // whatever its method; a stream lost with its (reused) connection like a stale keepalive
+  // connection in HTTP/1.1.
+  if (failure == H2UpstreamFailure::refused) {
+    co_return Obtained{nullptr, {AttemptEnd::refused, Outcome::upstream_failed, body_touched}};
+  }
+  if (failure == H2UpstreamFailure::connection_lost && reused) {
+    co_return Obtained{nullptr, {AttemptEnd::stale, Outcome::upstream_failed, body_touched}};
+  }
+  if (failure != H2UpstreamFailure::aborted && failure != H2UpstreamFailure::none) {
+    pool.report_failure(node, node_failure(failure, timed_out));
+  }
+  Outcome outcome = Outcome::upstream_failed;
+  if (timed_out) {
+    outcome = Clock::now() >= hard_deadline ? Outcome::deadline_exceeded : Outcome::upstream_timeout;
+  } else if (failure == H2UpstreamFailure::reset) {
+    outcome = Outcome::upstream_reset;
+  }
+  co_return Obtained{nullptr, {AttemptEnd::failed, outcome, body_touched}};
 }
 
 std::optional<uint64_t> content_length_of(const std::vector<http::Header>& headers) {
@@ -408,7 +381,7 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
     if (st == FilterStatus::suspend) st = co_await finish_phase(ctx, Phase::header_filter, i);
     if (st == FilterStatus::respond) {
       // A header filter answers instead of the upstream; the upstream stream is reset when the
-      // pipeline finishes it (forward_h2), its body unread.
+      // attempt finishes it (attempt_h2), its body unread.
       co_await send_local_response(ctx, downstream, false);
       co_return;
     }
@@ -493,12 +466,8 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
 
 }  // namespace
 
-boost::asio::awaitable<void> forward_h2(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                        size_t upstream_index) {
-  upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream_index);
-  const bool body_ok = co_await start_request_body(ctx, downstream);
-  if (!body_ok) co_return;
-
+boost::asio::awaitable<Attempt> attempt_h2(Worker& worker, RequestContext& ctx, Downstream& downstream,
+                                          upstream::UpstreamPool& pool, size_t node, const AttemptOptions& opt) {
   // gRPC: the client's own deadline caps every upstream wait (PROTOCOL-HTTP2.md, grpc-timeout).
   const bool grpc = is_grpc_request(ctx);
   auto hard_deadline = Clock::time_point::max();
@@ -512,14 +481,16 @@ boost::asio::awaitable<void> forward_h2(Worker& worker, RequestContext& ctx, Dow
   }
 
   BodyPump pump;
-  H2UpstreamStream* s = co_await obtain_h2_response(worker, ctx, downstream, pool, hard_deadline, grpc, pump);
-  if (!s) co_return;  // (a pump has been stopped)
+  Obtained got = co_await obtain_h2_response(worker, ctx, downstream, pool, node, opt, hard_deadline, grpc, pump);
+  if (!got.stream) co_return got.failure;  // (a pump has been stopped)
+  H2UpstreamStream* s = got.stream;
   co_await relay_h2_response(worker, ctx, downstream, *pool.h2(), *s, grpc, pump);
   // The response is over: a client still sending is cut off (the HTTP/2 stream is reset with
   // NO_ERROR when the pipeline ends; remaining DATA is discarded).
   if (pump.running) co_await stop_pump(downstream, *s, pump);
   ctx.drop_upstream();
   pool.h2()->finish(s);
+  co_return Attempt{};
 }
 
 }  // namespace turnpike::proxy

@@ -1,10 +1,11 @@
 // The life of a request, top to bottom (docs/life-of-a-request.md walks through it):
 //
-//   route → rewrite → access → (static response | upstream select → forward) → log
+//   route → rewrite → access → (static response | upstream select → balancer → attempt
+//   → retry policy) → log
 //
 // The response-side phases (header filter, body filter) run inside whichever step produces the
-// response: send_local_response() for gateway-made answers, forward_http1() or forward_h2() for
-// proxied ones. Gateway errors are answered in one place, respond_error(): JSON for HTTP
+// response: send_local_response() for gateway-made answers, the attempt (attempt_http1() or
+// attempt_h2(), forward.h) for proxied ones. Gateway errors are answered in one place, respond_error(): JSON for HTTP
 // clients, a gRPC trailers-only response for gRPC clients.
 //
 // Hot path: no allocation after warm-up (the context is pooled); filter hooks are plain calls and
@@ -15,6 +16,7 @@
 
 #include <algorithm>
 
+#include "forward.h"
 #include "grpc.h"
 #include "headers.h"
 #include "turnpike/common/strings.h"
@@ -190,6 +192,19 @@ void write_access_log(const RequestContext& ctx) {
   log::write_access(r);
 }
 
+// The worker's counters of upstream failures, for the attempt that ends the request.
+void count_upstream_failure(Worker& worker, Outcome outcome) {
+  auto& counters = worker.counters();
+  switch (outcome) {
+    case Outcome::upstream_connect_timeout:
+    case Outcome::upstream_timeout:
+    case Outcome::deadline_exceeded: counters.upstream_timeouts.inc(); break;
+    case Outcome::upstream_bad_response:
+    case Outcome::upstream_reset: counters.upstream_bad_responses.inc(); break;
+    default: break;
+  }
+}
+
 }  // namespace
 
 std::string error_json(std::string_view code, std::string_view message) {
@@ -337,12 +352,30 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
         // leads back to one of our own listeners (turnpike -t warns about such configs). Only
         // forwarding is refused, so a gateway may still answer locally on an internal listener.
         co_await respond_error(ctx, downstream, Outcome::loop_detected);
-      } else {
+      } else if (ctx.head.framing == http::BodyFraming::none || co_await start_request_body(ctx, downstream)) {
+        // ---- balancer → attempt → retry policy ----
+        // Each attempt goes to one node and, when that node answers, streams its response
+        // through the header and body filters; the policy decides whether a failed one goes
+        // again (forward.h).
         size_t upstream = ctx.upstream_override != SIZE_MAX ? ctx.upstream_override : ctx.route->upstream_index;
-        if (ctx.snapshot->upstreams[upstream]->config->protocol == config::UpstreamProtocol::http1) {
-          co_await forward_http1(worker, ctx, downstream, upstream);
-        } else {
-          co_await forward_h2(worker, ctx, downstream, upstream);
+        upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream);
+        const bool http1 = pool.config().protocol == config::UpstreamProtocol::http1;
+        RetryPolicy policy(pool, ctx);
+        for (;;) {
+          const size_t node = policy.pick(pool);
+          ctx.upstream_addr = pool.upstream().nodes[node].address;
+          ctx.upstream_tries.begin(ctx.upstream_addr);
+          Attempt a = http1 ? co_await attempt_http1(worker, ctx, downstream, pool, node, policy.options())
+                            : co_await attempt_h2(worker, ctx, downstream, pool, node, policy.options());
+          if (a.end == AttemptEnd::done) break;
+          if (policy.again(a, node, ctx)) {
+            worker.counters().retries.inc();
+            continue;
+          }
+          ctx.upstream_time = std::chrono::steady_clock::now() - policy.options().started;
+          count_upstream_failure(worker, a.outcome);
+          co_await respond_error(ctx, downstream, a.outcome);
+          break;
         }
       }
     }

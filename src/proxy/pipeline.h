@@ -40,15 +40,7 @@ boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& down
 boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream& downstream,
                                                  bool header_filters = true);
 
-// Proxies the request to an HTTP/1.1 upstream (forward_h1.cc).
-boost::asio::awaitable<void> forward_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                           size_t upstream_index);
-
-// Proxies the request to an HTTP/2 upstream, h2c or h2 over TLS (forward_h2.cc).
-boost::asio::awaitable<void> forward_h2(Worker& worker, RequestContext& ctx, Downstream& downstream,
-                                        size_t upstream_index);
-
-// The request body bytes that came with the head, made ready to forward (both forwarders use it).
+// The request body bytes that came with the head, made ready to forward (before the first attempt).
 // False when the body was malformed or unreadable; the error response has then been sent.
 boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream& downstream);
 
