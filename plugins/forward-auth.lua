@@ -19,7 +19,9 @@
 --           failure_mode: fail_open
 --           counter_dict: auth    # shared_dicts: { auth: 1m }
 --
--- The request body is not sent to the checker: plugins cannot read it yet.
+-- With body_bytes > 0 the checker also gets the first body_bytes of the request body (read
+-- ahead; a POST with X-Forwarded-Body-Truncated: true when the body is longer), and the
+-- upstream still gets all of it.
 local turnpike = require "turnpike"
 
 local request, http, log = turnpike.request, turnpike.http, turnpike.log
@@ -140,12 +142,22 @@ return {
       sample_ratio = { type = "number", minimum = 0, maximum = 1, default = 1 },
       -- A shared dictionary counting fail-open requests, as forward-auth:fail_open:<route>.
       counter_dict = { type = "string", minLength = 1 },
+      -- Send the first body_bytes of the request body to the checker (0: none, a GET).
+      body_bytes = { type = "integer", minimum = 0, maximum = 1048576, default = 0 },
     },
   },
 
   access = function(conf, ctx)
     if conf.sample_ratio < 1 and random() >= conf.sample_ratio then return end
-    local res, err = http.request{ url = conf.uri, headers = checker_headers(conf), timeout = conf.timeout }
+    local headers, method, body = checker_headers(conf), "GET", nil
+    if conf.body_bytes > 0 and request.has_body() then
+      local read, whole = request.read_body(conf.body_bytes)
+      if read == nil then return end  -- the client's body failed: the gateway answers it
+      method, body = "POST", read:sub(1, conf.body_bytes)
+      if not whole or #read > conf.body_bytes then headers["X-Forwarded-Body-Truncated"] = "true" end
+    end
+    local res, err = http.request{ method = method, url = conf.uri, headers = headers, body = body,
+                                   timeout = conf.timeout }
     if not res then
       if conf.failure_mode == "fail_open" then return failed_open(conf, ctx, err) end
       return failed_closed(conf, ctx, err)

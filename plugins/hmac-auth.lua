@@ -118,13 +118,20 @@ local function signing_string(names)
   return concat(lines, "\n")
 end
 
--- Whether a Digest header is "SHA-256=<base64 of 32 bytes>" (or SHA-512). The body itself is
--- not hashed: the PDK cannot read request bodies yet (docs/plugins-auth.md).
-local function digest_well_formed(value)
+-- Whether a Digest header is "SHA-256=<base64 of 32 bytes>" (or SHA-512) and matches the body,
+-- which is read ahead for this (at most max_body bytes: a longer body fails the check). nil and
+-- why otherwise.
+local function digest_matches(value, max_body)
   local alg, encoded = value:match("^%s*([%w%-]+)=(%S+)%s*$")
   local size = alg and DIGESTS[lower(alg)]
   local raw = size and base64.decode(encoded)
-  return raw ~= nil and #raw == size
+  if raw == nil or #raw ~= size then return nil, "invalid digest header" end
+  local body, whole = request.read_body(max_body)
+  if body == nil then return nil, "the request body could not be read" end
+  if not whole or #body > max_body then return nil, "request body too large to verify its digest" end
+  local hash = size == 32 and crypto.sha256 or crypto.sha512
+  if not crypto.equal(hash(body), raw) then return nil, "digest does not match the body" end
+  return true
 end
 
 return {
@@ -145,8 +152,10 @@ return {
       -- Headers that must be signed besides @request-target and the date.
       signed_headers = { type = "array", default = {},
                          items = { type = "string", minLength = 1, pattern = "^[A-Za-z0-9-]+$" } },
-      -- Require a signed, well-formed Digest header (RFC 3230). The body is not re-hashed.
+      -- Require a signed Digest header (RFC 3230) that matches the body: the body is read ahead
+      -- (at most max_body bytes; a longer one is refused) and hashed.
       require_digest = { type = "boolean", default = false },
+      max_body = { type = "integer", minimum = 0, default = 1048576 },
       -- A shared_dicts entry remembering accepted signatures for 2 × clock_skew: a signature
       -- seen before is refused (replay). Without it, a captured request can be replayed until
       -- its date leaves the clock skew.
@@ -200,8 +209,9 @@ return {
     if not signature or not crypto.equal(crypto.hmac(digest_alg, cred.secret_key, text), signature) then
       return deny("invalid signature")
     end
-    if conf.require_digest and not digest_well_formed(request.get_header("digest")) then
-      return deny("invalid digest header")
+    if conf.require_digest then
+      local ok, why = digest_matches(request.get_header("digest") or "", conf.max_body)
+      if not ok then return deny(why) end
     end
 
     if conf.replay_dict then

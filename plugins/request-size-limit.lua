@@ -6,10 +6,11 @@
 --         request-size-limit: { max_body_size: 1048576 }   # bytes
 --
 -- The check reads the declared Content-Length, so an oversized request is answered 413 at once
--- and its body never goes upstream. A body without Content-Length (chunked) cannot be measured
--- by a plugin yet (there is no body access in the PDK): it gets through unless
--- reject_unknown_length is set, which answers it 411. The gateway's own limit
--- (limits.max_body_size, counted while the body streams) still applies to every request.
+-- and its body never goes upstream. A body without Content-Length (chunked, or an HTTP/2 body
+-- without content-length) is read ahead up to one byte past the limit and measured: over it is
+-- a 413 too, before any byte goes upstream. Up to lua.max_body_buffer can be measured that way;
+-- a larger limit lets such bodies stream and the gateway's own limit (limits.max_body_size,
+-- counted while the body streams) applies. reject_unknown_length answers them 411 instead.
 local turnpike = require "turnpike"
 local json = require "turnpike.json"
 
@@ -55,8 +56,11 @@ return {
       if length > conf.max_body_size then return turnpike.exit(413, denials(conf).too_large, JSON) end
       return
     end
-    if conf.reject_unknown_length and request.get_header("transfer-encoding") then
-      return turnpike.exit(411, denials(conf).no_length, JSON)
-    end
+    if not request.has_body() then return end
+    if conf.reject_unknown_length then return turnpike.exit(411, denials(conf).no_length, JSON) end
+    local body = request.read_body(conf.max_body_size + 1)
+    if body == nil then return end  -- the client's body failed: the gateway answers it
+    if #body > conf.max_body_size then return turnpike.exit(413, denials(conf).too_large, JSON) end
+    -- (Under the limit, or the limit is above lua.max_body_buffer: the rest streams.)
   end,
 }

@@ -154,13 +154,14 @@ void load_lua(Diagnostics& diag, const YAML::Node& n, LuaConfig& lua,
   Where w(diag, "", "lua");
   if (!expect_map(w, n)) return;
   lua.source = w.source(n);
-  check_keys(w, n, {"plugins_dir", "memory_limit", "instruction_budget", "phase_timeout"});
+  check_keys(w, n, {"plugins_dir", "memory_limit", "instruction_budget", "phase_timeout", "max_body_buffer"});
   if (const YAML::Node d = n["plugins_dir"]) {
     if (std::optional<std::string> s = read_string(w.key("plugins_dir"), d)) lua.plugins_dir = relative(*s);
   }
   field_size(w, n, "memory_limit", lua.memory_limit, 4u << 20, uint64_t{16} << 30);
   field_int(w, n, "instruction_budget", lua.instruction_budget, 10'000, int64_t{1} << 40);
   field_duration(w, n, "phase_timeout", lua.phase_timeout, Duration{10});
+  field_size(w, n, "max_body_buffer", lua.max_body_buffer, 1, uint64_t{1} << 30);
 }
 
 void load_plugin_paths(Diagnostics& diag, const YAML::Node& n, LuaConfig& lua,

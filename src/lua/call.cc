@@ -80,6 +80,7 @@ enum class YieldKind : uint8_t {
   sleep,    // (seconds): resume after that long
   http,     // (method, url, headers, body, timeout, max_body): resume with the response
   exit,     // (status, body): end the call; the pipeline answers
+  wait,     // (what, arg): a wait the pipeline does for the request (tp_wait); resume with its result
   foreign,  // not a PDK yield: a plugin called coroutine.yield itself
 };
 
@@ -89,6 +90,7 @@ YieldKind yield_kind(lua_State* co) {
   if (kind && std::strcmp(kind, "sleep") == 0) return YieldKind::sleep;
   if (kind && std::strcmp(kind, "exit") == 0) return YieldKind::exit;
   if (kind && std::strcmp(kind, "http") == 0) return YieldKind::http;
+  if (kind && std::strcmp(kind, "wait") == 0) return YieldKind::wait;
   return YieldKind::foreign;
 }
 
@@ -143,10 +145,12 @@ struct PendingHttp {
 
 // One resumption of a call's Lua thread and what it ended with.
 struct Vm::Step {
-  enum Kind : uint8_t { returned, failed, exited, sleeping, fetching } kind = returned;
-  int status = 0;                      // failed: the lua_resume status
+  enum Kind : uint8_t { returned, failed, exited, sleeping, fetching, waiting } kind = returned;
+  int status = 0;                      // failed: the lua_resume status; waiting: tp_wait
+  int64_t arg = 0;                     // waiting
   std::chrono::nanoseconds sleep{};    // sleeping
   std::unique_ptr<PendingHttp> http{};  // fetching
+  bool waits() const { return kind == sleeping || kind == fetching || kind == waiting; }
 };
 
 Vm::Step Vm::resume(lua_State* co, int nargs, int64_t& budget, tp_request* request) {
@@ -174,6 +178,12 @@ Vm::Step Vm::resume(lua_State* co, int nargs, int64_t& budget, tp_request* reque
       return step;
     }
     case YieldKind::exit: return {Step::exited};
+    case YieldKind::wait: {
+      Step step{Step::waiting, static_cast<int>(lua_tointeger(co, 3))};
+      step.arg = static_cast<int64_t>(lua_tonumber(co, 4));
+      lua_settop(co, 0);
+      return step;
+    }
     case YieldKind::foreign: break;
   }
   lua_settop(co, 0);
@@ -198,7 +208,8 @@ CallResult Vm::finish(lua_State* co, const Step& step, ThreadRef& thread, const 
       return result;  // the suspended coroutine is never resumed; releasing it frees it
     }
     case Step::sleeping:
-    case Step::fetching: break;
+    case Step::fetching:
+    case Step::waiting: break;
   }
   return CallResult::ok();
 }
@@ -226,7 +237,7 @@ CallStart Vm::start(std::shared_ptr<const Generation> gen, size_t plugin, Phase 
 
   int64_t budget = static_cast<int64_t>(cfg_.instruction_budget);
   Step step = resume(co, 2, budget, request);
-  if (step.kind != Step::sleeping && step.kind != Step::fetching) {
+  if (!step.waits()) {
     out.result = finish(co, step, thread, info, phase);
     return out;
   }
@@ -271,6 +282,13 @@ asio::awaitable<CallResult> Vm::run(std::shared_ptr<const Generation> gen, size_
         if (r.error == HttpError::cancelled) co_return fail("the call was cancelled while it waited for an HTTP response");
       }
       nargs = push_http_result(co, r);
+    } else if (step.kind == Step::waiting) {
+      // The pipeline's own waits are bounded by its timeouts (the client body's), not by
+      // lua.phase_timeout: a slow upload is the client's, answered with a 408.
+      int64_t result = -1;
+      if (request_wait_ && request) result = co_await request_wait_(request, step.status, step.arg);
+      lua_pushinteger(co, static_cast<lua_Integer>(result));
+      nargs = 1;
     } else {
       const auto wake = std::chrono::steady_clock::now() + step.sleep;
       asio::steady_timer timer(co_await asio::this_coro::executor, std::min(wake, deadline));
@@ -278,7 +296,7 @@ asio::awaitable<CallResult> Vm::run(std::shared_ptr<const Generation> gen, size_
       if (wake > deadline) co_return fail(kPhaseTimeoutMessage);
     }
     step = resume(co, nargs, budget, request);
-    if (step.kind != Step::sleeping && step.kind != Step::fetching) co_return finish(co, step, thread, info, phase);
+    if (!step.waits()) co_return finish(co, step, thread, info, phase);
   }
 }
 

@@ -194,39 +194,6 @@ boost::asio::awaitable<error_code> read_more(UpstreamConnection& conn, size_t li
 
 }  // namespace
 
-// The client's body could not be read: malformed chunking gets a 400, a too slow client a 408
-// (if it still listens), a vanished one nothing. The connection closes either way.
-boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream, error_code ec) {
-  ctx.close_connection = true;
-  if (ctx.chunked.failed()) {
-    co_await respond_error(ctx, downstream, Outcome::bad_request, ctx.chunked.error());
-  } else if (ec == boost::asio::error::timed_out) {
-    co_await respond_error(ctx, downstream, Outcome::request_timeout);
-  } else {
-    ctx.error = "client_body_failed";
-  }
-}
-
-boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream& downstream) {
-  if (ctx.head.framing == http::BodyFraming::none) co_return true;
-  // Body bytes that came with the head. A chunked body is not forwarded before its first chunk
-  // header has been seen to be valid, so a malformed one never reaches the upstream at all.
-  downstream.preread_body(ctx);
-  while (ctx.head.framing == http::BodyFraming::chunked && ctx.body_views.empty() && !ctx.body_done &&
-         !ctx.chunked.failed()) {
-    auto ec = co_await downstream.read_body(ctx);
-    if (ec && !ctx.chunked.failed()) {
-      co_await fail_client_body(ctx, downstream, ec);
-      co_return false;
-    }
-  }
-  if (ctx.chunked.failed()) {
-    co_await fail_client_body(ctx, downstream, boost::asio::error::invalid_argument);
-    co_return false;
-  }
-  co_return true;
-}
-
 boost::asio::awaitable<Attempt> attempt_http1(Worker& worker, RequestContext& ctx, Downstream& downstream,
                                              upstream::UpstreamPool& pool, size_t node, const AttemptOptions& opt) {
   // The steps run in this one coroutine: a coroutine per step would cost every request a frame

@@ -8,6 +8,7 @@
 
 #include <charconv>
 
+#include "pipeline.h"
 #include "plugins.h"
 #include "turnpike/common/strings.h"
 #include "turnpike/http/types.h"
@@ -118,6 +119,7 @@ const char* get(tp_request* r, int field, const char* arg, size_t arg_len, size_
       for (auto p : pieces) ctx.body_scratch.append(p);
       return out(ctx.body_scratch, len);
     }
+    case TP_REQUEST_BODY: return ctx.body_buffered ? out(ctx.body_buffer, len) : nullptr;
     case TP_HEADERS: {
       std::string& all = ctx.arena.emplace_front();
       for (const auto& h : ctx.headers) {
@@ -185,6 +187,7 @@ int set(tp_request* r, int field, const char* arg, size_t arg_len, const char* v
       ctx.response_status = static_cast<int>(*n);
       return 0;
     }
+    case TP_REQUEST_BODY: return before_upstream && replace_request_body(ctx, v) ? 0 : -1;
     case TP_UPSTREAM: {
       if (!before_upstream || !value) return -1;
       size_t index = ctx.snapshot->find_upstream(v);
@@ -202,6 +205,7 @@ int64_t get_int(tp_request* r, int field) {
     case TP_STATUS: return ctx.response_status;
     case TP_UPSTREAM_STATUS: return ctx.upstream_status;
     case TP_CONTENT_LENGTH:
+      if (ctx.body_replaced) return static_cast<int64_t>(ctx.head.content_length);
       for (const auto& h : ctx.headers) {
         if (iequals(h.name, "content-length")) {
           auto n = parse_decimal(h.value);
@@ -210,6 +214,10 @@ int64_t get_int(tp_request* r, int field) {
       }
       return -1;
     case TP_BODY_BYTES: return static_cast<int64_t>(ctx.response_body_bytes);
+    case TP_HAS_BODY:
+      if (ctx.body_buffered && ctx.body_done) return ctx.body_buffer.empty() ? 0 : 1;
+      if (ctx.head.framing == http::BodyFraming::none) return 0;
+      return ctx.head.framing == http::BodyFraming::content_length && ctx.head.content_length == 0 ? 0 : 1;
     case TP_BODY_LAST: return ctx.body_pieces ? (ctx.body_last ? 1 : 0) : -1;
     case TP_SERVER_PORT:
       return ctx.listener && ctx.listener->config->port ? ctx.listener->config->port : -1;
@@ -235,6 +243,19 @@ void log(tp_request* r, int level, const char* msg, size_t len) {
 }
 
 }  // namespace
+
+boost::asio::awaitable<int64_t> pdk_request_wait(tp_request* r, int what, int64_t arg) {
+  RequestContext& ctx = req(r);
+  // Only before the request went upstream: from then on the forwarders own the client's body.
+  if (what != TP_WAIT_BODY || !ctx.downstream || ctx.response_started || !ctx.upstream_addr.empty()) co_return -1;
+  const size_t max = arg > 0 ? static_cast<size_t>(arg) : SIZE_MAX;
+  switch (co_await read_request_body(ctx, max)) {
+    case BodyRead::whole: co_return 1;
+    case BodyRead::partial: co_return 0;
+    case BodyRead::failed: break;
+  }
+  co_return -1;
+}
 
 const tp_request_api& pdk_request_api() {
   static const tp_request_api api = [] {

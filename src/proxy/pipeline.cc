@@ -302,6 +302,7 @@ boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& down
 
 boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Downstream& downstream) {
   ctx.worker_counters = &worker.counters();
+  ctx.downstream = &downstream;
   // ---- route ----
   router::MatchInput in;
   in.host = ctx.host;
@@ -352,21 +353,31 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
         // leads back to one of our own listeners (turnpike -t warns about such configs). Only
         // forwarding is refused, so a gateway may still answer locally on an internal listener.
         co_await respond_error(ctx, downstream, Outcome::loop_detected);
-      } else if (ctx.head.framing == http::BodyFraming::none || co_await start_request_body(ctx, downstream)) {
+      } else {
         // ---- balancer → attempt → retry policy ----
         // Each attempt goes to one node and, when that node answers, streams its response
         // through the header and body filters; the policy decides whether a failed one goes
-        // again (forward.h).
+        // again (forward.h). The body bytes that came with the head (or that a plugin read
+        // ahead) are made ready first; a request without a body costs no coroutine for that.
+        bool body_ready = true;
+        if (ctx.body_buffered || ctx.head.framing != http::BodyFraming::none) {
+          body_ready = co_await start_request_body(ctx, downstream);
+        }
         size_t upstream = ctx.upstream_override != SIZE_MAX ? ctx.upstream_override : ctx.route->upstream_index;
         upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream);
         const bool http1 = pool.config().protocol == config::UpstreamProtocol::http1;
         RetryPolicy policy(pool, ctx);
-        for (;;) {
+        while (body_ready) {
           const size_t node = policy.pick(pool);
           ctx.upstream_addr = pool.upstream().nodes[node].address;
           ctx.upstream_tries.begin(ctx.upstream_addr);
-          Attempt a = http1 ? co_await attempt_http1(worker, ctx, downstream, pool, node, policy.options())
-                            : co_await attempt_h2(worker, ctx, downstream, pool, node, policy.options());
+          // (Not a ?: of two co_awaits: GCC 12 mishandles co_await inside conditional expressions.)
+          Attempt a;
+          if (http1) {
+            a = co_await attempt_http1(worker, ctx, downstream, pool, node, policy.options());
+          } else {
+            a = co_await attempt_h2(worker, ctx, downstream, pool, node, policy.options());
+          }
           if (a.end == AttemptEnd::done) break;
           if (policy.again(a, node, ctx)) {
             worker.counters().retries.inc();

@@ -44,8 +44,25 @@ boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream
 // False when the body was malformed or unreadable; the error response has then been sent.
 boost::asio::awaitable<bool> start_request_body(RequestContext& ctx, Downstream& downstream);
 
-// The client's body could not be read: malformed chunking gets a 400, a too slow client a 408
-// (if it still listens), a vanished one nothing. The connection closes either way.
+// How read_request_body ended.
+enum class BodyRead : unsigned char {
+  whole,    // ctx.body_buffer holds the whole body (empty without one)
+  partial,  // it holds the body's first bytes (at least the bound asked for); the rest streams
+  failed,   // the client's body failed (ctx.body_error): the request is answered before forwarding
+};
+
+// Reads the request body ahead into ctx.body_buffer, until it ends or `max` bytes (capped by
+// lua.max_body_buffer) are there. The forwarders send the buffer first. For plugins
+// (turnpike.request.read_body) and C++ filters (from a suspended hook).
+boost::asio::awaitable<BodyRead> read_request_body(RequestContext& ctx, size_t max);
+
+// Replaces the request body (framed with a Content-Length from then on). Refused (false) unless
+// the body was read whole, or the request had none, and nothing went upstream yet.
+bool replace_request_body(RequestContext& ctx, std::string_view body);
+
+// The client's body could not be read: malformed chunking gets a 400, a too large one a 413, a
+// too slow client a 408 (if it still listens), a vanished one nothing. The connection closes
+// either way.
 boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& downstream,
                                               boost::system::error_code ec);
 

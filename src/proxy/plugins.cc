@@ -350,6 +350,7 @@ void WorkerPlugins::adopt(const std::shared_ptr<const Snapshot>& snapshot) {
       return;
     }
     vm->set_request_api(&pdk_request_api());
+    vm->set_request_wait(&pdk_request_wait);
     inst->vm = std::move(vm);
   }
   std::vector<std::string> errors;

@@ -139,5 +139,7 @@ class WorkerPlugins {
 
 // The request functions of the PDK (pdk_request.cc), implemented on RequestContext.
 const tp_request_api& pdk_request_api();
+// The waits the pipeline does for a plugin (tp_wait; Vm::set_request_wait), in pdk_request.cc.
+boost::asio::awaitable<int64_t> pdk_request_wait(tp_request* request, int what, int64_t arg);
 
 }  // namespace turnpike::proxy

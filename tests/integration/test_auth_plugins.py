@@ -473,6 +473,24 @@ def test_hmac_auth_digest_header(origin, turnpike):
     assert_denied(get(tp, "/echo/d", bad), "invalid digest header")
     md5 = signed("GET", "/echo/d", names, {"digest": "MD5=" + base64.b64encode(hashlib.md5(body).digest()).decode()})
     assert_denied(get(tp, "/echo/d", md5), "invalid digest header")
+    # The body is hashed: a signed, well-formed digest of another body is refused.
+    other = signed("POST", "/echo/d", names, {"digest": good})
+    resp = rawhttp.request(tp.port(), "POST", "/echo/d", headers=other, body=b'{"n":2}')
+    assert_denied(resp, "digest does not match the body")
+    # Chunked bodies are read whole and hashed too (and forwarded whole).
+    chunked_body = b"7\r\n" + body + b"\r\n0\r\n\r\n"
+    headers = signed("POST", "/echo/d", names, {"digest": good}) + [("Transfer-Encoding", "chunked")]
+    resp = rawhttp.request(tp.port(), "POST", "/echo/d", headers=headers, body=chunked_body)
+    assert resp.status == 200, resp
+
+
+def test_hmac_auth_digest_of_a_body_over_max_body_is_refused(origin, turnpike):
+    tp = turnpike(cfg_with(origin, {"hmac-auth": {"require_digest": True, "max_body": 100}}, HMAC_CONSUMERS))
+    body = b"b" * 5000
+    good = "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
+    headers = signed("POST", "/echo/big", ["@request-target", "date", "digest"], {"digest": good})
+    resp = rawhttp.request(tp.port(), "POST", "/echo/big", headers=headers, body=body)
+    assert_denied(resp, "request body too large to verify its digest")
 
 
 def test_hmac_and_jwt_auth_over_http2(origin, turnpike):

@@ -51,6 +51,19 @@ class Checker:
                 else:
                     self.answer(200, b"", [("X-User-Id", "alice"), ("X-Not-Copied", "1")])
 
+            def do_POST(self):
+                # A check that carries the first bytes of the request body (body_bytes).
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with checker.lock:
+                    checker.requests.append({"path": self.path, "headers": headers, "body": body,
+                                             "peer": self.client_address[1]})
+                if b"attack" in body:
+                    self.answer(403, b'{"waf":"blocked"}', [("Content-Type", "application/json")])
+                else:
+                    self.answer(200, b"", [("X-User-Id", "alice")])
+
             def answer(self, status, body, headers):
                 self.send_response(status)
                 for name, value in headers:
@@ -133,6 +146,28 @@ def test_allowed_request_reaches_the_upstream_with_the_checkers_headers(origin, 
     assert h["x-forwarded-host"] == "test.local"
     assert h["x-forwarded-proto"] == "http"
     assert h["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_body_bytes_sends_the_first_bytes_of_the_body_to_the_checker(origin, checker, turnpike):
+    tp = turnpike(config(origin, {"uri": checker.url, "body_bytes": 1000}))
+    body = b"clean data " * 50_000  # 550 KB: longer than body_bytes
+    resp = rawhttp.request(tp.port(), "POST", "/g/sink/up", body=body)
+    assert resp.status == 200, resp
+    assert resp.json()["body_len"] == len(body)  # the upstream still gets all of it
+    [call] = checker.seen()
+    assert call["body"] == body[:1000]
+    assert call["headers"]["x-forwarded-body-truncated"] == "true"
+    assert call["headers"]["x-forwarded-method"] == "POST"
+    # A short body goes whole (not truncated); what the checker judges by is in it.
+    resp = rawhttp.request(tp.port(), "POST", "/g/sink/attack", body=b"an attack payload")
+    assert resp.status == 403 and resp.json() == {"waf": "blocked"}
+    assert all(r.path != "/g/sink/attack" for r in origin.snapshot())
+    last = checker.seen()[-1]
+    assert last["body"] == b"an attack payload"
+    assert "x-forwarded-body-truncated" not in last["headers"]
+    # A request without a body is still checked with a GET.
+    assert get(tp, "/g/echo/nobody").status == 200
+    assert "body" not in checker.seen()[-1]
 
 
 def test_denial_answers_with_the_checkers_status_body_and_client_headers(origin, checker, turnpike):

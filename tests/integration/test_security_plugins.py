@@ -260,10 +260,15 @@ def chunked_post(tp, path, data):
     return resp
 
 
-def test_request_size_limit_and_bodies_of_unknown_length(security):
-    # Without a declared length the plugin cannot measure the body: it goes through...
-    assert chunked_post(security, "/size/chunked", b"x" * 20).status == 200
-    # ...unless the route asks for a Content-Length.
+def test_request_size_limit_and_bodies_of_unknown_length(security, origin_module):
+    # Without a declared length the body is read ahead and measured: over the limit is a 413
+    # before any byte went upstream; under it, it goes through whole.
+    assert_denied(chunked_post(security, "/size/chunked-big", b"x" * 20), 413, "payload_too_large",
+                  "the request body is larger than 10 bytes")
+    assert all(r.path != "/size/chunked-big" for r in origin_module.snapshot())
+    resp = chunked_post(security, "/size/echo", b"x" * 10)
+    assert resp.status == 200 and resp.json()["body_len"] == 10
+    # The route may ask for a Content-Length instead.
     assert_denied(chunked_post(security, "/size-strict/chunked", b"x" * 5), 411, "length_required",
                   "a request body needs a Content-Length on this route")
     assert get(security, "/size-strict/ok", method="POST", body=b"x" * 5).status == 200

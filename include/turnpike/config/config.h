@@ -218,6 +218,7 @@ struct LuaConfig {
   uint64_t memory_limit = 64u << 20;      // per worker VM
   uint64_t instruction_budget = 10'000'000;  // per phase call of a user plugin
   Duration phase_timeout{60'000};         // a phase call that waits longer fails
+  uint64_t max_body_buffer = 1u << 20;    // request body bytes a plugin may read ahead
   SourceRef source;
 };
 

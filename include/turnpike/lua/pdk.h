@@ -38,6 +38,7 @@ enum tp_field {
   TP_RESPONSE_STATUS = 17,  // set: the status the client gets (decimal; header_filter or earlier)
   TP_BODY_CHUNK = 18,      // body_filter: get the current piece of the response body; set: replace it
   TP_HEADERS = 16,         // get: every request field as "name: value\n" lines, in order
+  TP_REQUEST_BODY = 19,    // get: the body read ahead (read_body), NULL before; set: replace it
 };
 
 // What get_int reads.
@@ -48,6 +49,13 @@ enum tp_int_field {
   TP_BODY_BYTES = 4,       // response body bytes sent so far
   TP_SERVER_PORT = 5,      // the listener's port
   TP_BODY_LAST = 6,        // body_filter: 1 when the current piece is the body's last, else 0
+  TP_HAS_BODY = 19,        // 1 when the request has a body (declared length > 0, or chunked /
+                           // HTTP/2 DATA of unknown length), else 0
+};
+
+// What a PDK wait asks the pipeline for (Vm::set_request_wait); the result goes back to Lua.
+enum tp_wait {
+  TP_WAIT_BODY = 1,  // read the request body ahead, up to `arg` bytes: 1 whole, 0 partial, -1 failed
 };
 
 // Log levels of tp_request_api.log, as spdlog counts them.

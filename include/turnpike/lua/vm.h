@@ -201,6 +201,10 @@ class Vm {
 
   // The request functions the pipeline implements (pdk.h); the defaults answer "nothing".
   void set_request_api(const tp_request_api* api);
+  // The waits the pipeline does for a plugin (tp_wait: reading the request body ahead). Without
+  // one, such a wait answers -1 at once.
+  using RequestWaitFn = boost::asio::awaitable<int64_t> (*)(tp_request* request, int what, int64_t arg);
+  void set_request_wait(RequestWaitFn fn) { request_wait_ = fn; }
 
   // Used by Ref and Generation.
   void unref(int id);
@@ -254,6 +258,7 @@ class Vm {
   std::vector<IdleThread> idle_threads_;
   tp_pdk_current current_{};    // what the PDK's FFI side reads: the request now running
   tp_request_api request_api_{};
+  RequestWaitFn request_wait_ = nullptr;
 };
 
 }  // namespace turnpike::lua

@@ -8,6 +8,7 @@
 #include <array>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/system/error_code.hpp>
 #include <chrono>
 #include <forward_list>
 #include <memory>
@@ -33,6 +34,7 @@ struct RouteRuntime;
 class HttpFilter;
 class PluginInstance;
 struct WorkerCounters;
+class Downstream;
 
 struct HeaderEdit {
   enum class Op : unsigned char {
@@ -79,6 +81,7 @@ struct RequestInput {
   std::string_view upgrade;           // "websocket" when the client asks to switch (and can tunnel)
   std::chrono::steady_clock::time_point start;
   WorkerCounters* worker_counters = nullptr;  // the serving worker's (outcome counters)
+  Downstream* downstream = nullptr;   // the client side (set by run_request)
 };
 
 // Routing and the filters' decisions.
@@ -132,6 +135,12 @@ struct RequestBody {
   bool body_done = true;
   uint64_t request_body_bytes = 0;
   std::vector<std::string_view> body_views;  // current decoded body pieces
+  // Read ahead for a plugin (read_request_body): the body's first bytes, all of them when
+  // body_done, forwarded before the rest is read. Bounded by lua.max_body_buffer.
+  std::string body_buffer;
+  bool body_buffered = false;              // read_request_body ran: body_buffer is the body's start
+  bool body_replaced = false;              // a plugin replaced the body with body_buffer
+  boost::system::error_code body_error;    // reading ahead failed: answered before forwarding
 };
 
 // The response as the client gets it.

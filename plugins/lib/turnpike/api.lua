@@ -10,9 +10,13 @@ return function(turnpike, get, set, get_int, log)
     host = 1, scheme = 2, query = 3, uri = 4, route = 5, route_param = 6, request_id = 7,
     consumer = 8, response_header = 9, upstream = 10, path = 11, protocol = 12, listener = 13,
     response_add_header = 14, remote_addr = 15, headers = 16, response_status = 17, body_chunk = 18,
+    request_body = 19,
   }
+  local WAIT_BODY = 1
+  local yield_tag = require("turnpike.runtime").bridge.yield_tag
+  local yield = coroutine.yield
   local I = { status = 1, upstream_status = 2, content_length = 3, body_bytes = 4, server_port = 5,
-              body_last = 6 }
+              body_last = 6, has_body = 19 }
 
   local byte, char, find, sub, gsub = string.byte, string.char, string.find, string.sub, string.gsub
   local tostring, tonumber, type, select, concat = tostring, tonumber, type, select, table.concat
@@ -34,6 +38,30 @@ return function(turnpike, get, set, get_int, log)
   function request.set_id(id) return set(F.request_id, nil, tostring(id)) end
   -- Declared request body length (Content-Length), nil when unknown.
   function request.get_content_length() return get_int(I.content_length) end
+  -- Reads the request body ahead (rewrite, access, before_proxy), waiting for it without blocking
+  -- the worker: until it ends or `max` bytes are read (nil: up to lua.max_body_buffer, which
+  -- also caps `max`). Returns the bytes read (at least `max` of them, unless the body is shorter;
+  -- "" without a body) and whether that is the whole body; nil and why when the client's body
+  -- failed (too large, malformed, too slow: the gateway answers it with 413/400/408 after the
+  -- phase). The upstream still gets the whole body: what was read goes first, the rest streams.
+  function request.read_body(max)
+    if max ~= nil and (type(max) ~= "number" or max < 0) then
+      error("turnpike.request.read_body: max must be a number of bytes >= 0", 2)
+    end
+    local rc = yield(yield_tag, "wait", WAIT_BODY, max or 0)
+    if rc == nil or rc < 0 then return nil, "the request body could not be read" end
+    return get(F.request_body) or "", rc == 1
+  end
+  -- Whether the request has a body (without reading it).
+  function request.has_body() return get_int(I.has_body) == 1 end
+  -- The body read_body read (nil before it ran).
+  function request.get_body() return get(F.request_body) end
+  -- Replaces the body the upstream gets (sent with a Content-Length). Only once read_body read
+  -- it whole, or when the request has none; true, or false when refused.
+  function request.set_body(body)
+    if type(body) ~= "string" then error("turnpike.request.set_body: body must be a string", 2) end
+    return set(F.request_body, nil, body)
+  end
   -- The path the upstream gets (rewrite and access phases).
   function request.set_path(path) return set(F.path, nil, path) end
   -- The Host the upstream gets.
