@@ -180,6 +180,22 @@ local function compress_response(coding)
   response.set_header("Accept-Ranges", nil)
 end
 
+-- For an eligible response: the stream to compress it with, the head rewritten for it; nil when
+-- the client accepts none of conf.algorithms.
+local function start(conf, c)
+  add_vary()
+  local accept = request.get_header("accept-encoding")
+  local coding = accept and negotiate(conf.algorithms, accept)
+  if not coding then return nil end
+  local stream, err = compress.new(coding, c.levels[coding])
+  if not stream then
+    turnpike.log.error("cannot compress: ", err)
+    return nil
+  end
+  compress_response(coding)
+  return stream
+end
+
 return {
   name = "compression",
   version = "1.0",
@@ -212,17 +228,12 @@ return {
 
   header_filter = function(conf, ctx)
     local c = compile(conf)
-    if not eligible(conf, c) then return end
-    add_vary()
-    local accept = request.get_header("accept-encoding")
-    local coding = accept and negotiate(conf.algorithms, accept)
-    if not coding then return end
-    local stream, err = compress.new(coding, c.levels[coding])
+    local stream = eligible(conf, c) and start(conf, c)
     if not stream then
-      turnpike.log.error("cannot compress: ", err)
+      -- Passes as it is, with its Content-Length, and costs no body_filter call per piece.
+      response.skip_body_filter()
       return
     end
-    compress_response(coding)
     ctx.compression_stream = stream
   end,
 
