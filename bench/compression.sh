@@ -4,10 +4,12 @@
 # Turnpike against nginx's gzip module at the same level (`gzip on; gzip_comp_level 5;`), both
 # one worker in front of the same nginx origin serving the documents, same run, rounds rotated.
 # Each proxy is also measured without compression, so the table shows the compression's own
-# share (the "added" column: CPU per MiB over the same proxy's uncompressed run).
+# share (the "added" column: CPU per MiB over the same proxy's uncompressed run), and Turnpike
+# with the plugin on a client that accepts no coding (the plugin's cost when it compresses
+# nothing).
 #
 # The corpus is generated deterministically (seeded) into the bench's temp dir:
-#   api.json  ~128 KiB: an API answer, 300 orders with customers, addresses, line items, ISO
+#   api.json  ~220 KiB: an API answer, 300 orders with customers, addresses, line items, ISO
 #             dates, enums, free-text notes from a 2,000-word vocabulary (Zipf-distributed);
 #   page.html ~128 KiB: an article page: head with meta/link/script tags, nav, sections with
 #             paragraphs (same vocabulary), a table, a list of cards with classes and links.
@@ -174,7 +176,7 @@ check() {  # check NAME URL CODING FILE
   local name=$1 url=$2 coding=$3 file=$4 out=$BENCH_TMP/check.$1
   curl -sS -m 10 -H "Accept-Encoding: $coding" -D "$out.head" -o "$out.body" "$url" || die "$name: curl failed"
   grep -qi "^content-encoding: $coding" "$out.head" || die "$name: not $coding-encoded: $(head -c 400 "$out.head")"
-  python3 - "$coding" "$out.body" "$file" <<'PY' || die "$name: does not decompress to $file"
+  /usr/bin/python3 - "$coding" "$out.body" "$file" <<'PY' || die "$name: does not decompress to $file"
 import sys, zlib, brotli
 coding, body, orig = sys.argv[1], open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
 plain = zlib.decompress(body, wbits=31) if coding == "gzip" else brotli.decompress(body)
@@ -194,19 +196,21 @@ done
 # case → proxy, path prefix, Accept-Encoding
 declare -A PID_OF=([tp]=$TP_PID [ng]=$NG_PID) PORT_OF=([tp]=$TP_PORT [ng]=$NG_PORT)
 CASES=()
-for d in $DOCS; do CASES+=("tp-plain-$d" "tp-gz-$d" "tp-br-$d" "ng-plain-$d" "ng-gz-$d"); done
-declare -A CPU RPS MBPS
+for d in $DOCS; do CASES+=("tp-plain-$d" "tp-skip-$d" "tp-gz-$d" "tp-br-$d" "ng-plain-$d" "ng-gz-$d"); done
+declare -A CPU RPS US
 for ((r = 1; r <= ROUNDS; r++)); do
   for c in $(rotated "$r" "${CASES[@]}"); do
     IFS=- read -r proxy kind d <<<"$c"
-    enc=gzip; [[ $kind == br ]] && enc=br
-    url="http://127.0.0.1:${PORT_OF[$proxy]}/$kind/${FILE[$d]}"
+    enc=gzip path=$kind
+    [[ $kind == br ]] && enc=br
+    [[ $kind == skip ]] && enc=identity path=gz  # the plugin runs, the client accepts no coding
+    url="http://127.0.0.1:${PORT_OF[$proxy]}/$path/${FILE[$d]}"
     measure "${PID_OF[$proxy]}" "$url" -H "Accept-Encoding: $enc"
     ((M_OK)) || die "$c round $r failed: $M_REQS requests, $M_NON2XX non-2xx, $M_SOCKERR socket errors"
     size=$(stat -c %s "$www/${FILE[$d]}")
     # ms of proxy CPU per MiB of origin body
     per_mib=$(awk -v us="$M_CPU" -v s="$size" 'BEGIN{printf "%.2f", us / 1000 / (s / 1048576)}')
-    CPU[$c]+="$per_mib " RPS[$c]+="$M_RPS "
+    CPU[$c]+="$per_mib " RPS[$c]+="$M_RPS " US[$c]+="$M_CPU "
     log "round $r $c: $M_CPU µs/req = $per_mib ms/MiB, $M_RPS req/s"
   done
 done
@@ -219,19 +223,20 @@ done
   echo "- command: \`ROUNDS=$ROUNDS DUR=$DUR CONNS=$CONNS bench/compression.sh\`; wrk -t1 -c$CONNS, ${DUR}s per case per round, medians of $ROUNDS rotated rounds"
   echo "- corpus (generated, seeded): api.json $(stat -c %s "$www/api.json") bytes, page.html $(stat -c %s "$www/page.html") bytes"
   echo
-  echo "| document | proxy | coding | ratio (compressed / original) | proxy CPU ms per MiB of body | added by compression, ms/MiB | req/s |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| document | proxy | coding | ratio (compressed / original) | proxy CPU µs/req | proxy CPU ms per MiB of body | added by compression, ms/MiB | req/s |"
+  echo "|---|---|---|---|---|---|---|---|"
   for d in $DOCS; do
-    for c in "tp-plain-$d" "tp-gz-$d" "tp-br-$d" "ng-plain-$d" "ng-gz-$d"; do
+    for c in "tp-plain-$d" "tp-skip-$d" "tp-gz-$d" "tp-br-$d" "ng-plain-$d" "ng-gz-$d"; do
       IFS=- read -r proxy kind _ <<<"$c"
       # shellcheck disable=SC2086
-      m=$(median ${CPU[$c]}); rps=$(median ${RPS[$c]})
+      m=$(median ${CPU[$c]}); rps=$(median ${RPS[$c]}); us=$(median ${US[$c]})
       # shellcheck disable=SC2086
       base=$(median ${CPU[$proxy-plain-$d]})
       added=-; [[ $kind != plain ]] && added=$(awk -v a="$m" -v b="$base" 'BEGIN{printf "%.2f", a-b}')
       label=Turnpike; [[ $proxy == ng ]] && label=nginx
       coding=none; [[ $kind == gz ]] && coding="gzip 5"; [[ $kind == br ]] && coding="brotli 4"
-      echo "| ${FILE[$d]} | $label | $coding | ${RATIO[$c]:--} | $m | $added | $rps |"
+      [[ $kind == skip ]] && coding="none (plugin on, client asks identity)"
+      echo "| ${FILE[$d]} | $label | $coding | ${RATIO[$c]:--} | $us | $m | $added | $rps |"
     done
   done
   echo
