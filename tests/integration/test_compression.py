@@ -199,6 +199,13 @@ def test_http2_client_gets_a_compressed_body(tp, coding):
         c.close()
 
 
+def test_http10_client_gets_a_close_delimited_compressed_body(tp):
+    resp = rawhttp.request(tp.port(), "GET", "/doc?len=50000", headers=[("Accept-Encoding", "gzip")],
+                           version="HTTP/1.0", timeout=30)
+    assert resp.header("content-encoding") == "gzip" and resp.framing == "close"
+    assert decode("gzip", resp.body) == document(50000)
+
+
 def test_many_responses_on_one_connection(tp):
     with rawhttp.HttpConn(tp.port(), timeout=30) as conn:
         for i, coding in enumerate(["gzip", "br", None, "gzip", "br"] * 4):
