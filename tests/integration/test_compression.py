@@ -20,7 +20,9 @@ import pytest
 
 import rawhttp
 from h2client import CANCEL, H2Client, vm_rss_kib
+from h2origin import H2Origin
 from harness import base_config, check_config, dump_yaml, ERROR_LINE, upstream
+from origin import pattern_sha256
 
 # ---- the origin: documents of any type, length, framing and header fields ---------------------
 
@@ -204,6 +206,24 @@ def test_http10_client_gets_a_close_delimited_compressed_body(tp):
                            version="HTTP/1.0", timeout=30)
     assert resp.header("content-encoding") == "gzip" and resp.framing == "close"
     assert decode("gzip", resp.body) == document(50000)
+
+
+def test_http2_upstream_body_and_trailers(turnpike):
+    origin = H2Origin().start()
+    try:
+        routes = [{"name": "h2", "match": {"paths": ["/*"]}, "upstream": "h2",
+                   "plugins": {"compression": {"min_length": 0, "types": ["application/octet-stream", "text/*"]}}}]
+        tp = turnpike(base_config(None, routes=routes, upstreams=[upstream("h2", [origin.address], protocol="h2c")]))
+        resp = get(tp, "/bytes/300000", accept="gzip")
+        assert resp.header("content-encoding") == "gzip"
+        assert hashlib.sha256(decode("gzip", resp.body)).hexdigest() == pattern_sha256(300000)
+        # The upstream's trailers follow the compressed body.
+        resp = get(tp, "/trailers", accept="br", headers=[("TE", "trailers")])
+        assert resp.header("content-encoding") == "br"
+        assert decode("br", resp.body) == b"hello trailers"
+        assert {n.lower() for n, _ in resp.trailers} >= {"x-checksum", "x-origin"}
+    finally:
+        origin.stop()
 
 
 def test_many_responses_on_one_connection(tp):
