@@ -7,11 +7,11 @@ packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config clang-14 libclang-rt-14-dev
   # libraries
-  libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libluajit2-5.1-dev libpcre2-dev
+  libboost1.81-dev libssl-dev libnghttp2-dev libyaml-cpp-dev libluajit2-5.1-dev libpcre2-dev zlib1g-dev libbrotli-dev
   prometheus-cpp-dev libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
   # test and benchmark peers
   curl wrk nghttp2-client nginx-light libnginx-mod-http-lua haproxy linux-perf
-  python3 python3-pytest python3-h2 python3-yaml python3-grpcio python3-cryptography openssl ca-certificates
+  python3 python3-pytest python3-h2 python3-yaml python3-grpcio python3-cryptography python3-brotli openssl ca-certificates
 )
 
 missing=()

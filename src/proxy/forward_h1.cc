@@ -453,8 +453,11 @@ boost::asio::awaitable<Attempt> attempt_http1(Worker& worker, RequestContext& ct
           done = true;
           reusable = false;
           ctx.body_views.clear();
+          // The close is the body's end: body filters get their last call (a compressor's trailer).
+          if (has_body_filters && !out.no_body) run_body_filters(ctx, ctx.body_views, true);
           dec = co_await downstream.send_body(ctx, ctx.body_views, true);
           if (dec) ctx.close_connection = true;
+          if (!dec) for (auto v : ctx.body_views) ctx.response_body_bytes += v.size();
           break;
         }
         // Truncated body: the client must see a broken response, not a short one.

@@ -172,6 +172,16 @@ int set(tp_request* r, int field, const char* arg, size_t arg_len, const char* v
       if (field == TP_RESPONSE_ADD_HEADER && !value) return -1;
       return push_edit(ctx, ctx.response_edits,
                        field == TP_RESPONSE_HEADER ? HeaderEdit::Op::set : HeaderEdit::Op::add, a, value, value_len);
+    case TP_SKIP_BODY_FILTER: {
+      // Before the head is sent (header_filter): the running plugin's bit in body_filters_skipped.
+      if (ctx.response_started || ctx.body_pieces) return -1;
+      for (size_t i = 0; i < ctx.filters.size() && i < 64; ++i) {
+        if (ctx.filters[i]->name() != ctx.current_plugin) continue;
+        ctx.body_filters_skipped |= uint64_t{1} << i;
+        return 0;
+      }
+      return -1;
+    }
     case TP_BODY_CHUNK: {
       if (!ctx.body_pieces || !value) return -1;
       if (ctx.body_outputs.size() <= ctx.body_filter_index) ctx.body_outputs.resize(ctx.body_filter_index + 1);

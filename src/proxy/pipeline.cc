@@ -83,16 +83,23 @@ void set_outcome_response(RequestContext& ctx, Outcome outcome) {
   lr.body = error_json(o.code, o.message);
 }
 
+namespace {
+bool body_filter_skipped(const RequestContext& ctx, size_t i) {
+  return i < 64 && (ctx.body_filters_skipped >> i & 1) != 0;
+}
+}  // namespace
+
 void run_body_filters(RequestContext& ctx, std::vector<std::string_view>& pieces, bool last) {
   for (size_t i = 0; i < ctx.filters.size(); ++i) {
+    if (body_filter_skipped(ctx, i)) continue;
     ctx.body_filter_index = i;
     ctx.filters[i]->on_response_body(ctx, pieces, last);
   }
 }
 
 bool body_changes(const RequestContext& ctx) {
-  for (const HttpFilter* f : ctx.filters) {
-    if (f->changes_body()) return true;
+  for (size_t i = 0; i < ctx.filters.size(); ++i) {
+    if (ctx.filters[i]->changes_body() && !body_filter_skipped(ctx, i)) return true;
   }
   return false;
 }

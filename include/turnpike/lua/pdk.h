@@ -39,6 +39,7 @@ enum tp_field {
   TP_BODY_CHUNK = 18,      // body_filter: get the current piece of the response body; set: replace it
   TP_HEADERS = 16,         // get: every request field as "name: value\n" lines, in order
   TP_REQUEST_BODY = 19,    // get: the body read ahead (read_body), NULL before; set: replace it
+  TP_SKIP_BODY_FILTER = 50,  // set (header_filter): the running plugin leaves this response's body alone
 };
 
 // What get_int reads.

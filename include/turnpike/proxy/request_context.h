@@ -123,6 +123,10 @@ struct FilterState {
   bool body_last = false;
   size_t body_filter_index = 0;
   std::vector<std::string> body_outputs;
+  // Bit i: filter i leaves this response's body as it is (a Lua plugin's
+  // turnpike.response.skip_body_filter() in header_filter): not called for its pieces, and it
+  // does not make the length unknown. Filters past the 64th cannot opt out.
+  uint64_t body_filters_skipped = 0;
   std::string body_scratch;           // the current piece joined, for a plugin reading it
 };
 

@@ -11,6 +11,7 @@ return function(turnpike, get, set, get_int, log)
     consumer = 8, response_header = 9, upstream = 10, path = 11, protocol = 12, listener = 13,
     response_add_header = 14, remote_addr = 15, headers = 16, response_status = 17, body_chunk = 18,
     request_body = 19,
+    skip_body_filter = 50,
   }
   local WAIT_BODY = 1
   local yield_tag = require("turnpike.runtime").bridge.yield_tag
@@ -147,6 +148,9 @@ return function(turnpike, get, set, get_int, log)
   function response.get_body_chunk() return get(F.body_chunk) or "" end
   function response.is_last_chunk() return get_int(I.body_last) == 1 end
   function response.set_body_chunk(data) return set(F.body_chunk, nil, tostring(data)) end
+  -- header_filter: this plugin leaves this response's body as it is: its body_filter is not
+  -- called for it, and the response keeps its Content-Length (unless another plugin changes it).
+  function response.skip_body_filter() return set(F.skip_body_filter, nil, "1") end
   -- response.exit is turnpike.exit.
   response.exit = turnpike.exit
 

@@ -89,6 +89,7 @@ void dirty(RequestContext& ctx, const RouteRuntime& route) {
   ctx.current_plugin = "key-auth";
   ctx.body_pieces = &ctx.response_pieces;
   ctx.body_last = true;
+  ctx.body_filters_skipped = 5;
   ctx.body_filter_index = 3;
   ctx.body_outputs.emplace_back("replaced");
   ctx.body_scratch = "joined";
@@ -134,6 +135,7 @@ void expect_like_new(const RequestContext& a) {
   EXPECT_EQ(a.current_plugin, fresh.current_plugin);
   EXPECT_EQ(a.body_pieces, fresh.body_pieces);
   EXPECT_EQ(a.body_last, fresh.body_last);
+  EXPECT_EQ(a.body_filters_skipped, fresh.body_filters_skipped);
   EXPECT_EQ(a.body_filter_index, fresh.body_filter_index);
   EXPECT_TRUE(a.body_outputs.empty());
   EXPECT_TRUE(a.body_scratch.empty());
