@@ -309,7 +309,14 @@ asio::awaitable<void> LuaPluginFilter::on_log(RequestContext& ctx) const {
   ctx.current_plugin = info_->name;
   lua::CallStart call = inst->vm->start(inst->generation, plugin_, lua::Phase::log, inst->confs[use_],
                                         ctx.lua_ctx, reinterpret_cast<tp_request*>(&ctx));
-  lua::CallResult result = call.done ? std::move(call.result) : co_await std::move(*call.rest);
+  // Not `call.done ? std::move(call.result) : co_await ...`: GCC 12 miscompiles a co_await inside
+  // a conditional expression (ASan: the CallResult's string freed from the coroutine frame).
+  lua::CallResult result;
+  if (call.done) {
+    result = std::move(call.result);
+  } else {
+    result = co_await std::move(*call.rest);
+  }
   ctx.current_plugin = {};
   if (result.status == lua::CallStatus::error) {
     spdlog::error("plugin \"{}\" failed in its log phase on route \"{}\": {}", info_->name,

@@ -96,7 +96,7 @@ ROUTES = [
     route("req", ["/req/*"], {"limit-req": {"rate": 5, "burst": 3, "key": ["header:x-user"]}}),
     route("req-nodelay", ["/req-nodelay/*"], {"limit-req": {
         "rate": 1, "burst": 3, "nodelay": True, "key": ["header:x-user"]}}),
-    route("conn", ["/conn/*"], {"limit-conn": {"conn": 2, "key": ["header:x-user"]}}),
+    route("conn", ["/sleep/*"], {"limit-conn": {"conn": 2, "key": ["header:x-user"]}}),
     route("conn-dead", ["/conn-dead/*"], {"limit-conn": {"conn": 1, "key": ["header:x-user"]}},
           upstream="dead"),
 ]
@@ -276,20 +276,22 @@ def wait_status(port, target, headers, want, timeout=10.0):
 
 def test_limit_conn_counts_requests_in_flight(gw, origin_module):
     u = [("x-user", user())]
-    held = [send_without_reading(gw.port(), "/conn/sleep/1500", u) for _ in range(2)]
+    # The conn route's origin endpoint sleeps for the milliseconds in the path.
+    held = [send_without_reading(gw.port(), "/sleep/3000", u) for _ in range(2)]
     try:
-        origin_module.wait_for(lambda reqs: sum(r.path == "/conn/sleep/1500" and r.header("x-user") == u[0][1]
+        origin_module.wait_for(lambda reqs: sum(r.path == "/sleep/3000" and r.header("x-user") == u[0][1]
                                                 for r in reqs) >= 2)
-        denied = get(gw.port(), "/conn/x", u)
+        denied = get(gw.port(), "/sleep/0", u)
         assert denied.status == 429
         assert denied.header("retry-after") == "1"
-        assert get(gw.port(), "/conn/x", [("x-user", user())]).status == 200  # another key
+        assert denied.json()["error"] == "too_many_requests"
+        assert get(gw.port(), "/sleep/0", [("x-user", user())]).status == 200  # another key
     finally:
         for s in held:
             s.close()
     # Their clients left: once the gateway notices, the count is given back (log phase).
-    assert wait_status(gw.port(), "/conn/x", u, 200) == 200
-    assert statuses([get(gw.port(), "/conn/x", u) for _ in range(3)]) == [200, 200, 200]
+    assert wait_status(gw.port(), "/sleep/0", u, 200) == 200
+    assert statuses([get(gw.port(), "/sleep/0", u) for _ in range(3)]) == [200, 200, 200]
 
 
 def test_limit_conn_gives_the_count_back_when_the_upstream_fails(gw):
@@ -298,6 +300,36 @@ def test_limit_conn_gives_the_count_back_when_the_upstream_fails(gw):
 
 
 # ---- a gateway of its own: flood, reload -------------------------------------------------------
+
+def test_limit_conn_gives_the_count_back_when_the_client_leaves_while_delayed(origin, turnpike, tmp_path):
+    # conn 1, burst 1, delay 2: A holds the slot, B waits in limit-conn's delay and its client
+    # leaves meanwhile, C finds both counted. Once A's client has left too, the key is free:
+    # its slot in the table is released only when the count is back at 0.
+    routes = [route("held", ["/sleep/*"], {"limit-conn": {"conn": 1, "burst": 1, "delay": 2,
+                                                          "key": ["header:x-user"]}})]
+    tp = turnpike(limits_config(origin, routes, tmp_path))
+    u = [("x-user", "leaver")]
+    a = send_without_reading(tp.port(), "/sleep/2500", u)
+    try:
+        origin.wait_for(lambda reqs: any(r.path == "/sleep/2500" for r in reqs))
+        b = send_without_reading(tp.port(), "/sleep/0", u)
+        time.sleep(0.3)
+        b.close()
+        denied = get(tp.port(), "/sleep/0", u)
+        assert denied.status == 429
+        assert denied.header("retry-after") == "2"
+        assert table_stats(tp.port())["keys"] == 1
+    finally:
+        a.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and table_stats(tp.port())["keys"] != 0:
+        time.sleep(0.05)
+    assert table_stats(tp.port())["keys"] == 0
+    # And the key works as new: one passes at once.
+    start = time.monotonic()
+    assert get(tp.port(), "/sleep/0", u).status == 200
+    assert time.monotonic() - start < 1.5
+
 
 def test_a_flood_of_distinct_keys_stays_within_the_table(origin, turnpike, tmp_path):
     routes = [route("flood", ["/flood/*"], {"limit-count": {"count": 5, "time_window": 60, "key": ["header:x-k"]}})]
