@@ -10,13 +10,13 @@
 # HTTP/1.1 keepalive, wrk -t1 -c$CONNS; cases rotate from round to round (lib.sh rotated).
 #
 # Env: TURNPIKE_BIN (default build-release/src/app/turnpike), DUR=8, WARM=1, CONNS=64, ROUNDS=5,
-#      CASES="none count req count-sliding auth-count lua".
+#      CASES="none count count-nohdr count-sliding req auth auth-count lua".
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need nginx wrk curl python3 awk
 ROUNDS=${ROUNDS:-5}
-CASES=${CASES:-none count req count-sliding auth-count lua}
+CASES=${CASES:-none count count-nohdr count-sliding req auth auth-count lua}
 LUA_MOD=/usr/lib/nginx/modules/ngx_http_lua_module.so
 raise_nofile >/dev/null
 warn_if_busy
@@ -35,6 +35,11 @@ routes:
     upstream: origin
     plugins:
       limit-count: {count: 100000000, time_window: 60}
+  - name: count-nohdr
+    match: {paths: ["/count-nohdr/*"]}
+    upstream: origin
+    plugins:
+      limit-count: {count: 100000000, time_window: 60, show_headers: false}
   - name: count-sliding
     match: {paths: ["/count-sliding/*"]}
     upstream: origin
@@ -45,6 +50,11 @@ routes:
     upstream: origin
     plugins:
       limit-req: {rate: 100000000, burst: 100000000}
+  - name: auth
+    match: {paths: ["/auth/*"]}
+    upstream: origin
+    plugins:
+      key-auth: {header: apikey}
   - name: auth-count
     match: {paths: ["/auth-count/*"]}
     upstream: origin
@@ -71,8 +81,9 @@ for url in "http://127.0.0.1:$TP_PORT/auth-count/x" "http://127.0.0.1:$LUA_PORT/
 done
 
 declare -A CPU RPS LABEL=([none]="Turnpike, no plugins" [count]="Turnpike limit-count (fixed)"
+  [count-nohdr]="Turnpike limit-count (fixed, show_headers: false)"
   [count-sliding]="Turnpike limit-count (sliding)" [req]="Turnpike limit-req"
-  [auth-count]="Turnpike key-auth + limit-count" [lua]="nginx+lua key-auth + shared-dict window")
+  [auth]="Turnpike key-auth" [auth-count]="Turnpike key-auth + limit-count" [lua]="nginx+lua key-auth + shared-dict window")
 for ((r = 1; r <= ROUNDS; r++)); do
   for c in $(rotated "$r" $CASES); do
     if [[ $c == lua ]]; then

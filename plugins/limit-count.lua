@@ -60,26 +60,22 @@ return {
     local allowed_count = conf.count
     if conf.cluster then allowed_count = limit.node_share(conf.count, true) end
     local ok, remaining, reset = p.count(p.scope(request.get_route()), key, allowed_count, conf.time_window)
+    reset = limit.whole_seconds(reset)
 
-    if conf.show_headers then
-      ctx.limit_count_limit, ctx.limit_count_remaining = allowed_count, remaining
-      ctx.limit_count_reset = limit.whole_seconds(reset)
-    end
     if not ok then
       local headers
       if conf.show_headers then
         headers = { ["x-ratelimit-limit"] = tostring(allowed_count), ["x-ratelimit-remaining"] = "0",
-                    ["x-ratelimit-reset"] = tostring(ctx.limit_count_reset) }
+                    ["x-ratelimit-reset"] = tostring(reset) }
       end
       return limit.reject(conf, reset, headers)
     end
-  end,
-
-  header_filter = function(conf, ctx)
-    local n = ctx.limit_count_limit
-    if not n then return end
-    response.set_header("x-ratelimit-limit", n)
-    response.set_header("x-ratelimit-remaining", ctx.limit_count_remaining)
-    response.set_header("x-ratelimit-reset", ctx.limit_count_reset)
+    -- Response headers set now are applied to whatever answers the request (the upstream's
+    -- response or a later plugin's), without a header_filter call of its own.
+    if conf.show_headers then
+      response.set_header("x-ratelimit-limit", allowed_count)
+      response.set_header("x-ratelimit-remaining", remaining)
+      response.set_header("x-ratelimit-reset", reset)
+    end
   end,
 }
