@@ -34,7 +34,8 @@ local function prepare(conf)
   local p = prepared[conf]
   if not p then
     p = { key = limit.key_reader(conf.key), scope = limit.scope("limit-count", conf, COUNTING),
-          count = limit[conf.window == "sliding" and "sliding_window" or "fixed_window"] }
+          count = limit[conf.window == "sliding" and "sliding_window" or "fixed_window"],
+          limit_header = tostring(conf.count) }
     prepared[conf] = p
   end
   return p
@@ -57,15 +58,18 @@ return {
     local key = limit.request_key(conf, p.key, ctx)
     if not key then return end
 
-    local allowed_count = conf.count
-    if conf.cluster then allowed_count = limit.node_share(conf.count, true) end
+    local allowed_count, limit_header = conf.count, p.limit_header
+    if conf.cluster then
+      allowed_count = limit.node_share(conf.count, true)
+      limit_header = tostring(allowed_count)
+    end
     local ok, remaining, reset = p.count(p.scope(request.get_route()), key, allowed_count, conf.time_window)
     reset = limit.whole_seconds(reset)
 
     if not ok then
       local headers
       if conf.show_headers then
-        headers = { ["x-ratelimit-limit"] = tostring(allowed_count), ["x-ratelimit-remaining"] = "0",
+        headers = { ["x-ratelimit-limit"] = limit_header, ["x-ratelimit-remaining"] = "0",
                     ["x-ratelimit-reset"] = tostring(reset) }
       end
       return limit.reject(conf, reset, headers)
@@ -73,7 +77,7 @@ return {
     -- Response headers set now are applied to whatever answers the request (the upstream's
     -- response or a later plugin's), without a header_filter call of its own.
     if conf.show_headers then
-      response.set_header("x-ratelimit-limit", allowed_count)
+      response.set_header("x-ratelimit-limit", limit_header)
       response.set_header("x-ratelimit-remaining", remaining)
       response.set_header("x-ratelimit-reset", reset)
     end

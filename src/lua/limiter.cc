@@ -260,8 +260,8 @@ Limiter::Stats Limiter::stats() const {
     const Slot* bucket = slots_.get() + b * kWays;
     for (size_t i = 0; i < kWays; ++i) st.keys += bucket[i].expires > now;
   }
-  for (const Stripe& s : stripes_) {
-    std::lock_guard lock(const_cast<Stripe&>(s).mutex);
+  for (Stripe& s : stripes_) {  // mutable: counted under their locks
+    std::lock_guard lock(s.mutex);
     st.evictions += s.evictions;
   }
   return st;
