@@ -85,7 +85,8 @@ class Loader {
     root_line_ = detail::line_of(root);
     check_keys(top, root,
                {"workers", "drain_timeout", "via", "pid_file", "log", "limits", "listeners", "upstreams",
-                "routes", "plugins", "consumers", "plugin_paths", "lua", "shared_dicts"});
+                "routes", "plugins", "consumers", "plugin_paths", "lua", "shared_dicts",
+                "rate_limits", "cluster"});
     load_workers(root["workers"]);
     field_duration(top, root, "drain_timeout", cfg_.drain_timeout, kZero);
     load_via(root["via"]);
@@ -112,6 +113,8 @@ class Loader {
     if (const YAML::Node n = section("lua")) detail::load_lua(diag_, n, cfg_.lua, relative);
     if (const YAML::Node n = section("plugin_paths")) detail::load_plugin_paths(diag_, n, cfg_.lua, relative);
     if (const YAML::Node n = section("shared_dicts")) detail::load_shared_dicts(diag_, n, cfg_);
+    if (const YAML::Node n = section("rate_limits")) detail::load_rate_limits(diag_, n, cfg_.rate_limits);
+    if (const YAML::Node n = section("cluster")) detail::load_cluster(diag_, n, cfg_.cluster);
   }
 
  private:

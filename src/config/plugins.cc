@@ -1,7 +1,8 @@
 // Loading the plugin sections: `plugins:` maps (global, listener, route, consumer), `consumers`,
-// `plugin_paths`, `lua` and `shared_dicts`. A plugin's conf is read as plain data here
-// (lua::ConfValue, with lines); its schema is checked when the snapshot is built, where the
-// plugin's code is loaded (proxy/plugins.cc).
+// `plugin_paths`, `lua`, `shared_dicts`, and `rate_limits` and `cluster` (the limit plugins'
+// table and node count). A plugin's conf is read as plain data here (lua::ConfValue, with
+// lines); its schema is checked when the snapshot is built, where the plugin's code is loaded
+// (proxy/plugins.cc).
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -199,6 +200,20 @@ void load_shared_dicts(Diagnostics& diag, const YAML::Node& n, Config& cfg) {
     d.size = *size;
     cfg.shared_dicts.push_back(std::move(d));
   }
+}
+
+void load_rate_limits(Diagnostics& diag, const YAML::Node& n, RateLimitConfig& limits) {
+  Where w(diag, "", "rate_limits");
+  if (!expect_map(w, n)) return;
+  check_keys(w, n, {"table_size"});
+  field_size(w, n, "table_size", limits.table_size, 64u << 10, uint64_t{64} << 30);
+}
+
+void load_cluster(Diagnostics& diag, const YAML::Node& n, ClusterConfig& cluster) {
+  Where w(diag, "", "cluster");
+  if (!expect_map(w, n)) return;
+  check_keys(w, n, {"nodes"});
+  field_int(w, n, "nodes", cluster.nodes, 1, 100'000);
 }
 
 }  // namespace turnpike::config::detail

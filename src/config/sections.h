@@ -47,6 +47,8 @@ void load_lua(Diagnostics& diag, const YAML::Node& n, LuaConfig& lua,
 void load_plugin_paths(Diagnostics& diag, const YAML::Node& n, LuaConfig& lua,
                        const std::function<std::string(const std::string&)>& relative);
 void load_shared_dicts(Diagnostics& diag, const YAML::Node& n, Config& cfg);
+void load_rate_limits(Diagnostics& diag, const YAML::Node& n, RateLimitConfig& limits);
+void load_cluster(Diagnostics& diag, const YAML::Node& n, ClusterConfig& cluster);
 
 // Warnings about a config that loaded without errors (checks.cc): routes that can never match,
 // routes that can send a request back to the listener it came from. In file order.

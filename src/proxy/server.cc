@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "turnpike/log/log.h"
+#include "turnpike/lua/limiter.h"
 #include "turnpike/proxy/snapshot.h"
 #include "turnpike/tls/edge_wait.h"
 #include "worker.h"
@@ -193,6 +194,7 @@ class Server {
   // The node's shared dictionaries: made at start, used by every worker (declared before them).
   lua::SharedDicts shared_dicts_;
   std::vector<config::SharedDictConfig> shared_dicts_config_;
+  uint64_t limit_table_size_ = 0;  // the rate-limit table's size as made at start
   std::vector<std::unique_ptr<Worker>> workers_;
   std::map<std::string, BoundListener> listeners_;
   unsigned worker_count_ = 1;
@@ -278,6 +280,9 @@ bool Server::start() {
   pid_file_ = snapshot_->config->pid_file;
   for (const auto& d : snapshot_->config->shared_dicts) shared_dicts_.add(d.name, d.size);
   shared_dicts_config_ = snapshot_->config->shared_dicts;
+  lua::configure_limit_table(snapshot_->config->rate_limits.table_size);
+  limit_table_size_ = snapshot_->config->rate_limits.table_size;
+  lua::set_cluster_nodes(snapshot_->config->cluster.nodes);
   for (unsigned w = 0; w < worker_count_; ++w) {
     workers_.push_back(std::make_unique<Worker>(w, snapshot_, &shared_dicts_));
   }
@@ -335,6 +340,10 @@ void Server::reload() {
   if (!same_dicts(next->config->shared_dicts, shared_dicts_config_)) {
     spdlog::warn("reload: changes to shared_dicts take effect on restart (their data is kept)");
   }
+  if (next->config->rate_limits.table_size != limit_table_size_) {
+    spdlog::warn("reload: a new rate_limits.table_size takes effect on restart (the counters are kept)");
+  }
+  lua::set_cluster_nodes(next->config->cluster.nodes);
   generation_ = next->generation;
   snapshot_ = next;
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->post_snapshot(next, std::move(per_worker[w]));

@@ -229,6 +229,17 @@ struct SharedDictConfig {
   SourceRef source;
 };
 
+// The node's rate-limit table (turnpike.limit: limit-count, limit-req, limit-conn).
+struct RateLimitConfig {
+  uint64_t table_size = 16u << 20;  // bytes; made at start (a change takes effect on restart)
+};
+
+// The gateway cluster this node belongs to. `nodes` divides cluster-wide limits (limit plugins
+// with `cluster: true`); a later issue feeds it from etcd leases instead.
+struct ClusterConfig {
+  unsigned nodes = 1;
+};
+
 struct LogConfig {
   std::string error_log = "stderr";  // a path, "stderr" or "stdout"
   std::string level = "info";        // trace, debug, info, warn, error, critical, off
@@ -257,6 +268,8 @@ struct Config {
   std::vector<ConsumerConfig> consumers;
   LuaConfig lua;
   std::vector<SharedDictConfig> shared_dicts;
+  RateLimitConfig rate_limits;
+  ClusterConfig cluster;
 
   // Whether any level configures a plugin (no Lua VM is made otherwise).
   bool uses_plugins() const;

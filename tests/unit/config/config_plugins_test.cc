@@ -107,5 +107,22 @@ TEST(ConfigPlugins, MistakesAreReportedWithTheirLines) {
               ElementsAre("p.yaml:5: shared_dicts.limits: 1k is out of range (64k..64g)"));
 }
 
+TEST(ConfigPlugins, RateLimitTableAndClusterNodes) {
+  LoadResult r = load("rate_limits: {table_size: 64m}\ncluster: {nodes: 3}\n");
+  ASSERT_TRUE(r.config) << r.errors[0].to_string();
+  EXPECT_EQ(r.config->rate_limits.table_size, 64u << 20);
+  EXPECT_EQ(r.config->cluster.nodes, 3u);
+  LoadResult defaults = load("");
+  ASSERT_TRUE(defaults.config) << defaults.errors[0].to_string();
+  EXPECT_EQ(defaults.config->rate_limits.table_size, 16u << 20);
+  EXPECT_EQ(defaults.config->cluster.nodes, 1u);
+
+  EXPECT_THAT(errors_of("rate_limits: {table_size: 1k, size: 1}\n"),
+              ElementsAre("p.yaml:5: rate_limits: unknown key \"size\"",
+                          "p.yaml:5: rate_limits.table_size: 1k is out of range (64k..64g)"));
+  EXPECT_THAT(errors_of("cluster: {nodes: 0}\n"),
+              ElementsAre("p.yaml:5: cluster.nodes: 0 is out of range (1..100000)"));
+}
+
 }  // namespace
 }  // namespace turnpike::config

@@ -1,4 +1,4 @@
-// What the library modules cost per call (turnpike.json, base64, crypto, regex), called from a
+// What the library modules cost per call (turnpike.json, base64, crypto, regex, limit), called from a
 // bundled plugin (JIT on) and from a user plugin (interpreted caller; the library's own code is
 // compiled either way). Prints ns per call; asserts only that each operation works (no timing
 // assertions). Figures from a Release build are in docs/plugins.md, "Library modules".
@@ -138,6 +138,35 @@ TEST_F(LibBench, RegexNsPerCall) {
          "local function op() return re:find('Authorization: Bearer abc.def.ghi') end\n"
          "assert(op() == 16)",
          500000);
+}
+
+// turnpike.limit (src/lua/limiter.cc): one counter step per call, on one hot key and spread over
+// 100,000 keys (a table far larger than the caches).
+TEST_F(LibBench, LimitNsPerCall) {
+  const std::string lib = "local limit = require 'turnpike.limit'\n"
+                          "local scope = 'limit-count/0123456789abcdef/route:api'\n";
+  report("limit.fixed_window (one key)",
+         lib + "local function op() return limit.fixed_window(scope, 'alice', 1e12, 60) end\n"
+               "assert(op() == true)",
+         1000000);
+  report("limit.fixed_window (100,000 keys)",
+         lib + "local keys = {} for i = 1, 100000 do keys[i] = 'client-' .. i end\n"
+               "local i = 0\n"
+               "local function op() i = i % 100000 + 1 return limit.fixed_window(scope, keys[i], 1e12, 60) end\n"
+               "assert(op() == true)",
+         1000000);
+  report("limit.sliding_window (one key)",
+         lib + "local function op() return limit.sliding_window(scope, 'alice', 1e12, 60) end\n"
+               "assert(op() == true)",
+         1000000);
+  report("limit.leaky_bucket (one key)",
+         lib + "local function op() return limit.leaky_bucket(scope, 'alice', 1e9, 1e9) end\n"
+               "assert(op() == true)",
+         1000000);
+  report("limit.conn_enter + conn_leave (one key)",
+         lib + "local function op() local ok = limit.conn_enter(scope, 'alice', 1e9) limit.conn_leave(scope, 'alice') return ok end\n"
+               "assert(op() == true)",
+         1000000);
 }
 
 }  // namespace
