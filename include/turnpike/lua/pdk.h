@@ -38,6 +38,9 @@ enum tp_field {
   TP_RESPONSE_STATUS = 17,  // set: the status the client gets (decimal; header_filter or earlier)
   TP_BODY_CHUNK = 18,      // body_filter: get the current piece of the response body; set: replace it
   TP_HEADERS = 16,         // get: every request field as "name: value\n" lines, in order
+  TP_UPSTREAM_NAME = 30,   // get: the upstream the request goes (or went) to; NULL for none
+  TP_OUTCOME = 31,         // get: how the gateway ended the request ("upstream_timeout", ...), NULL for none
+  TP_UPSTREAM_TAG = 32,    // get / set: the node tag the request prefers ("" / NULL: untagged nodes)
 };
 
 // What get_int reads.
