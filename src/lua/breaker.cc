@@ -308,11 +308,11 @@ extern "C" {
 tp_breaker* tp_breaker_get(const char* name, size_t name_len, const char* identity, size_t identity_len,
                            const tp_breaker_settings* settings, char* err, size_t err_len) {
   if (!settings) {
-    copy_error("no settings", err, err_len);
+    turnpike::lua::copy_error("no settings", err, err_len);
     return nullptr;
   }
   if (std::string why = Breaker::check(*settings); !why.empty()) {
-    copy_error(why, err, err_len);
+    turnpike::lua::copy_error(why, err, err_len);
     return nullptr;
   }
   std::string_view n(name, name_len);
@@ -325,7 +325,7 @@ tp_breaker* tp_breaker_get(const char* name, size_t name_len, const char* identi
     return kv.second->refs == 0 && now - kv.second->released >= turnpike::lua::kBreakerRetention;
   });
   auto& slot = r.breakers[key];
-  if (!slot) slot.reset(new tp_breaker{Breaker(std::string(n), *settings)});
+  if (!slot) slot.reset(new tp_breaker{Breaker(std::string(n), *settings), 0, {}});
   ++slot->refs;
   return slot.get();
 }
@@ -344,7 +344,7 @@ void tp_breaker_record(tp_breaker* b, uint32_t ticket, int outcome) {
   b->core.record(ticket, o, Breaker::Clock::now());
 }
 
-void tp_breaker_stats(tp_breaker* b, tp_breaker_stats* out) { *out = b->core.stats(Breaker::Clock::now()); }
+void tp_breaker_read(tp_breaker* b, tp_breaker_stats* out) { *out = b->core.stats(Breaker::Clock::now()); }
 
 namespace {
 thread_local std::vector<turnpike::lua::BreakerInfo> listed;

@@ -309,7 +309,16 @@ asio::awaitable<void> LuaPluginFilter::on_log(RequestContext& ctx) const {
   ctx.current_plugin = info_->name;
   lua::CallStart call = inst->vm->start(inst->generation, plugin_, lua::Phase::log, inst->confs[use_],
                                         ctx.lua_ctx, reinterpret_cast<tp_request*>(&ctx));
-  lua::CallResult result = call.done ? std::move(call.result) : co_await std::move(*call.rest);
+  // Not `call.done ? std::move(call.result) : co_await ...`: GCC 12 copies the conditional's
+  // result bitwise out of the coroutine frame, so a short (in-place) error string pointed into
+  // the frame and was freed as if allocated (AddressSanitizer: "free on address which was not
+  // malloc()-ed" on every log phase).
+  lua::CallResult result;
+  if (call.done) {
+    result = std::move(call.result);
+  } else {
+    result = co_await std::move(*call.rest);
+  }
   ctx.current_plugin = {};
   if (result.status == lua::CallStatus::error) {
     spdlog::error("plugin \"{}\" failed in its log phase on route \"{}\": {}", info_->name,

@@ -42,7 +42,7 @@ typedef struct tp_breaker_settings {
   double probe_timeout;       // a half-open round not decided within this starts over (> 0)
 } tp_breaker_settings;
 
-// One breaker's state and counters (tp_breaker_stats, turnpike::lua::breaker_stats).
+// One breaker's state and counters (tp_breaker_read, turnpike::lua::breaker_stats).
 typedef struct tp_breaker_stats {
   int32_t state;               // 0 closed, 1 open, 2 half-open
   uint32_t epoch;              // changes with every state change
@@ -78,7 +78,7 @@ uint32_t tp_breaker_allow(tp_breaker* b);
 // ended before the upstream could answer, e.g. the client left: a probe's slot is given back).
 // An outcome for an epoch that has ended is ignored.
 void tp_breaker_record(tp_breaker* b, uint32_t ticket, int outcome);
-void tp_breaker_stats(tp_breaker* b, tp_breaker_stats* out);
+void tp_breaker_read(tp_breaker* b, tp_breaker_stats* out);
 
 // Every breaker of the node, for metrics: the count, then each one's name and stats by index (an
 // index past the end answers 0). The list is a copy made by tp_breaker_list, valid on this thread

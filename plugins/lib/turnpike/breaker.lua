@@ -48,7 +48,7 @@ tp_breaker* tp_breaker_get(const char* name, size_t name_len, const char* identi
 void tp_breaker_release(tp_breaker* b);
 uint32_t tp_breaker_allow(tp_breaker* b);
 void tp_breaker_record(tp_breaker* b, uint32_t ticket, int outcome);
-void tp_breaker_stats(tp_breaker* b, tp_breaker_stats* out);
+void tp_breaker_read(tp_breaker* b, tp_breaker_stats* out);
 int32_t tp_breaker_list(void);
 int tp_breaker_list_entry(int32_t i, const char** name, size_t* name_len, tp_breaker_stats* out);
 ]]
@@ -137,13 +137,13 @@ function Breaker:record(ticket, outcome)
 end
 
 function Breaker:state()
-  C.tp_breaker_stats(self.handle, stats_out)
+  C.tp_breaker_read(self.handle, stats_out)
   return STATES[stats_out.state]
 end
 
 -- The breaker's state and counters (the fields of breaker.list's entries).
 function Breaker:stats()
-  C.tp_breaker_stats(self.handle, stats_out)
+  C.tp_breaker_read(self.handle, stats_out)
   return stats_table(stats_out, self.name)
 end
 
