@@ -60,7 +60,8 @@ def canary_origin():
 
 def split_rule(percentage, **extra):
     return {"rules": [{"split": {"key": {"header": "x-user-id"}, "percentage": percentage,
-                                 "canary_upstream": "canary", **extra}}]}
+                                 "canary_upstream": "canary", **extra}}],
+            "gray": {"canary_upstream": "canary"}}
 
 
 def make_config(stable, canary, percentage=10):
