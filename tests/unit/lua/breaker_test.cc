@@ -112,7 +112,9 @@ TEST(BreakerTest, HalfOpenAdmitsExactlyTheProbesThenRefuses) {
 }
 
 TEST(BreakerTest, SuccessfulProbesCloseIt) {
-  Breaker b("x", settings(4, 0.5, 2));
+  tp_breaker_settings s = settings(4, 0.5, 2);
+  s.max_open_duration = 60;
+  Breaker b("x", s);
   trip(b, t0);
   const auto t = t0 + 6s;
   uint32_t a = b.allow(t), c = b.allow(t);
