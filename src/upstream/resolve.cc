@@ -69,6 +69,9 @@ bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
     out.nodes.push_back(std::move(rn));
     index_tags(out, node.tags, out.nodes.size() - 1);
   }
+  // Only real nodes are untagged: with every node tagged, the set must be empty, not the bits
+  // past the last node (pick would choose among nodes that do not exist).
+  if (out.nodes.size() < 64) out.untagged_nodes &= (uint64_t{1} << out.nodes.size()) - 1;
   return ok;
 }
 

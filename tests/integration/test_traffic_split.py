@@ -90,6 +90,7 @@ def make_config(stable, canary, percentage=10):
               up="mixed-dead-canary"),
         route("untagged-only", {"rules": [{"match": [{"header": "x-beta"}], "upstreams": [{"canary": True}]}]},
               up="stable"),
+        route("all-tagged", {"rules": []}, up="all-tagged"),
     ]
     upstreams = [
         upstream("stable", [stable.address]),
@@ -97,6 +98,7 @@ def make_config(stable, canary, percentage=10):
         upstream("mixed", [stable.address, {"host": "127.0.0.1", "port": canary.port, "tags": ["canary"]}]),
         upstream("mixed-dead-canary", [stable.address, {"host": "127.0.0.1", "port": closed_port(),
                                                         "tags": ["canary", "other"]}], retries=1),
+        upstream("all-tagged", [{"host": "127.0.0.1", "port": stable.port, "tags": ["blue"]}]),
     ]
     consumers = [{"username": "alice", "plugins": {"key-auth": {"key": "k-alice"}}},
                  {"username": "bob", "plugins": {"key-auth": {"key": "k-bob"}}}]
@@ -244,6 +246,11 @@ def test_a_tagged_request_falls_back_to_untagged_nodes(tp, origin_module):
     # No node carries the tag: untagged nodes serve it.
     send_all(tp, [("/untagged-only/x", [("x-beta", "1")])])
     assert went_to(origin_module, "/untagged-only/x")
+
+
+def test_an_untagged_request_is_served_when_every_node_is_tagged(tp, origin_module):
+    send_all(tp, [("/all-tagged/x", [])])
+    assert went_to(origin_module, "/all-tagged/x")
 
 
 # ---- schema and config errors -------------------------------------------------------------------
