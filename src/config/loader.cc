@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -493,7 +494,7 @@ class Loader {
         }
         if (port) node.port = static_cast<uint16_t>(*port);
       } else if (n.IsMap()) {
-        check_keys(nw, n, {"host", "port", "weight"});
+        check_keys(nw, n, {"host", "port", "weight", "tags"});
         if (!n["host"]) {
           nw.error(n, "\"host\" is required");
           continue;
@@ -502,6 +503,7 @@ class Loader {
         node.host = std::string(strip_brackets(node.host));
         field_int(nw, n, "port", node.port, 1, 65535);
         field_int(nw, n, "weight", node.weight, 1, 10'000);
+        if (const YAML::Node t = n["tags"]) load_node_tags(nw.key("tags"), t, node);
       } else {
         nw.error(n, "expected \"host:port\" or a mapping with host, port and weight, got " +
                         describe(n));
@@ -518,6 +520,25 @@ class Loader {
         }
       }
       u.nodes.push_back(std::move(node));
+    }
+    // The balancer keeps each tag's nodes as a 64-bit set (UpstreamPool::pick).
+    bool tagged = std::any_of(u.nodes.begin(), u.nodes.end(), [](const auto& n) { return !n.tags.empty(); });
+    if (tagged && u.nodes.size() > 64) w.error(list, "an upstream with tagged nodes may have at most 64 nodes");
+  }
+
+  // A node's tags: short names of letters, digits, '.', '_' and '-'.
+  void load_node_tags(const Where& w, const YAML::Node& list, UpstreamNodeConfig& node) {
+    auto tags = detail::read_string_list(w, list);
+    if (!tags) return;
+    for (auto& [tag, item] : *tags) {
+      bool ok = !tag.empty() && tag.size() <= 64 && std::all_of(tag.begin(), tag.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '.' || c == '_' || c == '-';
+      });
+      if (!ok) {
+        w.error(item, quote(tag) + " is not a tag (1 to 64 letters, digits, '.', '_' or '-')");
+        continue;
+      }
+      node.tags.push_back(std::move(tag));
     }
   }
 

@@ -76,7 +76,7 @@ class RetryPolicy {
   RetryPolicy(const upstream::UpstreamPool& pool, const RequestContext& ctx);
 
   // The node for the next attempt: the balancer's choice among nodes not yet failed, or among all
-  // once every node has failed.
+  // once every node has failed; a tagged request (ctx.upstream_tag) prefers nodes with its tag.
   size_t pick(upstream::UpstreamPool& pool);
   // After attempt `a` to `node` ended in anything but done: whether to send the request again.
   bool again(const Attempt& a, size_t node, const RequestContext& ctx);
@@ -89,6 +89,7 @@ class RetryPolicy {
   uint32_t retries_;
   size_t node_count_;
   bool idempotent_;
+  std::string_view tag_;  // the request's node tag (in its arena), empty for none
   AttemptOptions options_;
 };
 

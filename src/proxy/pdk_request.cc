@@ -120,6 +120,14 @@ const char* get(tp_request* r, int field, const char* arg, size_t arg_len, size_
       return out(ctx.body_scratch, len);
     }
     case TP_REQUEST_BODY: return ctx.body_buffered ? out(ctx.body_buffer, len) : nullptr;
+    case TP_UPSTREAM_NAME: {
+      if (!ctx.route) return nullptr;
+      size_t index = ctx.upstream_override != SIZE_MAX ? ctx.upstream_override : ctx.route->upstream_index;
+      if (index >= ctx.snapshot->upstreams.size()) return nullptr;  // a route that answers itself
+      return out(ctx.snapshot->upstreams[index]->config->name, len);
+    }
+    case TP_OUTCOME: return ctx.error.empty() ? nullptr : out(ctx.error, len);
+    case TP_UPSTREAM_TAG: return ctx.upstream_tag.empty() ? nullptr : out(ctx.upstream_tag, len);
     case TP_HEADERS: {
       std::string& all = ctx.arena.emplace_front();
       for (const auto& h : ctx.headers) {
@@ -205,6 +213,10 @@ int set(tp_request* r, int field, const char* arg, size_t arg_len, const char* v
       ctx.upstream_override = index;
       return 0;
     }
+    case TP_UPSTREAM_TAG:
+      if (!before_upstream || v.size() > 64) return -1;
+      ctx.upstream_tag = v.empty() ? std::string_view() : ctx.keep(std::string(v));
+      return 0;
     default: return -1;
   }
 }

@@ -21,13 +21,15 @@ std::string_view to_string(AttemptEnd e) noexcept {
 RetryPolicy::RetryPolicy(const upstream::UpstreamPool& pool, const RequestContext& ctx)
     : retries_(pool.config().retries),
       node_count_(std::min<size_t>(64, pool.upstream().nodes.size())),
-      idempotent_(http::is_idempotent(ctx.head.method)) {
+      idempotent_(http::is_idempotent(ctx.head.method)),
+      tag_(ctx.upstream_tag) {
   options_.started = std::chrono::steady_clock::now();
 }
 
 size_t RetryPolicy::pick(upstream::UpstreamPool& pool) {
-  size_t node = pool.pick(tried_);
-  if (node == SIZE_MAX) node = pool.pick(0);  // every node failed: the round-robin picks again
+  size_t node = pool.pick(tried_, tag_);
+  // Every node failed: the round-robin picks again.
+  if (node == SIZE_MAX) node = pool.pick(0, tag_);
   return node;
 }
 

@@ -114,6 +114,18 @@ size_t UpstreamPool::pick(uint64_t exclude) {
   return best;
 }
 
+size_t UpstreamPool::pick(uint64_t exclude, std::string_view tag) {
+  const ResolvedUpstream& u = *upstream_;
+  if (u.tagged_nodes.empty()) return pick(exclude);
+  // A set bit in `exclude` leaves a node out, so a group is chosen by excluding its complement.
+  if (!tag.empty()) {
+    const uint64_t with_tag = u.nodes_with_tag(tag);
+    if (with_tag & ~exclude) return pick(exclude | ~with_tag);
+  }
+  if (u.untagged_nodes & ~exclude) return pick(exclude | ~u.untagged_nodes);
+  return pick(exclude);
+}
+
 UpstreamPool::Acquired UpstreamPool::take_idle(size_t node, bool verify) {
   Node& n = nodes_[node];
   UpstreamConnection* conn = nullptr;

@@ -2,16 +2,36 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "turnpike/upstream/upstream.h"
 
 namespace turnpike::upstream {
 
+namespace {
+
+// Adds node `i`'s tags to the upstream's tag sets.
+void index_tags(ResolvedUpstream& out, const std::vector<std::string>& tags, size_t i) {
+  if (i >= 64) return;  // the config refuses tagged upstreams of more than 64 nodes
+  const uint64_t bit = uint64_t{1} << i;
+  if (!tags.empty()) out.untagged_nodes &= ~bit;
+  for (const std::string& tag : tags) {
+    auto it = std::find_if(out.tagged_nodes.begin(), out.tagged_nodes.end(),
+                           [&](const auto& entry) { return entry.first == tag; });
+    if (it == out.tagged_nodes.end()) it = out.tagged_nodes.insert(it, {tag, 0});
+    it->second |= bit;
+  }
+}
+
+}  // namespace
+
 bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
                       std::vector<config::ConfigError>& errors) {
   out.config = &cfg;
   out.nodes.clear();
+  out.tagged_nodes.clear();
+  out.untagged_nodes = ~uint64_t{0};
   bool ok = true;
   if (cfg.tls.enabled) {
     out.tls = tls::ClientContext::build(cfg, errors);
@@ -47,8 +67,19 @@ bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
     rn.address = ip.is_v6() ? "[" + ip.to_string() + "]:" + std::to_string(node.port)
                             : ip.to_string() + ":" + std::to_string(node.port);
     out.nodes.push_back(std::move(rn));
+    index_tags(out, node.tags, out.nodes.size() - 1);
   }
+  // Only real nodes are untagged: with every node tagged, the set must be empty, not the bits
+  // past the last node (pick would choose among nodes that do not exist).
+  if (out.nodes.size() < 64) out.untagged_nodes &= (uint64_t{1} << out.nodes.size()) - 1;
   return ok;
+}
+
+uint64_t ResolvedUpstream::nodes_with_tag(std::string_view tag) const {
+  for (const auto& [name, set] : tagged_nodes) {
+    if (name == tag) return set;
+  }
+  return 0;
 }
 
 }  // namespace turnpike::upstream

@@ -132,6 +132,7 @@ struct UpstreamNodeConfig {
   std::string host;  // IP literal or a name resolved when the config is loaded
   uint16_t port = 80;
   uint32_t weight = 1;  // 1..10000
+  std::vector<std::string> tags;  // gray release: tagged requests prefer nodes with their tag
   SourceRef source;
   bool operator==(const UpstreamNodeConfig&) const = default;
 };

@@ -91,6 +91,7 @@ struct RoutingState {
   std::vector<HeaderEdit> request_edits;   // applied when the upstream request is written
   std::vector<HeaderEdit> response_edits;  // applied when the response head is written
   size_t upstream_override = SIZE_MAX;     // an upstream_select filter's choice (snapshot index)
+  std::string_view upstream_tag;           // the node tag the request prefers (a plugin's; in arena)
   LocalResponse local_response;
   std::optional<boost::asio::awaitable<FilterStatus>> pending;  // see FilterStatus::suspend
   // Owned strings that edits may point into: stable addresses, and an empty list allocates

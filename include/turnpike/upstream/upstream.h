@@ -40,6 +40,12 @@ struct ResolvedUpstream {
   const config::UpstreamConfig* config = nullptr;  // owned by the snapshot's Config
   std::vector<ResolvedNode> nodes;
   std::shared_ptr<const tls::ClientContext> tls;   // set when config->tls.enabled
+  // Node tags (gray release), as sets of node indexes (bit i: nodes[i]; at most 64 nodes when
+  // any is tagged, which the config enforces). Empty when no node has a tag.
+  std::vector<std::pair<std::string, uint64_t>> tagged_nodes;  // tag -> the nodes carrying it
+  uint64_t untagged_nodes = ~uint64_t{0};                       // the nodes without any tag
+  // The nodes carrying `tag`; 0 when none does.
+  uint64_t nodes_with_tag(std::string_view tag) const;
 };
 
 // Resolves every node's host (blocking getaddrinfo: call it off the data path, when building a
@@ -139,6 +145,10 @@ class UpstreamPool {
   // Smooth weighted round-robin (each node gets its weight's share, evenly interleaved), skipping
   // nodes whose bit is set in `exclude`. Returns SIZE_MAX when every node is excluded.
   size_t pick(uint64_t exclude);
+  // The same among the nodes carrying `tag` (a gray request's); when none of them is left, or the
+  // request has no tag, among the untagged nodes; when none of those is left either, among all.
+  // Upstreams without tagged nodes pick as above.
+  size_t pick(uint64_t exclude, std::string_view tag);
 
   // A ready connection to `node`: a parked one (LIFO) if any, else a new one. ec is set on
   // connect failure; timed_out on the returned error tells a connect timeout from a refusal.

@@ -12,6 +12,7 @@ return function(turnpike, get, set, get_int, log)
     response_add_header = 14, remote_addr = 15, headers = 16, response_status = 17, body_chunk = 18,
     request_body = 19,
     skip_body_filter = 50,
+    upstream_name = 30, outcome = 31, upstream_tag = 32,
   }
   local WAIT_BODY = 1
   local yield_tag = require("turnpike.runtime").bridge.yield_tag
@@ -155,11 +156,29 @@ return function(turnpike, get, set, get_int, log)
   response.exit = turnpike.exit
 
   -- Upstream ------------------------------------------------------------------------------------
+  -- Node tags: a request with a tag prefers the upstream's nodes carrying it, then untagged nodes;
+  -- a request without one prefers untagged nodes (gray release: canary nodes get tagged traffic).
+  local function set_tag(tag)
+    if tag ~= nil and (type(tag) ~= "string" or #tag > 64) then return false end
+    return set(F.upstream_tag, nil, tag ~= "" and tag or nil)
+  end
   turnpike.upstream = {
-    -- Proxies this request to the upstream `name` (rewrite, access, before_proxy). false when
-    -- there is no such upstream.
-    set = function(name) return set(F.upstream, nil, name) end,
+    -- Proxies this request to the upstream `name` (rewrite, access, before_proxy), with
+    -- `opts.tag` its node tag. false when there is no such upstream.
+    set = function(name, opts)
+      if not set(F.upstream, nil, name) then return false end
+      if opts ~= nil and opts.tag ~= nil then return set_tag(opts.tag) end
+      return true
+    end,
+    set_tag = set_tag,
+    get_tag = function() return get(F.upstream_tag) end,
+    -- The name of the upstream the request goes to (the route's, or the one set), nil for none.
+    get_name = function() return get(F.upstream_name) end,
   }
+  -- How the gateway itself ended the request (log phase): an outcome code such as
+  -- "upstream_connect_failed", "upstream_timeout" or "client_reset"; nil when the upstream's
+  -- answer (or a plugin's) went out as it was.
+  function response.get_outcome() return get(F.outcome) end
 
   -- Logging -------------------------------------------------------------------------------------
   -- turnpike.log.warn("text ", value, ...): one error-log line with the plugin, the route and
