@@ -79,6 +79,7 @@ return {
       compare = { type = "boolean", default = false },
     },
     required = { "uri" },
+    additionalProperties = false,
   },
 
   -- Sampling and the body are decided here (the body can only be read before the request goes

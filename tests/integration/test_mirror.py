@@ -224,6 +224,21 @@ def test_full_queue_drops_and_counts(origin, target, turnpike):
     assert len(target.seen()) == 3
 
 
+def test_waiting_copies_do_not_hold_the_shutdown(origin, target, turnpike):
+    # One copy held by the target (ended by its 1 s timeout), nineteen waiting: a stop drops
+    # them instead of sending them one by one (about 19 s with concurrency 1).
+    tp = turnpike(config(origin, {"uri": target.uri, "queue_size": 100, "concurrency": 1, "timeout": 1}))
+    with rawhttp.HttpConn(tp.port()) as conn:
+        for i in range(20):
+            assert conn.request("GET", f"/m/echo/slow-{i}").status == 200
+    assert len(target.wait_for(1)) == 1
+    assert stats(tp)["waiting"] == 19
+    start = time.monotonic()
+    assert tp.stop(timeout=10) == 0
+    assert time.monotonic() - start < 4
+    assert len(target.seen()) == 1
+
+
 # ---- bodies over max_body ---------------------------------------------------------------------------
 
 def test_body_over_max_body_is_skipped_and_counted(origin, target, turnpike):
