@@ -17,6 +17,7 @@
 #include "downstream_h1.h"
 #include "turnpike/common/coarse_clock.h"
 #include "turnpike/common/small_blocks.h"
+#include "turnpike/lua/mirror.h"
 
 namespace turnpike::proxy {
 
@@ -79,6 +80,7 @@ std::unique_ptr<upstream::UpstreamPool> Worker::make_pool(std::shared_ptr<const 
 
 void Worker::start(std::vector<std::pair<std::string, int>> listen_fds) {
   thread_ = std::thread([this, fds = std::move(listen_fds)]() mutable {
+    lua::bind_mirror_io_context(&ioc_);  // turnpike.mirror's queues send on this worker's loop
     plugins_.adopt(snapshot_);  // the Lua VM is made on the thread that uses it
     open_acceptors(std::move(fds));
     schedule_sweep();
@@ -343,6 +345,7 @@ void Worker::maybe_finish_drain() {
   // io_context (and the process) alive until the drain timeout.
   for (auto& p : pools_) p->close_idle();
   for (auto& p : retired_pools_) p->close_idle();
+  lua::stop_mirrors(ioc_);  // waiting mirror copies would hold the loop; those in flight end by their timeout
   sweep_timer_.cancel();
 }
 

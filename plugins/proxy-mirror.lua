@@ -1,0 +1,114 @@
+-- proxy-mirror: sends a copy of a sampled share of the route's requests to a mirror target (a
+-- recording platform, a new version under test) in the background. The client's request is
+-- answered as if the mirror did not exist: the copy waits in the worker's bounded queue
+-- (turnpike.mirror) and is sent after the request ends; a full queue drops it and counts it.
+--
+--   routes:
+--     - name: orders
+--       plugins:
+--         proxy-mirror:
+--           uri: http://10.0.0.7:8080
+--           sample_ratio: 0.1
+--           max_body: 65536
+--           body_overflow: truncate   # or skip
+--           compare: true             # count mirror statuses that differ from the primary's
+--
+-- The copy has the request's method, target (path and query, as sent), headers, a marker header
+-- (X-Mirrored-By: turnpike) and the body up to max_body bytes. A longer body is not mirrored
+-- (skip, counted) or mirrored cut at max_body with X-Mirror-Body-Truncated: true (truncate).
+-- The queue of route R on each worker is named "proxy-mirror:R" (mirror.find for its stats).
+local turnpike = require "turnpike"
+local mirror = require "turnpike.mirror"
+
+local request, response, log = turnpike.request, turnpike.response, turnpike.log
+local random, sub, concat = math.random, string.sub, table.concat
+
+-- Per conf, per route: the queue (made once; nil when the worker has none, e.g. `turnpike -t`).
+local queues = setmetatable({}, { __mode = "k" })
+
+local function queue_for(conf, route)
+  local by_route = queues[conf]
+  if not by_route then
+    by_route = {}
+    queues[conf] = by_route
+  end
+  local q = by_route[route]
+  if q == nil then
+    local err
+    q, err = mirror.queue("proxy-mirror:" .. route, conf)
+    if not q then
+      log.warn("proxy-mirror: route ", route, ": no mirror queue (", err, ")")
+      q = false
+    end
+    by_route[route] = q
+  end
+  return q or nil
+end
+
+-- The copy's header lines: the request's own, then the marker.
+local function header_lines(conf, truncated)
+  local lines = {}
+  for i, h in ipairs(request.get_headers()) do lines[i] = h[1] .. ": " .. h[2] .. "\n" end
+  lines[#lines + 1] = conf.marker_header .. ": " .. conf.marker_value .. "\n"
+  if truncated then lines[#lines + 1] = "X-Mirror-Body-Truncated: true\n" end
+  return concat(lines)
+end
+
+return {
+  name = "proxy-mirror",
+  version = "1.0",
+  priority = 22901,
+
+  schema = {
+    type = "object",
+    properties = {
+      -- The mirror target; copies keep the request's own path and query.
+      uri = { type = "string", pattern = "^http://[^/?#]+/?$" },
+      -- The share of requests copied: 0 none, 1 all.
+      sample_ratio = { type = "number", minimum = 0, maximum = 1, default = 1 },
+      -- Body bytes a copy may carry; what a longer body does.
+      max_body = { type = "integer", minimum = 0, default = 65536 },
+      body_overflow = { type = "string", enum = { "skip", "truncate" }, default = "skip" },
+      marker_header = { type = "string", minLength = 1, default = "X-Mirrored-By" },
+      marker_value = { type = "string", default = "turnpike" },
+      -- Per worker: copies waiting, copies sent at once, seconds a copy may take.
+      queue_size = { type = "integer", minimum = 1, maximum = 1000000, default = 1000 },
+      concurrency = { type = "integer", minimum = 1, maximum = 1024, default = 8 },
+      timeout = { type = "number", minimum = 0.001, maximum = 600, default = 1 },
+      -- Count mirror answers whose status differs from the primary's (stats compared / differed).
+      compare = { type = "boolean", default = false },
+    },
+    required = { "uri" },
+    additionalProperties = false,
+  },
+
+  -- Sampling and the body are decided here (the body can only be read before the request goes
+  -- upstream); the copy is offered in the log phase, when the primary's status is known.
+  access = function(conf, ctx)
+    if random() >= conf.sample_ratio then return end
+    local copy = { body = nil, truncated = false }
+    if request.has_body() then
+      local body, whole = request.read_body(conf.max_body + 1)
+      if not body then return end  -- the client's body failed: the gateway answers it, nothing to copy
+      if not whole or #body > conf.max_body then
+        if conf.body_overflow == "skip" then
+          local q = queue_for(conf, request.get_route() or "-")
+          if q then q:skip() end
+          return
+        end
+        body, copy.truncated = sub(body, 1, conf.max_body), true
+      end
+      copy.body = body
+    end
+    ctx.proxy_mirror = copy
+  end,
+
+  log = function(conf, ctx)
+    local copy = ctx.proxy_mirror
+    if not copy then return end
+    local q = queue_for(conf, request.get_route() or "-")
+    if not q then return end
+    q:send(request.get_method(), request.get_uri(), header_lines(conf, copy.truncated), copy.body,
+           conf.compare and response.get_status() or nil)
+  end,
+}
