@@ -153,7 +153,7 @@ def test_marker_header_is_configurable_and_bodiless_requests_copy_without_body(o
 
 def test_sample_ratio_zero_one_and_half(origin, target, turnpike):
     tp = turnpike(config(origin, {"uri": target.uri, "sample_ratio": 0},
-                         other={"uri": target.uri, "sample_ratio": 0.5}))
+                         other={"uri": target.uri, "sample_ratio": 0.5, "timeout": 10}))
     n = 400
     with rawhttp.HttpConn(tp.port()) as conn:
         for i in range(20):
@@ -165,10 +165,10 @@ def test_sample_ratio_zero_one_and_half(origin, target, turnpike):
     # Binomial(400, 0.5): sd 10; 140..260 is six sd either side.
     assert 140 <= s["queued"] <= 260, s
     assert s["dropped"] == 0
-    got = target.wait_for(s["queued"])
+    got = target.wait_for(s["queued"], timeout=20)
     assert len(got) == s["queued"]
     assert not [c for c in got if "zero" in c["path"]]
-    tp2 = turnpike(config(origin, {"uri": target.uri, "sample_ratio": 1}))
+    tp2 = turnpike(config(origin, {"uri": target.uri, "sample_ratio": 1, "timeout": 10}))
     with rawhttp.HttpConn(tp2.port()) as conn:
         for i in range(30):
             assert conn.request("GET", f"/m/echo/all-{i}").status == 200
@@ -270,8 +270,9 @@ def test_body_over_max_body_is_truncated_and_marked(origin, target, turnpike):
 # ---- comparison mode --------------------------------------------------------------------------------
 
 def test_compare_counts_status_differences(origin, target, turnpike):
-    tp = turnpike(config(origin, {"uri": target.uri, "compare": True},
-                         other={"uri": target.uri}))
+    # (A generous timeout: a copy that times out on a loaded CI machine is not compared.)
+    tp = turnpike(config(origin, {"uri": target.uri, "compare": True, "timeout": 10},
+                         other={"uri": target.uri, "timeout": 10}))
     with rawhttp.HttpConn(tp.port()) as conn:
         for i in range(6):
             assert conn.request("GET", f"/m/echo/same-{i}").status == 200
