@@ -221,12 +221,14 @@ def test_node_failures_are_warned(h2origin, turnpike):
                               routes=[{"match": {"paths": ["/*"]}, "upstream": "origin"}]))
     for _ in range(3):
         assert_json_error(rawhttp.request(tp.port(), "GET", "/echo"), 502)
+    wait_for_warning(tp)  # the error log is written asynchronously
     refused = [line for line in tp.logs().splitlines() if "[warning]" in line and f"127.0.0.1:{dead}" in line]
     assert len(refused) == 1 and f"upstream origin: 127.0.0.1:{dead}: connect_failed: Connection refused" in refused[0], tp.logs()
 
     tp = turnpike(base_config(upstreams=[h2_upstream(h2origin.address)], workers=1,
                               routes=[{"match": {"paths": ["/*"]}, "upstream": "origin"}]))
     assert_json_error(rawhttp.request(tp.port(), "GET", "/reset"), 502)
+    wait_for_warning(tp)
     warned = [line for line in tp.logs().splitlines() if "[warning]" in line]
     assert len(warned) == 1 and warned[0].endswith(f"upstream origin: {h2origin.address}: reset"), tp.logs()
 
@@ -236,11 +238,16 @@ def test_node_failures_are_warned(h2origin, turnpike):
         conn.send_request("GET", "/reset-after-head")
         with pytest.raises(rawhttp.ConnectionClosed):
             conn.read_final_response()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "[warning]" not in tp.logs():
-        time.sleep(0.05)
+    wait_for_warning(tp)
     warned = [line for line in tp.logs().splitlines() if "[warning]" in line]
     assert len(warned) == 1 and warned[0].endswith(f"upstream origin: {h2origin.address}: reset"), tp.logs()
+
+
+def wait_for_warning(tp, timeout=5.0):
+    """Waits (bounded) for a warning line in the error log, which is written asynchronously."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and "[warning]" not in tp.logs():
+        time.sleep(0.05)
 
 
 def test_slow_origin_is_504(h2origin, turnpike):
