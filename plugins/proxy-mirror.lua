@@ -7,7 +7,7 @@
 --     - name: orders
 --       plugins:
 --         proxy-mirror:
---           uri: http://10.0.0.7:8080
+--           uri: http://10.0.0.7:8080      # or upstream: recorder (a configured upstream)
 --           sample_ratio: 0.1
 --           max_body: 65536
 --           body_overflow: truncate   # or skip
@@ -17,6 +17,9 @@
 -- (X-Mirrored-By: turnpike) and the body up to max_body bytes. A longer body is not mirrored
 -- (skip, counted) or mirrored cut at max_body with X-Mirror-Body-Truncated: true (truncate).
 -- The queue of route R on each worker is named "proxy-mirror:R" (mirror.find for its stats).
+-- With `upstream`, the copies go round-robin to that upstream's nodes (plain HTTP/1.1 upstreams
+-- only: the mirror client speaks neither TLS nor HTTP/2), one queue per node, named
+-- "proxy-mirror:R@ip:port"; the node list is the config snapshot's the request runs on.
 local turnpike = require "turnpike"
 local mirror = require "turnpike.mirror"
 
@@ -26,20 +29,49 @@ local random, sub, concat = math.random, string.sub, table.concat
 -- Per conf, per route: the queue (made once; nil when the worker has none, e.g. `turnpike -t`).
 local queues = setmetatable({}, { __mode = "k" })
 
+local function open(conf, name, uri)
+  local opts = setmetatable({ uri = uri }, { __index = conf })
+  local q, err = mirror.queue(name, opts)
+  if not q then
+    log.warn("proxy-mirror: ", name, ": no mirror queue (", err, ")")
+    return false
+  end
+  return q
+end
+
+-- With `upstream`: the next node's queue, round-robin per worker.
+local turn = 0
+local function node_queue(conf, by_route, route)
+  local nodes = turnpike.upstream.get_nodes(conf.upstream)
+  if not nodes or #nodes == 0 then
+    if by_route[""] == nil then
+      log.warn("proxy-mirror: route ", route, ": upstream ", conf.upstream,
+               " is not a plain HTTP/1.1 upstream with nodes; nothing is mirrored")
+      by_route[""] = false
+    end
+    return nil
+  end
+  turn = turn + 1
+  local addr = nodes[turn % #nodes + 1]
+  local key = route .. "@" .. addr
+  local q = by_route[key]
+  if q == nil then
+    q = open(conf, "proxy-mirror:" .. key, "http://" .. addr)
+    by_route[key] = q
+  end
+  return q or nil
+end
+
 local function queue_for(conf, route)
   local by_route = queues[conf]
   if not by_route then
     by_route = {}
     queues[conf] = by_route
   end
+  if conf.upstream then return node_queue(conf, by_route, route) end
   local q = by_route[route]
   if q == nil then
-    local err
-    q, err = mirror.queue("proxy-mirror:" .. route, conf)
-    if not q then
-      log.warn("proxy-mirror: route ", route, ": no mirror queue (", err, ")")
-      q = false
-    end
+    q = open(conf, "proxy-mirror:" .. route, conf.uri)
     by_route[route] = q
   end
   return q or nil
@@ -64,6 +96,8 @@ return {
     properties = {
       -- The mirror target; copies keep the request's own path and query.
       uri = { type = "string", pattern = "^http://[^/?#]+/?$" },
+      -- Or a configured upstream (plain HTTP/1.1): copies go round-robin to its nodes.
+      upstream = { type = "string", minLength = 1 },
       -- The share of requests copied: 0 none, 1 all.
       sample_ratio = { type = "number", minimum = 0, maximum = 1, default = 1 },
       -- Body bytes a copy may carry; what a longer body does.
@@ -78,9 +112,15 @@ return {
       -- Count mirror answers whose status differs from the primary's (stats compared / differed).
       compare = { type = "boolean", default = false },
     },
-    required = { "uri" },
     additionalProperties = false,
   },
+
+  check_schema = function(conf)
+    if (conf.uri == nil) == (conf.upstream == nil) then
+      return false, "exactly one of uri and upstream is required"
+    end
+    return true
+  end,
 
   -- Sampling and the body are decided here (the body can only be read before the request goes
   -- upstream); the copy is offered in the log phase, when the primary's status is known.

@@ -128,6 +128,16 @@ const char* get(tp_request* r, int field, const char* arg, size_t arg_len, size_
     }
     case TP_OUTCOME: return ctx.error.empty() ? nullptr : out(ctx.error, len);
     case TP_UPSTREAM_TAG: return ctx.upstream_tag.empty() ? nullptr : out(ctx.upstream_tag, len);
+    case TP_UPSTREAM_NODES: {
+      if (!ctx.snapshot) return nullptr;
+      const size_t index = ctx.snapshot->find_upstream(a);
+      if (index == SIZE_MAX) return nullptr;
+      const auto& up = *ctx.snapshot->upstreams[index];
+      if (up.config->protocol != config::UpstreamProtocol::http1 || up.config->tls.enabled) return nullptr;
+      std::string& all = ctx.arena.emplace_front();
+      for (const auto& n : up.nodes) all.append(n.address).push_back('\n');
+      return out(all, len);
+    }
     case TP_HEADERS: {
       std::string& all = ctx.arena.emplace_front();
       for (const auto& h : ctx.headers) {

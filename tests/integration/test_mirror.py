@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import rawhttp
-from harness import base_config, check_config, dump_yaml, ERROR_LINE
+from harness import base_config, check_config, dump_yaml, ERROR_LINE, upstream
 from origin import closed_port
 
 import pytest
@@ -301,7 +301,38 @@ def test_schema_errors(origin, turnpike_bin, tmp_path):
     for key in ("sample_ratio", "queue_size", "concurrency", "timeout"):
         assert any(m.startswith(prefix + f"conf.{key}: ") for m in msgs), (key, msgs)
     assert prefix + "conf.bogus: unknown property" in msgs, msgs
-    path.write_text(dump_yaml(config(origin, {})))
-    out = check_config(turnpike_bin, path)
-    msgs = [m.group("message") for m in ERROR_LINE.finditer(out.stderr)]
-    assert prefix + "conf.uri: required" in msgs, out.stderr
+    for conf in ({}, {"uri": "http://127.0.0.1:1", "upstream": "origin"}):
+        path.write_text(dump_yaml(config(origin, conf)))
+        out = check_config(turnpike_bin, path)
+        assert out.returncode != 0, out
+        assert "exactly one of uri and upstream is required" in out.stderr, out.stderr
+
+
+def test_mirror_to_a_configured_upstream_goes_round_robin_to_its_nodes(origin, target, turnpike):
+    second = MirrorTarget()
+    try:
+        cfg = config(origin, {"upstream": "recorder", "timeout": 10})
+        cfg["upstreams"].append(upstream("recorder", [target.uri[len("http://"):],
+                                                      second.uri[len("http://"):]]))
+        tp = turnpike(cfg)
+        with rawhttp.HttpConn(tp.port()) as conn:
+            for i in range(6):
+                assert conn.request("GET", f"/m/echo/up-{i}").status == 200
+        first_got = target.wait_for(3, timeout=10)
+        second_got = second.wait_for(3, timeout=10)
+        assert len(first_got) == 3 and len(second_got) == 3
+        paths = sorted(c["path"] for c in first_got + second_got)
+        assert paths == sorted(f"/m/echo/up-{i}" for i in range(6))
+        assert all(c["headers"]["x-mirrored-by"] == "turnpike" for c in first_got + second_got)
+    finally:
+        second.stop()
+
+
+def test_mirror_to_an_upstream_that_is_not_plain_http1_mirrors_nothing(origin, target, turnpike):
+    cfg = config(origin, {"upstream": "h2only", "timeout": 10})
+    cfg["upstreams"].append(upstream("h2only", [target.uri[len("http://"):]], protocol="h2c"))
+    tp = turnpike(cfg)
+    for i in range(3):
+        assert rawhttp.request(tp.port(), "GET", f"/m/echo/no-{i}").status == 200  # the client is served
+    assert target.wait_for(1, timeout=1) == []
+    assert "is not a plain HTTP/1.1 upstream" in tp.logs()

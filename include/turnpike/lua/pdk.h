@@ -43,6 +43,8 @@ enum tp_field {
   TP_UPSTREAM_NAME = 30,   // get: the upstream the request goes (or went) to; NULL for none
   TP_OUTCOME = 31,         // get: how the gateway ended the request ("upstream_timeout", ...), NULL for none
   TP_UPSTREAM_TAG = 32,    // get / set: the node tag the request prefers ("" / NULL: untagged nodes)
+  TP_UPSTREAM_NODES = 60,  // get: the plain-HTTP/1.1 upstream `arg`'s node addresses, "ip:port\n" each;
+                           // NULL when there is no such upstream or it speaks TLS or HTTP/2
 };
 
 // What get_int reads.

@@ -12,7 +12,7 @@ return function(turnpike, get, set, get_int, log)
     response_add_header = 14, remote_addr = 15, headers = 16, response_status = 17, body_chunk = 18,
     request_body = 19,
     skip_body_filter = 50,
-    upstream_name = 30, outcome = 31, upstream_tag = 32,
+    upstream_name = 30, outcome = 31, upstream_tag = 32, upstream_nodes = 60,
   }
   local WAIT_BODY = 1
   local yield_tag = require("turnpike.runtime").bridge.yield_tag
@@ -174,6 +174,15 @@ return function(turnpike, get, set, get_int, log)
     get_tag = function() return get(F.upstream_tag) end,
     -- The name of the upstream the request goes to (the route's, or the one set), nil for none.
     get_name = function() return get(F.upstream_name) end,
+    -- The node addresses ("ip:port") of the plain-HTTP/1.1 upstream `name`, in config order; nil
+    -- when there is none by that name, or it speaks TLS or HTTP/2 (what turnpike.http can reach).
+    get_nodes = function(name)
+      local all = get(F.upstream_nodes, name)
+      if not all then return nil end
+      local nodes = {}
+      for addr in all:gmatch("[^\n]+") do nodes[#nodes + 1] = addr end
+      return nodes
+    end,
   }
   -- How the gateway itself ended the request (log phase): an outcome code such as
   -- "upstream_connect_failed", "upstream_timeout" or "client_reset"; nil when the upstream's
