@@ -58,6 +58,10 @@ void dirty(RequestContext& ctx, const RouteRuntime& route) {
   ctx.body_done = false;
   ctx.request_body_bytes = 9;
   ctx.body_views.push_back("piece");
+  ctx.body_buffer = "read ahead by a plugin";
+  ctx.body_buffered = true;
+  ctx.body_replaced = true;
+  ctx.body_error = boost::asio::error::message_size;
   ctx.response_status = 200;
   ctx.response_headers.push_back({"a", "b"});
   ctx.response_trailers.push_back({"t", "v"});
@@ -76,6 +80,7 @@ void dirty(RequestContext& ctx, const RouteRuntime& route) {
   ctx.connection_tokens.push_back("close");
   ctx.forwarded_for = "1.2.3.4, 10.0.0.1";
   ctx.worker_counters = reinterpret_cast<WorkerCounters*>(&ctx);
+  ctx.downstream = reinterpret_cast<Downstream*>(&ctx);
   ctx.response_pieces.push_back("piece");
   // FilterState (the Lua ctx table and its Vm are released by reset: tests/unit/lua).
   ctx.filters.push_back(nullptr);
@@ -121,6 +126,7 @@ void expect_like_new(const RequestContext& a) {
   EXPECT_EQ(a.upgrade, fresh.upgrade);
   EXPECT_EQ(a.start, fresh.start);
   EXPECT_EQ(a.worker_counters, fresh.worker_counters);
+  EXPECT_EQ(a.downstream, fresh.downstream);
   // FilterState
   EXPECT_TRUE(a.filters.empty());
   EXPECT_TRUE(a.filter_slots.empty());
@@ -163,6 +169,10 @@ void expect_like_new(const RequestContext& a) {
   EXPECT_EQ(a.body_done, fresh.body_done);
   EXPECT_EQ(a.request_body_bytes, fresh.request_body_bytes);
   EXPECT_TRUE(a.body_views.empty());
+  EXPECT_TRUE(a.body_buffer.empty());
+  EXPECT_EQ(a.body_buffered, fresh.body_buffered);
+  EXPECT_EQ(a.body_replaced, fresh.body_replaced);
+  EXPECT_EQ(a.body_error, fresh.body_error);
   // ResponseState
   EXPECT_EQ(a.response_status, fresh.response_status);
   EXPECT_TRUE(a.response_headers.empty());
