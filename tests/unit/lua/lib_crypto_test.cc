@@ -243,10 +243,11 @@ TEST_F(LibCryptoTest, PssAndPkcs1SignaturesAreNotInterchangeable) {
 
 TEST_F(LibCryptoTest, EcdsaSignatureWithHighBitsConvertsToDer) {
   // r and s with their top bit set need a leading zero in DER, and leading zero bytes are
-  // dropped: sign until both kinds have been seen (each has probability about 1/2 or 1/256).
+  // dropped: sign until both kinds have been seen (each has probability about 1/2 or 1/128 per
+  // signature; 3000 tries leave a chance of about 1e-10 of never seeing a leading zero).
   const std::string msg = "m";
   int high = 0, zero = 0;
-  for (int i = 0; i < 600 && (high == 0 || zero == 0); ++i) {
+  for (int i = 0; i < 3000 && (high == 0 || zero == 0); ++i) {
     std::string sig = cxx_sign(*p256(), EVP_sha256(), false, 32, msg + std::to_string(i));
     high += static_cast<unsigned char>(sig[0]) >= 0x80;
     zero += sig[0] == '\0' || sig[32] == '\0';
