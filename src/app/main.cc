@@ -9,7 +9,7 @@
 
 #include "memory.h"
 #include "turnpike/config/config.h"
-#include "turnpike/proxy/server.h"
+#include "turnpike/server/server.h"
 #include "turnpike/proxy/snapshot.h"
 
 namespace {

@@ -19,14 +19,14 @@
 #include <array>
 #include <bit>
 
-#include "headers.h"
-#include "io.h"
+#include "turnpike/proxy/headers.h"
+#include "turnpike/proxy/io.h"
 #include "forward.h"
-#include "pipeline.h"
+#include "turnpike/proxy/pipeline.h"
 #include "turnpike/common/coarse_clock.h"
 #include "turnpike/http/chunked.h"
 #include "turnpike/proxy/snapshot.h"
-#include "worker.h"
+#include "turnpike/proxy/worker.h"
 
 namespace turnpike::proxy {
 

@@ -23,13 +23,13 @@
 #include <exception>
 
 #include "grpc.h"
-#include "h2_stream.h"
-#include "headers.h"
+#include "turnpike/proxy/wake_event.h"
+#include "turnpike/proxy/headers.h"
 #include "forward.h"
-#include "pipeline.h"
+#include "turnpike/proxy/pipeline.h"
 #include "turnpike/proxy/snapshot.h"
 #include "turnpike/upstream/h2.h"
-#include "worker.h"
+#include "turnpike/proxy/worker.h"
 
 namespace turnpike::proxy {
 
@@ -138,7 +138,7 @@ struct BodyPump {
   bool touched = false;  // it read body bytes from the client (no retry after that)
   bool failed = false;   // the client's body failed (client_ec) or was too large (client_ec empty)
   boost::system::error_code client_ec;
-  H2Event done;          // signalled when the coroutine has ended
+  WakeEvent done;          // signalled when the coroutine has ended
 };
 
 // Reads the client's body and hands it to the stream's data provider, one batch at a time: the

@@ -8,8 +8,8 @@
 
 #include <charconv>
 
-#include "pipeline.h"
-#include "plugins.h"
+#include "turnpike/proxy/pipeline.h"
+#include "turnpike/proxy/plugins.h"
 #include "turnpike/common/strings.h"
 #include "turnpike/http/types.h"
 #include "turnpike/proxy/request_context.h"

@@ -10,7 +10,7 @@
 //
 // Hot path: no allocation after warm-up (the context is pooled); filter hooks are plain calls and
 // only a filter that really suspends costs a coroutine.
-#include "pipeline.h"
+#include "turnpike/proxy/pipeline.h"
 
 #include <spdlog/spdlog.h>
 
@@ -18,11 +18,11 @@
 
 #include "forward.h"
 #include "grpc.h"
-#include "headers.h"
+#include "turnpike/proxy/headers.h"
 #include "turnpike/common/strings.h"
 #include "turnpike/log/log.h"
 #include "turnpike/proxy/snapshot.h"
-#include "worker.h"
+#include "turnpike/proxy/worker.h"
 
 namespace turnpike::proxy {
 

@@ -4,7 +4,7 @@
 // Hot path (LuaPluginFilter::run): one Vm::start per phase function the plugin has; no coroutine
 // unless the plugin waits (turnpike.sleep, the HTTP client); the request's Lua ctx table is made
 // on the first call of a request.
-#include "plugins.h"
+#include "turnpike/proxy/plugins.h"
 
 #include <spdlog/spdlog.h>
 
@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <set>
 
-#include "pipeline.h"
+#include "turnpike/proxy/pipeline.h"
 #include "turnpike/common/strings.h"
 #include "turnpike/proxy/request_context.h"
 #include "turnpike/proxy/snapshot.h"

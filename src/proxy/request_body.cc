@@ -6,7 +6,7 @@
 // buffer first and then go on reading the client as usual, so a body larger than the bound still
 // streams (with backpressure) after the part a plugin looked at. A whole body read ahead can go
 // again to another node on retry, since no byte of it has to be read twice.
-#include "pipeline.h"
+#include "turnpike/proxy/pipeline.h"
 #include "turnpike/proxy/snapshot.h"
 
 namespace turnpike::proxy {

@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "builtin_filters.h"
-#include "plugins.h"
+#include "turnpike/proxy/plugins.h"
 #include "turnpike/proxy/request_context.h"
 
 namespace turnpike::proxy {

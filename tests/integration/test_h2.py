@@ -573,7 +573,7 @@ def test_grpc_unary_end_to_end_over_http2(h2_upstream_tp):
         c.close()
 
 
-# ---- Idle connections park (src/proxy/h2_park.cc) ----------------------------------------------
+# ---- Idle connections park (src/downstream/h2/h2_park.cc) ----------------------------------------------
 # (What parking saves is measured by bench/idle_conns.sh, PROTO=h2c / h2: RSS growth over a few
 # hundred connections in a test mixes in the heap's high-water mark of their first requests.)
 

@@ -1,4 +1,4 @@
-"""A parked HTTP/2 connection without its nghttp2 session (src/proxy/h2_park.cc).
+"""A parked HTTP/2 connection without its nghttp2 session (src/downstream/h2/h2_park.cc).
 
 An idle connection whose state a fresh session can be brought back to deletes its session while
 parked and rebuilds it when it acts again. The clients here send header fields that never enter

@@ -3,8 +3,8 @@
 // plugins merged into a request's chain when an authentication plugin attaches it.
 #include <gtest/gtest.h>
 
-#include "pipeline.h"
-#include "plugins.h"
+#include "turnpike/proxy/pipeline.h"
+#include "turnpike/proxy/plugins.h"
 #include "turnpike/config/config.h"
 #include "turnpike/proxy/request_context.h"
 #include "turnpike/proxy/snapshot.h"

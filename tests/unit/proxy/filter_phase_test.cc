@@ -8,7 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/this_coro.hpp>
 
-#include "pipeline.h"
+#include "turnpike/proxy/pipeline.h"
 #include "turnpike/proxy/snapshot.h"
 
 namespace turnpike::proxy {

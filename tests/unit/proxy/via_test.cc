@@ -2,7 +2,7 @@
 // which is how a forwarding loop is detected.
 #include <gtest/gtest.h>
 
-#include "headers.h"
+#include "turnpike/proxy/headers.h"
 
 namespace turnpike::proxy {
 namespace {

@@ -11,7 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "downstream_h2.h"
-#include "pipeline.h"
+#include "turnpike/proxy/pipeline.h"
 #include "turnpike/proxy/snapshot.h"
 
 namespace turnpike::proxy {
@@ -41,14 +41,14 @@ std::string_view to_string(H2Goaway g) noexcept {
   return "unknown";
 }
 
-void serve_h2(Worker& worker, std::unique_ptr<tls::Transport> transport, std::string listener,
+void serve_h2(DownstreamWorker& worker, std::unique_ptr<tls::Transport> transport, std::string listener,
               std::string_view already_read) {
   auto conn = std::make_unique<H2Connection>(worker, std::move(transport), std::move(listener));
   if (!conn->start(already_read)) return;  // destroyed: socket closed
   boost::asio::co_spawn(worker.io(), H2Connection::serve(std::move(conn), std::nullopt), boost::asio::detached);
 }
 
-H2Connection::H2Connection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener)
+H2Connection::H2Connection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener)
     : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
   remote_ = peer_text(transport_->socket(), ip_len_);
   worker_.add_connection(*this);

@@ -10,8 +10,8 @@
 
 #include "h2_connection.h"
 #include "h2_fields.h"
-#include "headers.h"
-#include "pipeline.h"
+#include "turnpike/proxy/headers.h"
+#include "turnpike/proxy/pipeline.h"
 #include "turnpike/common/strings.h"
 #include "turnpike/http/uri.h"
 #include "turnpike/proxy/snapshot.h"

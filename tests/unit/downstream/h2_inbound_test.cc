@@ -1,7 +1,7 @@
 // The frame walk ahead of nghttp2 (h2_inbound.h): frame boundaries across any split of the
 // input, checks seeing exactly the frames noted, a dropped frame never fed; and the record of
 // closed client streams that picks the RFC 9113 §5.1 answer.
-#include "h2_inbound.h"
+#include "downstream/h2/h2_inbound.h"
 
 #include <gtest/gtest.h>
 

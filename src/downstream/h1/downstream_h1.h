@@ -7,11 +7,11 @@
 #include <memory>
 #include <string>
 
-#include "io.h"
+#include "turnpike/proxy/io.h"
 #include "turnpike/common/buffer_pool.h"
 #include "turnpike/tls/transport.h"
 #include "turnpike/proxy/downstream.h"
-#include "worker.h"
+#include "downstream/connections.h"
 
 namespace turnpike::proxy {
 
@@ -32,7 +32,7 @@ using tls::Transport;
 
 class DownstreamConnection : public ClientConnection, public Downstream {
  public:
-  DownstreamConnection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener);
+  DownstreamConnection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener);
   ~DownstreamConnection() override;
 
   // Waits (callback only, no coroutine, no buffer) for the client to send bytes, then serves.
@@ -105,7 +105,7 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   bool prepare_request(RequestContext& ctx, int& status, std::string_view& code, std::string_view& message);
   void take_body_from(RequestContext& ctx, IoBuffer& buffer, size_t& offset);
 
-  Worker& worker_;
+  DownstreamWorker& worker_;
   std::unique_ptr<Transport> transport_;
   std::string listener_;
   IoBuffer in_;           // request heads (and the body bytes that follow them)
@@ -139,5 +139,9 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   size_t pending_done_ = 0;
   bool pending_end_ = false;
 };
+
+// Serves a connection just accepted on `listener`: HTTP/1.1 (or HTTP/2 by prior knowledge) in
+// the clear, or a TLS handshake first when the listener has TLS (then HTTP/2 by ALPN).
+void serve_client(DownstreamWorker& worker, tcp::socket socket, const std::string& listener);
 
 }  // namespace turnpike::proxy

@@ -11,12 +11,12 @@
 
 namespace turnpike::proxy {
 
-class Worker;
+class DownstreamWorker;
 
 // Serves an HTTP/2 connection on `transport` until it ends. `already_read` holds bytes the caller
 // read before it knew the protocol (the client preface, for h2c); they are fed to the session
 // before anything else is read. Returns at once; the connection runs on the worker's io_context.
-void serve_h2(Worker& worker, std::unique_ptr<tls::Transport> transport, std::string listener,
+void serve_h2(DownstreamWorker& worker, std::unique_ptr<tls::Transport> transport, std::string listener,
               std::string_view already_read);
 
 }  // namespace turnpike::proxy

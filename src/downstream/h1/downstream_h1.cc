@@ -16,11 +16,11 @@
 
 #include <array>
 
-#include "downstream_h2.h"
-#include "headers.h"
+#include "downstream/h2/downstream_h2.h"
+#include "turnpike/proxy/headers.h"
 #include "turnpike/common/coarse_clock.h"
-#include "io.h"
-#include "pipeline.h"
+#include "turnpike/proxy/io.h"
+#include "turnpike/proxy/pipeline.h"
 #include "turnpike/http/uri.h"
 #include "turnpike/proxy/snapshot.h"
 
@@ -59,7 +59,7 @@ std::string_view to_string(DownstreamWait w) noexcept {
   return "unknown";
 }
 
-DownstreamConnection::DownstreamConnection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener)
+DownstreamConnection::DownstreamConnection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener)
     : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
   remote_ = peer_text(transport_->socket(), ip_len_);
   worker_.add_connection(*this);
@@ -299,7 +299,7 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
     // ---- 2. read and parse the head ----
     RequestContext& ctx = *worker_.acquire_context();
     struct Release {
-      Worker& w;
+      DownstreamWorker& w;
       RequestContext& c;
       ~Release() { w.release_context(&c); }
     } release{worker_, ctx};
@@ -760,5 +760,24 @@ boost::asio::awaitable<void> DownstreamConnection::linger() {
   }
   disarm();
 }
+
+void serve_client(DownstreamWorker& worker, tcp::socket socket, const std::string& listener) {
+  const ListenerRuntime* lr = worker.snapshot()->find_listener(listener);
+  if (!lr) return;  // removed by a reload that this accept raced with
+  if (!lr->tls) {
+    auto conn = std::make_unique<DownstreamConnection>(worker, std::make_unique<Transport>(std::move(socket)), listener);
+    DownstreamConnection::park(std::move(conn));
+    return;
+  }
+  SSL* ssl = lr->tls->new_session();
+  if (!ssl) {
+    worker.counters().tls_handshake_failures.inc();
+    return;
+  }
+  auto conn = std::make_unique<DownstreamConnection>(worker, std::make_unique<Transport>(std::move(socket), ssl), listener);
+  boost::asio::co_spawn(worker.io(), DownstreamConnection::start_tls(std::move(conn), lr->tls->config().handshake_timeout),
+                        boost::asio::detached);
+}
+
 
 }  // namespace turnpike::proxy

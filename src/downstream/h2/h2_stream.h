@@ -26,55 +26,12 @@
 
 #include "turnpike/proxy/downstream.h"
 #include "turnpike/proxy/request_context.h"
-#include "worker.h"
+#include "downstream/connections.h"
+#include "turnpike/proxy/wake_event.h"
 
 namespace turnpike::proxy {
 
 class H2Connection;
-
-// A one-shot wake-up for a single waiting coroutine, without a timer: wait() parks the coroutine's
-// completion handler, signal() posts it (never runs it inline, so nghttp2 callbacks never re-enter
-// the pipeline). A signal with nobody waiting does nothing: waiters check their condition first,
-// and everything runs on one thread, so no wake-up can be lost in between.
-//
-// The handler is stored by its concrete type (what use_awaitable makes for a void() signature;
-// a static_assert checks it) rather than in an any_completion_handler: no allocation per wait,
-// and Boost 1.81's any_completion_handler recursively re-wraps itself when posted.
-class H2Event {
- public:
-  using error_code = boost::system::error_code;
-  // co_await event.wait(); then event.result() says why it woke.
-  auto wait() {
-    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
-        [this](auto handler) {
-          static_assert(std::is_same_v<decltype(handler), Handler>, "use_awaitable's handler type changed");
-          handler_.emplace(std::move(handler));
-        },
-        boost::asio::use_awaitable);
-  }
-  error_code result() const { return result_; }
-  bool waiting() const { return handler_.has_value(); }
-  // Resumes the waiter now, on the caller's stack (as co_spawn runs a new coroutine up to its
-  // first suspension). Only where re-entering the waiter is safe: see H2Connection::start_pipeline.
-  void resume_now(error_code ec = {}) {
-    if (handler_) take(ec)();
-  }
-  void signal(boost::asio::io_context& io, error_code ec = {}) {
-    if (handler_) boost::asio::post(io, [h = take(ec)]() mutable { std::move(h)(); });
-  }
-
- private:
-  using Handler = boost::asio::detail::awaitable_handler<boost::asio::any_io_executor>;
-  // The waiter, removed (with the result it will read).
-  Handler take(error_code ec) {
-    result_ = ec;
-    Handler h = std::move(*handler_);
-    handler_.reset();
-    return h;
-  }
-  std::optional<Handler> handler_;
-  error_code result_;
-};
 
 // What a stream's pipeline waits for; picks the timeout and the counter.
 enum class H2StreamWait : unsigned char {
@@ -197,7 +154,7 @@ class H2Stream final : public Downstream, public StreamHook {
   // (retire_ tells it to end).
   bool has_loop_ = false;
   bool retire_ = false;
-  H2Event start_event_;
+  WakeEvent start_event_;
   int start_status_ = 0;               // non-zero: answer with this error instead of the pipeline
   std::string_view start_code_, start_message_;
   bool closed_ = false;                // nghttp2 closed the stream (or the connection died)
@@ -208,8 +165,8 @@ class H2Stream final : public Downstream, public StreamHook {
   Clock::time_point read_deadline_ = Clock::time_point::max();  // read_body waiting for DATA
   Clock::time_point send_deadline_ = Clock::time_point::max();  // send_* waiting for the window
   // One event per side: a request body pump may be in read_body while the pipeline is in send_*.
-  H2Event read_event_;                 // read_body: DATA, END_STREAM, reset, close, timeout, cancel
-  H2Event send_event_;                 // send_*: pieces taken, reset, close, timeout
+  WakeEvent read_event_;                 // read_body: DATA, END_STREAM, reset, close, timeout, cancel
+  WakeEvent send_event_;                 // send_*: pieces taken, reset, close, timeout
 };
 
 }  // namespace turnpike::proxy

@@ -20,7 +20,7 @@
 #include "h2_inbound.h"
 #include "h2_stream.h"
 #include "turnpike/tls/transport.h"
-#include "worker.h"
+#include "downstream/connections.h"
 
 namespace turnpike::proxy {
 
@@ -37,7 +37,7 @@ std::string_view to_string(H2Goaway g) noexcept;
 
 class H2Connection final : public ClientConnection {
  public:
-  H2Connection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener);
+  H2Connection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener);
   ~H2Connection() override;
   H2Connection(const H2Connection&) = delete;
   H2Connection& operator=(const H2Connection&) = delete;
@@ -55,7 +55,7 @@ class H2Connection final : public ClientConnection {
   void snapshot_changed() override;
 
   // ---- For streams ----
-  Worker& worker() { return worker_; }
+  DownstreamWorker& worker() { return worker_; }
   nghttp2_session* session() { return dead_ ? nullptr : session_; }
   const config::ClientLimits& limits() const { return worker_.snapshot()->config->limits; }
   // Something was submitted to nghttp2: make the loop call mem_send.
@@ -150,7 +150,7 @@ class H2Connection final : public ClientConnection {
   void update_idle();
   void recompute_deadline();
 
-  Worker& worker_;
+  DownstreamWorker& worker_;
   std::unique_ptr<Transport> transport_;
   std::string listener_;
   std::shared_ptr<const Snapshot> snapshot_;   // the one the connection started with
@@ -165,7 +165,7 @@ class H2Connection final : public ClientConnection {
   bool waiting_read_ = false;     // the loop waits for readability (wake() cancels that wait)
   bool wake_ = false;
   bool dead_ = false;             // the socket is closed: no more I/O, streams fail
-  H2Event all_done_;              // the loop waiting for the last stream loop after shut()
+  WakeEvent all_done_;              // the loop waiting for the last stream loop after shut()
 
   // ---- Streams ----
   boost::intrusive::list<H2Stream, boost::intrusive::base_hook<StreamHook>,

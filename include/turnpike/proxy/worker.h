@@ -1,33 +1,30 @@
-// A worker: one thread, one io_context, and everything its connections touch.
+// A worker's data path: what the request pipeline of one worker thread uses — its io_context,
+// the snapshot it serves, buffers, request contexts, Lua plugin instances, upstream pools and
+// counters. The layers above add the client connections (src/downstream/connections.h) and the
+// thread with its listeners (src/server/worker.h); the pipeline sees only this part.
 //
-// Connections never move between workers; upstream pools, buffers and request contexts are per
-// worker. The main thread talks to a worker only by posting to its io_context (apply a new
-// snapshot, start draining). Hot path: nothing here takes a lock.
+// Connections never move between workers; everything here belongs to the worker's thread. The
+// main thread talks to a worker only by posting to its io_context. Hot path: nothing here takes
+// a lock.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/intrusive/list.hpp>
 #include <chrono>
-#include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "turnpike/common/buffer_pool.h"
 #include "turnpike/common/counter.h"
 #include "turnpike/proxy/outcome.h"
+#include "turnpike/proxy/plugins.h"
 #include "turnpike/proxy/request_context.h"
 #include "turnpike/proxy/snapshot.h"
-#include "plugins.h"
 #include "turnpike/upstream/upstream.h"
 
 namespace turnpike::proxy {
 
 namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 // Everything a worker counts. Single writer (the worker), readable from other threads.
@@ -119,43 +116,6 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"h2_idle_timeouts", &WorkerCounters::h2_idle_timeouts},
 };
 
-using DownstreamHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
-using IdleHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct IdleTag>,
-                                                  boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
-using HeadHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct HeadTag>,
-                                                  boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
-
-// The client's address as text, "ip:port" (empty if the socket has no peer); `ip_len` is the
-// length of the ip part.
-std::string peer_text(const tcp::socket& socket, size_t& ip_len);
-
-// A client connection as the worker sees it, whatever its protocol (HTTP/1.1, HTTP/2, a TLS
-// handshake in progress): listed for the deadline sweep, on the idle list while it waits between
-// requests so drain and the connection limit can close it, and on the partial-head list while it
-// waits for the rest of a request head, so the connection limit can close the slowest.
-class ClientConnection : public DownstreamHook, public IdleHook, public HeadHook {
- public:
-  virtual ~ClientConnection() = default;
-  // The deadline passed: fail what the connection waits for (and count it).
-  virtual void expire() = 0;
-  // Drain, or the connection limit: close now if nothing is in flight (HTTP/2: GOAWAY).
-  virtual void close_if_idle() = 0;
-  // Many connections: an idle connection waiting in its coroutine should park instead.
-  virtual void request_park() {}
-  // The connection limit: close now, the rest of the request head has been awaited too long.
-  virtual void close_slow() {}
-  // A new snapshot was applied (HTTP/2 sends GOAWAY when its listener changed).
-  virtual void snapshot_changed() {}
-  Clock::time_point deadline() const { return deadline_; }
-  // When the connection started waiting for the rest of a request head (on the partial-head list).
-  Clock::time_point head_since() const { return head_since_; }
-
- protected:
-  friend class Worker;  // sets head_since_ with the list
-  Clock::time_point deadline_ = Clock::time_point::max();
-  Clock::time_point head_since_{};
-};
-
 class Worker {
  public:
   // `dicts`: the node's shared dictionaries (owned by the server, outliving the worker).
@@ -164,103 +124,50 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Starts the thread. `listen_fds[i]` is this worker's SO_REUSEPORT socket for listener i.
-  void start(std::vector<std::pair<std::string, int>> listen_fds);
-  // Thread-safe: posts a new snapshot (and sockets for listeners it added) to the worker.
-  void post_snapshot(std::shared_ptr<const Snapshot> snapshot, std::vector<std::pair<std::string, int>> new_fds);
-  // Thread-safe: stop accepting, close idle connections, finish in-flight requests, then stop.
-  void post_drain();
-  // Thread-safe: stop now (drain timeout passed).
-  void force_stop();
-  void join();
-  bool finished() const { return finished_.load(); }
-
-  // ---- Used by connections on this worker's thread ----
   asio::io_context& io() { return ioc_; }
   unsigned index() const { return index_; }
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   BufferPool& buffers() { return buffers_; }
   WorkerPlugins& plugins() { return plugins_; }
   WorkerCounters& counters() { return counters_; }
-  bool draining() const { return draining_; }
-  // The drain timeout ran out (force_stop): expire() calls now mean "close", not "deadline passed".
-  bool stopping() const { return stopping_; }
-  // Above this many connections, idle ones are parked without a coroutine (less memory per
-  // idle connection, a little more CPU per request); below it they wait in their coroutine.
-  static constexpr size_t kParkAbove = 256;
-  bool many_connections() const { return connection_count_ > kParkAbove; }
   // The pool serving `snapshot`'s upstream `upstream_index` (the request's snapshot may be older).
   upstream::UpstreamPool& pool_for(const Snapshot& snapshot, size_t upstream_index);
 
   RequestContext* acquire_context();
   void release_context(RequestContext* ctx);
 
-  void add_connection(ClientConnection& c);
-  void connection_closed(ClientConnection& c);
-  void mark_idle(ClientConnection& c);
-  void mark_busy(ClientConnection& c);
-  // A request head arrived in part and the connection waits for the rest; mark_head_read when
-  // it is complete (or the wait ended). Heads that arrive whole never go on this list.
-  void mark_partial_head(ClientConnection& c);
-  void mark_head_read(ClientConnection& c) { c.HeadHook::unlink(); }
-  // At the connection limit, a partial head waited for this long may be closed for a new client.
-  static constexpr auto kSlowHeadGrace = std::chrono::seconds(1);
-  // Starts serving an accepted connection on `listener` (TLS handshake first when it has TLS).
-  void serve_connection(tcp::socket socket, const std::string& listener);
+ protected:
+  // A new snapshot: an unchanged upstream keeps its pool (and its warm connections), the others
+  // retire once their last request is over; the plugins adopt the snapshot's instances.
+  void adopt_snapshot(std::shared_ptr<const Snapshot> snapshot);
+  // Timeouts of upstream connections; retired pools with nothing in flight are freed.
+  void sweep_pools(Clock::time_point now);
+  // Closes every parked upstream connection (drain).
+  void close_idle_pools();
+  // Upstream sockets open, busy or parked.
+  size_t upstream_sockets() const;
+  // Gives back half of the request contexts unused since the last call; returns the bytes freed.
+  size_t trim_contexts();
+  // The thread is ending: frees the pools, then (once their handlers have run) the contexts and
+  // the plugins, while the io_context still exists.
+  void release_data_path();
 
  private:
-  struct Acceptor {
-    std::string name;
-    tcp::acceptor acceptor;
-    bool closing = false;
-  };
-  asio::awaitable<void> accept_loop(Acceptor* acceptor);
-  // A connection just accepted: counted, and served unless the connection limit refuses it.
-  void admit(tcp::socket socket, const std::string& listener);
-  // Stops accepting on `acceptor`, serving what its backlog holds first (drain).
-  void close_acceptor(Acceptor& acceptor);
-  void open_acceptors(std::vector<std::pair<std::string, int>> fds);
-  void apply_snapshot(std::shared_ptr<const Snapshot> snapshot, std::vector<std::pair<std::string, int>> fds);
-  void start_drain();
-  void schedule_sweep();
-  void sweep();
-  // After a spike: gives back what the buffer pool, the request-context list and this thread's
-  // small-block cache kept but no longer use, a part per call (every kTrimEvery sweeps).
-  void trim_memory();
-  size_t open_sockets() const;  // client connections and upstream ones (busy or idle)
-  void maybe_finish_drain();
-  bool make_room_for_connection();
   std::unique_ptr<upstream::UpstreamPool> make_pool(std::shared_ptr<const upstream::ResolvedUpstream> up);
 
   unsigned index_;
   asio::io_context ioc_;  // declared first: destroyed last, after everything bound to it
-  std::thread thread_;
-  std::atomic<bool> finished_{false};
   std::shared_ptr<const Snapshot> snapshot_;
   // Declared before the request contexts: a context's Lua ctx table is released before the Vm.
   WorkerPlugins plugins_;
   BufferPool buffers_;
   WorkerCounters counters_;
-  asio::steady_timer sweep_timer_;
-  bool draining_ = false;
-  bool stopping_ = false;
-  std::vector<std::unique_ptr<Acceptor>> acceptors_;
-  boost::intrusive::list<ClientConnection, boost::intrusive::base_hook<DownstreamHook>,
-                         boost::intrusive::constant_time_size<false>> connections_;
-  boost::intrusive::list<ClientConnection, boost::intrusive::base_hook<IdleHook>,
-                         boost::intrusive::constant_time_size<false>> idle_;  // oldest first
-  boost::intrusive::list<ClientConnection, boost::intrusive::base_hook<HeadHook>,
-                         boost::intrusive::constant_time_size<false>> partial_heads_;  // oldest first
-  size_t connection_count_ = 0;
   // Pools by upstream position in the current snapshot; retired pools wait for their last
   // in-flight request before they are freed.
   std::vector<std::unique_ptr<upstream::UpstreamPool>> pools_;
   std::vector<std::unique_ptr<upstream::UpstreamPool>> retired_pools_;
   std::vector<std::unique_ptr<RequestContext>> free_contexts_;
-  size_t contexts_low_water_ = 0;     // the fewest free_contexts_ since the last trim_memory()
-  unsigned sweeps_since_trim_ = 0;
-  size_t freed_since_malloc_trim_ = 0;  // bytes
-  size_t sockets_high_water_ = 0;       // the most open sockets seen since the last malloc_trim
+  size_t contexts_low_water_ = 0;  // the fewest free_contexts_ since the last trim_contexts()
 };
 
 }  // namespace turnpike::proxy

@@ -1,6 +1,6 @@
 // Process lifecycle: start, reload (build whole, validate, swap atomically, or keep the old),
 // drain. Runs on the main thread; workers are reached only by posting to them.
-#include "turnpike/proxy/server.h"
+#include "turnpike/server/server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -195,7 +195,7 @@ class Server {
   lua::SharedDicts shared_dicts_;
   std::vector<config::SharedDictConfig> shared_dicts_config_;
   uint64_t limit_table_size_ = 0;  // the rate-limit table's size as made at start
-  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<WorkerThread>> workers_;
   std::map<std::string, BoundListener> listeners_;
   unsigned worker_count_ = 1;
   uint64_t generation_ = 0;
@@ -284,7 +284,7 @@ bool Server::start() {
   limit_table_size_ = snapshot_->config->rate_limits.table_size;
   lua::set_cluster_nodes(snapshot_->config->cluster.nodes);
   for (unsigned w = 0; w < worker_count_; ++w) {
-    workers_.push_back(std::make_unique<Worker>(w, snapshot_, &shared_dicts_));
+    workers_.push_back(std::make_unique<WorkerThread>(w, snapshot_, &shared_dicts_));
   }
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->start(std::move(per_worker[w]));
   spdlog::info("turnpike started: {} workers, {} routes, {} upstreams", worker_count_,
