@@ -16,8 +16,9 @@
 -- A "?query" in the new URI is sent before the request's own query arguments, which are kept.
 -- regex_uri matches the normalized path; a path it does not match is sent unchanged. Header
 -- operations run in the order add, set, remove; `add` appends to a field the request already
--- has (as one comma-separated field, RFC 9110 §5.3). The method cannot be changed yet (the PDK
--- has no setter for it).
+-- has (as one comma-separated field, RFC 9110 §5.3). `method` changes the method the upstream
+-- gets; a HEAD or CONNECT request, and a WebSocket upgrade, keep theirs (the response's framing
+-- depends on it), which is logged.
 local turnpike = require "turnpike"
 local json = require "turnpike.json"
 local regex = require "turnpike.regex"
@@ -131,6 +132,8 @@ return {
       regex_uri = { type = "array", minItems = 2, maxItems = 2,
                     items = { type = "string", minLength = 1, maxLength = 4096 } },
       host = { type = "string", pattern = "^[A-Za-z0-9.:\\[\\]_-]+$", maxLength = 255 },
+      -- The method the upstream gets.
+      method = { type = "string", pattern = TOKEN, maxLength = 32 },
       headers = {
         type = "object",
         additionalProperties = false,
@@ -152,6 +155,9 @@ return {
         return false, 'conf.regex_uri[2]: the replacement is a path: it must start with "/"'
       end
     end
+    if conf.method == "HEAD" or conf.method == "CONNECT" then
+      return false, "conf.method: " .. conf.method .. " cannot be set (the response's framing depends on it)"
+    end
     local err = check_headers(conf.headers)
     if err then return false, err end
     return true
@@ -171,6 +177,9 @@ return {
       return turnpike.exit(500, FAILED, JSON)
     end
     if conf.host then request.set_host(conf.host) end
+    if conf.method and not request.set_method(conf.method) then
+      turnpike.log.info("a ", request.get_method(), " request keeps its method (not ", conf.method, ")")
+    end
     if conf.headers then rewrite_headers(conf.headers) end
   end,
 }

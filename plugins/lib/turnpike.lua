@@ -48,7 +48,8 @@ function turnpike.exit(status, body, headers)
 end
 
 -- HTTP client ---------------------------------------------------------------------------------
--- turnpike.http.request{ method =, url =, headers =, body =, timeout =, max_body = } returns
+-- turnpike.http.request{ method =, url =, headers =, body =, timeout =, max_body =, ssl_verify = }
+-- (url http:// or https://; ssl_verify defaults to true: the system CA store and the host name) returns
 -- { status =, headers = { lower-case name = value }, body = }, or nil and why ("timeout",
 -- "connect failed: ...", "bad response: ...", "body too large"). The call waits without
 -- blocking the worker (src/lua/http_client.cc); connections are kept alive per worker.
@@ -56,6 +57,9 @@ end
 local function check_http(req)
   if type(req) ~= "table" then error("turnpike.http.request: expected a table", 3) end
   if type(req.url) ~= "string" then error("turnpike.http.request: url must be a string", 3) end
+  if req.ssl_verify ~= nil and type(req.ssl_verify) ~= "boolean" then
+    error("turnpike.http.request: ssl_verify must be a boolean", 3)
+  end
   if req.method ~= nil and type(req.method) ~= "string" then
     error("turnpike.http.request: method must be a string", 3)
   end
@@ -88,9 +92,52 @@ turnpike.http = {}
 function turnpike.http.request(req)
   local flat = check_http(req)
   local res, err, raise = yield(yield_tag, "http", req.method or "GET", req.url, flat, req.body,
-                                req.timeout, req.max_body)
+                                req.timeout, req.max_body, req.ssl_verify)
   if raise then error(err, 2) end
   return res, err
+end
+
+-- Timers --------------------------------------------------------------------------------------
+-- turnpike.timer.at(delay, fn, ...) runs fn(premature, ...) once, `delay` seconds from now;
+-- turnpike.timer.every(interval, fn, ...) runs it every `interval` seconds (a run never overlaps
+-- the previous one: the next interval starts when a run ends). Both return a handle with
+-- :cancel(), or nil and why. Callbacks run on this worker, outside any request, with the same
+-- budgets as a phase, and may sleep or use turnpike.http. When the plugin generation that made a
+-- timer is retired (a reload) or the worker stops, a pending timer runs once more at once with
+-- premature = true, and then ends (src/lua/timer.cc).
+
+local timer_start, timer_cancel, timer_counts = bridge.timer_start, bridge.timer_cancel, bridge.timer_counts
+local timer_handle = {}
+timer_handle.__index = timer_handle
+
+-- Stops the timer: true if it was pending (a run in progress finishes; a periodic timer does not
+-- run again).
+function timer_handle:cancel()
+  return timer_cancel(self.id)
+end
+
+local function start_timer(what, seconds, periodic, fn, ...)
+  seconds = tonumber(seconds)
+  if not seconds then error("turnpike.timer." .. what .. ": expected a number of seconds", 3) end
+  if type(fn) ~= "function" then error("turnpike.timer." .. what .. ": expected a function", 3) end
+  local id, err = timer_start(seconds, periodic, fn, ...)
+  if not id then return nil, err end
+  return setmetatable({ id = id }, timer_handle)
+end
+
+turnpike.timer = {}
+
+function turnpike.timer.at(delay, fn, ...)
+  return start_timer("at", delay, false, fn, ...)
+end
+
+function turnpike.timer.every(interval, fn, ...)
+  return start_timer("every", interval, true, fn, ...)
+end
+
+-- Timers of this worker: pending (armed or running), and running now.
+function turnpike.timer.counts()
+  return timer_counts()
 end
 
 -- Request -------------------------------------------------------------------------------------

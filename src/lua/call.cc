@@ -22,32 +22,6 @@ namespace turnpike::lua {
 
 namespace asio = boost::asio;
 
-// Gives the call's Lua thread back however the call ends: returned (the thread goes back to the
-// Vm's idle list for the next call), failed or exited (released to the GC), or abandoned mid-wait
-// because the request was cancelled (the awaitable frame, which owns this, is destroyed) — even
-// if it never started.
-class ThreadRef {
- public:
-  ThreadRef(Vm* vm, lua_State* co, int id) : vm_(vm), co_(co), id_(id) {}
-  ThreadRef(ThreadRef&& o) noexcept : vm_(o.vm_), co_(o.co_), id_(o.id_), reusable_(o.reusable_) {
-    o.vm_ = nullptr;
-  }
-  ThreadRef(const ThreadRef&) = delete;
-  ThreadRef& operator=(const ThreadRef&) = delete;
-  ThreadRef& operator=(ThreadRef&&) = delete;
-  ~ThreadRef() {
-    if (vm_) vm_->release_thread(co_, id_, reusable_);
-  }
-  // The function returned: the thread is back at its base and can run another call.
-  void returned() noexcept { reusable_ = true; }
-
- private:
-  Vm* vm_;
-  lua_State* co_;
-  int id_;
-  bool reusable_ = false;
-};
-
 int Vm::take_thread(lua_State*& co) {
   ++live_calls_;
   if (!idle_threads_.empty()) {
@@ -120,10 +94,7 @@ void read_exit_headers(lua_State* co, int index, std::vector<std::pair<std::stri
 
 }  // namespace
 
-CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, Phase phase) {
-  CallResult result;
-  result.status = CallStatus::error;
-  result.error = "plugin \"" + plugin.name + "\" " + std::string(to_string(phase)) + ": ";
+std::string Vm::failure_message(lua_State* co, int status) {
   // Describing the failure allocates (the traceback); outside resume the cap is off, so that
   // works even right at the memory cap.
   if (status == LUA_ERRMEM) {
@@ -132,26 +103,18 @@ CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, 
     const char* msg = lua_tostring(co, -1);
     luaL_traceback(L_, co, msg ? msg : "error object is not a string", 0);
   }
-  result.error += lua_tostring(L_, -1);
+  std::string out = lua_tostring(L_, -1);
   lua_pop(L_, 1);
-  return result;
+  return out;
 }
 
-// An HTTP exchange a call waits for, as read from its yield.
-struct PendingHttp {
-  HttpRequest request;
-  std::string error;  // the arguments are wrong: no exchange, the PDK raises this
-};
-
-// One resumption of a call's Lua thread and what it ended with.
-struct Vm::Step {
-  enum Kind : uint8_t { returned, failed, exited, sleeping, fetching, waiting } kind = returned;
-  int status = 0;                      // failed: the lua_resume status; waiting: tp_wait
-  int64_t arg = 0;                     // waiting
-  std::chrono::nanoseconds sleep{};    // sleeping
-  std::unique_ptr<PendingHttp> http{};  // fetching
-  bool waits() const { return kind == sleeping || kind == fetching || kind == waiting; }
-};
+CallResult Vm::call_failed(lua_State* co, int status, const PluginInfo& plugin, Phase phase) {
+  CallResult result;
+  result.status = CallStatus::error;
+  result.error = "plugin \"" + plugin.name + "\" " + std::string(to_string(phase)) + ": ";
+  result.error += failure_message(co, status);
+  return result;
+}
 
 Vm::Step Vm::resume(lua_State* co, int nargs, int64_t& budget, tp_request* request) {
   current_.request = request;
@@ -236,7 +199,9 @@ CallStart Vm::start(std::shared_ptr<const Generation> gen, size_t plugin, Phase 
   if (ctx.valid()) lua_rawgeti(co, LUA_REGISTRYINDEX, ctx.id()); else lua_pushnil(co);
 
   int64_t budget = static_cast<int64_t>(cfg_.instruction_budget);
+  running_ = {gen.get(), info.name};
   Step step = resume(co, 2, budget, request);
+  running_ = {};
   if (!step.waits()) {
     out.result = finish(co, step, thread, info, phase);
     return out;
@@ -263,41 +228,55 @@ asio::awaitable<CallResult> Vm::run(std::shared_ptr<const Generation> gen, size_
                                     tp_request* request, int64_t budget, Step step) {
   const PluginInfo& info = gen->plugins()[plugin];
   const auto deadline = std::chrono::steady_clock::now() + cfg_.phase_timeout;
-  auto fail = [&](const char* why) {
-    lua_settop(co, 0);
-    lua_pushstring(co, why);
-    return call_failed(co, LUA_ERRRUN, info, phase);
-  };
   for (;;) {
-    int nargs = 0;
-    if (step.kind == Step::fetching) {
-      HttpResult r;
-      if (!step.http->error.empty()) {
-        r.error = HttpError::bad_request;
-        r.detail = std::move(step.http->error);
-      } else {
-        const auto until = std::chrono::steady_clock::now() + step.http->request.timeout;
-        r = co_await http_exchange(step.http->request, std::min(until, deadline));
-        if (r.error == HttpError::timeout && until > deadline) co_return fail(kPhaseTimeoutMessage);
-        if (r.error == HttpError::cancelled) co_return fail("the call was cancelled while it waited for an HTTP response");
-      }
-      nargs = push_http_result(co, r);
-    } else if (step.kind == Step::waiting) {
-      // The pipeline's own waits are bounded by its timeouts (the client body's), not by
-      // lua.phase_timeout: a slow upload is the client's, answered with a 408.
-      int64_t result = -1;
-      if (request_wait_ && request) result = co_await request_wait_(request, step.status, step.arg);
-      lua_pushinteger(co, static_cast<lua_Integer>(result));
-      nargs = 1;
-    } else {
-      const auto wake = std::chrono::steady_clock::now() + step.sleep;
-      asio::steady_timer timer(co_await asio::this_coro::executor, std::min(wake, deadline));
-      co_await timer.async_wait(asio::use_awaitable);
-      if (wake > deadline) co_return fail(kPhaseTimeoutMessage);
+    Waited w = co_await wait_step(co, step, deadline, request);
+    if (!w.failure.empty()) {
+      lua_settop(co, 0);
+      lua_pushstring(co, w.failure.c_str());
+      co_return call_failed(co, LUA_ERRRUN, info, phase);
     }
-    step = resume(co, nargs, budget, request);
+    running_ = {gen.get(), info.name};
+    step = resume(co, w.nargs, budget, request);
+    running_ = {};
     if (!step.waits()) co_return finish(co, step, thread, info, phase);
   }
+}
+
+asio::awaitable<Vm::Waited> Vm::wait_step(lua_State* co, Step& step, std::chrono::steady_clock::time_point deadline,
+                                          tp_request* request) {
+  Waited w;
+  if (step.kind == Step::fetching) {
+    HttpResult r;
+    if (!step.http->error.empty()) {
+      r.error = HttpError::bad_request;
+      r.detail = std::move(step.http->error);
+    } else {
+      const auto until = std::chrono::steady_clock::now() + step.http->request.timeout;
+      r = co_await http_exchange(step.http->request, std::min(until, deadline));
+      if (r.error == HttpError::timeout && until > deadline) {
+        w.failure = kPhaseTimeoutMessage;
+        co_return w;
+      }
+      if (r.error == HttpError::cancelled) {
+        w.failure = "the call was cancelled while it waited for an HTTP response";
+        co_return w;
+      }
+    }
+    w.nargs = push_http_result(co, r);
+  } else if (step.kind == Step::waiting) {
+    // The pipeline's own waits are bounded by its timeouts (the client body's), not by
+    // lua.phase_timeout: a slow upload is the client's, answered with a 408.
+    int64_t result = -1;
+    if (request_wait_ && request) result = co_await request_wait_(request, step.status, step.arg);
+    lua_pushinteger(co, static_cast<lua_Integer>(result));
+    w.nargs = 1;
+  } else {
+    const auto wake = std::chrono::steady_clock::now() + step.sleep;
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::min(wake, deadline));
+    co_await timer.async_wait(asio::use_awaitable);
+    if (wake > deadline) w.failure = kPhaseTimeoutMessage;
+  }
+  co_return w;
 }
 
 }  // namespace turnpike::lua

@@ -50,7 +50,10 @@ Ref::~Ref() {
   if (vm_) vm_->unref(id_);
 }
 
-Generation::~Generation() { vm_->unref(modules_ref_); }
+Generation::~Generation() {
+  vm_->retire_timers(this);
+  vm_->unref(modules_ref_);
+}
 
 int Generation::find(std::string_view name) const noexcept {
   for (size_t i = 0; i < plugins_.size(); ++i) {
@@ -116,6 +119,8 @@ std::unique_ptr<Vm> Vm::create(VmConfig cfg, std::string& error) {
   if (!vm->boot(error)) return nullptr;
   return vm;
 }
+
+Vm::Vm(VmConfig cfg) : cfg_(std::move(cfg)) {}
 
 Vm::~Vm() {
   if (L_) lua_close(L_);
@@ -189,6 +194,7 @@ bool Vm::boot(std::string& error) {
   lua_setfield(L_, -2, "classic_request");
   push_classic_shared_open(L_, &current_);
   lua_setfield(L_, -2, "classic_shared_open");
+  push_timer_functions();
   lua_setfield(L_, -2, "bridge");
   if (!protected_call(1, 1, error)) {
     error = file + ": " + error;

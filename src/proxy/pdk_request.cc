@@ -172,6 +172,15 @@ int set(tp_request* r, int field, const char* arg, size_t arg_len, const char* v
       }
       ctx.upstream_path = ctx.keep(std::string(v));
       return 0;
+    case TP_METHOD: {
+      if (!before_upstream || !value || v.size() > 32 || !http::is_token(v) || ctx.head.upgrade) return -1;
+      const http::Method m = http::parse_method(v);
+      const auto framing = [](http::Method x) { return x == http::Method::head || x == http::Method::connect; };
+      if (framing(m) || framing(ctx.head.method)) return -1;
+      ctx.head.method = m;
+      ctx.head.method_name = ctx.keep(std::string(v));
+      return 0;
+    }
     case TP_REQUEST_ID:
       if (!value || !http::is_safe_field_value(v) || v.size() > 256) return -1;
       ctx.request_id.assign(v);

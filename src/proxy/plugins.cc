@@ -359,6 +359,7 @@ void WorkerPlugins::adopt(const std::shared_ptr<const Snapshot>& snapshot) {
     }
     vm->set_request_api(&pdk_request_api());
     vm->set_request_wait(&pdk_request_wait);
+    vm->set_io(&io_);  // turnpike.timer runs on this worker's loop
     inst->vm = std::move(vm);
   }
   std::vector<std::string> errors;

@@ -174,7 +174,8 @@ void WorkerThread::start_drain() {
 void WorkerThread::maybe_finish_drain() {
   if (connection_count() != 0) return;
   close_idle_pools();
-  lua::stop_mirrors(io());  // waiting mirror copies would hold the loop; those in flight end by their timeout
+  lua::stop_mirrors(io());
+  plugins().stop_timers();  // a periodic timer would keep the loop running  // waiting mirror copies would hold the loop; those in flight end by their timeout
   sweep_timer_.cancel();
 }
 

@@ -293,3 +293,48 @@ def test_a_failing_body_filter_leaves_the_body_and_closes_the_connection(origin,
         with pytest.raises((rawhttp.ConnectionClosed, ConnectionError)):  # closed after the response
             conn.request("GET", "/echo/again")
     assert "body filter broke" in tp.wait_log(r'plugin "shout" failed in body_filter')
+
+
+# ---- timers -----------------------------------------------------------------------------------
+
+def ticks(tp):
+    resp = get(tp, "/echo/ticks")
+    assert resp.status == 200, resp
+    return int(resp.header("x-ticks")), int(resp.header("x-premature")), resp.header("x-timers")
+
+
+def test_timers_run_on_the_worker_and_end_with_their_generation(origin, turnpike, tmp_path):
+    cfg = cfg_with(origin, [route("r", ["/*"], {"ticker": {}})], workers=1, shared_dicts={"ticks": "1m"})
+    tp = turnpike(cfg)
+    deadline = time.monotonic() + 5
+    count, premature, timers = ticks(tp)
+    while count < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count, premature, timers = ticks(tp)
+    assert count >= 3 and premature == 0
+    assert timers == "1/0"  # the periodic one; the one-shot has run (and raised)
+    assert "ticker: a timer that raises" in tp.wait_log('plugin "ticker" timer')
+    # The process and the requests are unaffected by the timer's error.
+    assert get(tp, "/echo/after").status == 200
+
+    # A reload that loads the plugin code afresh retires the old generation: its periodic timer
+    # runs once more, premature, and stops; the new generation's init_worker starts its own.
+    tp.reload(cfg)
+    deadline = time.monotonic() + 5
+    count, premature, timers = ticks(tp)
+    while premature < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count, premature, timers = ticks(tp)
+    assert premature == 1
+    time.sleep(0.3)
+    before, _, timers = ticks(tp)
+    assert timers == "1/0"  # one periodic timer: the new generation's, not two
+    time.sleep(0.3)
+    after, premature, _ = ticks(tp)
+    assert 3 <= after - before <= 9  # one timer ticking every 50 ms, not two
+    assert premature == 1
+
+    # Without the plugin, no timer is left running.
+    tp.reload(cfg_with(origin, [route("r", ["/*"])], workers=1, shared_dicts={"ticks": "1m"}))
+    time.sleep(0.3)
+    assert tp.stop() == 0

@@ -48,6 +48,7 @@ def tp(origin_module, turnpike_module, tmp_path_factory):
               {"proxy-rewrite": {"uri": "/internal/users/{id}/profile?src=gw", "host": "users.internal",
                                  "headers": {"set": {"X-Set": "1", "X-Version": 2},
                                              "add": {"X-Add": "b"}, "remove": ["X-Remove"]}}}),
+        route("method", ["/method/*"], {"proxy-rewrite": {"method": "PUT"}}),
         route("regex", ["/old/*"],
               {"proxy-rewrite": {"regex_uri": [r"^/old/(\d+)/(?<rest>.*)$", "/new/${rest}/$1"]}}),
         route("resp-head", ["/resp/head/*"],
@@ -115,6 +116,19 @@ def test_proxy_rewrite_regex_captures(tp):
     assert path == "/old/no-number"
 
 
+def test_proxy_rewrite_method(tp):
+    resp = get(tp, "/method/a")
+    assert resp.status == 200 and resp.json()["method"] == "PUT"
+    resp = get(tp, "/method/b", method="POST", body=b"kept")
+    assert resp.json()["method"] == "PUT" and resp.json()["body_len"] == 4
+    # A HEAD request keeps its method: its response has no body whatever the upstream's method.
+    with rawhttp.HttpConn(tp.port()) as conn:
+        head = conn.request("HEAD", "/method/c")
+        assert head.status == 200 and head.body == b""
+        after = conn.request("GET", "/method/d")  # the connection's framing held
+        assert after.json()["method"] == "PUT"
+
+
 @pytest.mark.parametrize("conf,message", [
     ({"uri": "/a", "regex_uri": ["^/b", "/c"]}, "conf: give uri or regex_uri, not both"),
     ({"uri": "relative"}, 'conf.uri: does not match the pattern "^/"'),
@@ -125,7 +139,9 @@ def test_proxy_rewrite_regex_captures(tp):
     ({"headers": {"add": {"Transfer-Encoding": "chunked"}}}, "conf.headers.add.Transfer-Encoding: the gateway manages this field"),
     ({"headers": {"set": {"X-A": ["list"]}}}, "conf.headers.set.X-A: expected a string, got table"),
     ({"headers": {"remove": ["Content-Length"]}}, "conf.headers.remove[1]: the gateway manages this field"),
-    ({"method": "POST"}, "conf.method: unknown property"),
+    ({"method": "HEAD"}, "conf.method: HEAD cannot be set (the response's framing depends on it)"),
+    ({"method": "GE T"}, "conf.method: does not match the pattern"),
+    ({"verb": "POST"}, "conf.verb: unknown property"),
     ({"host": "a b"}, "conf.host: does not match the pattern"),
     ({"headers": {"remove": ["bad name"]}}, "conf.headers.remove[1]: does not match the pattern"),
 ])

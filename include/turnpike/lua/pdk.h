@@ -39,6 +39,7 @@ enum tp_field {
   TP_BODY_CHUNK = 18,      // body_filter: get the current piece of the response body; set: replace it
   TP_HEADERS = 16,         // get: every request field as "name: value\n" lines, in order
   TP_REQUEST_BODY = 19,    // get: the body read ahead (read_body), NULL before; set: replace it
+  TP_METHOD = 20,          // set: the method the upstream gets (a token; not to or from HEAD/CONNECT)
   TP_SKIP_BODY_FILTER = 50,  // set (header_filter): the running plugin leaves this response's body alone
   TP_UPSTREAM_NAME = 30,   // get: the upstream the request goes (or went) to; NULL for none
   TP_OUTCOME = 31,         // get: how the gateway ended the request ("upstream_timeout", ...), NULL for none

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -206,6 +208,23 @@ class Vm {
   using RequestWaitFn = boost::asio::awaitable<int64_t> (*)(tp_request* request, int what, int64_t arg);
   void set_request_wait(RequestWaitFn fn) { request_wait_ = fn; }
 
+  // Timers (turnpike.timer, timer.cc): they run on `io`, which must outlive the Vm. Without one,
+  // turnpike.timer.at answers nil, "no event loop for timers here".
+  void set_io(boost::asio::io_context* io) { io_ = io; }
+  // The worker stops: every pending timer runs once more, now, with premature = true, and no new
+  // timer can be made.
+  void stop_timers();
+  // A generation is retired (Generation's destructor): its pending timers run once more with
+  // premature = true and end.
+  void retire_timers(const Generation* owner);
+  size_t pending_timers() const noexcept { return timers_.size(); }
+  size_t running_timers() const noexcept { return running_timers_; }
+  static constexpr size_t kMaxPendingTimers = 1024;  // per worker, as OpenResty's default
+  static constexpr size_t kMaxRunningTimers = 256;
+  // Used by turnpike.timer's C functions.
+  uint64_t add_timer(std::chrono::nanoseconds delay, bool periodic, int fn_ref, int args_ref, std::string& why);
+  bool cancel_timer(uint64_t id);
+
   // Used by Ref and Generation.
   void unref(int id);
   const VmConfig& config() const noexcept { return cfg_; }
@@ -222,7 +241,15 @@ class Vm {
   int take_thread(lua_State*& co);
   void release_thread(lua_State* co, int ref, bool reusable);
 
-  explicit Vm(VmConfig cfg) : cfg_(std::move(cfg)) {}
+  struct Timer;
+  void push_timer_functions();
+  void arm(Timer& t, std::chrono::nanoseconds delay);
+  void fire(uint64_t id, bool premature);
+  boost::asio::awaitable<void> run_timer(uint64_t id, bool premature);
+  void erase_timer(uint64_t id);
+  void end_timers(const Generation* owner, bool all);
+
+  explicit Vm(VmConfig cfg);
   bool boot(std::string& error);
   int make_ref();  // pops the top of the main stack into the registry
   static void* allocate(void* ud, void* ptr, size_t osize, size_t nsize);
@@ -242,6 +269,23 @@ class Vm {
                                          Phase phase, lua_State* co, ThreadRef thread,
                                          tp_request* request, int64_t budget, Step first);
   CallResult call_failed(lua_State* co, int status, const PluginInfo& plugin, Phase phase);
+  // The error on top of `co` (a failed resume with `status`) with its traceback.
+  std::string failure_message(lua_State* co, int status);
+  // Does the wait `step` asks for (sleep, an HTTP exchange, a request wait) and pushes what the
+  // Lua side gets back; `nargs` is their count. Returns why the call fails instead, or "".
+  struct Waited {
+    std::string failure;
+    int nargs = 0;
+  };
+  boost::asio::awaitable<Waited> wait_step(lua_State* co, Step& step,
+                                           std::chrono::steady_clock::time_point deadline,
+                                           tp_request* request);
+  // The call now running: timers it makes belong to its generation and plugin.
+  struct Running {
+    const Generation* gen = nullptr;
+    std::string_view plugin;  // the plugin's name ("" for none)
+    bool premature = false;   // a timer's last run: it may not make new timers
+  };
 
   VmConfig cfg_;
   lua_State* L_ = nullptr;
@@ -259,6 +303,12 @@ class Vm {
   tp_pdk_current current_{};    // what the PDK's FFI side reads: the request now running
   tp_request_api request_api_{};
   RequestWaitFn request_wait_ = nullptr;
+  Running running_;
+  boost::asio::io_context* io_ = nullptr;
+  std::unordered_map<uint64_t, std::unique_ptr<Timer>> timers_;
+  uint64_t next_timer_id_ = 1;
+  size_t running_timers_ = 0;
+  bool timers_stopped_ = false;
 };
 
 }  // namespace turnpike::lua

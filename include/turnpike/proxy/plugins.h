@@ -126,6 +126,12 @@ class WorkerPlugins {
   // Frees the instances of snapshots nobody uses any more.
   void collect();
   void clear() { instances_.clear(); }
+  // The worker stops: plugins' pending timers run once more (premature) and no new ones start.
+  void stop_timers() {
+    for (auto& i : instances_) {
+      if (i->vm) i->vm->stop_timers();
+    }
+  }
   size_t size() const { return instances_.size(); }
 
  private:

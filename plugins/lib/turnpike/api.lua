@@ -10,7 +10,7 @@ return function(turnpike, get, set, get_int, log)
     host = 1, scheme = 2, query = 3, uri = 4, route = 5, route_param = 6, request_id = 7,
     consumer = 8, response_header = 9, upstream = 10, path = 11, protocol = 12, listener = 13,
     response_add_header = 14, remote_addr = 15, headers = 16, response_status = 17, body_chunk = 18,
-    request_body = 19,
+    request_body = 19, method = 20,
     skip_body_filter = 50,
     upstream_name = 30, outcome = 31, upstream_tag = 32, upstream_nodes = 60,
   }
@@ -68,6 +68,13 @@ return function(turnpike, get, set, get_int, log)
   function request.set_path(path) return set(F.path, nil, path) end
   -- The Host the upstream gets.
   function request.set_host(host) return set(F.host, nil, host) end
+  -- The method the upstream gets (rewrite, access, before_proxy): a token such as "POST". A HEAD
+  -- or CONNECT request keeps its method, and no request becomes one (the response's framing
+  -- depends on it); an upgrade (WebSocket) keeps its GET. True, or false when refused.
+  function request.set_method(method)
+    if type(method) ~= "string" then error("turnpike.request.set_method: method must be a string", 2) end
+    return set(F.method, nil, method)
+  end
 
   local function unescape(s)
     s = gsub(s, "+", " ")
