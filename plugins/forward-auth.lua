@@ -126,7 +126,7 @@ return {
     additionalProperties = false,
     properties = {
       -- The checker's URL (http only).
-      uri = { type = "string", pattern = "^http://[^/?#]+" },
+      uri = { type = "string", pattern = "^https?://[^/?#]+" },
       request_headers = {
         type = "array", items = { type = "string", minLength = 1 },
         default = { "Authorization", "Cookie", "User-Agent", "X-Request-Id" },

@@ -22,9 +22,13 @@
 #include <memory>
 #include <optional>
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "turnpike/common/strings.h"
 #include "turnpike/http/chunked.h"
 #include "turnpike/http/parser.h"
+#include "turnpike/tls/transport.h"
 
 namespace turnpike::lua {
 
@@ -66,21 +70,55 @@ class HttpConnectionPool : public asio::execution_context::service {
  public:
   static asio::execution_context::id id;
   explicit HttpConnectionPool(asio::execution_context& ctx) : service(ctx) {}
+  ~HttpConnectionPool() override {
+    idle_.clear();
+    SSL_CTX_free(tls_);
+  }
 
-  // The newest idle connection to `key` that is still open; nullopt when none.
-  std::optional<tcp::socket> take(std::string_view key) {
+  // The newest idle connection to `key` that is still open; null when none.
+  std::unique_ptr<tls::Transport> take(std::string_view key) {
     close_expired();
     for (size_t i = idle_.size(); i-- > 0;) {
       if (idle_[i].key != key) continue;
-      tcp::socket s = std::move(idle_[i].socket);
+      std::unique_ptr<tls::Transport> t = std::move(idle_[i].io);
       idle_.erase(idle_.begin() + static_cast<ptrdiff_t>(i));
-      if (still_open(s)) return s;
+      if (still_open(t->socket())) return t;
     }
-    return std::nullopt;
+    return nullptr;
+  }
+
+  // A client TLS session for `host`: SNI (names only), and unless `verify` is false the
+  // certificate checked against the system's CA store and for `host` (a name or an IP literal).
+  // Null when OpenSSL cannot make one.
+  SSL* new_tls(const std::string& host, bool verify) {
+    if (!tls_) {
+      tls_ = SSL_CTX_new(TLS_client_method());
+      if (!tls_) return nullptr;
+      SSL_CTX_set_min_proto_version(tls_, TLS1_2_VERSION);
+      SSL_CTX_set_default_verify_paths(tls_);
+      SSL_CTX_set_verify(tls_, SSL_VERIFY_PEER, nullptr);
+      static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+      SSL_CTX_set_alpn_protos(tls_, kAlpn, sizeof(kAlpn));
+    }
+    SSL* ssl = SSL_new(tls_);
+    if (!ssl) return nullptr;
+    error_code ec;
+    asio::ip::make_address(host, ec);
+    const bool literal = !ec;  // an IP address: no SNI (RFC 6066 §3); verified as an address
+    if (!literal) SSL_set_tlsext_host_name(ssl, host.c_str());
+    if (!verify) {
+      SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
+    } else if (literal) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str());
+    } else {
+      SSL_set1_host(ssl, host.c_str());
+    }
+    SSL_set_connect_state(ssl);
+    return ssl;
   }
 
   // Keeps a connection whose last response ended cleanly, dropping the oldest beyond the bounds.
-  void put(std::string_view key, tcp::socket socket) {
+  void put(std::string_view key, std::unique_ptr<tls::Transport> io) {
     close_expired();
     size_t same = 0;
     for (const Idle& c : idle_) same += c.key == key;
@@ -93,13 +131,13 @@ class HttpConnectionPool : public asio::execution_context::service {
       }
     }
     if (idle_.size() >= kMaxIdle) idle_.pop_front();
-    idle_.push_back({std::string(key), std::move(socket), Clock::now()});
+    idle_.push_back({std::string(key), std::move(io), Clock::now()});
   }
 
  private:
   struct Idle {
-    std::string key;  // host:port
-    tcp::socket socket;
+    std::string key;  // scheme, host and port (https: and whether verified)
+    std::unique_ptr<tls::Transport> io;
     Clock::time_point since;
   };
 
@@ -120,6 +158,7 @@ class HttpConnectionPool : public asio::execution_context::service {
   void shutdown() override { idle_.clear(); }
 
   std::deque<Idle> idle_;  // oldest first
+  SSL_CTX* tls_ = nullptr; // made on the first https request
 };
 
 asio::execution_context::id HttpConnectionPool::id;
@@ -130,7 +169,8 @@ asio::execution_context::id HttpConnectionPool::id;
 // up. Shared, because the timer's handler may already be queued when the exchange ends.
 struct Line {
   explicit Line(const asio::any_io_executor& ex) : socket(ex), resolver(ex) {}
-  tcp::socket socket;
+  tcp::socket socket;                   // while connecting
+  std::unique_ptr<tls::Transport> io;   // once connected (or taken from the pool)
   tcp::resolver resolver;
   bool expired = false;   // the deadline closed the connection
   bool finished = false;  // the exchange is over: the timer must not touch the connection
@@ -145,7 +185,7 @@ std::string serialize(const HttpRequest& r) {
   for (const auto& [name, value] : r.headers) host = host || iequals(name, "host");
   if (!host) {
     out.append("Host: ").append(r.host);
-    if (r.port != "80") out.append(":").append(r.port);
+    if (r.port != (r.tls ? "443" : "80")) out.append(":").append(r.port);
     out.append("\r\n");
   }
   for (const auto& [name, value] : r.headers) {
@@ -181,7 +221,7 @@ class Exchange {
       : req_(req), line_(line), result_(result), method_(http::parse_method(req.method)) {}
 
   asio::awaitable<Outcome> run(std::string_view wire, bool reused) {
-    auto [wec, written] = co_await asio::async_write(line_.socket, asio::buffer(wire.data(), wire.size()), kAsTuple);
+    error_code wec = co_await line_.io->write_all(wire);
     if (wec) {
       if (reused && !line_.expired) co_return Outcome::retry;
       co_return fail(HttpError::bad_response, "sending the request failed", wec);
@@ -204,7 +244,14 @@ class Exchange {
   asio::awaitable<bool> read_more() {
     size_t old = buf_.size();
     buf_.resize(old + kReadSize);
-    auto [ec, n] = co_await line_.socket.async_read_some(asio::buffer(buf_.data() + old, kReadSize), kAsTuple);
+    error_code ec;
+    size_t n = 0;
+    for (;;) {
+      n = line_.io->read_some(buf_.data() + old, kReadSize, ec);
+      if (ec != asio::error::would_block) break;
+      ec = co_await line_.io->wait_readable();
+      if (ec) break;
+    }
     buf_.resize(old + n);
     if (n > 0) received_any_ = true;
     ec_ = ec;
@@ -317,8 +364,26 @@ class Exchange {
   bool keep_alive_ = false;
 };
 
+// The TLS handshake on a new https connection, under the exchange's deadline.
+asio::awaitable<HttpResult> start_tls(const HttpRequest& req, Line& line, HttpConnectionPool& pool) {
+  std::string_view host = req.host;
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  SSL* ssl = pool.new_tls(std::string(host), req.verify);
+  if (!ssl) co_return failure(HttpError::connect_failed, "cannot start TLS");
+  line.io->start_tls(ssl);
+  error_code ec = co_await line.io->handshake();
+  if (line.expired) co_return failure(HttpError::timeout, {});
+  if (ec == asio::error::operation_aborted) co_return failure(HttpError::cancelled, {});
+  if (ec) {
+    const long verify = SSL_get_verify_result(ssl);
+    std::string why = verify != X509_V_OK ? X509_verify_cert_error_string(verify) : ec.message();
+    co_return failure(HttpError::connect_failed, "TLS handshake failed: " + why);
+  }
+  co_return HttpResult{};
+}
+
 // A new connection to the request's host: an IP literal directly, a name through the resolver.
-asio::awaitable<HttpResult> connect(const HttpRequest& req, Line& line) {
+asio::awaitable<HttpResult> connect(const HttpRequest& req, Line& line, HttpConnectionPool& pool) {
   std::string_view host = req.host;
   if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   auto port = static_cast<uint16_t>(parse_decimal(req.port).value_or(80));
@@ -340,6 +405,9 @@ asio::awaitable<HttpResult> connect(const HttpRequest& req, Line& line) {
   if (ec == asio::error::operation_aborted) co_return failure(HttpError::cancelled, {});
   if (ec) co_return failure(HttpError::connect_failed, ec.message());
   line.socket.set_option(tcp::no_delay(true), ec);
+  line.io = std::make_unique<tls::Transport>(std::move(line.socket));
+  line.socket = tcp::socket(line.io->socket().get_executor());
+  if (req.tls) co_return co_await start_tls(req, line, pool);
   co_return HttpResult{};
 }
 
@@ -348,7 +416,8 @@ asio::awaitable<HttpResult> connect(const HttpRequest& req, Line& line) {
 asio::awaitable<HttpResult> http_exchange(const HttpRequest& req, Clock::time_point deadline) {
   auto ex = co_await asio::this_coro::executor;
   auto& pool = asio::use_service<HttpConnectionPool>(asio::query(ex, asio::execution::context));
-  const std::string key = req.host + ":" + req.port;
+  std::string key = req.tls ? (req.verify ? "https://" : "https-unverified://") : "http://";
+  key.append(req.host).append(":").append(req.port);
   const std::string wire = serialize(req);
 
   auto line = std::make_shared<Line>(ex);
@@ -358,23 +427,26 @@ asio::awaitable<HttpResult> http_exchange(const HttpRequest& req, Clock::time_po
     line->expired = true;
     line->resolver.cancel();
     line->socket.close(ec);
+    if (line->io) line->io->close();
   });
 
   HttpResult result;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::optional<tcp::socket> idle = attempt == 0 ? pool.take(key) : std::nullopt;
-    const bool reused = idle.has_value();
+    std::unique_ptr<tls::Transport> idle;
+    if (attempt == 0) idle = pool.take(key);
+    const bool reused = idle != nullptr;
     if (reused) {
-      line->socket = std::move(*idle);
+      line->io = std::move(idle);
     } else {
-      result = co_await connect(req, *line);
+      line->io.reset();
+      result = co_await connect(req, *line, pool);
       if (result.error != HttpError::none) break;
     }
     result = HttpResult{};
     Exchange exchange(req, *line, result);
     Outcome out = co_await exchange.run(wire, reused);
     if (out == Outcome::retry) continue;
-    if (out == Outcome::reusable && !line->expired) pool.put(key, std::move(line->socket));
+    if (out == Outcome::reusable && !line->expired) pool.put(key, std::move(line->io));
     break;
   }
   line->finished = true;

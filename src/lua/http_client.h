@@ -2,8 +2,12 @@
 // Boost.Asio on the calling coroutine's executor (the worker's io_context), so the worker serves
 // other requests while a plugin waits for the answer.
 //
+// https URLs speak TLS (1.2 or later) through the gateway's own TLS transport, verifying the
+// server's certificate against the system's CA store and its name (SNI sent) unless the call
+// says ssl_verify = false.
+//
 // Connections are kept alive and reused per worker: an io_context service (HttpConnectionPool)
-// holds the idle ones by host:port, bounded in number and idle time. It is tied to the
+// holds the idle ones by scheme, host and port, bounded in number and idle time. It is tied to the
 // io_context rather than to the Vm because a socket must not outlive its io_context, and a
 // worker can swap its Vm (changed lua settings) while keeping the io_context.
 //
@@ -33,7 +37,9 @@ inline constexpr size_t kHttpDefaultMaxBody = 1u << 20;
 struct HttpRequest {
   std::string method = "GET";
   std::string host;    // as in the URL (an IPv6 literal keeps its brackets)
-  std::string port;    // "80" when the URL names none
+  std::string port;    // "80" ("443" for https) when the URL names none
+  bool tls = false;    // https://
+  bool verify = true;  // https: verify the server's certificate (system CA store) and name
   std::string target;  // origin-form: path and query
   std::vector<std::pair<std::string, std::string>> headers;  // names and values as given
   std::string body;
@@ -62,7 +68,7 @@ struct HttpResult {
 };
 
 // Reads the values turnpike.http.request yielded, from stack index `first` of the Lua thread
-// `co` (method, url, {name, value, ...}, body or nil, timeout, max_body). Nothing in it calls
+// `co` (method, url, {name, value, ...}, body or nil, timeout, max_body, ssl_verify). Nothing in it calls
 // into Lua. An invalid request comes back with `error` set (HttpResult's bad_request message).
 HttpRequest read_http_request(lua_State* co, int first, std::string& error);
 

@@ -56,17 +56,18 @@ std::chrono::nanoseconds seconds_at(lua_State* co, int index, std::chrono::nanos
 bool read_url(std::string_view url, HttpRequest& out, std::string& error) {
   http::TargetParts parts;
   if (http::split_target(url, parts) != http::TargetForm::absolute || !is_visible(url)) {
-    error = "url: expected http://host[:port]/path, got \"" + std::string(url) + "\"";
+    error = "url: expected http[s]://host[:port]/path, got \"" + std::string(url) + "\"";
     return false;
   }
-  if (!iequals(parts.scheme, "http")) {
-    error = "url: only http:// is supported, got \"" + std::string(parts.scheme) + "://\"";
+  out.tls = iequals(parts.scheme, "https");
+  if (!out.tls && !iequals(parts.scheme, "http")) {
+    error = "url: only http:// and https:// are supported, got \"" + std::string(parts.scheme) + "://\"";
     return false;
   }
   std::string_view host, port;
   http::split_authority(parts.authority, host, port);  // split_target validated it
   out.host = to_lower_copy(host);
-  out.port = port.empty() ? "80" : std::string(port);
+  out.port = port.empty() ? (out.tls ? "443" : "80") : std::string(port);
   out.target.assign(parts.path);
   if (parts.has_query) out.target.append("?").append(parts.query);
   return true;
@@ -107,6 +108,7 @@ HttpRequest read_http_request(lua_State* co, int first, std::string& error) {
   if (lua_type(co, first + 5) == LUA_TNUMBER && lua_tonumber(co, first + 5) >= 0) {
     req.max_body = static_cast<size_t>(std::fmin(lua_tonumber(co, first + 5), 1e15));
   }
+  if (lua_type(co, first + 6) == LUA_TBOOLEAN) req.verify = lua_toboolean(co, first + 6) != 0;
   return req;
 }
 

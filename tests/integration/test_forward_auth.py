@@ -257,14 +257,14 @@ def test_other_requests_are_served_while_the_checker_is_slow(origin, checker, tu
 # ---- configuration ---------------------------------------------------------------------------------
 
 def test_schema_errors(origin, turnpike_bin, tmp_path):
-    cfg = config(origin, {"uri": "https://auth/check", "failure_mode": "open", "sample_ratio": 2, "bogus": 1})
+    cfg = config(origin, {"uri": "ftp://auth/check", "failure_mode": "open", "sample_ratio": 2, "bogus": 1})
     path = tmp_path / "bad.yaml"
     path.write_text(dump_yaml(cfg))
     out = check_config(turnpike_bin, path)
     assert out.returncode != 0, out
     msgs = [m.group("message") for m in ERROR_LINE.finditer(out.stderr)]
     prefix = 'route "guarded": plugin "forward-auth": '
-    assert prefix + 'conf.uri: does not match the pattern "^http://[^/?#]+"' in msgs, msgs
+    assert prefix + 'conf.uri: does not match the pattern "^https?://[^/?#]+"' in msgs, msgs
     assert prefix + 'conf.failure_mode: expected one of "fail_open", "fail_closed", got "open"' in msgs, msgs
     assert any(m.startswith(prefix + "conf.sample_ratio: ") for m in msgs), msgs
     assert prefix + "conf.bogus: unknown property" in msgs, msgs

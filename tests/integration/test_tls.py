@@ -6,6 +6,7 @@ import socket
 import ssl
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -412,3 +413,30 @@ def test_tls_listener_as_https_upstream_of_another_listener(turnpike, certs):
     tp.reload(cfg)
     resp = rawhttp.request(tp.port(), "GET", "/x")
     assert resp.status == 200 and resp.body == b"from the TLS listener\n"
+
+
+def test_plugin_http_client_speaks_https(turnpike, certs, origin):
+    # turnpike.http.request to an https URL: the gateway's own TLS listener as the side service.
+    plugins_dir = Path(__file__).resolve().parent / "plugins"
+    listeners = [{"name": "public", "address": "127.0.0.1", "port": 0},
+                 tls_listener([certs["api"]], name="secure")]
+    side = {"name": "side", "listeners": ["secure"], "match": {"paths": ["/*"]}, "upstream": "origin"}
+    cfg = base_config(origin, listeners=listeners, routes=[side], plugin_paths=[str(plugins_dir)])
+    tp = turnpike(cfg)
+    url = f"https://127.0.0.1:{tp.port('secure')}/echo/side"
+
+    def fetch_route(name, **conf):
+        return {"name": name, "listeners": ["public"], "match": {"paths": [f"/{name}/*"]}, "upstream": "origin",
+                "plugins": {"fetcher": {"url": url, **conf}}}
+    cfg["routes"] = [side, fetch_route("unverified", ssl_verify=False), fetch_route("verified")]
+    tp.reload(cfg)
+    for attempt in range(3):  # the second and third reuse the kept-alive TLS connection
+        resp = rawhttp.request(tp.port(), "GET", "/unverified/x")
+        assert resp.status == 200, resp
+        assert resp.header("x-fetch-status") == "200", resp.header("x-fetch-error")
+        assert resp.json()["path"] == "/echo/side"
+    # Verified against the system's CA store, which does not hold the test's self-signed cert.
+    resp = rawhttp.request(tp.port(), "GET", "/verified/x")
+    assert resp.header("x-fetch-status") == "0"
+    assert "TLS handshake failed" in resp.header("x-fetch-error")
+    assert "certificate" in resp.header("x-fetch-error")

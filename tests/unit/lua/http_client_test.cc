@@ -302,14 +302,14 @@ TEST_F(HttpClientTest, BadResponse) {
 }
 
 TEST_F(HttpClientTest, BadArgumentsRaiseInThePlugin) {
-  load_access("local ok, err = pcall(turnpike.http.request, { url = 'https://example.com/' })\n"
+  load_access("local ok, err = pcall(turnpike.http.request, { url = 'gopher://example.com/' })\n"
               "local ok2, err2 = pcall(turnpike.http.request, { url = 'ftp:/x' })\n"
               "local ok3, err3 = pcall(turnpike.http.request, { url = 'http://127.0.0.1:1/', headers = { ['a b'] = 'x' } })\n"
               "local ok4, err4 = pcall(turnpike.http.request, { url = 'http://127.0.0.1:1/', timeout = 0 })\n"
               "turnpike.exit(200, table.concat({ tostring(ok), err, tostring(ok2), err2, tostring(ok3), err3, err4 }, '\\n'))");
   std::string got = answer();
-  EXPECT_NE(got.find("false\nturnpike.http.request: url: only http:// is supported"), std::string::npos) << got;
-  EXPECT_NE(got.find("false\nturnpike.http.request: url: expected http://host[:port]/path"), std::string::npos) << got;
+  EXPECT_NE(got.find("false\nturnpike.http.request: url: only http:// and https:// are supported"), std::string::npos) << got;
+  EXPECT_NE(got.find("false\nturnpike.http.request: url: expected http[s]://host[:port]/path"), std::string::npos) << got;
   EXPECT_NE(got.find("false\nturnpike.http.request: headers: invalid field \"a b\""), std::string::npos) << got;
   EXPECT_NE(got.find("timeout must be a number of seconds > 0"), std::string::npos) << got;
 }
