@@ -424,7 +424,8 @@ boost::asio::awaitable<Attempt> attempt_http1(Worker& worker, RequestContext& ct
       for (auto v : ctx.body_views) piece_bytes += v.size();
       uint64_t sent_bytes = piece_bytes;
       if (has_body_filters && !out.no_body) {
-        run_body_filters(ctx, ctx.body_views, done);
+        const size_t waiting = run_body_filters(ctx, ctx.body_views, done);
+        if (waiting != kBodyFiltersDone) co_await finish_body_filters(ctx, ctx.body_views, done, waiting);
         sent_bytes = 0;
         for (auto v : ctx.body_views) sent_bytes += v.size();
       }
@@ -454,7 +455,10 @@ boost::asio::awaitable<Attempt> attempt_http1(Worker& worker, RequestContext& ct
           reusable = false;
           ctx.body_views.clear();
           // The close is the body's end: body filters get their last call (a compressor's trailer).
-          if (has_body_filters && !out.no_body) run_body_filters(ctx, ctx.body_views, true);
+          if (has_body_filters && !out.no_body) {
+            const size_t waiting = run_body_filters(ctx, ctx.body_views, true);
+            if (waiting != kBodyFiltersDone) co_await finish_body_filters(ctx, ctx.body_views, true, waiting);
+          }
           dec = co_await downstream.send_body(ctx, ctx.body_views, true);
           if (dec) ctx.close_connection = true;
           if (!dec) for (auto v : ctx.body_views) ctx.response_body_bytes += v.size();

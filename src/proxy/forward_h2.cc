@@ -431,7 +431,10 @@ boost::asio::awaitable<void> relay_h2_response(Worker& worker, RequestContext& c
     std::vector<std::string_view>& filtered = ctx.response_pieces;
     filtered.clear();
     if (!piece.empty()) filtered.push_back(piece);
-    if (has_body_filters && !out.no_body) run_body_filters(ctx, filtered, end);
+    if (has_body_filters && !out.no_body) {
+      const size_t waiting = run_body_filters(ctx, filtered, end);
+      if (waiting != kBodyFiltersDone) co_await finish_body_filters(ctx, filtered, end, waiting);
+    }
     std::span<const std::string_view> pieces(filtered.data(), filtered.size());
     uint64_t sent_bytes = 0;
     for (auto p : filtered) sent_bytes += p.size();

@@ -89,11 +89,30 @@ bool body_filter_skipped(const RequestContext& ctx, size_t i) {
 }
 }  // namespace
 
-void run_body_filters(RequestContext& ctx, std::vector<std::string_view>& pieces, bool last) {
-  for (size_t i = 0; i < ctx.filters.size(); ++i) {
+size_t run_body_filters(RequestContext& ctx, std::vector<std::string_view>& pieces, bool last, size_t from) {
+  for (size_t i = from; i < ctx.filters.size(); ++i) {
     if (body_filter_skipped(ctx, i)) continue;
     ctx.body_filter_index = i;
-    ctx.filters[i]->on_response_body(ctx, pieces, last);
+    if (!ctx.filters[i]->on_response_body(ctx, pieces, last)) return i;
+  }
+  return kBodyFiltersDone;
+}
+
+boost::asio::awaitable<void> finish_body_filters(RequestContext& ctx, std::vector<std::string_view>& pieces,
+                                                 bool last, size_t waiting) {
+  while (waiting != kBodyFiltersDone && ctx.body_wait) {
+    // The pieces may point into a buffer the connection refills while the filter waits (an
+    // HTTP/2 stream's DATA): from here on they are the request's own copy. Built apart first:
+    // the pieces may already point into the previous copy.
+    std::string copy;
+    for (std::string_view p : pieces) copy.append(p);
+    ctx.body_wait_copy.swap(copy);
+    pieces.clear();
+    if (!ctx.body_wait_copy.empty()) pieces.push_back(ctx.body_wait_copy);
+    boost::asio::awaitable<void> rest = std::move(*ctx.body_wait);
+    ctx.body_wait.reset();
+    co_await std::move(rest);
+    waiting = run_body_filters(ctx, pieces, last, waiting + 1);
   }
 }
 
@@ -254,7 +273,10 @@ boost::asio::awaitable<void> send_local_response(RequestContext& ctx, Downstream
   std::vector<std::string_view>& pieces = ctx.response_pieces;
   pieces.clear();
   if (!lr.body.empty()) pieces.push_back(lr.body);
-  if (!out.no_body && !ctx.filters.empty()) run_body_filters(ctx, pieces, true);
+  if (!out.no_body && !ctx.filters.empty()) {
+    const size_t waiting = run_body_filters(ctx, pieces, true);
+    if (waiting != kBodyFiltersDone) co_await finish_body_filters(ctx, pieces, true, waiting);
+  }
   uint64_t length = 0;
   for (auto p : pieces) length += p.size();
   out.content_length = out.no_body ? lr.body.size() : length;

@@ -261,15 +261,16 @@ FilterStatus LuaPluginFilter::outcome(RequestContext& ctx, lua::Phase phase, lua
   return FilterStatus::respond;
 }
 
-// body_filter runs synchronously for each piece: the response is streaming and nothing may wait
-// in the middle of it. A plugin that fails (or tries to wait) cannot change the status any more:
-// the piece passes unchanged, the error is logged and the client connection is closed after the
-// response, so a half-transformed body is at least not followed by another response.
-void LuaPluginFilter::on_response_body(RequestContext& ctx, std::vector<std::string_view>& pieces,
+// body_filter runs for each piece, at once; a call that waits (turnpike.sleep, the HTTP client)
+// is finished by finish_body (the pipeline co_awaits it before the next filter). A plugin that
+// fails cannot change the status any more: the piece passes unchanged, the error is logged and
+// the client connection is closed after the response, so a half-transformed body is at least not
+// followed by another response.
+bool LuaPluginFilter::on_response_body(RequestContext& ctx, std::vector<std::string_view>& pieces,
                                        bool last) const {
-  if (!info_->has_phase(lua::Phase::body_filter)) return;
+  if (!info_->has_phase(lua::Phase::body_filter)) return true;
   PluginInstance* inst = ctx.plugins;
-  if (!inst || !inst->ok()) return;
+  if (!inst || !inst->ok()) return true;
   if (!ctx.lua_ctx.valid()) {
     ctx.lua_ctx = inst->vm->new_ctx(&inst->env);
     ctx.lua_vm = inst->vm;
@@ -281,13 +282,33 @@ void LuaPluginFilter::on_response_body(RequestContext& ctx, std::vector<std::str
                                         ctx.lua_ctx, reinterpret_cast<tp_request*>(&ctx));
   ctx.body_pieces = nullptr;
   ctx.current_plugin = {};
-  std::string_view why;
   if (!call.done) {
-    call.rest.reset();  // destroys the waiting call
-    why = "body_filter may not wait (turnpike.sleep, HTTP)";
-  } else if (call.result.status == lua::CallStatus::error) {
-    why = call.result.error;
-  } else if (call.result.status == lua::CallStatus::exit) {
+    ctx.body_wait.emplace(finish_body(std::move(*call.rest), ctx, pieces, last, ctx.body_filter_index));
+    return false;
+  }
+  body_call_ended(ctx, call.result);
+  return true;
+}
+
+asio::awaitable<void> LuaPluginFilter::finish_body(asio::awaitable<lua::CallResult> rest, RequestContext& ctx,
+                                                   std::vector<std::string_view>& pieces, bool last,
+                                                   size_t index) const {
+  // What the PDK's body functions read while the call runs again (set around each resumption).
+  ctx.current_plugin = info_->name;
+  ctx.body_pieces = &pieces;
+  ctx.body_last = last;
+  ctx.body_filter_index = index;
+  lua::CallResult result = co_await std::move(rest);
+  ctx.body_pieces = nullptr;
+  ctx.current_plugin = {};
+  body_call_ended(ctx, result);
+}
+
+void LuaPluginFilter::body_call_ended(RequestContext& ctx, const lua::CallResult& result) const {
+  std::string_view why;
+  if (result.status == lua::CallStatus::error) {
+    why = result.error;
+  } else if (result.status == lua::CallStatus::exit) {
     why = "turnpike.exit in body_filter: the response has already started";
   } else {
     return;

@@ -295,6 +295,35 @@ def test_a_failing_body_filter_leaves_the_body_and_closes_the_connection(origin,
     assert "body filter broke" in tp.wait_log(r'plugin "shout" failed in body_filter')
 
 
+def test_a_body_filter_may_wait(origin, turnpike):
+    # slow-shout sleeps in body_filter on every piece; shout (priority 400) runs before it and
+    # slow-shout's output is what the client gets. Proxied (HTTP/1.1 and HTTP/2 clients) and local.
+    routes = [route("proxied", ["/echo/*"], {"slow-shout": {}}),
+              route("both", ["/both/*"], {"shout": {"mode": "stream"}, "slow-shout": {}}),
+              {"name": "static", "match": {"paths": ["/static"]}, "plugins": {"slow-shout": {}},
+               "respond": {"status": 200, "headers": {"content-type": "text/plain"}, "body": "quiet words\n"}}]
+    tp = turnpike(cfg_with(origin, routes, workers=1))
+    with rawhttp.HttpConn(tp.port()) as conn:
+        for target in ["/echo/slow", "/both/slow"]:
+            resp = conn.request("GET", target)
+            assert resp.status == 200, resp
+            text = resp.body.decode()
+            assert text.endswith(" pieces\n") and "/SLOW" in text.upper() and text.split("-- ")[0].isupper()
+        local = conn.request("GET", "/static")
+        assert local.body.decode() == "QUIET WORDS\n-- 1 pieces\n"
+        assert local.header("content-length") == str(len(local.body))
+    # Other requests are served while a body filter waits.
+    slow_routes = [route("slow", ["/slow/*"], {"slow-shout": {"pause": 0.5}}), route("fast", ["/*"])]
+    tp.reload(cfg_with(origin, slow_routes, workers=1))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        slow = pool.submit(get, tp, "/slow/x")
+        time.sleep(0.1)
+        started = time.monotonic()
+        assert get(tp, "/echo/fast").status == 200
+        assert time.monotonic() - started < 0.4
+        assert slow.result(timeout=10).body.decode().endswith(" pieces\n")
+
+
 # ---- timers -----------------------------------------------------------------------------------
 
 def ticks(tp):

@@ -60,8 +60,13 @@ class HttpFilter {
   // (several views, in order); a filter that changes the body points `pieces` at storage that
   // lives until the next call (its own, or ctx.body_outputs[its index]) and must say so with
   // changes_body(), which makes the response's length unknown (streamed) before its head is
-  // sent. Must not wait.
-  virtual void on_response_body(RequestContext&, std::vector<std::string_view>& pieces, bool last) const {}
+  // sent. Returns false when the filter has to wait (a Lua body_filter that sleeps or calls the
+  // HTTP client): the rest of its work is in ctx.body_wait, which the pipeline co_awaits before
+  // the next filter runs (finish_body_filters); `pieces` then points at storage of the request's
+  // own, since the connection's buffer may move on meanwhile.
+  virtual bool on_response_body(RequestContext&, std::vector<std::string_view>& pieces, bool last) const {
+    return true;
+  }
   virtual bool changes_body() const { return false; }
   // log: after the response is finished (or failed). May read anything, change nothing the
   // client sees (the response is gone); a Lua log phase may still wait (it delays the connection's

@@ -71,9 +71,16 @@ boost::asio::awaitable<void> fail_client_body(RequestContext& ctx, Downstream& d
 // `i` to where that filter is now.
 void merge_consumer(RequestContext& ctx, size_t& i);
 
-// The body filters: runs every filter's on_response_body on `pieces` (which a filter may
-// replace). Whether any filter of the request's chain changes bodies (then the length is unknown).
-void run_body_filters(RequestContext& ctx, std::vector<std::string_view>& pieces, bool last);
+// The body filters: runs the filters' on_response_body on `pieces` (which a filter may replace),
+// from filter `from` on. Returns kBodyFiltersDone, or the index of a filter that waits: then the
+// caller co_awaits finish_body_filters with it (most pieces never wait, and cost no coroutine):
+//   size_t waiting = run_body_filters(ctx, pieces, last);
+//   if (waiting != kBodyFiltersDone) co_await finish_body_filters(ctx, pieces, last, waiting);
+inline constexpr size_t kBodyFiltersDone = SIZE_MAX;
+size_t run_body_filters(RequestContext& ctx, std::vector<std::string_view>& pieces, bool last, size_t from = 0);
+boost::asio::awaitable<void> finish_body_filters(RequestContext& ctx, std::vector<std::string_view>& pieces,
+                                                 bool last, size_t waiting);
+// Whether any filter of the request's chain changes bodies (then the length is unknown).
 bool body_changes(const RequestContext& ctx);
 
 // Runs one phase's hooks of the route's filters from filter `i` on (callers start at 0); stops at

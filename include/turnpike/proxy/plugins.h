@@ -75,7 +75,7 @@ class LuaPluginFilter final : public HttpFilter {
   FilterStatus on_access(RequestContext& ctx) const override;
   FilterStatus on_upstream_select(RequestContext& ctx) const override;
   FilterStatus on_response_headers(RequestContext& ctx) const override;
-  void on_response_body(RequestContext& ctx, std::vector<std::string_view>& pieces, bool last) const override;
+  bool on_response_body(RequestContext& ctx, std::vector<std::string_view>& pieces, bool last) const override;
   bool changes_body() const override { return info_->has_phase(lua::Phase::body_filter); }
   boost::asio::awaitable<void> on_log(RequestContext& ctx) const override;
   bool has_log() const override { return info_->has_phase(lua::Phase::log); }
@@ -85,6 +85,10 @@ class LuaPluginFilter final : public HttpFilter {
   FilterStatus outcome(RequestContext& ctx, lua::Phase phase, lua::CallResult& result) const;
   boost::asio::awaitable<FilterStatus> wait(RequestContext& ctx, lua::Phase phase,
                                             boost::asio::awaitable<lua::CallResult> rest) const;
+  // A body_filter call that waits: the rest of it (in ctx.body_wait), and how a call ended.
+  boost::asio::awaitable<void> finish_body(boost::asio::awaitable<lua::CallResult> rest, RequestContext& ctx,
+                                           std::vector<std::string_view>& pieces, bool last, size_t index) const;
+  void body_call_ended(RequestContext& ctx, const lua::CallResult& result) const;
 
   std::shared_ptr<const PluginCatalog> catalog_;
   size_t use_;

@@ -129,6 +129,10 @@ struct FilterState {
   // does not make the length unknown. Filters past the 64th cannot opt out.
   uint64_t body_filters_skipped = 0;
   std::string body_scratch;           // the current piece joined, for a plugin reading it
+  // A body filter that waits: the rest of its call (HttpFilter::on_response_body), and the copy
+  // of the pieces it looks at meanwhile.
+  std::optional<boost::asio::awaitable<void>> body_wait;
+  std::string body_wait_copy;
 };
 
 // The request body, filled by the downstream side as it reads. Its chunked decoder is the
