@@ -15,6 +15,7 @@ import pytest
 
 import rawhttp
 from harness import ERROR_LINE, base_config, check_config, dump_yaml, json_access_log, upstream, wait_access_entry
+from h2origin import H2Origin
 from origin import closed_port
 
 
@@ -148,6 +149,21 @@ def test_consistent_hash_on_the_client_address_and_without_a_key(nodes, turnpike
     assert seen == {"n0", "n1", "n2"}, seen
 
 
+def test_consistent_hash_on_the_consumer(nodes, turnpike):
+    origins = [nodes(f"n{i}") for i in range(3)]
+    up = upstream("u", [o.address for o in origins], balancer="consistent_hash", hash_key="consumer")
+    routes = [{"name": "api", "match": {"paths": ["/*"]}, "upstream": "u", "plugins": {"key-auth": {}}}]
+    consumers = [{"username": f"user{k}", "plugins": {"key-auth": {"key": f"key-{k}"}}} for k in range(12)]
+    tp = turnpike(config([up], routes=routes, consumers=consumers))
+    placed = {}
+    for round_ in range(2):
+        for k in range(12):
+            resp = get(tp.port(), f"/c{round_}", headers=[("apikey", f"key-{k}")])
+            assert resp.status == 200, resp
+            assert placed.setdefault(k, resp.header("x-node")) == resp.header("x-node"), f"user{k} moved"
+    assert len(set(placed.values())) >= 2, placed
+
+
 def test_removing_a_node_moves_only_its_keys(nodes, turnpike):
     origins = [nodes(f"n{i}") for i in range(4)]
 
@@ -211,6 +227,22 @@ def test_a_configured_status_is_retried_on_another_node_for_idempotent_requests(
     # POST is not idempotent: the node's 503 is the answer.
     posts = [get(tp.port(), f"/post{i}", method="POST", body=b"x").status for i in range(4)]
     assert sorted(posts) == [200, 200, 503, 503], posts
+
+
+def test_a_configured_status_is_retried_on_an_http2_upstream_too(turnpike):
+    bad = H2Origin(fixed_status=503, name="bad").start()
+    good = H2Origin(fixed_status=200, name="good").start()
+    try:
+        up = upstream("u", [bad.address, good.address], protocol="h2c", retry_on_statuses=[503])
+        tp = turnpike(config([up]))
+        answers = [get(tp.port(), f"/{i}") for i in range(6)]
+        assert [(r.status, r.header("x-node")) for r in answers] == [(200, "good")] * 6
+        assert len(bad.snapshot()) == 3  # every other request was answered 503 there first, then retried
+        posts = [get(tp.port(), f"/post{i}", method="POST", body=b"x").status for i in range(4)]
+        assert sorted(posts) == [200, 200, 503, 503], posts
+    finally:
+        bad.stop()
+        good.stop()
 
 
 def test_statuses_not_configured_are_not_retried(nodes, turnpike):
