@@ -77,9 +77,9 @@ void RetryPolicy::finished(size_t node, const Attempt& a, const RequestContext& 
   }
   auto& balancer = pool_.balancer();
   if (!observed) {
-    // Only the outstanding count: an ended attempt with no latency to learn from.
-    balancer.attempt_ended(pool_.upstream(), node, std::chrono::steady_clock::duration::zero(), false,
-                           upstream::BalancerClock::time_point{});
+    // Nothing learnt: a zero latency observed now only makes the estimate's fading so far final
+    // (what latency_ns reads anyway), and leaves a never-measured node unmeasured.
+    balancer.attempt_ended(pool_.upstream(), node, std::chrono::steady_clock::duration::zero(), false, coarse_now());
     return;
   }
   balancer.attempt_ended(pool_.upstream(), node, std::max(latency, std::chrono::steady_clock::duration::zero()),

@@ -157,6 +157,25 @@ TEST(Balancer, EwmaTreatsAFailureAsSlow) {
   for (int i = 0; i < 50; ++i) EXPECT_EQ(f.pick(nullptr, now), 1u);
 }
 
+TEST(Balancer, AnAttemptWithoutAnAnswerTeachesEwmaNothing) {
+  // What RetryPolicy::finished reports when the client left before the answer (or the connection
+  // was stale): latency zero, not failed, at the current time. The estimate read at any later
+  // time is what it would have been anyway; a node never measured stays unmeasured.
+  Fixture f(BalancerKind::ewma, ones(2));
+  const Clock::time_point t0{std::chrono::seconds(100)};
+  f.balancer->attempt_started(0);
+  f.balancer->attempt_ended(*f.up, 0, milliseconds(5), false, t0);
+  const Clock::time_point t1 = t0 + std::chrono::seconds(3), t2 = t0 + std::chrono::seconds(7);
+  const double expected = f.balancer->latency_ns(0, t2, f.cfg.balancing.ewma_decay);
+  f.balancer->attempt_started(0);
+  f.balancer->attempt_ended(*f.up, 0, Clock::duration::zero(), false, t1);
+  EXPECT_EQ(f.balancer->outstanding(0), 0u);
+  EXPECT_NEAR(f.balancer->latency_ns(0, t2, f.cfg.balancing.ewma_decay), expected, expected * 1e-9);
+  f.balancer->attempt_started(1);
+  f.balancer->attempt_ended(*f.up, 1, Clock::duration::zero(), false, t1);
+  EXPECT_EQ(f.balancer->latency_ns(1, t2, f.cfg.balancing.ewma_decay), 0.0);
+}
+
 // ---- consistent hashing ----
 
 std::map<std::string, std::string> placement(Fixture& f, int keys) {
