@@ -87,10 +87,11 @@ class Loader {
     check_keys(top, root,
                {"workers", "drain_timeout", "via", "pid_file", "log", "limits", "listeners", "upstreams",
                 "routes", "plugins", "consumers", "plugin_paths", "lua", "shared_dicts",
-                "rate_limits", "cluster"});
+                "rate_limits", "cluster", "zone"});
     load_workers(root["workers"]);
     field_duration(top, root, "drain_timeout", cfg_.drain_timeout, kZero);
     load_via(root["via"]);
+    load_gateway_zone(diag_, root, cfg_);
     if (const YAML::Node n = root["pid_file"]) {
       field(top, root, "pid_file", cfg_.pid_file);
       if (n.IsScalar() && cfg_.pid_file.empty()) top.key("pid_file").error(n, "must not be empty; leave it out for no pid file");
@@ -422,7 +423,8 @@ class Loader {
       u.source = w.source(item);
       Where uw = named_item(item, "upstream", i, u.name);
       check_keys(uw, item, {"name", "nodes", "protocol", "tls", "h2_max_streams_per_connection", "keepalive",
-                            "timeouts", "retries"});
+                            "timeouts", "retries", "balancer", "lb", "hash_key", "ewma_decay", "retry_on_statuses",
+                            "retry_on_timeout", "retry_budget", "prefer_local_zone"});
       load_nodes(uw, item, u);
       if (const YAML::Node p = item["protocol"]) {
         if (auto s = detail::read_string(uw.key("protocol"), p)) {
@@ -457,6 +459,7 @@ class Loader {
         }
       }
       field_int(uw, item, "retries", u.retries, 0, 10);
+      load_upstream_balancing(uw, item, u.balancing);
       for (const UpstreamConfig& other : cfg_.upstreams) {
         if (!u.name.empty() && other.name == u.name) {
           uw.error(item["name"], "name is already used by the upstream at line " +
@@ -494,7 +497,7 @@ class Loader {
         }
         if (port) node.port = static_cast<uint16_t>(*port);
       } else if (n.IsMap()) {
-        check_keys(nw, n, {"host", "port", "weight", "tags"});
+        check_keys(nw, n, {"host", "port", "weight", "tags", "zone"});
         if (!n["host"]) {
           nw.error(n, "\"host\" is required");
           continue;
@@ -504,6 +507,7 @@ class Loader {
         field_int(nw, n, "port", node.port, 1, 65535);
         field_int(nw, n, "weight", node.weight, 1, 10'000);
         if (const YAML::Node t = n["tags"]) load_node_tags(nw.key("tags"), t, node);
+        load_node_zone(nw, n, node);
       } else {
         nw.error(n, "expected \"host:port\" or a mapping with host, port and weight, got " +
                         describe(n));

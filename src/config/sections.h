@@ -50,6 +50,11 @@ void load_shared_dicts(Diagnostics& diag, const YAML::Node& n, Config& cfg);
 void load_rate_limits(Diagnostics& diag, const YAML::Node& n, RateLimitConfig& limits);
 void load_cluster(Diagnostics& diag, const YAML::Node& n, ClusterConfig& cluster);
 
+// Load balancing (balancing.cc): an upstream's balancing keys, a node's `zone`, the gateway's `zone`.
+void load_upstream_balancing(const Where& uw, const YAML::Node& item, UpstreamBalancingConfig& b);
+void load_node_zone(const Where& nw, const YAML::Node& n, UpstreamNodeConfig& node);
+void load_gateway_zone(Diagnostics& diag, const YAML::Node& root, Config& cfg);
+
 // Warnings about a config that loaded without errors (checks.cc): routes that can never match,
 // routes that can send a request back to the listener it came from. In file order.
 std::vector<ConfigError> find_warnings(const Config& cfg);

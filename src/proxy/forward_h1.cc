@@ -323,6 +323,14 @@ boost::asio::awaitable<Attempt> attempt_http1(Worker& worker, RequestContext& ct
                                            : Outcome::upstream_failed;
     co_return Attempt{AttemptEnd::failed, outcome, body_touched};
   }
+  if (opt.policy && rh.status >= 400 && opt.policy->retries_status(node, rh.status)) {
+    // retry_on_statuses: this answer is dropped with its connection (its body is not worth
+    // reading) and another node asked.
+    ctx.upstream_tries.end(rh.status);
+    release_upstream(ctx, pool, conn, false);
+    ctx.response_headers.clear();
+    co_return Attempt{AttemptEnd::retry_status, Outcome::upstream_failed, body_touched};
+  }
   ctx.upstream_time = Clock::now() - opt.started;
 
   // ==== Steps 2 and 3: header filter, response head to the client, then the body streamed from

@@ -291,8 +291,15 @@ boost::asio::awaitable<Obtained> obtain_h2_response(Worker& worker, RequestConte
   }
   downstream.upstream_wait_end();
   if (ex == Exchange::head) {
-    ctx.upstream_time = Clock::now() - opt.started;
     ctx.upstream_tries.end(s->status);
+    if (!pumped && opt.policy && opt.policy->retries_status(node, s->status)) {
+      // retry_on_statuses: this answer is dropped (finish resets the stream) and another node asked.
+      ctx.drop_upstream();
+      h2.finish(s);
+      ctx.response_headers.clear();
+      co_return Obtained{nullptr, {AttemptEnd::retry_status, Outcome::upstream_failed, body_touched}};
+    }
+    ctx.upstream_time = Clock::now() - opt.started;
     co_return Obtained{s, {}};
   }
   if (pumped) {

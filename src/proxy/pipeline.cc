@@ -407,11 +407,13 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
           } else {
             a = co_await attempt_h2(worker, ctx, downstream, pool, node, policy.options());
           }
+          policy.finished(node, a, ctx);
           if (a.end == AttemptEnd::done) break;
           if (policy.again(a, node, ctx)) {
             worker.counters().retries.inc();
             continue;
           }
+          if (policy.budget_refused()) worker.counters().retry_budget_exhausted.inc();
           ctx.upstream_time = std::chrono::steady_clock::now() - policy.options().started;
           count_upstream_failure(worker, a.outcome);
           co_await respond_error(ctx, downstream, a.outcome);

@@ -56,7 +56,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
 
   for (const auto& up : config->upstreams) {
     auto resolved = std::make_shared<upstream::ResolvedUpstream>();
-    upstream::resolve_upstream(up, *resolved, errors);
+    upstream::resolve_upstream(up, *resolved, errors, config->zone);
     snap->upstreams.push_back(std::move(resolved));
   }
 

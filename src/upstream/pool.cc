@@ -84,7 +84,8 @@ void UpstreamConnection::arm(ConnState s, Clock::time_point now) {
 
 UpstreamPool::UpstreamPool(asio::io_context& ioc, BufferPool& buffers,
                            std::shared_ptr<const ResolvedUpstream> upstream, const H2UpstreamCounters& h2_counters)
-    : ioc_(ioc), buffers_(buffers), upstream_(std::move(upstream)), nodes_(upstream_->nodes.size()) {
+    : ioc_(ioc), buffers_(buffers), upstream_(std::move(upstream)), nodes_(upstream_->nodes.size()),
+      balancer_(upstream_->nodes.size()) {
   if (config().protocol != config::UpstreamProtocol::http1) h2_ = std::make_unique<H2UpstreamPool>(ioc_, *this, h2_counters);
 }
 
@@ -98,32 +99,10 @@ size_t UpstreamPool::idle() const {
   return n;
 }
 
-size_t UpstreamPool::pick(uint64_t exclude) {
-  // Smooth weighted round-robin: every node gains its weight, the richest is chosen and pays the
-  // total. Weights {5,1,1} give a a b a c a a — interleaved, not bursts.
-  const auto& rn = upstream_->nodes;
-  int64_t total = 0;
-  size_t best = SIZE_MAX;
-  for (size_t i = 0; i < rn.size(); ++i) {
-    if (i < 64 && (exclude & (uint64_t{1} << i))) continue;
-    nodes_[i].current += rn[i].weight;
-    total += rn[i].weight;
-    if (best == SIZE_MAX || nodes_[i].current > nodes_[best].current) best = i;
-  }
-  if (best != SIZE_MAX) nodes_[best].current -= total;
-  return best;
-}
+size_t UpstreamPool::pick(const PickRequest& r, Clock::time_point now) { return balancer_.pick(*upstream_, r, now); }
 
-size_t UpstreamPool::pick(uint64_t exclude, std::string_view tag) {
-  const ResolvedUpstream& u = *upstream_;
-  if (u.tagged_nodes.empty()) return pick(exclude);
-  // A set bit in `exclude` leaves a node out, so a group is chosen by excluding its complement.
-  if (!tag.empty()) {
-    const uint64_t with_tag = u.nodes_with_tag(tag);
-    if (with_tag & ~exclude) return pick(exclude | ~with_tag);
-  }
-  if (u.untagged_nodes & ~exclude) return pick(exclude | ~u.untagged_nodes);
-  return pick(exclude);
+size_t UpstreamPool::pick_any(const PickRequest& r, Clock::time_point now) {
+  return balancer_.pick_any(*upstream_, r, now);
 }
 
 UpstreamPool::Acquired UpstreamPool::take_idle(size_t node, bool verify) {

@@ -27,12 +27,13 @@ void index_tags(ResolvedUpstream& out, const std::vector<std::string>& tags, siz
 }  // namespace
 
 bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
-                      std::vector<config::ConfigError>& errors) {
+                      std::vector<config::ConfigError>& errors, std::string_view local_zone) {
   out.config = &cfg;
   out.nodes.clear();
   out.tagged_nodes.clear();
   out.untagged_nodes = ~uint64_t{0};
   bool ok = true;
+  std::vector<std::string_view> zones;  // per resolved node
   if (cfg.tls.enabled) {
     out.tls = tls::ClientContext::build(cfg, errors);
     if (!out.tls) ok = false;
@@ -67,8 +68,10 @@ bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
     rn.address = ip.is_v6() ? "[" + ip.to_string() + "]:" + std::to_string(node.port)
                             : ip.to_string() + ":" + std::to_string(node.port);
     out.nodes.push_back(std::move(rn));
+    zones.push_back(node.zone);
     index_tags(out, node.tags, out.nodes.size() - 1);
   }
+  index_balancing(cfg, out, zones, local_zone);
   // Only real nodes are untagged: with every node tagged, the set must be empty, not the bits
   // past the last node (pick would choose among nodes that do not exist).
   if (out.nodes.size() < 64) out.untagged_nodes &= (uint64_t{1} << out.nodes.size()) - 1;

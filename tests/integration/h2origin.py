@@ -16,6 +16,7 @@ What a request gets depends on its path:
     /bytes/<n>             n pattern bytes (origin.pattern_chunks), no content-length
     /trailers              "hello trailers" then trailers x-checksum and x-origin
     /status/<code>         that status, empty body
+    (any path, with H2Origin(fixed_status=...)) that status, x-node: the origin's name
     /reset                 RST_STREAM (INTERNAL_ERROR) instead of an answer
     /reset-after-head      response head, then RST_STREAM
     /goaway-refuse/<key>   first time per key: GOAWAY whose last-stream-id excludes this stream,
@@ -266,6 +267,8 @@ class _Conn:
         ctype = req.header("content-type") or ""
         if ctype.startswith("application/grpc"):
             return self.dispatch_grpc(req)
+        if self.origin.fixed_status is not None:
+            return self.respond(sid, self.origin.fixed_status, [("x-node", self.origin.name)], b"fixed")
         if path.startswith("/sleep/"):
             self.later(int(path.split("/")[2]), lambda: self.echo(req))
         elif path.startswith("/bytes/"):
@@ -336,9 +339,12 @@ class _Conn:
 class H2Origin:
     """A threaded h2c origin on 127.0.0.1 and a free port. start(), then stop()."""
 
-    def __init__(self, max_concurrent_streams: int | None = None, tls: tuple | None = None, alpn=("h2",)):
-        """tls = (cert, key): serve HTTP/2 over TLS, offering `alpn` (h2 when the client asks)."""
+    def __init__(self, max_concurrent_streams: int | None = None, tls: tuple | None = None, alpn=("h2",),
+                 fixed_status: int | None = None, name: str = "h2"):
+        """tls = (cert, key): serve HTTP/2 over TLS, offering `alpn` (h2 when the client asks).
+        fixed_status: every request that is not gRPC gets that status (with x-node: name)."""
         self.max_concurrent_streams = max_concurrent_streams
+        self.fixed_status, self.name = fixed_status, name
         self._tls = None
         if tls is not None:
             self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -133,8 +133,51 @@ struct UpstreamNodeConfig {
   uint16_t port = 80;
   uint32_t weight = 1;  // 1..10000
   std::vector<std::string> tags;  // gray release: tagged requests prefer nodes with their tag
+  std::string zone;  // the node's zone (locality), compared with the gateway's `zone`; empty: none
   SourceRef source;
   bool operator==(const UpstreamNodeConfig&) const = default;
+};
+
+// How an upstream chooses the node for a request (docs/load-balancing.md).
+enum class BalancerKind : unsigned char {
+  round_robin,      // smooth weighted round-robin (the default)
+  least_request,    // fewest outstanding requests for the weight (per worker)
+  ewma,             // peak-EWMA latency × outstanding requests, power of two choices
+  consistent_hash,  // a Maglev table keyed by a request attribute (hash_key)
+  random,           // weighted random
+};
+std::string_view to_string(BalancerKind k) noexcept;
+
+// Where the consistent_hash balancer takes a request's key from.
+enum class HashKeySource : unsigned char {
+  remote_addr,  // the client's IP address
+  header,       // a request header field (name)
+  cookie,       // a cookie (name)
+  query_arg,    // a query-string argument (name)
+  route_param,  // a {param} of the route's path (name)
+  consumer,     // the attached consumer's username
+};
+std::string_view to_string(HashKeySource k) noexcept;
+
+struct HashKeyConfig {
+  HashKeySource source = HashKeySource::remote_addr;
+  std::string name;  // header, cookie, query_arg and route_param: which one
+  bool operator==(const HashKeyConfig&) const = default;
+};
+
+// Load balancing, retries and locality of one upstream (loaded by src/config/balancing.cc).
+struct UpstreamBalancingConfig {
+  BalancerKind balancer = BalancerKind::round_robin;
+  HashKeyConfig hash_key;
+  Duration ewma_decay{10'000};           // ewma: how fast an observed latency peak fades
+  std::vector<int> retry_on_statuses;    // idempotent requests go again on these statuses
+  bool retry_on_timeout = false;         // idempotent requests go again after a read/send timeout
+  uint32_t retry_budget_percent = 20;    // retries per worker: this share of requests ...
+  uint32_t retry_budget_min_per_second = 10;  // ... and at least this many a second
+  bool prefer_local_zone = false;        // pick among nodes of the gateway's zone ...
+  uint32_t local_zone_min_usable = 1;    // ... unless fewer local nodes than this are usable
+  uint32_t local_zone_min_percent = 0;   // ... or fewer than this share of them
+  bool operator==(const UpstreamBalancingConfig&) const = default;
 };
 
 // How Turnpike talks to an upstream.
@@ -172,6 +215,7 @@ struct UpstreamConfig {
   Duration send_timeout{30'000};   // max gap between two writes to the upstream
   Duration read_timeout{30'000};   // max gap between two reads from the upstream
   uint32_t retries = 2;            // extra attempts on other nodes after a connect failure
+  UpstreamBalancingConfig balancing;
   SourceRef source;
   bool operator==(const UpstreamConfig&) const = default;
 };
@@ -262,6 +306,7 @@ struct Config {
   std::string via = "turnpike";
   std::string pid_file;  // written at start, removed at exit; empty: none
   SourceRef pid_file_source;
+  std::string zone;      // this gateway's zone: upstreams with prefer_local_zone favour its nodes
   std::vector<ListenerConfig> listeners;
   std::vector<UpstreamConfig> upstreams;
   std::vector<RouteConfig> routes;

@@ -45,6 +45,7 @@ struct WorkerCounters {
   Counter upstream_timeouts;
   Counter upstream_bad_responses;
   Counter retries;
+  Counter retry_budget_exhausted;    // retries an upstream's retry budget refused
   Counter tls_handshakes;            // completed
   Counter tls_resumed;               // of those, resumed from a ticket
   Counter tls_handshake_failures;    // failed handshakes (bad client hello, no shared cipher, ...)
@@ -90,6 +91,7 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"upstream_timeouts", &WorkerCounters::upstream_timeouts},
     {"upstream_bad_responses", &WorkerCounters::upstream_bad_responses},
     {"retries", &WorkerCounters::retries},
+    {"retry_budget_exhausted", &WorkerCounters::retry_budget_exhausted},
     {"tls_handshakes", &WorkerCounters::tls_handshakes},
     {"tls_resumed", &WorkerCounters::tls_resumed},
     {"tls_handshake_failures", &WorkerCounters::tls_handshake_failures},

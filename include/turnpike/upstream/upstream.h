@@ -22,6 +22,7 @@
 #include "turnpike/tls/context.h"
 #include "turnpike/tls/transport.h"
 #include "turnpike/common/counter.h"
+#include "turnpike/upstream/balancer.h"
 #include "turnpike/upstream/h2.h"
 
 namespace turnpike::upstream {
@@ -46,12 +47,31 @@ struct ResolvedUpstream {
   uint64_t untagged_nodes = ~uint64_t{0};                       // the nodes without any tag
   // The nodes carrying `tag`; 0 when none does.
   uint64_t nodes_with_tag(std::string_view tag) const;
+
+  // ---- balancing (filled by resolve_upstream; see balancer.h) ----
+  std::vector<uint64_t> cumulative_weight;  // prefix sums of the nodes' weights, for weighted draws
+  bool equal_weights = true;                // every node has the same configured weight
+  MaglevTable ring;                         // consistent_hash only
+  // prefer_local_zone with a gateway zone: 1 for the nodes in it; empty when there is no preference.
+  std::vector<uint8_t> local_zone;
+  size_t local_nodes = 0;                   // how many nodes are in the local zone
+
+  // Whether the balancer may send requests to node i, and with which weight. Health checking
+  // fills these in (ejected nodes, slow start); until then every node is usable at its weight.
+  bool node_usable([[maybe_unused]] size_t i) const { return true; }
+  uint32_t node_weight(size_t i) const { return nodes[i].weight; }
 };
 
 // Resolves every node's host (blocking getaddrinfo: call it off the data path, when building a
 // snapshot). Errors name the node's file:line.
+// `local_zone` is the gateway's zone (config `zone`): with prefer_local_zone, the nodes in it are
+// marked local.
 bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
-                      std::vector<config::ConfigError>& errors);
+                      std::vector<config::ConfigError>& errors, std::string_view local_zone = {});
+// The balancing tables for out.nodes (weights, Maglev table, local zone): resolve_upstream calls
+// it; tests building nodes by hand call it too. `zones` are the nodes' zones (may be empty).
+void index_balancing(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
+                     const std::vector<std::string_view>& zones, std::string_view local_zone);
 
 // What an upstream connection is doing; the sweeper uses it to pick the timeout that applies.
 enum class ConnState : uint8_t {
@@ -142,13 +162,15 @@ class UpstreamPool {
   // HTTP/2 upstreams: the multiplexed connections (null for HTTP/1.1 upstreams).
   H2UpstreamPool* h2() { return h2_.get(); }
 
-  // Smooth weighted round-robin (each node gets its weight's share, evenly interleaved), skipping
-  // nodes whose bit is set in `exclude`. Returns SIZE_MAX when every node is excluded.
-  size_t pick(uint64_t exclude);
-  // The same among the nodes carrying `tag` (a gray request's); when none of them is left, or the
-  // request has no tag, among the untagged nodes; when none of those is left either, among all.
-  // Upstreams without tagged nodes pick as above.
-  size_t pick(uint64_t exclude, std::string_view tag);
+  // The node for a request, by the upstream's balancer (balancer.h): among the usable nodes not
+  // in r.tried, preferring the request's tag group and the local zone. SIZE_MAX when none is left.
+  size_t pick(const PickRequest& r, Clock::time_point now);
+  // The same among every node, usable or not (when all are down and are to be tried anyway).
+  size_t pick_any(const PickRequest& r, Clock::time_point now);
+  // Per-worker balancing state: outstanding requests and latencies (fed by the retry policy).
+  Balancer& balancer() { return balancer_; }
+  // Per-worker retry budget of this upstream (RetryPolicy spends it).
+  RetryBudget& retry_budget() { return retry_budget_; }
 
   // A ready connection to `node`: a parked one (LIFO) if any, else a new one. ec is set on
   // connect failure; timed_out on the returned error tells a connect timeout from a refusal.
@@ -197,7 +219,6 @@ class UpstreamPool {
 
   struct Node {
     ~Node();
-    int64_t current = 0;
     SSL_SESSION* tls_session = nullptr;  // https: the last resumable session, offered to new connections
     boost::intrusive::list<UpstreamConnection, boost::intrusive::base_hook<PoolHook>,
                            boost::intrusive::constant_time_size<false>> idle;
@@ -213,6 +234,8 @@ class UpstreamPool {
   BufferPool& buffers_;
   std::shared_ptr<const ResolvedUpstream> upstream_;
   std::vector<Node> nodes_;
+  Balancer balancer_;
+  RetryBudget retry_budget_;
   boost::intrusive::list<UpstreamConnection, boost::intrusive::base_hook<AllHook>,
                          boost::intrusive::constant_time_size<false>> all_;
   size_t active_ = 0;  // connections handed out and not yet released

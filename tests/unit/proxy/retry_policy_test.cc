@@ -92,10 +92,70 @@ TEST(RetryPolicy, NothingGoesAgainOnceTheBodyWasReadOrTheClientLeft) {
   EXPECT_FALSE(q.again(ended(AttemptEnd::stale), 0, g.ctx));
 }
 
-TEST(RetryPolicy, AFailedNodeIsNotRetried) {
+TEST(RetryPolicy, AFailedNodeIsNotRetriedUnlessTimeoutsAreRetried) {
   Fixture f(3, 5);
   RetryPolicy p(*f.pool, f.ctx);
   EXPECT_FALSE(p.again(ended(AttemptEnd::failed), p.pick(*f.pool), f.ctx));
+  EXPECT_FALSE(p.again(Attempt{AttemptEnd::failed, Outcome::upstream_timeout}, p.pick(*f.pool), f.ctx));
+}
+
+// An upstream of `nodes` with retry_on_timeout and retry_on_statuses: [503].
+struct Retrying : Fixture {
+  Retrying(size_t nodes, uint32_t retries, http::Method method = http::Method::get, uint32_t per_second = 10)
+      : Fixture(nodes, retries, method) {
+    cfg.balancing.retry_on_timeout = true;
+    cfg.balancing.retry_on_statuses = {503};
+    cfg.balancing.retry_budget_percent = 0;
+    cfg.balancing.retry_budget_min_per_second = per_second;
+  }
+};
+
+TEST(RetryPolicy, TimeoutsAndConfiguredStatusesGoToAnotherNodeForIdempotentRequests) {
+  Retrying f(3, 2);
+  RetryPolicy p(*f.pool, f.ctx);
+  const size_t a = p.pick(*f.pool);
+  EXPECT_FALSE(p.retries_status(a, 500));  // not configured
+  EXPECT_TRUE(p.retries_status(a, 503));
+  ASSERT_TRUE(p.again(Attempt{AttemptEnd::retry_status, Outcome::upstream_failed}, a, f.ctx));
+  const size_t b = p.pick(*f.pool);
+  EXPECT_NE(b, a);
+  ASSERT_TRUE(p.again(Attempt{AttemptEnd::failed, Outcome::upstream_timeout}, b, f.ctx));
+  const size_t c = p.pick(*f.pool);
+  EXPECT_NE(c, a);
+  EXPECT_NE(c, b);
+  EXPECT_FALSE(p.retries_status(c, 503));  // retries: 2 are used up (and no node is left)
+
+  Retrying post(3, 2, http::Method::post);
+  RetryPolicy q(*post.pool, post.ctx);
+  const size_t n = q.pick(*post.pool);
+  EXPECT_FALSE(q.retries_status(n, 503));
+  EXPECT_FALSE(q.again(Attempt{AttemptEnd::failed, Outcome::upstream_timeout}, n, post.ctx));
+}
+
+TEST(RetryPolicy, AStatusIsNotRetriedWithoutAnotherNode) {
+  Retrying f(1, 3);
+  RetryPolicy p(*f.pool, f.ctx);
+  EXPECT_FALSE(p.retries_status(p.pick(*f.pool), 503));
+}
+
+TEST(RetryPolicy, TheRetryBudgetBoundsRetriesOfReceivedRequests) {
+  // Budget: 2 retries a second and no share of requests. Connect failures are not counted.
+  Retrying f(2, 1, http::Method::get, 2);
+  int granted = 0;
+  for (int i = 0; i < 5; ++i) {
+    RetryPolicy p(*f.pool, f.ctx);
+    const size_t n = p.pick(*f.pool);
+    if (p.retries_status(n, 503) && p.again(Attempt{AttemptEnd::retry_status, Outcome::upstream_failed}, n, f.ctx)) {
+      ++granted;
+    } else {
+      EXPECT_TRUE(p.budget_refused());
+    }
+  }
+  // (Exactly 2 unless the loop straddled a second on a stalled machine: a new second brings 2 more.)
+  EXPECT_GE(granted, 2);
+  EXPECT_LT(granted, 5);
+  RetryPolicy p(*f.pool, f.ctx);
+  EXPECT_TRUE(p.again(ended(AttemptEnd::connect_failed), p.pick(*f.pool), f.ctx));
 }
 
 }  // namespace

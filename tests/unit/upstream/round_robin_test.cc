@@ -1,4 +1,4 @@
-// Smooth weighted round-robin (UpstreamPool::pick): each node gets exactly its weight's share of
+// Smooth weighted round-robin (Balancer::pick): each node gets exactly its weight's share of
 // every cycle, spread through the cycle rather than in bursts; excluded nodes are skipped.
 #include <gtest/gtest.h>
 
@@ -25,7 +25,7 @@ struct Picker {
   std::string picks(size_t n, uint64_t exclude = 0) {
     std::string out;
     for (size_t i = 0; i < n; ++i) {
-      size_t node = pool->pick(exclude);
+      size_t node = testing::pick_masked(*pool, exclude);
       out.push_back(node == SIZE_MAX ? '-' : static_cast<char>('a' + node));
     }
     return out;

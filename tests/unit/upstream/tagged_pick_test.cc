@@ -1,4 +1,4 @@
-// Node tags (gray release): resolve_upstream indexes each tag's nodes, and UpstreamPool::pick with
+// Node tags (gray release): resolve_upstream indexes each tag's nodes, and Balancer::pick with
 // a tag prefers the nodes carrying it, then untagged nodes, then any node; a request without a tag
 // prefers untagged nodes. Upstreams without tags pick exactly as before.
 #include <gtest/gtest.h>
@@ -31,7 +31,7 @@ struct Tagged {
   std::string picks(size_t n, std::string_view tag, uint64_t exclude = 0) {
     std::string out;
     for (size_t i = 0; i < n; ++i) {
-      size_t node = pool->pick(exclude, tag);
+      size_t node = testing::pick_masked(*pool, exclude, tag);
       out.push_back(node == SIZE_MAX ? '-' : static_cast<char>('a' + node));
     }
     return out;

@@ -33,7 +33,26 @@ inline std::shared_ptr<ResolvedUpstream> make_upstream(const config::UpstreamCon
     rn.address = "127.0.0.1:" + std::to_string(n.port);
     up->nodes.push_back(rn);
   }
+  index_balancing(cfg, *up, {}, {});
   return up;
+}
+
+// The nodes whose bit is set in `mask` as a request's tried set (the first 16 nodes).
+inline TriedNodes tried_from_mask(uint64_t mask) {
+  TriedNodes t;
+  for (size_t i = 0; i < 64; ++i) {
+    if (mask & (uint64_t{1} << i)) t.add(i);
+  }
+  return t;
+}
+
+// One pick for a request that has tried the nodes in `exclude`, with `tag`.
+inline size_t pick_masked(UpstreamPool& pool, uint64_t exclude, std::string_view tag = {}) {
+  const TriedNodes tried = tried_from_mask(exclude);
+  PickRequest r;
+  r.tried = &tried;
+  r.tag = tag;
+  return pool.pick(r, Clock::now());
 }
 
 // A config whose node list matches `nodes` (the pool reads node hosts only for TLS).
