@@ -49,6 +49,7 @@ void load_plugin_paths(Diagnostics& diag, const YAML::Node& n, LuaConfig& lua,
 void load_shared_dicts(Diagnostics& diag, const YAML::Node& n, Config& cfg);
 void load_rate_limits(Diagnostics& diag, const YAML::Node& n, RateLimitConfig& limits);
 void load_cluster(Diagnostics& diag, const YAML::Node& n, ClusterConfig& cluster);
+void load_admin(Diagnostics& diag, const YAML::Node& n, AdminConfig& admin);  // admin.cc
 
 // Warnings about a config that loaded without errors (checks.cc): routes that can never match,
 // routes that can send a request back to the listener it came from. In file order.

@@ -60,10 +60,12 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, lua::Sh
       ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       snapshot_(std::move(snapshot)),
       plugins_(index, dicts, ioc_),
+      metrics_(snapshot_->config->admin.series_cap, snapshot_->config->admin.enabled && snapshot_->config->admin.metrics),
       sweep_timer_(ioc_) {
   for (const auto& up : snapshot_->upstreams) {
     pools_.push_back(make_pool(up));
   }
+  if (metrics_.enabled()) plugin_metrics_ = lua::make_plugin_metrics_shard();
 }
 
 Worker::~Worker() { join(); }
@@ -81,6 +83,7 @@ std::unique_ptr<upstream::UpstreamPool> Worker::make_pool(std::shared_ptr<const 
 void Worker::start(std::vector<std::pair<std::string, int>> listen_fds) {
   thread_ = std::thread([this, fds = std::move(listen_fds)]() mutable {
     lua::bind_mirror_io_context(&ioc_);  // turnpike.mirror's queues send on this worker's loop
+    lua::bind_plugin_metrics_shard(plugin_metrics_.get());  // turnpike.metrics records here
     plugins_.adopt(snapshot_);  // the Lua VM is made on the thread that uses it
     open_acceptors(std::move(fds));
     schedule_sweep();
@@ -157,6 +160,9 @@ boost::asio::awaitable<void> Worker::accept_loop(Acceptor* acc) {
 
 void Worker::admit(tcp::socket socket, const std::string& listener) {
   counters_.connections_accepted.inc();
+  if (metrics_.enabled()) {
+    if (const ListenerRuntime* l = snapshot_->find_listener(listener)) metrics_.accepted(l->series);
+  }
   if (!make_room_for_connection()) {
     counters_.connections_rejected.inc();
     spdlog::debug("worker {}: connection limit reached, refusing a connection", index_);

@@ -18,6 +18,8 @@
 
 #include "turnpike/common/buffer_pool.h"
 #include "turnpike/common/counter.h"
+#include "turnpike/lua/plugin_metrics.h"
+#include "turnpike/metrics/shard.h"
 #include "turnpike/proxy/outcome.h"
 #include "turnpike/proxy/request_context.h"
 #include "turnpike/proxy/snapshot.h"
@@ -182,6 +184,8 @@ class Worker {
   BufferPool& buffers() { return buffers_; }
   WorkerPlugins& plugins() { return plugins_; }
   WorkerCounters& counters() { return counters_; }
+  metrics::WorkerMetrics& metrics() { return metrics_; }
+  const lua::PluginMetricsShard* plugin_metrics() const { return plugin_metrics_.get(); }
   bool draining() const { return draining_; }
   // The drain timeout ran out (force_stop): expire() calls now mean "close", not "deadline passed".
   bool stopping() const { return stopping_; }
@@ -241,6 +245,9 @@ class Worker {
   WorkerPlugins plugins_;
   BufferPool buffers_;
   WorkerCounters counters_;
+  metrics::WorkerMetrics metrics_;  // the series /metrics exports (metrics/shard.h)
+  // Plugins' own metrics (turnpike.metrics); null when metrics are off.
+  std::unique_ptr<lua::PluginMetricsShard, void (*)(lua::PluginMetricsShard*)> plugin_metrics_{nullptr, nullptr};
   asio::steady_timer sweep_timer_;
   bool draining_ = false;
   bool stopping_ = false;
