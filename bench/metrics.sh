@@ -9,7 +9,7 @@
 #      SCRAPE_EVERY seconds running beside it, paired, ROUNDS times.
 #
 # Env: TURNPIKE_BIN (default build-release/src/app/turnpike), DUR=8, WARM=1, CONNS=64, ROUNDS=3,
-#      SCRAPES=20, SCRAPE_EVERY=0.25.
+#      SCRAPES=20, SCRAPE_EVERY=0.25, PARTS="cpu scrape".
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,7 +25,9 @@ start_origin
 # admin_port READY_FILE: the admin listener's port from the ready file.
 admin_port() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"].rsplit(":",1)[1])' "$1"; }
 
+PARTS=${PARTS:-cpu scrape}
 # ---- 1. CPU per request, metrics on vs off ----
+if [[ " $PARTS " == *" cpu "* ]]; then
 off=$BENCH_TMP/off.yaml on=$BENCH_TMP/on.yaml
 turnpike_basic_config "$ORIGIN_PORT" >"$off"
 { cat "$off"; echo "admin: {listen: 127.0.0.1:0}"; } >"$on"
@@ -61,6 +63,8 @@ echo "on/off: $(awk -v a="$on_cpu" -v b="$off_cpu" 'BEGIN{printf "%+.1f%%", (a/b
 echo
 bench_stop_pid() { kill "$1" 2>/dev/null || true; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done; }
 bench_stop_pid "$OFF_PID"; bench_stop_pid "$ON_PID"
+fi
+[[ " $PARTS " == *" scrape "* ]] || exit 0
 
 # ---- 2. 4,000 routes × 50 upstreams ----
 big=$BENCH_TMP/big.yaml
@@ -93,9 +97,13 @@ PY
 series=$(curl -sS "http://127.0.0.1:$BIG_ADMIN/metrics" | grep -vc '^#')
 bytes=$(curl -sS -o /dev/null -w '%{size_download}' "http://127.0.0.1:$BIG_ADMIN/metrics")
 times=()
+tck=$(getconf CLK_TCK)
+s0=$(cpu_ticks "$BIG_PID")
 for ((i = 0; i < SCRAPES; i++)); do
   times+=("$(curl -sS -o /dev/null -w '%{time_total}' "http://127.0.0.1:$BIG_ADMIN/metrics" | awk '{printf "%.1f", $1*1000}')")
 done
+s1=$(cpu_ticks "$BIG_PID")
+scrape_cpu=$(awk -v a="$s0" -v b="$s1" -v t="$tck" -v n="$SCRAPES" 'BEGIN{printf "%.1f", (b-a)/t*1000/n}')
 scrape_med=$(median "${times[@]}")
 scrape_max=$(printf '%s\n' "${times[@]}" | sort -g | tail -1)
 log "scrape: median $scrape_med ms, max $scrape_max ms, $series samples, $bytes bytes"
@@ -123,6 +131,7 @@ echo "| figure | value |"
 echo "|---|---|"
 echo "| scrape time, median of $SCRAPES (curl time_total) | $scrape_med ms |"
 echo "| scrape time, max | $scrape_max ms |"
+echo "| Turnpike CPU per scrape (user+sys, no traffic) | $scrape_cpu ms |"
 echo "| samples / bytes per scrape | $series / $bytes |"
 # shellcheck disable=SC2086
 echo "| request p99 without scrapes (median of $ROUNDS) | $(median ${BP[quiet]}) ms (runs: ${BP[quiet]}) |"

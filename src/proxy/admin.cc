@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <array>
 #include <chrono>
 
 #include "turnpike/common/strings.h"
@@ -171,10 +172,14 @@ asio::awaitable<void> AdminListener::serve(tcp::socket socket) {
                     "\r\nConnection: close\r\n";
   if (r.status == 401) out += "WWW-Authenticate: Bearer\r\n";
   out += "\r\n";
-  out += r.body;
-  co_await asio::async_write(socket, asio::buffer(out), nothrow);
+  const std::array<asio::const_buffer, 2> buffers = {asio::buffer(out), asio::buffer(r.body)};
+  co_await asio::async_write(socket, buffers, nothrow);
   boost::system::error_code ignored;
   socket.shutdown(tcp::socket::shutdown_send, ignored);
+  if (r.body.capacity() >= (64u << 10) && spare_bodies_.size() < 2) {
+    r.body.clear();
+    spare_bodies_.push_back(std::move(r.body));
+  }
 }
 
 AdminResponse AdminListener::handle(std::string_view method, std::string_view path, std::string_view authorization) {
@@ -192,7 +197,13 @@ AdminResponse AdminListener::handle(std::string_view method, std::string_view pa
   const bool post = method == "POST";
   if (path == "/metrics" && cfg_.metrics) {
     if (!get) return json_error(405, "method_not_allowed", "use GET");
-    return {200, "text/plain; version=0.0.4; charset=utf-8", hooks_.metrics()};
+    AdminResponse r{200, "text/plain; version=0.0.4; charset=utf-8", {}};
+    if (!spare_bodies_.empty()) {
+      r.body = std::move(spare_bodies_.back());
+      spare_bodies_.pop_back();
+    }
+    hooks_.metrics(r.body);
+    return r;
   }
   if (path == "/status" || path == "/upstreams" || path == "/config") {
     if (!get) return json_error(405, "method_not_allowed", "use GET");

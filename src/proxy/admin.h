@@ -34,7 +34,7 @@ struct AdminResponse {
 
 // What the server answers; each runs on the main thread.
 struct AdminHooks {
-  std::function<std::string()> metrics;
+  std::function<void(std::string& out)> metrics;  // into `out`, whose capacity is kept
   std::function<std::string()> status;
   std::function<std::string()> upstreams;
   std::function<std::string()> config;
@@ -62,6 +62,9 @@ class AdminListener {
   AdminHooks hooks_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::string bound_;
+  // Response bodies given back after they were sent, their capacity kept: a scrape of megabytes
+  // reuses one instead of allocating (and faulting in) as much again.
+  std::vector<std::string> spare_bodies_;
 };
 
 // `s` as a JSON string literal, quotes included.

@@ -27,7 +27,9 @@ struct ScrapeInput {
   uint64_t log_lines_dropped = 0;
 };
 
-std::string render_metrics(const ScrapeInput& in);
+// Writes the exposition into `out` (cleared first; its capacity is reused, so a scrape of
+// megabytes neither allocates nor faults in fresh pages once the buffer has grown).
+void render_metrics(const ScrapeInput& in, std::string& out);
 
 // The build's version and commit (configure time), for build info, /status and --version.
 const char* build_version();

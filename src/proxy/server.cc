@@ -421,7 +421,10 @@ ScrapeInput Server::scrape_input() const {
 
 AdminHooks Server::admin_hooks() {
   AdminHooks h;
-  h.metrics = [this] { return series_ ? render_metrics(scrape_input()) : std::string(); };
+  h.metrics = [this](std::string& out) {
+    out.clear();
+    if (series_) render_metrics(scrape_input(), out);
+  };
   h.status = [this] {
     StatusInput in;
     in.generation = generation_;
