@@ -1,5 +1,6 @@
 // The /metrics exposition (metrics_export.h): sums the workers' cells (read relaxed, metrics/
-// shard.h) per label value and writes the families with prometheus-cpp's TextSerializer.
+// shard.h) per label value; small families through prometheus-cpp's TextSerializer, the
+// per-route and per-upstream ones as text directly (TextFamily).
 // Series whose value is still zero are left out: a config of thousands of routes scrapes in
 // proportion to the routes that served traffic.
 #include "metrics_export.h"

@@ -1,6 +1,7 @@
-// /metrics: every worker's cells and counters, summed, in the Prometheus text format
-// (prometheus-cpp's serializer; the families are built here, without its registry, whose
-// per-series maps would cost more than the scrape itself). Main thread.
+// /metrics: every worker's cells and counters, summed, in the Prometheus text format. The small
+// families go through prometheus-cpp's MetricFamily and TextSerializer (without its registry,
+// whose per-series maps would cost more than the scrape itself); the per-route and per-upstream
+// ones, thousands of series, are written straight as text (metrics_export.cc). Main thread.
 #pragma once
 
 #include <cstdint>
