@@ -377,3 +377,33 @@ def test_limit_count_rejections_are_exported(origin, turnpike):
     m = scrape(tp)
     assert value(m, "turnpike_plugin_limit_count_rejected_total", route="lim") == 3
     assert value(m, "turnpike_http_requests_total", route="lim", method="read", code="429") == 3
+
+
+def test_ready_reports_draining_after_sigterm_and_upstream_in_flight(origin, turnpike):
+    import signal
+    import threading
+    tp = turnpike(admin_cfg(origin))
+    results = []
+    slow = threading.Thread(target=lambda: results.append(rawhttp.request(tp.port(), "GET", "/sleep/3000").status))
+    slow.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the slow request is being forwarded
+        if admin(tp, "GET", "/upstreams").json()["upstreams"][0]["in_flight"] == 1:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the slow request never showed in /upstreams in_flight")
+    assert value(scrape(tp), "turnpike_upstream_requests_in_flight", upstream="origin") == 1
+    tp.signal(signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    state = None
+    while time.monotonic() < deadline:
+        r = admin(tp, "GET", "/ready")
+        state = (r.status, r.json()["status"])
+        if state == (503, "draining"):
+            break
+        time.sleep(0.05)
+    assert state == (503, "draining")
+    slow.join(timeout=10)
+    assert results == [200]
+    assert tp.wait_exit(15) == 0
