@@ -25,6 +25,7 @@
 local turnpike = require "turnpike"
 local breaker = require "turnpike.breaker"
 local json = require "turnpike.json"
+local metrics = require "turnpike.metrics"
 
 local request, response, upstream = turnpike.request, turnpike.response, turnpike.upstream
 
@@ -38,6 +39,10 @@ local UPSTREAM_FAILED = {
 
 local DEFAULT_BODY = '{"error":"circuit_open","message":"the upstream is failing; try again later"}'
 local JSON = { ["content-type"] = "application/json" }
+-- On /metrics: turnpike_plugin_circuit_breaker_fallbacks_total{route} (requests an open or
+-- half-open breaker kept from the upstream).
+local fallbacks = metrics.counter("circuit_breaker_fallbacks_total",
+                                  "Requests an open (or half-open) breaker kept from the upstream, by route.", { "route" })
 
 -- What each conf needs per worker, made on first use: its breakers by scope name, its failure
 -- statuses as a set, its identity. Weak keys: a conf of an old configuration goes with it (and
@@ -160,6 +165,7 @@ return {
       ctx[BREAKER], ctx[TICKET] = b, ticket
       return
     end
+    fallbacks:inc(1, request.get_route() or "-")
     local fallback = conf.fallback
     if fallback.upstream then
       if upstream.set(fallback.upstream) then return end

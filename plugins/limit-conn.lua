@@ -9,8 +9,11 @@
 --         limit-conn: { conn: 4, burst: 2, delay: 0.5, key: [consumer] }
 local turnpike = require "turnpike"
 local limit = require "turnpike.limit"
+local metrics = require "turnpike.metrics"
 
 local request = turnpike.request
+-- Exported on /metrics as turnpike_plugin_limit_conn_rejected_total{route}.
+local rejected = metrics.counter("limit_conn_rejected_total", "Requests limit-conn rejected, by route.", { "route" })
 
 local properties = limit.common_properties()
 properties.conn = { type = "integer", minimum = 1 }
@@ -56,7 +59,10 @@ return {
     end
     local scope = p.scope(request.get_route())
     local ok, in_flight = limit.conn_enter(scope, key, conn + burst)
-    if not ok then return limit.reject(conf, conf.delay > 0 and conf.delay or 1) end
+    if not ok then
+      rejected:inc(1, request.get_route() or "-")
+      return limit.reject(conf, conf.delay > 0 and conf.delay or 1)
+    end
     -- Counted from here on: the log phase gives it back.
     ctx.limit_conn_scope, ctx.limit_conn_key = scope, key
     if in_flight > conn and conf.delay > 0 then turnpike.sleep(conf.delay) end

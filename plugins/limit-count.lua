@@ -13,8 +13,11 @@
 -- change of count, time_window, window, key or group starts them afresh.
 local turnpike = require "turnpike"
 local limit = require "turnpike.limit"
+local metrics = require "turnpike.metrics"
 
 local request, response = turnpike.request, turnpike.response
+-- Exported on /metrics as turnpike_plugin_limit_count_rejected_total{route}.
+local rejected = metrics.counter("limit_count_rejected_total", "Requests limit-count rejected, by route.", { "route" })
 
 local properties = limit.common_properties()
 properties.count = { type = "integer", minimum = 1 }
@@ -72,6 +75,7 @@ return {
         headers = { ["x-ratelimit-limit"] = limit_header, ["x-ratelimit-remaining"] = "0",
                     ["x-ratelimit-reset"] = tostring(reset) }
       end
+      rejected:inc(1, request.get_route() or "-")
       return limit.reject(conf, reset, headers)
     end
     -- Response headers set now are applied to whatever answers the request (the upstream's

@@ -11,8 +11,11 @@
 -- workers and reloads; a change of rate, burst, key or group starts the buckets afresh.
 local turnpike = require "turnpike"
 local limit = require "turnpike.limit"
+local metrics = require "turnpike.metrics"
 
 local request = turnpike.request
+-- Exported on /metrics as turnpike_plugin_limit_req_rejected_total{route}.
+local rejected = metrics.counter("limit_req_rejected_total", "Requests limit-req rejected, by route.", { "route" })
 
 local properties = limit.common_properties()
 properties.rate = { type = "number", minimum = 0.001 }   -- requests per second
@@ -56,7 +59,10 @@ return {
       burst = limit.node_share(burst, true, 0)
     end
     local ok, delay = limit.leaky_bucket(p.scope(request.get_route()), key, rate, burst)
-    if not ok then return limit.reject(conf, delay) end
+    if not ok then
+      rejected:inc(1, request.get_route() or "-")
+      return limit.reject(conf, delay)
+    end
     if delay > 0.001 and not conf.nodelay then turnpike.sleep(delay) end
   end,
 }

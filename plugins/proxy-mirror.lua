@@ -22,8 +22,13 @@
 -- "proxy-mirror:R@ip:port"; the node list is the config snapshot's the request runs on.
 local turnpike = require "turnpike"
 local mirror = require "turnpike.mirror"
+local metrics = require "turnpike.metrics"
 
 local request, response, log = turnpike.request, turnpike.response, turnpike.log
+-- On /metrics: turnpike_plugin_proxy_mirror_copies_total{route, result}: copies queued, or
+-- dropped because the worker's queue was full (the queue's own stats: mirror.find).
+local copies = metrics.counter("proxy_mirror_copies_total", "Mirror copies by route and result (queued, dropped).",
+                               { "route", "result" })
 local random, sub, concat = math.random, string.sub, table.concat
 
 -- Per conf, per route: the queue (made once; nil when the worker has none, e.g. `turnpike -t`).
@@ -148,7 +153,8 @@ return {
     if not copy then return end
     local q = queue_for(conf, request.get_route() or "-")
     if not q then return end
-    q:send(request.get_method(), request.get_uri(), header_lines(conf, copy.truncated), copy.body,
-           conf.compare and response.get_status() or nil)
+    local queued = q:send(request.get_method(), request.get_uri(), header_lines(conf, copy.truncated), copy.body,
+                          conf.compare and response.get_status() or nil)
+    copies:inc(1, { request.get_route() or "-", queued and "queued" or "dropped" })
   end,
 }

@@ -24,12 +24,17 @@ local turnpike = require "turnpike"
 local hash = require "turnpike.hash"
 local ipset = require "turnpike.ipset"
 local json = require "turnpike.json"
+local metrics = require "turnpike.metrics"
 
 local request, upstream = turnpike.request, turnpike.upstream
 local type, ipairs, floor = type, ipairs, math.floor
 local find, gmatch, match, format = string.find, string.gmatch, string.match, string.format
 
 local BUCKETS = 10000
+-- On /metrics: turnpike_plugin_traffic_split_requests_total{route, target}: where the plugin sent
+-- requests (target: the upstream it chose, "(route)" for the route's own; canary or stable).
+local sent = metrics.counter("traffic_split_requests_total", "Requests traffic-split routed, by route, target and group.",
+                             { "route", "target", "group" })
 
 -- ---- reading the request ----------------------------------------------------------------------
 
@@ -145,6 +150,7 @@ end
 -- Sends the request where `target` says: its upstream (nil: the route's), and for the canary the
 -- gray tag, as a header for the services behind and as the node tag.
 local function route_to(gray, target)
+  sent:inc(1, { request.get_route() or "-", target.upstream or "(route)", target.canary and "canary" or "stable" })
   if target.upstream and not upstream.set(target.upstream) then
     turnpike.log.warn("traffic-split: no upstream named ", target.upstream, "; keeping the route's")
   end

@@ -87,7 +87,7 @@ class Loader {
     check_keys(top, root,
                {"workers", "drain_timeout", "via", "pid_file", "log", "limits", "listeners", "upstreams",
                 "routes", "plugins", "consumers", "plugin_paths", "lua", "shared_dicts",
-                "rate_limits", "cluster", "zone"});
+                "rate_limits", "cluster", "zone", "admin"});
     load_workers(root["workers"]);
     field_duration(top, root, "drain_timeout", cfg_.drain_timeout, kZero);
     load_via(root["via"]);
@@ -117,6 +117,7 @@ class Loader {
     if (const YAML::Node n = section("shared_dicts")) detail::load_shared_dicts(diag_, n, cfg_);
     if (const YAML::Node n = section("rate_limits")) detail::load_rate_limits(diag_, n, cfg_.rate_limits);
     if (const YAML::Node n = section("cluster")) detail::load_cluster(diag_, n, cfg_.cluster);
+    if (const YAML::Node n = section("admin")) detail::load_admin(diag_, n, cfg_.admin);
   }
 
  private:

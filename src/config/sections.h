@@ -49,6 +49,7 @@ void load_plugin_paths(Diagnostics& diag, const YAML::Node& n, LuaConfig& lua,
 void load_shared_dicts(Diagnostics& diag, const YAML::Node& n, Config& cfg);
 void load_rate_limits(Diagnostics& diag, const YAML::Node& n, RateLimitConfig& limits);
 void load_cluster(Diagnostics& diag, const YAML::Node& n, ClusterConfig& cluster);
+void load_admin(Diagnostics& diag, const YAML::Node& n, AdminConfig& admin);  // admin.cc
 
 // Load balancing (balancing.cc): an upstream's balancing keys, a node's `zone`, the gateway's `zone`.
 void load_upstream_balancing(const Where& uw, const YAML::Node& item, UpstreamBalancingConfig& b);

@@ -215,7 +215,11 @@ boost::asio::awaitable<Attempt> attempt_http1(Worker& worker, RequestContext& ct
   const bool verify = !idempotent || opt.body_read;
   upstream::UpstreamPool::Acquired acquired;
   if (!opt.fresh_connection) acquired = pool.take_idle(node, verify);
-  if (!acquired.conn) acquired = co_await pool.connect(node);
+  if (!acquired.conn) {
+    const auto connect_start = Clock::now();
+    acquired = co_await pool.connect(node);
+    ctx.upstream_connect_time = Clock::now() - connect_start;
+  }
   if (acquired.ec) {
     // (The pool has warned about the node: UpstreamPool::report_failure.)
     counters.upstream_connect_failures.inc();

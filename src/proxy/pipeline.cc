@@ -231,6 +231,49 @@ void count_upstream_failure(Worker& worker, Outcome outcome) {
   }
 }
 
+// ---- metrics (metrics/shard.h): array indexes into the worker's own cells, no lock ----
+
+metrics::MethodClass method_class(http::Method m) {
+  switch (m) {
+    case http::Method::get:
+    case http::Method::head:
+    case http::Method::options:
+    case http::Method::trace: return metrics::MethodClass::read;
+    case http::Method::post:
+    case http::Method::put:
+    case http::Method::patch:
+    case http::Method::del: return metrics::MethodClass::write;
+    default: return metrics::MethodClass::other;
+  }
+}
+
+uint64_t micros(std::chrono::steady_clock::duration d) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+  return us > 0 ? static_cast<uint64_t>(us) : 0;
+}
+
+uint32_t upstream_series(const Snapshot& snapshot, size_t upstream) {
+  return upstream < snapshot.upstream_series.size() ? snapshot.upstream_series[upstream] : 0;
+}
+
+// After each attempt: its new connection's connect time, and how it failed if it did.
+void record_attempt(Worker& worker, RequestContext& ctx, uint32_t series, const Attempt& a) {
+  metrics::WorkerMetrics& m = worker.metrics();
+  if (ctx.upstream_connect_time.count() != 0) {
+    m.upstream_connect(series, micros(ctx.upstream_connect_time));
+    ctx.upstream_connect_time = {};
+  }
+  if (a.end != AttemptEnd::done) m.upstream_failure(series, static_cast<size_t>(a.outcome));
+}
+
+// The request's own series, in the log phase: by route, method class and status.
+void record_request(Worker& worker, const RequestContext& ctx) {
+  metrics::WorkerMetrics& m = worker.metrics();
+  if (!m.enabled()) return;
+  m.request(ctx.route ? ctx.route->series : 0, method_class(ctx.head.method), ctx.response_status,
+            micros(std::chrono::steady_clock::now() - ctx.start), ctx.request_body_bytes, ctx.response_body_bytes);
+}
+
 }  // namespace
 
 std::string error_json(std::string_view code, std::string_view message) {
@@ -331,6 +374,7 @@ boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& down
 
 boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Downstream& downstream) {
   ctx.worker_counters = &worker.counters();
+  ctx.worker_metrics = &worker.metrics();
   ctx.downstream = &downstream;
   // ---- route ----
   router::MatchInput in;
@@ -396,6 +440,8 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
         upstream::UpstreamPool& pool = worker.pool_for(*ctx.snapshot, upstream);
         const bool http1 = pool.config().protocol == config::UpstreamProtocol::http1;
         RetryPolicy policy(pool, ctx);
+        const uint32_t series = upstream_series(*ctx.snapshot, upstream);
+        worker.metrics().in_flight(series, +1);
         while (body_ready) {
           const size_t node = policy.pick(pool);
           ctx.upstream_addr = pool.upstream().nodes[node].address;
@@ -408,6 +454,7 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
             a = co_await attempt_h2(worker, ctx, downstream, pool, node, policy.options());
           }
           policy.finished(node, a, ctx);
+          record_attempt(worker, ctx, series, a);
           if (a.end == AttemptEnd::done) break;
           if (policy.again(a, node, ctx)) {
             worker.counters().retries.inc();
@@ -419,6 +466,8 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
           co_await respond_error(ctx, downstream, a.outcome);
           break;
         }
+        worker.metrics().in_flight(series, -1);
+        if (ctx.upstream_status != 0) worker.metrics().upstream_response(series, micros(ctx.upstream_time));
       }
     }
   }
@@ -433,6 +482,7 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
     if (f->has_log()) co_await f->on_log(ctx);
   }
   write_access_log(ctx);
+  record_request(worker, ctx);
 }
 
 }  // namespace turnpike::proxy

@@ -16,6 +16,7 @@
 
 #include "turnpike/proxy/pipeline.h"
 #include "turnpike/common/strings.h"
+#include "turnpike/metrics/shard.h"
 #include "turnpike/proxy/request_context.h"
 #include "turnpike/proxy/snapshot.h"
 
@@ -202,6 +203,15 @@ FilterStatus LuaPluginFilter::on_response_headers(RequestContext& ctx) const {
 
 namespace {
 
+// A plugin's failure, counted by plugin (and whether the instruction budget cut it off: the
+// runtime's message for that, lua/vm_internal.h's kBudgetMessage).
+void count_plugin_error(RequestContext& ctx, size_t plugin, std::string_view why) {
+  if (!ctx.worker_metrics || !ctx.worker_metrics->enabled()) return;
+  const auto& ids = ctx.snapshot->plugin_series;
+  ctx.worker_metrics->plugin_error(plugin < ids.size() ? ids[plugin] : 0,
+                                   why.find("instruction budget exceeded") != std::string_view::npos);
+}
+
 FilterStatus plugin_failed(RequestContext& ctx, std::string_view plugin, std::string_view why) {
   spdlog::error("plugin \"{}\" failed on route \"{}\" (request {}): {}", plugin,
                 ctx.route ? std::string_view(ctx.route->config->name) : std::string_view("-"),
@@ -240,7 +250,9 @@ FilterStatus LuaPluginFilter::outcome(RequestContext& ctx, lua::Phase phase, lua
   ctx.current_plugin = {};
   switch (result.status) {
     case lua::CallStatus::ok: return FilterStatus::proceed;
-    case lua::CallStatus::error: return plugin_failed(ctx, info_->name, result.error);
+    case lua::CallStatus::error:
+      count_plugin_error(ctx, plugin_, result.error);
+      return plugin_failed(ctx, info_->name, result.error);
     case lua::CallStatus::exit: break;
   }
   // turnpike.exit(status, body, headers): the gateway answers with that.
@@ -313,6 +325,7 @@ void LuaPluginFilter::body_call_ended(RequestContext& ctx, const lua::CallResult
   } else {
     return;
   }
+  count_plugin_error(ctx, plugin_, why);
   ctx.close_connection = true;
   if (ctx.error.empty()) ctx.error = "plugin_failed";
   spdlog::error("plugin \"{}\" failed in body_filter on route \"{}\" (request {}): {}", info_->name,
@@ -341,6 +354,7 @@ asio::awaitable<void> LuaPluginFilter::on_log(RequestContext& ctx) const {
   }
   ctx.current_plugin = {};
   if (result.status == lua::CallStatus::error) {
+    count_plugin_error(ctx, plugin_, result.error);
     spdlog::error("plugin \"{}\" failed in its log phase on route \"{}\": {}", info_->name,
                   ctx.route ? std::string_view(ctx.route->config->name) : std::string_view("-"), result.error);
   }

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "builtin_filters.h"
+#include "turnpike/metrics/series.h"
 #include "turnpike/proxy/plugins.h"
 #include "turnpike/proxy/request_context.h"
 
@@ -40,10 +41,25 @@ FilterChain merge_chain(std::initializer_list<const FilterChain*> levels) {
   return out;
 }
 
+// Every name the snapshot counts under gets its metric id (a new name a new id, up to the cap).
+void assign_series(Snapshot& snap, metrics::SeriesRegistry& series) {
+  using metrics::Space;
+  series.begin_snapshot();
+  for (auto& r : snap.routes) r.series = series.id(Space::route, r.config->name);
+  for (auto& l : snap.listeners) l.series = series.id(Space::listener, l.config->name);
+  snap.upstream_series.clear();
+  for (const auto& u : snap.upstreams) snap.upstream_series.push_back(series.id(Space::upstream, u->config->name));
+  snap.plugin_series.clear();
+  if (snap.plugins) {
+    for (const auto& name : snap.plugins->names) snap.plugin_series.push_back(series.id(Space::plugin, name));
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Config> config, uint64_t generation,
-                                                std::vector<config::ConfigError>& errors) {
+                                                std::vector<config::ConfigError>& errors,
+                                                metrics::SeriesRegistry* series) {
   auto snap = std::make_shared<Snapshot>();
   snap->config = config;
   snap->generation = generation;
@@ -146,6 +162,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
     snap->listeners.push_back(std::move(lr));
   }
   if (errors.size() != errors_before) return nullptr;
+  if (series) assign_series(*snap, *series);
   return snap;
 }
 

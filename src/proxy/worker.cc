@@ -19,10 +19,12 @@ Worker::Worker(unsigned index, std::shared_ptr<const Snapshot> snapshot, lua::Sh
     : index_(index),
       ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       snapshot_(std::move(snapshot)),
-      plugins_(index, dicts, ioc_) {
+      plugins_(index, dicts, ioc_),
+      metrics_(snapshot_->config->admin.series_cap, snapshot_->config->admin.enabled && snapshot_->config->admin.metrics) {
   for (const auto& up : snapshot_->upstreams) {
     pools_.push_back(make_pool(up));
   }
+  if (metrics_.enabled()) plugin_metrics_ = lua::make_plugin_metrics_shard();
 }
 
 Worker::~Worker() = default;

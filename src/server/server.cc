@@ -24,8 +24,12 @@
 #include <map>
 #include <thread>
 
+#include "admin.h"
+#include "metrics_export.h"
 #include "turnpike/log/log.h"
 #include "turnpike/lua/limiter.h"
+#include "turnpike/metrics/series.h"
+#include "turnpike/proxy/readiness.h"
 #include "turnpike/proxy/snapshot.h"
 #include "turnpike/tls/edge_wait.h"
 #include "worker.h"
@@ -173,13 +177,20 @@ void remove_pid_file(const std::string& path) {
 
 class Server {
  public:
-  explicit Server(const ServerOptions& options) : options_(options), signals_(main_) {}
+  explicit Server(const ServerOptions& options) : options_(options), signals_(main_) {
+    start_time_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  }
 
   int run();
 
  private:
   bool start();
-  void reload();
+  // Reloads the config file; false when refused (the errors are in last_reload_errors_).
+  bool reload();
+  // The admin listener (admin: in the config), started after the workers.
+  bool start_admin();
+  AdminHooks admin_hooks();
+  ScrapeInput scrape_input() const;
   boost::asio::awaitable<void> signal_loop();
   boost::asio::awaitable<void> drain();
   void write_ready_file();
@@ -201,6 +212,14 @@ class Server {
   uint64_t generation_ = 0;
   uint64_t reload_attempts_ = 0;
   std::string last_reload_ = "none";
+  std::vector<config::ConfigError> last_reload_errors_;
+  uint64_t reloads_ok_ = 0;
+  uint64_t reloads_failed_ = 0;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  double start_time_ = 0;  // seconds since the epoch
+  // Label values with series of their own (admin: metrics on); outlives every snapshot's ids.
+  std::unique_ptr<metrics::SeriesRegistry> series_;
+  std::unique_ptr<AdminListener> admin_;
   bool stopping_ = false;
   std::string pid_file_;  // the one written at start, removed at exit
 };
@@ -249,7 +268,10 @@ bool Server::start() {
   log_build_facts();
   log_warnings(loaded.warnings);
   std::vector<config::ConfigError> errors;
-  snapshot_ = Snapshot::build(loaded.config, ++generation_, errors);
+  if (loaded.config->admin.enabled && loaded.config->admin.metrics) {
+    series_ = std::make_unique<metrics::SeriesRegistry>(loaded.config->admin.series_cap);
+  }
+  snapshot_ = Snapshot::build(loaded.config, ++generation_, errors, series_.get());
   if (!snapshot_) {
     for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     return false;
@@ -278,6 +300,13 @@ bool Server::start() {
     return false;
   }
   pid_file_ = snapshot_->config->pid_file;
+  // Before the workers: a refused admin address stops the start with nothing to undo but sockets.
+  // (Its hooks read the workers only when a request comes, once main_ runs.)
+  if (!start_admin()) {
+    for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
+    remove_pid_file(pid_file_);
+    return false;
+  }
   for (const auto& d : snapshot_->config->shared_dicts) shared_dicts_.add(d.name, d.size);
   shared_dicts_config_ = snapshot_->config->shared_dicts;
   lua::configure_limit_table(snapshot_->config->rate_limits.table_size);
@@ -292,13 +321,13 @@ bool Server::start() {
   return true;
 }
 
-void Server::reload() {
+bool Server::reload() {
   ++reload_attempts_;
   spdlog::info("reloading {}", options_.config_path);
   auto loaded = config::load_config_file(options_.config_path);
   std::vector<config::ConfigError> errors = loaded.errors;
   std::shared_ptr<const Snapshot> next;
-  if (loaded.config) next = Snapshot::build(loaded.config, generation_ + 1, errors);
+  if (loaded.config) next = Snapshot::build(loaded.config, generation_ + 1, errors, series_.get());
   // Listeners that are new or changed need sockets before anything is swapped.
   std::vector<std::vector<std::pair<std::string, int>>> per_worker(worker_count_);
   std::map<std::string, BoundListener> bound_next;
@@ -329,14 +358,17 @@ void Server::reload() {
     spdlog::error("reload refused, the running configuration stays in place:");
     report(errors);
     last_reload_ = "failed";
+    last_reload_errors_ = errors;
+    ++reloads_failed_;
     write_ready_file();
-    return;
+    return false;
   }
   if ((next->config->workers != 0 ? next->config->workers : worker_count_) != worker_count_ && !options_.workers) {
     spdlog::warn("reload: a new worker count takes effect on restart");
   }
   log_warnings(loaded.warnings);
   if (next->config->pid_file != pid_file_) spdlog::warn("reload: a new pid_file takes effect on restart");
+  if (!(next->config->admin == snapshot_->config->admin)) spdlog::warn("reload: changes to admin take effect on restart");
   if (!same_dicts(next->config->shared_dicts, shared_dicts_config_)) {
     spdlog::warn("reload: changes to shared_dicts take effect on restart (their data is kept)");
   }
@@ -349,16 +381,87 @@ void Server::reload() {
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->post_snapshot(next, std::move(per_worker[w]));
   listeners_ = std::move(bound_next);
   last_reload_ = "ok";
+  last_reload_errors_.clear();
+  ++reloads_ok_;
   ::malloc_trim(0);
   spdlog::info("reload complete: generation {}", generation_);
   write_ready_file();
+  return true;
+}
+
+bool Server::start_admin() {
+  const config::AdminConfig& cfg = snapshot_->config->admin;
+  if (!cfg.enabled) return true;
+  admin_ = std::make_unique<AdminListener>(main_, cfg, admin_hooks());
+  std::string error;
+  if (!admin_->start(error)) {
+    spdlog::critical("{}:{}: admin: {}", cfg.source.file, cfg.source.line, error);
+    admin_.reset();
+    return false;
+  }
+  spdlog::info("admin listener on {}{}", admin_->bound(), cfg.metrics ? " (/metrics)" : "");
+  return true;
+}
+
+ScrapeInput Server::scrape_input() const {
+  ScrapeInput in;
+  in.registry = series_.get();
+  for (const auto& w : workers_) {
+    in.shards.push_back(&w->metrics());
+    in.counters.push_back(&w->counters());
+    if (w->plugin_metrics()) in.plugin_shards.push_back(w->plugin_metrics());
+  }
+  in.generation = generation_;
+  in.reloads_ok = reloads_ok_;
+  in.reloads_failed = reloads_failed_;
+  in.start_time = start_time_;
+  in.log_lines_dropped = log::dropped_lines();
+  return in;
+}
+
+AdminHooks Server::admin_hooks() {
+  AdminHooks h;
+  h.metrics = [this](std::string& out) {
+    out.clear();
+    if (series_) render_metrics(scrape_input(), out);
+  };
+  h.status = [this] {
+    StatusInput in;
+    in.generation = generation_;
+    in.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    in.workers = worker_count_;
+    in.readiness = std::string(to_string(readiness().load()));
+    in.last_reload = last_reload_;
+    in.reload_errors = last_reload_errors_;
+    in.reloads_ok = reloads_ok_;
+    in.reloads_failed = reloads_failed_;
+    for (const auto& [name, b] : listeners_) in.listeners.emplace_back(name, b.bound);
+    return status_json(in);
+  };
+  h.upstreams = [this] { return upstreams_json(*snapshot_, scrape_input().shards); };
+  h.config = [this] { return config_json(*snapshot_->config); };
+  h.reload = [this] {
+    if (stopping_) return AdminResponse{503, "application/json", reload_json(false, generation_, {})};
+    const bool ok = reload();
+    return AdminResponse{ok ? 200 : 409, "application/json", reload_json(ok, generation_, last_reload_errors_)};
+  };
+  h.maintenance = [this](bool on) {
+    Readiness expected = on ? Readiness::ready : Readiness::maintenance;
+    // Draining wins: a stopping process never reports ready again.
+    readiness().compare_exchange_strong(expected, on ? Readiness::maintenance : Readiness::ready);
+    spdlog::info("maintenance {} (readiness: {})", on ? "on" : "off", to_string(readiness().load()));
+    return AdminResponse{200, "application/json",
+                         "{\"readiness\":" + json_string(to_string(readiness().load())) + "}\n"};
+  };
+  return h;
 }
 
 void Server::write_ready_file() {
   if (options_.ready_file.empty()) return;
   std::string json = "{\"pid\": " + std::to_string(::getpid()) + ", \"generation\": " + std::to_string(generation_) +
                      ", \"reload_attempts\": " + std::to_string(reload_attempts_) + ", \"last_reload\": \"" +
-                     last_reload_ + "\", \"workers\": " + std::to_string(worker_count_) + ", \"listeners\": {";
+                     last_reload_ + "\", \"workers\": " + std::to_string(worker_count_) +
+                     (admin_ ? ", \"admin\": \"" + admin_->bound() + "\"" : std::string()) + ", \"listeners\": {";
   bool first = true;
   for (const auto& [name, b] : listeners_) {
     json += (first ? "\"" : ", \"") + name + "\": \"" + b.bound + "\"";
@@ -385,6 +488,7 @@ boost::asio::awaitable<void> Server::signal_loop() {
     } else if (sig == SIGTERM || sig == SIGINT) {
       if (stopping_) continue;
       stopping_ = true;
+      readiness().store(Readiness::draining);
       co_await drain();
       co_return;
     }
@@ -410,6 +514,7 @@ boost::asio::awaitable<void> Server::drain() {
     co_await t.async_wait(nothrow);
   }
   signals_.cancel();
+  if (admin_) admin_->stop();
 }
 
 int Server::run() {
@@ -421,10 +526,12 @@ int Server::run() {
     log::shutdown();
     return 1;
   }
+  readiness().store(Readiness::ready);
   write_ready_file();
   boost::asio::co_spawn(main_, signal_loop(), boost::asio::detached);
   main_.run();
   for (auto& w : workers_) w->join();
+  admin_.reset();
   // What the workers counted, summed: limits hit, failures, retries.
   std::string summary = "turnpike stopped:";
   for (const auto& [name, member] : kWorkerCounterNames) {

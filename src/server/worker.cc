@@ -55,6 +55,7 @@ WorkerThread::~WorkerThread() { join(); }
 void WorkerThread::start(std::vector<std::pair<std::string, int>> listen_fds) {
   thread_ = std::thread([this, fds = std::move(listen_fds)]() mutable {
     lua::bind_mirror_io_context(&io());  // turnpike.mirror's queues send on this worker's loop
+    lua::bind_plugin_metrics_shard(plugin_metrics());  // turnpike.metrics records here
     plugins().adopt(snapshot());  // the Lua VM is made on the thread that uses it
     open_acceptors(std::move(fds));
     schedule_sweep();
@@ -125,6 +126,9 @@ boost::asio::awaitable<void> WorkerThread::accept_loop(Acceptor* acc) {
 
 void WorkerThread::admit(tcp::socket socket, const std::string& listener) {
   counters().connections_accepted.inc();
+  if (metrics().enabled()) {
+    if (const ListenerRuntime* l = snapshot()->find_listener(listener)) metrics().accepted(l->series);
+  }
   if (!make_room_for_connection()) {
     counters().connections_rejected.inc();
     spdlog::debug("worker {}: connection limit reached, refusing a connection", index());

@@ -285,6 +285,19 @@ struct ClusterConfig {
   unsigned nodes = 1;
 };
 
+// The admin listener (proxy/admin.cc): /metrics, /status, /ready and the admin API. Without an
+// `admin:` section there is none, and no metrics are recorded.
+struct AdminConfig {
+  bool enabled = false;
+  std::string address = "127.0.0.1";  // IPv4 or IPv6 literal; loopback unless a token is set
+  uint16_t port = 9901;               // 0: pick a free port (tests; the ready file says which)
+  std::string token;                  // bearer token; required on a non-loopback address
+  bool metrics = true;                // record metrics and serve /metrics
+  uint32_t series_cap = 10'000;       // names per label space with series of their own
+  SourceRef source;
+  bool operator==(const AdminConfig&) const = default;
+};
+
 struct LogConfig {
   std::string error_log = "stderr";  // a path, "stderr" or "stdout"
   std::string level = "info";        // trace, debug, info, warn, error, critical, off
@@ -316,6 +329,7 @@ struct Config {
   std::vector<SharedDictConfig> shared_dicts;
   RateLimitConfig rate_limits;
   ClusterConfig cluster;
+  AdminConfig admin;
 
   // Whether any level configures a plugin (no Lua VM is made otherwise).
   bool uses_plugins() const;

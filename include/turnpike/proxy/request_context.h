@@ -34,6 +34,11 @@ struct RouteRuntime;
 class HttpFilter;
 class PluginInstance;
 struct WorkerCounters;
+}  // namespace turnpike::proxy
+namespace turnpike::metrics {
+class WorkerMetrics;
+}  // namespace turnpike::metrics
+namespace turnpike::proxy {
 class Downstream;
 
 struct HeaderEdit {
@@ -81,6 +86,7 @@ struct RequestInput {
   std::string_view upgrade;           // "websocket" when the client asks to switch (and can tunnel)
   std::chrono::steady_clock::time_point start;
   WorkerCounters* worker_counters = nullptr;  // the serving worker's (outcome counters)
+  metrics::WorkerMetrics* worker_metrics = nullptr;  // the serving worker's metric cells
   Downstream* downstream = nullptr;   // the client side (set by run_request)
 };
 
@@ -169,6 +175,7 @@ struct LogState {
   int upstream_status = 0;
   log::UpstreamTries upstream_tries;       // every node tried, in order (fixed capacity)
   std::chrono::steady_clock::duration upstream_time{};
+  std::chrono::steady_clock::duration upstream_connect_time{};  // the last attempt's new connection (metrics)
   std::string_view error;                  // short machine-readable reason a request failed
 };
 

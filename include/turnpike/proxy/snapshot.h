@@ -21,12 +21,19 @@ namespace turnpike::proxy {
 
 struct PluginCatalog;
 
+}  // namespace turnpike::proxy
+namespace turnpike::metrics {
+class SeriesRegistry;
+}  // namespace turnpike::metrics
+namespace turnpike::proxy {
+
 // A filter chain: highest priority first; the filters belong to the snapshot (Snapshot::filters).
 using FilterChain = std::vector<const HttpFilter*>;
 
 struct RouteRuntime {
   const config::RouteConfig* config = nullptr;
   size_t upstream_index = SIZE_MAX;  // into Snapshot::upstreams; SIZE_MAX for static responses
+  uint32_t series = 0;               // the route's metric id (metrics/series.h)
 };
 
 struct ListenerRuntime {
@@ -36,6 +43,7 @@ struct ListenerRuntime {
   // By route index: global, this listener's and the route's filters merged (the more specific
   // level's conf wins for the same plugin) and ordered, once per snapshot.
   std::vector<FilterChain> chains;
+  uint32_t series = 0;  // the listener's metric id (metrics/series.h)
 };
 
 struct ConsumerRuntime {
@@ -55,6 +63,9 @@ struct Snapshot {
   // The Via field value added to forwarded requests, by the protocol the request came in with
   // ("1.0 name", "1.1 name", "2 name"); empty when Via is off.
   std::string via_http10, via_http11, via_http2;
+  // Metric ids (metrics/series.h): by upstream index, and by plugin (PluginCatalog::names).
+  std::vector<uint32_t> upstream_series;
+  std::vector<uint32_t> plugin_series;
 
   const ListenerRuntime* find_listener(std::string_view name) const;
   size_t find_upstream(std::string_view name) const;  // SIZE_MAX when absent
@@ -62,7 +73,8 @@ struct Snapshot {
   // Builds a snapshot; on failure returns null with the reasons (file:line) in `errors`.
   static std::shared_ptr<const Snapshot> build(std::shared_ptr<const config::Config> config,
                                                uint64_t generation,
-                                               std::vector<config::ConfigError>& errors);
+                                               std::vector<config::ConfigError>& errors,
+                                               metrics::SeriesRegistry* series = nullptr);
 };
 
 }  // namespace turnpike::proxy

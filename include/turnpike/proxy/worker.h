@@ -16,6 +16,8 @@
 
 #include "turnpike/common/buffer_pool.h"
 #include "turnpike/common/counter.h"
+#include "turnpike/lua/plugin_metrics.h"
+#include "turnpike/metrics/shard.h"
 #include "turnpike/proxy/outcome.h"
 #include "turnpike/proxy/plugins.h"
 #include "turnpike/proxy/request_context.h"
@@ -132,6 +134,9 @@ class Worker {
   BufferPool& buffers() { return buffers_; }
   WorkerPlugins& plugins() { return plugins_; }
   WorkerCounters& counters() { return counters_; }
+  metrics::WorkerMetrics& metrics() { return metrics_; }
+  const lua::PluginMetricsShard* plugin_metrics() const { return plugin_metrics_.get(); }
+  lua::PluginMetricsShard* plugin_metrics() { return plugin_metrics_.get(); }
   // The pool serving `snapshot`'s upstream `upstream_index` (the request's snapshot may be older).
   upstream::UpstreamPool& pool_for(const Snapshot& snapshot, size_t upstream_index);
 
@@ -164,6 +169,9 @@ class Worker {
   WorkerPlugins plugins_;
   BufferPool buffers_;
   WorkerCounters counters_;
+  metrics::WorkerMetrics metrics_;  // the series /metrics exports (metrics/shard.h)
+  // Plugins' own metrics (turnpike.metrics); null when metrics are off.
+  std::unique_ptr<lua::PluginMetricsShard, void (*)(lua::PluginMetricsShard*)> plugin_metrics_{nullptr, nullptr};
   // Pools by upstream position in the current snapshot; retired pools wait for their last
   // in-flight request before they are freed.
   std::vector<std::unique_ptr<upstream::UpstreamPool>> pools_;

@@ -1,0 +1,134 @@
+// The admin API's JSON documents (admin.h): status, upstreams, the effective config, reload
+// results. Main thread; built on request, never on the data path.
+#include <string>
+
+#include "admin.h"
+#include "metrics_export.h"
+#include "turnpike/metrics/shard.h"
+#include "turnpike/proxy/snapshot.h"
+
+namespace turnpike::proxy {
+
+namespace {
+
+std::string errors_array(const std::vector<config::ConfigError>& errors) {
+  std::string out = "[";
+  for (size_t i = 0; i < errors.size(); ++i) {
+    const auto& e = errors[i];
+    if (i) out += ",";
+    out += "{\"file\":" + json_string(e.file) + ",\"line\":" + std::to_string(e.line) +
+           ",\"message\":" + json_string(e.message) + ",\"text\":" + json_string(e.to_string()) + "}";
+  }
+  return out + "]";
+}
+
+std::string plugin_names(const config::PluginList& plugins) {
+  std::string out = "[";
+  for (size_t i = 0; i < plugins.items.size(); ++i) out += (i ? "," : "") + json_string(plugins.items[i].name);
+  return out + "]";
+}
+
+std::string string_array(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + json_string(items[i]);
+  return out + "]";
+}
+
+std::string_view protocol_name(config::UpstreamProtocol p) {
+  switch (p) {
+    case config::UpstreamProtocol::http1: return "http1";
+    case config::UpstreamProtocol::h2c: return "h2c";
+    case config::UpstreamProtocol::h2: return "h2";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string status_json(const StatusInput& in) {
+  std::string out = "{\"version\":" + json_string(build_version()) + ",\"commit\":" +
+                    json_string(build_commit()) + ",\"uptime_seconds\":" + std::to_string(in.uptime_seconds) +
+                    ",\"workers\":" + std::to_string(in.workers) + ",\"readiness\":" + json_string(in.readiness) +
+                    ",\"config_generation\":" + std::to_string(in.generation) + ",\"reloads\":{\"ok\":" +
+                    std::to_string(in.reloads_ok) + ",\"failed\":" + std::to_string(in.reloads_failed) +
+                    "},\"last_reload\":{\"result\":" + json_string(in.last_reload) +
+                    ",\"errors\":" + errors_array(in.reload_errors) + "},\"listeners\":{";
+  for (size_t i = 0; i < in.listeners.size(); ++i) {
+    out += (i ? "," : "") + json_string(in.listeners[i].first) + ":" + json_string(in.listeners[i].second);
+  }
+  return out + "}}\n";
+}
+
+std::string upstreams_json(const Snapshot& snapshot, const std::vector<const metrics::WorkerMetrics*>& shards) {
+  std::string out = "{\"upstreams\":[";
+  for (size_t u = 0; u < snapshot.upstreams.size(); ++u) {
+    const auto& up = *snapshot.upstreams[u];
+    int64_t in_flight = 0;
+    if (u < snapshot.upstream_series.size()) {
+      for (const auto* shard : shards) {
+        in_flight += static_cast<int64_t>(metrics::load(shard->upstream(snapshot.upstream_series[u]).in_flight));
+      }
+    }
+    out += (u ? "," : "") + std::string("{\"name\":") + json_string(up.config->name) + ",\"protocol\":" +
+           json_string(protocol_name(up.config->protocol)) + ",\"in_flight\":" + std::to_string(in_flight) +
+           ",\"nodes\":[";
+    for (size_t n = 0; n < up.nodes.size(); ++n) {
+      // Health checks are not built yet (a later branch): every node reads healthy, never ejected.
+      out += (n ? "," : "") + std::string("{\"address\":") + json_string(up.nodes[n].address) +
+             ",\"weight\":" + std::to_string(up.nodes[n].weight) +
+             ",\"health\":\"unknown\",\"ejected\":false}";
+    }
+    out += "]}";
+  }
+  return out + "]}\n";
+}
+
+std::string config_json(const config::Config& cfg) {
+  std::string out = "{\"file\":" + json_string(cfg.file) + ",\"workers\":" + std::to_string(cfg.workers) +
+                    ",\"drain_timeout_ms\":" + std::to_string(cfg.drain_timeout.count()) +
+                    ",\"via\":" + json_string(cfg.via) + ",\"listeners\":[";
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    const auto& l = cfg.listeners[i];
+    out += (i ? "," : "") + std::string("{\"name\":") + json_string(l.name) + ",\"address\":" +
+           json_string(l.address) + ",\"port\":" + std::to_string(l.port) + ",\"tls\":" +
+           (l.tls ? "true" : "false") + ",\"plugins\":" + plugin_names(l.plugins) + "}";
+  }
+  out += "],\"upstreams\":[";
+  for (size_t i = 0; i < cfg.upstreams.size(); ++i) {
+    const auto& u = cfg.upstreams[i];
+    out += (i ? "," : "") + std::string("{\"name\":") + json_string(u.name) + ",\"protocol\":" +
+           json_string(protocol_name(u.protocol)) + ",\"retries\":" + std::to_string(u.retries) +
+           ",\"connect_timeout_ms\":" + std::to_string(u.connect_timeout.count()) +
+           ",\"read_timeout_ms\":" + std::to_string(u.read_timeout.count()) + ",\"nodes\":[";
+    for (size_t n = 0; n < u.nodes.size(); ++n) {
+      out += (n ? "," : "") + std::string("{\"host\":") + json_string(u.nodes[n].host) +
+             ",\"port\":" + std::to_string(u.nodes[n].port) + ",\"weight\":" + std::to_string(u.nodes[n].weight) + "}";
+    }
+    out += "]}";
+  }
+  out += "],\"routes\":[";
+  for (size_t i = 0; i < cfg.routes.size(); ++i) {
+    const auto& r = cfg.routes[i];
+    out += (i ? "," : "") + std::string("{\"name\":") + json_string(r.name) + ",\"listeners\":" +
+           string_array(r.listeners) + ",\"upstream\":" + json_string(r.upstream) +
+           ",\"respond\":" + (r.respond ? std::to_string(r.respond->status) : std::string("null")) +
+           ",\"plugins\":" + plugin_names(r.plugins) + "}";
+  }
+  out += "],\"plugins\":" + plugin_names(cfg.plugins) + ",\"consumers\":[";
+  for (size_t i = 0; i < cfg.consumers.size(); ++i) {
+    out += (i ? "," : "") + std::string("{\"username\":") + json_string(cfg.consumers[i].username) +
+           ",\"plugins\":" + plugin_names(cfg.consumers[i].plugins) + "}";
+  }
+  out += "],\"admin\":{\"listen\":" + json_string(cfg.admin.address + ":" + std::to_string(cfg.admin.port)) +
+         ",\"token\":" + (cfg.admin.token.empty() ? std::string("null") : json_string("<redacted>")) +
+         ",\"metrics\":" + (cfg.admin.metrics ? "true" : "false") +
+         ",\"series_cap\":" + std::to_string(cfg.admin.series_cap) + "}}\n";
+  return out;
+}
+
+std::string reload_json(bool ok, uint64_t generation, const std::vector<config::ConfigError>& errors) {
+  return std::string("{\"result\":") + (ok ? "\"ok\"" : "\"failed\"") + ",\"config_generation\":" +
+         std::to_string(generation) + ",\"errors\":" + errors_array(errors) + "}\n";
+}
+
+}  // namespace turnpike::proxy
