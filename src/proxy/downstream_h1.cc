@@ -61,7 +61,7 @@ std::string_view to_string(DownstreamWait w) noexcept {
 
 DownstreamConnection::DownstreamConnection(Worker& worker, std::unique_ptr<Transport> transport, std::string listener)
     : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
-  remote_ = peer_text(transport_->socket(), ip_len_);
+  remote_ = peer_text(*transport_, ip_len_);
   worker_.add_connection(*this);
 }
 

@@ -11,6 +11,7 @@
 // Hot path: no allocation after warm-up (the context is pooled); filter hooks are plain calls and
 // only a filter that really suspends costs a coroutine.
 #include "pipeline.h"
+#include "real_ip.h"
 
 #include <spdlog/spdlog.h>
 
@@ -310,6 +311,7 @@ boost::asio::awaitable<void> respond_error(RequestContext& ctx, Downstream& down
 boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Downstream& downstream) {
   ctx.worker_counters = &worker.counters();
   ctx.downstream = &downstream;
+  if (ctx.listener->config->real_ip) resolve_real_ip(ctx);
   // ---- route ----
   router::MatchInput in;
   in.host = ctx.host;

@@ -24,8 +24,11 @@
 #include <map>
 #include <thread>
 
+#include "systemd_notify.h"
+#include "turnpike/common/version.h"
 #include "turnpike/log/log.h"
 #include "turnpike/lua/limiter.h"
+#include "turnpike/proxy/readiness.h"
 #include "turnpike/proxy/snapshot.h"
 #include "turnpike/tls/edge_wait.h"
 #include "worker.h"
@@ -134,6 +137,7 @@ bool same_sockets(const config::ListenerConfig& a, const config::ListenerConfig&
 // in (tls/edge_wait.h). The fast path depends on Boost internals, so an upgrade can silently
 // drop it; this line (and tests/unit/tls/edge_wait_test.cc) makes that visible.
 void log_build_facts() {
+  spdlog::info("turnpike {} (commit {})", version(), git_commit());
 #if TURNPIKE_EDGE_WAIT
   spdlog::info("readiness wait: edge fast path (Boost {}.{}.{} with epoll)", BOOST_VERSION / 100000,
                BOOST_VERSION / 100 % 1000, BOOST_VERSION % 100);
@@ -173,7 +177,8 @@ void remove_pid_file(const std::string& path) {
 
 class Server {
  public:
-  explicit Server(const ServerOptions& options) : options_(options), signals_(main_) {}
+  explicit Server(const ServerOptions& options)
+      : options_(options), signals_(main_), shutdown_delay_timer_(main_), watchdog_timer_(main_) {}
 
   int run();
 
@@ -181,7 +186,10 @@ class Server {
   bool start();
   void reload();
   boost::asio::awaitable<void> signal_loop();
+  boost::asio::awaitable<void> stop();
   boost::asio::awaitable<void> drain();
+  boost::asio::awaitable<void> watchdog_loop();
+  std::string status_line() const;  // systemd's STATUS=
   void write_ready_file();
   void report(const std::vector<config::ConfigError>& errors);
   // Whether this process already listens on the address and port `l` names.
@@ -202,6 +210,9 @@ class Server {
   uint64_t reload_attempts_ = 0;
   std::string last_reload_ = "none";
   bool stopping_ = false;
+  boost::asio::steady_timer shutdown_delay_timer_;  // a second SIGTERM cancels it: drain at once
+  SystemdNotifier notifier_;
+  boost::asio::steady_timer watchdog_timer_;
   std::string pid_file_;  // the one written at start, removed at exit
 };
 
@@ -294,6 +305,7 @@ bool Server::start() {
 
 void Server::reload() {
   ++reload_attempts_;
+  notifier_.reloading();
   spdlog::info("reloading {}", options_.config_path);
   auto loaded = config::load_config_file(options_.config_path);
   std::vector<config::ConfigError> errors = loaded.errors;
@@ -330,6 +342,9 @@ void Server::reload() {
     report(errors);
     last_reload_ = "failed";
     write_ready_file();
+    // READY=1 again: the old configuration serves on. STATUS says the reload was refused, and why.
+    notifier_.ready("reload refused (" + (errors.empty() ? std::string("see the log") : errors.front().to_string()) +
+                    "); " + status_line());
     return;
   }
   if ((next->config->workers != 0 ? next->config->workers : worker_count_) != worker_count_ && !options_.workers) {
@@ -352,11 +367,13 @@ void Server::reload() {
   ::malloc_trim(0);
   spdlog::info("reload complete: generation {}", generation_);
   write_ready_file();
+  notifier_.ready(status_line());
 }
 
 void Server::write_ready_file() {
   if (options_.ready_file.empty()) return;
-  std::string json = "{\"pid\": " + std::to_string(::getpid()) + ", \"generation\": " + std::to_string(generation_) +
+  std::string json = "{\"pid\": " + std::to_string(::getpid()) + ", \"readiness\": \"" +
+                     std::string(to_string(readiness())) + "\", \"generation\": " + std::to_string(generation_) +
                      ", \"reload_attempts\": " + std::to_string(reload_attempts_) + ", \"last_reload\": \"" +
                      last_reload_ + "\", \"workers\": " + std::to_string(worker_count_) + ", \"listeners\": {";
   bool first = true;
@@ -383,11 +400,47 @@ boost::asio::awaitable<void> Server::signal_loop() {
       log::reopen();
       spdlog::info("log files reopened");
     } else if (sig == SIGTERM || sig == SIGINT) {
-      if (stopping_) continue;
+      if (stopping_) {
+        shutdown_delay_timer_.cancel();  // a second signal: no more waiting for the balancer
+        continue;
+      }
       stopping_ = true;
-      co_await drain();
-      co_return;
+      boost::asio::co_spawn(main_, stop(), boost::asio::detached);
     }
+  }
+}
+
+std::string Server::status_line() const {
+  return fmt::format("serving: generation {}, {} listeners, {} workers, last reload {}", generation_,
+                     listeners_.size(), worker_count_, last_reload_);
+}
+
+// The controlled stop: not ready first (the balancer's health check fails and it stops sending
+// new connections) while every listener still accepts, for shutdown_delay; then the drain.
+boost::asio::awaitable<void> Server::stop() {
+  set_readiness(Readiness::draining);
+  write_ready_file();
+  const auto delay = snapshot_->config->shutdown_delay;
+  if (delay.count() > 0) {
+    spdlog::info("stopping: reporting not ready, still accepting for shutdown_delay ({} ms)", delay.count());
+    notifier_.stopping("stopping: not ready, still accepting for shutdown_delay");
+    shutdown_delay_timer_.expires_after(delay);
+    auto [ec] = co_await shutdown_delay_timer_.async_wait(nothrow);
+    if (ec) spdlog::info("stopping: shutdown_delay cut short by a second signal");
+  }
+  notifier_.stopping("draining");
+  co_await drain();
+}
+
+// WATCHDOG=1 at half the service's WatchdogSec=, from the main thread's loop: a main thread
+// stuck (in a reload, say) stops the pings and systemd restarts the service.
+boost::asio::awaitable<void> Server::watchdog_loop() {
+  const auto interval = *notifier_.watchdog_interval();
+  for (;;) {
+    notifier_.watchdog();
+    watchdog_timer_.expires_after(interval);
+    auto [ec] = co_await watchdog_timer_.async_wait(nothrow);
+    if (ec) co_return;
   }
 }
 
@@ -409,6 +462,7 @@ boost::asio::awaitable<void> Server::drain() {
     t.expires_after(std::chrono::milliseconds(20));
     co_await t.async_wait(nothrow);
   }
+  watchdog_timer_.cancel();
   signals_.cancel();
 }
 
@@ -421,7 +475,11 @@ int Server::run() {
     log::shutdown();
     return 1;
   }
+  // Every listener is bound and every worker is accepting: the balancer and systemd may send traffic.
+  set_readiness(Readiness::ready);
   write_ready_file();
+  notifier_.ready(status_line());
+  if (notifier_.watchdog_interval()) boost::asio::co_spawn(main_, watchdog_loop(), boost::asio::detached);
   boost::asio::co_spawn(main_, signal_loop(), boost::asio::detached);
   main_.run();
   for (auto& w : workers_) w->join();

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "downstream_h1.h"
+#include "proxy_accept.h"
 #include "turnpike/common/coarse_clock.h"
 #include "turnpike/common/small_blocks.h"
 #include "turnpike/lua/mirror.h"
@@ -195,11 +196,29 @@ std::string peer_text(const tcp::socket& socket, size_t& ip_len) {
   return text;
 }
 
+std::string peer_text(tls::Transport& transport, size_t& ip_len) {
+  if (transport.client_address().empty()) return peer_text(transport.socket(), ip_len);
+  ip_len = transport.client_ip_len();
+  return transport.client_address();
+}
+
 void Worker::serve_connection(tcp::socket socket, const std::string& listener) {
   const ListenerRuntime* lr = snapshot_->find_listener(listener);
   if (!lr) return;  // removed by a reload that this accept raced with
+  if (lr->config->proxy_protocol) {
+    read_proxy_header(*this, std::move(socket), listener);  // then serve_client
+    return;
+  }
+  serve_client(std::move(socket), listener, {}, 0);
+}
+
+void Worker::serve_client(tcp::socket socket, const std::string& listener, std::string client, size_t client_ip_len) {
+  const ListenerRuntime* lr = snapshot_->find_listener(listener);
+  if (!lr) return;
   if (!lr->tls) {
-    auto conn = std::make_unique<DownstreamConnection>(*this, std::make_unique<Transport>(std::move(socket)), listener);
+    auto transport = std::make_unique<Transport>(std::move(socket));
+    if (!client.empty()) transport->set_client_address(std::move(client), client_ip_len);
+    auto conn = std::make_unique<DownstreamConnection>(*this, std::move(transport), listener);
     DownstreamConnection::park(std::move(conn));
     return;
   }
@@ -208,7 +227,9 @@ void Worker::serve_connection(tcp::socket socket, const std::string& listener) {
     counters_.tls_handshake_failures.inc();
     return;
   }
-  auto conn = std::make_unique<DownstreamConnection>(*this, std::make_unique<Transport>(std::move(socket), ssl), listener);
+  auto transport = std::make_unique<Transport>(std::move(socket), ssl);
+  if (!client.empty()) transport->set_client_address(std::move(client), client_ip_len);
+  auto conn = std::make_unique<DownstreamConnection>(*this, std::move(transport), listener);
   boost::asio::co_spawn(ioc_, DownstreamConnection::start_tls(std::move(conn), lr->tls->config().handshake_timeout),
                         boost::asio::detached);
 }

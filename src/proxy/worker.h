@@ -72,6 +72,9 @@ struct WorkerCounters {
   Counter h2_protocol_errors;        // connection errors nghttp2 detected (GOAWAY with an error)
   Counter h2_goaways;                // graceful GOAWAYs (drain, reload, limits)
   Counter h2_idle_timeouts;          // closed after http2.idle_timeout with no stream open
+  Counter proxy_protocol_untrusted;  // connections closed: a PROXY listener, a source not in `trusted`
+  Counter proxy_protocol_invalid;    // connections closed: no PROXY header, or a malformed one
+  Counter proxy_protocol_timeouts;   // connections closed: the PROXY header did not arrive in time
   // Requests the gateway ended itself, by outcome (outcome.h; index = the Outcome's value).
   std::array<Counter, kOutcomeCount> outcomes;
 };
@@ -117,6 +120,9 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"h2_protocol_errors", &WorkerCounters::h2_protocol_errors},
     {"h2_goaways", &WorkerCounters::h2_goaways},
     {"h2_idle_timeouts", &WorkerCounters::h2_idle_timeouts},
+    {"proxy_protocol_untrusted", &WorkerCounters::proxy_protocol_untrusted},
+    {"proxy_protocol_invalid", &WorkerCounters::proxy_protocol_invalid},
+    {"proxy_protocol_timeouts", &WorkerCounters::proxy_protocol_timeouts},
 };
 
 using DownstreamHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
@@ -126,8 +132,9 @@ using HeadHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct H
                                                   boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
 // The client's address as text, "ip:port" (empty if the socket has no peer); `ip_len` is the
-// length of the ip part.
+// length of the ip part. The transport's is the one a PROXY protocol header gave, if any.
 std::string peer_text(const tcp::socket& socket, size_t& ip_len);
+std::string peer_text(tls::Transport& transport, size_t& ip_len);
 
 // A client connection as the worker sees it, whatever its protocol (HTTP/1.1, HTTP/2, a TLS
 // handshake in progress): listed for the deadline sweep, on the idle list while it waits between
@@ -205,8 +212,12 @@ class Worker {
   void mark_head_read(ClientConnection& c) { c.HeadHook::unlink(); }
   // At the connection limit, a partial head waited for this long may be closed for a new client.
   static constexpr auto kSlowHeadGrace = std::chrono::seconds(1);
-  // Starts serving an accepted connection on `listener` (TLS handshake first when it has TLS).
+  // Starts serving an accepted connection on `listener`: its PROXY header first when the
+  // listener wants one (proxy_accept.h), then as serve_client.
   void serve_connection(tcp::socket socket, const std::string& listener);
+  // Serves a client connection (TLS handshake first when the listener has TLS). `client`: the
+  // address a PROXY protocol header gave ("ip:port", `client_ip_len` its ip part), or empty.
+  void serve_client(tcp::socket socket, const std::string& listener, std::string client, size_t client_ip_len);
 
  private:
   struct Acceptor {
