@@ -12,6 +12,8 @@ packages=(
   # test and benchmark peers
   curl wrk nghttp2-client nginx-light libnginx-mod-http-lua haproxy linux-perf
   python3 python3-pytest python3-h2 python3-yaml python3-grpcio python3-cryptography python3-brotli openssl ca-certificates
+  # ops: keepalived checks deploy/lvs/keepalived.conf; dpkg-dev (dpkg-shlibdeps) for the CPack DEB package
+  keepalived dpkg-dev
 )
 
 missing=()
