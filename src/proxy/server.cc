@@ -187,6 +187,7 @@ class Server {
   void reload();
   boost::asio::awaitable<void> signal_loop();
   boost::asio::awaitable<void> stop();
+  boost::asio::awaitable<void> cut_delay_on_signal();
   boost::asio::awaitable<void> drain();
   boost::asio::awaitable<void> watchdog_loop();
   std::string status_line() const;  // systemd's STATUS=
@@ -400,12 +401,10 @@ boost::asio::awaitable<void> Server::signal_loop() {
       log::reopen();
       spdlog::info("log files reopened");
     } else if (sig == SIGTERM || sig == SIGINT) {
-      if (stopping_) {
-        shutdown_delay_timer_.cancel();  // a second signal: no more waiting for the balancer
-        continue;
-      }
+      if (stopping_) continue;
       stopping_ = true;
-      boost::asio::co_spawn(main_, stop(), boost::asio::detached);
+      co_await stop();
+      co_return;
     }
   }
 }
@@ -425,11 +424,25 @@ boost::asio::awaitable<void> Server::stop() {
     spdlog::info("stopping: reporting not ready, still accepting for shutdown_delay ({} ms)", delay.count());
     notifier_.stopping("stopping: not ready, still accepting for shutdown_delay");
     shutdown_delay_timer_.expires_after(delay);
+    boost::asio::co_spawn(main_, cut_delay_on_signal(), boost::asio::detached);
     auto [ec] = co_await shutdown_delay_timer_.async_wait(nothrow);
     if (ec) spdlog::info("stopping: shutdown_delay cut short by a second signal");
+    signals_.cancel();  // ends cut_delay_on_signal's wait
   }
   notifier_.stopping("draining");
   co_await drain();
+}
+
+// During shutdown_delay: a second SIGTERM or SIGINT ends the delay (the operator means it).
+boost::asio::awaitable<void> Server::cut_delay_on_signal() {
+  for (;;) {
+    auto [ec, sig] = co_await signals_.async_wait(nothrow);
+    if (ec) co_return;
+    if (sig == SIGTERM || sig == SIGINT) {
+      shutdown_delay_timer_.cancel();
+      co_return;
+    }
+  }
 }
 
 // WATCHDOG=1 at half the service's WatchdogSec=, from the main thread's loop: a main thread
