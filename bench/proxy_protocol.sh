@@ -37,7 +37,7 @@ PLAIN=$(ready_port "$STARTED_READY" plain) PP=$(ready_port "$STARTED_READY" pp)
 hap=$BENCH_TMP/haproxy.cfg.in
 cat >"$hap" <<'CFG'
 global
-    maxconn 20000
+    maxconn 8000
 defaults
     mode tcp
     timeout connect 2s
