@@ -116,7 +116,7 @@ TEST(ProxyProtocolV2, MalformedHeadersAreInvalid) {
   EXPECT_EQ(parse(v2(kAddr4.substr(0, 8)), h), ProxyParse::invalid);                 // addresses cut short
   EXPECT_EQ(parse(v2(kAddr4, '\x21', '\x12'), h), ProxyParse::invalid);              // UDP
   EXPECT_EQ(parse(v2(kAddr4, '\x21', '\x41'), h), ProxyParse::invalid);              // family 4
-  EXPECT_EQ(parse(v2(kAddr4 + std::string("\x02\x00\x09ab", 5)), h), ProxyParse::invalid);  // TLV overrun
+  EXPECT_EQ(parse(v2(kAddr4 + std::string("\x02\x00\x09" "ab", 5)), h), ProxyParse::invalid);  // TLV overrun
   EXPECT_EQ(parse(v2(kAddr4 + std::string("\x02\x00", 2)), h), ProxyParse::invalid);         // TLV head cut
   EXPECT_EQ(parse(v2(kAddr4 + std::string("\x20\x00\x04\x01\x00\x00\x00", 7)), h), ProxyParse::invalid);  // SSL < 5
   EXPECT_EQ(parse(v2(kAddr4 + std::string("\x05\x00\x81", 3) + std::string(129, 'x')), h), ProxyParse::invalid);
