@@ -2,12 +2,14 @@
 //
 //   turnpike -c FILE [--ready-file PATH] [--workers N]   run in the foreground
 //   turnpike -t -c FILE                                  validate FILE and exit (0 valid, 1 not)
+//   turnpike --version                                   version and git commit
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "memory.h"
+#include "turnpike/common/version.h"
 #include "turnpike/config/config.h"
 #include "turnpike/server/server.h"
 #include "turnpike/proxy/snapshot.h"
@@ -21,6 +23,7 @@ void usage(FILE* out) {
                "  -t, --test           validate the configuration and exit\n"
                "  --ready-file PATH    write JSON status (listeners, generation) after start and reloads\n"
                "  --workers N          override the configured number of workers\n"
+               "  -V, --version        print the version and the git commit, and exit\n"
                "signals: HUP reload, TERM/INT graceful drain, USR1 reopen logs\n");
 }
 
@@ -79,6 +82,11 @@ int main(int argc, char** argv) {
         return 2;
       }
       options.workers = static_cast<unsigned>(n);
+    } else if (a == "-V" || a == "--version") {
+      std::printf("turnpike %.*s (commit %.*s)\n", static_cast<int>(turnpike::version().size()),
+                  turnpike::version().data(), static_cast<int>(turnpike::git_commit().size()),
+                  turnpike::git_commit().data());
+      return 0;
     } else if (a == "-h" || a == "--help") {
       usage(stdout);
       return 0;

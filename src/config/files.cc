@@ -14,7 +14,7 @@ namespace {
 
 // "stderr", "stdout" and "off" are not files.
 bool is_file_target(const std::string& target) {
-  return target != "stderr" && target != "stdout" && target != "off";
+  return target != "stderr" && target != "stdout" && target != "off" && target.rfind("syslog:", 0) != 0;
 }
 
 // Opens `path` the way the log sinks do (append, create 0644) and closes it again.

@@ -85,11 +85,12 @@ class Loader {
     }
     root_line_ = detail::line_of(root);
     check_keys(top, root,
-               {"workers", "drain_timeout", "via", "pid_file", "log", "limits", "listeners", "upstreams",
+               {"workers", "drain_timeout", "shutdown_delay", "via", "pid_file", "log", "limits", "listeners", "upstreams",
                 "routes", "plugins", "consumers", "plugin_paths", "lua", "shared_dicts",
                 "rate_limits", "cluster", "zone", "admin"});
     load_workers(root["workers"]);
     field_duration(top, root, "drain_timeout", cfg_.drain_timeout, kZero);
+    field_duration(top, root, "shutdown_delay", cfg_.shutdown_delay, kZero);
     load_via(root["via"]);
     load_gateway_zone(diag_, root, cfg_);
     if (const YAML::Node n = root["pid_file"]) {
@@ -264,7 +265,8 @@ class Loader {
       ListenerConfig l;
       l.source = w.source(item);
       Where lw = named_item(item, "listener", i, l.name);
-      check_keys(lw, item, {"name", "address", "port", "backlog", "tls", "http2", "plugins"});
+      check_keys(lw, item, {"name", "address", "port", "backlog", "tls", "http2", "plugins", "proxy_protocol",
+                            "proxy_protocol_timeout", "trusted", "real_ip"});
       if (const YAML::Node p = item["plugins"]) detail::load_plugins(lw.key("plugins"), p, l.plugins);
       if (const YAML::Node a = item["address"]) {
         if (std::optional<std::string> s = detail::read_string(lw.key("address"), a)) {
@@ -279,6 +281,7 @@ class Loader {
       field_int(lw, item, "backlog", l.backlog, 1, 65535);
       if (const YAML::Node t = item["tls"]) load_listener_tls(lw.key("tls"), t, l);
       if (const YAML::Node h = item["http2"]) load_http2(lw.key("http2"), h, l.http2);
+      load_client_address(lw, item, l);
       for (const ListenerConfig& other : cfg_.listeners) {
         if (!l.name.empty() && other.name == l.name) {
           lw.error(item["name"], "name is already used by the listener at line " +
@@ -292,6 +295,29 @@ class Loader {
         }
       }
       cfg_.listeners.push_back(std::move(l));
+    }
+  }
+
+  // proxy_protocol, trusted, real_ip: who may tell us the client's address.
+  void load_client_address(const Where& lw, const YAML::Node& item, ListenerConfig& l) {
+    field(lw, item, "proxy_protocol", l.proxy_protocol);
+    field_duration(lw, item, "proxy_protocol_timeout", l.proxy_protocol_timeout, kPositive);
+    field(lw, item, "real_ip", l.real_ip);
+    if (const YAML::Node t = item["trusted"]) {
+      if (auto list = detail::read_string_list(lw.key("trusted"), t)) {
+        for (const auto& [text, node] : *list) {
+          if (auto net = parse_network(text)) {
+            l.trusted.push_back(*net);
+          } else {
+            lw.key("trusted").error(node, quote(text) + " is not an IP address or network (\"10.0.0.0/8\")");
+          }
+        }
+      }
+    }
+    // Believing every source would let any client choose its address (and so its limits).
+    if ((l.proxy_protocol || l.real_ip) && l.trusted.empty() && !item["trusted"]) {
+      lw.error(item, std::string(l.proxy_protocol ? "proxy_protocol" : "real_ip") +
+                         " needs \"trusted\": the balancers' addresses or networks");
     }
   }
 

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "access_format.h"
+#include "turnpike/common/ip_network.h"
 
 namespace turnpike::log {
 
@@ -125,6 +126,27 @@ void append_upstream_statuses(const AccessRecord& r, std::string_view sep, fmt::
       out.push_back('-');
     }
   }
+}
+
+// remote_addr "ip:port" → ip and port. The connection's text always ends with the port, so it
+// splits at the last colon when what precedes is an IP address; `real_ip` gives an address
+// without a port, which stays whole (an IPv6 one whose last group reads as a port and whose
+// rest is an address, e.g. 2001:db8::1:443, is taken for ip:port).
+void split_client(std::string_view remote, std::string_view& ip, std::string_view& port) {
+  ip = remote;
+  port = {};
+  if (remote.size() >= 2 && remote.front() == '[' && remote.back() == ']') {
+    ip = remote.substr(1, remote.size() - 2);
+    return;
+  }
+  const size_t colon = remote.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == remote.size()) return;
+  for (char c : remote.substr(colon + 1)) {
+    if (c < '0' || c > '9') return;
+  }
+  if (!parse_ip(remote.substr(0, colon))) return;
+  ip = remote.substr(0, colon);
+  port = remote.substr(colon + 1);
 }
 
 }  // namespace
@@ -252,6 +274,13 @@ void format_access_json(const AccessRecord& r, fmt::memory_buffer& out) {
   append_iso_time(r.start, out);
   out.push_back('"');
   str(",\"remote_addr\":", r.remote_addr);
+  std::string_view client_ip, client_port;
+  split_client(r.remote_addr, client_ip, client_port);
+  str(",\"client_ip\":", client_ip);
+  if (!client_port.empty()) {
+    append(out, ",\"client_port\":");
+    append(out, client_port);
+  }
   str(",\"method\":", r.method);
   str(",\"target\":", r.target);
   str(",\"protocol\":", r.protocol);

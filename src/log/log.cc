@@ -20,6 +20,7 @@
 
 #include "access_format.h"
 #include "file_sink.h"
+#include "syslog_sink.h"
 
 namespace turnpike::log {
 
@@ -82,6 +83,12 @@ std::shared_ptr<spdlog::sinks::sink> make_sink(const std::string& target,
     sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   } else if (target == "stdout") {
     sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+  } else if (detail::is_syslog_target(target)) {
+    // The access log's pattern is the line alone ("%v"); the error log's time and level are
+    // in syslog's header already, so it is sent as the line alone too.
+    sink = detail::open_syslog_sink(target, pattern == "%v" ? "access" : "error", error);
+    if (!sink) return nullptr;
+    pattern = "%v";
   } else {
     sink = detail::ReopenableFileSink::open(target, error);
     if (!sink) return nullptr;

@@ -11,6 +11,7 @@
 // Hot path: no allocation after warm-up (the context is pooled); filter hooks are plain calls and
 // only a filter that really suspends costs a coroutine.
 #include "turnpike/proxy/pipeline.h"
+#include "real_ip.h"
 
 #include <spdlog/spdlog.h>
 
@@ -376,6 +377,7 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
   ctx.worker_counters = &worker.counters();
   ctx.worker_metrics = &worker.metrics();
   ctx.downstream = &downstream;
+  if (ctx.listener->config->real_ip) resolve_real_ip(ctx);
   // ---- route ----
   router::MatchInput in;
   in.host = ctx.host;

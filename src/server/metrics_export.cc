@@ -15,20 +15,15 @@
 #include <sstream>
 #include <string_view>
 
+#include "turnpike/common/version.h"
 #include "turnpike/proxy/outcome.h"
 #include "turnpike/proxy/worker.h"
 
-#ifndef TURNPIKE_VERSION
-#define TURNPIKE_VERSION "unknown"
-#endif
-#ifndef TURNPIKE_COMMIT
-#define TURNPIKE_COMMIT "unknown"
-#endif
-
 namespace turnpike::proxy {
 
-const char* build_version() { return TURNPIKE_VERSION; }
-const char* build_commit() { return TURNPIKE_COMMIT; }
+// The ones `turnpike --version` prints (cmake/version.cmake).
+std::string build_version() { return std::string(turnpike::version()); }
+std::string build_commit() { return std::string(turnpike::git_commit()); }
 
 namespace {
 

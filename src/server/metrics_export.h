@@ -33,7 +33,7 @@ struct ScrapeInput {
 void render_metrics(const ScrapeInput& in, std::string& out);
 
 // The build's version and commit (configure time), for build info, /status and --version.
-const char* build_version();
-const char* build_commit();
+std::string build_version();
+std::string build_commit();
 
 }  // namespace turnpike::proxy

@@ -29,6 +29,8 @@
 #include "turnpike/log/log.h"
 #include "turnpike/lua/limiter.h"
 #include "turnpike/metrics/series.h"
+#include "systemd_notify.h"
+#include "turnpike/common/version.h"
 #include "turnpike/proxy/readiness.h"
 #include "turnpike/proxy/snapshot.h"
 #include "turnpike/tls/edge_wait.h"
@@ -138,6 +140,7 @@ bool same_sockets(const config::ListenerConfig& a, const config::ListenerConfig&
 // in (tls/edge_wait.h). The fast path depends on Boost internals, so an upgrade can silently
 // drop it; this line (and tests/unit/tls/edge_wait_test.cc) makes that visible.
 void log_build_facts() {
+  spdlog::info("turnpike {} (commit {})", version(), git_commit());
 #if TURNPIKE_EDGE_WAIT
   spdlog::info("readiness wait: edge fast path (Boost {}.{}.{} with epoll)", BOOST_VERSION / 100000,
                BOOST_VERSION / 100 % 1000, BOOST_VERSION % 100);
@@ -177,7 +180,8 @@ void remove_pid_file(const std::string& path) {
 
 class Server {
  public:
-  explicit Server(const ServerOptions& options) : options_(options), signals_(main_) {
+  explicit Server(const ServerOptions& options)
+      : options_(options), signals_(main_), shutdown_delay_timer_(main_), watchdog_timer_(main_) {
     start_time_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
 
@@ -192,7 +196,11 @@ class Server {
   AdminHooks admin_hooks();
   ScrapeInput scrape_input() const;
   boost::asio::awaitable<void> signal_loop();
+  boost::asio::awaitable<void> stop();
+  boost::asio::awaitable<void> cut_delay_on_signal();
   boost::asio::awaitable<void> drain();
+  boost::asio::awaitable<void> watchdog_loop();
+  std::string status_line() const;  // systemd's STATUS=
   void write_ready_file();
   void report(const std::vector<config::ConfigError>& errors);
   // Whether this process already listens on the address and port `l` names.
@@ -221,6 +229,9 @@ class Server {
   std::unique_ptr<metrics::SeriesRegistry> series_;
   std::unique_ptr<AdminListener> admin_;
   bool stopping_ = false;
+  boost::asio::steady_timer shutdown_delay_timer_;  // a second SIGTERM cancels it: drain at once
+  SystemdNotifier notifier_;
+  boost::asio::steady_timer watchdog_timer_;
   std::string pid_file_;  // the one written at start, removed at exit
 };
 
@@ -323,6 +334,7 @@ bool Server::start() {
 
 bool Server::reload() {
   ++reload_attempts_;
+  notifier_.reloading();
   spdlog::info("reloading {}", options_.config_path);
   auto loaded = config::load_config_file(options_.config_path);
   std::vector<config::ConfigError> errors = loaded.errors;
@@ -361,6 +373,9 @@ bool Server::reload() {
     last_reload_errors_ = errors;
     ++reloads_failed_;
     write_ready_file();
+    // READY=1 again: the old configuration serves on. STATUS says the reload was refused, and why.
+    notifier_.ready("reload refused (" + (errors.empty() ? std::string("see the log") : errors.front().to_string()) +
+                    "); " + status_line());
     return false;
   }
   if ((next->config->workers != 0 ? next->config->workers : worker_count_) != worker_count_ && !options_.workers) {
@@ -386,6 +401,7 @@ bool Server::reload() {
   ::malloc_trim(0);
   spdlog::info("reload complete: generation {}", generation_);
   write_ready_file();
+  notifier_.ready(status_line());
   return true;
 }
 
@@ -458,7 +474,8 @@ AdminHooks Server::admin_hooks() {
 
 void Server::write_ready_file() {
   if (options_.ready_file.empty()) return;
-  std::string json = "{\"pid\": " + std::to_string(::getpid()) + ", \"generation\": " + std::to_string(generation_) +
+  std::string json = "{\"pid\": " + std::to_string(::getpid()) + ", \"readiness\": \"" +
+                     std::string(to_string(readiness().load())) + "\", \"generation\": " + std::to_string(generation_) +
                      ", \"reload_attempts\": " + std::to_string(reload_attempts_) + ", \"last_reload\": \"" +
                      last_reload_ + "\", \"workers\": " + std::to_string(worker_count_) +
                      (admin_ ? ", \"admin\": \"" + admin_->bound() + "\"" : std::string()) + ", \"listeners\": {";
@@ -488,10 +505,57 @@ boost::asio::awaitable<void> Server::signal_loop() {
     } else if (sig == SIGTERM || sig == SIGINT) {
       if (stopping_) continue;
       stopping_ = true;
-      readiness().store(Readiness::draining);
-      co_await drain();
+      co_await stop();
       co_return;
     }
+  }
+}
+
+std::string Server::status_line() const {
+  return fmt::format("serving: generation {}, {} listeners, {} workers, last reload {}", generation_,
+                     listeners_.size(), worker_count_, last_reload_);
+}
+
+// The controlled stop: not ready first (the balancer's health check fails and it stops sending
+// new connections) while every listener still accepts, for shutdown_delay; then the drain.
+boost::asio::awaitable<void> Server::stop() {
+  readiness().store(Readiness::draining);
+  write_ready_file();
+  const auto delay = snapshot_->config->shutdown_delay;
+  if (delay.count() > 0) {
+    spdlog::info("stopping: reporting not ready, still accepting for shutdown_delay ({} ms)", delay.count());
+    notifier_.stopping("stopping: not ready, still accepting for shutdown_delay");
+    shutdown_delay_timer_.expires_after(delay);
+    boost::asio::co_spawn(main_, cut_delay_on_signal(), boost::asio::detached);
+    auto [ec] = co_await shutdown_delay_timer_.async_wait(nothrow);
+    if (ec) spdlog::info("stopping: shutdown_delay cut short by a second signal");
+    signals_.cancel();  // ends cut_delay_on_signal's wait
+  }
+  notifier_.stopping("draining");
+  co_await drain();
+}
+
+// During shutdown_delay: a second SIGTERM or SIGINT ends the delay (the operator means it).
+boost::asio::awaitable<void> Server::cut_delay_on_signal() {
+  for (;;) {
+    auto [ec, sig] = co_await signals_.async_wait(nothrow);
+    if (ec) co_return;
+    if (sig == SIGTERM || sig == SIGINT) {
+      shutdown_delay_timer_.cancel();
+      co_return;
+    }
+  }
+}
+
+// WATCHDOG=1 at half the service's WatchdogSec=, from the main thread's loop: a main thread
+// stuck (in a reload, say) stops the pings and systemd restarts the service.
+boost::asio::awaitable<void> Server::watchdog_loop() {
+  const auto interval = *notifier_.watchdog_interval();
+  for (;;) {
+    notifier_.watchdog();
+    watchdog_timer_.expires_after(interval);
+    auto [ec] = co_await watchdog_timer_.async_wait(nothrow);
+    if (ec) co_return;
   }
 }
 
@@ -513,6 +577,7 @@ boost::asio::awaitable<void> Server::drain() {
     t.expires_after(std::chrono::milliseconds(20));
     co_await t.async_wait(nothrow);
   }
+  watchdog_timer_.cancel();
   signals_.cancel();
   if (admin_) admin_->stop();
 }
@@ -526,8 +591,11 @@ int Server::run() {
     log::shutdown();
     return 1;
   }
+  // Every listener is bound and every worker is accepting: the balancer and systemd may send traffic.
   readiness().store(Readiness::ready);
   write_ready_file();
+  notifier_.ready(status_line());
+  if (notifier_.watchdog_interval()) boost::asio::co_spawn(main_, watchdog_loop(), boost::asio::detached);
   boost::asio::co_spawn(main_, signal_loop(), boost::asio::detached);
   main_.run();
   for (auto& w : workers_) w->join();

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "downstream/h1/downstream_h1.h"
+#include "downstream/h1/proxy_accept.h"
 #include "turnpike/common/coarse_clock.h"
 #include "turnpike/common/small_blocks.h"
 #include "turnpike/lua/mirror.h"
@@ -136,6 +137,12 @@ void WorkerThread::admit(tcp::socket socket, const std::string& listener) {
   }
   boost::system::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
+  // A listener behind a balancer that speaks the PROXY protocol: its header first.
+  const ListenerRuntime* lr = snapshot()->find_listener(listener);
+  if (lr && lr->config->proxy_protocol) {
+    read_proxy_header(*this, std::move(socket), listener);  // then serve_client
+    return;
+  }
   serve_client(*this, std::move(socket), listener);
 }
 

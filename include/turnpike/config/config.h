@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "turnpike/common/ip_network.h"
 #include "turnpike/lua/conf_value.h"
 #include "turnpike/router/router.h"
 
@@ -124,6 +125,12 @@ struct ListenerConfig : ListenerSocketConfig {
   std::optional<ListenerTlsConfig> tls;  // absent: cleartext
   Http2Config http2;
   PluginList plugins;  // run for every route on this listener (a route's own conf wins)
+  // The client's address when a balancer or proxy stands in front (docs/configuration.md,
+  // "Operations"): read per connection, so a reload applies them to new connections.
+  bool proxy_protocol = false;             // every connection starts with a PROXY v1/v2 header
+  Duration proxy_protocol_timeout{5'000};  // the header must arrive within this
+  std::vector<IpNetwork> trusted;          // who may send PROXY headers; whose X-Forwarded-For counts
+  bool real_ip = false;                    // the client is the last untrusted X-Forwarded-For hop
   SourceRef source;
   bool operator==(const ListenerConfig&) const = default;
 };
@@ -312,6 +319,9 @@ struct Config {
   std::string file;      // the path it was loaded from
   unsigned workers = 0;  // 0 means "auto": one per CPU core
   Duration drain_timeout{30'000};
+  // SIGTERM: report not-ready (still accepting) this long before the drain, so an L4 balancer's
+  // health check takes the node out first.
+  Duration shutdown_delay{0};
   ClientLimits limits;
   LogConfig log;
   // The pseudonym this proxy adds to `Via` (RFC 9110 §7.6.3) and recognizes there to detect a

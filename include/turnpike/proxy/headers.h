@@ -99,7 +99,7 @@ void for_each_forwarded_field(RequestContext& ctx, Field&& field) {
       chain.append(h.value);
       chain.append(", "sv);
     }
-    chain.append(ctx.client_ip);
+    chain.append(ctx.peer_ip.empty() ? ctx.client_ip : ctx.peer_ip);
     xff = chain;
   }
   field("X-Forwarded-For"sv, xff);

@@ -1,6 +1,6 @@
 // The process's readiness, as load balancers see it (/ready): one value, written by whoever
 // changes the process's state (start, SIGTERM's shutdown delay and drain, the admin API's
-// maintenance switch) and read by the admin listener. Not on the request path.
+// maintenance switch) and read by the admin listener and the ready file. Not on the request path.
 #pragma once
 
 #include <atomic>
@@ -11,9 +11,9 @@ namespace turnpike::proxy {
 
 enum class Readiness : uint8_t {
   starting,     // listeners not all bound yet
-  ready,        // serving; /ready answers 200
-  maintenance,  // serving, but asks balancers to send nothing new (/ready 503)
-  draining,     // stopping: finishing in-flight requests (/ready 503)
+  ready,        // every listener bound; taking traffic (/ready 200)
+  maintenance,  // taken out on purpose (admin API); still serving what arrives (/ready 503)
+  draining,     // stopping: shutdown_delay (still accepting), then the drain (/ready 503)
 };
 
 constexpr std::string_view to_string(Readiness r) noexcept {

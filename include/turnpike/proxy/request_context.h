@@ -78,6 +78,7 @@ struct RequestInput {
   std::string_view scheme = "http";
   std::string_view client_ip;         // text form
   std::string_view remote_addr;       // "ip:port"
+  std::string_view peer_ip;           // real_ip: the hop that connected, which X-Forwarded-For appends; else empty
   std::string host;                   // lower-case, without port: what routing uses
   std::string_view authority;         // Host / :authority as sent
   std::string path;                   // normalized path: what routing saw and the upstream gets

@@ -72,6 +72,9 @@ struct WorkerCounters {
   Counter h2_protocol_errors;        // connection errors nghttp2 detected (GOAWAY with an error)
   Counter h2_goaways;                // graceful GOAWAYs (drain, reload, limits)
   Counter h2_idle_timeouts;          // closed after http2.idle_timeout with no stream open
+  Counter proxy_protocol_untrusted;  // connections closed: a PROXY listener, a source not in `trusted`
+  Counter proxy_protocol_invalid;    // connections closed: no PROXY header, or a malformed one
+  Counter proxy_protocol_timeouts;   // connections closed: the PROXY header did not arrive in time
   // Requests the gateway ended itself, by outcome (outcome.h; index = the Outcome's value).
   std::array<Counter, kOutcomeCount> outcomes;
 };
@@ -118,6 +121,9 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"h2_protocol_errors", &WorkerCounters::h2_protocol_errors},
     {"h2_goaways", &WorkerCounters::h2_goaways},
     {"h2_idle_timeouts", &WorkerCounters::h2_idle_timeouts},
+    {"proxy_protocol_untrusted", &WorkerCounters::proxy_protocol_untrusted},
+    {"proxy_protocol_invalid", &WorkerCounters::proxy_protocol_invalid},
+    {"proxy_protocol_timeouts", &WorkerCounters::proxy_protocol_timeouts},
 };
 
 class Worker {

@@ -61,7 +61,7 @@ std::string_view to_string(DownstreamWait w) noexcept {
 
 DownstreamConnection::DownstreamConnection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener)
     : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
-  remote_ = peer_text(transport_->socket(), ip_len_);
+  remote_ = peer_text(*transport_, ip_len_);
   worker_.add_connection(*this);
 }
 
@@ -761,11 +761,14 @@ boost::asio::awaitable<void> DownstreamConnection::linger() {
   disarm();
 }
 
-void serve_client(DownstreamWorker& worker, tcp::socket socket, const std::string& listener) {
+void serve_client(DownstreamWorker& worker, tcp::socket socket, const std::string& listener, std::string client,
+                  size_t client_ip_len) {
   const ListenerRuntime* lr = worker.snapshot()->find_listener(listener);
   if (!lr) return;  // removed by a reload that this accept raced with
   if (!lr->tls) {
-    auto conn = std::make_unique<DownstreamConnection>(worker, std::make_unique<Transport>(std::move(socket)), listener);
+    auto transport = std::make_unique<Transport>(std::move(socket));
+    if (!client.empty()) transport->set_client_address(std::move(client), client_ip_len);
+    auto conn = std::make_unique<DownstreamConnection>(worker, std::move(transport), listener);
     DownstreamConnection::park(std::move(conn));
     return;
   }
@@ -774,10 +777,11 @@ void serve_client(DownstreamWorker& worker, tcp::socket socket, const std::strin
     worker.counters().tls_handshake_failures.inc();
     return;
   }
-  auto conn = std::make_unique<DownstreamConnection>(worker, std::make_unique<Transport>(std::move(socket), ssl), listener);
+  auto transport = std::make_unique<Transport>(std::move(socket), ssl);
+  if (!client.empty()) transport->set_client_address(std::move(client), client_ip_len);
+  auto conn = std::make_unique<DownstreamConnection>(worker, std::move(transport), listener);
   boost::asio::co_spawn(worker.io(), DownstreamConnection::start_tls(std::move(conn), lr->tls->config().handshake_timeout),
                         boost::asio::detached);
 }
-
 
 }  // namespace turnpike::proxy

@@ -141,7 +141,9 @@ class DownstreamConnection : public ClientConnection, public Downstream {
 };
 
 // Serves a connection just accepted on `listener`: HTTP/1.1 (or HTTP/2 by prior knowledge) in
-// the clear, or a TLS handshake first when the listener has TLS (then HTTP/2 by ALPN).
-void serve_client(DownstreamWorker& worker, tcp::socket socket, const std::string& listener);
+// the clear, or a TLS handshake first when the listener has TLS (then HTTP/2 by ALPN). `client`:
+// the address a PROXY protocol header gave ("ip:port", `client_ip_len` its ip part), or empty.
+void serve_client(DownstreamWorker& worker, tcp::socket socket, const std::string& listener,
+                  std::string client = {}, size_t client_ip_len = 0);
 
 }  // namespace turnpike::proxy

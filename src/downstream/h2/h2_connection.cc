@@ -50,7 +50,7 @@ void serve_h2(DownstreamWorker& worker, std::unique_ptr<tls::Transport> transpor
 
 H2Connection::H2Connection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener)
     : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
-  remote_ = peer_text(transport_->socket(), ip_len_);
+  remote_ = peer_text(*transport_, ip_len_);
   worker_.add_connection(*this);
   worker_.counters().h2_connections.inc();
 }

@@ -82,7 +82,7 @@ TEST(AccessText, ClientBytesCannotForgeLinesOrFields) {
 TEST(AccessJson, ProxiedRequest) {
   EXPECT_EQ(json(proxied()),
             "{\"time\":\"2026-11-23T10:00:00.123Z\",\"remote_addr\":\"127.0.0.1:5000\","
-            "\"method\":\"GET\",\"target\":\"/x\",\"protocol\":\"HTTP/1.1\","
+            "\"client_ip\":\"127.0.0.1\",\"client_port\":5000,\"method\":\"GET\",\"target\":\"/x\",\"protocol\":\"HTTP/1.1\","
             "\"host\":\"api.example.com\",\"status\":200,\"request_bytes\":3,"
             "\"response_bytes\":12,\"duration_us\":1500,\"route\":\"api\","
             "\"upstream_addr\":\"127.0.0.1:9001\",\"upstream_status\":200,\"upstream_statuses\":\"200\","
@@ -108,6 +108,21 @@ UpstreamTries three_tries() {
   t.begin("10.0.0.3:80");
   t.end(200);
   return t;
+}
+
+// The client's address and port as separate fields; an address without a port (real_ip) has no
+// client_port, and an IPv6 address is not split at one of its own colons.
+TEST(AccessJson, ClientAddressAndPortAreSeparateFields) {
+  AccessRecord r = proxied();
+  auto has = [&](const char* addr, const char* want) {
+    r.remote_addr = addr;
+    const std::string line = json(r);
+    EXPECT_NE(line.find(want), std::string::npos) << line;
+    return line;
+  };
+  EXPECT_NE(has("2001:db8::7:51234", "\"client_ip\":\"2001:db8::7\",\"client_port\":51234,").size(), 0u);
+  EXPECT_EQ(has("198.51.100.9", "\"client_ip\":\"198.51.100.9\",\"method\"").find("client_port"), std::string::npos);
+  EXPECT_EQ(has("2001:db8::1", "\"client_ip\":\"2001:db8::1\",\"method\"").find("client_port"), std::string::npos);
 }
 
 TEST(AccessText, EveryUpstreamTryIsListed) {
