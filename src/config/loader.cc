@@ -422,7 +422,7 @@ class Loader {
       u.source = w.source(item);
       Where uw = named_item(item, "upstream", i, u.name);
       check_keys(uw, item, {"name", "nodes", "protocol", "tls", "h2_max_streams_per_connection", "keepalive",
-                            "timeouts", "retries"});
+                            "timeouts", "retries", "health"});
       load_nodes(uw, item, u);
       if (const YAML::Node p = item["protocol"]) {
         if (auto s = detail::read_string(uw.key("protocol"), p)) {
@@ -457,6 +457,7 @@ class Loader {
         }
       }
       field_int(uw, item, "retries", u.retries, 0, 10);
+      if (const YAML::Node h = item["health"]) detail::load_health(uw.key("health"), h, u);
       for (const UpstreamConfig& other : cfg_.upstreams) {
         if (!u.name.empty() && other.name == u.name) {
           uw.error(item["name"], "name is already used by the upstream at line " +

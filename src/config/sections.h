@@ -50,6 +50,9 @@ void load_shared_dicts(Diagnostics& diag, const YAML::Node& n, Config& cfg);
 void load_rate_limits(Diagnostics& diag, const YAML::Node& n, RateLimitConfig& limits);
 void load_cluster(Diagnostics& diag, const YAML::Node& n, ClusterConfig& cluster);
 
+// An upstream's `health` section (health.cc), read after the rest of the upstream.
+void load_health(const Where& w, const YAML::Node& h, UpstreamConfig& u);
+
 // Warnings about a config that loaded without errors (checks.cc): routes that can never match,
 // routes that can send a request back to the listener it came from. In file order.
 std::vector<ConfigError> find_warnings(const Config& cfg);

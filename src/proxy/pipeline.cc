@@ -376,6 +376,10 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
         RetryPolicy policy(pool, ctx);
         while (body_ready) {
           const size_t node = policy.pick(pool);
+          if (node == SIZE_MAX) {  // every node is out and the upstream's all_down policy is fail
+            co_await respond_error(ctx, downstream, Outcome::no_healthy_upstream);
+            break;
+          }
           ctx.upstream_addr = pool.upstream().nodes[node].address;
           ctx.upstream_tries.begin(ctx.upstream_addr);
           // (Not a ?: of two co_awaits: GCC 12 mishandles co_await inside conditional expressions.)
@@ -385,7 +389,10 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
           } else {
             a = co_await attempt_h2(worker, ctx, downstream, pool, node, policy.options());
           }
-          if (a.end == AttemptEnd::done) break;
+          if (a.end == AttemptEnd::done) {
+            if (ctx.upstream_status > 0) pool.report_status(node, ctx.upstream_status);  // passive checks
+            break;
+          }
           if (policy.again(a, node, ctx)) {
             worker.counters().retries.inc();
             continue;

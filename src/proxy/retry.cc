@@ -28,7 +28,8 @@ RetryPolicy::RetryPolicy(const upstream::UpstreamPool& pool, const RequestContex
 
 size_t RetryPolicy::pick(upstream::UpstreamPool& pool) {
   size_t node = pool.pick(tried_, tag_);
-  // Every node failed: the round-robin picks again.
+  // Every node failed: the round-robin picks again. SIZE_MAX still: every node is out (health)
+  // and the all_down policy is to fail.
   if (node == SIZE_MAX) node = pool.pick(0, tag_);
   return node;
 }

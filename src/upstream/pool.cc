@@ -104,11 +104,23 @@ size_t UpstreamPool::pick(uint64_t exclude) {
   const auto& rn = upstream_->nodes;
   int64_t total = 0;
   size_t best = SIZE_MAX;
-  for (size_t i = 0; i < rn.size(); ++i) {
-    if (i < 64 && (exclude & (uint64_t{1} << i))) continue;
-    nodes_[i].current += rn[i].weight;
-    total += rn[i].weight;
-    if (best == SIZE_MAX || nodes_[i].current > nodes_[best].current) best = i;
+  // Nodes ejected or unhealthy are skipped (health.h); when that leaves none, the upstream's
+  // all_down policy says whether to fail (SIZE_MAX) or pick among them all.
+  const ResolvedUpstream& u = *upstream_;
+  bool usable_seen = false;  // (excluded or not)
+  for (int pass = 0; pass < 2 && best == SIZE_MAX; ++pass) {
+    const bool any = pass == 1;
+    if (any && (usable_seen || !u.health || u.health->config->all_down != config::AllDownPolicy::try_all)) break;
+    for (size_t i = 0; i < rn.size(); ++i) {
+      const bool usable = any || u.node_usable(i);
+      usable_seen = usable_seen || usable;
+      if (i < 64 && (exclude & (uint64_t{1} << i))) continue;
+      if (!usable) continue;
+      const uint32_t weight = u.node_weight(i);
+      nodes_[i].current += weight;
+      total += weight;
+      if (best == SIZE_MAX || nodes_[i].current > nodes_[best].current) best = i;
+    }
   }
   if (best != SIZE_MAX) nodes_[best].current -= total;
   return best;
@@ -117,6 +129,14 @@ size_t UpstreamPool::pick(uint64_t exclude) {
 size_t UpstreamPool::pick(uint64_t exclude, std::string_view tag) {
   const ResolvedUpstream& u = *upstream_;
   if (u.tagged_nodes.empty()) return pick(exclude);
+  // A group whose nodes are all out falls through to the next (unless every node is out: then
+  // pick(exclude) applies the all_down policy).
+  uint64_t out = 0;
+  for (size_t i = 0; i < u.nodes.size() && i < 64; ++i) {
+    if (!u.node_usable(i)) out |= uint64_t{1} << i;
+  }
+  const uint64_t all = u.nodes.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << u.nodes.size()) - 1;
+  if (((out | exclude) & all) != all) exclude |= out;
   // A set bit in `exclude` leaves a node out, so a group is chosen by excluding its complement.
   if (!tag.empty()) {
     const uint64_t with_tag = u.nodes_with_tag(tag);
@@ -201,7 +221,12 @@ UpstreamPool::Node::~Node() {
   if (tls_session) SSL_SESSION_free(tls_session);
 }
 
+void UpstreamPool::report_status(size_t node, int status) {
+  if (upstream_->health) health_registry().record_status(*upstream_->health, node, status);
+}
+
 void UpstreamPool::report_failure(size_t node, NodeFailure what, boost::system::error_code ec) {
+  if (upstream_->health) health_registry().record_failure(*upstream_->health, node, to_string(what));
   Node& n = nodes_[node];
   uint32_t held_back = 0;
   Clock::duration since{};

@@ -23,6 +23,7 @@
 #include "turnpike/tls/transport.h"
 #include "turnpike/common/counter.h"
 #include "turnpike/upstream/h2.h"
+#include "turnpike/upstream/health.h"
 
 namespace turnpike::upstream {
 
@@ -46,6 +47,16 @@ struct ResolvedUpstream {
   uint64_t untagged_nodes = ~uint64_t{0};                       // the nodes without any tag
   // The nodes carrying `tag`; 0 when none does.
   uint64_t nodes_with_tag(std::string_view tag) const;
+  // Node health (health.h), shared with the other snapshots that have the same nodes; null only
+  // for upstreams resolved outside a snapshot.
+  std::shared_ptr<const UpstreamHealth> health;
+  // For the balancers: false while node i is ejected or unhealthy (a few relaxed loads; no clock
+  // read while every node of the upstream is in).
+  bool node_usable(size_t i) const { return !health || health->usable(i); }
+  // Node i's weight for the balancers: the configured one, reduced during its slow start (>= 1).
+  // With slow_start configured every weight is scaled by UpstreamHealth::kSlowStartScale (the
+  // balancers use weights relative to each other).
+  uint32_t node_weight(size_t i) const { return health ? health->weight(i, nodes[i].weight) : nodes[i].weight; }
 };
 
 // Resolves every node's host (blocking getaddrinfo: call it off the data path, when building a
@@ -172,6 +183,9 @@ class UpstreamPool {
   // worker by FailureLogLimit with kFailureLogInterval. `ec` adds the system's reason.
   static constexpr Clock::duration kFailureLogInterval = std::chrono::seconds(10);
   void report_failure(size_t node, NodeFailure what, boost::system::error_code ec = {});
+  // A response from `node` with `status`: passive health checks count it as a failure when the
+  // status is configured so, and otherwise as the end of the node's failures in a row.
+  void report_status(size_t node, int status);
 
   // Returns a connection after a response: parked for reuse when `reusable` and within limits,
   // otherwise closed and freed.
