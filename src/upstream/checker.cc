@@ -11,7 +11,9 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cctype>
 #include <random>
+#include <tuple>
 
 #include "turnpike/common/coarse_clock.h"
 #include "turnpike/tls/transport.h"
@@ -56,6 +58,7 @@ struct HealthChecker::Probe {
   tcp::endpoint endpoint;
   std::string host;                  // the node's configured host (Host header, TLS name)
   std::string request;               // HTTP checks: the request's bytes
+  std::shared_ptr<tls::Transport> conn;  // HTTP checks: the connection kept from the last check
   asio::steady_timer timer;          // the wait between checks
   asio::io_context& ioc;
   bool stopped = false;
@@ -72,15 +75,46 @@ std::string build_request(const config::ActiveHealthConfig& a, const std::string
   r.append(a.method).append(" ").append(a.path).append(" HTTP/1.1\r\nHost: ");
   if (!a.host.empty()) r.append(a.host);
   else r.append(host).append(":").append(std::to_string(port));
-  r.append("\r\nUser-Agent: turnpike-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+  r.append("\r\nUser-Agent: turnpike-health-check\r\nAccept: */*\r\n\r\n");
   return r;
 }
 
-// One check of `p`'s node: true when it passed, else false with the reason in `why`.
-asio::awaitable<bool> check_once(Probe& p, const HealthChecker::Spec& spec, std::string& why) {
+// What a check read of a response.
+struct ReadResponse {
+  int status = 0;
+  size_t body_at = std::string::npos;  // where the body starts in `in`
+  bool complete = false;               // the whole response (Content-Length) is in `in`
+  bool keep_alive = false;             // complete, and the node did not ask to close
+};
+
+// The head's framing: Content-Length (SIZE_MAX when absent, or chunked) and Connection: close.
+void read_framing(std::string_view head, size_t& length, bool& close) {
+  std::string lower(head);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  length = SIZE_MAX;
+  close = lower.find("\r\nconnection: close") != std::string::npos || lower.compare(0, 8, "http/1.0") == 0;
+  if (lower.find("\r\ntransfer-encoding:") != std::string::npos) return;
+  const size_t at = lower.find("\r\ncontent-length:");
+  if (at == std::string::npos) return;
+  size_t v = 0;
+  size_t i = at + 17;
+  while (i < lower.size() && lower[i] == ' ') ++i;
+  const size_t digits = i;
+  while (i < lower.size() && lower[i] >= '0' && lower[i] <= '9' && v < kMaxResponse) v = v * 10 + (lower[i++] - '0');
+  if (i > digits) length = v;
+}
+
+// One check of `p`'s node: true when it passed, else false with the reason in `why`. HTTP(S)
+// checks keep their connection for the next check when the node allows (one connect per node,
+// not per check: a loopback connect and close cost the checker more than the request); a kept
+// connection the node closed meanwhile is replaced once, without counting as a failure.
+asio::awaitable<bool> check_once(Probe& p, const HealthChecker::Spec& spec, std::string& why, bool fresh = false) {
   const config::ActiveHealthConfig& a = spec.health->active;
+  const bool http = a.type != config::HealthCheckType::tcp;
+  const bool reused = http && p.conn && !fresh;
   // The transport is shared with the deadline's handler, which closes it when the check is late.
-  auto io = std::make_shared<tls::Transport>(tcp::socket(p.ioc));
+  std::shared_ptr<tls::Transport> io = reused ? std::move(p.conn) : std::make_shared<tls::Transport>(tcp::socket(p.ioc));
+  p.conn.reset();
   auto timed_out = std::make_shared<bool>(false);
   asio::steady_timer deadline(p.ioc);
   deadline.expires_after(a.timeout);
@@ -94,44 +128,48 @@ asio::awaitable<bool> check_once(Probe& p, const HealthChecker::Spec& spec, std:
     return false;
   };
   bool ok = false;
+  bool stale = false;  // a reused connection failed before any response byte
+  ReadResponse r;
+  std::string in;
   do {
-    auto [ec] = co_await io->socket().async_connect(p.endpoint, asio::as_tuple(asio::use_awaitable));
-    if (ec || *timed_out) {
-      ok = fail("connect", ec);
-      break;
-    }
-    if (a.type == config::HealthCheckType::tcp) {
-      ok = true;
-      break;
-    }
-    boost::system::error_code ignored;
-    io->socket().non_blocking(true, ignored);
-    if (a.type == config::HealthCheckType::https) {
-      SSL* ssl = spec.up->tls ? spec.up->tls->new_session(spec.up->tls->config().sni.empty() ? p.host
-                                                                                              : spec.up->tls->config().sni,
-                                                          {}, nullptr)
-                              : nullptr;
-      if (!ssl) {
-        ok = fail("tls", {});
+    boost::system::error_code ec;
+    if (!reused) {
+      std::tie(ec) = co_await io->socket().async_connect(p.endpoint, asio::as_tuple(asio::use_awaitable));
+      if (ec || *timed_out) {
+        ok = fail("connect", ec);
         break;
       }
-      io->start_tls(ssl);
-      ec = co_await io->handshake();
-      if (ec || *timed_out) {
-        ok = fail("tls handshake", ec);
+      if (!http) {
+        ok = true;
         break;
+      }
+      boost::system::error_code ignored;
+      io->socket().non_blocking(true, ignored);
+      if (a.type == config::HealthCheckType::https) {
+        const tls::ClientContext* ctx = spec.up->tls.get();
+        SSL* ssl = ctx ? ctx->new_session(ctx->config().sni.empty() ? p.host : ctx->config().sni, {}, nullptr) : nullptr;
+        if (!ssl) {
+          ok = fail("tls", {});
+          break;
+        }
+        io->start_tls(ssl);
+        ec = co_await io->handshake();
+        if (ec || *timed_out) {
+          ok = fail("tls handshake", ec);
+          break;
+        }
       }
     }
     ec = co_await io->write_all(p.request);
     if (ec || *timed_out) {
+      stale = reused && !*timed_out;
       ok = fail("send", ec);
       break;
     }
-    // Read the status line, and with a body to match, up to the match (or the end, or 64 KiB).
-    std::string in;
+    // Read the head, then the body as far as the match (or the reuse) needs it, at most 64 KiB.
     char buf[4096];
-    int status = 0;
-    size_t body_at = std::string::npos;
+    size_t length = SIZE_MAX;
+    bool close = true;
     for (;;) {
       size_t n = io->read_some(buf, sizeof buf, ec);
       if (ec == asio::error::would_block) {
@@ -140,37 +178,61 @@ asio::awaitable<bool> check_once(Probe& p, const HealthChecker::Spec& spec, std:
         continue;
       }
       if (n > 0) in.append(buf, n);
-      if (status == 0 && in.find("\r\n") != std::string::npos) {
-        status = status_of(in);
-        if (status == 0 || !status_expected(a, status)) break;
-        if (a.body.empty()) break;
+      if (r.body_at == std::string::npos) {
+        const size_t end = in.find("\r\n\r\n");
+        if (end != std::string::npos) {
+          r.body_at = end + 4;
+          r.status = status_of(in);
+          read_framing(std::string_view(in).substr(0, end + 2), length, close);
+          if (r.status == 0 || !status_expected(a, r.status)) break;
+        }
       }
-      if (status != 0 && body_at == std::string::npos) {
-        body_at = in.find("\r\n\r\n");
-        if (body_at != std::string::npos) body_at += 4;
+      if (r.body_at != std::string::npos) {
+        if (length != SIZE_MAX && in.size() >= r.body_at + length) {
+          r.complete = true;
+          break;
+        }
+        if (!a.body.empty() && in.find(a.body, r.body_at) != std::string::npos && length == SIZE_MAX) break;
       }
-      if (body_at != std::string::npos && in.find(a.body, body_at) != std::string::npos) break;
       if (ec || in.size() >= kMaxResponse) break;
     }
-    if (status == 0) {
+    r.keep_alive = r.complete && !close;
+    if (in.empty() && reused && !*timed_out) stale = true;
+    if (r.status == 0) {
       ok = fail(in.empty() ? "no response" : "not an HTTP response", ec == asio::error::eof ? boost::system::error_code{} : ec);
-    } else if (!status_expected(a, status)) {
-      why = "status " + std::to_string(status);
-    } else if (!a.body.empty() && (body_at == std::string::npos || in.find(a.body, body_at) == std::string::npos)) {
+    } else if (!status_expected(a, r.status)) {
+      why = "status " + std::to_string(r.status);
+    } else if (!a.body.empty() && in.find(a.body, r.body_at) == std::string::npos) {
       why = *timed_out ? "timeout" : "body does not match";
     } else {
       ok = true;
     }
   } while (false);
   deadline.cancel();
-  io->close();
+  if (r.keep_alive && !*timed_out) {
+    p.conn = std::move(io);
+  } else {
+    io->close();
+  }
+  if (stale) {
+    const bool again = co_await check_once(p, spec, why, true);
+    co_return again;
+  }
   co_return ok;
+}
+
+// Checks are due on 10 ms ticks: the probes due in one tick wake the thread once, together
+// (2,000 nodes every second are then 100 wake-ups a second, not 2,000).
+constexpr Clock::duration kTick = std::chrono::milliseconds(10);
+
+Clock::time_point on_tick(Clock::time_point t) {
+  return Clock::time_point(((t.time_since_epoch() + kTick - Clock::duration(1)) / kTick) * kTick);
 }
 
 asio::awaitable<void> run_probe(std::shared_ptr<Probe> p, Clock::duration first_wait) {
   Clock::duration wait = first_wait;
   while (!p->stopped) {
-    p->timer.expires_after(wait);
+    p->timer.expires_at(on_tick(Clock::now() + wait));
     co_await p->timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (p->stopped) break;
     std::shared_ptr<const HealthChecker::Spec> spec = p->spec;

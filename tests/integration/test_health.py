@@ -277,6 +277,9 @@ def test_one_checker_per_process_not_per_worker(origin, turnpike):
     checks = sum(r.path == "/echo/health" for r in origin.snapshot()) - start
     # One checker at 200 ms: about 5 a second (4 workers each checking would be about 20).
     assert 3 <= checks <= 7, checks
+    # ... on one kept connection, not a connect per check.
+    conns = {r.conn_id for r in origin.snapshot() if r.path == "/echo/health"}
+    assert len(conns) == 1, conns
 
 
 def test_http_check_status_and_body(turnpike):
