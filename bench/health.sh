@@ -90,6 +90,9 @@ thread_ticks() {
   echo "$t"
 }
 
+# main_ticks PID: user+sys ticks of PID's main thread (config loads and snapshot builds on reload).
+main_ticks() { sed 's/^.*) //' "/proc/$1/task/$1/stat" | awk '{print $12+$13}'; }
+
 TCK=$(getconf CLK_TCK)
 ROLL_CFG= ROLL_PID= ROLLER=
 # The rolling update, run by measure's hook: RELOADS reloads over the measured DUR seconds.
@@ -106,7 +109,7 @@ rolling_hook() {
   ROLLER=$!
 }
 
-declare -A CPU RPS BAD CHK LABEL=([passive]="passive checks only (default)" [active]="active HTTP checks, $NODES nodes every $INTERVAL"
+declare -A CPU RPS BAD CHK MAIN LABEL=([passive]="passive checks only (default)" [active]="active HTTP checks, $NODES nodes every $INTERVAL"
   [rolling]="active checks + rolling update: 20 reloads replacing all $NODES nodes")
 CASES="passive active rolling"
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -125,15 +128,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
       # Every reload moves NODES/20 more nodes to 127.0.0.2: new addresses, so new nodes.
       for ((k = 1; k <= RELOADS; k++)); do write_config "$cfg.$k" 1 $((k * NODES / RELOADS)); done
     fi
-    h0=$(thread_ticks "$pid" tp-health); t0=$(date +%s.%N)
+    h0=$(thread_ticks "$pid" tp-health); t0=$(date +%s.%N); m0=$(main_ticks "$pid")
     ORIGIN_PID_SAVED=$ORIGIN_PID; ORIGIN_PID=
     measure "$pid" "http://127.0.0.1:$port/"
     ORIGIN_PID=$ORIGIN_PID_SAVED
-    h1=$(thread_ticks "$pid" tp-health); t1=$(date +%s.%N)
+    h1=$(thread_ticks "$pid" tp-health); t1=$(date +%s.%N); m1=$(main_ticks "$pid")
+    main=$(awk -v a="$m0" -v b="$m1" -v t="$TCK" -v n="$M_REQS" 'BEGIN{printf "%.2f", (b-a)/t*1e6/n}')
     chk=$(awk -v a="$h0" -v b="$h1" -v t="$TCK" -v s0="$t0" -v s1="$t1" 'BEGIN{printf "%.2f", (b-a)/t*100/(s1-s0)}')
     bad=$((M_NON2XX + M_SOCKERR))
     ((M_REQS > 0)) || die "$c round $r: no requests"
-    CPU[$c]+="$M_CPU " RPS[$c]+="$M_RPS " BAD[$c]+="$bad " CHK[$c]+="$chk "
+    CPU[$c]+="$M_CPU " RPS[$c]+="$M_RPS " BAD[$c]+="$bad " CHK[$c]+="$chk " MAIN[$c]+="$main "
     log "round $r $c: $M_CPU µs/req, $M_RPS req/s, $bad failed, checker $chk% of a core"
     if [[ $c == rolling ]]; then
       for ((k = 0; k < 100; k++)); do
@@ -161,13 +165,13 @@ IDLE_ALL=$(awk -v a="$c0" -v b="$c1" -v t="$TCK" -v s0="$t0" -v s1="$t1" 'BEGIN{
 
 # shellcheck disable=SC2086
 base=$(median ${CPU[passive]})
-echo "| case | CPU µs/req (median of $ROUNDS) | vs passive | req/s | failed requests | checker thread, % of a core | runs (µs/req) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| case | CPU µs/req (median of $ROUNDS) | vs passive | of which main thread (reloads) | req/s | failed requests | checker thread, % of a core | runs (µs/req) |"
+echo "|---|---|---|---|---|---|---|---|"
 for c in $CASES; do
   # shellcheck disable=SC2086
   m=$(median ${CPU[$c]})
   # shellcheck disable=SC2086
-  echo "| ${LABEL[$c]} | $m | $(awk -v a="$m" -v b="$base" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}') | $(median ${RPS[$c]}) | $(awk '{s=0; for(i=1;i<=NF;i++) s+=$i; print s}' <<<"${BAD[$c]}") | $(median ${CHK[$c]}) | ${CPU[$c]}|"
+  echo "| ${LABEL[$c]} | $m | $(awk -v a="$m" -v b="$base" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}') | $(median ${MAIN[$c]}) | $(median ${RPS[$c]}) | $(awk '{s=0; for(i=1;i<=NF;i++) s+=$i; print s}' <<<"${BAD[$c]}") | $(median ${CHK[$c]}) | ${CPU[$c]}|"
 done
 echo
 echo "Idle (no traffic), $NODES nodes checked every $INTERVAL: checker thread $IDLE_CHK% of a core, whole process $IDLE_ALL%."

@@ -418,3 +418,22 @@ def test_config_errors_point_at_the_key(turnpike_bin, tmp_path, origin):
     assert 'health.passive: unknown key "bogus"' in err or 'health.passive.bogus' in err, err
     assert 'health.active.type: "udp" is not a check type' in err
     assert 'health.active.path: must start with "/"' in err
+
+
+def test_a_rolling_update_keeps_the_connections_of_nodes_that_stay(turnpike):
+    a, b, c = PortOrigin().start(), PortOrigin().start(), PortOrigin().start()
+    try:
+        cfg = base_config(upstreams=[health_upstream([a.address, b.address])],
+                          routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}], workers=1)
+        tp = turnpike(cfg)
+        assert get_many(tp.port(), 4) == [200] * 4
+        before = {r.conn_id for r in a.snapshot()}
+        assert len(before) == 1
+        # b is replaced by c: a's parked connection moves to the new pool and is used again.
+        tp.reload(dict(cfg, upstreams=[health_upstream([a.address, c.address])]))
+        assert get_many(tp.port(), 4) == [200] * 4
+        assert {r.conn_id for r in a.snapshot()} == before
+        assert len(c.snapshot()) == 2
+    finally:
+        for o in (a, b, c):
+            o.stop()

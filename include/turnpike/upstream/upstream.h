@@ -196,6 +196,11 @@ class UpstreamPool {
   void sweep(Clock::time_point now);
   // Closes every parked connection (drain, or retirement after a reload).
   void close_idle();
+  // A reload changed only the node list (or the health settings) of this pool's upstream:
+  // `old`'s parked connections to nodes that stay (same address) move here, so a rolling
+  // update does not reconnect to every node. HTTP/1.1 pools only.
+  static bool same_but_nodes(const config::UpstreamConfig& a, const config::UpstreamConfig& b);
+  void take_idle_from(UpstreamPool& old);
   size_t active() const { return active_ + (h2_ ? h2_->active() : 0); }
   size_t idle() const;
 
