@@ -450,8 +450,8 @@ class Loader {
       u.source = w.source(item);
       Where uw = named_item(item, "upstream", i, u.name);
       check_keys(uw, item, {"name", "nodes", "protocol", "tls", "h2_max_streams_per_connection", "keepalive",
-                            "timeouts", "retries", "balancer", "lb", "hash_key", "ewma_decay", "retry_on_statuses",
-                            "retry_on_timeout", "retry_budget", "prefer_local_zone"});
+                            "timeouts", "retries", "health", "balancer", "lb", "hash_key", "ewma_decay",
+                            "retry_on_statuses", "retry_on_timeout", "retry_budget", "prefer_local_zone"});
       load_nodes(uw, item, u);
       if (const YAML::Node p = item["protocol"]) {
         if (auto s = detail::read_string(uw.key("protocol"), p)) {
@@ -486,6 +486,7 @@ class Loader {
         }
       }
       field_int(uw, item, "retries", u.retries, 0, 10);
+      if (const YAML::Node h = item["health"]) detail::load_health(uw.key("health"), h, u);
       load_upstream_balancing(uw, item, u.balancing);
       for (const UpstreamConfig& other : cfg_.upstreams) {
         if (!u.name.empty() && other.name == u.name) {

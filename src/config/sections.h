@@ -56,6 +56,9 @@ void load_upstream_balancing(const Where& uw, const YAML::Node& item, UpstreamBa
 void load_node_zone(const Where& nw, const YAML::Node& n, UpstreamNodeConfig& node);
 void load_gateway_zone(Diagnostics& diag, const YAML::Node& root, Config& cfg);
 
+// An upstream's `health` section (health.cc), read after the rest of the upstream.
+void load_health(const Where& w, const YAML::Node& h, UpstreamConfig& u);
+
 // Warnings about a config that loaded without errors (checks.cc): routes that can never match,
 // routes that can send a request back to the listener it came from. In file order.
 std::vector<ConfigError> find_warnings(const Config& cfg);

@@ -446,6 +446,10 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
         worker.metrics().in_flight(series, +1);
         while (body_ready) {
           const size_t node = policy.pick(pool);
+          if (node == SIZE_MAX) {  // every node is out and the upstream's all_down policy is fail
+            co_await respond_error(ctx, downstream, Outcome::no_healthy_upstream);
+            break;
+          }
           ctx.upstream_addr = pool.upstream().nodes[node].address;
           ctx.upstream_tries.begin(ctx.upstream_addr);
           // (Not a ?: of two co_awaits: GCC 12 mishandles co_await inside conditional expressions.)
@@ -457,6 +461,9 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
           }
           policy.finished(node, a, ctx);
           record_attempt(worker, ctx, series, a);
+          if (a.end == AttemptEnd::done || a.end == AttemptEnd::retry_status) {
+            if (ctx.upstream_status > 0) pool.report_status(node, ctx.upstream_status);  // passive checks
+          }
           if (a.end == AttemptEnd::done) break;
           if (policy.again(a, node, ctx)) {
             worker.counters().retries.inc();

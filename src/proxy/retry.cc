@@ -44,9 +44,14 @@ size_t RetryPolicy::pick(upstream::UpstreamPool& pool) {
     again.tried = nullptr;
     node = pool.pick(again, now);
   }
-  // No node is usable at all: try one anyway.
-  if (node == SIZE_MAX) node = pool.pick_any(upstream::PickRequest{nullptr, pick_.tag, pick_.has_hash, pick_.hash}, now);
-  if (node == SIZE_MAX) node = 0;  // (an upstream has at least one node: the config requires it)
+  if (node == SIZE_MAX) {
+    // No node is usable at all (health checks: every one is out). The upstream's all_down policy
+    // says whether to try one anyway or to fail (SIZE_MAX: the pipeline answers 503).
+    const auto& u = pool.upstream();
+    if (u.health && u.health->config->all_down != config::AllDownPolicy::try_all) return SIZE_MAX;
+    node = pool.pick_any(upstream::PickRequest{nullptr, pick_.tag, pick_.has_hash, pick_.hash}, now);
+    if (node == SIZE_MAX) node = 0;  // (an upstream has at least one node: the config requires it)
+  }
   if (retries_used_ + unprocessed_retries_ > 0) attempt_start_ = std::chrono::steady_clock::now();
   pool.balancer().attempt_started(node);
   return node;

@@ -79,6 +79,13 @@ void Worker::adopt_snapshot(std::shared_ptr<const Snapshot> snapshot) {
       found->adopt(up);
     } else {
       found = make_pool(up);
+      // Only its nodes changed (a rolling update): the parked connections of the nodes that stay move over.
+      for (auto& p : pools_) {
+        if (p && upstream::UpstreamPool::same_but_nodes(p->config(), *up->config)) {
+          found->take_idle_from(*p);
+          break;
+        }
+      }
     }
     next.push_back(std::move(found));
   }

@@ -34,6 +34,7 @@
 #include "turnpike/proxy/readiness.h"
 #include "turnpike/proxy/snapshot.h"
 #include "turnpike/tls/edge_wait.h"
+#include "turnpike/upstream/checker.h"
 #include "worker.h"
 
 namespace turnpike::proxy {
@@ -215,6 +216,7 @@ class Server {
   std::vector<config::SharedDictConfig> shared_dicts_config_;
   uint64_t limit_table_size_ = 0;  // the rate-limit table's size as made at start
   std::vector<std::unique_ptr<WorkerThread>> workers_;
+  upstream::HealthChecker health_checker_;  // the process's one active checker (its own thread)
   std::map<std::string, BoundListener> listeners_;
   unsigned worker_count_ = 1;
   uint64_t generation_ = 0;
@@ -327,6 +329,8 @@ bool Server::start() {
     workers_.push_back(std::make_unique<WorkerThread>(w, snapshot_, &shared_dicts_));
   }
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->start(std::move(per_worker[w]));
+  health_checker_.start();
+  health_checker_.update(snapshot_->config, snapshot_->upstreams);
   spdlog::info("turnpike started: {} workers, {} routes, {} upstreams", worker_count_,
                snapshot_->config->routes.size(), snapshot_->config->upstreams.size());
   return true;
@@ -394,6 +398,7 @@ bool Server::reload() {
   generation_ = next->generation;
   snapshot_ = next;
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->post_snapshot(next, std::move(per_worker[w]));
+  health_checker_.update(next->config, next->upstreams);
   listeners_ = std::move(bound_next);
   last_reload_ = "ok";
   last_reload_errors_.clear();
@@ -598,6 +603,7 @@ int Server::run() {
   if (notifier_.watchdog_interval()) boost::asio::co_spawn(main_, watchdog_loop(), boost::asio::detached);
   boost::asio::co_spawn(main_, signal_loop(), boost::asio::detached);
   main_.run();
+  health_checker_.stop();
   for (auto& w : workers_) w->join();
   admin_.reset();
   // What the workers counted, summed: limits hit, failures, retries.

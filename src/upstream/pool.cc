@@ -9,6 +9,8 @@
 #include <boost/asio/post.hpp>
 #include <openssl/ssl.h>
 
+#include <unordered_map>
+
 #include <spdlog/spdlog.h>
 
 #include "turnpike/common/coarse_clock.h"
@@ -180,7 +182,12 @@ UpstreamPool::Node::~Node() {
   if (tls_session) SSL_SESSION_free(tls_session);
 }
 
+void UpstreamPool::report_status(size_t node, int status) {
+  if (upstream_->health) health_registry().record_status(*upstream_->health, node, status);
+}
+
 void UpstreamPool::report_failure(size_t node, NodeFailure what, boost::system::error_code ec) {
+  if (upstream_->health) health_registry().record_failure(*upstream_->health, node, to_string(what));
   Node& n = nodes_[node];
   uint32_t held_back = 0;
   Clock::duration since{};
@@ -291,6 +298,40 @@ void UpstreamPool::close_idle() {
       destroy(conn);
     }
     n.idle_count = 0;
+  }
+}
+
+bool UpstreamPool::same_but_nodes(const config::UpstreamConfig& a, const config::UpstreamConfig& b) {
+  if (a.name != b.name || a.protocol != config::UpstreamProtocol::http1) return false;
+  config::UpstreamConfig x = a, y = b;
+  x.nodes.clear();
+  y.nodes.clear();
+  x.health = y.health = {};
+  return x == y;
+}
+
+void UpstreamPool::take_idle_from(UpstreamPool& old) {
+  if (h2_ || old.h2_) return;
+  std::unordered_map<std::string_view, size_t> index;
+  for (size_t j = 0; j < upstream_->nodes.size(); ++j) index.emplace(upstream_->nodes[j].address, j);
+  const auto max_idle = config().keepalive_max_idle;
+  for (size_t i = 0; i < old.nodes_.size(); ++i) {
+    Node& from = old.nodes_[i];
+    auto it = index.find(old.upstream_->nodes[i].address);
+    if (it == index.end() || (from.idle_count == 0 && !from.tls_session)) continue;
+    Node& to = nodes_[it->second];
+    std::swap(to.tls_session, from.tls_session);
+    while (!from.idle.empty() && to.idle_count < max_idle) {
+      UpstreamConnection* conn = &from.idle.back();  // oldest last: kept in order
+      from.idle.pop_back();
+      --from.idle_count;
+      conn->AllHook::unlink();
+      all_.push_back(*conn);
+      conn->pool = this;  // (a pending watch completes into this pool)
+      conn->node = it->second;
+      to.idle.push_front(*conn);
+      ++to.idle_count;
+    }
   }
 }
 

@@ -75,6 +75,13 @@ bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
   // Only real nodes are untagged: with every node tagged, the set must be empty, not the bits
   // past the last node (pick would choose among nodes that do not exist).
   if (out.nodes.size() < 64) out.untagged_nodes &= (uint64_t{1} << out.nodes.size()) - 1;
+  if (ok) {
+    // The nodes' health: kept from the running snapshot for the addresses that stay.
+    std::vector<std::string> addresses;
+    addresses.reserve(out.nodes.size());
+    for (const ResolvedNode& n : out.nodes) addresses.push_back(n.address);
+    out.health = health_registry().attach(cfg, addresses);
+  }
   return ok;
 }
 

@@ -206,6 +206,57 @@ struct UpstreamTlsConfig {
   bool operator==(const UpstreamTlsConfig&) const = default;
 };
 
+// Passive health checks: failures seen in live traffic eject a node for a while (docs/health-checks.md).
+struct PassiveHealthConfig {
+  bool enabled = true;                  // on by default, as nginx's max_fails is
+  uint32_t failures = 1;                // failures in a row that eject a node
+  std::vector<int> statuses;            // response statuses that count as failures (none by default)
+  Duration ejection_time{10'000};       // the first ejection; doubled on each repeated one
+  Duration max_ejection_time{300'000};  // the cap of the doubling
+  bool operator==(const PassiveHealthConfig&) const = default;
+};
+
+// What an active check does.
+enum class HealthCheckType : unsigned char {
+  none,   // no active checks
+  http,   // an HTTP/1.1 request; healthy when the status (and body) match
+  https,  // the same over TLS (the upstream's tls settings)
+  tcp,    // a TCP connect
+};
+
+// Active health checks: one checker per process probes every node (docs/health-checks.md).
+struct ActiveHealthConfig {
+  HealthCheckType type = HealthCheckType::none;
+  std::string method = "GET";
+  std::string path = "/";
+  std::string host;                     // Host header; empty: the node's host
+  std::vector<int> statuses;            // healthy statuses; empty: 200-399
+  std::string body;                     // the body must contain this; empty: any body
+  uint16_t port = 0;                    // 0: the node's port
+  Duration interval{1'000};             // between checks of a healthy node
+  Duration unhealthy_interval{1'000};   // between checks of an unhealthy node
+  Duration timeout{1'000};
+  uint32_t healthy = 2;                 // successes in a row that bring a node back
+  uint32_t unhealthy = 2;               // failures in a row that take it out
+  bool operator==(const ActiveHealthConfig&) const = default;
+};
+
+// When every node of an upstream is down.
+enum class AllDownPolicy : unsigned char {
+  fail,     // answer 503 no_healthy_upstream at once
+  try_all,  // `try`: balance over all nodes as if none were down
+};
+
+struct UpstreamHealthConfig {
+  PassiveHealthConfig passive;
+  ActiveHealthConfig active;
+  uint32_t max_ejected_percent = 50;  // at most this share of the nodes is out at once
+  Duration slow_start{0};             // a recovered or added node's weight ramps up over this
+  bool start_unhealthy = false;       // `initial: unhealthy`: nodes added by a reload wait for checks
+  AllDownPolicy all_down = AllDownPolicy::fail;
+  bool operator==(const UpstreamHealthConfig&) const = default;
+};
+
 // Equality is the upstream's identity: a reload keeps the connection pools of an upstream whose
 // config compares equal and replaces any other (every field counts, lines excepted).
 struct UpstreamConfig {
@@ -222,6 +273,7 @@ struct UpstreamConfig {
   Duration send_timeout{30'000};   // max gap between two writes to the upstream
   Duration read_timeout{30'000};   // max gap between two reads from the upstream
   uint32_t retries = 2;            // extra attempts on other nodes after a connect failure
+  UpstreamHealthConfig health;     // passive and active health checks
   UpstreamBalancingConfig balancing;
   SourceRef source;
   bool operator==(const UpstreamConfig&) const = default;

@@ -27,7 +27,8 @@ namespace turnpike::proxy {
   X(upstream_reset, 502, "the upstream reset the stream")                                        \
   X(upstream_failed, 502, "the upstream closed the connection")                                  \
   X(filter_failed, 500, "a filter of this route failed")                                         \
-  X(plugin_failed, 500, "a plugin of this route failed")
+  X(plugin_failed, 500, "a plugin of this route failed")                                         \
+  X(no_healthy_upstream, 503, "no node of the upstream is healthy")
 
 enum class Outcome : uint8_t {
 #define TURNPIKE_OUTCOME_ENUM(name, status, message) name,

@@ -24,6 +24,7 @@
 #include "turnpike/common/counter.h"
 #include "turnpike/upstream/balancer.h"
 #include "turnpike/upstream/h2.h"
+#include "turnpike/upstream/health.h"
 
 namespace turnpike::upstream {
 
@@ -47,6 +48,17 @@ struct ResolvedUpstream {
   uint64_t untagged_nodes = ~uint64_t{0};                       // the nodes without any tag
   // The nodes carrying `tag`; 0 when none does.
   uint64_t nodes_with_tag(std::string_view tag) const;
+  // Node health (health.h), shared with the other snapshots that have the same nodes; null only
+  // for upstreams resolved outside a snapshot.
+  std::shared_ptr<const UpstreamHealth> health;
+  // For the balancers: false while node i is ejected or unhealthy (a few relaxed loads; no clock
+  // read while every node of the upstream is in).
+  bool node_usable(size_t i) const { return !health || health->usable(i); }
+  // Node i's weight for the balancers: the configured one, reduced during its slow start (>= 1).
+  // With slow_start configured every weight is scaled by UpstreamHealth::kSlowStartScale (the
+  // balancers use weights relative to each other).
+  uint32_t node_weight(size_t i) const { return health ? health->weight(i, nodes[i].weight) : nodes[i].weight; }
+
 
   // ---- balancing (filled by resolve_upstream; see balancer.h) ----
   std::vector<uint64_t> cumulative_weight;  // prefix sums of the nodes' weights, for weighted draws
@@ -55,11 +67,6 @@ struct ResolvedUpstream {
   // prefer_local_zone with a gateway zone: 1 for the nodes in it; empty when there is no preference.
   std::vector<uint8_t> local_zone;
   size_t local_nodes = 0;                   // how many nodes are in the local zone
-
-  // Whether the balancer may send requests to node i, and with which weight. Health checking
-  // fills these in (ejected nodes, slow start); until then every node is usable at its weight.
-  bool node_usable([[maybe_unused]] size_t i) const { return true; }
-  uint32_t node_weight(size_t i) const { return nodes[i].weight; }
 };
 
 // Resolves every node's host (blocking getaddrinfo: call it off the data path, when building a
@@ -194,6 +201,9 @@ class UpstreamPool {
   // worker by FailureLogLimit with kFailureLogInterval. `ec` adds the system's reason.
   static constexpr Clock::duration kFailureLogInterval = std::chrono::seconds(10);
   void report_failure(size_t node, NodeFailure what, boost::system::error_code ec = {});
+  // A response from `node` with `status`: passive health checks count it as a failure when the
+  // status is configured so, and otherwise as the end of the node's failures in a row.
+  void report_status(size_t node, int status);
 
   // Returns a connection after a response: parked for reuse when `reusable` and within limits,
   // otherwise closed and freed.
@@ -204,6 +214,11 @@ class UpstreamPool {
   void sweep(Clock::time_point now);
   // Closes every parked connection (drain, or retirement after a reload).
   void close_idle();
+  // A reload changed only the node list (or the health settings) of this pool's upstream:
+  // `old`'s parked connections to nodes that stay (same address) move here, so a rolling
+  // update does not reconnect to every node. HTTP/1.1 pools only.
+  static bool same_but_nodes(const config::UpstreamConfig& a, const config::UpstreamConfig& b);
+  void take_idle_from(UpstreamPool& old);
   size_t active() const { return active_ + (h2_ ? h2_->active() : 0); }
   size_t idle() const;
 

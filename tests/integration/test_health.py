@@ -1,0 +1,439 @@
+"""Upstream health checks (docs/health-checks.md): passive ejection on by default, active HTTP and
+TCP checks from one checker per process, the max-ejection share, the all-down policy, health
+state across reloads, slow start, and every node of a request in the access log."""
+import re
+import socket
+import threading
+import time
+
+import rawhttp
+from harness import base_config, check_config, dump_yaml, json_access_log, upstream, wait_access_entry
+from origin import Origin, closed_port
+
+
+class PortOrigin(Origin):
+    """The test origin on a given port (0: any), so a stopped node can come back where it was."""
+
+    def start(self, port: int = 0) -> "PortOrigin":
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lst.bind(("127.0.0.1", port))
+        lst.listen(512)
+        lst.settimeout(0.2)
+        self._listener = lst
+        self._stopping = False
+        self.port = lst.getsockname()[1]
+        threading.Thread(target=self._accept_loop, name=f"origin-accept-{self.port}", daemon=True).start()
+        return self
+
+
+def health_upstream(nodes, health=None, retries=2, name="origin", **extra):
+    u = upstream(name, nodes, retries=retries, **extra)
+    u["timeouts"]["connect"] = "500ms"
+    if health is not None:
+        u["health"] = health
+    return u
+
+
+def get_many(port, n, target="/echo/h"):
+    """n GETs on one keepalive connection (a new one after a failure): the statuses."""
+    statuses = []
+    conn = None
+    for i in range(n):
+        try:
+            if conn is None:
+                conn = rawhttp.HttpConn(port, timeout=5)
+            resp = conn.request("GET", f"{target}?i={i}")
+            statuses.append(resp.status)
+            if resp.status >= 500 or resp.has_token("connection", "close"):
+                conn.close()
+                conn = None
+        except (OSError, rawhttp.ConnectionClosed):
+            statuses.append(0)
+            conn = None
+    if conn:
+        conn.close()
+    return statuses
+
+
+class Load:
+    """Client threads doing keepalive GETs until stopped; counts statuses and failures."""
+
+    def __init__(self, port, clients=3):
+        self.port = port
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.failures = []
+        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in self.threads), "load thread did not finish"
+
+    def _client(self, tid):
+        conn = None
+        i = 0
+        while not self.stop.is_set() and i < 100_000:
+            i += 1
+            try:
+                if conn is None:
+                    conn = rawhttp.HttpConn(self.port, timeout=5)
+                resp = conn.request("GET", f"/echo/load?t={tid}&i={i}")
+                with self.lock:
+                    if resp.status == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append((time.monotonic(), f"{tid}/{i}: status {resp.status} {resp.body[:200]!r}"))
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                with self.lock:
+                    self.failures.append((time.monotonic(), f"{tid}/{i}: {type(e).__name__}: {e}"))
+                conn = None
+            time.sleep(0.002)
+        if conn:
+            conn.close()
+
+
+def count(pattern, text):
+    return len(re.findall(pattern, text))
+
+
+# ---- passive checks (on by default) ----
+
+def test_refusing_node_is_ejected_without_any_health_config(origin, turnpike):
+    # The issue's case: two nodes, one refusing, retries 0. Before, a quarter to a half of the
+    # requests failed; now the first failure ejects the node for every worker.
+    dead = closed_port()
+    tp = turnpike(base_config(origin, upstreams=[health_upstream([origin.address, f"127.0.0.1:{dead}"], retries=0)]))
+    statuses = get_many(tp.port(), 40)
+    assert statuses.count(200) >= 39, statuses
+    assert statuses.count(502) <= 1, statuses
+    log = tp.wait_log(rf"upstream origin: node 127\.0\.0\.1:{dead} ejected for 10\.0 s \(1 failure\(s\) in a row, "
+                      r"the last: connect_failed, ejection 1 in a row; 1 of 2 nodes out\)")
+    assert count(rf"127\.0\.0\.1:{dead} ejected", log) == 1, log
+
+
+def test_passive_checks_can_be_switched_off(origin, turnpike):
+    dead = closed_port()
+    u = health_upstream([origin.address, f"127.0.0.1:{dead}"], retries=0, health={"passive": {"enabled": False}})
+    tp = turnpike(base_config(origin, upstreams=[u], workers=1))
+    statuses = get_many(tp.port(), 20)
+    # Round-robin over two nodes, one refusing: every other request fails.
+    assert statuses.count(502) == 10, statuses
+    assert "ejected" not in tp.logs()
+
+
+def test_ejected_node_comes_back_after_the_ejection_time(turnpike):
+    a = PortOrigin().start()
+    b_port = closed_port()
+    b = None
+    try:
+        u = health_upstream([a.address, f"127.0.0.1:{b_port}"],
+                            health={"passive": {"ejection_time": "1s", "max_ejection_time": "8s"}})
+        tp = turnpike(base_config(upstreams=[u], routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}]))
+        statuses = get_many(tp.port(), 10)
+        assert statuses == [200] * 10, statuses  # the failure was retried on the other node
+        tp.wait_log(rf"node 127\.0\.0\.1:{b_port} ejected for 1\.0 s")
+        b = PortOrigin().start(b_port)
+        tp.wait_log(rf"node 127\.0\.0\.1:{b_port} back in rotation: ejection over", timeout=5)
+        deadline = time.monotonic() + 5
+        while not b.snapshot() and time.monotonic() < deadline:
+            get_many(tp.port(), 4)
+        assert b.snapshot(), "the node did not get requests after its ejection ended"
+    finally:
+        a.stop()
+        if b:
+            b.stop()
+
+
+def test_repeated_ejections_grow_up_to_the_cap(origin, turnpike):
+    dead = closed_port()
+    u = health_upstream([origin.address, f"127.0.0.1:{dead}"],
+                        health={"passive": {"ejection_time": "200ms", "max_ejection_time": "500ms"}})
+    tp = turnpike(base_config(origin, upstreams=[u]))
+    deadline = time.monotonic() + 10
+    while count(rf"{dead} ejected", tp.logs()) < 3 and time.monotonic() < deadline:
+        assert get_many(tp.port(), 5) == [200] * 5
+        time.sleep(0.05)
+    log = tp.logs()
+    times = re.findall(rf"127\.0\.0\.1:{dead} ejected for ([0-9.]+) s", log)
+    assert times[:3] == ["0.2", "0.4", "0.5"], log
+
+
+def test_configured_statuses_eject(turnpike):
+    a, b = PortOrigin().start(), PortOrigin().start()
+    try:
+        u = health_upstream([a.address, b.address], retries=0,
+                            health={"passive": {"failures": 2, "statuses": [500]}})
+        tp = turnpike(base_config(upstreams=[u], routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}],
+                                  workers=1))
+        # Both nodes answer 500, alternately: each has two failures in a row after four requests.
+        statuses = get_many(tp.port(), 4, target="/status/500")
+        assert statuses == [500] * 4
+        log = tp.wait_log(r"ejected for 10\.0 s \(2 failure\(s\) in a row, the last: status")
+        # The share (50% of 2 nodes) allows one ejection; the other node is kept, and told so.
+        log = tp.wait_log(r"kept in rotation: 1 of 2 nodes are out already")
+        assert count(r" ejected for ", log) == 1, log
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_success_ends_the_failures_in_a_row(origin, turnpike):
+    u = health_upstream([origin.address], retries=0,
+                        health={"max_ejected_percent": 100, "passive": {"failures": 2, "statuses": [503]}})
+    tp = turnpike(base_config(origin, upstreams=[u], workers=1))
+    for _ in range(5):  # 503, 200, 503, 200, ...: never two failures in a row
+        assert get_many(tp.port(), 1, target="/status/503") == [503]
+        assert get_many(tp.port(), 1, target="/echo/ok") == [200]
+    assert "ejected" not in tp.logs()
+    assert get_many(tp.port(), 2, target="/status/503") == [503, 503]
+    tp.wait_log(r"ejected for 10\.0 s \(2 failure\(s\) in a row, the last: status")
+    assert rawhttp.request(tp.port(), "GET", "/echo/after").status == 503
+
+
+def test_max_ejected_share_holds(origin, turnpike):
+    dead = [closed_port() for _ in range(3)]
+    u = health_upstream([origin.address] + [f"127.0.0.1:{p}" for p in dead], retries=3)
+    tp = turnpike(base_config(origin, upstreams=[u]))
+    statuses = get_many(tp.port(), 30)
+    assert statuses == [200] * 30, statuses
+    log = tp.wait_log(r"kept in rotation: 2 of 4 nodes are out already \(max_ejected_percent 50\)")
+    assert count(r" ejected for ", log) == 2, log
+
+
+def test_all_down_fails_fast_with_503(turnpike):
+    dead = closed_port()
+    u = health_upstream([f"127.0.0.1:{dead}"], retries=0,
+                        health={"max_ejected_percent": 100, "passive": {"ejection_time": "60s"}})
+    tp = turnpike(base_config(upstreams=[u], routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}]))
+    first = rawhttp.request(tp.port(), "GET", "/x")
+    assert first.status == 502
+    tp.wait_log(r"ejected for 60\.0 s")
+    resp = rawhttp.request(tp.port(), "GET", "/y")
+    assert resp.status == 503
+    assert resp.json() == {"error": "no_healthy_upstream", "message": "no node of the upstream is healthy"}
+
+
+def test_all_down_try_tries_anyway(origin, turnpike):
+    # A node that answers but is marked down by its check: with `all_down: try` it still serves.
+    u = health_upstream([origin.address], retries=0,
+                        health={"max_ejected_percent": 100, "all_down": "try",
+                                "active": {"path": "/status/503", "interval": "100ms", "unhealthy": 1}})
+    tp = turnpike(base_config(origin, upstreams=[u]))
+    tp.wait_log(rf"node {re.escape(origin.address)} taken out: 1 check\(s\) failed in a row, the last: status 503")
+    resp = rawhttp.request(tp.port(), "GET", "/echo/anyway")
+    assert resp.status == 200
+
+
+# ---- active checks ----
+
+def test_killed_node_is_taken_out_and_comes_back_with_no_failed_request(turnpike):
+    a, b = PortOrigin().start(), PortOrigin().start()
+    b_port = b.port
+    try:
+        u = health_upstream([a.address, b.address],
+                            health={"active": {"path": "/echo/health", "interval": "200ms", "healthy": 2, "unhealthy": 2,
+                                               "timeout": "300ms"}})
+        tp = turnpike(base_config(upstreams=[u], routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}]))
+        b.wait_for_path("/echo/health", timeout=5)
+        with Load(tp.port()) as load:
+            time.sleep(0.5)
+            killed = time.monotonic()
+            b.stop()
+            # Within the thresholds: 2 failed checks 200 ms apart (or a failed request first).
+            tp.wait_log(rf"node 127\.0\.0\.1:{b_port} (taken out|ejected)", timeout=3)
+            time.sleep(0.5)
+            b = PortOrigin().start(b_port)
+            tp.wait_log(rf"node 127\.0\.0\.1:{b_port} back in rotation", timeout=5)
+            b.wait_for(lambda rs: any(r.path == "/echo/load" for r in rs), timeout=5)
+        # Requests the node had already received when it was killed fail (the retry policy does
+        # not send a request again once a node took it); every request after that succeeds:
+        # refused connects are retried on the other node and the node is out.
+        late = [what for t, what in load.failures if t > killed + 0.2]
+        assert late == [], late[:5]
+        assert len(load.failures) <= len(load.threads), load.failures
+        assert load.ok > 50
+        checks = [r for r in b.snapshot() if r.path == "/echo/health"]
+        assert checks and checks[0].header("user-agent") == "turnpike-health-check"
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_one_checker_per_process_not_per_worker(origin, turnpike):
+    u = health_upstream([origin.address], health={"active": {"path": "/echo/health", "interval": "200ms"}})
+    tp = turnpike(base_config(origin, upstreams=[u], workers=4))
+    origin.wait_for(lambda rs: sum(r.path == "/echo/health" for r in rs) >= 6, timeout=5)
+    start = sum(r.path == "/echo/health" for r in origin.snapshot())
+    time.sleep(1.0)
+    checks = sum(r.path == "/echo/health" for r in origin.snapshot()) - start
+    # One checker at 200 ms: about 5 a second (4 workers each checking would be about 20).
+    assert 3 <= checks <= 7, checks
+    # ... on one kept connection, not a connect per check.
+    conns = {r.conn_id for r in origin.snapshot() if r.path == "/echo/health"}
+    assert len(conns) == 1, conns
+
+
+def test_http_check_status_and_body(turnpike):
+    ok, wrong_status, wrong_body = PortOrigin().start(), PortOrigin().start(), PortOrigin().start()
+    try:
+        ups = [
+            health_upstream([ok.address], name="ok",
+                            health={"max_ejected_percent": 100,
+                                    "active": {"path": "/echo/ready", "body": "/echo/ready", "interval": "100ms",
+                                               "unhealthy": 1, "host": "health.local"}}),
+            health_upstream([wrong_status.address], name="s",
+                            health={"max_ejected_percent": 100,
+                                    "active": {"path": "/status/404", "interval": "100ms", "unhealthy": 1}}),
+            health_upstream([wrong_body.address], name="b",
+                            health={"max_ejected_percent": 100,
+                                    "active": {"path": "/echo/x", "body": "no such text", "statuses": [200],
+                                               "interval": "100ms", "unhealthy": 1}}),
+        ]
+        routes = [{"name": n, "match": {"paths": [f"/{n}/*"]}, "upstream": n} for n in ("ok", "s", "b")]
+        tp = turnpike(base_config(upstreams=ups, routes=routes))
+        log = tp.wait_log(rf"upstream s: node {re.escape(wrong_status.address)} taken out: .* status 404")
+        log = tp.wait_log(rf"upstream b: node {re.escape(wrong_body.address)} taken out: .* body does not match")
+        assert f"upstream ok: node {ok.address} taken out" not in log
+        assert ok.wait_for_path("/echo/ready").header("host") == "health.local"
+        assert rawhttp.request(tp.port(), "GET", "/ok/x").status == 200
+        assert rawhttp.request(tp.port(), "GET", "/s/x").status == 503
+    finally:
+        for o in (ok, wrong_status, wrong_body):
+            o.stop()
+
+
+def test_tcp_check_takes_a_dead_node_out(origin, turnpike):
+    dead = closed_port()
+    u = health_upstream([origin.address, f"127.0.0.1:{dead}"], retries=0,
+                        health={"passive": {"enabled": False},
+                                "active": {"type": "tcp", "interval": "100ms", "unhealthy": 2}})
+    tp = turnpike(base_config(origin, upstreams=[u], workers=1))
+    tp.wait_log(rf"node 127\.0\.0\.1:{dead} taken out: 2 check\(s\) failed in a row, the last: connect: Connection refused")
+    assert get_many(tp.port(), 10) == [200] * 10
+
+
+# ---- reload ----
+
+def test_health_state_survives_a_reload_and_new_nodes_start_as_configured(turnpike):
+    a, c = PortOrigin().start(), PortOrigin().start()
+    dead = closed_port()
+    try:
+        health = {"passive": {"ejection_time": "60s"}}
+        u = health_upstream([a.address, f"127.0.0.1:{dead}"], retries=0, health=health)
+        cfg = base_config(upstreams=[u], routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}])
+        tp = turnpike(cfg)
+        get_many(tp.port(), 6)
+        tp.wait_log(rf"{dead} ejected for 60\.0 s")
+        # The reload changes the upstream (a node more, longer timeouts): the dead node stays out.
+        u2 = health_upstream([a.address, f"127.0.0.1:{dead}", c.address], retries=0, health=health)
+        u2["timeouts"]["read"] = "20s"
+        cfg2 = dict(cfg, upstreams=[u2])
+        tp.reload(cfg2)
+        statuses = get_many(tp.port(), 30)
+        assert statuses == [200] * 30, statuses
+        assert c.snapshot(), "the new node gets traffic"
+        assert count(rf"{dead} ejected", tp.logs()) == 1
+        # A node added with `initial: unhealthy` waits for its checks.
+        d = PortOrigin().start()
+        try:
+            health3 = dict(health, initial="unhealthy",
+                           active={"path": "/echo/health", "interval": "300ms", "healthy": 2})
+            u3 = health_upstream([a.address, f"127.0.0.1:{dead}", c.address, d.address], retries=0, health=health3)
+            tp.reload(dict(cfg, upstreams=[u3]))
+            get_many(tp.port(), 8)
+            assert not [r for r in d.snapshot() if r.path == "/echo/h"], "an unhealthy new node got traffic"
+            tp.wait_log(rf"node {re.escape(d.address)} back in rotation: 2 check\(s\) passed", timeout=5)
+            assert a.address not in re.findall(r"node (\S+) back in rotation", tp.logs())  # a was never out
+        finally:
+            d.stop()
+    finally:
+        a.stop()
+        c.stop()
+
+
+def test_slow_start_ramps_a_new_node(turnpike):
+    a, b = PortOrigin().start(), PortOrigin().start()
+    try:
+        health = {"slow_start": "3s"}
+        u = health_upstream([a.address], health=health)
+        cfg = base_config(upstreams=[u], routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}],
+                          workers=1)
+        tp = turnpike(cfg)
+        tp.reload(dict(cfg, upstreams=[health_upstream([a.address, b.address], health=health)]))
+        t0 = time.monotonic()
+        early_b = early = 0
+        while time.monotonic() - t0 < 0.6:
+            b_before = len(b.snapshot())
+            get_many(tp.port(), 10)
+            early += 10
+            early_b += len(b.snapshot()) - b_before
+        while time.monotonic() - t0 < 3.5:
+            time.sleep(0.1)
+        b_before = len(b.snapshot())
+        get_many(tp.port(), 100)
+        late_b = len(b.snapshot()) - b_before
+        assert early_b / early < 0.3, (early_b, early)
+        assert 40 <= late_b <= 60, late_b
+    finally:
+        a.stop()
+        b.stop()
+
+
+# ---- access log ----
+
+def test_access_log_lists_every_node_tried(origin, turnpike, tmp_path):
+    dead = closed_port()
+    log_path = tmp_path / "access.log"
+    cfg = json_access_log(base_config(origin, upstreams=[health_upstream([f"127.0.0.1:{dead}", origin.address])],
+                                      workers=1), log_path)
+    tp = turnpike(cfg)
+    assert rawhttp.request(tp.port(), "GET", "/echo/first").status == 200
+    entry = wait_access_entry(log_path, "/echo/first", 5)
+    assert entry is not None
+    assert entry["upstream_addr"] == f"127.0.0.1:{dead}, {origin.address}"
+
+
+# ---- configuration ----
+
+def test_config_errors_point_at_the_key(turnpike_bin, tmp_path, origin):
+    u = health_upstream([origin.address], health={"initial": "unhealthy", "all_down": "maybe",
+                                                  "passive": {"failures": 0, "bogus": 1},
+                                                  "active": {"type": "udp", "path": "health"}})
+    path = tmp_path / "t.yaml"
+    path.write_text(dump_yaml(base_config(origin, upstreams=[u])))
+    result = check_config(turnpike_bin, path)
+    assert result.returncode == 1, result
+    err = result.stderr
+    assert 'upstream "origin": health.all_down: "maybe" is not a policy: use "fail" or "try"' in err
+    assert 'health.passive.failures:' in err
+    assert 'health.passive: unknown key "bogus"' in err or 'health.passive.bogus' in err, err
+    assert 'health.active.type: "udp" is not a check type' in err
+    assert 'health.active.path: must start with "/"' in err
+
+
+def test_a_rolling_update_keeps_the_connections_of_nodes_that_stay(turnpike):
+    a, b, c = PortOrigin().start(), PortOrigin().start(), PortOrigin().start()
+    try:
+        cfg = base_config(upstreams=[health_upstream([a.address, b.address])],
+                          routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}], workers=1)
+        tp = turnpike(cfg)
+        assert get_many(tp.port(), 4) == [200] * 4
+        before = {r.conn_id for r in a.snapshot()}
+        assert len(before) == 1
+        # b is replaced by c: a's parked connection moves to the new pool and is used again.
+        tp.reload(dict(cfg, upstreams=[health_upstream([a.address, c.address])]))
+        assert get_many(tp.port(), 4) == [200] * 4
+        assert {r.conn_id for r in a.snapshot()} == before
+        assert len(c.snapshot()) == 2
+    finally:
+        for o in (a, b, c):
+            o.stop()
