@@ -107,7 +107,9 @@ bool HealthRegistry::take_out(NodeHealth& n, const config::UpstreamHealthConfig&
   const uint32_t allowed = static_cast<uint32_t>(uint64_t{g.nodes} * cfg.max_ejected_percent / 100);
   const uint32_t out = g.out.load(std::memory_order_relaxed);
   if (is_out(n) || out < allowed) return true;
-  if (!n.at_limit_logged) {
+  // (An upstream too small for any node to be out, one node at 50%, is not worth a warning: the
+  // failures are told by the pool's own lines.)
+  if (!n.at_limit_logged && allowed != 0) {
     n.at_limit_logged = true;
     spdlog::warn("upstream {}: node {}: {} ({}), but kept in rotation: {} of {} nodes are out already "
                  "(max_ejected_percent {})",
