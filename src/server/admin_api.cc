@@ -6,6 +6,7 @@
 #include "metrics_export.h"
 #include "turnpike/metrics/shard.h"
 #include "turnpike/proxy/snapshot.h"
+#include "turnpike/upstream/health.h"
 
 namespace turnpike::proxy {
 
@@ -72,11 +73,26 @@ std::string upstreams_json(const Snapshot& snapshot, const std::vector<const met
     out += (u ? "," : "") + std::string("{\"name\":") + json_string(up.config->name) + ",\"protocol\":" +
            json_string(protocol_name(up.config->protocol)) + ",\"in_flight\":" + std::to_string(in_flight) +
            ",\"nodes\":[";
+    const int64_t now_ms = upstream::health_now_ms();
     for (size_t n = 0; n < up.nodes.size(); ++n) {
-      // Health checks are not built yet (a later branch): every node reads healthy, never ejected.
+      // The node's shared health state (upstream/health.h): down (active checks, or a new node
+      // starting unhealthy), ejected (passive checks, until a time), or healthy.
+      std::string health = "healthy";
+      bool ejected = false;
+      uint32_t failures = 0;
+      if (up.health && n < up.health->nodes.size()) {
+        const upstream::NodeHealth& h = *up.health->nodes[n];
+        ejected = h.ejected_until.load(std::memory_order_relaxed) > now_ms;
+        failures = h.failures.load(std::memory_order_relaxed);
+        if (h.down.load(std::memory_order_relaxed)) {
+          health = "down";
+        } else if (ejected) {
+          health = "ejected";
+        }
+      }
       out += (n ? "," : "") + std::string("{\"address\":") + json_string(up.nodes[n].address) +
-             ",\"weight\":" + std::to_string(up.nodes[n].weight) +
-             ",\"health\":\"unknown\",\"ejected\":false}";
+             ",\"weight\":" + std::to_string(up.nodes[n].weight) + ",\"health\":" + json_string(health) +
+             ",\"ejected\":" + (ejected ? "true" : "false") + ",\"failures\":" + std::to_string(failures) + "}";
     }
     out += "]}";
   }

@@ -256,6 +256,24 @@ def test_upstreams_lists_nodes(origin, turnpike):
     assert admin(tp, "GET", "/nope").status == 404
 
 
+def test_upstreams_shows_node_health(origin, turnpike):
+    # Passive checks (on by default) eject the refusing node of two; /upstreams says so.
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_addr = f"127.0.0.1:{dead.getsockname()[1]}"
+    dead.close()  # nothing listens there now: connections are refused
+    cfg = admin_cfg(origin)
+    cfg["upstreams"] = [upstream("origin", [origin.address, dead_addr], retries=0)]
+    tp = turnpike(cfg)
+    nodes = {n["address"]: n for n in admin(tp, "GET", "/upstreams").json()["upstreams"][0]["nodes"]}
+    assert nodes[dead_addr]["health"] == "healthy" and not nodes[dead_addr]["ejected"]
+    statuses = [rawhttp.request(tp.port(), "GET", "/echo/h").status for _ in range(4)]
+    assert statuses.count(502) == 1, statuses  # one request met the dead node, then it was out
+    nodes = {n["address"]: n for n in admin(tp, "GET", "/upstreams").json()["upstreams"][0]["nodes"]}
+    assert nodes[dead_addr]["health"] == "ejected" and nodes[dead_addr]["ejected"], nodes
+    assert nodes[origin.address]["health"] == "healthy" and not nodes[origin.address]["ejected"]
+
+
 # ---- a real Prometheus ---------------------------------------------------------------------
 
 def free_port() -> int:
