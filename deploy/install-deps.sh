@@ -14,8 +14,9 @@ packages=(
   python3 python3-pytest python3-h2 python3-yaml python3-grpcio python3-cryptography python3-brotli openssl ca-certificates
   # a real Prometheus server scrapes the admin listener in tests/integration/test_metrics.py
   prometheus
-  # ops: keepalived checks deploy/lvs/keepalived.conf; dpkg-dev (dpkg-shlibdeps) for the CPack DEB package
-  keepalived dpkg-dev
+  # ops: keepalived checks deploy/lvs/keepalived.conf; dpkg-dev (dpkg-shlibdeps) for the CPack DEB package;
+  # a real rsyslogd receives the syslog sink's lines in tests/integration/test_syslog.py
+  keepalived dpkg-dev rsyslog
 )
 
 missing=()
