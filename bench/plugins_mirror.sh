@@ -3,11 +3,13 @@
 # plugins, in one Turnpike process (1 worker) in front of the fixed nginx origin: mirroring 10%
 # to a live target (a second nginx), 10% to a target that accepts and never answers (every
 # copy waits out its 1 s timeout; the queue fills and drops), and 10% to a closed port. HTTP/1.1
-# keepalive, wrk -t1 -c$CONNS; also the plugin with sample_ratio 0 (its phases, no copies); the routes are measured in turn, ROUNDS times; medians.
+# keepalive, wrk -t1 -c$CONNS; also the plugin with sample_ratio 0 (its phases, no copies), and
+# comparison mode (compare: true, statuses and body CRC-32s) to the live target; the routes are
+# measured in turn, ROUNDS times; medians.
 # The CPU figure is the Turnpike process's, so it includes sending the copies.
 #
 # Env: TURNPIKE_BIN (default build-release/src/app/turnpike), DUR=8, WARM=1, CONNS=64, ROUNDS=3,
-#      CASES="all none live slow dead", RATIO=0.1.
+#      CASES="all none live compare slow dead", RATIO=0.1.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -41,11 +43,12 @@ cfg=$BENCH_TMP/turnpike.yaml
 turnpike_basic_config "$ORIGIN_PORT" >"$cfg"
 mirror_route() {
   printf '  - name: %s\n    match: {paths: ["/%s/*"]}\n    upstream: origin\n' "$1" "$1"
-  printf '    plugins:\n      proxy-mirror: {uri: "http://127.0.0.1:%s", sample_ratio: %s, timeout: 1}\n' "$2" "${3:-$RATIO}"
+  printf '    plugins:\n      proxy-mirror: {uri: "http://127.0.0.1:%s", sample_ratio: %s, timeout: 1%s}\n' "$2" "${3:-$RATIO}" "${4:-}"
 }
 {
   mirror_route none "$LIVE_PORT" 0
   mirror_route live "$LIVE_PORT"
+  mirror_route compare "$LIVE_PORT" "$RATIO" ", compare: true"
   mirror_route slow "$SLOW_PORT"
   mirror_route dead "$DEAD_PORT"
 } >>"$cfg"
@@ -55,9 +58,9 @@ base=http://127.0.0.1:$TP_PORT
 code=$(curl -sS -o /dev/null -w '%{http_code}' "$base/live/x")
 [[ $code == 200 ]] || die "precheck: /live/x answered $code"
 
-CASES=${CASES:-all none live slow dead}
+CASES=${CASES:-all none live compare slow dead}
 declare -A CPU RPS P99 LABEL=([all]="no plugins" [none]="proxy-mirror, sample_ratio 0 (the plugin, no copies)"
-  [live]="proxy-mirror $RATIO → live nginx"
+  [live]="proxy-mirror $RATIO → live nginx" [compare]="proxy-mirror $RATIO → live nginx, compare (status + body CRC-32)"
   [slow]="proxy-mirror $RATIO → target that never answers" [dead]="proxy-mirror $RATIO → closed port")
 for ((r = 1; r <= ROUNDS; r++)); do
   for c in $CASES; do

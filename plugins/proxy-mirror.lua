@@ -11,7 +11,7 @@
 --           sample_ratio: 0.1
 --           max_body: 65536
 --           body_overflow: truncate   # or skip
---           compare: true             # count mirror statuses that differ from the primary's
+--           compare: true             # count mirror statuses (and bodies) that differ from the primary's
 --
 -- The copy has the request's method, target (path and query, as sent), headers, a marker header
 -- (X-Mirrored-By: turnpike) and the body up to max_body bytes. A longer body is not mirrored
@@ -20,8 +20,16 @@
 -- With `upstream`, the copies go round-robin to that upstream's nodes (plain HTTP/1.1 upstreams
 -- only: the mirror client speaks neither TLS nor HTTP/2), one queue per node, named
 -- "proxy-mirror:R@ip:port"; the node list is the config snapshot's the request runs on.
+--
+-- Comparison (compare: true): the copy carries the primary's final status and, with compare_body
+-- (the default), the CRC-32 of the primary's response body as the client got it, digested piece
+-- by piece in an observing body_filter (the response keeps its Content-Length and streams as
+-- before). The mirror's response body is digested as it arrives, never kept; the queue counts
+-- compared/differed statuses and body_compared/body_differed bodies. A primary body that did not
+-- end (the upstream broke off) is not compared.
 local turnpike = require "turnpike"
 local mirror = require "turnpike.mirror"
+local hash = require "turnpike.hash"
 local metrics = require "turnpike.metrics"
 
 local request, response, log = turnpike.request, turnpike.response, turnpike.log
@@ -30,6 +38,7 @@ local request, response, log = turnpike.request, turnpike.response, turnpike.log
 local copies = metrics.counter("proxy_mirror_copies_total", "Mirror copies by route and result (queued, dropped).",
                                { "route", "result" })
 local random, sub, concat = math.random, string.sub, table.concat
+local crc32 = hash.crc32
 
 -- Per conf, per route: the queue (made once; nil when the worker has none, e.g. `turnpike -t`).
 local queues = setmetatable({}, { __mode = "k" })
@@ -95,6 +104,8 @@ return {
   name = "proxy-mirror",
   version = "1.0",
   priority = 22901,
+  -- Its body_filter digests the primary's body and never changes it.
+  body_filter_mode = "observe",
 
   schema = {
     type = "object",
@@ -116,6 +127,8 @@ return {
       timeout = { type = "number", minimum = 0.001, maximum = 600, default = 1 },
       -- Count mirror answers whose status differs from the primary's (stats compared / differed).
       compare = { type = "boolean", default = false },
+      -- With compare: also count mirror response bodies that differ from the primary's (CRC-32).
+      compare_body = { type = "boolean", default = true },
     },
     additionalProperties = false,
   },
@@ -148,13 +161,29 @@ return {
     ctx.proxy_mirror = copy
   end,
 
+  header_filter = function(conf, ctx)
+    local copy = ctx.proxy_mirror
+    if copy and conf.compare and conf.compare_body then
+      copy.crc = 0
+    else
+      response.skip_body_filter()  -- nothing to digest: no per-piece call at all
+    end
+  end,
+
+  body_filter = function(conf, ctx)
+    local copy = ctx.proxy_mirror
+    if not copy or not copy.crc then return end
+    copy.crc = crc32(response.get_body_chunk(), copy.crc)
+    if response.is_last_chunk() then copy.body_done = true end
+  end,
+
   log = function(conf, ctx)
     local copy = ctx.proxy_mirror
     if not copy then return end
     local q = queue_for(conf, request.get_route() or "-")
     if not q then return end
     local queued = q:send(request.get_method(), request.get_uri(), header_lines(conf, copy.truncated), copy.body,
-                          conf.compare and response.get_status() or nil)
+                          conf.compare and response.get_status() or nil, copy.body_done and copy.crc or nil)
     copies:inc(1, { request.get_route() or "-", queued and "queued" or "dropped" })
   end,
 }

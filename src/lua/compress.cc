@@ -233,4 +233,8 @@ void tp_compress_free(tp_compress* s) {
 
 int64_t tp_compress_live(void) { return live_streams.load(std::memory_order_relaxed); }
 
+uint32_t tp_compress_crc32(uint32_t crc, const char* data, size_t len) {
+  return static_cast<uint32_t>(::crc32_z(crc, reinterpret_cast<const Bytef*>(data), len));
+}
+
 }  // extern "C"

@@ -18,12 +18,14 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
 
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <zlib.h>
 
 #include "turnpike/common/strings.h"
 #include "turnpike/http/chunked.h"
@@ -302,16 +304,19 @@ class Exchange {
   }
 
   asio::awaitable<Outcome> read_body() {
-    std::string& body = result_.body;
     switch (framing_) {
       case http::BodyFraming::none: break;
       case http::BodyFraming::content_length: {
-        if (length_ > req_.max_body) co_return too_large();
-        while (buf_.size() < length_) {
+        if (req_.body_sink == BodySink::keep && length_ > req_.max_body) co_return too_large();
+        uint64_t left = length_;
+        for (;;) {
+          const size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf_.size()));
+          take(std::string_view(buf_).substr(0, n));
+          buf_.erase(0, n);
+          left -= n;
+          if (left == 0) break;
           if (!co_await read_more()) co_return fail(HttpError::bad_response, "the connection closed mid-body", ec_);
         }
-        body.assign(buf_, 0, length_);
-        buf_.erase(0, length_);
         break;
       }
       case http::BodyFraming::chunked: {
@@ -320,10 +325,11 @@ class Exchange {
         for (;;) {
           pieces.clear();
           size_t used = decoder.feed(buf_, pieces);
-          for (std::string_view p : pieces) body.append(p);
+          bool fits = true;
+          for (std::string_view p : pieces) fits = take(p) && fits;
           buf_.erase(0, used);
           if (decoder.failed()) co_return fail(HttpError::bad_response, decoder.error(), {});
-          if (body.size() > req_.max_body) co_return too_large();
+          if (!fits) co_return too_large();
           if (decoder.done()) break;
           if (!co_await read_more()) co_return fail(HttpError::bad_response, "the connection closed mid-body", ec_);
         }
@@ -331,9 +337,9 @@ class Exchange {
       }
       case http::BodyFraming::until_close: {
         for (;;) {
-          body.append(buf_);
+          const bool fits = take(buf_);
           buf_.clear();
-          if (body.size() > req_.max_body) co_return too_large();
+          if (!fits) co_return too_large();
           if (co_await read_more()) continue;
           if (ec_ == asio::error::eof) break;
           co_return fail(HttpError::bad_response, "the connection broke mid-body", ec_);
@@ -343,6 +349,23 @@ class Exchange {
     }
     // Bytes after the response were not asked for: the connection's framing is in doubt.
     co_return keep_alive_ && buf_.empty() ? Outcome::reusable : Outcome::done;
+  }
+
+  // One piece of the body, as the request's sink wants it. False when a kept body has grown
+  // past max_body.
+  bool take(std::string_view piece) {
+    switch (req_.body_sink) {
+      case BodySink::keep:
+        result_.body.append(piece);
+        return result_.body.size() <= req_.max_body;
+      case BodySink::digest:
+        result_.body_crc32 = static_cast<uint32_t>(
+            ::crc32_z(result_.body_crc32, reinterpret_cast<const Bytef*>(piece.data()), piece.size()));
+        break;
+      case BodySink::discard: break;
+    }
+    result_.body_bytes += piece.size();
+    return true;
   }
 
   Outcome too_large() {

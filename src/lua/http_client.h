@@ -34,6 +34,14 @@ namespace turnpike::lua {
 inline constexpr std::chrono::milliseconds kHttpDefaultTimeout{1000};
 inline constexpr size_t kHttpDefaultMaxBody = 1u << 20;
 
+// What an exchange does with the response body. A mirror (mirror.cc) needs only a digest or
+// nothing, and then no memory grows with the body and max_body does not apply.
+enum class BodySink : uint8_t {
+  keep,     // HttpResult::body, up to max_body
+  digest,   // HttpResult::body_crc32 / body_bytes only (zlib's CRC-32, turnpike.hash.crc32's)
+  discard,  // read and dropped (the connection stays reusable)
+};
+
 struct HttpRequest {
   std::string method = "GET";
   std::string host;    // as in the URL (an IPv6 literal keeps its brackets)
@@ -45,7 +53,8 @@ struct HttpRequest {
   std::string body;
   bool has_body = false;  // a body was given (even empty): Content-Length is sent
   std::chrono::nanoseconds timeout = kHttpDefaultTimeout;  // connect + send + read, in all
-  size_t max_body = kHttpDefaultMaxBody;
+  size_t max_body = kHttpDefaultMaxBody;  // BodySink::keep only
+  BodySink body_sink = BodySink::keep;
 };
 
 enum class HttpError : uint8_t {
@@ -65,6 +74,8 @@ struct HttpResult {
   int status = 0;
   std::vector<std::pair<std::string, std::string>> headers;  // lower-case names, in order
   std::string body;
+  uint32_t body_crc32 = 0;  // BodySink::digest: CRC-32 of the whole body
+  uint64_t body_bytes = 0;  // BodySink::digest and discard: its length
 };
 
 // Reads the values turnpike.http.request yielded, from stack index `first` of the Lua thread

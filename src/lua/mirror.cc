@@ -17,6 +17,7 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <array>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -25,9 +26,18 @@
 #include <vector>
 
 #include "http_client.h"
+#include "turnpike/lua/plugin_metrics.h"
 
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
+
+// What happened to copies, as exported on /metrics (turnpike_plugin_mirror_queue_copies_total).
+enum class MirrorResult : uint8_t {
+  sent, failed, dropped, skipped, status_same, status_differed, body_same, body_differed, count_
+};
+constexpr const char* kMirrorResultNames[] = {"sent",        "failed",          "dropped",   "skipped",
+                                              "status_same", "status_differed", "body_same", "body_differed"};
+static_assert(std::size(kMirrorResultNames) == static_cast<size_t>(MirrorResult::count_));
 
 struct tp_mirror : std::enable_shared_from_this<tp_mirror> {
   std::string name;
@@ -42,17 +52,47 @@ struct tp_mirror : std::enable_shared_from_this<tp_mirror> {
   struct Copy {
     turnpike::lua::HttpRequest request;
     int32_t primary_status = 0;
+    bool compare_body = false;  // with primary_body_crc, the primary response body's CRC-32
+    uint32_t primary_body_crc = 0;
   };
   std::deque<Copy> waiting;
   size_t senders = 0;     // sender coroutines running (each sends one copy at a time)
   bool stopped = false;   // the worker is stopping: accept nothing more
   tp_mirror_stats stats{};
+  // This queue's series of the copies metric, per result (-1: none, writes dropped). Found once,
+  // when the queue is made; a write is then a plain add to the worker's shard.
+  std::array<int64_t, static_cast<size_t>(MirrorResult::count_)> metric_slots;
+
+  void count(MirrorResult r, uint64_t n = 1) const {
+    tp_metrics_add(metric_slots[static_cast<size_t>(r)], static_cast<double>(n));
+  }
 };
 
 namespace turnpike::lua {
 namespace {
 
 thread_local asio::io_context* t_io = nullptr;
+
+// The queue's series of the copies metric, by result (the metric is defined once per process).
+void find_metric_slots(tp_mirror& q) {
+  static const int metric = [] {
+    const std::string_view name = "mirror_queue_copies_total";
+    const std::string_view help = "Copies in the worker's mirror queues (turnpike.mirror) by queue and result: "
+                                  "sent, failed, dropped, skipped, and the comparisons (status_same, status_differed, "
+                                  "body_same, body_differed).";
+    const std::string_view labels("queue\0result\0", 13);
+    char err[128];
+    return tp_metrics_define(name.data(), name.size(), 0, help.data(), help.size(), labels.data(), labels.size(), 2,
+                             nullptr, 0, 1000, err, sizeof err);
+  }();
+  for (size_t i = 0; i < q.metric_slots.size(); ++i) {
+    std::string values = q.name;
+    values.push_back('\0');
+    values.append(kMirrorResultNames[i]).push_back('\0');
+    int64_t slot = metric < 0 ? -1 : tp_metrics_series(metric, values.data(), values.size());
+    q.metric_slots[i] = slot <= -2 ? -2 - slot : slot;  // past max_series: the overflow series
+  }
+}
 
 class MirrorQueues : public asio::execution_context::service {
  public:
@@ -63,6 +103,7 @@ class MirrorQueues : public asio::execution_context::service {
     if (tp_mirror* q = find(name)) return q->shared_from_this();
     auto q = std::make_shared<tp_mirror>();
     q->name = std::string(name);
+    find_metric_slots(*q);
     queues_.push_back(q);
     return q;
   }
@@ -102,16 +143,24 @@ struct SenderSlot {
 };
 
 void record(tp_mirror& q, const tp_mirror::Copy& copy, const HttpResult& r) {
-  // A response too large to keep still answered: its status is known.
-  const bool answered = r.status > 0 && (r.error == HttpError::none || r.error == HttpError::body_too_large);
-  if (!answered) {
+  if (r.status <= 0 || r.error != HttpError::none) {
     ++q.stats.failed;
+    q.count(MirrorResult::failed);
     return;
   }
   ++q.stats.sent;
+  q.count(MirrorResult::sent);
   if (copy.primary_status > 0) {
     ++q.stats.compared;
-    if (r.status != copy.primary_status) ++q.stats.differed;
+    const bool differed = r.status != copy.primary_status;
+    if (differed) ++q.stats.differed;
+    q.count(differed ? MirrorResult::status_differed : MirrorResult::status_same);
+  }
+  if (copy.compare_body) {
+    ++q.stats.body_compared;
+    const bool differed = r.body_crc32 != copy.primary_body_crc;
+    if (differed) ++q.stats.body_differed;
+    q.count(differed ? MirrorResult::body_differed : MirrorResult::body_same);
   }
 }
 
@@ -124,7 +173,8 @@ asio::awaitable<void> sender(std::shared_ptr<tp_mirror> queue) {
     q.waiting.pop_front();
     copy.request.host = q.host;
     copy.request.port = q.port;
-    copy.request.max_body = kMirrorMaxResponse;
+    // The answer's body is never kept: digested when it is compared, else read and dropped.
+    copy.request.body_sink = copy.compare_body ? BodySink::digest : BodySink::discard;
     ++q.stats.in_flight;
     HttpResult r;
     try {
@@ -161,6 +211,7 @@ void stop_mirrors(asio::io_context& io) noexcept {
   for (auto& q : asio::use_service<MirrorQueues>(io).queues()) {
     q->stopped = true;
     q->stats.dropped += q->waiting.size();
+    q->count(MirrorResult::dropped, q->waiting.size());
     q->waiting.clear();
   }
 }
@@ -210,9 +261,13 @@ extern "C" tp_mirror* tp_mirror_find(const char* name, size_t name_len) {
 
 extern "C" int tp_mirror_send(tp_mirror* q, const char* method, size_t method_len, const char* target,
                               size_t target_len, const char* headers, size_t headers_len, const char* body,
-                              size_t body_len, int has_body, int32_t primary_status) {
+                              size_t body_len, int has_body, int32_t primary_status, int has_body_crc,
+                              uint32_t body_crc) {
   if (!q || q->stopped || q->waiting.size() >= q->queue_size) {
-    if (q) ++q->stats.dropped;
+    if (q) {
+      ++q->stats.dropped;
+      q->count(MirrorResult::dropped);
+    }
     return -1;
   }
   try {
@@ -223,9 +278,12 @@ extern "C" int tp_mirror_send(tp_mirror* q, const char* method, size_t method_le
     copy.request.has_body = has_body != 0;
     if (copy.request.has_body) copy.request.body.assign(body, body_len);
     copy.primary_status = primary_status;
+    copy.compare_body = has_body_crc != 0;
+    copy.primary_body_crc = body_crc;
     q->waiting.push_back(std::move(copy));
   } catch (const std::exception&) {
     ++q->stats.dropped;
+    q->count(MirrorResult::dropped);
     return -1;
   }
   ++q->stats.queued;
@@ -241,7 +299,9 @@ extern "C" int tp_mirror_send(tp_mirror* q, const char* method, size_t method_le
 }
 
 extern "C" void tp_mirror_skip(tp_mirror* q) {
-  if (q) ++q->stats.skipped;
+  if (!q) return;
+  ++q->stats.skipped;
+  q->count(MirrorResult::skipped);
 }
 
 extern "C" void tp_mirror_get_stats(const tp_mirror* q, tp_mirror_stats* out) {

@@ -246,18 +246,21 @@ static void append_strings(lua_State* L, int index, std::vector<std::string>& ou
   }
 }
 
+// Reads runtime.describe's kDescribed results from the top of the stack.
+constexpr int kDescribed = 7;
 static PluginInfo describe(lua_State* L) {
   PluginInfo info;
-  info.name = lua_tostring(L, -6);
-  info.version = lua_tostring(L, -5);
-  info.priority = static_cast<int>(lua_tointeger(L, -4));
-  info.trusted = lua_toboolean(L, -3);
+  info.name = lua_tostring(L, -7);
+  info.version = lua_tostring(L, -6);
+  info.priority = static_cast<int>(lua_tointeger(L, -5));
+  info.trusted = lua_toboolean(L, -4);
   for (size_t p = 0; p < kPhaseCount; ++p) {
-    lua_rawgeti(L, -2, static_cast<int>(p + 1));
+    lua_rawgeti(L, -3, static_cast<int>(p + 1));
     info.phases[p] = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
-  info.credential = lua_toboolean(L, -1);
+  info.credential = lua_toboolean(L, -2);
+  info.observes_body = lua_toboolean(L, -1);
   return info;
 }
 
@@ -288,13 +291,13 @@ std::shared_ptr<const Generation> Vm::load(const std::vector<std::string>& names
     lua_rawgeti(L_, -2, static_cast<int>(i + 1));
     // Protected like everything else: the count hook is live, and an error outside a pcall
     // would end the process.
-    if (!protected_call(1, 6, error)) {
+    if (!protected_call(1, kDescribed, error)) {
       errors.push_back("plugin \"" + names[i] + "\": " + error);
       lua_settop(L_, top);
       return nullptr;
     }
     plugins.push_back(describe(L_));
-    lua_pop(L_, 6);
+    lua_pop(L_, kDescribed);
   }
   int ref = make_ref();
   lua_settop(L_, top);

@@ -211,6 +211,10 @@ int set(tp_request* r, int field, const char* arg, size_t arg_len, const char* v
     }
     case TP_BODY_CHUNK: {
       if (!ctx.body_pieces || !value) return -1;
+      // An observing body filter (body_filter_mode = "observe") left the Content-Length in place.
+      if (ctx.body_filter_index >= ctx.filters.size() || !ctx.filters[ctx.body_filter_index]->changes_body()) {
+        return -1;
+      }
       if (ctx.body_outputs.size() <= ctx.body_filter_index) ctx.body_outputs.resize(ctx.body_filter_index + 1);
       std::string& stored = ctx.body_outputs[ctx.body_filter_index];
       stored.assign(v);  // v is the plugin's Lua string, not the piece's storage

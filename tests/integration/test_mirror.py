@@ -1,8 +1,8 @@
 """proxy-mirror and turnpike.mirror in the real binary against a real mirror target (a Python
 HTTP/1.1 server in a thread of the test): what the copy carries (method, target, headers,
 marker, body), sampling, a slow and a dead target leaving the client's requests untouched, a
-full queue dropping and counting, bodies over max_body skipped or truncated, comparison mode,
-and schema errors. Counters are read through the mirror-stats test plugin (one worker, so one
+full queue dropping and counting, bodies over max_body skipped or truncated, comparison mode
+(statuses, and bodies by CRC-32 with the primary's Content-Length kept), and schema errors. Counters are read through the mirror-stats test plugin (one worker, so one
 queue per route)."""
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import rawhttp
 from harness import base_config, check_config, dump_yaml, ERROR_LINE, upstream
-from origin import closed_port
+from origin import closed_port, pattern_chunks
+from test_metrics import scrape, value
 
 import pytest
 
@@ -23,7 +24,9 @@ HOLD_SECONDS = 5  # a /slow copy is held this long (or until release) before the
 
 class MirrorTarget:
     """Records every copy it gets. A path with "slow" is held HOLD_SECONDS (or until release());
-    one with "differ" is answered 500, anything else 200."""
+    one with "differ" is answered 500, anything else 200. /bytes/<n> and /chunked/<n> answer the
+    origin's pattern bytes as the origin does (Content-Length, chunked), with the last byte
+    changed when the query has "flip"; anything else answers "ok"."""
 
     def __init__(self):
         self.requests: list[dict] = []
@@ -43,6 +46,25 @@ class MirrorTarget:
                 if "slow" in self.path:
                     target.released.wait(HOLD_SECONDS)
                 status = 500 if "differ" in self.path else 200
+                path, _, query = self.path.partition("?")
+                parts = path.strip("/").split("/")
+                if parts[0] in ("bytes", "chunked") and len(parts) == 2:
+                    body = bytearray(b"".join(bytes(p) for p in pattern_chunks(int(parts[1]))))
+                    if "flip" in query and body:
+                        body[-1] ^= 0xFF
+                    self.send_response(status)
+                    if parts[0] == "chunked":
+                        self.send_header("Transfer-Encoding", "chunked")
+                        self.end_headers()
+                        for i in range(0, len(body), 30000):
+                            piece = bytes(body[i:i + 30000])
+                            self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                        self.wfile.write(b"0\r\n\r\n")
+                    else:
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(bytes(body))
+                    return
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -283,6 +305,45 @@ def test_compare_counts_status_differences(origin, target, turnpike):
     assert s["compared"] == 10 and s["differed"] == 4, s
     o = wait_stats(tp, lambda s: s["sent"] == 1, route="other")
     assert o["compared"] == 0 and o["differed"] == 0, o  # compare is off there
+
+
+def test_compare_counts_body_differences_and_keeps_the_primarys_framing(origin, target, turnpike):
+    # Route "b" mirrors the origin's pattern endpoints, which the target answers with the same
+    # bytes (or the last one flipped); "other" compares statuses only.
+    conf = {"uri": target.uri, "compare": True, "timeout": 10}
+    cfg = config(origin, {"uri": target.uri}, other={"uri": target.uri, "compare": True, "compare_body": False,
+                                                     "timeout": 10})
+    cfg["routes"].insert(0, {"name": "b", "match": {"paths": ["/bytes/*", "/chunked/*"]}, "upstream": "origin",
+                             "plugins": {"proxy-mirror": conf}})
+    cfg["routes"].append({"name": "stats-b", "match": {"paths": ["/stats/b"]}, "upstream": "origin",
+                          "plugins": {"mirror-stats": {"queue": "proxy-mirror:b"}}})
+    cfg["admin"] = {"listen": "127.0.0.1:0"}
+    tp = turnpike(cfg)
+    expected = {"/bytes/100000": False, "/chunked/70000": False, "/bytes/0": False,
+                "/bytes/5000?flip=1": True, "/chunked/3000?flip=1": True}
+    with rawhttp.HttpConn(tp.port()) as conn:
+        for target_path in expected:
+            resp = conn.request("GET", target_path)
+            n = int(target_path.split("?")[0].rsplit("/", 1)[1])
+            assert resp.status == 200 and resp.body == b"".join(bytes(p) for p in pattern_chunks(n)), target_path
+            if target_path.startswith("/bytes/"):
+                # The observing body filter leaves the primary's length alone: no chunking.
+                assert resp.header("content-length") == str(n), resp.headers
+                assert resp.header("transfer-encoding") is None, resp.headers
+        assert conn.request("GET", "/o/echo/x").status == 200
+    s = wait_stats(tp, lambda s: s["sent"] == len(expected), route="b")
+    assert s["compared"] == len(expected) and s["differed"] == 0, s
+    assert s["body_compared"] == len(expected), s
+    assert s["body_differed"] == sum(expected.values()), s
+    o = wait_stats(tp, lambda s: s["sent"] == 1, route="other")
+    assert o["compared"] == 1 and o["body_compared"] == 0, o  # compare_body is off there
+    # The queues' outcomes on /metrics.
+    samples = scrape(tp)
+    name = "turnpike_plugin_mirror_queue_copies_total"
+    for result, n in {"sent": 5, "status_same": 5, "body_same": 3, "body_differed": 2}.items():
+        assert value(samples, name, queue="proxy-mirror:b", result=result) == n, (result, samples)
+    assert value(samples, name, queue="proxy-mirror:other", result="status_same") == 1
+    assert value(samples, name, queue="proxy-mirror:other", result="body_same") == 0
 
 
 # ---- configuration ----------------------------------------------------------------------------------

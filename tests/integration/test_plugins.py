@@ -284,6 +284,26 @@ def test_a_body_filter_changes_proxied_and_local_bodies(origin, turnpike, mode):
             assert local.header("content-length") == str(len(expected))
 
 
+def test_an_observing_body_filter_sees_every_byte_and_changes_nothing(origin, turnpike, turnpike_bin, tmp_path):
+    # watcher declares body_filter_mode = "observe": the response keeps its Content-Length, its
+    # attempt to replace a piece is refused, and it still sees the whole body.
+    tp = turnpike(cfg_with(origin, [route("r", ["/*"], {"watcher": {}})]))
+    with rawhttp.HttpConn(tp.port()) as conn:
+        resp = conn.request("GET", "/bytes/300000")
+        assert resp.status == 200 and len(resp.body) == 300000 and b"replaced!" not in resp.body
+        assert resp.header("content-length") == "300000" and resp.header("transfer-encoding") is None
+        assert conn.request("GET", "/bytes/10").body == bytes(range(10))  # the connection is fine
+    assert "watcher: 300000 bytes, replaced=false" in tp.wait_log(r"watcher: 300000 bytes")
+    # A mode other than transform / observe does not load.
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "odd.lua").write_text('return { name = "odd", priority = 1, body_filter_mode = "peek",'
+                                 ' schema = { type = "object" }, body_filter = function() end }')
+    cfg = cfg_with(origin, [route("r", ["/*"], {"odd": {}})], plugin_paths=[str(own)])
+    errors, _ = errors_of(turnpike_bin, tmp_path, cfg)
+    assert any("field 'body_filter_mode': expected \"transform\" or \"observe\"" in e["message"] for e in errors), errors
+
+
 def test_a_failing_body_filter_leaves_the_body_and_closes_the_connection(origin, turnpike):
     tp = turnpike(body_config(origin, "raise"))
     with rawhttp.HttpConn(tp.port()) as conn:

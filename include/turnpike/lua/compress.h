@@ -52,6 +52,10 @@ void tp_compress_free(tp_compress* s);
 // Streams made and not yet freed, in the whole process (tests, metrics).
 int64_t tp_compress_live(void);
 
+// zlib's CRC-32 of `len` bytes continued from `crc` (0 to start): turnpike.hash.crc32, a cheap
+// digest of a streamed body (proxy-mirror compares the primary's with the mirror's by it).
+uint32_t tp_compress_crc32(uint32_t crc, const char* data, size_t len);
+
 }  // extern "C"
 
 namespace turnpike::lua {

@@ -10,8 +10,8 @@
 //
 // Bounds: a queue holds at most `queue_size` waiting copies and sends at most `concurrency` at a
 // time, each ended by its own timeout. A copy offered to a full queue is dropped and counted,
-// never waited for. Memory is bounded by (queue_size + concurrency) x (head + body) per queue,
-// plus concurrency x the response body kept (kMirrorMaxResponse).
+// never waited for. Memory is bounded by (queue_size + concurrency) x (head + body) per queue:
+// the target's response bodies are never kept (read and dropped, or only digested).
 #pragma once
 
 #include <stddef.h>
@@ -32,6 +32,8 @@ typedef struct tp_mirror_stats {
   uint64_t differed;   // ...of which the mirror's status differed from the primary's
   uint64_t waiting;    // copies in the queue now
   uint64_t in_flight;  // copies being sent now
+  uint64_t body_compared;  // answered copies whose whole body was digested against the primary's
+  uint64_t body_differed;  // ...of which the bodies' CRC-32 differed
 } tp_mirror_stats;
 
 // The worker's queue named `name`, created on first use. Each call (a plugin's conf being
@@ -48,10 +50,13 @@ tp_mirror* tp_mirror_find(const char* name, size_t name_len);
 // Offers one copy: `method`, origin-form `target`, `headers` as "name: value\n" lines (Host
 // included when the target should see the client's; the client adds one otherwise) and
 // `body` (has_body: sent with a Content-Length, even when empty). `primary_status` > 0 turns on
-// the comparison counters for this copy. Everything is copied once. 0 queued, -1 dropped.
+// the comparison counters for this copy; `has_body_crc` also compares the target's response body
+// with the primary's, by CRC-32 (`body_crc`, zlib's, as turnpike.hash.crc32 computes it).
+// Everything is copied once. 0 queued, -1 dropped.
 int tp_mirror_send(tp_mirror* q, const char* method, size_t method_len, const char* target,
                    size_t target_len, const char* headers, size_t headers_len, const char* body,
-                   size_t body_len, int has_body, int32_t primary_status);
+                   size_t body_len, int has_body, int32_t primary_status, int has_body_crc,
+                   uint32_t body_crc);
 
 // Counts a copy the plugin decided not to send.
 void tp_mirror_skip(tp_mirror* q);
@@ -66,10 +71,6 @@ class io_context;
 }
 
 namespace turnpike::lua {
-
-// The largest mirror response body read (the rest makes the copy count as failed): the answer
-// is only looked at for its status.
-inline constexpr size_t kMirrorMaxResponse = 64 * 1024;
 
 // Called by the worker on its thread before anything runs: the io_context mirror queues of this
 // thread send on. nullptr unbinds.

@@ -10,10 +10,21 @@
 // later ones share one series whose labels all read "(overflow)", counted per metric.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+// The functions turnpike.metrics reaches through the FFI (src/lua/plugin_metrics.cc describes
+// them), declared for C++ callers too (turnpike.mirror's queues count their copies with them).
+extern "C" {
+int tp_metrics_define(const char* name, size_t name_len, int kind, const char* help, size_t help_len,
+                      const char* labels, size_t labels_len, int label_count, const double* bounds,
+                      int bound_count, int max_series, char* err, size_t err_len);
+int64_t tp_metrics_series(int metric, const char* values, size_t len);
+void tp_metrics_add(int64_t slot, double v);
+}
 
 namespace turnpike::lua {
 

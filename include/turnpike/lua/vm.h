@@ -115,6 +115,9 @@ struct PluginInfo {
   // It has a consumer_schema: on a consumer, its conf is a credential (key-auth's key), checked
   // with that schema and found with turnpike.consumer.find, not a plugin to run.
   bool credential = false;
+  // body_filter_mode = "observe": its body_filter reads the pieces and never replaces them, so
+  // the response keeps its Content-Length (proxy-mirror's body digest).
+  bool observes_body = false;
   bool has_phase(Phase p) const noexcept { return phases[static_cast<size_t>(p)]; }
 };
 

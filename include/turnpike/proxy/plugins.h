@@ -76,7 +76,9 @@ class LuaPluginFilter final : public HttpFilter {
   FilterStatus on_upstream_select(RequestContext& ctx) const override;
   FilterStatus on_response_headers(RequestContext& ctx) const override;
   bool on_response_body(RequestContext& ctx, std::vector<std::string_view>& pieces, bool last) const override;
-  bool changes_body() const override { return info_->has_phase(lua::Phase::body_filter); }
+  bool changes_body() const override {
+    return info_->has_phase(lua::Phase::body_filter) && !info_->observes_body;
+  }
   boost::asio::awaitable<void> on_log(RequestContext& ctx) const override;
   bool has_log() const override { return info_->has_phase(lua::Phase::log); }
 

@@ -5,6 +5,7 @@
 --   hash.murmur3("user-42")          --> 3,000,883,591-like unsigned 32-bit number
 --   hash.murmur3("user-42", seed)
 --   hash.bucket("user-42", 10000)    --> 0 .. 9999, the same on every node, worker and version
+--   crc = hash.crc32(piece, crc)     --> CRC-32 (zlib's) of a body fed piece by piece, from 0
 --
 -- MurmurHash3 (x86, 32-bit), as Austin Appleby published it: every node and every release must
 -- put a key in the same bucket (a user must not flip between versions), so the function is fixed
@@ -14,6 +15,12 @@
 -- (an avalanche: one input bit changes each output bit with probability about 1/2). Pure Lua with
 -- LuaJIT's bit operations, compiled by the JIT: no FFI crossing, a 20-byte key in tens of ns.
 local bit = require "bit"
+local ffi = require "ffi"
+
+ffi.cdef [[
+uint32_t tp_compress_crc32(uint32_t crc, const char* data, size_t len);
+]]
+local C = ffi.C
 
 local band, bxor, rshift, lshift, rol, tobit = bit.band, bit.bxor, bit.rshift, bit.lshift, bit.rol, bit.tobit
 local byte = string.byte
@@ -63,6 +70,14 @@ end
 -- n / 2^32 (2.3e-6 for 10,000 buckets).
 function hash.bucket(s, n)
   return hash.murmur3(s) % n
+end
+
+-- CRC-32 (zlib's, as in gzip trailers) of `s`, continuing `crc` (default 0: a new digest), as an
+-- unsigned number: `crc = hash.crc32(piece, crc)` over a body's pieces digests the whole body
+-- without keeping it (zlib's table-driven code, several GB/s). A checksum for telling bodies
+-- apart, not a cryptographic hash (turnpike.crypto has those) and not for sticky keys (murmur3).
+function hash.crc32(s, crc)
+  return tonumber(C.tp_compress_crc32(crc or 0, s, #s))
 end
 
 return hash

@@ -8,7 +8,9 @@
 --                                            concurrency = 8, timeout = 1 }))
 --   q:send("POST", "/orders?x=1", "content-type: application/json\n", '{"id":1}')
 --   q:send(method, target, headers, body, primary_status)  -- compare the mirror's status too
---   mirror.find("shadow"):stats()  -- { queued, sent, failed, dropped, skipped, compared, differed, waiting, in_flight }
+--   q:send(method, target, headers, body, primary_status, body_crc)  -- and its body (turnpike.hash.crc32)
+--   mirror.find("shadow"):stats()  -- { queued, sent, failed, dropped, skipped, compared, differed,
+--                                  --   body_compared, body_differed, waiting, in_flight }
 --
 -- The C side is src/lua/mirror.cc (include/turnpike/lua/mirror.h). Make a queue once per conf
 -- (it is looked up by name), not per request: a send copies the request and returns.
@@ -18,6 +20,7 @@ ffi.cdef [[
 typedef struct tp_mirror tp_mirror;
 typedef struct tp_mirror_stats {
   uint64_t queued, sent, failed, dropped, skipped, compared, differed, waiting, in_flight;
+  uint64_t body_compared, body_differed;
 } tp_mirror_stats;
 tp_mirror* tp_mirror_queue(const char* name, size_t name_len, const char* host, size_t host_len,
                            const char* port, size_t port_len, int32_t queue_size,
@@ -25,7 +28,8 @@ tp_mirror* tp_mirror_queue(const char* name, size_t name_len, const char* host, 
 tp_mirror* tp_mirror_find(const char* name, size_t name_len);
 int tp_mirror_send(tp_mirror* q, const char* method, size_t method_len, const char* target,
                    size_t target_len, const char* headers, size_t headers_len, const char* body,
-                   size_t body_len, int has_body, int32_t primary_status);
+                   size_t body_len, int has_body, int32_t primary_status, int has_body_crc,
+                   uint32_t body_crc);
 void tp_mirror_skip(tp_mirror* q);
 void tp_mirror_get_stats(const tp_mirror* q, tp_mirror_stats* out);
 ]]
@@ -84,14 +88,17 @@ function mirror.find(name)
 end
 
 -- Offers a copy: `headers` as "name: value\n" lines; `body` nil for none. `primary_status`
--- (optional) is counted against the mirror's answer (stats compared / differed). Returns true
--- when queued, false and "dropped" when the queue was full.
-function Queue:send(method, target, headers, body, primary_status)
+-- (optional) is counted against the mirror's answer (stats compared / differed); `body_crc`
+-- (optional, the primary response body's turnpike.hash.crc32) against the CRC-32 of the mirror's
+-- response body (stats body_compared / body_differed; the mirror's body is digested as it
+-- arrives, never kept). Returns true when queued, false and "dropped" when the queue was full.
+function Queue:send(method, target, headers, body, primary_status, body_crc)
   headers = headers or ""
   local has_body = body ~= nil
   body = body or ""
   local rc = C.tp_mirror_send(self.q, method, #method, target, #target, headers, #headers,
-                              body, #body, has_body and 1 or 0, primary_status or 0)
+                              body, #body, has_body and 1 or 0, primary_status or 0,
+                              body_crc and 1 or 0, body_crc or 0)
   if rc ~= 0 then return false, "dropped" end
   return true
 end
@@ -106,6 +113,7 @@ function Queue:stats()
     queued = tonumber(s.queued), sent = tonumber(s.sent), failed = tonumber(s.failed),
     dropped = tonumber(s.dropped), skipped = tonumber(s.skipped), compared = tonumber(s.compared),
     differed = tonumber(s.differed), waiting = tonumber(s.waiting), in_flight = tonumber(s.in_flight),
+    body_compared = tonumber(s.body_compared), body_differed = tonumber(s.body_differed),
   }
 end
 

@@ -159,6 +159,9 @@ local function check_module(name, mod)
   if mod.check_schema ~= nil and type(mod.check_schema) ~= "function" then
     add("field 'check_schema': expected a function")
   end
+  if mod.body_filter_mode ~= nil and mod.body_filter_mode ~= "transform" and mod.body_filter_mode ~= "observe" then
+    add("field 'body_filter_mode': expected \"transform\" or \"observe\"")
+  end
   for _, phase in ipairs(PHASES) do
     if mod[phase] ~= nil and type(mod[phase]) ~= "function" then
       add("field '" .. phase .. "': expected a function")
@@ -188,13 +191,14 @@ function runtime.load(names)
   return modules
 end
 
--- What C++ keeps about a module: name, version, priority, trusted, and which phases it has.
+-- What C++ keeps about a module: name, version, priority, trusted, which phases it has, whether
+-- it has a consumer schema, and whether its body_filter only observes the body.
 function runtime.describe(mod)
   local phases = {}
   for i, phase in ipairs(PHASES) do phases[i] = mod[phase] ~= nil end
   local _, trusted = locate(mod.name, false)
   return mod.name, tostring(mod.version or ""), mod.priority, trusted, phases,
-         mod.consumer_schema ~= nil
+         mod.consumer_schema ~= nil, mod.body_filter_mode == "observe"
 end
 
 -- Validates `conf` for `mod` (defaults filled in place). Returns conf, or nil and errors.

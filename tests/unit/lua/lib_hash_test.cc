@@ -47,6 +47,19 @@ TEST_F(LibHashTest, Murmur3MatchesThePublishedValues) {
             "0 514e28b7 248bfa47 2e4ff723");
 }
 
+// CRC-32's published check value, and a digest fed piece by piece equal to the whole's (how
+// proxy-mirror digests a streamed response body).
+TEST_F(LibHashTest, Crc32MatchesTheCheckValueAndChainsOverPieces) {
+  EXPECT_EQ(eval(R"(
+    local hash = require "turnpike.hash"
+    local whole = string.rep("0123456789abcdef", 5000) .. "tail"
+    local crc = 0
+    for i = 1, #whole, 7777 do crc = hash.crc32(whole:sub(i, i + 7776), crc) end
+    return string.format("%x %x %s %s", hash.crc32("123456789"), hash.crc32(""),
+                         tostring(crc == hash.crc32(whole)), tostring(hash.crc32("a") ~= hash.crc32("b"))))"),
+            "cbf43926 0 true true");
+}
+
 TEST_F(LibHashTest, Murmur3MatchesTheReferenceOnEveryLengthAndByte) {
   std::string lua = "local hash = require 'turnpike.hash'\nlocal out = {}\n";
   std::string expected;

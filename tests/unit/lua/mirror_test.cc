@@ -15,7 +15,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <zlib.h>
+
+#include <cstdio>
 #include <cstring>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -25,10 +29,13 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-// Answers each request on its connection with `status`, recording the request's bytes.
+// Answers each request on its connection with `status` and `body` (chunked in two pieces when
+// `chunked`), recording the request's bytes.
 class Target {
  public:
-  Target(asio::io_context& io, int status) : acceptor_(io, {asio::ip::make_address("127.0.0.1"), 0}), status_(status) {
+  Target(asio::io_context& io, int status, std::string body = {}, bool chunked = false)
+      : acceptor_(io, {asio::ip::make_address("127.0.0.1"), 0}), status_(status), body_(std::move(body)),
+        chunked_(chunked) {
     asio::co_spawn(io, accept_loop(), asio::detached);
   }
   std::string port() const { return std::to_string(acceptor_.local_endpoint().port()); }
@@ -55,15 +62,32 @@ class Target {
         }
         requests.push_back(buf.substr(0, head + length));
         buf.erase(0, head + length);
-        std::string reply = "HTTP/1.1 " + std::to_string(status_) + " X\r\nContent-Length: 0\r\n\r\n";
+        std::string reply = "HTTP/1.1 " + std::to_string(status_) + " X\r\n";
+        if (chunked_) {
+          const size_t half = body_.size() / 2;
+          reply += "Transfer-Encoding: chunked\r\n\r\n";
+          for (std::string_view piece : {std::string_view(body_).substr(0, half), std::string_view(body_).substr(half)}) {
+            if (!piece.empty()) reply += to_hex(piece.size()) + "\r\n" + std::string(piece) + "\r\n";
+          }
+          reply += "0\r\n\r\n";
+        } else {
+          reply += "Content-Length: " + std::to_string(body_.size()) + "\r\n\r\n" + body_;
+        }
         co_await asio::async_write(s, asio::buffer(reply), asio::use_awaitable);
       }
     } catch (const std::exception&) {
       // the client closed the connection
     }
   }
+  static std::string to_hex(size_t n) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%zx", n);
+    return buf;
+  }
   tcp::acceptor acceptor_;
   int status_;
+  std::string body_;
+  bool chunked_;
 };
 
 tp_mirror_stats stats_of(tp_mirror* q) {
@@ -100,7 +124,7 @@ TEST_F(MirrorTest, CopyCarriesMethodTargetHeadersAndBody) {
   tp_mirror* q = make_queue("copy", target.port(), 10, 2);
   ASSERT_NE(q, nullptr);
   std::string headers = "X-Custom: v1\nX-Mirrored-By: turnpike\n";
-  ASSERT_EQ(tp_mirror_send(q, "POST", 4, "/a?b=1", 6, headers.data(), headers.size(), "hello", 5, 1, 0), 0);
+  ASSERT_EQ(tp_mirror_send(q, "POST", 4, "/a?b=1", 6, headers.data(), headers.size(), "hello", 5, 1, 0, 0, 0), 0);
   run_until_idle(io, q);
   ASSERT_EQ(target.requests.size(), 1u);
   const std::string& r = target.requests[0];
@@ -119,9 +143,9 @@ TEST_F(MirrorTest, CopyCarriesMethodTargetHeadersAndBody) {
 TEST_F(MirrorTest, ComparesTheMirrorsStatusWithThePrimarys) {
   Target target(io, 500);
   tp_mirror* q = make_queue("compare", target.port(), 10, 1);
-  ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 200), 0);
-  ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 500), 0);
-  ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 0), 0);
+  ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 200, 0, 0), 0);
+  ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 500, 0, 0), 0);
+  ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 0, 0, 0), 0);
   run_until_idle(io, q);
   tp_mirror_stats s = stats_of(q);
   EXPECT_EQ(s.sent, 3u);
@@ -129,12 +153,34 @@ TEST_F(MirrorTest, ComparesTheMirrorsStatusWithThePrimarys) {
   EXPECT_EQ(s.differed, 1u);
 }
 
+// The target's body is digested (never kept) and its CRC-32 compared with the primary's: the
+// same bytes count as compared, other bytes as differed, a copy without a CRC is not compared.
+TEST_F(MirrorTest, ComparesTheMirrorsBodyWithThePrimarysByCrc) {
+  const std::string body(70000, 'x');  // larger than any old response cap
+  for (bool chunked : {false, true}) {
+    Target target(io, 200, body, chunked);
+    tp_mirror* q = make_queue(chunked ? "body-chunked" : "body", target.port(), 10, 1);
+    const auto same = static_cast<uint32_t>(::crc32_z(0, reinterpret_cast<const Bytef*>(body.data()), body.size()));
+    ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 200, 1, same), 0);
+    ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 200, 1, same ^ 1), 0);
+    ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 200, 0, 0), 0);
+    run_until_idle(io, q);
+    tp_mirror_stats s = stats_of(q);
+    EXPECT_EQ(s.sent, 3u) << chunked;
+    EXPECT_EQ(s.failed, 0u) << chunked;
+    EXPECT_EQ(s.compared, 3u) << chunked;
+    EXPECT_EQ(s.differed, 0u) << chunked;
+    EXPECT_EQ(s.body_compared, 2u) << chunked;
+    EXPECT_EQ(s.body_differed, 1u) << chunked;
+  }
+}
+
 TEST_F(MirrorTest, FullQueueDropsAndCounts) {
   Target target(io, 200);
   tp_mirror* q = make_queue("full", target.port(), 3, 1);
   int queued = 0, dropped = 0;
   for (int i = 0; i < 10; ++i) {  // the loop does not run meanwhile: nothing leaves the queue
-    (tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 0) == 0 ? queued : dropped)++;
+    (tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 0, 0, 0) == 0 ? queued : dropped)++;
   }
   EXPECT_EQ(queued, 3);
   EXPECT_EQ(dropped, 7);
@@ -152,7 +198,7 @@ TEST_F(MirrorTest, RefusedTargetCountsFailed) {
     port = std::to_string(a.local_endpoint().port());
   }  // closed: nothing listens there now
   tp_mirror* q = make_queue("refused", port, 10, 4);
-  for (int i = 0; i < 5; ++i) ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 0), 0);
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 0, 0, 0), 0);
   run_until_idle(io, q);
   tp_mirror_stats s = stats_of(q);
   EXPECT_EQ(s.failed, 5u);
@@ -162,11 +208,11 @@ TEST_F(MirrorTest, RefusedTargetCountsFailed) {
 TEST_F(MirrorTest, StopDropsWhatWaitsAndRefusesMore) {
   Target target(io, 200);
   tp_mirror* q = make_queue("stop", target.port(), 10, 1);
-  for (int i = 0; i < 4; ++i) ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 0), 0);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 0, 0, 0), 0);
   stop_mirrors(io);
   EXPECT_EQ(stats_of(q).waiting, 0u);
   EXPECT_EQ(stats_of(q).dropped, 4u);
-  EXPECT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 0), -1);
+  EXPECT_EQ(tp_mirror_send(q, "GET", 3, "/", 1, "", 0, "", 0, 0, 0, 0, 0), -1);
   io.poll();
   EXPECT_TRUE(target.requests.empty());
 }
@@ -186,7 +232,7 @@ TEST(MirrorOutsideWorker, NoQueueWithoutAWorkerLoop) {
   bind_mirror_io_context(nullptr);
   EXPECT_EQ(tp_mirror_queue("x", 1, "127.0.0.1", 9, "80", 2, 10, 1, 1000), nullptr);
   EXPECT_EQ(tp_mirror_find("x", 1), nullptr);
-  EXPECT_EQ(tp_mirror_send(nullptr, "GET", 3, "/", 1, "", 0, "", 0, 0, 0), -1);
+  EXPECT_EQ(tp_mirror_send(nullptr, "GET", 3, "/", 1, "", 0, "", 0, 0, 0, 0, 0), -1);
 }
 
 }  // namespace
