@@ -10,15 +10,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "turnpike/proxy/proxy_protocol.h"
-
-#define FUZZ_CHECK(cond)                                                                     \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);     \
-      std::abort();                                                                          \
-    }                                                                                        \
-  } while (0)
 
 namespace {
 

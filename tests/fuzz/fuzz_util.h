@@ -8,18 +8,10 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "turnpike/http/chunked.h"
 #include "turnpike/http/parser.h"
 #include "turnpike/http/uri.h"
-
-// Unlike assert(), stays on in every build: a broken invariant is the finding.
-#define FUZZ_CHECK(cond)                                                          \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                               \
-    }                                                                             \
-  } while (0)
 
 namespace turnpike::http::fuzz {
 
