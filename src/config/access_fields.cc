@@ -67,7 +67,7 @@ bool variable(std::string_view name, AccessField& out, std::string& why) {
     }
     return true;
   }
-  why = "unknown variable $" + std::string(name) + " (docs/configuration.md, "Access log fields", lists them)";
+  why = "unknown variable $" + std::string(name) + " (docs/configuration.md, \"Access log fields\", lists them)";
   return false;
 }
 

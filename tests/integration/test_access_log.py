@@ -258,6 +258,7 @@ def test_fields_change_on_reload(origin, turnpike, tmp_path):
     cfg, path = logged(origin, tmp_path, "a=$status")
     tp = turnpike(cfg)
     assert rawhttp.request(tp.port(), "GET", "/echo").status == 200
+    assert log_lines(path, 1) == ["a=200"]  # (the log phase runs after the response is sent)
     cfg["log"]["access_fields"] = "b=$status"
     tp.reload(cfg)
     assert rawhttp.request(tp.port(), "GET", "/echo").status == 200
