@@ -38,6 +38,7 @@ void H2Connection::begin_request(H2Stream* s, bool end_stream) {
     ctx.snapshot = s->snapshot_;
     ctx.listener = s->snapshot_->find_listener(listener_);
     ctx.protocol = "HTTP/2.0";
+    ctx.tls = transport_->ssl();
     ctx.remote_addr = remote_;
     ctx.client_ip = std::string_view(remote_).substr(0, ip_len_);
     ctx.start = Clock::now();
