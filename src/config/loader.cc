@@ -169,7 +169,7 @@ class Loader {
   void load_log(const YAML::Node& n) {
     Where w(diag_, "", "log");
     if (!expect_map(w, n)) return;
-    check_keys(w, n, {"error_log", "level", "access_log", "access_format"});
+    check_keys(w, n, {"error_log", "level", "access_log", "access_format", "access_fields"});
     LogConfig& log = cfg_.log;
     field(w, n, "error_log", log.error_log);
     field(w, n, "level", log.level);
@@ -198,6 +198,26 @@ class Loader {
       if (log.access_format != "text" && log.access_format != "json") {
         w.key("access_format").error(v, "must be \"text\" or \"json\", got " + quote(log.access_format));
       }
+    }
+    if (const YAML::Node v = n["access_fields"]) load_access_fields(w.key("access_fields"), v, log);
+  }
+
+  // A string of variables ("$remote_addr $status"), or a list of them (joined by spaces).
+  void load_access_fields(const Where& w, const YAML::Node& v, LogConfig& log) {
+    std::string spec;
+    if (v.IsSequence()) {
+      auto items = detail::read_string_list(w, v);
+      if (!items) return;
+      for (const auto& [item, node] : *items) spec += (spec.empty() ? "" : " ") + item;
+    } else if (auto s = detail::read_string(w, v)) {
+      spec = *s;
+    } else {
+      return;
+    }
+    std::string why;
+    if (!detail::parse_access_fields(spec, log.access_format == "json", log.access_fields, why)) {
+      log.access_fields.clear();
+      w.error(v, why);
     }
   }
 

@@ -56,6 +56,10 @@ void load_upstream_balancing(const Where& uw, const YAML::Node& item, UpstreamBa
 void load_node_zone(const Where& nw, const YAML::Node& n, UpstreamNodeConfig& node);
 void load_gateway_zone(Diagnostics& diag, const YAML::Node& root, Config& cfg);
 
+// log.access_fields (access_fields.cc): `spec` into ops; false with `why` for an unknown
+// variable, or (json) text between variables or a variable twice.
+bool parse_access_fields(std::string_view spec, bool json, std::vector<AccessField>& out, std::string& why);
+
 // An upstream's `health` section (health.cc), read after the rest of the upstream.
 void load_health(const Where& w, const YAML::Node& h, UpstreamConfig& u);
 

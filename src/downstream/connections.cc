@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "turnpike/common/coarse_clock.h"
+#include "turnpike/proxy/snapshot.h"
 
 namespace turnpike::proxy {
 
@@ -53,13 +54,21 @@ bool DownstreamWorker::make_room_for_connection() {
   return false;
 }
 
-void DownstreamWorker::add_connection(ClientConnection& c) {
+void DownstreamWorker::add_connection(ClientConnection& c, std::string_view listener, metrics::ConnProtocol protocol) {
   connections_.push_back(c);
   ++connection_count_;
   counters().connections_active.inc();
+  c.protocol_ = protocol;
+  if (metrics().enabled()) {
+    if (const ListenerRuntime* l = snapshot()->find_listener(listener)) {
+      c.listener_series_ = l->series;
+      metrics().connection_opened(l->series, protocol);
+    }
+  }
 }
 
 void DownstreamWorker::connection_closed(ClientConnection& c) {
+  if (c.listener_series_ != ClientConnection::kNoSeries) metrics().connection_closed(c.listener_series_, c.protocol_);
   c.DownstreamHook::unlink();
   c.IdleHook::unlink();
   --connection_count_;

@@ -50,9 +50,14 @@ class ClientConnection : public DownstreamHook, public IdleHook, public HeadHook
   Clock::time_point head_since() const { return head_since_; }
 
  protected:
-  friend class DownstreamWorker;  // sets head_since_ with the list
+  friend class DownstreamWorker;  // sets head_since_ with the list, and the connection series
   Clock::time_point deadline_ = Clock::time_point::max();
   Clock::time_point head_since_{};
+  // The connection series it counts in (metrics/shard.h): its listener's id (none when metrics
+  // are off or the listener is gone) and what it speaks.
+  uint32_t listener_series_ = kNoSeries;
+  metrics::ConnProtocol protocol_ = metrics::ConnProtocol::pending;
+  static constexpr uint32_t kNoSeries = ~uint32_t{0};
 };
 
 class DownstreamWorker : public Worker {
@@ -67,8 +72,18 @@ class DownstreamWorker : public Worker {
   static constexpr size_t kParkAbove = 256;
   bool many_connections() const { return connection_count_ > kParkAbove; }
 
-  void add_connection(ClientConnection& c);
+  // `listener` and `protocol`: the connection series it counts in (pending until known).
+  void add_connection(ClientConnection& c, std::string_view listener,
+                      metrics::ConnProtocol protocol = metrics::ConnProtocol::pending);
   void connection_closed(ClientConnection& c);
+  // A pending connection's protocol became known (its first request; once).
+  void set_protocol(ClientConnection& c, metrics::ConnProtocol protocol) {
+    if (c.protocol_ == protocol) return;
+    if (c.listener_series_ != ClientConnection::kNoSeries) {
+      metrics().connection_settled(c.listener_series_, c.protocol_, protocol);
+    }
+    c.protocol_ = protocol;
+  }
   void mark_idle(ClientConnection& c) { idle_.push_back(c); }
   void mark_busy(ClientConnection& c) { c.IdleHook::unlink(); }
   // A request head arrived in part and the connection waits for the rest; mark_head_read when

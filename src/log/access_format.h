@@ -10,6 +10,7 @@
 #include <chrono>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "turnpike/log/log.h"
 
@@ -31,7 +32,25 @@ void append_json_string(std::string_view s, fmt::memory_buffer& out);
 // "2026-11-23T10:00:00.123Z" (UTC, milliseconds).
 void append_iso_time(std::chrono::system_clock::time_point t, fmt::memory_buffer& out);
 
-// Installs (or, with a null logger, removes) the access logger write_access() uses.
-void install_access_log(std::shared_ptr<spdlog::logger> logger, bool json);
+// A line of configured fields (LogConfig::access_fields; access_fields.cc). Text: the literal
+// text and each variable's value (escaped as in the default line, "-" when empty; per-try lists
+// comma-separated). JSON: one key per variable; per-try lists as arrays; times in seconds with
+// millisecond precision in both.
+void format_access_fields(const std::vector<config::AccessField>& fields, bool json, const AccessRecord& r,
+                          fmt::memory_buffer& out);
+
+// Installs (or, with a null logger, removes) the access logger write_access() uses; `fields`
+// empty: the default line.
+void install_access_log(std::shared_ptr<spdlog::logger> logger, bool json,
+                        std::vector<config::AccessField> fields = {});
+
+// Pieces shared by the default line and the configured fields (access_log.cc).
+// Text: printable ASCII passes, anything else (and '"', '\', and the space when not `quoted`)
+// becomes \xHH; empty prints as "-".
+void append_text(fmt::memory_buffer& out, std::string_view s, bool quoted);
+// Seconds with millisecond precision: "0.001".
+void append_seconds(fmt::memory_buffer& out, uint64_t us);
+// "ip:port" into its parts (an address without a port, from real_ip, stays whole).
+void split_client(std::string_view remote, std::string_view& ip, std::string_view& port);
 
 }  // namespace turnpike::log::detail

@@ -21,6 +21,7 @@ namespace {
 struct AccessLog {
   std::shared_ptr<spdlog::logger> logger;
   bool json = false;
+  std::vector<config::AccessField> fields;  // empty: the default line
 };
 
 // Publication of the installed AccessLog without a lock on the per-request path: installing
@@ -54,6 +55,8 @@ void append_hex_escape(fmt::memory_buffer& out, const char* prefix, unsigned cha
   out.push_back(kHex[u & 15]);
 }
 
+}  // namespace
+
 // Text fields: printable ASCII passes, everything else (and the delimiters '"' and '\', and
 // the space in unquoted fields) becomes \xHH.
 void append_text(fmt::memory_buffer& out, std::string_view s, bool quoted) {
@@ -76,6 +79,8 @@ void append_text(fmt::memory_buffer& out, std::string_view s, bool quoted) {
 void append_seconds(fmt::memory_buffer& out, uint64_t us) {
   fmt::format_to(std::back_inserter(out), "{}.{:03}", us / 1'000'000, (us / 1000) % 1000);
 }
+
+namespace {
 
 // Length of the valid UTF-8 sequence at the start of `s` (RFC 3629 §4: no overlong forms, no
 // surrogates, nothing above U+10FFFF), or 0 when it is not one.
@@ -128,6 +133,8 @@ void append_upstream_statuses(const AccessRecord& r, std::string_view sep, fmt::
   }
 }
 
+}  // namespace
+
 // remote_addr "ip:port" → ip and port. The connection's text always ends with the port, so it
 // splits at the last colon when what precedes is an IP address; `real_ip` gives an address
 // without a port, which stays whole (an IPv6 one whose last group reads as a port and whose
@@ -148,8 +155,6 @@ void split_client(std::string_view remote, std::string_view& ip, std::string_vie
   ip = remote.substr(0, colon);
   port = remote.substr(colon + 1);
 }
-
-}  // namespace
 
 void append_iso_time(std::chrono::system_clock::time_point t, fmt::memory_buffer& out) {
   using namespace std::chrono;
@@ -306,12 +311,12 @@ void format_access_json(const AccessRecord& r, fmt::memory_buffer& out) {
   out.push_back('}');
 }
 
-void install_access_log(std::shared_ptr<spdlog::logger> logger, bool json) {
+void install_access_log(std::shared_ptr<spdlog::logger> logger, bool json, std::vector<config::AccessField> fields) {
   std::shared_ptr<const AccessLog> old;  // released outside the lock
   {
     std::lock_guard lock(g_mutex);
     old = std::move(g_installed);
-    if (logger) g_installed = std::make_shared<const AccessLog>(AccessLog{std::move(logger), json});
+    if (logger) g_installed = std::make_shared<const AccessLog>(AccessLog{std::move(logger), json, std::move(fields)});
     g_generation.fetch_add(1, std::memory_order_release);
     g_enabled.store(g_installed != nullptr, std::memory_order_relaxed);
   }
@@ -326,7 +331,9 @@ void write_access(const AccessRecord& record) {
   const detail::AccessLog* access = detail::current_access_log();
   if (!access) return;
   fmt::memory_buffer line;
-  if (access->json) {
+  if (!access->fields.empty()) {
+    detail::format_access_fields(access->fields, access->json, record, line);
+  } else if (access->json) {
     detail::format_access_json(record, line);
   } else {
     detail::format_access_text(record, line);

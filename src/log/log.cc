@@ -159,7 +159,7 @@ bool configure(const config::LogConfig& cfg, std::string& error) {
     access_logger = make_async_logger("access", std::move(access_target), st);
     access_logger->set_level(spdlog::level::info);
   }
-  detail::install_access_log(std::move(access_logger), cfg.access_format == "json");
+  detail::install_access_log(std::move(access_logger), cfg.access_format == "json", cfg.access_fields);
   return true;
 }
 

@@ -9,6 +9,7 @@ std::string_view to_string(Space s) noexcept {
     case Space::upstream: return "upstream";
     case Space::listener: return "listener";
     case Space::plugin: return "plugin";
+    case Space::node: return "node";
   }
   return "?";
 }

@@ -32,6 +32,17 @@ std::string_view to_string(MethodClass m) noexcept {
   return "?";
 }
 
+std::string_view to_string(ConnProtocol p) noexcept {
+  switch (p) {
+    case ConnProtocol::pending: return "pending";
+    case ConnProtocol::http1: return "http1";
+    case ConnProtocol::http1_tls: return "http1_tls";
+    case ConnProtocol::h2c: return "h2c";
+    case ConnProtocol::h2_tls: return "h2_tls";
+  }
+  return "?";
+}
+
 size_t status_slot(int status) noexcept {
   return kSlotOf[status >= 0 && status < 600 ? static_cast<size_t>(status) : 599];
 }
@@ -54,6 +65,7 @@ WorkerMetrics::WorkerMetrics(uint32_t cap, bool enabled)
       routes_(enabled ? cap + 1 : 1),
       upstreams_(enabled ? cap + 1 : 1),
       listeners_(enabled ? cap + 1 : 1),
-      plugins_(enabled ? cap + 1 : 1) {}
+      plugins_(enabled ? cap + 1 : 1),
+      nodes_(enabled ? cap + 1 : 1) {}
 
 }  // namespace turnpike::metrics

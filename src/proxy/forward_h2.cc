@@ -257,7 +257,10 @@ boost::asio::awaitable<Obtained> obtain_h2_response(Worker& worker, RequestConte
   bool body_touched = false;
   const auto& rn = pool.upstream().nodes[node];
 
+  const auto open_start = Clock::now();
   H2UpstreamStream* s = co_await h2.open_stream(node, hard_deadline);
+  // The first stream of a new connection waited for it to open: its connect time (metrics, log).
+  if (!s->reused_connection) ctx.upstream_connect_time = Clock::now() - open_start;
   if (s->failure == H2UpstreamFailure::connect_failed) {
     // (The connection has warned about the node: UpstreamPool::report_failure.)
     const bool timed_out = s->timed_out;

@@ -13,6 +13,7 @@
 #include "turnpike/proxy/pipeline.h"
 #include "real_ip.h"
 
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -216,6 +217,13 @@ void write_access_log(const RequestContext& ctx) {
   r.error = ctx.error;
   if (ctx.consumer >= 0) r.consumer = ctx.snapshot->config->consumers[static_cast<size_t>(ctx.consumer)].username;
   r.request_id = ctx.request_id;
+  r.scheme = ctx.scheme;
+  if (ctx.tls) {
+    // Static strings of OpenSSL's: nothing is copied.
+    r.ssl_protocol = SSL_get_version(ctx.tls);
+    if (const SSL_CIPHER* cipher = SSL_get_current_cipher(ctx.tls)) r.ssl_cipher = SSL_CIPHER_get_name(cipher);
+  }
+  r.headers = ctx.headers;
   log::write_access(r);
 }
 
@@ -255,6 +263,15 @@ uint64_t micros(std::chrono::steady_clock::duration d) {
 
 uint32_t upstream_series(const Snapshot& snapshot, size_t upstream) {
   return upstream < snapshot.upstream_series.size() ? snapshot.upstream_series[upstream] : 0;
+}
+
+// A node's metric id. A node the snapshot did not number gets an id past the cells, which
+// count it in the overflow series (metrics::CellBlock clamps).
+uint32_t node_series(const Snapshot& snapshot, size_t upstream, size_t node) {
+  constexpr uint32_t kUnnumbered = ~uint32_t{0};
+  if (upstream >= snapshot.node_series.size()) return kUnnumbered;
+  const auto& ids = snapshot.node_series[upstream];
+  return node < ids.size() ? ids[node] : kUnnumbered;
 }
 
 // After each attempt: its new connection's connect time, and how it failed if it did.
@@ -451,15 +468,21 @@ boost::asio::awaitable<void> run_request(Worker& worker, RequestContext& ctx, Do
             break;
           }
           ctx.upstream_addr = pool.upstream().nodes[node].address;
-          ctx.upstream_tries.begin(ctx.upstream_addr);
+          ctx.upstream_tries.begin(ctx.upstream_addr, std::chrono::steady_clock::now());
           // (Not a ?: of two co_awaits: GCC 12 mishandles co_await inside conditional expressions.)
+          const uint32_t node_id = node_series(*ctx.snapshot, upstream, node);
+          worker.metrics().node_in_flight(node_id, +1);
           Attempt a;
           if (http1) {
             a = co_await attempt_http1(worker, ctx, downstream, pool, node, policy.options());
           } else {
             a = co_await attempt_h2(worker, ctx, downstream, pool, node, policy.options());
           }
+          worker.metrics().node_in_flight(node_id, -1);
           policy.finished(node, a, ctx);
+          const bool responded =
+              a.end == AttemptEnd::retry_status || (a.end == AttemptEnd::done && ctx.upstream_status > 0);
+          ctx.upstream_tries.finish(responded, ctx.upstream_connect_time, std::chrono::steady_clock::now());
           record_attempt(worker, ctx, series, a);
           if (a.end == AttemptEnd::done || a.end == AttemptEnd::retry_status) {
             if (ctx.upstream_status > 0) pool.report_status(node, ctx.upstream_status);  // passive checks

@@ -49,6 +49,11 @@ void assign_series(Snapshot& snap, metrics::SeriesRegistry& series) {
   for (auto& l : snap.listeners) l.series = series.id(Space::listener, l.config->name);
   snap.upstream_series.clear();
   for (const auto& u : snap.upstreams) snap.upstream_series.push_back(series.id(Space::upstream, u->config->name));
+  snap.node_series.clear();
+  for (const auto& u : snap.upstreams) {
+    auto& ids = snap.node_series.emplace_back();
+    for (const auto& n : u->nodes) ids.push_back(series.id(Space::node, u->config->name + " " + n.address));
+  }
   snap.plugin_series.clear();
   if (snap.plugins) {
     for (const auto& name : snap.plugins->names) snap.plugin_series.push_back(series.id(Space::plugin, name));

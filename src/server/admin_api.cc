@@ -90,9 +90,15 @@ std::string upstreams_json(const Snapshot& snapshot, const std::vector<const met
           health = "ejected";
         }
       }
+      int64_t node_in_flight = 0;  // (a node past the series cap shows the overflow series' count)
+      if (u < snapshot.node_series.size() && n < snapshot.node_series[u].size()) {
+        const uint32_t id = snapshot.node_series[u][n];
+        for (const auto* shard : shards) node_in_flight += static_cast<int64_t>(metrics::load(shard->node(id).in_flight));
+      }
       out += (n ? "," : "") + std::string("{\"address\":") + json_string(up.nodes[n].address) +
              ",\"weight\":" + std::to_string(up.nodes[n].weight) + ",\"health\":" + json_string(health) +
-             ",\"ejected\":" + (ejected ? "true" : "false") + ",\"failures\":" + std::to_string(failures) + "}";
+             ",\"ejected\":" + (ejected ? "true" : "false") + ",\"failures\":" + std::to_string(failures) +
+             ",\"in_flight\":" + std::to_string(node_in_flight) + "}";
     }
     out += "]}";
   }

@@ -17,7 +17,9 @@
 
 #include "turnpike/common/version.h"
 #include "turnpike/proxy/outcome.h"
+#include "turnpike/proxy/snapshot.h"
 #include "turnpike/proxy/worker.h"
+#include "turnpike/upstream/health.h"
 
 namespace turnpike::proxy {
 
@@ -70,6 +72,8 @@ constexpr CounterRow kCounterRows[] = {
      &WorkerCounters::upstream_tls_failures},
     {"turnpike_tunnels_total", "Upgraded connections (WebSocket) relayed.", "", "", &WorkerCounters::tunnels},
     {"turnpike_http2_connections_total", "HTTP/2 client connections.", "", "", &WorkerCounters::h2_connections},
+    {"turnpike_http2_streams_total", "HTTP/2 client streams that carried a request.", "", "",
+     &WorkerCounters::h2_streams},
     {"turnpike_http2_stream_resets_total", "HTTP/2 client streams reset, by who and why.", "reason", "client",
      &WorkerCounters::h2_client_resets},
     {"turnpike_http2_stream_resets_total", "", "reason", "malformed", &WorkerCounters::h2_malformed},
@@ -92,6 +96,14 @@ constexpr CounterRow kCounterRows[] = {
      &WorkerCounters::h2_upstream_resets},
     {"turnpike_http2_upstream_goaways_total", "GOAWAY frames received from upstreams.", "", "",
      &WorkerCounters::h2_upstream_goaways},
+    {"turnpike_http2_upstream_connections_lost_total", "HTTP/2 upstream connections lost with streams open.", "",
+     "", &WorkerCounters::h2_upstream_lost},
+    {"turnpike_upstream_retry_budget_exhausted_total", "Retries an upstream's retry budget refused.", "", "",
+     &WorkerCounters::retry_budget_exhausted},
+    {"turnpike_proxy_protocol_refused_total", "PROXY protocol listeners: connections closed, by reason.", "reason",
+     "untrusted", &WorkerCounters::proxy_protocol_untrusted},
+    {"turnpike_proxy_protocol_refused_total", "", "reason", "invalid", &WorkerCounters::proxy_protocol_invalid},
+    {"turnpike_proxy_protocol_refused_total", "", "reason", "timeout", &WorkerCounters::proxy_protocol_timeouts},
 };
 
 class Builder {
@@ -338,14 +350,105 @@ void upstreams(std::string& out, const ScrapeInput& in) {
   for (const auto& p : parts) out.append(p);  // upstreams are few: built apart, then joined
 }
 
+// The node's state in the shared health table (upstream/health.h), as /upstreams reports it.
+enum class NodeState : uint8_t {
+  healthy,  // in rotation
+  ejected,  // passive checks took it out, until a time
+  down,     // active checks took it out (or a new node starting unhealthy)
+};
+constexpr size_t kNodeStates = 3;
+constexpr std::string_view kNodeStateNames[kNodeStates] = {"healthy", "ejected", "down"};
+
+NodeState node_state(const upstream::ResolvedUpstream& up, size_t n, int64_t now_ms) {
+  if (!up.health || n >= up.health->nodes.size()) return NodeState::healthy;
+  const upstream::NodeHealth& h = *up.health->nodes[n];
+  if (h.down.load(std::memory_order_relaxed)) return NodeState::down;
+  if (h.ejected_until.load(std::memory_order_relaxed) > now_ms) return NodeState::ejected;
+  return NodeState::healthy;
+}
+
+// The current snapshot's nodes: their health state (one series per state, 1 for the node's) and
+// the attempts under way to each. Nodes past admin.series_cap have no series of their own: the
+// overflow series counts them by state, and their attempts together.
+void nodes(std::string& out, const ScrapeInput& in) {
+  if (!in.snapshot) return;
+  const Snapshot& snap = *in.snapshot;
+  const uint32_t overflow = in.registry->overflow_id();
+  std::string parts[2];
+  TextFamily health(parts[0], "turnpike_upstream_node_health",
+                    "Upstream nodes by health state (healthy, ejected, down): 1 for the node's state; the "
+                    "overflow series counts the nodes past the series cap.",
+                    "gauge");
+  TextFamily flying(parts[1], "turnpike_upstream_node_requests_in_flight",
+                    "Attempts under way to an upstream node, by upstream and node.", "gauge");
+  auto in_flight = [&](uint32_t id) {
+    int64_t n = 0;
+    for (const auto* shard : in.shards) n += static_cast<int64_t>(metrics::load(shard->node(id).in_flight));
+    return n;
+  };
+  const int64_t now_ms = upstream::health_now_ms();
+  uint64_t folded[kNodeStates] = {};
+  bool any_folded = false;
+  for (size_t u = 0; u < snap.upstreams.size() && u < snap.node_series.size(); ++u) {
+    const upstream::ResolvedUpstream& up = *snap.upstreams[u];
+    const std::string_view name = up.config->name;
+    for (size_t n = 0; n < up.nodes.size() && n < snap.node_series[u].size(); ++n) {
+      const auto state = static_cast<size_t>(node_state(up, n, now_ms));
+      const uint32_t id = snap.node_series[u][n];
+      if (id == overflow) {
+        ++folded[state];
+        any_folded = true;
+        continue;
+      }
+      const std::string_view node = up.nodes[n].address;
+      for (size_t s = 0; s < kNodeStates; ++s) {
+        health.sample("", {{"upstream", name}, {"node", node}, {"state", kNodeStateNames[s]}}, uint64_t{s == state});
+      }
+      flying.sample("", {{"upstream", name}, {"node", node}}, in_flight(id));
+    }
+  }
+  if (any_folded) {
+    for (size_t s = 0; s < kNodeStates; ++s) {
+      health.sample("", {{"upstream", metrics::kOverflow}, {"node", metrics::kOverflow}, {"state", kNodeStateNames[s]}},
+                    folded[s]);
+    }
+    flying.sample("", {{"upstream", metrics::kOverflow}, {"node", metrics::kOverflow}}, in_flight(overflow));
+  }
+  for (const auto& p : parts) out.append(p);
+}
+
 void listeners_and_plugins(Builder& b, const ScrapeInput& in) {
   const auto& reg = *in.registry;
   auto& accepted = b.family("turnpike_connections_accepted_total", "Client connections accepted, by listener.",
                             MetricType::Counter);
+  auto& open = b.family("turnpike_connections_open",
+                        "Client connections open now, by listener and protocol (pending: not known yet).",
+                        MetricType::Gauge);
+  auto& established = b.family("turnpike_connections_established_total",
+                               "Client connections by the protocol they came to speak (first request or HTTP/2 "
+                               "preface), by listener.",
+                               MetricType::Counter);
   each_id(reg, Space::listener, [&](uint32_t id, std::string_view name) {
     uint64_t n = 0;
-    for (const auto* shard : in.shards) n += metrics::load(shard->listener(id).accepted);
-    if (n) Builder::counter(accepted, {{"listener", name}}, static_cast<double>(n));
+    int64_t opened[metrics::kConnProtocols] = {};
+    uint64_t settled[metrics::kConnProtocols] = {};
+    for (const auto* shard : in.shards) {
+      const metrics::ListenerCells& c = shard->listener(id);
+      n += metrics::load(c.accepted);
+      for (size_t p = 0; p < metrics::kConnProtocols; ++p) {
+        opened[p] += static_cast<int64_t>(metrics::load(c.open[p]));  // per-worker -1s wrap; the sum is right
+        settled[p] += metrics::load(c.established[p]);
+      }
+    }
+    if (n == 0) return;  // (a listener that never accepted has no connection series)
+    Builder::counter(accepted, {{"listener", name}}, static_cast<double>(n));
+    for (size_t p = 0; p < metrics::kConnProtocols; ++p) {
+      const std::string_view protocol = metrics::to_string(static_cast<metrics::ConnProtocol>(p));
+      Builder::gauge(open, {{"listener", name}, {"protocol", protocol}}, static_cast<double>(opened[p]));
+      if (p != static_cast<size_t>(metrics::ConnProtocol::pending)) {
+        Builder::counter(established, {{"listener", name}, {"protocol", protocol}}, static_cast<double>(settled[p]));
+      }
+    }
   });
   auto& errors = b.family("turnpike_plugin_errors_total",
                           "Lua plugin phase calls that failed (raised, out of memory or budget, timed out), by plugin.",
@@ -364,7 +467,7 @@ void listeners_and_plugins(Builder& b, const ScrapeInput& in) {
   auto& folded = b.family("turnpike_metrics_folded_names",
                           "Names of the current config without series of their own (admin.series_cap), by label.",
                           MetricType::Gauge);
-  for (Space s : {Space::route, Space::upstream, Space::listener, Space::plugin}) {
+  for (Space s : {Space::route, Space::upstream, Space::listener, Space::plugin, Space::node}) {
     Builder::gauge(folded, {{"label", metrics::to_string(s)}}, static_cast<double>(reg.folded(s)));
   }
 }
@@ -375,8 +478,6 @@ void worker_counters(Builder& b, const ScrapeInput& in) {
     for (const auto* c : in.counters) n += (c->*member).value();
     return static_cast<double>(n);
   };
-  auto& open = b.family("turnpike_connections_open", "Client connections open now.", MetricType::Gauge);
-  Builder::gauge(open, {}, sum(&WorkerCounters::connections_active));
   auto& requests = b.family("turnpike_requests_total", "Requests read from clients, all listeners.", MetricType::Counter);
   Builder::counter(requests, {}, sum(&WorkerCounters::requests));
   for (const CounterRow& row : kCounterRows) {
@@ -455,6 +556,7 @@ void render_metrics(const ScrapeInput& in, std::string& out) {
   out.append(b.text());
   routes(out, in);
   upstreams(out, in);
+  nodes(out, in);
 }
 
 }  // namespace turnpike::proxy

@@ -15,6 +15,7 @@
 namespace turnpike::proxy {
 
 struct WorkerCounters;
+struct Snapshot;
 
 struct ScrapeInput {
   const metrics::SeriesRegistry* registry = nullptr;
@@ -26,6 +27,7 @@ struct ScrapeInput {
   uint64_t reloads_failed = 0;
   double start_time = 0;  // seconds since the epoch
   uint64_t log_lines_dropped = 0;
+  const Snapshot* snapshot = nullptr;  // the current one: its nodes' health and in-flight series
 };
 
 // Writes the exposition into `out` (cleared first; its capacity is reused, so a scrape of

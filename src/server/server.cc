@@ -427,6 +427,7 @@ bool Server::start_admin() {
 ScrapeInput Server::scrape_input() const {
   ScrapeInput in;
   in.registry = series_.get();
+  in.snapshot = snapshot_.get();
   for (const auto& w : workers_) {
     in.shards.push_back(&w->metrics());
     in.counters.push_back(&w->counters());

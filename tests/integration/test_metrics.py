@@ -425,3 +425,156 @@ def test_ready_reports_draining_after_sigterm_and_upstream_in_flight(origin, tur
     slow.join(timeout=10)
     assert results == [200]
     assert tp.wait_exit(15) == 0
+
+
+# ---- nodes, connections by protocol (issue 15) ----------------------------------------------
+
+def node_state(samples, upstream_name, node):
+    """The node's state per turnpike_upstream_node_health: the one state whose series is 1."""
+    states = [s for s in ("healthy", "ejected", "down")
+              if value(samples, "turnpike_upstream_node_health", upstream=upstream_name, node=node, state=s) == 1]
+    assert len(states) == 1, (node, states)
+    return states[0]
+
+
+def test_node_in_flight_rises_during_a_slow_request(origin, turnpike):
+    tp = turnpike(admin_cfg(origin))
+    node = origin.address
+    assert value(scrape(tp), "turnpike_upstream_node_requests_in_flight", upstream="origin", node=node) == 0
+    import threading
+    results = []
+    slow = threading.Thread(target=lambda: results.append(rawhttp.request(tp.port(), "GET", "/sleep/2000").status))
+    slow.start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            m = scrape(tp)
+            if value(m, "turnpike_upstream_node_requests_in_flight", upstream="origin", node=node) == 1:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the slow request never showed in turnpike_upstream_node_requests_in_flight")
+        [n] = admin(tp, "GET", "/upstreams").json()["upstreams"][0]["nodes"]
+        assert n["in_flight"] == 1
+    finally:
+        slow.join(timeout=10)
+    assert results == [200]
+    m = scrape(tp)
+    assert value(m, "turnpike_upstream_node_requests_in_flight", upstream="origin", node=node) == 0
+    assert node_state(m, "origin", node) == "healthy"
+
+
+def test_node_health_gauge_flips_when_a_node_is_killed(origin, turnpike):
+    from origin import Origin
+    second = Origin().start()
+    try:
+        cfg = admin_cfg(origin)
+        cfg["workers"] = 1
+        cfg["upstreams"] = [upstream("origin", [origin.address, second.address], retries=1)]
+        tp = turnpike(cfg)
+        for _ in range(4):
+            assert rawhttp.request(tp.port(), "GET", "/echo").status == 200
+        m = scrape(tp)
+        assert node_state(m, "origin", second.address) == "healthy"
+        assert node_state(m, "origin", origin.address) == "healthy"
+        killed = second.address
+    finally:
+        second.stop()
+    # Passive checks take the dead node out at its first failure (a request on a connection the
+    # stop cut may still fail with it).
+    statuses = [rawhttp.request(tp.port(), "GET", "/echo").status for _ in range(6)]
+    assert set(statuses) <= {200, 502} and statuses[-1] == 200, statuses
+    m = scrape(tp)
+    assert node_state(m, "origin", killed) == "ejected", [k for k in m if k[0] == "turnpike_upstream_node_health"]
+    assert node_state(m, "origin", origin.address) == "healthy"
+
+
+def test_node_series_past_the_cap_share_the_overflow_series(origin, turnpike):
+    # Cap 16 (the smallest): the first 16 nodes have series; the 17th is counted in "(overflow)".
+    cfg = admin_cfg(origin, series_cap=16)
+    nodes = [origin.address] + [f"127.0.0.1:{port}" for port in range(1, 17)]  # (never sent to)
+    cfg["upstreams"] = [upstream("origin", nodes)]
+    tp = turnpike(cfg)
+    m = scrape(tp)
+    assert all(node_state(m, "origin", n) == "healthy" for n in nodes[:16])
+    assert ("turnpike_upstream_node_health", frozenset({("upstream", "origin"), ("node", nodes[16]),
+                                                       ("state", "healthy")})) not in m
+    assert value(m, "turnpike_upstream_node_health", upstream="(overflow)", node="(overflow)", state="healthy") == 1
+    assert value(m, "turnpike_metrics_folded_names", label="node") == 1
+
+
+def test_connections_by_listener_and_protocol(origin, turnpike):
+    from h2client import H2Client
+    tp = turnpike(admin_cfg(origin))
+    port = tp.port()
+    idle = socket.create_connection(("127.0.0.1", port), timeout=5)  # sends nothing: protocol pending
+    h1 = rawhttp.HttpConn(port)
+    assert h1.request("GET", "/echo").status == 200
+    h2 = H2Client(port)
+    assert h2.get("/echo").status == 200
+    assert h2.get("/echo").status == 200
+    try:
+        expect = {"pending": 1, "http1": 1, "h2c": 1}
+        deadline = time.monotonic() + 5
+        while True:  # the idle connection is accepted asynchronously
+            m = scrape(tp)
+            got = {p: value(m, "turnpike_connections_open", listener="public", protocol=p) for p in expect}
+            if got == expect or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert got == expect
+        assert value(m, "turnpike_connections_established_total", listener="public", protocol="http1") == 1
+        assert value(m, "turnpike_connections_established_total", listener="public", protocol="h2c") == 1
+        assert value(m, "turnpike_http2_streams_total") == 2
+    finally:
+        idle.close()
+        h1.close()
+        h2.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        m = scrape(tp)
+        if all(value(m, "turnpike_connections_open", listener="public", protocol=p) == 0
+               for p in ("pending", "http1", "h2c")):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("closed connections still counted open")
+    assert value(m, "turnpike_connections_established_total", listener="public", protocol="http1") == 1
+
+
+def test_tls_connections_by_protocol(origin, turnpike, tmp_path):
+    from tlsutil import TlsConn, client_context, make_cert
+    cert, key = make_cert(tmp_path / "certs", "default", "default.test")
+    cfg = admin_cfg(origin)
+    cfg["listeners"] = [{"name": "public", "address": "127.0.0.1", "port": 0,
+                         "tls": {"certificates": [{"cert": str(cert), "key": str(key)}]}}]
+    tp = turnpike(cfg)
+    with TlsConn(tp.port(), ctx=client_context(alpn=("http/1.1",))) as c:
+        assert c.request("GET", "/echo").status == 200
+        m = scrape(tp)
+        assert value(m, "turnpike_connections_open", listener="public", protocol="http1_tls") == 1
+    s = socket.create_connection(("127.0.0.1", tp.port()), timeout=5)
+    with client_context(alpn=("h2",)).wrap_socket(s, server_hostname="default.test") as t:
+        assert t.selected_alpn_protocol() == "h2"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            m = scrape(tp)
+            if value(m, "turnpike_connections_open", listener="public", protocol="h2_tls") == 1:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the h2 connection is not counted open")
+    m = scrape(tp)
+    assert value(m, "turnpike_connections_established_total", listener="public", protocol="http1_tls") == 1
+    assert value(m, "turnpike_connections_established_total", listener="public", protocol="h2_tls") == 1
+    assert value(m, "turnpike_tls_handshakes_total", result="ok") == 2
+
+
+def test_gap_counters_are_exported(origin, turnpike):
+    tp = turnpike(admin_cfg(origin))
+    m = scrape(tp)
+    for reason in ("untrusted", "invalid", "timeout"):
+        assert ("turnpike_proxy_protocol_refused_total", frozenset({("reason", reason)})) in m
+    for name in ("turnpike_upstream_retry_budget_exhausted_total", "turnpike_http2_upstream_connections_lost_total",
+                 "turnpike_http2_streams_total"):
+        assert (name, frozenset()) in m, name

@@ -357,11 +357,54 @@ struct AdminConfig {
   bool operator==(const AdminConfig&) const = default;
 };
 
+// The variables of a configured access log line (log.access_fields; docs/configuration.md), nginx's
+// names where nginx has one. Parsed once at load (access_fields.cc) into AccessField ops.
+enum class AccessVar : uint8_t {
+  literal,                 // text between variables (text format only)
+  remote_addr,             // client IP (real_ip or PROXY protocol applied)
+  remote_port,             // client port; empty when real_ip replaced the address
+  time_iso8601,            // request start, UTC, milliseconds
+  msec,                    // request start, seconds since the epoch with milliseconds
+  request_id,              // the request-id plugin's id
+  host,                    // Host / :authority as sent
+  request,                 // "GET /x HTTP/1.1"
+  request_method,
+  request_uri,             // the request-target as sent
+  server_protocol,         // "HTTP/1.1", "HTTP/2.0"
+  scheme,                  // "http" or "https"
+  status,
+  body_bytes_sent,         // response body bytes
+  request_body_bytes,      // request body bytes received
+  request_time,            // seconds, millisecond precision
+  route,
+  consumer,
+  error,                   // the outcome code of a failed request ("upstream_timeout")
+  upstream_addr,           // every node tried, in order
+  upstream_status,         // per try
+  upstream_connect_time,   // per try, seconds; 0 on a reused connection
+  upstream_header_time,    // per try, seconds from the try's start to its response head
+  upstream_response_time,  // per try, seconds from the try's start to its end
+  ssl_protocol,            // the client connection's TLS version ("TLSv1.3")
+  ssl_cipher,              // and cipher suite
+  http_header,             // $http_<name>: a request header field
+};
+std::string_view to_string(AccessVar v) noexcept;
+
+struct AccessField {
+  AccessVar var = AccessVar::literal;
+  std::string text;  // literal: the text; http_header: the field name (lower case, '-' for '_')
+  std::string key;   // the JSON key: the variable's name without '$' ("http_user_agent")
+  bool operator==(const AccessField&) const = default;
+};
+
 struct LogConfig {
   std::string error_log = "stderr";  // a path, "stderr" or "stdout"
   std::string level = "info";        // trace, debug, info, warn, error, critical, off
   std::string access_log = "off";    // a path, "stdout", "stderr" or "off"
   std::string access_format = "text";  // "text" or "json"
+  // access_fields: the line as a list of variables (and, in text, the literal text around them);
+  // empty: the default line (access_format.h).
+  std::vector<AccessField> access_fields;
   SourceRef error_log_source;          // where error_log / access_log were set, for -t
   SourceRef access_log_source;
   bool operator==(const LogConfig&) const = default;

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "turnpike/config/config.h"
+#include "turnpike/http/types.h"
 
 namespace spdlog { class logger; }
 
@@ -39,9 +40,16 @@ uint64_t dropped_lines();
 
 // One upstream try of a request, for the access log.
 struct UpstreamTry {
+  using Clock = std::chrono::steady_clock;
   std::string_view addr;  // "127.0.0.1:9001"
   int status = 0;         // the response's status; for a try that got none, the status its failure
                           // maps to (502, 504), as nginx's $upstream_status does; 0 while under way
+  // Times of the try, microseconds; -1 when it has none (header: no response head came).
+  int64_t connect_us = -1;   // opening its connection; 0 on a reused one
+  int64_t header_us = -1;    // from its start to its response head
+  int64_t response_us = -1;  // from its start to its end (the response's last byte, or the failure)
+  Clock::time_point started{};
+  Clock::time_point ended{};  // when end() was called: the head came, or the try failed
 };
 
 // The upstream tries of one request, in order (nginx's $upstream_addr and $upstream_status).
@@ -51,13 +59,26 @@ class UpstreamTries {
  public:
   static constexpr size_t kCapacity = 8;
   // A new try of the node at `addr` (a view that lives as long as the request's snapshot).
-  void begin(std::string_view addr) {
+  void begin(std::string_view addr, UpstreamTry::Clock::time_point now = UpstreamTry::Clock::now()) {
     if (count_ < kCapacity) ++count_;
-    tries_[count_ - 1] = UpstreamTry{addr, 0};
+    tries_[count_ - 1] = UpstreamTry{.addr = addr, .started = now};
   }
-  // The outcome of the current try.
+  // The outcome of the current try: its response head came, or it failed.
   void end(int status) {
-    if (count_ > 0) tries_[count_ - 1].status = status;
+    if (count_ == 0) return;
+    tries_[count_ - 1].status = status;
+    tries_[count_ - 1].ended = UpstreamTry::Clock::now();
+  }
+  // The current try is over (after its response was relayed, or it failed). `responded`: a
+  // response head came (then end() marked its time); `connect`: its new connection's connect
+  // time (zero: a reused connection).
+  void finish(bool responded, UpstreamTry::Clock::duration connect, UpstreamTry::Clock::time_point now) {
+    if (count_ == 0) return;
+    UpstreamTry& t = tries_[count_ - 1];
+    using std::chrono::duration_cast, std::chrono::microseconds;
+    t.connect_us = duration_cast<microseconds>(connect).count();
+    if (responded && t.ended >= t.started) t.header_us = duration_cast<microseconds>(t.ended - t.started).count();
+    t.response_us = duration_cast<microseconds>(now - t.started).count();
   }
   std::span<const UpstreamTry> view() const { return {tries_.data(), count_}; }
   size_t size() const { return count_; }
@@ -91,6 +112,11 @@ struct AccessRecord {
   std::string_view error;            // why the request failed ("upstream_timeout"), empty if not
   std::string_view consumer;         // the consumer an authentication plugin attached, if any
   std::string_view request_id;       // the request's id (request-id plugin), if any
+  // For configured fields (LogConfig::access_fields) only.
+  std::string_view scheme;           // "http", "https"
+  std::string_view ssl_protocol;     // the client connection's TLS version, empty without TLS
+  std::string_view ssl_cipher;
+  std::span<const http::Header> headers;  // the request's fields ($http_<name>)
 };
 
 // True when an access log is configured; callers skip building a record otherwise.

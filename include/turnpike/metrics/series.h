@@ -24,8 +24,9 @@ enum class Space : uint8_t {
   upstream,  // upstream names
   listener,  // listener names
   plugin,    // Lua plugin names
+  node,      // upstream nodes, as "upstream address"
 };
-inline constexpr size_t kSpaceCount = 4;
+inline constexpr size_t kSpaceCount = 5;
 std::string_view to_string(Space s) noexcept;
 
 // The label value of requests no route matched, and of names past the cap.

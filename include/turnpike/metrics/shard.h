@@ -68,8 +68,25 @@ struct UpstreamCells {
   uint64_t in_flight;  // increments and decrements; summed over workers it is the gauge
 };
 
+// What a client connection speaks, for the connection series by listener and protocol.
+enum class ConnProtocol : uint8_t {
+  pending,    // not known yet: PROXY header, TLS handshake, or no request yet
+  http1,      // HTTP/1.x over TCP
+  http1_tls,  // HTTP/1.x over TLS
+  h2c,        // HTTP/2 over TCP (prior knowledge)
+  h2_tls,     // HTTP/2 over TLS (ALPN h2)
+};
+inline constexpr size_t kConnProtocols = 5;
+std::string_view to_string(ConnProtocol p) noexcept;
+
 struct ListenerCells {
   uint64_t accepted;
+  uint64_t open[kConnProtocols];         // increments and decrements; summed over workers, the gauge
+  uint64_t established[kConnProtocols];  // connections whose protocol became known (not pending)
+};
+
+struct NodeCells {
+  uint64_t in_flight;  // attempts under way to the node (increments and decrements)
 };
 
 struct PluginCells {
@@ -136,6 +153,24 @@ class WorkerMetrics {
   void accepted(uint32_t listener) noexcept {
     if (enabled_) bump(listeners_[listener].accepted);
   }
+  // The connection series of `listener`: a connection opened speaking `p` (often pending), its
+  // protocol became known, it closed.
+  void connection_opened(uint32_t listener, ConnProtocol p) noexcept {
+    if (!enabled_) return;
+    bump(listeners_[listener].open[static_cast<size_t>(p)]);
+    if (p != ConnProtocol::pending) bump(listeners_[listener].established[static_cast<size_t>(p)]);
+  }
+  void connection_settled(uint32_t listener, ConnProtocol from, ConnProtocol to) noexcept {
+    if (!enabled_) return;
+    bump(listeners_[listener].open[static_cast<size_t>(from)], ~uint64_t{0});  // -1
+    connection_opened(listener, to);
+  }
+  void connection_closed(uint32_t listener, ConnProtocol p) noexcept {
+    if (enabled_) bump(listeners_[listener].open[static_cast<size_t>(p)], ~uint64_t{0});  // -1
+  }
+  void node_in_flight(uint32_t node, int delta) noexcept {
+    if (enabled_) bump(nodes_[node].in_flight, static_cast<uint64_t>(static_cast<int64_t>(delta)));
+  }
   void plugin_error(uint32_t plugin, bool budget) noexcept {
     if (!enabled_) return;
     bump(plugins_[plugin].errors);
@@ -146,6 +181,7 @@ class WorkerMetrics {
   const UpstreamCells& upstream(uint32_t id) const { return upstreams_[id]; }
   const ListenerCells& listener(uint32_t id) const { return listeners_[id]; }
   const PluginCells& plugin(uint32_t id) const { return plugins_[id]; }
+  const NodeCells& node(uint32_t id) const { return nodes_[id]; }
 
  private:
   bool enabled_;
@@ -153,6 +189,7 @@ class WorkerMetrics {
   CellBlock<UpstreamCells> upstreams_;
   CellBlock<ListenerCells> listeners_;
   CellBlock<PluginCells> plugins_;
+  CellBlock<NodeCells> nodes_;
 };
 
 }  // namespace turnpike::metrics

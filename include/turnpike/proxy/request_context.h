@@ -26,6 +26,8 @@
 #include "turnpike/proxy/filter.h"
 #include "turnpike/router/router.h"
 
+struct ssl_st;
+
 namespace turnpike::proxy {
 
 struct Snapshot;
@@ -79,6 +81,7 @@ struct RequestInput {
   std::string_view client_ip;         // text form
   std::string_view remote_addr;       // "ip:port"
   std::string_view peer_ip;           // real_ip: the hop that connected, which X-Forwarded-For appends; else empty
+  const ssl_st* tls = nullptr;        // the client connection's TLS session (access log), null without TLS
   std::string host;                   // lower-case, without port: what routing uses
   std::string_view authority;         // Host / :authority as sent
   std::string path;                   // normalized path: what routing saw and the upstream gets

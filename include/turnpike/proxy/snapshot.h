@@ -66,6 +66,7 @@ struct Snapshot {
   // Metric ids (metrics/series.h): by upstream index, and by plugin (PluginCatalog::names).
   std::vector<uint32_t> upstream_series;
   std::vector<uint32_t> plugin_series;
+  std::vector<std::vector<uint32_t>> node_series;  // by upstream index, then node index
 
   const ListenerRuntime* find_listener(std::string_view name) const;
   size_t find_upstream(std::string_view name) const;  // SIZE_MAX when absent

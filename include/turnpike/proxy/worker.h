@@ -61,6 +61,7 @@ struct WorkerCounters {
   Counter h2_upstream_resets;        // streams the upstream reset or broke (protocol errors)
   Counter h2_upstream_lost;          // HTTP/2 upstream connections lost with streams open
   Counter h2_connections;            // HTTP/2 client connections (ALPN h2 or h2c prior knowledge)
+  Counter h2_streams;                // HTTP/2 client streams that carried a request
   Counter h2_malformed;              // streams reset for RFC 9113 §8 violations (PROTOCOL_ERROR)
   Counter h2_refused_streams;        // streams refused (REFUSED_STREAM): too many in flight
   Counter h2_client_resets;          // RST_STREAM frames received from clients
@@ -110,6 +111,7 @@ inline constexpr std::pair<std::string_view, Counter WorkerCounters::*> kWorkerC
     {"h2_upstream_resets", &WorkerCounters::h2_upstream_resets},
     {"h2_upstream_lost", &WorkerCounters::h2_upstream_lost},
     {"h2_connections", &WorkerCounters::h2_connections},
+    {"h2_streams", &WorkerCounters::h2_streams},
     {"h2_malformed", &WorkerCounters::h2_malformed},
     {"h2_refused_streams", &WorkerCounters::h2_refused_streams},
     {"h2_client_resets", &WorkerCounters::h2_client_resets},

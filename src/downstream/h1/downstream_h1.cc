@@ -62,7 +62,7 @@ std::string_view to_string(DownstreamWait w) noexcept {
 DownstreamConnection::DownstreamConnection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener)
     : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
   remote_ = peer_text(*transport_, ip_len_);
-  worker_.add_connection(*this);
+  worker_.add_connection(*this, listener_);  // pending: until a request shows it is HTTP/1 (not h2c)
 }
 
 DownstreamConnection::~DownstreamConnection() {
@@ -341,11 +341,15 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
 
     // ---- 3. the request's context ----
     ++requests_;
+    if (requests_ == 1) {
+      worker_.set_protocol(*this, transport_->is_tls() ? metrics::ConnProtocol::http1_tls : metrics::ConnProtocol::http1);
+    }
     counters.requests.inc();
     ctx.snapshot = snapshot_.get();
     ctx.listener = snapshot_->find_listener(listener_);
     ctx.protocol = ctx.head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
     if (transport_->is_tls()) ctx.scheme = "https";
+    ctx.tls = transport_->ssl();
     ctx.remote_addr = remote_;
     ctx.client_ip = std::string_view(remote_).substr(0, ip_len_);
     ctx.start = Clock::now();

@@ -57,7 +57,7 @@ class ProxyHeaderReader final : public ClientConnection {
   ProxyHeaderReader(DownstreamWorker& worker, tcp::socket socket, std::string listener, std::chrono::milliseconds timeout)
       : worker_(worker), socket_(std::move(socket)), listener_(std::move(listener)) {
     deadline_ = coarse_now() + timeout;
-    worker_.add_connection(*this);
+    worker_.add_connection(*this, listener_);
   }
   ~ProxyHeaderReader() override { worker_.connection_closed(*this); }
 

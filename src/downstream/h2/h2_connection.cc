@@ -51,7 +51,7 @@ void serve_h2(DownstreamWorker& worker, std::unique_ptr<tls::Transport> transpor
 H2Connection::H2Connection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener)
     : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
   remote_ = peer_text(*transport_, ip_len_);
-  worker_.add_connection(*this);
+  worker_.add_connection(*this, listener_, transport_->is_tls() ? metrics::ConnProtocol::h2_tls : metrics::ConnProtocol::h2c);
   worker_.counters().h2_connections.inc();
 }
 

@@ -38,6 +38,7 @@ void H2Connection::begin_request(H2Stream* s, bool end_stream) {
     ctx.snapshot = s->snapshot_;
     ctx.listener = s->snapshot_->find_listener(listener_);
     ctx.protocol = "HTTP/2.0";
+    ctx.tls = transport_->ssl();
     ctx.remote_addr = remote_;
     ctx.client_ip = std::string_view(remote_).substr(0, ip_len_);
     ctx.start = Clock::now();
@@ -57,6 +58,7 @@ void H2Connection::begin_request(H2Stream* s, bool end_stream) {
   }
   ++requests_;
   counters.requests.inc();
+  counters.h2_streams.inc();
   if (requests_ >= cfg_->max_requests_per_connection && goaway_ == H2Goaway::none) {
     counters.max_requests_reached.inc();
     start_graceful("max_requests_per_connection");
@@ -75,6 +77,7 @@ bool H2Connection::fill_context(H2Stream* s, RequestContext& ctx, int& status, s
   ctx.listener = s->snapshot_->find_listener(listener_);
   if (!ctx.listener) return fail(kRefused, "", "listener removed");
   ctx.protocol = "HTTP/2.0";
+  ctx.tls = transport_->ssl();
   ctx.remote_addr = remote_;
   ctx.client_ip = std::string_view(remote_).substr(0, ip_len_);
   ctx.start = Clock::now();
