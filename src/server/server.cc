@@ -341,13 +341,13 @@ bool Server::start() {
     bound.fds = std::move(fds);
     listeners_[l.name] = std::move(bound);
   }
-  for (const auto& gone : inherited_.close_untaken()) spdlog::info("upgrade: {} is no longer configured: closed", gone);
   // Before the workers: a refused admin address stops the start with nothing to undo but sockets.
   // (Its hooks read the workers only when a request comes, once main_ runs.)
   if (!start_admin()) {
     for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
     return false;
   }
+  for (const auto& gone : inherited_.close_untaken()) spdlog::info("upgrade: {} is no longer configured: closed", gone);
   // Last of what can fail: a new process that fails must not have taken the old one's pid file.
   if (!write_pid_file(*snapshot_->config)) {
     for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
