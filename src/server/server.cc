@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -264,6 +265,7 @@ class Server {
   InheritedSockets inherited_;  // an upgrading parent's sockets (start only)
   std::string binary_path_;     // this binary's path on disk, as started
   bool upgrading_ = false;      // a new process is starting
+  Upgrade* upgrade_attempt_ = nullptr;  // that start, while it runs
   bool handed_over_ = false;    // a new process serves: this one drains, silent to systemd
   std::string last_upgrade_ = "none";
   std::string last_upgrade_message_;
@@ -568,6 +570,7 @@ boost::asio::awaitable<void> Server::signal_loop() {
     } else if (sig == SIGTERM || sig == SIGINT) {
       if (stopping_) continue;
       stopping_ = true;
+      if (upgrade_attempt_) upgrade_attempt_->abort();  // a new process starting would serve on
       co_await stop();
       co_return;
     }
@@ -637,7 +640,9 @@ boost::asio::awaitable<void> Server::upgrade() {
   notifier_.status("upgrading: starting " + binary + "; " + status_line());
   Upgrade attempt(main_, binary, options_.argv, sockets_to_pass(), cfg.upgrade_timeout);
   std::string why;
+  upgrade_attempt_ = &attempt;
   const UpgradeResult result = co_await attempt.run(why);
+  upgrade_attempt_ = nullptr;
   upgrading_ = false;
   last_upgrade_ = std::string(to_string(result));
   last_upgrade_message_ = why;
@@ -648,9 +653,14 @@ boost::asio::awaitable<void> Server::upgrade() {
   }
   // The new process accepts on the very same sockets (and systemd follows it): this one stops
   // accepting (closing its descriptors closes no socket) and drains, with no shutdown_delay.
+  if (stopping_) {
+    // Told to stop just as the new process got ready: the operator meant the service.
+    spdlog::warn("upgrade: pid {} got ready while this process stops: stopping it too", attempt.pid());
+    ::kill(attempt.pid(), SIGTERM);
+    co_return;
+  }
   handed_over_ = true;
   spdlog::info("upgrade: {}; this process stops accepting and drains", why);
-  if (stopping_) co_return;  // a SIGTERM during the upgrade: already stopping
   stopping_ = true;
   readiness().store(Readiness::draining);
   watchdog_timer_.cancel();

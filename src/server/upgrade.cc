@@ -343,6 +343,10 @@ bool Upgrade::spawn(std::string& error) {
   return true;
 }
 
+void Upgrade::abort() {
+  if (pid_ > 0) ::kill(pid_, SIGKILL);
+}
+
 asio::awaitable<UpgradeResult> Upgrade::run(std::string& why) {
   std::string error;
   if (!spawn(error)) {

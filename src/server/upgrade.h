@@ -95,6 +95,9 @@ class Upgrade {
   // killed). `why` says what happened, for the log and the admin API.
   boost::asio::awaitable<UpgradeResult> run(std::string& why);
   pid_t pid() const { return pid_; }
+  // The old process is told to stop while the new one starts: kill the new one (run() then
+  // ends with `exited`).
+  void abort();
 
  private:
   bool spawn(std::string& error);

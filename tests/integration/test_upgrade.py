@@ -498,3 +498,15 @@ def test_reload_command_without_admin_listener_signals_the_pid(turnpike, tmp_pat
     tp._write_config(cfg)
     out = reload_command(tp)
     assert out.returncode == 1 and "cannot reach the running process" in out.stderr
+
+
+def test_sigterm_during_an_upgrade_stops_the_starting_process_too(turnpike, tmp_path):
+    hangs = tmp_path / "hangs.sh"
+    hangs.write_text("#!/bin/sh\nexec sleep 60\n")
+    hangs.chmod(0o755)
+    tp = turnpike(upgrade_config(upgrade_binary=str(hangs), upgrade_timeout="30s"))
+    tp.signal(signal.SIGUSR2)
+    tp.wait_log(r"upgrade: started .*hangs\.sh as pid \d+", 10)
+    tp.signal(signal.SIGTERM)
+    assert tp.wait_exit(15) == 0, tp.logs()[-3000:]
+    assert "was killed by signal" in tp.logs(), "the starting process is killed, not left serving"
