@@ -510,3 +510,16 @@ def test_sigterm_during_an_upgrade_stops_the_starting_process_too(turnpike, tmp_
     tp.signal(signal.SIGTERM)
     assert tp.wait_exit(15) == 0, tp.logs()[-3000:]
     assert "was killed by signal" in tp.logs(), "the starting process is killed, not left serving"
+
+
+def test_upgrade_keys_are_checked(turnpike_bin, tmp_path):
+    path = tmp_path / "turnpike.yaml"
+    path.write_text("listeners:\n  - {name: p, address: 127.0.0.1, port: 0}\n"
+                    "upgrade_timeout: 0s\nupgrade_binary: [1]\nupgrade_timout: 1s\n")
+    out = check_config(turnpike_bin, path)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"{path}:3: upgrade_timeout: must be greater than 0",
+        f"{path}:4: upgrade_binary: expected a string, got a list",
+        f'{path}:5: unknown key "upgrade_timout" (did you mean "upgrade_timeout"?)',
+    ]
