@@ -505,6 +505,10 @@ AdminHooks Server::admin_hooks() {
   h.config = [this] { return config_json(*snapshot_->config); };
   h.reload = [this] {
     if (stopping_) return AdminResponse{503, "application/json", reload_json(false, generation_, {})};
+    if (upgrading_) {  // the new process reads the file anyway; this one must keep what it passed
+      const config::ConfigError busy{options_.config_path, 0, "reload refused: a binary upgrade is in progress"};
+      return AdminResponse{409, "application/json", reload_json(false, generation_, {busy})};
+    }
     const bool ok = reload();
     return AdminResponse{ok ? 200 : 409, "application/json", reload_json(ok, generation_, last_reload_errors_)};
   };

@@ -36,6 +36,8 @@ constexpr const char* kPipeEnv = "TURNPIKE_UPGRADE_PIPE";
 constexpr std::string_view kReady = "ready\n";
 // After the pipe closed: how long the new process may take to be reaped before it is killed.
 constexpr auto kExitWait = std::chrono::seconds(5);
+// Without close_range(2) (Linux < 5.11): descriptors marked close-on-exec one by one up to this.
+constexpr int kMaxFdScan = 1 << 16;
 
 // Names go into a space- and semicolon-separated list: those, and '%', are %XX-escaped.
 std::string escape(std::string_view s) {
@@ -325,6 +327,11 @@ bool Upgrade::spawn(std::string& error) {
     sigset_t none;
     ::sigemptyset(&none);
     ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
+    // Nothing else of ours goes along: Asio opens client and upstream sockets without
+    // close-on-exec, and a copy held by the new process would keep them open for good.
+    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+      for (int fd = 3; fd < kMaxFdScan; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
     for (int fd : inherit) ::fcntl(fd, F_SETFD, 0);
     ::execve(binary_.c_str(), argvp.data(), envp.data());
     [[maybe_unused]] ssize_t ignored = ::write(2, exec_failed.data(), exec_failed.size());

@@ -507,6 +507,11 @@ def test_sigterm_during_an_upgrade_stops_the_starting_process_too(turnpike, tmp_
     tp = turnpike(upgrade_config(upgrade_binary=str(hangs), upgrade_timeout="30s"))
     tp.signal(signal.SIGUSR2)
     tp.wait_log(r"upgrade: started .*hangs\.sh as pid \d+", 10)
+    # Meanwhile: no second upgrade, no reload (the starting process has the sockets as they were).
+    aport = admin_port(tp)
+    assert rawhttp.request(aport, "POST", "/upgrade", timeout=5).status == 409
+    out = reload_command(tp, "--admin", f"127.0.0.1:{aport}")
+    assert out.returncode == 1 and "reload refused: a binary upgrade is in progress" in out.stderr, out.stderr
     tp.signal(signal.SIGTERM)
     assert tp.wait_exit(15) == 0, tp.logs()[-3000:]
     assert "was killed by signal" in tp.logs(), "the starting process is killed, not left serving"
@@ -523,3 +528,33 @@ def test_upgrade_keys_are_checked(turnpike_bin, tmp_path):
         f"{path}:4: upgrade_binary: expected a string, got a list",
         f'{path}:5: unknown key "upgrade_timout" (did you mean "upgrade_timeout"?)',
     ]
+
+
+def socket_inodes(pid: int) -> set:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:"):
+            out.add(target)
+    return out
+
+
+def test_the_new_process_inherits_the_listening_sockets_only(turnpike, successors):
+    """A client connection the old process holds is not copied into the new one (where it would
+    stay open for good): of the old process's sockets the new one has the listening ones only."""
+    tp = turnpike(upgrade_config())
+    conn = rawhttp.HttpConn(tp.port())
+    try:
+        assert conn.request("GET", "/x").status == 200
+        old_sockets = socket_inodes(tp.pid)
+        tp.signal(signal.SIGUSR2)
+        new = wait_new_pid(tp, tp.pid, successors)
+        shared = old_sockets & socket_inodes(new.pid)
+        assert len(old_sockets) == 4, old_sockets  # 2 workers' listening sockets, admin, the client
+        assert len(shared) == 3, (old_sockets, shared)
+    finally:
+        conn.close()
+    assert wait_exit(tp, 15) == 0
