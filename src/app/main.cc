@@ -3,11 +3,14 @@
 //   turnpike -c FILE [--ready-file PATH] [--workers N]   run in the foreground
 //   turnpike -t -c FILE                                  validate FILE and exit (0 valid, 1 not)
 //   turnpike --version                                   version and git commit
+//   turnpike --reload -c FILE [--admin A:P] [--pid PID]  reload the running one; exit 1 if refused
+//   turnpike --upgrade -c FILE [--admin A:P]             hand the running one's sockets to the binary on disk
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
+#include "control.h"
 #include "memory.h"
 #include "turnpike/common/version.h"
 #include "turnpike/config/config.h"
@@ -24,7 +27,13 @@ void usage(FILE* out) {
                "  --ready-file PATH    write JSON status (listeners, generation) after start and reloads\n"
                "  --workers N          override the configured number of workers\n"
                "  -V, --version        print the version and the git commit, and exit\n"
-               "signals: HUP reload, TERM/INT graceful drain, USR1 reopen logs\n");
+               "  --reload             ask the running turnpike (its admin listener, else SIGHUP) to reload FILE;\n"
+               "                       prints every error and exits 1 when the reload is refused\n"
+               "  --upgrade            ask the running turnpike to hand its sockets to the binary on disk;\n"
+               "                       exits 0 once the new process serves, 1 when the old one serves on\n"
+               "  --admin ADDR:PORT    the admin listener --reload/--upgrade ask (default: FILE's admin.listen)\n"
+               "  --pid PID            the process --reload signals without an admin listener (default: pid_file)\n"
+               "signals: HUP reload, TERM/INT graceful drain, USR1 reopen logs, USR2 binary upgrade\n");
 }
 
 void print(const std::vector<turnpike::config::ConfigError>& list) {
@@ -60,6 +69,9 @@ int main(int argc, char** argv) {
   turnpike::proxy::ServerOptions options;
   options.config_path = "conf/turnpike.yaml";
   bool test_only = false;
+  enum class Control { none, reload, upgrade } control = Control::none;
+  turnpike::app::ControlOptions control_options;
+  options.argv.assign(argv, argv + argc);
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* what) -> const char* {
@@ -73,6 +85,14 @@ int main(int argc, char** argv) {
       options.config_path = value("-c");
     } else if (a == "-t" || a == "--test") {
       test_only = true;
+    } else if (a == "--reload") {
+      control = Control::reload;
+    } else if (a == "--upgrade") {
+      control = Control::upgrade;
+    } else if (a == "--admin") {
+      control_options.admin = value("--admin");
+    } else if (a == "--pid") {
+      control_options.pid = std::atol(value("--pid"));
     } else if (a == "--ready-file") {
       options.ready_file = value("--ready-file");
     } else if (a == "--workers") {
@@ -98,6 +118,9 @@ int main(int argc, char** argv) {
   }
 
   if (test_only) return test_config(options.config_path);
+  control_options.config_path = options.config_path;
+  if (control == Control::reload) return turnpike::app::reload_running(control_options);
+  if (control == Control::upgrade) return turnpike::app::upgrade_running(control_options);
   std::signal(SIGPIPE, SIG_IGN);
   return turnpike::proxy::run_server(options);
 }

@@ -87,10 +87,15 @@ class Loader {
     check_keys(top, root,
                {"workers", "drain_timeout", "shutdown_delay", "via", "pid_file", "log", "limits", "listeners", "upstreams",
                 "routes", "plugins", "consumers", "plugin_paths", "lua", "shared_dicts",
-                "rate_limits", "cluster", "zone", "admin"});
+                "rate_limits", "cluster", "zone", "admin", "upgrade_binary", "upgrade_timeout"});
     load_workers(root["workers"]);
     field_duration(top, root, "drain_timeout", cfg_.drain_timeout, kZero);
     field_duration(top, root, "shutdown_delay", cfg_.shutdown_delay, kZero);
+    field_duration(top, root, "upgrade_timeout", cfg_.upgrade_timeout, Duration{1});
+    if (root["upgrade_binary"]) {
+      field(top, root, "upgrade_binary", cfg_.upgrade_binary);
+      cfg_.upgrade_binary = relative_to_config(cfg_.upgrade_binary);
+    }
     load_via(root["via"]);
     load_gateway_zone(diag_, root, cfg_);
     if (const YAML::Node n = root["pid_file"]) {

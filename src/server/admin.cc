@@ -31,6 +31,7 @@ constexpr auto kReadTimeout = std::chrono::seconds(5);
 std::string_view reason(int status) {
   switch (status) {
     case 200: return "OK";
+    case 202: return "Accepted";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -100,7 +101,7 @@ std::string json_string(std::string_view s) {
 AdminListener::AdminListener(asio::io_context& io, config::AdminConfig cfg, AdminHooks hooks)
     : io_(io), cfg_(std::move(cfg)), hooks_(std::move(hooks)), acceptor_(io) {}
 
-bool AdminListener::start(std::string& error) {
+bool AdminListener::start(std::string& error, int inherited_fd) {
   boost::system::error_code ec;
   const auto addr = asio::ip::make_address(cfg_.address, ec);
   if (ec) {
@@ -108,10 +109,14 @@ bool AdminListener::start(std::string& error) {
     return false;
   }
   tcp::endpoint ep(addr, cfg_.port);
-  acceptor_.open(ep.protocol(), ec);
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(ep, ec);
-  if (!ec) acceptor_.listen(64, ec);
+  if (inherited_fd >= 0) {
+    acceptor_.assign(ep.protocol(), inherited_fd, ec);
+  } else {
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(64, ec);
+  }
   if (ec) {
     error = "cannot listen on " + cfg_.address + ":" + std::to_string(cfg_.port) + ": " + ec.message();
     acceptor_.close(ec);
@@ -211,9 +216,10 @@ AdminResponse AdminListener::handle(std::string_view method, std::string_view pa
     if (path == "/upstreams") return {200, "application/json", hooks_.upstreams()};
     return {200, "application/json", hooks_.config()};
   }
-  if (path == "/reload" || path == "/maintenance/on" || path == "/maintenance/off") {
+  if (path == "/reload" || path == "/upgrade" || path == "/maintenance/on" || path == "/maintenance/off") {
     if (!post) return json_error(405, "method_not_allowed", "use POST");
     if (path == "/reload") return hooks_.reload();
+    if (path == "/upgrade") return hooks_.upgrade ? hooks_.upgrade() : json_error(404, "not_found", "no upgrades here");
     return hooks_.maintenance(path == "/maintenance/on");
   }
   return json_error(404, "not_found", "no such admin endpoint");

@@ -9,6 +9,7 @@
 //   GET  /config             the effective configuration, secrets redacted
 //   POST /reload             reload the config file now; every error as JSON (409 when refused)
 //   POST /maintenance/on|off enter or leave maintenance
+//   POST /upgrade            start the binary on disk with our sockets (upgrade.h); 202 at once
 //
 // With a token configured every path but /healthz and /ready asks for "Authorization: Bearer
 // <token>" (keepalived's HTTP_GET checker sends no headers). One request per connection.
@@ -40,15 +41,18 @@ struct AdminHooks {
   std::function<std::string()> config;
   std::function<AdminResponse()> reload;
   std::function<AdminResponse(bool on)> maintenance;
+  std::function<AdminResponse()> upgrade;
 };
 
 class AdminListener {
  public:
   AdminListener(boost::asio::io_context& io, config::AdminConfig cfg, AdminHooks hooks);
-  // Binds and starts accepting. False with `error` when the address cannot be had.
-  bool start(std::string& error);
+  // Binds and starts accepting, or accepts on `inherited_fd` (a socket an upgrading parent
+  // passed) when it is not -1. False with `error` when the address cannot be had.
+  bool start(std::string& error, int inherited_fd = -1);
   void stop();
   std::string bound() const { return bound_; }  // "127.0.0.1:9901"
+  int native_handle() { return acceptor_.native_handle(); }
 
   // The answer to one request (exposed for unit tests).
   AdminResponse handle(std::string_view method, std::string_view path, std::string_view authorization);
@@ -92,6 +96,10 @@ struct StatusInput {
   uint64_t reloads_ok = 0;
   uint64_t reloads_failed = 0;
   std::vector<std::pair<std::string, std::string>> listeners;  // name, bound address
+  long pid = 0;
+  double start_time = 0;                 // seconds since the epoch
+  std::string last_upgrade = "none";     // "none", or to_string(UpgradeResult)
+  std::string last_upgrade_message;
 };
 std::string status_json(const StatusInput& in);
 // Upstreams and their nodes; in-flight requests per upstream from the workers' cells.

@@ -48,7 +48,10 @@ std::string_view protocol_name(config::UpstreamProtocol p) {
 
 std::string status_json(const StatusInput& in) {
   std::string out = "{\"version\":" + json_string(build_version()) + ",\"commit\":" +
-                    json_string(build_commit()) + ",\"uptime_seconds\":" + std::to_string(in.uptime_seconds) +
+                    json_string(build_commit()) + ",\"pid\":" + std::to_string(in.pid) +
+                    ",\"start_time\":" + std::to_string(in.start_time) + ",\"last_upgrade\":{\"result\":" +
+                    json_string(in.last_upgrade) + ",\"message\":" + json_string(in.last_upgrade_message) +
+                    "},\"uptime_seconds\":" + std::to_string(in.uptime_seconds) +
                     ",\"workers\":" + std::to_string(in.workers) + ",\"readiness\":" + json_string(in.readiness) +
                     ",\"config_generation\":" + std::to_string(in.generation) + ",\"reloads\":{\"ok\":" +
                     std::to_string(in.reloads_ok) + ",\"failed\":" + std::to_string(in.reloads_failed) +

@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -30,6 +31,7 @@
 #include "turnpike/lua/limiter.h"
 #include "turnpike/metrics/series.h"
 #include "systemd_notify.h"
+#include "upgrade.h"
 #include "turnpike/common/version.h"
 #include "turnpike/proxy/readiness.h"
 #include "turnpike/proxy/snapshot.h"
@@ -48,6 +50,7 @@ struct BoundListener {
   config::ListenerConfig config;
   std::string bound;  // "127.0.0.1:8080"
   uint16_t port = 0;
+  std::vector<int> fds;  // its listening sockets, held by the workers (handed over in an upgrade)
 };
 
 std::string endpoint_text(const boost::asio::ip::address& addr, uint16_t port) {
@@ -137,6 +140,26 @@ bool same_sockets(const config::ListenerConfig& a, const config::ListenerConfig&
   return static_cast<const config::ListenerSocketConfig&>(a) == static_cast<const config::ListenerSocketConfig&>(b);
 }
 
+// A listener's sockets at start: those an upgrading parent passed when it had the listener's
+// address (with more workers than passed sockets, more are bound beside them; with fewer, a
+// worker accepts on several: a passed socket is never closed while its backlog may hold
+// connections), else new ones.
+bool listener_sockets(const config::ListenerConfig& l, unsigned workers, InheritedSockets& inherited,
+                      std::vector<int>& fds, BoundListener& bound, std::string& error) {
+  fds = inherited.take_listener(l);
+  if (fds.empty()) return open_listener(l, workers, false, fds, bound, error);
+  const uint16_t port = bound_port(fds.front());
+  if (!add_reuseport_sockets(l.address, port, l.backlog, workers, fds, error)) {
+    for (int f : fds) ::close(f);
+    fds.clear();
+    return false;
+  }
+  bound.config = l;
+  bound.port = port;
+  bound.bound = endpoint_text(boost::asio::ip::make_address(l.address), port);
+  return true;
+}
+
 // Where this server runs, said once at start: which readiness wait the TLS transport compiled
 // in (tls/edge_wait.h). The fast path depends on Boost internals, so an upgrade can silently
 // drop it; this line (and tests/unit/tls/edge_wait_test.cc) makes that visible.
@@ -182,7 +205,8 @@ void remove_pid_file(const std::string& path) {
 class Server {
  public:
   explicit Server(const ServerOptions& options)
-      : options_(options), signals_(main_), shutdown_delay_timer_(main_), watchdog_timer_(main_) {
+      : options_(options), signals_(main_), shutdown_delay_timer_(main_), watchdog_timer_(main_),
+        inherited_(InheritedSockets::from_environment()), binary_path_(own_binary_path()) {
     start_time_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
 
@@ -201,6 +225,9 @@ class Server {
   boost::asio::awaitable<void> cut_delay_on_signal();
   boost::asio::awaitable<void> drain();
   boost::asio::awaitable<void> watchdog_loop();
+  // SIGUSR2, POST /upgrade: start the binary on disk with our sockets; drain once it serves.
+  boost::asio::awaitable<void> upgrade();
+  std::vector<PassedSocket> sockets_to_pass() const;
   std::string status_line() const;  // systemd's STATUS=
   void write_ready_file();
   void report(const std::vector<config::ConfigError>& errors);
@@ -235,6 +262,13 @@ class Server {
   SystemdNotifier notifier_;
   boost::asio::steady_timer watchdog_timer_;
   std::string pid_file_;  // the one written at start, removed at exit
+  InheritedSockets inherited_;  // an upgrading parent's sockets (start only)
+  std::string binary_path_;     // this binary's path on disk, as started
+  bool upgrading_ = false;      // a new process is starting
+  Upgrade* upgrade_attempt_ = nullptr;  // that start, while it runs
+  bool handed_over_ = false;    // a new process serves: this one drains, silent to systemd
+  std::string last_upgrade_ = "none";
+  std::string last_upgrade_message_;
 };
 
 bool Server::holds(const config::ListenerConfig& l) const {
@@ -299,27 +333,30 @@ bool Server::start() {
     std::vector<int> fds;
     BoundListener bound;
     std::string error;
-    if (!open_listener(l, worker_count_, false, fds, bound, error)) {
+    if (!listener_sockets(l, worker_count_, inherited_, fds, bound, error)) {
       spdlog::critical("{}:{}: listener \"{}\": {}", l.source.file, l.source.line, l.name, error);
       for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
       return false;
     }
-    for (unsigned w = 0; w < worker_count_; ++w) per_worker[w].emplace_back(l.name, fds[w]);
+    for (size_t i = 0; i < fds.size(); ++i) per_worker[i % worker_count_].emplace_back(l.name, fds[i]);
     spdlog::info("listener \"{}\" on {}", l.name, bound.bound);
+    bound.fds = std::move(fds);
     listeners_[l.name] = std::move(bound);
   }
-  if (!write_pid_file(*snapshot_->config)) {
-    for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
-    return false;
-  }
-  pid_file_ = snapshot_->config->pid_file;
   // Before the workers: a refused admin address stops the start with nothing to undo but sockets.
   // (Its hooks read the workers only when a request comes, once main_ runs.)
   if (!start_admin()) {
     for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
-    remove_pid_file(pid_file_);
     return false;
   }
+  for (const auto& gone : inherited_.close_untaken()) spdlog::info("upgrade: {} is no longer configured: closed", gone);
+  // Last of what can fail: a new process that fails must not have taken the old one's pid file.
+  if (!write_pid_file(*snapshot_->config)) {
+    for (auto& w : per_worker) for (auto& [n, fd] : w) ::close(fd);
+    admin_.reset();
+    return false;
+  }
+  pid_file_ = snapshot_->config->pid_file;
   for (const auto& d : snapshot_->config->shared_dicts) shared_dicts_.add(d.name, d.size);
   shared_dicts_config_ = snapshot_->config->shared_dicts;
   lua::configure_limit_table(snapshot_->config->rate_limits.table_size);
@@ -362,6 +399,7 @@ bool Server::reload() {
         break;
       }
       for (unsigned w = 0; w < worker_count_; ++w) per_worker[w].emplace_back(l.name, fds[w]);
+      bound.fds = std::move(fds);
       bound_next[l.name] = std::move(bound);
     }
   }
@@ -415,7 +453,7 @@ bool Server::start_admin() {
   if (!cfg.enabled) return true;
   admin_ = std::make_unique<AdminListener>(main_, cfg, admin_hooks());
   std::string error;
-  if (!admin_->start(error)) {
+  if (!admin_->start(error, inherited_.take_admin(cfg))) {
     spdlog::critical("{}:{}: admin: {}", cfg.source.file, cfg.source.line, error);
     admin_.reset();
     return false;
@@ -458,14 +496,32 @@ AdminHooks Server::admin_hooks() {
     in.reloads_ok = reloads_ok_;
     in.reloads_failed = reloads_failed_;
     for (const auto& [name, b] : listeners_) in.listeners.emplace_back(name, b.bound);
+    in.pid = ::getpid();
+    in.start_time = start_time_;
+    in.last_upgrade = last_upgrade_;
+    in.last_upgrade_message = last_upgrade_message_;
     return status_json(in);
   };
   h.upstreams = [this] { return upstreams_json(*snapshot_, scrape_input().shards); };
   h.config = [this] { return config_json(*snapshot_->config); };
   h.reload = [this] {
     if (stopping_) return AdminResponse{503, "application/json", reload_json(false, generation_, {})};
+    if (upgrading_) {  // the new process reads the file anyway; this one must keep what it passed
+      const config::ConfigError busy{options_.config_path, 0, "reload refused: a binary upgrade is in progress"};
+      return AdminResponse{409, "application/json", reload_json(false, generation_, {busy})};
+    }
     const bool ok = reload();
     return AdminResponse{ok ? 200 : 409, "application/json", reload_json(ok, generation_, last_reload_errors_)};
+  };
+  h.upgrade = [this] {
+    if (stopping_) return AdminResponse{503, "application/json", "{\"error\":\"stopping\",\"message\":\"this process is stopping\"}\n"};
+    if (upgrading_) {
+      return AdminResponse{409, "application/json",
+                           "{\"error\":\"upgrade_in_progress\",\"message\":\"a new process is starting\"}\n"};
+    }
+    upgrading_ = true;  // now, so a second request is refused before the coroutine runs
+    boost::asio::co_spawn(main_, upgrade(), boost::asio::detached);
+    return AdminResponse{202, "application/json", "{\"result\":\"started\",\"pid\":" + std::to_string(::getpid()) + "}\n"};
   };
   h.maintenance = [this](bool on) {
     Readiness expected = on ? Readiness::ready : Readiness::maintenance;
@@ -479,7 +535,7 @@ AdminHooks Server::admin_hooks() {
 }
 
 void Server::write_ready_file() {
-  if (options_.ready_file.empty()) return;
+  if (options_.ready_file.empty() || handed_over_) return;  // the new process's now
   std::string json = "{\"pid\": " + std::to_string(::getpid()) + ", \"readiness\": \"" +
                      std::string(to_string(readiness().load())) + "\", \"generation\": " + std::to_string(generation_) +
                      ", \"reload_attempts\": " + std::to_string(reload_attempts_) + ", \"last_reload\": \"" +
@@ -504,13 +560,22 @@ boost::asio::awaitable<void> Server::signal_loop() {
     auto [ec, sig] = co_await signals_.async_wait(nothrow);
     if (ec) co_return;
     if (sig == SIGHUP) {
-      if (!stopping_) reload();
+      if (upgrading_) spdlog::warn("reload: ignored while an upgrade is in progress");
+      if (!stopping_ && !upgrading_) reload();
+    } else if (sig == SIGUSR2) {
+      if (stopping_ || upgrading_) {
+        spdlog::warn("upgrade: ignored ({})", stopping_ ? "stopping" : "an upgrade is in progress");
+        continue;
+      }
+      upgrading_ = true;
+      boost::asio::co_spawn(main_, upgrade(), boost::asio::detached);
     } else if (sig == SIGUSR1) {
       log::reopen();
       spdlog::info("log files reopened");
     } else if (sig == SIGTERM || sig == SIGINT) {
       if (stopping_) continue;
       stopping_ = true;
+      if (upgrade_attempt_) upgrade_attempt_->abort();  // a new process starting would serve on
       co_await stop();
       co_return;
     }
@@ -565,6 +630,49 @@ boost::asio::awaitable<void> Server::watchdog_loop() {
   }
 }
 
+std::vector<PassedSocket> Server::sockets_to_pass() const {
+  std::vector<PassedSocket> out;
+  for (const auto& [name, b] : listeners_) {
+    for (int fd : b.fds) out.push_back({fd, "listener", name, b.bound});
+  }
+  if (admin_) out.push_back({admin_->native_handle(), "admin", "admin", admin_->bound()});
+  return out;
+}
+
+boost::asio::awaitable<void> Server::upgrade() {
+  const config::Config& cfg = *snapshot_->config;
+  const std::string binary = cfg.upgrade_binary.empty() ? binary_path_ : cfg.upgrade_binary;
+  notifier_.status("upgrading: starting " + binary + "; " + status_line());
+  Upgrade attempt(main_, binary, options_.argv, sockets_to_pass(), cfg.upgrade_timeout);
+  std::string why;
+  upgrade_attempt_ = &attempt;
+  const UpgradeResult result = co_await attempt.run(why);
+  upgrade_attempt_ = nullptr;
+  upgrading_ = false;
+  last_upgrade_ = std::string(to_string(result));
+  last_upgrade_message_ = why;
+  if (result != UpgradeResult::taken_over) {
+    spdlog::error("upgrade failed, this process serves on: {}", why);
+    notifier_.status("upgrade failed (" + why + "); " + status_line());
+    co_return;
+  }
+  // The new process accepts on the very same sockets (and systemd follows it): this one stops
+  // accepting (closing its descriptors closes no socket) and drains, with no shutdown_delay.
+  if (stopping_) {
+    // Told to stop just as the new process got ready: the operator meant the service.
+    spdlog::warn("upgrade: pid {} got ready while this process stops: stopping it too", attempt.pid());
+    ::kill(attempt.pid(), SIGTERM);
+    co_return;
+  }
+  handed_over_ = true;
+  spdlog::info("upgrade: {}; this process stops accepting and drains", why);
+  stopping_ = true;
+  readiness().store(Readiness::draining);
+  watchdog_timer_.cancel();
+  if (admin_) admin_->stop();
+  co_await drain();
+}
+
 boost::asio::awaitable<void> Server::drain() {
   auto timeout = snapshot_->config->drain_timeout;
   spdlog::info("draining: finishing in-flight requests (up to {} ms)", timeout.count());
@@ -593,14 +701,22 @@ int Server::run() {
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
   signals_.add(SIGUSR1);
+  signals_.add(SIGUSR2);
   if (!start()) {
     log::shutdown();
     return 1;
   }
   // Every listener is bound and every worker is accepting: the balancer and systemd may send traffic.
   readiness().store(Readiness::ready);
+  if (inherited_.active()) {
+    // Taking over: the old process stops accepting and drains once told; systemd follows us.
+    spdlog::info("upgrade: serving; telling pid {} to drain", inherited_.parent());
+    if (!inherited_.report_ready()) spdlog::warn("upgrade: pid {} could not be told: {}", inherited_.parent(), std::strerror(errno));
+    notifier_.took_over(status_line());
+  } else {
+    notifier_.ready(status_line());
+  }
   write_ready_file();
-  notifier_.ready(status_line());
   if (notifier_.watchdog_interval()) boost::asio::co_spawn(main_, watchdog_loop(), boost::asio::detached);
   boost::asio::co_spawn(main_, signal_loop(), boost::asio::detached);
   main_.run();

@@ -67,6 +67,10 @@ bool SystemdNotifier::send(std::string_view state) {
 
 void SystemdNotifier::ready(std::string_view status) { send("READY=1\nSTATUS=" + one_line(status)); }
 
+void SystemdNotifier::took_over(std::string_view status) {
+  send("MAINPID=" + std::to_string(::getpid()) + "\nREADY=1\nSTATUS=" + one_line(status));
+}
+
 void SystemdNotifier::reloading() {
   // systemd 253+ pairs RELOADING=1 with the CLOCK_MONOTONIC time it was sent at.
   timespec ts{};

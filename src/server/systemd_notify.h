@@ -23,6 +23,9 @@ class SystemdNotifier {
   bool send(std::string_view state);
 
   void ready(std::string_view status);      // READY=1 and STATUS=
+  // A new process that took over from an upgrading one: MAINPID=<ours> (with NotifyAccess=all
+  // systemd follows it), READY=1 and STATUS=.
+  void took_over(std::string_view status);
   void reloading();                         // RELOADING=1 with MONOTONIC_USEC= (systemd 253+)
   void status(std::string_view status);     // STATUS=
   void stopping(std::string_view status);   // STOPPING=1 and STATUS=

@@ -424,6 +424,10 @@ struct Config {
   std::string via = "turnpike";
   std::string pid_file;  // written at start, removed at exit; empty: none
   SourceRef pid_file_source;
+  // Binary upgrade (SIGUSR2, POST /upgrade): the binary started (empty: the running one's path
+  // on disk) and how long it may take to be ready before it is killed and the old one serves on.
+  std::string upgrade_binary;
+  Duration upgrade_timeout{30'000};
   std::string zone;      // this gateway's zone: upstreams with prefer_local_zone favour its nodes
   std::vector<ListenerConfig> listeners;
   std::vector<UpstreamConfig> upstreams;

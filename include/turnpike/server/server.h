@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace turnpike::proxy {
 
@@ -10,6 +11,7 @@ struct ServerOptions {
   std::string config_path;
   std::string ready_file;     // JSON status written after start and after every reload attempt
   unsigned workers = 0;       // 0: from the config
+  std::vector<std::string> argv;  // the command line, given again to the new process of an upgrade
 };
 
 // Runs until a drain completes. Returns the process exit code.
