@@ -38,6 +38,14 @@ constexpr size_t kMallocTrimAfter = 1 << 20;
 // is what gives back the pages of the idle upstream connections that close a keepalive idle
 // timeout after a spike.
 constexpr size_t kMallocTrimSocketDrop = 64;
+// And once the give-back has run its course (a trim period frees less than kMallocTrimQuiet)
+// with at least kMallocTrimSettled given back since the last malloc_trim. The last blocks the
+// caches give back after a spike are scattered over the spike's heap, each often the only live
+// thing on its pages: 135 KB of them, freed after the last 1-MiB malloc_trim, kept 1.8 MiB
+// resident. (A steady load's own give-back is a few hundred bytes a period: a malloc_trim every
+// few minutes at most.)
+constexpr size_t kMallocTrimQuiet = 4 * 1024;
+constexpr size_t kMallocTrimSettled = 16 * 1024;
 #if defined(BOOST_ASIO_HAS_EPOLL)
 // The reactor keeps one of these per socket ever registered, for good: the small-block cache
 // gives its size class slabs of their own so they do not pin the heap (small_blocks.h).
@@ -206,8 +214,11 @@ void WorkerThread::trim_memory() {
   freed_since_malloc_trim_ += freed;
   const size_t sockets = open_sockets();
   sockets_high_water_ = std::max(sockets_high_water_, sockets);
-  if (freed_since_malloc_trim_ >= kMallocTrimAfter || sockets_high_water_ - sockets >= kMallocTrimSocketDrop) {
+  const bool settled = freed < kMallocTrimQuiet && freed_since_malloc_trim_ >= kMallocTrimSettled;
+  if (freed_since_malloc_trim_ >= kMallocTrimAfter || sockets_high_water_ - sockets >= kMallocTrimSocketDrop || settled) {
     ::malloc_trim(0);
+    spdlog::debug("worker {}: malloc_trim after {} KiB given back ({} this second), {} sockets open ({} at most)",
+                  index(), freed_since_malloc_trim_ >> 10, freed >> 10, sockets, sockets_high_water_);
     freed_since_malloc_trim_ = 0;
     sockets_high_water_ = sockets;
   }
