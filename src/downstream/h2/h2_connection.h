@@ -91,7 +91,9 @@ class H2Connection final : public ClientConnection {
   // A parked connection gives up its nghttp2 session when a fresh one can be brought back to the
   // same state (see h2_park.cc), and gets the fresh one when it acts again.
   bool can_drop_session() const;
-  void drop_session();
+  // False when the session could not be given up cleanly (its HPACK table could not be read
+  // out whole): the connection must then be closed, its session having been fed frames of ours.
+  bool drop_session();
   // A session again, if it was dropped; false when that failed (the connection is then closed).
   bool ensure_session();
   bool rebuild_session();
@@ -99,8 +101,21 @@ class H2Connection final : public ClientConnection {
     int32_t last_stream = 0;     // its last stream id
     int32_t window = 0;          // the client's connection window for us
     uint32_t settings[10] = {};  // the client's SETTINGS values, by id (1..9)
+    // The HPACK decoder's dynamic table (RFC 7541 §2.3.2), the fields the client's encoder
+    // indexed: as a header block that adds them to an empty table in the same order (literals
+    // with incremental indexing, oldest first), and the table's size.
+    std::string table_block;
+    size_t table_size = 0;
+    // While the old session's table is read out: each entry (newest first) as its literal, the
+    // sum of their sizes. The callbacks add what the session decodes.
+    bool harvesting = false;
+    std::vector<std::string> entries;
+    size_t harvested = 0;
+    void take(std::string_view name, std::string_view value);
   };
+  bool harvest_decoder_table(DroppedSession& d, size_t table_size);
   bool replay_into_session(const DroppedSession& d);
+  bool replay_decoder_table(const DroppedSession& d);
   // The session setup shared by start() and rebuild_session().
   bool new_session(bool after_preface);
   // The connection's receive window: bounds request-body bytes buffered for all streams together
