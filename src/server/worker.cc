@@ -26,10 +26,12 @@ constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
 constexpr auto kSweepInterval = std::chrono::milliseconds(100);
 // Closing a listener: at most this many connections waiting in its backlog are still served.
 constexpr size_t kMaxBacklogOnClose = 4096;
-// Memory kept for reuse is trimmed every this many sweeps (1 s): what went unused for a whole
+// Memory kept for reuse is trimmed every this many sweeps (500 ms): what went unused for a whole
 // interval is given back half at a time, so a spike's memory is returned within seconds while a
-// steady load, or one that comes back within a second, keeps what it uses.
-constexpr unsigned kTrimEvery = 10;
+// steady load, or one that comes back within half a second, keeps what it uses. (At 1 s, what
+// the idle upstream connections of a spike held when their idle timeout closed them took ~5 s
+// to reach the system.)
+constexpr unsigned kTrimEvery = 5;
 // glibc keeps freed memory inside its heaps until asked: once this much has been freed since it
 // was last asked, malloc_trim gives the free pages back (it takes the arena locks: not per request).
 constexpr size_t kMallocTrimAfter = 1 << 20;
@@ -42,8 +44,7 @@ constexpr size_t kMallocTrimSocketDrop = 64;
 // with at least kMallocTrimSettled given back since the last malloc_trim. The last blocks the
 // caches give back after a spike are scattered over the spike's heap, each often the only live
 // thing on its pages: 135 KB of them, freed after the last 1-MiB malloc_trim, kept 1.8 MiB
-// resident. (A steady load's own give-back is a few hundred bytes a period: a malloc_trim every
-// few minutes at most.)
+// resident. (An idle worker's own give-back is ~128 bytes a period: a malloc_trim every minute.)
 constexpr size_t kMallocTrimQuiet = 4 * 1024;
 constexpr size_t kMallocTrimSettled = 16 * 1024;
 #if defined(BOOST_ASIO_HAS_EPOLL)
