@@ -102,17 +102,20 @@ class H2Connection final : public ClientConnection {
     int32_t window = 0;          // the client's connection window for us
     uint32_t settings[10] = {};  // the client's SETTINGS values, by id (1..9)
     // The HPACK decoder's dynamic table (RFC 7541 §2.3.2), the fields the client's encoder
-    // indexed: as a header block that adds them to an empty table in the same order (literals
-    // with incremental indexing, oldest first), and the table's size.
-    std::string table_block;
-    size_t table_size = 0;
-    // While the old session's table is read out: each entry (newest first) as its literal, the
-    // sum of their sizes. The callbacks add what the session decodes.
-    bool harvesting = false;
-    std::vector<std::string> entries;
-    size_t harvested = 0;
+    // indexed: its size, and a header block that adds them to an empty table in the same order
+    // (literals with incremental indexing, oldest first); none when the table is empty. (Every
+    // parked connection holds this struct: what only the read-out needs is not in it.)
+    uint32_t table_size = 0;
+    std::unique_ptr<std::string> table_block;
+  };
+  // The table's fields as the old session decodes them, newest first (h2_park.cc).
+  struct TableReadOut {
+    std::vector<std::string> entries;  // each as its literal
+    size_t bytes = 0;                  // the sum of their sizes as HPACK counts them
     void take(std::string_view name, std::string_view value);
   };
+  // Set while a table is read out on this thread: the header callbacks add to it.
+  static thread_local TableReadOut* table_read_out_;
   bool harvest_decoder_table(DroppedSession& d, size_t table_size);
   bool replay_into_session(const DroppedSession& d);
   bool replay_decoder_table(const DroppedSession& d);

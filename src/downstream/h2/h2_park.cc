@@ -170,8 +170,6 @@ bool H2Connection::drop_session() {
   nghttp2_session_del(session_);
   session_ = nullptr;
   if (!ok) {
-    spdlog::debug("h2 client {}: HPACK table could not be read out ({} of {} bytes): closing", remote_, d.harvested,
-                  table);
     dropped_.reset();
     return false;
   }
@@ -180,7 +178,9 @@ bool H2Connection::drop_session() {
   return true;
 }
 
-void H2Connection::DroppedSession::take(std::string_view name, std::string_view value) {
+thread_local H2Connection::TableReadOut* H2Connection::table_read_out_ = nullptr;
+
+void H2Connection::TableReadOut::take(std::string_view name, std::string_view value) {
   // A literal field with incremental indexing, new name (RFC 7541 §6.2.1), no Huffman coding.
   std::string f;
   f.reserve(name.size() + value.size() + 6);
@@ -190,23 +190,24 @@ void H2Connection::DroppedSession::take(std::string_view name, std::string_view 
   put_int(f, 0, 7, value.size());
   f.append(value);
   entries.push_back(std::move(f));
-  harvested += name.size() + value.size() + 32;  // RFC 7541 §4.1
+  bytes += name.size() + value.size() + 32;  // RFC 7541 §4.1
 }
 
 bool H2Connection::harvest_decoder_table(DroppedSession& d, size_t table_size) {
-  d.harvesting = true;
+  TableReadOut r;
+  table_read_out_ = &r;
   int32_t id = d.last_stream;
   std::string frame;
-  for (size_t index = kFirstDynamicIndex; d.harvested < table_size; ++index) {
+  for (size_t index = kFirstDynamicIndex; r.bytes < table_size; ++index) {
     id += 2;
     frame.assign(9, '\0');
     put_int(frame, 0x80, 7, index);  // an indexed field (RFC 7541 §6.1)
     put_head(reinterpret_cast<uint8_t*>(frame.data()), static_cast<uint32_t>(frame.size() - 9), NGHTTP2_HEADERS,
              NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, id);
-    const size_t before = d.entries.size();
+    const size_t before = r.entries.size();
     const auto n = static_cast<ssize_t>(frame.size());
     if (nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(frame.data()), frame.size()) != n ||
-        d.entries.size() != before + 1) {
+        r.entries.size() != before + 1) {
       break;
     }
     // The request is refused (no pseudo-header fields): sending the reset closes its stream.
@@ -214,22 +215,26 @@ bool H2Connection::harvest_decoder_table(DroppedSession& d, size_t table_size) {
     while (nghttp2_session_mem_send(session_, &out) > 0) {
     }
   }
-  d.harvesting = false;
-  if (d.harvested != table_size) return false;
-  for (auto it = d.entries.rbegin(); it != d.entries.rend(); ++it) d.table_block += *it;
-  d.table_size = table_size;
-  std::vector<std::string>().swap(d.entries);
+  table_read_out_ = nullptr;
+  if (r.bytes != table_size) {
+    spdlog::debug("h2 client {}: HPACK table could not be read out ({} of {} bytes): closing", remote_, r.bytes,
+                  table_size);
+    return false;
+  }
+  d.table_block = std::make_unique<std::string>();
+  for (auto it = r.entries.rbegin(); it != r.entries.rend(); ++it) *d.table_block += *it;
+  d.table_size = static_cast<uint32_t>(table_size);
   return true;
 }
 
 bool H2Connection::replay_decoder_table(const DroppedSession& d) {
-  if (d.table_size == 0) return true;
+  if (!d.table_block) return true;
   // HEADERS on a closed stream the session has forgotten: nghttp2 decodes the block, so that the
   // table stays in step with the client's (RFC 9113 §4.3), and ignores the fields. The block is
   // smaller than the table (a literal's overhead is below an entry's 32 bytes), so one frame.
   std::string frame(9, '\0');
-  frame += d.table_block;
-  put_head(reinterpret_cast<uint8_t*>(frame.data()), static_cast<uint32_t>(d.table_block.size()), NGHTTP2_HEADERS,
+  frame += *d.table_block;
+  put_head(reinterpret_cast<uint8_t*>(frame.data()), static_cast<uint32_t>(d.table_block->size()), NGHTTP2_HEADERS,
            NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, d.last_stream);
   const auto n = static_cast<ssize_t>(frame.size());
   return nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(frame.data()), frame.size()) == n &&

@@ -153,8 +153,8 @@ struct H2Callbacks {
 
   // Fields the session decodes while it is fed frames of our own (h2_park.cc): while its HPACK
   // table is read out, they are the table's entries.
-  static int harvest(H2Connection& c, const uint8_t* name, size_t namelen, const uint8_t* value, size_t valuelen) {
-    if (c.dropped_ && c.dropped_->harvesting) c.dropped_->take(sv(name, namelen), sv(value, valuelen));
+  static int harvest(const uint8_t* name, size_t namelen, const uint8_t* value, size_t valuelen) {
+    if (H2Connection::TableReadOut* r = H2Connection::table_read_out_) r->take(sv(name, namelen), sv(value, valuelen));
     return 0;
   }
 
@@ -171,7 +171,7 @@ struct H2Callbacks {
   static int on_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name_p, size_t namelen,
                        const uint8_t* value_p, size_t valuelen, uint8_t, void* user) {
     H2Connection& c = conn(user);
-    if (c.rebuilding_) return harvest(c, name_p, namelen, value_p, valuelen);
+    if (c.rebuilding_) return harvest(name_p, namelen, value_p, valuelen);
     H2Stream* s = stream(session, frame->hd.stream_id);
     if (!s || s->malformed_) return 0;
     // RFC 9113 §6.5.2 counts 32 bytes of overhead per field.
@@ -249,7 +249,7 @@ struct H2Callbacks {
   static int on_invalid_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name_p,
                                size_t namelen, const uint8_t* value_p, size_t valuelen, uint8_t, void* user) {
     H2Connection& c = conn(user);
-    if (c.rebuilding_) return harvest(c, name_p, namelen, value_p, valuelen);
+    if (c.rebuilding_) return harvest(name_p, namelen, value_p, valuelen);
     H2Stream* s = stream(session, frame->hd.stream_id);
     if (!s) {
       nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
