@@ -207,7 +207,7 @@ TEST_F(SmallBlocksTest, TrimSparesWhatWasUsedSinceTheLastTrim) {
 
 TEST_F(SmallBlocksTest, IdleCacheEmpties) {
   fill_after_spike();
-  // Halves while much is unused, then the rest at once: 4.5 MiB is gone in well under 20 trims.
+  // Halves while much is unused, then the rest at once: the 1.5 MiB are gone in well under 20 trims.
   int trims = 0;
   while (thread_stats().bytes > 0 && trims < 20) {
     trim_thread_cache();
