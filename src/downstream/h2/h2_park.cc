@@ -87,8 +87,8 @@ void put_int(std::string& out, uint8_t first, unsigned prefix_bits, size_t v) {
   out.push_back(static_cast<char>(v));
 }
 
-// Header-block bytes of the decoder-table read-out's HEADERS frames: one indexed field.
-constexpr size_t kFirstDynamicIndex = 62;  // RFC 7541 §2.3.3: the static table has 61 entries
+// The index of the dynamic table's newest entry (RFC 7541 §2.3.3: the static table has 61).
+constexpr size_t kFirstDynamicIndex = 62;
 // A decoder table is rebuilt in one HEADERS frame, which nghttp2 takes up to 16,384 bytes long
 // (the smallest SETTINGS_MAX_FRAME_SIZE, RFC 9113 §6.5.2): a larger table keeps its session.
 constexpr size_t kMaxRebuiltTable = 16384;
