@@ -262,9 +262,9 @@ void release_thread_cache() noexcept {
 std::size_t trim_thread_cache() noexcept {
   Cache& c = cache;
   std::size_t freed = 0;
-  if (c.low_water > kTrimFloorBytes && c.bytes > 0) {
+  if (c.low_water > 0 && c.bytes > 0) {
     // Which blocks went unused is not tracked per class: take the same share of every class.
-    const std::size_t excess = (c.low_water - kTrimFloorBytes + 1) / 2;
+    const std::size_t excess = c.low_water <= kTrimAllBelow ? c.low_water : (c.low_water + 1) / 2;
     const std::size_t total = c.bytes;
     for (std::size_t cls = kClasses; cls >= 1 && freed < excess; --cls) {
       if (cls == kSlabClass) continue;

@@ -2,6 +2,7 @@
 #include "turnpike/proxy/worker.h"
 
 #include <algorithm>
+#include <functional>
 
 namespace turnpike::proxy {
 
@@ -126,11 +127,16 @@ size_t Worker::upstream_sockets() const {
 }
 
 size_t Worker::trim_contexts() {
-  // The same way as the buffer pool's blocks: half of those unused since the last trim, the ones
-  // released longest ago (the front of the LIFO list).
+  // The same way as the buffer pool's blocks: half of those unused since the last trim, the
+  // highest-addressed ones (those kept are then low in the heap, not pinning a spike's pages).
   const size_t unused = contexts_low_water_ > kContextFloor ? contexts_low_water_ - kContextFloor : 0;
   const size_t n = (unused + 1) / 2;
-  free_contexts_.erase(free_contexts_.begin(), free_contexts_.begin() + static_cast<std::ptrdiff_t>(n));
+  if (n > 0) {
+    const auto keep = free_contexts_.end() - static_cast<std::ptrdiff_t>(n);
+    std::nth_element(free_contexts_.begin(), keep, free_contexts_.end(),
+                     [](const auto& a, const auto& b) { return std::less<RequestContext*>()(a.get(), b.get()); });
+    free_contexts_.erase(keep, free_contexts_.end());
+  }
   contexts_low_water_ = free_contexts_.size();
   return n * sizeof(RequestContext);  // and what their strings and vectors held
 }

@@ -26,10 +26,12 @@ constexpr auto nothrow = boost::asio::as_tuple(boost::asio::use_awaitable);
 constexpr auto kSweepInterval = std::chrono::milliseconds(100);
 // Closing a listener: at most this many connections waiting in its backlog are still served.
 constexpr size_t kMaxBacklogOnClose = 4096;
-// Memory kept for reuse is trimmed every this many sweeps (1 s): what went unused for a whole
+// Memory kept for reuse is trimmed every this many sweeps (500 ms): what went unused for a whole
 // interval is given back half at a time, so a spike's memory is returned within seconds while a
-// steady load, or one that comes back within a second, keeps what it uses.
-constexpr unsigned kTrimEvery = 10;
+// steady load, or one that comes back within half a second, keeps what it uses. (At 1 s, what
+// the idle upstream connections of a spike held when their idle timeout closed them took ~5 s
+// to reach the system.)
+constexpr unsigned kTrimEvery = 5;
 // glibc keeps freed memory inside its heaps until asked: once this much has been freed since it
 // was last asked, malloc_trim gives the free pages back (it takes the arena locks: not per request).
 constexpr size_t kMallocTrimAfter = 1 << 20;
@@ -38,6 +40,13 @@ constexpr size_t kMallocTrimAfter = 1 << 20;
 // is what gives back the pages of the idle upstream connections that close a keepalive idle
 // timeout after a spike.
 constexpr size_t kMallocTrimSocketDrop = 64;
+// And once the give-back has run its course (a trim period frees less than kMallocTrimQuiet)
+// with at least kMallocTrimSettled given back since the last malloc_trim. The last blocks the
+// caches give back after a spike are scattered over the spike's heap, each often the only live
+// thing on its pages: 135 KB of them, freed after the last 1-MiB malloc_trim, kept 1.8 MiB
+// resident. (An idle worker's own give-back is ~128 bytes a period: a malloc_trim every minute.)
+constexpr size_t kMallocTrimQuiet = 4 * 1024;
+constexpr size_t kMallocTrimSettled = 16 * 1024;
 #if defined(BOOST_ASIO_HAS_EPOLL)
 // The reactor keeps one of these per socket ever registered, for good: the small-block cache
 // gives its size class slabs of their own so they do not pin the heap (small_blocks.h).
@@ -206,8 +215,11 @@ void WorkerThread::trim_memory() {
   freed_since_malloc_trim_ += freed;
   const size_t sockets = open_sockets();
   sockets_high_water_ = std::max(sockets_high_water_, sockets);
-  if (freed_since_malloc_trim_ >= kMallocTrimAfter || sockets_high_water_ - sockets >= kMallocTrimSocketDrop) {
+  const bool settled = freed < kMallocTrimQuiet && freed_since_malloc_trim_ >= kMallocTrimSettled;
+  if (freed_since_malloc_trim_ >= kMallocTrimAfter || sockets_high_water_ - sockets >= kMallocTrimSocketDrop || settled) {
     ::malloc_trim(0);
+    spdlog::debug("worker {}: malloc_trim after {} KiB given back ({} this second), {} sockets open ({} at most)",
+                  index(), freed_since_malloc_trim_ >> 10, freed >> 10, sockets, sockets_high_water_);
     freed_since_malloc_trim_ = 0;
     sockets_high_water_ = sockets;
   }

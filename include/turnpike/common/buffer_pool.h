@@ -7,11 +7,15 @@
 // After a spike the free list would keep up to max_free blocks for good; trim(), called
 // periodically, gives back the blocks that no acquire needed since the previous call, half at a
 // time, so the list follows the load down to a small floor while a steady load keeps its blocks.
+// The blocks it keeps are the lowest-addressed ones: those of the load before the spike, low in
+// the heap, not ones from the spike's top, where each would keep pages resident that the rest of
+// the spike's memory, given back, leaves free.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <functional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -48,13 +52,18 @@ class BufferPool {
   size_t free_blocks() const { return free_.size(); }
 
   // Frees half of the blocks (rounded up) that stayed on the free list since the last trim, the
-  // ones returned longest ago, keeping kTrimFloor. Returns how many it freed.
+  // highest-addressed ones, keeping kTrimFloor. Returns how many it freed.
   size_t trim() {
     const size_t unused = low_water_ > kTrimFloor ? low_water_ - kTrimFloor : 0;
     const size_t n = (unused + 1) / 2;
-    // The list is LIFO: the front holds the blocks that went unused longest (coldest in cache).
-    for (size_t i = 0; i < n; ++i) delete[] free_[i];
-    free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+    if (n > 0) {
+      // None of these blocks was needed for a whole trim period, so their LIFO order (which is
+      // warm in cache) is worth nothing now: move the n highest to the back and free them.
+      const auto keep = free_.end() - static_cast<std::ptrdiff_t>(n);
+      std::nth_element(free_.begin(), keep, free_.end(), std::less<char*>());
+      for (auto it = keep; it != free_.end(); ++it) delete[] *it;
+      free_.erase(keep, free_.end());
+    }
     low_water_ = free_.size();
     return n;
   }

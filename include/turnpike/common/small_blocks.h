@@ -66,14 +66,14 @@ ThreadStats thread_stats() noexcept;
 // thread exits).
 void release_thread_cache() noexcept;
 
-// What trim_thread_cache() leaves in a thread's cache however long it has been idle. Small: the
-// blocks left are spread over the heap (a spike's last frees), and each keeps a page resident;
-// 256 KiB of them kept ~3 MiB.
-inline constexpr std::size_t kTrimFloorBytes = 64 * 1024;
+// Below this many unused bytes trim_thread_cache() frees them all rather than half. An idle
+// thread's cache ends up empty: the blocks a floor would keep are spread over the heap (a spike's
+// last frees), each keeping a page or two resident; 64 KiB of them kept ~2 MiB, 256 KiB ~3 MiB.
+inline constexpr std::size_t kTrimAllBelow = 32 * 1024;
 // Frees about half of what stayed in the calling thread's cache since its previous call (those
-// bytes were not needed in between), from every class in proportion, keeping kTrimFloorBytes.
-// Called periodically by a thread that had a spike (a worker's sweep), the cache follows the load
-// down. Returns the bytes freed.
+// bytes were not needed in between), from every class in proportion, or all of it when that is
+// under kTrimAllBelow. Called periodically by a thread that had a spike (a worker's sweep), the
+// cache follows the load down. Returns the bytes freed.
 std::size_t trim_thread_cache() noexcept;
 
 }  // namespace turnpike::small_blocks

@@ -91,7 +91,9 @@ class H2Connection final : public ClientConnection {
   // A parked connection gives up its nghttp2 session when a fresh one can be brought back to the
   // same state (see h2_park.cc), and gets the fresh one when it acts again.
   bool can_drop_session() const;
-  void drop_session();
+  // False when the session could not be given up cleanly (its HPACK table could not be read
+  // out whole): the connection must then be closed, its session having been fed frames of ours.
+  bool drop_session();
   // A session again, if it was dropped; false when that failed (the connection is then closed).
   bool ensure_session();
   bool rebuild_session();
@@ -99,8 +101,24 @@ class H2Connection final : public ClientConnection {
     int32_t last_stream = 0;     // its last stream id
     int32_t window = 0;          // the client's connection window for us
     uint32_t settings[10] = {};  // the client's SETTINGS values, by id (1..9)
+    // The HPACK decoder's dynamic table (RFC 7541 §2.3.2), the fields the client's encoder
+    // indexed: its size, and a header block that adds them to an empty table in the same order
+    // (literals with incremental indexing, oldest first); none when the table is empty. (Every
+    // parked connection holds this struct: what only the read-out needs is not in it.)
+    uint32_t table_size = 0;
+    std::unique_ptr<std::string> table_block;
   };
+  // The table's fields as the old session decodes them, newest first (h2_park.cc).
+  struct TableReadOut {
+    std::vector<std::string> entries;  // each as its literal
+    size_t bytes = 0;                  // the sum of their sizes as HPACK counts them
+    void take(std::string_view name, std::string_view value);
+  };
+  // Set while a table is read out on this thread: the header callbacks add to it.
+  static thread_local TableReadOut* table_read_out_;
+  bool harvest_decoder_table(DroppedSession& d, size_t table_size);
   bool replay_into_session(const DroppedSession& d);
+  bool replay_decoder_table(const DroppedSession& d);
   // The session setup shared by start() and rebuild_session().
   bool new_session(bool after_preface);
   // The connection's receive window: bounds request-body bytes buffered for all streams together

@@ -23,9 +23,20 @@
 //   - our response on that stream, with a body of as many bytes as the client's window for us is
 //     below 65,535 (a window can only be raised by a frame, never lowered): sent into the void,
 //     it brings the fresh session's window down to the real one.
-// What cannot be rebuilt keeps the session: entries in the HPACK decoder's table (the client's
-// encoder indexes: our decoder must keep them), a frame cut in the middle, a stream still known
-// to nghttp2. What a rebuilt session forgets and may: nghttp2's own flood and rate counters (ours,
+//   - the HPACK decoder's dynamic table, which mirrors the client's encoder's (browsers, curl and
+//     nghttp2-based clients index most request fields): nghttp2 has no API to read it, so before
+//     the old session is deleted it is fed one header block per entry, each a single indexed
+//     field (62, 63, ... up to the table's size) on a stream id past the last, and the callbacks
+//     collect what it decodes. The fresh session is fed those fields back, oldest first, as
+//     literals with incremental indexing in a HEADERS frame on the (closed, forgotten) last
+//     stream, which nghttp2 decodes into its table without a callback. A client's later size
+//     update is not seen: the fresh table's maximum is our SETTINGS value, never below the
+//     client's, so it keeps at most some old entries longer, which the client never refers to.
+//     The read-out opens streams in the old session, so once it has begun the session cannot be
+//     kept: when a field is not delivered (one that nghttp2's HTTP checks refuse outright, which
+//     no working client indexes) the connection is closed, as an idle timeout would.
+// What cannot be rebuilt keeps the session: a frame cut in the middle, a stream still known to
+// nghttp2. What a rebuilt session forgets and may: nghttp2's own flood and rate counters (ours,
 // the connection's, fire first), and a PRIORITY_UPDATE for a stream not yet opened (a scheduling
 // hint, RFC 9218 §7.1; nghttp2 cannot tell us it holds one).
 #include <boost/asio/co_spawn.hpp>
@@ -63,6 +74,24 @@ uint8_t* put_head(uint8_t* p, uint32_t length, uint8_t type, uint8_t flags, int3
 // Appendix A, indexes 2, 6, 4) and :authority x as a literal without indexing (name index 1):
 // the decoder's dynamic table is not touched.
 constexpr uint8_t kRebuildRequest[] = {0x82, 0x86, 0x84, 0x01, 0x01, 'x'};
+
+// HPACK integer with an n-bit prefix (RFC 7541 §5.1), the first byte's other bits in `first`.
+void put_int(std::string& out, uint8_t first, unsigned prefix_bits, size_t v) {
+  const size_t max = (size_t{1} << prefix_bits) - 1;
+  if (v < max) {
+    out.push_back(static_cast<char>(first | v));
+    return;
+  }
+  out.push_back(static_cast<char>(first | max));
+  for (v -= max; v >= 128; v >>= 7) out.push_back(static_cast<char>(0x80 | (v & 0x7f)));
+  out.push_back(static_cast<char>(v));
+}
+
+// The index of the dynamic table's newest entry (RFC 7541 §2.3.3: the static table has 61).
+constexpr size_t kFirstDynamicIndex = 62;
+// A decoder table is rebuilt in one HEADERS frame, which nghttp2 takes up to 16,384 bytes long
+// (the smallest SETTINGS_MAX_FRAME_SIZE, RFC 9113 §6.5.2): a larger table keeps its session.
+constexpr size_t kMaxRebuiltTable = 16384;
 
 // The body of the rebuild's response: `*source->ptr` bytes, whatever they hold (never sent).
 ssize_t void_body(nghttp2_session*, int32_t, uint8_t*, size_t length, uint32_t* flags, nghttp2_data_source* source,
@@ -107,18 +136,22 @@ bool H2Connection::can_park() const {
 bool H2Connection::can_drop_session() const {
   if (!session_) return false;
   const int32_t last = nghttp2_session_get_last_proc_stream_id(session_);
+  const size_t table = nghttp2_session_get_hd_inflate_dynamic_table_size(session_);
   return inbound_.at_frame_start() &&
          // A stream was served (so the client's SETTINGS came first, RFC 9113 §3.4), nghttp2
          // refused none after it, and none is left in nghttp2.
          last > 0 && last == closed_streams_.highest() && nghttp2_session_find_stream(session_, last) == nullptr &&
          // A smaller table would make the fresh decoder wait for the client's size update again.
-         cfg_->header_table_size >= 4096 && nghttp2_session_get_hd_inflate_dynamic_table_size(session_) == 0 &&
+         cfg_->header_table_size >= 4096 &&
+         // A table the rebuild takes in one frame, and room for the read-out's stream ids (an
+         // entry is at least 32 bytes).
+         table <= kMaxRebuiltTable && last <= INT32_MAX - 2 * int32_t(table / 32 + 1) &&
          // Every request-body byte given back (the client's view of our window is whole).
          nghttp2_session_get_local_window_size(session_) == receive_window() &&
          nghttp2_session_get_remote_window_size(session_) >= 0;
 }
 
-void H2Connection::drop_session() {
+bool H2Connection::drop_session() {
   dropped_ = std::make_unique<DroppedSession>();
   DroppedSession& d = *dropped_;
   for (int32_t id = 1; id < int32_t(std::size(d.settings)); ++id) {
@@ -127,10 +160,86 @@ void H2Connection::drop_session() {
   }
   d.window = nghttp2_session_get_remote_window_size(session_);
   d.last_stream = nghttp2_session_get_last_proc_stream_id(session_);
+  const size_t table = nghttp2_session_get_hd_inflate_dynamic_table_size(session_);
+  bool ok = true;
+  if (table > 0) {
+    rebuilding_ = true;  // the callbacks only collect the fields
+    ok = harvest_decoder_table(d, table);
+    rebuilding_ = false;
+  }
   nghttp2_session_del(session_);
   session_ = nullptr;
-  spdlog::debug("h2 client {}: parked without its session (last stream {}, window {})", remote_, d.last_stream,
-                d.window);
+  if (!ok) {
+    dropped_.reset();
+    return false;
+  }
+  spdlog::debug("h2 client {}: parked without its session (last stream {}, window {}, HPACK table {} bytes)", remote_,
+                d.last_stream, d.window, table);
+  return true;
+}
+
+thread_local H2Connection::TableReadOut* H2Connection::table_read_out_ = nullptr;
+
+void H2Connection::TableReadOut::take(std::string_view name, std::string_view value) {
+  // A literal field with incremental indexing, new name (RFC 7541 §6.2.1), no Huffman coding.
+  std::string f;
+  f.reserve(name.size() + value.size() + 6);
+  f.push_back(0x40);
+  put_int(f, 0, 7, name.size());
+  f.append(name);
+  put_int(f, 0, 7, value.size());
+  f.append(value);
+  entries.push_back(std::move(f));
+  bytes += name.size() + value.size() + 32;  // RFC 7541 §4.1
+}
+
+bool H2Connection::harvest_decoder_table(DroppedSession& d, size_t table_size) {
+  TableReadOut r;
+  table_read_out_ = &r;
+  int32_t id = d.last_stream;
+  std::string frame;
+  for (size_t index = kFirstDynamicIndex; r.bytes < table_size; ++index) {
+    id += 2;
+    frame.assign(9, '\0');
+    put_int(frame, 0x80, 7, index);  // an indexed field (RFC 7541 §6.1)
+    put_head(reinterpret_cast<uint8_t*>(frame.data()), static_cast<uint32_t>(frame.size() - 9), NGHTTP2_HEADERS,
+             NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, id);
+    const size_t before = r.entries.size();
+    const auto n = static_cast<ssize_t>(frame.size());
+    if (nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(frame.data()), frame.size()) != n ||
+        r.entries.size() != before + 1) {
+      break;
+    }
+    // The request is refused (no pseudo-header fields): sending the reset closes its stream.
+    const uint8_t* out = nullptr;
+    while (nghttp2_session_mem_send(session_, &out) > 0) {
+    }
+  }
+  table_read_out_ = nullptr;
+  if (r.bytes != table_size) {
+    spdlog::debug("h2 client {}: HPACK table could not be read out ({} of {} bytes): closing", remote_, r.bytes,
+                  table_size);
+    return false;
+  }
+  d.table_block = std::make_unique<std::string>();
+  for (auto it = r.entries.rbegin(); it != r.entries.rend(); ++it) *d.table_block += *it;
+  d.table_size = static_cast<uint32_t>(table_size);
+  return true;
+}
+
+bool H2Connection::replay_decoder_table(const DroppedSession& d) {
+  if (!d.table_block) return true;
+  // HEADERS on a closed stream the session has forgotten: nghttp2 decodes the block, so that the
+  // table stays in step with the client's (RFC 9113 §4.3), and ignores the fields. The block is
+  // smaller than the table (a literal's overhead is below an entry's 32 bytes), so one frame.
+  std::string frame(9, '\0');
+  frame += *d.table_block;
+  put_head(reinterpret_cast<uint8_t*>(frame.data()), static_cast<uint32_t>(d.table_block->size()), NGHTTP2_HEADERS,
+           NGHTTP2_FLAG_END_STREAM | NGHTTP2_FLAG_END_HEADERS, d.last_stream);
+  const auto n = static_cast<ssize_t>(frame.size());
+  return nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(frame.data()), frame.size()) == n &&
+         nghttp2_session_get_hd_inflate_dynamic_table_size(session_) == d.table_size &&
+         !nghttp2_session_want_write(session_);
 }
 
 bool H2Connection::rebuild_session() {
@@ -199,7 +308,7 @@ bool H2Connection::replay_into_session(const DroppedSession& d) {
   if (!discard_output()) return false;
   return debt == 0 && nghttp2_session_get_remote_window_size(session_) == d.window &&
          nghttp2_session_get_last_proc_stream_id(session_) == d.last_stream &&
-         nghttp2_session_find_stream(session_, d.last_stream) == nullptr;
+         nghttp2_session_find_stream(session_, d.last_stream) == nullptr && replay_decoder_table(d);
 }
 
 bool H2Connection::ensure_session() {
@@ -218,7 +327,11 @@ void H2Connection::park(std::unique_ptr<H2Connection> self) {
   H2Connection& c = *self;
   c.parked_ = true;
   c.waiting_read_ = true;  // wake() cancels this wait, as it does the loop's
-  if (c.can_drop_session()) c.drop_session();
+  if (c.can_drop_session() && !c.drop_session()) {
+    c.dead_ = true;  // the wait below then ends at once, and serve() with it
+    c.transport_->cancel();
+    c.transport_->close();
+  }
   c.transport_->async_wait_readable([self = std::move(self)](boost::system::error_code ec) mutable {
     H2Connection& c = *self;
     c.parked_ = false;

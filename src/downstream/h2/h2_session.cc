@@ -151,6 +151,13 @@ struct H2Callbacks {
     return 0;
   }
 
+  // Fields the session decodes while it is fed frames of our own (h2_park.cc): while its HPACK
+  // table is read out, they are the table's entries.
+  static int harvest(const uint8_t* name, size_t namelen, const uint8_t* value, size_t valuelen) {
+    if (H2Connection::TableReadOut* r = H2Connection::table_read_out_) r->take(sv(name, namelen), sv(value, valuelen));
+    return 0;
+  }
+
   static int malformed(nghttp2_session* session, H2Connection& c, H2Stream* s, std::string_view why) {
     if (!s->malformed_) {
       s->malformed_ = true;
@@ -164,6 +171,7 @@ struct H2Callbacks {
   static int on_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name_p, size_t namelen,
                        const uint8_t* value_p, size_t valuelen, uint8_t, void* user) {
     H2Connection& c = conn(user);
+    if (c.rebuilding_) return harvest(name_p, namelen, value_p, valuelen);
     H2Stream* s = stream(session, frame->hd.stream_id);
     if (!s || s->malformed_) return 0;
     // RFC 9113 §6.5.2 counts 32 bytes of overhead per field.
@@ -238,9 +246,10 @@ struct H2Callbacks {
   }
 
   // Fields nghttp2 found invalid (RFC 9113 §8.2.1): never dropped and forwarded, the stream is reset.
-  static int on_invalid_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t*, size_t,
-                               const uint8_t*, size_t, uint8_t, void* user) {
+  static int on_invalid_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name_p,
+                               size_t namelen, const uint8_t* value_p, size_t valuelen, uint8_t, void* user) {
     H2Connection& c = conn(user);
+    if (c.rebuilding_) return harvest(name_p, namelen, value_p, valuelen);
     H2Stream* s = stream(session, frame->hd.stream_id);
     if (!s) {
       nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
@@ -322,6 +331,7 @@ struct H2Callbacks {
   // block's decoding: a client that keeps opening streams past the limit is cut off.
   static int on_invalid_frame_recv(nghttp2_session*, const nghttp2_frame* frame, int lib_error_code, void* user) {
     H2Connection& c = conn(user);
+    if (c.rebuilding_) return 0;
     if (frame->hd.type != NGHTTP2_HEADERS || lib_error_code != NGHTTP2_ERR_REFUSED_STREAM) return 0;
     if (++c.refused_in_window_ > std::max(c.cfg_->max_concurrent_streams, kRefusedPerSecondFloor)) {
       c.calm_down(NGHTTP2_PROTOCOL_ERROR, &WorkerCounters::h2_protocol_errors,
@@ -333,6 +343,7 @@ struct H2Callbacks {
 
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user) {
     H2Connection& c = conn(user);
+    if (c.rebuilding_) return 0;  // frames into the void (h2_park.cc)
     if (frame->hd.type == NGHTTP2_RST_STREAM && frame->rst_stream.error_code == NGHTTP2_REFUSED_STREAM) {
       c.worker_.counters().h2_refused_streams.inc();
       spdlog::debug("h2 client {}: stream {} refused", c.remote_, frame->hd.stream_id);

@@ -177,7 +177,7 @@ TEST_F(SmallBlocksTest, TrimGivesBackHalfOfWhatStayedUnused) {
   trim_thread_cache();
   const size_t held = thread_stats().bytes;
   const size_t freed = trim_thread_cache();
-  const size_t half = (held - kTrimFloorBytes) / 2;
+  const size_t half = held / 2;
   EXPECT_GE(freed, half);
   EXPECT_LE(freed, half + 16 * 1024);  // at most one block over
   EXPECT_EQ(thread_stats().bytes, held - freed);
@@ -200,17 +200,32 @@ TEST_F(SmallBlocksTest, TrimSparesWhatWasUsedSinceTheLastTrim) {
   const size_t low = thread_stats().bytes;
   for (void* b : taken) deallocate(b, 16 * 1024);
   const size_t freed = trim_thread_cache();
-  EXPECT_LE(freed, (low - kTrimFloorBytes) / 2 + 16 * 1024);
-  EXPECT_GE(freed, (low - kTrimFloorBytes) / 2);
+  EXPECT_LE(freed, low / 2 + 16 * 1024);
+  EXPECT_GE(freed, low / 2);
   EXPECT_GT(thread_stats().bytes, held / 2);
 }
 
-TEST_F(SmallBlocksTest, IdleCacheShrinksToTheFloor) {
+TEST_F(SmallBlocksTest, IdleCacheEmpties) {
   fill_after_spike();
-  for (int i = 0; i < 40; ++i) trim_thread_cache();
-  EXPECT_LE(thread_stats().bytes, kTrimFloorBytes);
-  EXPECT_GE(thread_stats().bytes, kTrimFloorBytes - 16 * 1024);
+  // Halves while much is unused, then the rest at once: the 1.5 MiB are gone in well under 20 trims.
+  int trims = 0;
+  while (thread_stats().bytes > 0 && trims < 20) {
+    trim_thread_cache();
+    ++trims;
+  }
+  EXPECT_EQ(thread_stats().bytes, 0u);
+  EXPECT_GT(trims, 5);  // not all at once
   EXPECT_EQ(trim_thread_cache(), 0u);
+}
+
+TEST_F(SmallBlocksTest, LittleUnusedIsFreedWhole) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 8; ++i) blocks.push_back(allocate(1024));
+  for (void* b : blocks) deallocate(b, 1024);
+  trim_thread_cache();  // starts the interval: all 8 KiB stay unused through the next one
+  ASSERT_EQ(thread_stats().bytes, 8u * 1024);
+  EXPECT_EQ(trim_thread_cache(), 8u * 1024);
+  EXPECT_EQ(thread_stats().bytes, 0u);
 }
 
 TEST_F(SmallBlocksTest, BlockFreedByAnotherThreadJoinsThatThreadsCache) {
