@@ -15,7 +15,8 @@
 # Env: TURNPIKE_BIN (default build-release/src/app/turnpike), NODES=2000, DUR=10, WARM=2, CONNS=64,
 #      ROUNDS=3, INTERVAL=1s, CASES="passive active rolling" (a subset, in that order),
 #      IDLE=1 (0: skip the idle measurement), PERF_DIR (when set: `perf record -g` of Turnpike
-#      during each measured run, into PERF_DIR/<case>-<round>.data).
+#      during each measured run, into PERF_DIR/<case>-<round>.data, and of the checker thread
+#      alone during the idle measurement, PERF_DIR/idle-checker.data).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -183,7 +184,14 @@ write_config "$cfg" 1 0
 start_turnpike tp-idle "$cfg"
 sleep 2
 h0=$(thread_ticks "$STARTED_PID" tp-health); c0=$(cpu_ticks "$STARTED_PID"); t0=$(date +%s.%N)
-sleep 10
+if [[ -n $PERF_DIR ]]; then
+  # The checker thread alone: perf record -t of the thread called tp-health.
+  tid=$(for d in /proc/"$STARTED_PID"/task/*; do [[ $(cat "$d/comm") == tp-health ]] && echo "${d##*/}"; done | head -1)
+  mkdir -p "$PERF_DIR"
+  perf record -q -o "$PERF_DIR/idle-checker.data" -t "$tid" -- sleep 10 >/dev/null 2>&1 || sleep 10
+else
+  sleep 10
+fi
 h1=$(thread_ticks "$STARTED_PID" tp-health); c1=$(cpu_ticks "$STARTED_PID"); t1=$(date +%s.%N)
 IDLE_CHK=$(awk -v a="$h0" -v b="$h1" -v t="$TCK" -v s0="$t0" -v s1="$t1" 'BEGIN{printf "%.2f", (b-a)/t*100/(s1-s0)}')
 IDLE_ALL=$(awk -v a="$c0" -v b="$c1" -v t="$TCK" -v s0="$t0" -v s1="$t1" 'BEGIN{printf "%.2f", (b-a)/t*100/(s1-s0)}')
