@@ -13,7 +13,10 @@
 # requests (non-2xx + socket errors; must be 0).
 #
 # Env: TURNPIKE_BIN (default build-release/src/app/turnpike), NODES=2000, DUR=10, WARM=2, CONNS=64,
-#      ROUNDS=3, INTERVAL=1s.
+#      ROUNDS=3, INTERVAL=1s, CASES="passive active rolling" (a subset, in that order),
+#      IDLE=1 (0: skip the idle measurement), PERF_DIR (when set: `perf record -g` of Turnpike
+#      during each measured run, into PERF_DIR/<case>-<round>.data, and of the checker thread
+#      alone during the idle measurement, PERF_DIR/idle-checker.data).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -111,7 +114,27 @@ rolling_hook() {
 
 declare -A CPU RPS BAD CHK MAIN LABEL=([passive]="passive checks only (default)" [active]="active HTTP checks, $NODES nodes every $INTERVAL"
   [rolling]="active checks + rolling update: 20 reloads replacing all $NODES nodes")
-CASES="passive active rolling"
+CASES=${CASES:-passive active rolling}
+PERF_DIR=${PERF_DIR:-}
+PERF_PID=
+# perf_hook start|end: records Turnpike ($PERF_TARGET) into $PERF_OUT while the run is measured.
+perf_hook() {
+  if [[ $1 == start ]]; then
+    perf record -q -g -o "$PERF_OUT" -p "$PERF_TARGET" >/dev/null 2>&1 &
+    PERF_PID=$!
+  elif [[ -n $PERF_PID ]]; then
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=
+  fi
+}
+# case_hook start|end: the rolling update (when on) and perf (when PERF_DIR is set).
+ROLLING=0
+case_hook() {
+  ((ROLLING)) && rolling_hook "$1"
+  [[ -n $PERF_DIR ]] && perf_hook "$1"
+  return 0
+}
 for ((r = 1; r <= ROUNDS; r++)); do
   for c in $CASES; do
     cfg=$BENCH_TMP/turnpike-$c-$r.yaml
@@ -122,9 +145,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
     precheck "http://127.0.0.1:$port/" || die "precheck: $PRECHECK_MSG"
     # Let the first round of checks (spread over one interval) start before measuring.
     sleep 2
-    MEASURE_HOOK=
+    MEASURE_HOOK=case_hook ROLLING=0 PERF_TARGET=$pid
+    [[ -n $PERF_DIR ]] && mkdir -p "$PERF_DIR" && PERF_OUT=$PERF_DIR/$c-$r.data
     if [[ $c == rolling ]]; then
-      ROLL_CFG=$cfg ROLL_PID=$pid MEASURE_HOOK=rolling_hook
+      ROLL_CFG=$cfg ROLL_PID=$pid ROLLING=1
       # Every reload moves NODES/20 more nodes to 127.0.0.2: new addresses, so new nodes.
       for ((k = 1; k <= RELOADS; k++)); do write_config "$cfg.$k" 1 $((k * NODES / RELOADS)); done
     fi
@@ -153,25 +177,35 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 # Idle: the checker alone (no traffic) for 10 s.
+IDLE_CHK=- IDLE_ALL=-
+if ((${IDLE:-1})); then
 cfg=$BENCH_TMP/turnpike-idle.yaml
 write_config "$cfg" 1 0
 start_turnpike tp-idle "$cfg"
 sleep 2
 h0=$(thread_ticks "$STARTED_PID" tp-health); c0=$(cpu_ticks "$STARTED_PID"); t0=$(date +%s.%N)
-sleep 10
+if [[ -n $PERF_DIR ]]; then
+  # The checker thread alone: perf record -t of the thread called tp-health.
+  tid=$(for d in /proc/"$STARTED_PID"/task/*; do [[ $(cat "$d/comm") == tp-health ]] && echo "${d##*/}"; done | head -1)
+  mkdir -p "$PERF_DIR"
+  perf record -q -o "$PERF_DIR/idle-checker.data" -t "$tid" -- sleep 10 >/dev/null 2>&1 || sleep 10
+else
+  sleep 10
+fi
 h1=$(thread_ticks "$STARTED_PID" tp-health); c1=$(cpu_ticks "$STARTED_PID"); t1=$(date +%s.%N)
 IDLE_CHK=$(awk -v a="$h0" -v b="$h1" -v t="$TCK" -v s0="$t0" -v s1="$t1" 'BEGIN{printf "%.2f", (b-a)/t*100/(s1-s0)}')
 IDLE_ALL=$(awk -v a="$c0" -v b="$c1" -v t="$TCK" -v s0="$t0" -v s1="$t1" 'BEGIN{printf "%.2f", (b-a)/t*100/(s1-s0)}')
+fi
 
 # shellcheck disable=SC2086
-base=$(median ${CPU[passive]})
+base=$(median ${CPU[passive]:-})
 echo "| case | CPU µs/req (median of $ROUNDS) | vs passive | of which main thread (reloads) | req/s | failed requests | checker thread, % of a core | runs (µs/req) |"
 echo "|---|---|---|---|---|---|---|---|"
 for c in $CASES; do
   # shellcheck disable=SC2086
   m=$(median ${CPU[$c]})
   # shellcheck disable=SC2086
-  echo "| ${LABEL[$c]} | $m | $(awk -v a="$m" -v b="$base" 'BEGIN{printf "%+.1f%%", (a-b)*100/b}') | $(median ${MAIN[$c]}) | $(median ${RPS[$c]}) | $(awk '{s=0; for(i=1;i<=NF;i++) s+=$i; print s}' <<<"${BAD[$c]}") | $(median ${CHK[$c]}) | ${CPU[$c]}|"
+  echo "| ${LABEL[$c]} | $m | $(awk -v a="$m" -v b="$base" 'BEGIN{if (b+0 == 0) print "-"; else printf "%+.1f%%", (a-b)*100/b}') | $(median ${MAIN[$c]}) | $(median ${RPS[$c]}) | $(awk '{s=0; for(i=1;i<=NF;i++) s+=$i; print s}' <<<"${BAD[$c]}") | $(median ${CHK[$c]}) | ${CPU[$c]}|"
 done
 echo
 echo "Idle (no traffic), $NODES nodes checked every $INTERVAL: checker thread $IDLE_CHK% of a core, whole process $IDLE_ALL%."

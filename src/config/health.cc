@@ -36,22 +36,34 @@ void load_passive(const Where& w, const YAML::Node& p, PassiveHealthConfig& c) {
 void load_active(const Where& w, const YAML::Node& a, ActiveHealthConfig& c, const UpstreamConfig& u) {
   if (!expect_map(w, a)) return;
   check_keys(w, a, {"type", "method", "path", "host", "statuses", "body", "port", "interval",
-                    "unhealthy_interval", "timeout", "healthy", "unhealthy"});
+                    "unhealthy_interval", "timeout", "healthy", "unhealthy", "grpc_service"});
   c.type = HealthCheckType::http;
   if (const YAML::Node t = a["type"]) {
     if (auto s = read_string(w.key("type"), t)) {
       if (*s == "http") c.type = HealthCheckType::http;
       else if (*s == "https") c.type = HealthCheckType::https;
       else if (*s == "tcp") c.type = HealthCheckType::tcp;
-      else w.key("type").error(t, quote(*s) + " is not a check type: use \"http\", \"https\" or \"tcp\"");
+      else if (*s == "h2") c.type = HealthCheckType::h2;
+      else if (*s == "grpc") c.type = HealthCheckType::grpc;
+      else w.key("type").error(t, quote(*s) + " is not a check type: use \"http\", \"https\", \"tcp\", \"h2\" or \"grpc\"");
     }
   }
   if (c.type == HealthCheckType::https && !u.tls.enabled) {
     w.key("type").error(a["type"], "\"https\" checks need the upstream's tls settings (tls: {...})");
   }
-  if (u.protocol != UpstreamProtocol::http1 && c.type != HealthCheckType::tcp) {
-    w.key("type").error(a["type"] ? a["type"] : a, "HTTP/2 upstreams support \"tcp\" checks only");
+  if (u.protocol != UpstreamProtocol::http1 &&
+      (c.type == HealthCheckType::http || c.type == HealthCheckType::https)) {
+    w.key("type").error(a["type"] ? a["type"] : a, "HTTP/2 upstreams support \"h2\", \"grpc\" and \"tcp\" checks");
   }
+  // gRPC checks ask grpc.health.v1.Health/Check (a fixed method and path) and judge its answer.
+  if (c.type == HealthCheckType::grpc) {
+    for (const char* k : {"method", "path", "statuses", "body"}) {
+      if (a[k]) w.key(k).error(a[k], "does not apply to \"grpc\" checks (they ask grpc.health.v1.Health/Check)");
+    }
+  } else if (a["grpc_service"]) {
+    w.key("grpc_service").error(a["grpc_service"], "applies to \"grpc\" checks only");
+  }
+  field(w, a, "grpc_service", c.grpc_service);
   field(w, a, "method", c.method);
   if (!is_token(c.method)) w.key("method").error(a["method"], "must be an HTTP method token");
   field(w, a, "path", c.path);

@@ -1,7 +1,8 @@
-// The process's one active health checker (checker.h).
+// The process's one active health checker (checker.h): the probes' schedule on 10 ms ticks, the
+// reads of kept-connection checks, and the reload of the probe set. The checks themselves are in
+// check_http.cc and check_h2.cc.
 #include "turnpike/upstream/checker.h"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -11,243 +12,28 @@
 #include <pthread.h>
 
 #include <algorithm>
-#include <cctype>
 #include <random>
-#include <tuple>
 
-#include "turnpike/common/coarse_clock.h"
-#include "turnpike/tls/transport.h"
+#include "probe.h"
 
 namespace turnpike::upstream {
 
 namespace {
 
-constexpr size_t kMaxResponse = 64 * 1024;  // a check reads at most this much of a response
-
-// "HTTP/1.1 200 ..." → 200; 0 when the line is not a status line.
-int status_of(std::string_view head) {
-  if (head.size() < 12 || head.substr(0, 7) != "HTTP/1.") return 0;
-  int status = 0;
-  for (size_t i = 9; i < 12; ++i) {
-    if (head[i] < '0' || head[i] > '9') return 0;
-    status = status * 10 + (head[i] - '0');
-  }
-  return status;
-}
-
-bool status_expected(const config::ActiveHealthConfig& a, int status) {
-  if (a.statuses.empty()) return status >= 200 && status < 400;
-  return std::find(a.statuses.begin(), a.statuses.end(), status) != a.statuses.end();
-}
-
-}  // namespace
-
-// What the probes of one upstream share: its settings and the request they send.
-struct HealthChecker::Spec {
-  std::shared_ptr<const void> config;          // keeps `health` (and `up->config`) alive
-  std::shared_ptr<const ResolvedUpstream> up;  // its TLS context
-  const config::UpstreamHealthConfig* health = nullptr;
-  std::string name;
-};
-
-// One node's probe.
-struct HealthChecker::Probe {
-  Probe(asio::io_context& ioc, std::shared_ptr<NodeHealth> n) : node(std::move(n)), timer(ioc), ioc(ioc) {}
-  std::shared_ptr<NodeHealth> node;
-  std::shared_ptr<const Spec> spec;  // replaced by a reload; read once per check
-  tcp::endpoint endpoint;
-  std::string host;                  // the node's configured host (Host header, TLS name)
-  std::string request;               // HTTP checks: the request's bytes
-  std::shared_ptr<tls::Transport> conn;  // HTTP checks: the connection kept from the last check
-  asio::steady_timer timer;          // the wait between checks
-  asio::io_context& ioc;
-  bool stopped = false;
-};
-
-namespace {
-
-using Probe = HealthChecker::Probe;
-
-// The request an HTTP check sends.
-std::string build_request(const config::ActiveHealthConfig& a, const std::string& host, uint16_t port) {
-  std::string r;
-  r.reserve(128);
-  r.append(a.method).append(" ").append(a.path).append(" HTTP/1.1\r\nHost: ");
-  if (!a.host.empty()) r.append(a.host);
-  else r.append(host).append(":").append(std::to_string(port));
-  r.append("\r\nUser-Agent: turnpike-health-check\r\nAccept: */*\r\n\r\n");
-  return r;
-}
-
-// What a check read of a response.
-struct ReadResponse {
-  int status = 0;
-  size_t body_at = std::string::npos;  // where the body starts in `in`
-  bool complete = false;               // the whole response (Content-Length) is in `in`
-  bool keep_alive = false;             // complete, and the node did not ask to close
-};
-
-// The head's framing: Content-Length (SIZE_MAX when absent, or chunked) and Connection: close.
-void read_framing(std::string_view head, size_t& length, bool& close) {
-  std::string lower(head);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  length = SIZE_MAX;
-  close = lower.find("\r\nconnection: close") != std::string::npos || lower.compare(0, 8, "http/1.0") == 0;
-  if (lower.find("\r\ntransfer-encoding:") != std::string::npos) return;
-  const size_t at = lower.find("\r\ncontent-length:");
-  if (at == std::string::npos) return;
-  size_t v = 0;
-  size_t i = at + 17;
-  while (i < lower.size() && lower[i] == ' ') ++i;
-  const size_t digits = i;
-  while (i < lower.size() && lower[i] >= '0' && lower[i] <= '9' && v < kMaxResponse) v = v * 10 + (lower[i++] - '0');
-  if (i > digits) length = v;
-}
-
-// One check of `p`'s node: true when it passed, else false with the reason in `why`. HTTP(S)
-// checks keep their connection for the next check when the node allows (one connect per node,
-// not per check: a loopback connect and close cost the checker more than the request); a kept
-// connection the node closed meanwhile is replaced once, without counting as a failure.
-asio::awaitable<bool> check_once(Probe& p, const HealthChecker::Spec& spec, std::string& why, bool fresh = false) {
-  const config::ActiveHealthConfig& a = spec.health->active;
-  const bool http = a.type != config::HealthCheckType::tcp;
-  const bool reused = http && p.conn && !fresh;
-  // The transport is shared with the deadline's handler, which closes it when the check is late.
-  std::shared_ptr<tls::Transport> io = reused ? std::move(p.conn) : std::make_shared<tls::Transport>(tcp::socket(p.ioc));
-  p.conn.reset();
-  auto timed_out = std::make_shared<bool>(false);
-  asio::steady_timer deadline(p.ioc);
-  deadline.expires_after(a.timeout);
-  deadline.async_wait([io, timed_out](boost::system::error_code ec) {
-    if (ec) return;
-    *timed_out = true;
-    io->close();
-  });
-  auto fail = [&](std::string_view what, boost::system::error_code ec) {
-    why = *timed_out ? std::string("timeout") : std::string(what) + (ec ? ": " + ec.message() : std::string());
-    return false;
-  };
-  bool ok = false;
-  bool stale = false;  // a reused connection failed before any response byte
-  ReadResponse r;
-  std::string in;
-  do {
-    boost::system::error_code ec;
-    if (!reused) {
-      std::tie(ec) = co_await io->socket().async_connect(p.endpoint, asio::as_tuple(asio::use_awaitable));
-      if (ec || *timed_out) {
-        ok = fail("connect", ec);
-        break;
-      }
-      if (!http) {
-        ok = true;
-        break;
-      }
-      boost::system::error_code ignored;
-      io->socket().non_blocking(true, ignored);
-      if (a.type == config::HealthCheckType::https) {
-        const tls::ClientContext* ctx = spec.up->tls.get();
-        SSL* ssl = ctx ? ctx->new_session(ctx->config().sni.empty() ? p.host : ctx->config().sni, {}, nullptr) : nullptr;
-        if (!ssl) {
-          ok = fail("tls", {});
-          break;
-        }
-        io->start_tls(ssl);
-        ec = co_await io->handshake();
-        if (ec || *timed_out) {
-          ok = fail("tls handshake", ec);
-          break;
-        }
-      }
-    }
-    ec = co_await io->write_all(p.request);
-    if (ec || *timed_out) {
-      stale = reused && !*timed_out;
-      ok = fail("send", ec);
-      break;
-    }
-    // Read the head, then the body as far as the match (or the reuse) needs it, at most 64 KiB.
-    char buf[4096];
-    size_t length = SIZE_MAX;
-    bool close = true;
-    for (;;) {
-      size_t n = io->read_some(buf, sizeof buf, ec);
-      if (ec == asio::error::would_block) {
-        ec = co_await io->wait_readable();
-        if (ec || *timed_out) break;
-        continue;
-      }
-      if (n > 0) in.append(buf, n);
-      if (r.body_at == std::string::npos) {
-        const size_t end = in.find("\r\n\r\n");
-        if (end != std::string::npos) {
-          r.body_at = end + 4;
-          r.status = status_of(in);
-          read_framing(std::string_view(in).substr(0, end + 2), length, close);
-          if (r.status == 0 || !status_expected(a, r.status)) break;
-        }
-      }
-      if (r.body_at != std::string::npos) {
-        if (length != SIZE_MAX && in.size() >= r.body_at + length) {
-          r.complete = true;
-          break;
-        }
-        if (!a.body.empty() && in.find(a.body, r.body_at) != std::string::npos && length == SIZE_MAX) break;
-      }
-      if (ec || in.size() >= kMaxResponse) break;
-    }
-    r.keep_alive = r.complete && !close;
-    if (in.empty() && reused && !*timed_out) stale = true;
-    if (r.status == 0) {
-      ok = fail(in.empty() ? "no response" : "not an HTTP response", ec == asio::error::eof ? boost::system::error_code{} : ec);
-    } else if (!status_expected(a, r.status)) {
-      why = "status " + std::to_string(r.status);
-    } else if (!a.body.empty() && in.find(a.body, r.body_at) == std::string::npos) {
-      why = *timed_out ? "timeout" : "body does not match";
-    } else {
-      ok = true;
-    }
-  } while (false);
-  deadline.cancel();
-  if (r.keep_alive && !*timed_out) {
-    p.conn = std::move(io);
-  } else {
-    io->close();
-  }
-  if (stale) {
-    const bool again = co_await check_once(p, spec, why, true);
-    co_return again;
-  }
-  co_return ok;
-}
-
-// Checks are due on 10 ms ticks: the probes due in one tick wake the thread once, together
-// (2,000 nodes every second are then 100 wake-ups a second, not 2,000).
+// Checks are due on 10 ms ticks: the probes due in one tick are started by one wake-up of the
+// thread (2,000 nodes every second are 100 wake-ups a second, not 2,000), and a check on a kept
+// connection is read on the ticks after it was sent.
 constexpr Clock::duration kTick = std::chrono::milliseconds(10);
+constexpr size_t kWheelSlots = 1024;  // 10.24 s: longer intervals go round the wheel more than once
 
-Clock::time_point on_tick(Clock::time_point t) {
-  return Clock::time_point(((t.time_since_epoch() + kTick - Clock::duration(1)) / kTick) * kTick);
-}
-
-asio::awaitable<void> run_probe(std::shared_ptr<Probe> p, Clock::duration first_wait) {
-  Clock::duration wait = first_wait;
-  while (!p->stopped) {
-    p->timer.expires_at(on_tick(Clock::now() + wait));
-    co_await p->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (p->stopped) break;
-    std::shared_ptr<const HealthChecker::Spec> spec = p->spec;
-    std::string why;
-    const bool passed = co_await check_once(*p, *spec, why);
-    if (p->stopped) break;
-    health_registry().record_check(*p->node, *spec->health, passed, why);
-    const auto& a = spec->health->active;
-    wait = p->node->usable(health_now_ms()) ? a.interval : a.unhealthy_interval;
-  }
-}
+int64_t tick_of(Clock::time_point t) { return t.time_since_epoch() / kTick; }
+// The first tick at or after `t`.
+int64_t tick_at_or_after(Clock::time_point t) { return (t.time_since_epoch() + kTick - Clock::duration(1)) / kTick; }
+Clock::time_point tick_time(int64_t tick) { return Clock::time_point(tick * kTick); }
 
 }  // namespace
 
-HealthChecker::HealthChecker() : tick_timer_(ioc_) {}
+HealthChecker::HealthChecker() : tick_timer_(ioc_), check_timer_(ioc_), wheel_(kWheelSlots) {}
 
 HealthChecker::~HealthChecker() { stop(); }
 
@@ -266,6 +52,8 @@ void HealthChecker::stop() {
   ioc_.stop();
   thread_.join();
   probes_.clear();
+  for (auto& slot : wheel_) slot.clear();
+  reading_.clear();
 }
 
 void HealthChecker::schedule_tick() {
@@ -276,6 +64,116 @@ void HealthChecker::schedule_tick() {
     schedule_tick();
   });
 }
+
+// ---- the check ticks ----
+
+void HealthChecker::arm_checks() {
+  if (checks_armed_) return;
+  checks_armed_ = true;
+  last_tick_ = tick_of(Clock::now());
+  check_timer_.expires_at(tick_time(last_tick_ + 1));
+  check_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) on_check_tick();
+  });
+}
+
+void HealthChecker::on_check_tick() {
+  const Clock::time_point now = Clock::now();
+  const int64_t tick = tick_of(now);
+  // The ticks since the last run (one, unless the thread was late), at most one round of the wheel.
+  const int64_t from = std::max(last_tick_ + 1, tick - static_cast<int64_t>(kWheelSlots) + 1);
+  last_tick_ = std::max(last_tick_, tick);  // (what is enqueued from here on is due after this tick)
+  // 1. The responses to the kept-connection checks of the earlier ticks.
+  for (size_t i = 0; i < reading_.size();) {
+    std::shared_ptr<Probe>& p = reading_[i];
+    KeptResult r = KeptResult::failed;
+    std::string why;
+    if (!p->stopped) r = read_kept(*p, now, why);
+    if (r == KeptResult::pending) {
+      ++i;
+      continue;
+    }
+    std::shared_ptr<Probe> done = std::move(p);
+    p = std::move(reading_.back());
+    reading_.pop_back();
+    if (done->stopped) continue;
+    if (r == KeptResult::stale) check_through_reactor(std::move(done));  // the node had closed it: connect again
+    else finish(done, r == KeptResult::passed, why);
+  }
+  // 2. The checks due in those ticks.
+  for (int64_t t = from; t <= tick; ++t) {
+    std::vector<std::shared_ptr<Probe>>& slot = wheel_[static_cast<size_t>(t) % kWheelSlots];
+    due_.swap(slot);
+    for (std::shared_ptr<Probe>& p : due_) {
+      if (p->stopped) continue;
+      if (p->due_tick > tick) slot.push_back(std::move(p));  // a later round
+      else start_check(p, now);
+    }
+    due_.clear();
+  }
+  if (probes_.empty() && reading_.empty()) {
+    // Nothing to check: the ticks stop until a reload adds probes; the stopped probes go now
+    // (with their kept connections), except those of checks still running.
+    checks_armed_ = false;
+    for (auto& slot : wheel_) slot.clear();
+    return;
+  }
+  check_timer_.expires_at(tick_time(last_tick_ + 1));
+  check_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) on_check_tick();
+  });
+}
+
+void HealthChecker::start_check(const std::shared_ptr<Probe>& p, Clock::time_point now) {
+  if (p->reconnect) {
+    p->reconnect = false;
+    p->close_kept();
+  }
+  p->checking = p->spec;
+  p->started = now;
+  p->busy = true;
+  if (p->kept_fd >= 0) {
+    std::string why;
+    const KeptResult r = send_kept(*p, why);
+    if (r == KeptResult::pending) {
+      p->deadline = now + p->checking->health->active.timeout;
+      reading_.push_back(p);
+      return;
+    }
+    if (r == KeptResult::failed) return finish(p, false, why);
+    // stale: connect anew
+  }
+  check_through_reactor(p);
+}
+
+void HealthChecker::check_through_reactor(std::shared_ptr<Probe> p) {
+  asio::co_spawn(
+      ioc_,
+      [this, p = std::move(p)]() -> asio::awaitable<void> {
+        std::string why;
+        const bool passed = co_await check_connected(*p, *p->checking, why);
+        if (!p->stopped) finish(p, passed, why);
+      },
+      asio::detached);
+}
+
+void HealthChecker::finish(const std::shared_ptr<Probe>& p, bool passed, const std::string& why) {
+  const config::UpstreamHealthConfig& cfg = *p->checking->health;
+  health_registry().record_check(*p->node, cfg, passed, why);
+  // The interval runs from the check's start: a check's own time does not drift the schedule.
+  const bool usable = p->node->usable(health_now_ms());
+  p->busy = false;
+  enqueue(p, p->started + (usable ? cfg.active.interval : cfg.active.unhealthy_interval));
+  p->checking.reset();
+}
+
+void HealthChecker::enqueue(std::shared_ptr<Probe> p, Clock::time_point due) {
+  p->due_tick = std::max(tick_at_or_after(due), last_tick_ + 1);
+  wheel_[static_cast<size_t>(p->due_tick) % kWheelSlots].push_back(std::move(p));
+  arm_checks();
+}
+
+// ---- reload ----
 
 void HealthChecker::update(std::shared_ptr<const void> config,
                            std::vector<std::shared_ptr<const ResolvedUpstream>> upstreams) {
@@ -289,7 +187,9 @@ void HealthChecker::apply(std::shared_ptr<const void> config,
   static thread_local std::minstd_rand rng{std::random_device{}()};
   config_ = config;
   std::unordered_map<const NodeHealth*, std::shared_ptr<Probe>> next;
+  next.reserve(probes_.size());
   size_t started = 0;
+  const Clock::time_point now = Clock::now();
   for (const auto& up : upstreams) {
     if (!up->health || up->config->health.active.type == config::HealthCheckType::none) continue;
     auto spec = std::make_shared<Spec>();
@@ -301,29 +201,39 @@ void HealthChecker::apply(std::shared_ptr<const void> config,
     for (size_t i = 0; i < up->nodes.size(); ++i) {
       const std::shared_ptr<NodeHealth>& node = up->health->nodes[i];
       if (next.count(node.get())) continue;  // listed twice
+      const uint16_t port = a.port != 0 ? a.port : up->nodes[i].endpoint.port();
+      const tcp::endpoint endpoint(up->nodes[i].endpoint.address(), port);
       std::shared_ptr<Probe> p;
       if (auto it = probes_.find(node.get()); it != probes_.end()) {
-        p = std::move(it->second);  // keeps its schedule and its counts
+        p = std::move(it->second);  // keeps its schedule, its counts and its connection
         probes_.erase(it);
+        const config::ActiveHealthConfig& was = p->spec->health->active;
+        const bool same = p->endpoint == endpoint && was == a && p->host == up->config->nodes[i].host;
+        if (!same) p->reconnect = p->reconnect || p->endpoint != endpoint || was.type != a.type;
+        p->spec = spec;
+        if (same) {  // (the common case of a reload: nothing to rebuild)
+          next.emplace(node.get(), std::move(p));
+          continue;
+        }
       } else {
         p = std::make_shared<Probe>(ioc_, node);
+        p->spec = spec;
         const auto interval = std::chrono::duration_cast<Clock::duration>(a.interval);
-        const auto first = Clock::duration(std::uniform_int_distribution<int64_t>(0, interval.count())(rng));
-        asio::co_spawn(ioc_, run_probe(p, first), asio::detached);
+        enqueue(p, now + Clock::duration(std::uniform_int_distribution<int64_t>(0, interval.count())(rng)));
         ++started;
       }
-      p->spec = spec;
       p->host = up->config->nodes[i].host;
-      const uint16_t port = a.port != 0 ? a.port : up->nodes[i].endpoint.port();
-      p->endpoint = tcp::endpoint(up->nodes[i].endpoint.address(), port);
-      if (a.type != config::HealthCheckType::tcp) p->request = build_request(a, p->host, port);
+      p->endpoint = endpoint;
+      if (a.type == config::HealthCheckType::http || a.type == config::HealthCheckType::https) {
+        p->request = build_http_request(a, p->host, port);
+      }
       next.emplace(node.get(), std::move(p));
     }
   }
-  // Nodes gone (or no longer checked): their probes stop at their next wake.
+  // Nodes gone (or no longer checked): their probes are dropped where the ticks find them next.
   for (auto& [node, p] : probes_) {
     p->stopped = true;
-    p->timer.cancel();
+    if (!p->busy) p->close_kept();  // (a running check still uses its connection)
   }
   const size_t stopped = probes_.size();
   probes_ = std::move(next);

@@ -27,6 +27,10 @@ What a request gets depends on its path:
         /test.Echo/Slow    the same after the request's x-delay-ms
         /test.Echo/SlowBody  the head at once, the messages after x-delay-ms
         /test.Echo/Fail    trailers-only: grpc-status 5, grpc-message "not found"
+        /grpc.health.v1.Health/Check  the gRPC health service: HealthCheckResponse{status} from
+                           H2Origin.health (service name -> ServingStatus: 1 SERVING, 2 NOT_SERVING);
+                           a service not in it: trailers-only grpc-status 5 (NOT_FOUND)
+    /health                H2Origin.health_status (200 unless a test changes it), body "ok"
 
 The origin records every request (H2Request) and counts connections and streams per connection,
 so tests can assert what reached it and how it was multiplexed. A future gRPC-client test only
@@ -92,6 +96,19 @@ def grpc_messages(data: bytes) -> list:
         out.append(bytes(data[i + 5:i + 5 + n]))
         i += 5 + n
     return out
+
+
+def health_service(messages: list) -> str:
+    """The service of a grpc.health.v1.HealthCheckRequest (field 1, a string; "" when absent)."""
+    msg = messages[0] if messages else b""
+    i = 0
+    while i < len(msg):
+        key, i = msg[i], i + 1
+        if key == 0x0A:
+            n, i = msg[i], i + 1  # (test service names are short: a one-byte length)
+            return msg[i:i + n].decode()
+        break
+    return ""
 
 
 class _Conn:
@@ -278,6 +295,8 @@ class _Conn:
         elif path == "/trailers":
             self.respond(sid, 200, [("content-type", "text/plain")], b"hello trailers",
                          trailers=[("x-checksum", "abc123"), ("x-origin", "h2")])
+        elif path == "/health":
+            self.respond(sid, self.origin.health_status, [("content-type", "text/plain")], b"ok")
         elif path.startswith("/status/"):
             self.respond(sid, int(path.split("/")[2]))
         elif path == "/bad-header":
@@ -328,6 +347,16 @@ class _Conn:
         elif path == "/test.Echo/SlowBody":
             self.h2.send_headers(sid, [(":status", "200")] + head)
             self.later(delay, lambda: self.pending.__setitem__(sid, [bytearray(body), True, ok]))
+        elif path == "/grpc.health.v1.Health/Check":
+            service = health_service(grpc_messages(bytes(req.body)))
+            status = self.origin.health.get(service)
+            if status is None:
+                self.h2.send_headers(sid, [(":status", "200")] + head +
+                                     [("grpc-status", "5"), ("grpc-message", "unknown service")], end_stream=True)
+                self.stream_done(sid)
+            else:
+                # HealthCheckResponse{status}: field 1, varint (omitted when 0, proto3's default).
+                self.respond(sid, 200, head, grpc_frames([bytes([0x08, status]) if status else b""]), trailers=ok)
         elif path == "/test.Echo/Fail":
             self.h2.send_headers(sid, [(":status", "200")] + head +
                                  [("grpc-status", "5"), ("grpc-message", "not found")], end_stream=True)
@@ -345,6 +374,8 @@ class H2Origin:
         fixed_status: every request that is not gRPC gets that status (with x-node: name)."""
         self.max_concurrent_streams = max_concurrent_streams
         self.fixed_status, self.name = fixed_status, name
+        self.health = {"": 1}       # the gRPC health service's answers: service -> ServingStatus
+        self.health_status = 200    # what /health answers
         self._tls = None
         if tls is not None:
             self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

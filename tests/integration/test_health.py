@@ -437,3 +437,217 @@ def test_a_rolling_update_keeps_the_connections_of_nodes_that_stay(turnpike):
     finally:
         for o in (a, b, c):
             o.stop()
+
+
+# ---- kept check connections (HTTP/1.1) ----
+
+class StallAfterFirst:
+    """A node that answers the first request on each connection (200, kept alive) and never
+    answers a later one: a kept check connection whose node hangs."""
+
+    def __init__(self):
+        self.stop_event = threading.Event()
+        self.connections = 0
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.settimeout(0.2)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while not self.stop_event.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                continue
+            with self.lock:
+                self.connections += 1
+            t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, sock):
+        sock.settimeout(0.2)
+        buf, answered = b"", False
+        deadline = time.monotonic() + 30
+        with sock:
+            while not self.stop_event.is_set() and time.monotonic() < deadline:
+                try:
+                    data = sock.recv(4096)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    buf = buf.split(b"\r\n\r\n", 1)[1]
+                    with self.lock:
+                        self.requests += 1
+                    if not answered:
+                        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        answered = True
+
+    def close(self):
+        self.stop_event.set()
+        self.listener.close()
+        for t in self.threads:
+            t.join(2)
+
+
+def test_a_kept_check_connection_that_hangs_times_out(turnpike):
+    node = StallAfterFirst()
+    try:
+        u = health_upstream([node.address], health={"max_ejected_percent": 100,
+                                                    "active": {"interval": "100ms", "timeout": "300ms", "unhealthy": 1}})
+        tp = turnpike(base_config(upstreams=[u], routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}]))
+        # The first check passes on a new connection, the second (on the kept one) gets no answer.
+        log = tp.wait_log(rf"upstream origin: node {re.escape(node.address)} taken out: 1 check\(s\) failed in a row, "
+                          r"the last: timeout", timeout=5)
+        assert node.requests >= 2 and node.connections >= 1, (node.requests, node.connections)
+        assert "back in rotation" not in log
+    finally:
+        node.close()
+
+
+def test_a_kept_check_connection_the_node_drops_is_replaced_without_a_failure(origin, turnpike):
+    # /drop-after answers (kept alive) and then drops the connection: every check finds the
+    # last one closed, connects again and passes; with unhealthy: 1 one miscounted failure would show.
+    u = health_upstream([origin.address], health={"max_ejected_percent": 100,
+                                                  "active": {"path": "/drop-after", "interval": "100ms", "unhealthy": 1}})
+    tp = turnpike(base_config(origin, upstreams=[u], workers=1))
+    origin.wait_for(lambda rs: sum(r.path == "/drop-after" for r in rs) >= 8, timeout=5)
+    assert "taken out" not in tp.logs()
+    conns = {r.conn_id for r in origin.snapshot() if r.path == "/drop-after"}
+    assert len(conns) >= 8, conns
+
+
+# ---- HTTP/2 and gRPC checks ----
+
+def h2_health_upstream(origins, health, protocol="h2c", **extra):
+    u = health_upstream([o.address for o in origins], health=health, protocol=protocol, **extra)
+    return u
+
+
+def h2_routes():
+    return [{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}]
+
+
+GRPC_CHECK = "/grpc.health.v1.Health/Check"
+
+
+def grpc_checks(origin):
+    return [r for r in origin.snapshot() if r.path == GRPC_CHECK]
+
+
+def test_grpc_check_takes_a_not_serving_node_out_and_brings_it_back(turnpike):
+    from h2origin import H2Origin
+    a, b = H2Origin(name="a").start(), H2Origin(name="b").start()
+    a.health, b.health = {"orders": 1}, {"orders": 1}
+    try:
+        u = h2_health_upstream([a, b], {"max_ejected_percent": 100,
+                                        "active": {"type": "grpc", "grpc_service": "orders", "interval": "100ms",
+                                                   "healthy": 2, "unhealthy": 2}})
+        tp = turnpike(base_config(upstreams=[u], routes=h2_routes(), workers=2))
+        b.wait_for(lambda rs: sum(r.path == GRPC_CHECK for r in rs) >= 3, timeout=5)
+        check = grpc_checks(b)[0]
+        assert check.method == "POST" and check.header("content-type") == "application/grpc"
+        assert check.header("te") == "trailers" and check.header("user-agent") == "turnpike-health-check"
+        assert check.body == b"\x00\x00\x00\x00\x08\x0a\x06orders"  # HealthCheckRequest{service: "orders"}
+        # One session per node, a stream per check (not a connection per check, not one per worker).
+        assert len({r.conn_id for r in grpc_checks(b)}) == 1
+
+        b.health["orders"] = 2  # NOT_SERVING
+        tp.wait_log(rf"upstream origin: node {re.escape(b.address)} taken out: 2 check\(s\) failed in a row, "
+                    r"the last: grpc: NOT_SERVING", timeout=5)
+        before = sum(r.path.startswith("/echo") for r in b.snapshot())
+        assert get_many(tp.port(), 10) == [200] * 10
+        assert sum(r.path.startswith("/echo") for r in b.snapshot()) == before  # all went to a
+
+        b.health["orders"] = 1
+        tp.wait_log(rf"upstream origin: node {re.escape(b.address)} back in rotation: 2 check\(s\) passed", timeout=5)
+        assert f"node {a.address} taken out" not in tp.logs()
+    finally:
+        a.stop()
+        b.stop()
+        assert not a.errors and not b.errors, (a.errors, b.errors)
+
+
+def test_grpc_check_of_an_unknown_service_fails(turnpike):
+    from h2origin import H2Origin
+    origin = H2Origin().start()
+    try:
+        u = h2_health_upstream([origin], {"max_ejected_percent": 100,
+                                          "active": {"type": "grpc", "grpc_service": "no.such.Service",
+                                                     "interval": "100ms", "unhealthy": 1}})
+        tp = turnpike(base_config(upstreams=[u], routes=h2_routes()))
+        tp.wait_log(rf"node {re.escape(origin.address)} taken out: 1 check\(s\) failed in a row, "
+                    r"the last: grpc-status 5 \(unknown service\)", timeout=5)
+        assert get_many(tp.port(), 2) == [503, 503]
+    finally:
+        origin.stop()
+
+
+def test_h2_check_status_over_h2c(turnpike):
+    from h2origin import H2Origin
+    origin = H2Origin().start()
+    try:
+        u = h2_health_upstream([origin], {"max_ejected_percent": 100,
+                                          "active": {"type": "h2", "path": "/health", "body": "ok", "host": "health.local",
+                                                     "interval": "100ms", "healthy": 1, "unhealthy": 2}})
+        tp = turnpike(base_config(upstreams=[u], routes=h2_routes()))
+        first = origin.wait_for(lambda rs: any(r.path == "/health" for r in rs), timeout=5)
+        check = next(r for r in first if r.path == "/health")
+        assert (check.method, check.scheme, check.authority) == ("GET", "http", "health.local")
+        origin.health_status = 503
+        tp.wait_log(rf"node {re.escape(origin.address)} taken out: 2 check\(s\) failed in a row, the last: status 503",
+                    timeout=5)
+        origin.health_status = 200
+        tp.wait_log(rf"node {re.escape(origin.address)} back in rotation: 1 check\(s\) passed", timeout=5)
+        assert get_many(tp.port(), 3) == [200] * 3
+    finally:
+        origin.stop()
+
+
+def test_h2_check_over_tls_needs_alpn_h2(turnpike, tmp_path):
+    import tlsutil
+    from h2origin import H2Origin
+    cert, key = tlsutil.make_cert(tmp_path / "pki", "origin", "origin.test")
+    good = H2Origin(tls=(cert, key)).start()
+    h1_only = H2Origin(tls=(cert, key), alpn=("http/1.1",)).start()
+    try:
+        tls = {"ca_file": str(cert), "sni": "origin.test"}
+        health = {"max_ejected_percent": 100, "active": {"type": "grpc", "interval": "100ms", "unhealthy": 1}}
+        ups = [h2_health_upstream([good], health, protocol="h2", name="good", tls=tls),
+               h2_health_upstream([h1_only], health, protocol="h2", name="h1", tls=tls)]
+        routes = [{"name": n, "match": {"paths": [f"/{n}/*"]}, "upstream": n} for n in ("good", "h1")]
+        tp = turnpike(base_config(upstreams=ups, routes=routes))
+        log = tp.wait_log(rf"upstream h1: node {re.escape(h1_only.address)} taken out: .* the last: "
+                          r"tls: the node did not choose h2 \(ALPN\)", timeout=5)
+        good.wait_for(lambda rs: sum(r.path == GRPC_CHECK for r in rs) >= 3, timeout=5)
+        assert grpc_checks(good)[0].scheme == "https"
+        assert "upstream good: node" not in log
+    finally:
+        good.stop()
+        h1_only.stop()
+
+
+def test_h2_and_grpc_check_config_errors(turnpike_bin, tmp_path, origin):
+    ups = [health_upstream([origin.address], name="g", health={"active": {"type": "grpc", "path": "/x", "body": "y"}},
+                           protocol="h2c"),
+           health_upstream([origin.address], name="s", health={"active": {"type": "http", "grpc_service": "x"}}),
+           health_upstream([origin.address], name="p", health={"active": {"type": "http"}}, protocol="h2c")]
+    path = tmp_path / "t.yaml"
+    path.write_text(dump_yaml(base_config(origin, upstreams=ups)))
+    result = check_config(turnpike_bin, path)
+    assert result.returncode == 1, result
+    err = result.stderr
+    assert 'upstream "g": health.active.path: does not apply to "grpc" checks' in err, err
+    assert 'upstream "g": health.active.body: does not apply to "grpc" checks' in err, err
+    assert 'upstream "s": health.active.grpc_service: applies to "grpc" checks only' in err, err
+    assert 'upstream "p": health.active.type: HTTP/2 upstreams support "h2", "grpc" and "tcp" checks' in err, err

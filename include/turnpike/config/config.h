@@ -222,6 +222,8 @@ enum class HealthCheckType : unsigned char {
   http,   // an HTTP/1.1 request; healthy when the status (and body) match
   https,  // the same over TLS (the upstream's tls settings)
   tcp,    // a TCP connect
+  h2,     // an HTTP request over HTTP/2 (h2c prior knowledge, or TLS with ALPN h2)
+  grpc,   // grpc.health.v1.Health/Check over HTTP/2; healthy when SERVING
 };
 
 // Active health checks: one checker per process probes every node (docs/health-checks.md).
@@ -232,6 +234,7 @@ struct ActiveHealthConfig {
   std::string host;                     // Host header; empty: the node's host
   std::vector<int> statuses;            // healthy statuses; empty: 200-399
   std::string body;                     // the body must contain this; empty: any body
+  std::string grpc_service;             // grpc checks: the service asked about; empty: the server
   uint16_t port = 0;                    // 0: the node's port
   Duration interval{1'000};             // between checks of a healthy node
   Duration unhealthy_interval{1'000};   // between checks of an unhealthy node

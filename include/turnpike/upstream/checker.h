@@ -1,16 +1,22 @@
 // Active health checks: one checker per process, on its own thread and io_context, probing every
 // node of every upstream that configures `health.active` (docs/health-checks.md).
 //
-// Each node has one probe: a coroutine that sleeps its interval (healthy or unhealthy), checks
-// (TCP connect, or an HTTP(S) request and its status and body) and reports to the registry
-// (health.h), which publishes state changes to the workers through atomics. A reload hands the
-// checker the new snapshot's upstreams: probes of nodes that stay keep running on their schedule
-// with the new settings, probes of removed nodes stop, new nodes get a probe whose first check
-// comes at a random point of its first interval, so 2,000 new nodes do not probe at once.
-// The checker also runs HealthRegistry::tick every second (ejections that end, slow starts).
+// Each node has one probe (src/upstream/probe.h). The checker runs on 10 ms ticks: a timer wheel
+// holds the probes by the tick of their next check, so the probes due in one tick are started
+// together by one wake-up of the thread; checks on kept cleartext connections are read on the
+// following ticks with a plain recv (no wake-up per response); the other checks (new connections,
+// TCP, HTTPS, HTTP/2, gRPC) are coroutines. A result goes to the registry (health.h), which
+// publishes state changes to the workers through atomics.
+//
+// A reload hands the checker the new snapshot's upstreams: probes of nodes that stay keep their
+// schedule, counts and connection with the new settings (O(1) each), probes of removed nodes stop,
+// new nodes get a probe whose first check comes at a random point of its first interval, so
+// 2,000 new nodes do not probe at once. The checker also runs HealthRegistry::tick every second
+// (ejections that end, slow starts).
 #pragma once
 
 #include <memory>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -41,12 +47,27 @@ class HealthChecker {
  private:
   void apply(std::shared_ptr<const void> config, std::vector<std::shared_ptr<const ResolvedUpstream>> upstreams);
   void schedule_tick();
+  // ---- the check ticks (checker thread) ----
+  void arm_checks();                                   // starts the ticks when they are off
+  void on_check_tick();
+  void start_check(const std::shared_ptr<Probe>& p, Clock::time_point now);
+  void check_through_reactor(std::shared_ptr<Probe> p);
+  void finish(const std::shared_ptr<Probe>& p, bool passed, const std::string& why);
+  void enqueue(std::shared_ptr<Probe> p, Clock::time_point due);  // into the wheel
 
   boost::asio::io_context ioc_;
   std::thread thread_;
-  boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer tick_timer_;   // the registry's tick, every second
+  boost::asio::steady_timer check_timer_;  // the check ticks, every 10 ms while probes exist
+  bool checks_armed_ = false;
   std::shared_ptr<const void> config_;  // the config the probes' specs point into
   std::unordered_map<const NodeHealth*, std::shared_ptr<Probe>> probes_;  // the checker thread's
+  // The wheel: slot (tick % size) holds the probes due in that tick (or a multiple of the wheel's
+  // span later: they stay for the next round).
+  std::vector<std::vector<std::shared_ptr<Probe>>> wheel_;
+  std::vector<std::shared_ptr<Probe>> due_;      // the slot being run (capacity reused)
+  std::vector<std::shared_ptr<Probe>> reading_;  // kept-connection checks sent, not yet judged
+  int64_t last_tick_ = 0;                        // the last tick run
 };
 
 }  // namespace turnpike::upstream
