@@ -56,6 +56,10 @@ void load_upstream_balancing(const Where& uw, const YAML::Node& item, UpstreamBa
 void load_node_zone(const Where& nw, const YAML::Node& n, UpstreamNodeConfig& node);
 void load_gateway_zone(Diagnostics& diag, const YAML::Node& root, Config& cfg);
 
+// Node discovery (resolver.cc): the top-level `resolver` section, an upstream's `resolve_interval`.
+void load_resolver(Diagnostics& diag, const YAML::Node& n, ResolverConfig& r);
+void load_resolve_interval(const Where& uw, const YAML::Node& item, UpstreamConfig& u);
+
 // An upstream's `health` section (health.cc), read after the rest of the upstream.
 void load_health(const Where& w, const YAML::Node& h, UpstreamConfig& u);
 

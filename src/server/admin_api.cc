@@ -91,6 +91,7 @@ std::string upstreams_json(const Snapshot& snapshot, const std::vector<const met
         }
       }
       out += (n ? "," : "") + std::string("{\"address\":") + json_string(up.nodes[n].address) +
+             ",\"host\":" + json_string(up.nodes[n].host) +
              ",\"weight\":" + std::to_string(up.nodes[n].weight) + ",\"health\":" + json_string(health) +
              ",\"ejected\":" + (ejected ? "true" : "false") + ",\"failures\":" + std::to_string(failures) + "}";
     }

@@ -26,6 +26,10 @@ struct ScrapeInput {
   uint64_t reloads_failed = 0;
   double start_time = 0;  // seconds since the epoch
   uint64_t log_lines_dropped = 0;
+  // Node discovery (upstream/discovery.h): lookups by result, swaps of upstream nodes they caused.
+  uint64_t dns_lookups_ok = 0;
+  uint64_t dns_lookups_failed = 0;
+  uint64_t dns_node_changes = 0;
 };
 
 // Writes the exposition into `out` (cleared first; its capacity is reused, so a scrape of

@@ -313,7 +313,7 @@ void HealthChecker::apply(std::shared_ptr<const void> config,
         ++started;
       }
       p->spec = spec;
-      p->host = up->config->nodes[i].host;
+      p->host = up->nodes[i].host;  // nodes expand from names: index the resolved ones
       const uint16_t port = a.port != 0 ? a.port : up->nodes[i].endpoint.port();
       p->endpoint = tcp::endpoint(up->nodes[i].endpoint.address(), port);
       if (a.type != config::HealthCheckType::tcp) p->request = build_request(a, p->host, port);

@@ -38,7 +38,8 @@ struct RouteRuntime {
 
 struct ListenerRuntime {
   const config::ListenerConfig* config = nullptr;
-  std::unique_ptr<const router::Router> router;  // the routes that apply to this listener
+  std::shared_ptr<const router::Router> router;  // the routes that apply to this listener (shared by
+                                                 // the snapshots node discovery derives)
   std::shared_ptr<const tls::ServerContext> tls;  // null: cleartext
   // By route index: global, this listener's and the route's filters merged (the more specific
   // level's conf wins for the same plugin) and ordered, once per snapshot.
@@ -75,6 +76,13 @@ struct Snapshot {
                                                uint64_t generation,
                                                std::vector<config::ConfigError>& errors,
                                                metrics::SeriesRegistry* series = nullptr);
+
+  // Node discovery (upstream/discovery.h): `current` with the named upstreams' nodes expanded
+  // again from the name table, as a reload of those upstreams alone (same generation, config,
+  // routes and filters; the nodes' health kept by address). Null when none of their node lists
+  // changed. The changes are logged.
+  static std::shared_ptr<const Snapshot> with_new_nodes(const std::shared_ptr<const Snapshot>& current,
+                                                        const std::vector<std::string>& upstream_names);
 };
 
 }  // namespace turnpike::proxy
