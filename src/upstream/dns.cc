@@ -206,7 +206,7 @@ void dns_lookup(const config::ResolverConfig& cfg, std::vector<DnsQuery>& querie
   for (DnsQuery& q : queries) {
     ++pending;
     if (q.srv) {
-      srv_lookups.push_back(std::make_unique<SrvLookup>(SrvLookup{&q, &pending}));
+      srv_lookups.push_back(std::make_unique<SrvLookup>(SrvLookup{&q, &pending, ARES_SUCCESS, {}}));
       ares_query(ch, q.name.c_str(), 1 /* C_IN */, 33 /* T_SRV */, on_srv, srv_lookups.back().get());
     } else {
       addr_lookups.push_back(std::make_unique<AddrLookup>(AddrLookup{&q, {}, false, &pending}));
