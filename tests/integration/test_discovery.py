@@ -253,6 +253,22 @@ def test_added_address_gets_traffic_and_removed_one_stops_without_a_reload(turnp
     assert after["generation"] == before["generation"] and after["reload_attempts"] == before["reload_attempts"]
 
 
+def test_respect_ttl_looks_a_name_up_again_when_its_ttl_runs_out(turnpike, dns, origins):
+    # dnsmasq answers with TTL 0: min_ttl (200ms) applies, not the hour-long interval.
+    port = common_port(["127.0.0.2", "127.0.0.3"])
+    a, b = origins(["127.0.0.2", "127.0.0.3"], port)
+    d = dns()
+    d.set_hosts([("127.0.0.2", "app.test")], reload=False)
+    d.start()
+    cfg = discovery_config(d.server, [f"app.test:{port}"])
+    del cfg["upstreams"][0]["resolve_interval"]
+    cfg["resolver"].update(interval="1h", respect_ttl=True, min_ttl="200ms", max_ttl="1h")
+    tp = turnpike(cfg)
+    wait_nodes(tp, [a.address], timeout=1)
+    d.set_hosts([("127.0.0.3", "app.test")])
+    wait_nodes(tp, [b.address], timeout=5)
+
+
 def test_changes_under_load_fail_no_request(turnpike, dns, origins):
     port = common_port(["127.0.0.2", "127.0.0.3", "127.0.0.4"])
     origins(["127.0.0.2", "127.0.0.3", "127.0.0.4"], port)
