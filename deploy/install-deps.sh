@@ -17,6 +17,9 @@ packages=(
   # ops: keepalived checks deploy/lvs/keepalived.conf; dpkg-dev (dpkg-shlibdeps) for the CPack DEB package;
   # a real rsyslogd receives the syslog sink's lines in tests/integration/test_syslog.py
   keepalived dpkg-dev rsyslog
+  # node discovery: c-ares resolves upstream names (src/upstream/dns.cc); a real dnsmasq answers them
+  # in tests/integration/test_discovery.py
+  libc-ares-dev dnsmasq-base
 )
 
 missing=()

@@ -50,6 +50,7 @@ namespace {
 
 constexpr Duration kPositive{1};  // the smallest duration accepted where 0 makes no sense
 constexpr Duration kZero{0};
+constexpr std::string_view kSrvScheme = "srv://";  // a node given as "srv://_http._tcp.app.example"
 
 using detail::canonical_ip;
 using detail::parse_host_port;
@@ -87,7 +88,7 @@ class Loader {
     check_keys(top, root,
                {"workers", "drain_timeout", "shutdown_delay", "via", "pid_file", "log", "limits", "listeners", "upstreams",
                 "routes", "plugins", "consumers", "plugin_paths", "lua", "shared_dicts",
-                "rate_limits", "cluster", "zone", "admin", "upgrade_binary", "upgrade_timeout"});
+                "rate_limits", "cluster", "zone", "admin", "upgrade_binary", "upgrade_timeout", "resolver"});
     load_workers(root["workers"]);
     field_duration(top, root, "drain_timeout", cfg_.drain_timeout, kZero);
     field_duration(top, root, "shutdown_delay", cfg_.shutdown_delay, kZero);
@@ -124,6 +125,7 @@ class Loader {
     if (const YAML::Node n = section("rate_limits")) detail::load_rate_limits(diag_, n, cfg_.rate_limits);
     if (const YAML::Node n = section("cluster")) detail::load_cluster(diag_, n, cfg_.cluster);
     if (const YAML::Node n = section("admin")) detail::load_admin(diag_, n, cfg_.admin);
+    if (const YAML::Node n = section("resolver")) detail::load_resolver(diag_, n, cfg_.resolver);
   }
 
  private:
@@ -476,7 +478,8 @@ class Loader {
       Where uw = named_item(item, "upstream", i, u.name);
       check_keys(uw, item, {"name", "nodes", "protocol", "tls", "h2_max_streams_per_connection", "keepalive",
                             "timeouts", "retries", "health", "balancer", "lb", "hash_key", "ewma_decay",
-                            "retry_on_statuses", "retry_on_timeout", "retry_budget", "prefer_local_zone"});
+                            "retry_on_statuses", "retry_on_timeout", "retry_budget", "prefer_local_zone",
+                            "resolve_interval"});
       load_nodes(uw, item, u);
       if (const YAML::Node p = item["protocol"]) {
         if (auto s = detail::read_string(uw.key("protocol"), p)) {
@@ -513,6 +516,7 @@ class Loader {
       field_int(uw, item, "retries", u.retries, 0, 10);
       if (const YAML::Node h = item["health"]) detail::load_health(uw.key("health"), h, u);
       load_upstream_balancing(uw, item, u.balancing);
+      detail::load_resolve_interval(uw, item, u);
       for (const UpstreamConfig& other : cfg_.upstreams) {
         if (!u.name.empty() && other.name == u.name) {
           uw.error(item["name"], "name is already used by the upstream at line " +
@@ -541,7 +545,10 @@ class Loader {
       Where nw = w.index(i);
       UpstreamNodeConfig node;
       node.source = nw.source(n);
-      if (n.IsScalar()) {
+      if (n.IsScalar() && n.Scalar().starts_with(kSrvScheme)) {
+        node.host = n.Scalar().substr(kSrvScheme.size());
+        node.srv = true;
+      } else if (n.IsScalar()) {
         std::optional<int64_t> port;
         std::string why;
         if (!parse_host_port(n.Scalar(), node.host, port, why)) {
@@ -550,12 +557,21 @@ class Loader {
         }
         if (port) node.port = static_cast<uint16_t>(*port);
       } else if (n.IsMap()) {
-        check_keys(nw, n, {"host", "port", "weight", "tags", "zone"});
-        if (!n["host"]) {
-          nw.error(n, "\"host\" is required");
+        check_keys(nw, n, {"host", "service", "port", "weight", "tags", "zone"});
+        if (n["service"]) {
+          // SRV records give the targets' ports and weights.
+          if (n["host"] || n["port"] || n["weight"]) {
+            nw.error(n, "\"service\" (an SRV name) gives the nodes' hosts, ports and weights: leave out host, port "
+                        "and weight");
+            continue;
+          }
+          field(nw, n, "service", node.host);
+          node.srv = true;
+        } else if (!n["host"]) {
+          nw.error(n, "\"host\" (or \"service\", an SRV name) is required");
           continue;
         }
-        field(nw, n, "host", node.host);
+        if (!node.srv) field(nw, n, "host", node.host);
         node.host = std::string(strip_brackets(node.host));
         field_int(nw, n, "port", node.port, 1, 65535);
         field_int(nw, n, "weight", node.weight, 1, 10'000);
@@ -566,12 +582,20 @@ class Loader {
                         describe(n));
         continue;
       }
-      if (!valid_upstream_host(node.host)) {
+      if (node.srv) {
+        // SRV owner names start with "_service._proto" labels (RFC 2782): underscores allowed.
+        std::string name = node.host;
+        std::replace(name.begin(), name.end(), '_', 'x');
+        if (!valid_upstream_host(name) || !canonical_ip(name).empty()) {
+          nw.error(n, "service " + quote(node.host) + " is not a DNS name (as \"_http._tcp.app.example\")");
+          continue;
+        }
+      } else if (!valid_upstream_host(node.host)) {
         nw.error(n, "host " + quote(node.host) + " is neither an IP address nor a DNS name");
         continue;
       }
       for (const UpstreamNodeConfig& other : u.nodes) {
-        if (other.host == node.host && other.port == node.port) {
+        if (other.host == node.host && other.srv == node.srv && (node.srv || other.port == node.port)) {
           nw.error(n, "node " + node.host + ":" + std::to_string(node.port) +
                           " is listed twice (use weight instead)");
         }

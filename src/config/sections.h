@@ -60,6 +60,10 @@ void load_gateway_zone(Diagnostics& diag, const YAML::Node& root, Config& cfg);
 // variable, or (json) text between variables or a variable twice.
 bool parse_access_fields(std::string_view spec, bool json, std::vector<AccessField>& out, std::string& why);
 
+// Node discovery (resolver.cc): the top-level `resolver` section, an upstream's `resolve_interval`.
+void load_resolver(Diagnostics& diag, const YAML::Node& n, ResolverConfig& r);
+void load_resolve_interval(const Where& uw, const YAML::Node& item, UpstreamConfig& u);
+
 // An upstream's `health` section (health.cc), read after the rest of the upstream.
 void load_health(const Where& w, const YAML::Node& h, UpstreamConfig& u);
 

@@ -368,9 +368,15 @@ void WorkerPlugins::adopt(const std::shared_ptr<const Snapshot>& snapshot) {
   collect();
   const PluginCatalog* catalog = snapshot->plugins.get();
   if (!catalog) return;
+  // A snapshot node discovery derived (same generation, same catalog): the instance serves it
+  // too; its plugins are not loaded again nor their init_worker run twice.
+  if (!instances_.empty() && instances_.back()->snapshot_generation == snapshot->generation &&
+      instances_.back()->catalog.lock().get() == catalog) {
+    return;
+  }
   auto inst = std::make_unique<PluginInstance>();
   inst->snapshot_generation = snapshot->generation;
-  inst->snapshot = snapshot;
+  inst->catalog = snapshot->plugins;
   // The same runtime settings keep the worker's Vm (a new module generation is loaded into it);
   // changed ones (plugin_paths, limits) get a fresh Vm. Old calls finish on what they started.
   lua::VmConfig want = catalog->vm;
@@ -460,7 +466,7 @@ void WorkerPlugins::collect() {
   // The newest instance stays even when its snapshot is gone (the worker is about to adopt
   // another); older ones go once no request can reach them.
   for (size_t i = 0; i + 1 < instances_.size();) {
-    if (instances_[i]->snapshot.expired()) {
+    if (instances_[i]->catalog.expired()) {
       instances_.erase(instances_.begin() + static_cast<ptrdiff_t>(i));
     } else {
       ++i;

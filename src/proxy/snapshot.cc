@@ -1,12 +1,15 @@
 // Building a runtime snapshot from a validated Config (main thread, off the data path).
 #include "turnpike/proxy/snapshot.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "builtin_filters.h"
 #include "turnpike/metrics/series.h"
 #include "turnpike/proxy/plugins.h"
 #include "turnpike/proxy/request_context.h"
+#include "turnpike/upstream/discovery.h"
 
 namespace turnpike::proxy {
 
@@ -75,6 +78,8 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
     snap->via_http2 = "2 " + config->via;
   }
 
+  // Every host name, looked up once now (not per upstream using it), into the name table.
+  upstream::lookup_config_names(*config);
   for (const auto& up : config->upstreams) {
     auto resolved = std::make_shared<upstream::ResolvedUpstream>();
     upstream::resolve_upstream(up, *resolved, errors, config->zone);
@@ -169,6 +174,54 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
   if (errors.size() != errors_before) return nullptr;
   if (series) assign_series(*snap, *series);
   return snap;
+}
+
+namespace {
+
+// "10.0.0.1:80 10.0.0.2:80": the addresses of `a` that `b` does not have.
+std::string missing_from(const upstream::ResolvedUpstream& a, const upstream::ResolvedUpstream& b) {
+  std::string out;
+  for (const auto& n : a.nodes) {
+    const bool kept = std::any_of(b.nodes.begin(), b.nodes.end(), [&](const auto& m) { return m.address == n.address; });
+    if (!kept) out += (out.empty() ? "" : " ") + n.address;
+  }
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+std::shared_ptr<const Snapshot> Snapshot::with_new_nodes(const std::shared_ptr<const Snapshot>& current,
+                                                         const std::vector<std::string>& upstream_names,
+                                                         metrics::SeriesRegistry* series) {
+  std::shared_ptr<Snapshot> next;
+  for (const std::string& name : upstream_names) {
+    const size_t u = current->find_upstream(name);
+    if (u == SIZE_MAX) continue;  // gone in a reload since the lookup
+    const upstream::ResolvedUpstream& old = *current->upstreams[u];
+    std::vector<config::ConfigError> errors;
+    auto fresh = std::make_shared<upstream::ResolvedUpstream>();
+    // From the table only: every name in it was looked up by this config's build.
+    if (!upstream::resolve_upstream(*old.config, *fresh, errors, current->config->zone) || fresh->nodes.empty()) {
+      for (const auto& e : errors) spdlog::warn("node discovery: {}", e.to_string());
+      continue;
+    }
+    if (upstream::same_nodes(old, *fresh)) continue;  // a reload applied it already
+    // Warning when nodes go: requests in flight to them finish, new ones go elsewhere.
+    const std::string added = missing_from(*fresh, old), removed = missing_from(old, *fresh);
+    const auto level = removed == "none" ? spdlog::level::info : spdlog::level::warn;
+    spdlog::log(level, "upstream \"{}\": nodes changed by DNS: {} nodes, added {}, removed {}", name,
+                fresh->nodes.size(), added, removed);
+    if (!next) next = std::make_shared<Snapshot>(*current);
+    if (u < next->node_series.size()) {
+      std::vector<uint32_t>& ids = next->node_series[u];
+      ids.clear();
+      if (series) {
+        for (const auto& n : fresh->nodes) ids.push_back(series->id(metrics::Space::node, name + " " + n.address));
+      }
+    }
+    next->upstreams[u] = std::move(fresh);
+  }
+  return next;
 }
 
 }  // namespace turnpike::proxy

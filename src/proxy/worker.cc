@@ -10,9 +10,11 @@ namespace {
 // Request contexts a worker keeps however long it has been idle.
 constexpr size_t kContextFloor = 16;
 
-// Pools survive a reload when what they connect to and how did not change (file lines may).
-bool same_upstream(const config::UpstreamConfig& a, const config::UpstreamConfig& b) {
-  return a == b;  // every field but the lines (config.h: UpstreamConfig's identity)
+// Pools survive a reload when what they connect to and how did not change (file lines may),
+// nor the addresses its names resolve to (node discovery keeps the config and changes those).
+bool same_upstream(const upstream::UpstreamPool& pool, const upstream::ResolvedUpstream& up) {
+  // every field but the lines (config.h: UpstreamConfig's identity)
+  return pool.config() == *up.config && upstream::same_nodes(pool.upstream(), up);
 }
 }  // namespace
 
@@ -59,7 +61,7 @@ upstream::UpstreamPool& Worker::pool_for(const Snapshot& snapshot, size_t upstre
   const auto& wanted = snapshot.upstreams[upstream_index];
   for (auto* list : {&pools_, &retired_pools_}) {
     for (auto& p : *list) {
-      if (&p->upstream() == wanted.get() || same_upstream(p->config(), *wanted->config)) return *p;
+      if (&p->upstream() == wanted.get() || same_upstream(*p, *wanted)) return *p;
     }
   }
   retired_pools_.push_back(make_pool(wanted));
@@ -71,7 +73,7 @@ void Worker::adopt_snapshot(std::shared_ptr<const Snapshot> snapshot) {
   for (const auto& up : snapshot->upstreams) {
     std::unique_ptr<upstream::UpstreamPool> found;
     for (auto& p : pools_) {
-      if (p && same_upstream(p->config(), *up->config)) {
+      if (p && same_upstream(*p, *up)) {
         found = std::move(p);
         break;
       }

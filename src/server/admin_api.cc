@@ -99,6 +99,7 @@ std::string upstreams_json(const Snapshot& snapshot, const std::vector<const met
         for (const auto* shard : shards) node_in_flight += static_cast<int64_t>(metrics::load(shard->node(id).in_flight));
       }
       out += (n ? "," : "") + std::string("{\"address\":") + json_string(up.nodes[n].address) +
+             ",\"host\":" + json_string(up.nodes[n].host) +
              ",\"weight\":" + std::to_string(up.nodes[n].weight) + ",\"health\":" + json_string(health) +
              ",\"ejected\":" + (ejected ? "true" : "false") + ",\"failures\":" + std::to_string(failures) +
              ",\"in_flight\":" + std::to_string(node_in_flight) + "}";

@@ -546,6 +546,15 @@ void render_metrics(const ScrapeInput& in, std::string& out) {
   auto& reloads = b.family("turnpike_config_reloads_total", "Reload attempts, by result.", MetricType::Counter);
   Builder::counter(reloads, {{"result", "ok"}}, static_cast<double>(in.reloads_ok));
   Builder::counter(reloads, {{"result", "failed"}}, static_cast<double>(in.reloads_failed));
+  auto& dns = b.family("turnpike_dns_lookups_total",
+                       "DNS lookups of upstream names, by result (a failed one keeps the last addresses).",
+                       MetricType::Counter);
+  Builder::counter(dns, {{"result", "ok"}}, static_cast<double>(in.dns_lookups_ok));
+  Builder::counter(dns, {{"result", "failed"}}, static_cast<double>(in.dns_lookups_failed));
+  auto& dns_changes = b.family("turnpike_dns_node_changes_total",
+                               "Snapshot swaps made because DNS answers changed an upstream's nodes.",
+                               MetricType::Counter);
+  Builder::counter(dns_changes, {}, static_cast<double>(in.dns_node_changes));
   auto& dropped = b.family("turnpike_log_lines_dropped_total", "Log lines dropped because the log writer fell behind.",
                            MetricType::Counter);
   Builder::counter(dropped, {}, static_cast<double>(in.log_lines_dropped));

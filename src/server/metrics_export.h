@@ -28,6 +28,10 @@ struct ScrapeInput {
   double start_time = 0;  // seconds since the epoch
   uint64_t log_lines_dropped = 0;
   const Snapshot* snapshot = nullptr;  // the current one: its nodes' health and in-flight series
+  // Node discovery (upstream/discovery.h): lookups by result, swaps of upstream nodes they caused.
+  uint64_t dns_lookups_ok = 0;
+  uint64_t dns_lookups_failed = 0;
+  uint64_t dns_node_changes = 0;
 };
 
 // Writes the exposition into `out` (cleared first; its capacity is reused, so a scrape of

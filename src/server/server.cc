@@ -12,6 +12,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -37,6 +38,7 @@
 #include "turnpike/proxy/snapshot.h"
 #include "turnpike/tls/edge_wait.h"
 #include "turnpike/upstream/checker.h"
+#include "turnpike/upstream/discovery.h"
 #include "worker.h"
 
 namespace turnpike::proxy {
@@ -216,6 +218,9 @@ class Server {
   bool start();
   // Reloads the config file; false when refused (the errors are in last_reload_errors_).
   bool reload();
+  // Node discovery found new addresses for these upstreams: swap in a snapshot with their new
+  // nodes (on this thread, as reloads, so the two never race).
+  void apply_discovery(const std::vector<std::string>& upstreams);
   // The admin listener (admin: in the config), started after the workers.
   bool start_admin();
   AdminHooks admin_hooks();
@@ -244,6 +249,7 @@ class Server {
   uint64_t limit_table_size_ = 0;  // the rate-limit table's size as made at start
   std::vector<std::unique_ptr<WorkerThread>> workers_;
   upstream::HealthChecker health_checker_;  // the process's one active checker (its own thread)
+  upstream::NodeDiscovery discovery_;       // looks upstream names up again (its own thread)
   std::map<std::string, BoundListener> listeners_;
   unsigned worker_count_ = 1;
   uint64_t generation_ = 0;
@@ -368,6 +374,10 @@ bool Server::start() {
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->start(std::move(per_worker[w]));
   health_checker_.start();
   health_checker_.update(snapshot_->config, snapshot_->upstreams);
+  discovery_.start([this](std::vector<std::string> upstreams) {
+    boost::asio::post(main_, [this, upstreams = std::move(upstreams)] { apply_discovery(upstreams); });
+  });
+  discovery_.update(snapshot_->config);
   spdlog::info("turnpike started: {} workers, {} routes, {} upstreams", worker_count_,
                snapshot_->config->routes.size(), snapshot_->config->upstreams.size());
   return true;
@@ -437,6 +447,7 @@ bool Server::reload() {
   snapshot_ = next;
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->post_snapshot(next, std::move(per_worker[w]));
   health_checker_.update(next->config, next->upstreams);
+  discovery_.update(next->config);
   listeners_ = std::move(bound_next);
   last_reload_ = "ok";
   last_reload_errors_.clear();
@@ -446,6 +457,16 @@ bool Server::reload() {
   write_ready_file();
   notifier_.ready(status_line());
   return true;
+}
+
+void Server::apply_discovery(const std::vector<std::string>& upstreams) {
+  if (stopping_) return;
+  std::shared_ptr<const Snapshot> next = Snapshot::with_new_nodes(snapshot_, upstreams, series_.get());
+  if (!next) return;
+  upstream::discovery_stats().changes.fetch_add(1, std::memory_order_relaxed);
+  snapshot_ = next;
+  for (auto& w : workers_) w->post_snapshot(next, {});
+  health_checker_.update(next->config, next->upstreams);
 }
 
 bool Server::start_admin() {
@@ -476,6 +497,10 @@ ScrapeInput Server::scrape_input() const {
   in.reloads_failed = reloads_failed_;
   in.start_time = start_time_;
   in.log_lines_dropped = log::dropped_lines();
+  const auto& dns = upstream::discovery_stats();
+  in.dns_lookups_ok = dns.lookups_ok.load(std::memory_order_relaxed);
+  in.dns_lookups_failed = dns.lookups_failed.load(std::memory_order_relaxed);
+  in.dns_node_changes = dns.changes.load(std::memory_order_relaxed);
   return in;
 }
 
@@ -720,6 +745,7 @@ int Server::run() {
   if (notifier_.watchdog_interval()) boost::asio::co_spawn(main_, watchdog_loop(), boost::asio::detached);
   boost::asio::co_spawn(main_, signal_loop(), boost::asio::detached);
   main_.run();
+  discovery_.stop();
   health_checker_.stop();
   for (auto& w : workers_) w->join();
   admin_.reset();

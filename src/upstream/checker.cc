@@ -208,7 +208,7 @@ void HealthChecker::apply(std::shared_ptr<const void> config,
         p = std::move(it->second);  // keeps its schedule, its counts and its connection
         probes_.erase(it);
         const config::ActiveHealthConfig& was = p->spec->health->active;
-        const bool same = p->endpoint == endpoint && was == a && p->host == up->config->nodes[i].host;
+        const bool same = p->endpoint == endpoint && was == a && p->host == up->nodes[i].host;
         if (!same) p->reconnect = p->reconnect || p->endpoint != endpoint || was.type != a.type;
         p->spec = spec;
         if (same) {  // (the common case of a reload: nothing to rebuild)
@@ -222,7 +222,7 @@ void HealthChecker::apply(std::shared_ptr<const void> config,
         enqueue(p, now + Clock::duration(std::uniform_int_distribution<int64_t>(0, interval.count())(rng)));
         ++started;
       }
-      p->host = up->config->nodes[i].host;
+      p->host = up->nodes[i].host;  // nodes expand from names: index the resolved ones
       p->endpoint = endpoint;
       if (a.type == config::HealthCheckType::http || a.type == config::HealthCheckType::https) {
         p->request = build_http_request(a, p->host, port);

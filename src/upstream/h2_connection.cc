@@ -160,7 +160,7 @@ boost::asio::awaitable<error_code> H2UpstreamConnection::establish() {
   io_.socket().non_blocking(true, ignored);
   io_.socket().set_option(boost::asio::ip::tcp::no_delay(true), ignored);
   if (up.tls) {
-    SSL* ssl = up.tls->new_session(pool_->owner().config().nodes[node_].host, kAlpnH2, nullptr);
+    SSL* ssl = up.tls->new_session(up.nodes[node_].host, kAlpnH2, nullptr);
     if (!ssl) co_return aerr::no_memory;
     io_.start_tls(ssl);
     ec = co_await io_.handshake();

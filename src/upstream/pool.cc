@@ -166,8 +166,7 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::connect(size_t node) {
 
 asio::awaitable<boost::system::error_code> UpstreamPool::start_tls(UpstreamConnection* conn) {
   Node& n = nodes_[conn->node];
-  const auto& node_cfg = config().nodes[conn->node];
-  SSL* ssl = upstream_->tls->new_session(node_cfg.host, {}, n.tls_session);
+  SSL* ssl = upstream_->tls->new_session(upstream_->nodes[conn->node].host, {}, n.tls_session);
   if (!ssl) co_return boost::asio::error::no_memory;
   conn->io.start_tls(ssl);
   auto ec = co_await conn->io.handshake();

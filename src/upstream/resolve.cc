@@ -1,10 +1,8 @@
-// Resolving upstream nodes when a snapshot is built (never on the data path).
-#include <netdb.h>
-#include <sys/socket.h>
-
+// Expanding upstream nodes into addresses when a snapshot is built (never on the data path).
 #include <algorithm>
-#include <cstring>
+#include <unordered_set>
 
+#include "turnpike/upstream/discovery.h"
 #include "turnpike/upstream/upstream.h"
 
 namespace turnpike::upstream {
@@ -24,6 +22,20 @@ void index_tags(ResolvedUpstream& out, const std::vector<std::string>& tags, siz
   }
 }
 
+// A name's addresses: the table's last good answer; a name the table has never seen (a snapshot
+// built without lookup_config_names: tests, tools) is looked up now with the system resolver.
+std::optional<DnsAnswer> answer_for(const config::UpstreamNodeConfig& node) {
+  const std::string key = dns_key(node);
+  std::optional<NameTable::Entry> e = name_table().get(key);
+  if (!e) {
+    std::vector<DnsQuery> q{DnsQuery::of(node)};
+    dns_lookup(config::ResolverConfig{}, q);
+    name_table().record(key, q.front());
+    e = name_table().get(key);
+  }
+  return e ? e->good : std::nullopt;
+}
+
 }  // namespace
 
 bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
@@ -38,38 +50,45 @@ bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
     out.tls = tls::ClientContext::build(cfg, errors);
     if (!out.tls) ok = false;
   }
-  for (const auto& node : cfg.nodes) {
-    boost::system::error_code ec;
-    auto ip = asio::ip::make_address(node.host, ec);
-    if (ec) {
-      addrinfo hints{};
-      hints.ai_socktype = SOCK_STREAM;
-      addrinfo* res = nullptr;
-      int rc = ::getaddrinfo(node.host.c_str(), nullptr, &hints, &res);
-      if (rc != 0 || res == nullptr) {
-        errors.push_back({node.source.file, node.source.line,
-                          "upstream \"" + cfg.name + "\": cannot resolve host \"" + node.host +
-                              "\": " + ::gai_strerror(rc)});
-        ok = false;
-        continue;
-      }
-      if (res->ai_family == AF_INET6) {
-        asio::ip::address_v6::bytes_type b;
-        std::memcpy(b.data(), &reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr, 16);
-        ip = asio::ip::address_v6(b);
-      } else {
-        ip = asio::ip::address_v4(ntohl(reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr.s_addr));
-      }
-      ::freeaddrinfo(res);
-    }
+  std::unordered_set<std::string> seen;  // addresses: two names with the same address make one node
+  auto add = [&](const config::UpstreamNodeConfig& node, const asio::ip::address& ip, uint16_t port,
+                 uint32_t weight, const std::string& host) {
+    std::string address = ip.is_v6() ? "[" + ip.to_string() + "]:" + std::to_string(port)
+                                      : ip.to_string() + ":" + std::to_string(port);
+    if (!seen.insert(address).second) return;
     ResolvedNode rn;
-    rn.endpoint = tcp::endpoint(ip, node.port);
-    rn.weight = node.weight == 0 ? 1 : node.weight;
-    rn.address = ip.is_v6() ? "[" + ip.to_string() + "]:" + std::to_string(node.port)
-                            : ip.to_string() + ":" + std::to_string(node.port);
+    rn.endpoint = tcp::endpoint(ip, port);
+    rn.weight = weight == 0 ? 1 : weight;
+    rn.address = std::move(address);
+    rn.host = host;
     out.nodes.push_back(std::move(rn));
     zones.push_back(node.zone);
     index_tags(out, node.tags, out.nodes.size() - 1);
+  };
+  for (const auto& node : cfg.nodes) {
+    boost::system::error_code ec;
+    auto ip = asio::ip::make_address(node.host, ec);
+    if (!ec && !node.srv) {
+      add(node, ip, node.port, node.weight, node.host);
+      continue;
+    }
+    const std::optional<DnsAnswer> answer = answer_for(node);
+    if (!answer) {
+      auto e = name_table().get(dns_key(node));
+      errors.push_back({node.source.file, node.source.line,
+                        "upstream \"" + cfg.name + "\": cannot resolve " + (node.srv ? "service" : "host") + " \"" +
+                            node.host + "\": " + (e ? e->error : std::string("no answer"))});
+      ok = false;
+      continue;
+    }
+    for (const DnsTarget& t : answer->targets) {
+      if (node.srv) {
+        // SRV weights are 0..65535 with 0 "rarely"; ours 1..10000 (RFC 2782 §"Weight").
+        add(node, t.address, t.port, std::clamp<uint32_t>(t.weight, 1, 10'000), t.host);
+      } else {
+        add(node, t.address, node.port, node.weight, node.host);
+      }
+    }
   }
   index_balancing(cfg, out, zones, local_zone);
   // Only real nodes are untagged: with every node tagged, the set must be empty, not the bits
@@ -83,6 +102,17 @@ bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
     out.health = health_registry().attach(cfg, addresses);
   }
   return ok;
+}
+
+bool same_nodes(const ResolvedUpstream& a, const ResolvedUpstream& b) {
+  if (a.nodes.size() != b.nodes.size()) return false;
+  for (size_t i = 0; i < a.nodes.size(); ++i) {
+    if (a.nodes[i].address != b.nodes[i].address || a.nodes[i].weight != b.nodes[i].weight ||
+        a.nodes[i].host != b.nodes[i].host) {
+      return false;
+    }
+  }
+  return true;
 }
 
 uint64_t ResolvedUpstream::nodes_with_tag(std::string_view tag) const {

@@ -141,6 +141,9 @@ struct UpstreamNodeConfig {
   uint32_t weight = 1;  // 1..10000
   std::vector<std::string> tags;  // gray release: tagged requests prefer nodes with their tag
   std::string zone;  // the node's zone (locality), compared with the gateway's `zone`; empty: none
+  // `service:` (or "srv://name"): `host` is an SRV name whose targets, ports and weights are the
+  // nodes (port and weight above unused). Discovery: docs/load-balancing.md.
+  bool srv = false;
   SourceRef source;
   bool operator==(const UpstreamNodeConfig&) const = default;
 };
@@ -278,6 +281,8 @@ struct UpstreamConfig {
   uint32_t retries = 2;            // extra attempts on other nodes after a connect failure
   UpstreamHealthConfig health;     // passive and active health checks
   UpstreamBalancingConfig balancing;
+  // How often its host names are looked up again; unset: the resolver's interval (or TTLs).
+  std::optional<Duration> resolve_interval;
   SourceRef source;
   bool operator==(const UpstreamConfig&) const = default;
 };
@@ -345,6 +350,30 @@ struct RateLimitConfig {
 // with `cluster: true`); a later issue feeds it from etcd leases instead.
 struct ClusterConfig {
   unsigned nodes = 1;
+};
+
+// Which addresses of a name become nodes (resolver.family).
+enum class AddressFamily : unsigned char {
+  any,          // A and AAAA records alike
+  ipv4,         // A records only
+  ipv6,         // AAAA records only
+  prefer_ipv4,  // A records; AAAA records when a name has no A record (the default)
+  prefer_ipv6,  // AAAA records; A records when a name has no AAAA record
+};
+std::string_view to_string(AddressFamily f) noexcept;
+
+// Node discovery (`resolver:`): the DNS servers upstream host names are looked up at and how
+// often (upstream/discovery.h). Like nginx's `resolver` directive.
+struct ResolverConfig {
+  std::vector<std::string> servers;  // "ip" or "ip:port" / "[ip6]:port"; empty: /etc/resolv.conf
+  Duration interval{30'000};         // re-resolution period; 0: only at start and reload
+  bool respect_ttl = false;          // true: look up again when the records' TTL runs out...
+  Duration min_ttl{1'000};           // ...but not sooner than this
+  Duration max_ttl{3'600'000};       // ...nor later
+  Duration timeout{2'000};           // one query's wait for an answer (tried twice per server)
+  AddressFamily family = AddressFamily::prefer_ipv4;
+  SourceRef source;
+  bool operator==(const ResolverConfig&) const = default;
 };
 
 // The admin listener (proxy/admin.cc): /metrics, /status, /ready and the admin API. Without an
@@ -442,6 +471,7 @@ struct Config {
   RateLimitConfig rate_limits;
   ClusterConfig cluster;
   AdminConfig admin;
+  ResolverConfig resolver;
 
   // Whether any level configures a plugin (no Lua VM is made otherwise).
   bool uses_plugins() const;

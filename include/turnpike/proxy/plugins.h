@@ -106,7 +106,9 @@ class PluginInstance {
   std::vector<lua::Ref> confs;       // per catalog use
   lua::Ref env;                      // consumers (Vm::make_env)
   uint64_t snapshot_generation = 0;
-  std::weak_ptr<const Snapshot> snapshot;
+  // The catalog of its snapshot, shared with the snapshots node discovery derives from it: the
+  // instance is freed once none of them is in use.
+  std::weak_ptr<const PluginCatalog> catalog;
   std::string error;                 // non-empty: could not be made; plugin routes answer 500
   bool ok() const { return error.empty(); }
 };

@@ -38,7 +38,8 @@ struct RouteRuntime {
 
 struct ListenerRuntime {
   const config::ListenerConfig* config = nullptr;
-  std::unique_ptr<const router::Router> router;  // the routes that apply to this listener
+  std::shared_ptr<const router::Router> router;  // the routes that apply to this listener (shared by
+                                                 // the snapshots node discovery derives)
   std::shared_ptr<const tls::ServerContext> tls;  // null: cleartext
   // By route index: global, this listener's and the route's filters merged (the more specific
   // level's conf wins for the same plugin) and ordered, once per snapshot.
@@ -76,6 +77,15 @@ struct Snapshot {
                                                uint64_t generation,
                                                std::vector<config::ConfigError>& errors,
                                                metrics::SeriesRegistry* series = nullptr);
+
+  // Node discovery (upstream/discovery.h): `current` with the named upstreams' nodes expanded
+  // again from the name table, as a reload of those upstreams alone (same generation, config,
+  // routes and filters; the nodes' health kept by address). Null when none of their node lists
+  // changed. The changes are logged. With `series`, the new nodes get their metric ids (the
+  // per-node series are by address: an index into the old list would name another node).
+  static std::shared_ptr<const Snapshot> with_new_nodes(const std::shared_ptr<const Snapshot>& current,
+                                                        const std::vector<std::string>& upstream_names,
+                                                        metrics::SeriesRegistry* series = nullptr);
 };
 
 }  // namespace turnpike::proxy

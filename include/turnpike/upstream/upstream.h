@@ -32,10 +32,13 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
+// One node: a configured IP literal, or one of the addresses a configured name resolved to
+// (a name with three A records is three nodes, each with the configured weight, zone and tags).
 struct ResolvedNode {
   tcp::endpoint endpoint;
   uint32_t weight = 1;
   std::string address;  // "127.0.0.1:9001", for logs and headers
+  std::string host;     // the configured host (an SRV node: its target): TLS server name, checks' Host
 };
 
 struct ResolvedUpstream {
@@ -69,12 +72,17 @@ struct ResolvedUpstream {
   size_t local_nodes = 0;                   // how many nodes are in the local zone
 };
 
-// Resolves every node's host (blocking getaddrinfo: call it off the data path, when building a
-// snapshot). Errors name the node's file:line.
+// Expands every node's host into nodes: an IP literal as it is, a name (or an SRV name) into
+// every address of its entry in name_table() (discovery.h), looked up now with the system
+// resolver when the table has none (blocking: call it off the data path, when building a
+// snapshot). A name whose latest lookup failed keeps its last good addresses; one that never
+// resolved is an error naming the node's file:line.
 // `local_zone` is the gateway's zone (config `zone`): with prefer_local_zone, the nodes in it are
 // marked local.
 bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
                       std::vector<config::ConfigError>& errors, std::string_view local_zone = {});
+// The same nodes (addresses, weights, hosts) in the same order: a pool made for one serves the other.
+bool same_nodes(const ResolvedUpstream& a, const ResolvedUpstream& b);
 // The balancing tables for out.nodes (weights, Maglev table, local zone): resolve_upstream calls
 // it; tests building nodes by hand call it too. `zones` are the nodes' zones (may be empty).
 void index_balancing(const config::UpstreamConfig& cfg, ResolvedUpstream& out,

@@ -31,6 +31,7 @@ inline std::shared_ptr<ResolvedUpstream> make_upstream(const config::UpstreamCon
     rn.endpoint = tcp::endpoint(asio::ip::make_address("127.0.0.1"), n.port);
     rn.weight = n.weight;
     rn.address = "127.0.0.1:" + std::to_string(n.port);
+    rn.host = "127.0.0.1";
     up->nodes.push_back(rn);
   }
   index_balancing(cfg, *up, {}, {});
