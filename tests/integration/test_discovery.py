@@ -241,6 +241,10 @@ def test_added_address_gets_traffic_and_removed_one_stops_without_a_reload(turnp
     tp.wait_log(rf'upstream "app": nodes changed by DNS: 2 nodes, added {re.escape(b.address)}, removed none')
     assert get_many(tp.port(), 10) == [200] * 10
     assert served(b) >= 4, "the added address gets its share"
+    # Each node of the new list has its own series on /metrics, named by its address.
+    metrics = admin_get(tp, "/metrics").body.decode()
+    for o in (a, b):
+        assert f'turnpike_upstream_node_health{{upstream="app",node="{o.address}",state="healthy"}} 1' in metrics, metrics
 
     d.set_hosts([("127.0.0.3", "app.test")])
     wait_nodes(tp, [b.address])
