@@ -176,11 +176,14 @@ def test_removing_a_node_moves_only_its_keys(nodes, turnpike):
     before = placement()
     tp.reload(cfg(origins[:3]))  # n3 leaves
     after = placement()
-    for k, node in before.items():
-        if node != "n3":
-            assert after[k] == node, f"user{k} moved from {node} to {after[k]} though its node stayed"
-        else:
-            assert after[k] in ("n0", "n1", "n2")
+    # Every key of n3 goes to a node that stays. Maglev's disruption is near-minimal, not zero:
+    # the table is refilled, so a key whose node stayed moves once in a while (the node
+    # addresses, and so the table, differ from run to run: one key of 80 was seen to move).
+    # Most of them must stay where they were: ~1/N of the keys move, not all.
+    stayed = [k for k, node in before.items() if node != "n3"]
+    moved = [k for k in stayed if after[k] != before[k]]
+    assert all(after[k] in ("n0", "n1", "n2") for k in before if before[k] == "n3"), (before, after)
+    assert len(moved) <= max(2, len(stayed) // 20), f"{len(moved)} of {len(stayed)} keys moved though their node stayed"
     assert any(node == "n3" for node in before.values())
 
 
