@@ -329,14 +329,8 @@ asio::awaitable<bool> h2_check_once(HealthChecker::Probe& p, const HealthChecker
   const config::ActiveHealthConfig& a = spec.health->active;
   H2Check& c = *p.h2;
   std::shared_ptr<tls::Transport> io = c.io;
-  auto timed_out = std::make_shared<bool>(false);
   asio::steady_timer deadline(p.ioc);
-  deadline.expires_after(a.timeout);
-  deadline.async_wait([io, timed_out](boost::system::error_code ec) {
-    if (ec) return;
-    *timed_out = true;
-    io->close();
-  });
+  const std::shared_ptr<bool> timed_out = arm_check_deadline(deadline, io, a.timeout);
   auto fail = [&](std::string_view what, boost::system::error_code ec) {
     why = *timed_out ? std::string("timeout") : std::string(what) + (ec ? ": " + ec.message() : std::string());
     return false;

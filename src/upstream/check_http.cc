@@ -197,14 +197,8 @@ asio::awaitable<bool> check_through_reactor(HealthChecker::Probe& p, const Healt
   // The transport is shared with the deadline's handler, which closes it when the check is late.
   std::shared_ptr<tls::Transport> io = reused ? std::move(p.conn) : std::make_shared<tls::Transport>(tcp::socket(p.ioc));
   p.conn.reset();
-  auto timed_out = std::make_shared<bool>(false);
   asio::steady_timer deadline(p.ioc);
-  deadline.expires_after(a.timeout);
-  deadline.async_wait([io, timed_out](boost::system::error_code ec) {
-    if (ec) return;
-    *timed_out = true;
-    io->close();
-  });
+  const std::shared_ptr<bool> timed_out = arm_check_deadline(deadline, io, a.timeout);
   auto fail = [&](std::string_view what, boost::system::error_code ec) {
     why = *timed_out ? std::string("timeout") : std::string(what) + (ec ? ": " + ec.message() : std::string());
     return false;

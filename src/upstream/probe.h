@@ -12,6 +12,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "turnpike/tls/transport.h"
 #include "turnpike/upstream/checker.h"
 #include "turnpike/upstream/upstream.h"
 
@@ -64,6 +66,21 @@ struct ResponseParser {
   bool verdict(const config::ActiveHealthConfig& a, bool timed_out, boost::system::error_code ec,
                std::string& why) const;
 };
+
+// Arms a check's deadline on `deadline`: when it passes, `io` is closed (the check's pending
+// operation ends with an error) and the returned flag is set, so the failure reads "timeout".
+// Destroying or cancelling the timer disarms it.
+inline std::shared_ptr<bool> arm_check_deadline(asio::steady_timer& deadline, std::shared_ptr<tls::Transport> io,
+                                                asio::steady_timer::duration timeout) {
+  auto timed_out = std::make_shared<bool>(false);
+  deadline.expires_after(timeout);
+  deadline.async_wait([io = std::move(io), timed_out](boost::system::error_code ec) {
+    if (ec) return;
+    *timed_out = true;
+    io->close();
+  });
+  return timed_out;
+}
 
 // One node's probe. Belongs to the checker thread. At any time it is in exactly one place: the
 // checker's wheel (waiting for its next check), its list of kept checks being read, or a check
