@@ -118,8 +118,7 @@ class Transport {
   enum class SocketPeek : unsigned char { nothing, bytes, closed };
   SocketPeek peek_socket();
   void attach_ssl();
-  static long bio_read_callback(BIO* bio, int oper, const char* argp, size_t len, int argi, long argl, int ret,
-                                size_t* processed);
+  struct SocketBio;  // the BIO OpenSSL reads and writes the socket through (transport.cc)
   size_t tls_write(std::span<const boost::asio::const_buffer> bufs, error_code& ec);
 
   tcp::socket socket_;
