@@ -98,6 +98,19 @@ void Worker::adopt_snapshot(std::shared_ptr<const Snapshot> snapshot) {
     if (p->active() > 0) retired_pools_.push_back(std::move(p));
   }
   pools_ = std::move(next);
+  // A retired pool hands the connections its requests give back to the pool now serving its
+  // upstream when only the nodes changed; every retired pool is pointed again, since the pool
+  // it pointed at may have been retired or freed just now.
+  for (auto& r : retired_pools_) {
+    upstream::UpstreamPool* to = nullptr;
+    for (auto& p : pools_) {
+      if (p->config().name == r->config().name && upstream::UpstreamPool::same_but_nodes(r->config(), p->config())) {
+        to = p.get();
+        break;
+      }
+    }
+    r->hand_over_to(to);
+  }
   snapshot_ = std::move(snapshot);
   plugins_.adopt(snapshot_);
 }

@@ -236,7 +236,16 @@ void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
     }
   }
   if (!reusable || conn->timed_out || !conn->buffer.empty() || conn->requests >= cfg.keepalive_max_requests ||
-      n.idle_count >= cfg.keepalive_max_idle || !conn->io.socket().is_open()) {
+      !conn->io.socket().is_open()) {
+    destroy(conn);
+    return;
+  }
+  if (successor_ != nullptr) {
+    // Retired by a reload that changed the node list: the pool serving the upstream now takes it.
+    if (!successor_->take_released(conn, upstream_->nodes[conn->node].address)) destroy(conn);
+    return;
+  }
+  if (n.idle_count >= cfg.keepalive_max_idle) {
     destroy(conn);
     return;
   }
@@ -309,16 +318,41 @@ bool UpstreamPool::same_but_nodes(const config::UpstreamConfig& a, const config:
   return x == y;
 }
 
+size_t UpstreamPool::node_of(std::string_view address) {
+  if (node_index_.empty()) {
+    node_index_.reserve(upstream_->nodes.size());
+    for (size_t j = 0; j < upstream_->nodes.size(); ++j) node_index_.emplace(upstream_->nodes[j].address, j);
+  }
+  auto it = node_index_.find(address);
+  return it == node_index_.end() ? SIZE_MAX : it->second;
+}
+
+bool UpstreamPool::take_released(UpstreamConnection* conn, std::string_view address) {
+  if (h2_) return false;
+  const size_t node = node_of(address);
+  if (node == SIZE_MAX) return false;
+  Node& to = nodes_[node];
+  if (to.idle_count >= config().keepalive_max_idle) return false;
+  conn->AllHook::unlink();
+  all_.push_back(*conn);
+  conn->pool = this;  // (a pending watch completes into this pool)
+  conn->node = node;
+  conn->buffer.reset(&buffers_);
+  conn->arm(ConnState::idle, coarse_now());
+  to.idle.push_front(*conn);
+  ++to.idle_count;
+  return true;
+}
+
 void UpstreamPool::take_idle_from(UpstreamPool& old) {
   if (h2_ || old.h2_) return;
-  std::unordered_map<std::string_view, size_t> index;
-  for (size_t j = 0; j < upstream_->nodes.size(); ++j) index.emplace(upstream_->nodes[j].address, j);
   const auto max_idle = config().keepalive_max_idle;
   for (size_t i = 0; i < old.nodes_.size(); ++i) {
     Node& from = old.nodes_[i];
-    auto it = index.find(old.upstream_->nodes[i].address);
-    if (it == index.end() || (from.idle_count == 0 && !from.tls_session)) continue;
-    Node& to = nodes_[it->second];
+    if (from.idle_count == 0 && !from.tls_session) continue;
+    const size_t node = node_of(old.upstream_->nodes[i].address);
+    if (node == SIZE_MAX) continue;
+    Node& to = nodes_[node];
     std::swap(to.tls_session, from.tls_session);
     while (!from.idle.empty() && to.idle_count < max_idle) {
       UpstreamConnection* conn = &from.idle.back();  // oldest last: kept in order
@@ -327,7 +361,7 @@ void UpstreamPool::take_idle_from(UpstreamPool& old) {
       conn->AllHook::unlink();
       all_.push_back(*conn);
       conn->pool = this;  // (a pending watch completes into this pool)
-      conn->node = it->second;
+      conn->node = node;
       to.idle.push_front(*conn);
       ++to.idle_count;
     }

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <utility>
 
+#include "turnpike/common/long_lived.h"
 #include "turnpike/tls/edge_wait.h"
 
 typedef struct ssl_st SSL;
@@ -25,7 +26,7 @@ typedef struct bio_st BIO;
 
 namespace turnpike::tls {
 
-class Transport {
+class Transport : public LongLived {
  public:
   using tcp = boost::asio::ip::tcp;
   using error_code = boost::system::error_code;

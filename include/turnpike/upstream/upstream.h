@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "turnpike/common/buffer_pool.h"
@@ -172,7 +174,10 @@ class UpstreamPool {
   const ResolvedUpstream& upstream() const { return *upstream_; }
   const config::UpstreamConfig& config() const { return *upstream_->config; }
   // On reload, an unchanged upstream keeps its pool but adopts the new snapshot's object.
-  void adopt(std::shared_ptr<const ResolvedUpstream> upstream) { upstream_ = std::move(upstream); }
+  void adopt(std::shared_ptr<const ResolvedUpstream> upstream) {
+    upstream_ = std::move(upstream);
+    node_index_.clear();  // its views were of the old object's addresses
+  }
   BufferPool& buffers() { return buffers_; }
   // HTTP/2 upstreams: the multiplexed connections (null for HTTP/1.1 upstreams).
   H2UpstreamPool* h2() { return h2_.get(); }
@@ -227,6 +232,12 @@ class UpstreamPool {
   // update does not reconnect to every node. HTTP/1.1 pools only.
   static bool same_but_nodes(const config::UpstreamConfig& a, const config::UpstreamConfig& b);
   void take_idle_from(UpstreamPool& old);
+  // A retired pool (its upstream's node list changed by a reload) hands the connections its
+  // requests in flight give back to `next`, the pool that now serves the upstream, when their node
+  // is still in it: a rolling update then reconnects only to the nodes it adds. Null: closed as
+  // before. The worker keeps it pointing at a live pool on every reload.
+  void hand_over_to(UpstreamPool* next) { successor_ = next; }
+  bool hands_over_to(const UpstreamPool* p) const { return successor_ == p; }
   size_t active() const { return active_ + (h2_ ? h2_->active() : 0); }
   size_t idle() const;
 
@@ -237,6 +248,11 @@ class UpstreamPool {
   bool watch(UpstreamConnection* conn);
   // Takes a parked connection off its node's idle list and destroys it.
   void discard_idle(UpstreamConnection* conn);
+  // Parks `conn` (released by a retired pool, its node's address `address`) on this pool's node
+  // of that address. False when the node is gone or has its parked connections already.
+  bool take_released(UpstreamConnection* conn, std::string_view address);
+  // The node of `address`, or SIZE_MAX (an index built on first use).
+  size_t node_of(std::string_view address);
   // https: the TLS handshake on a fresh connection (under the connect timeout).
   asio::awaitable<boost::system::error_code> start_tls(UpstreamConnection* conn);
 
@@ -263,6 +279,8 @@ class UpstreamPool {
                          boost::intrusive::constant_time_size<false>> all_;
   size_t active_ = 0;  // connections handed out and not yet released
   std::unique_ptr<H2UpstreamPool> h2_;
+  UpstreamPool* successor_ = nullptr;                            // hand_over_to()
+  std::unordered_map<std::string_view, size_t> node_index_;      // node_of(); views of upstream_'s addresses
 };
 
 }  // namespace turnpike::upstream

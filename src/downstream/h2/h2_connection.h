@@ -19,6 +19,7 @@
 
 #include "h2_inbound.h"
 #include "h2_stream.h"
+#include "turnpike/common/long_lived.h"
 #include "turnpike/tls/transport.h"
 #include "downstream/connections.h"
 
@@ -35,7 +36,7 @@ enum class H2Goaway : unsigned char {
 };
 std::string_view to_string(H2Goaway g) noexcept;
 
-class H2Connection final : public ClientConnection {
+class H2Connection final : public ClientConnection, public LongLived {
  public:
   H2Connection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener);
   ~H2Connection() override;
@@ -97,7 +98,7 @@ class H2Connection final : public ClientConnection {
   // A session again, if it was dropped; false when that failed (the connection is then closed).
   bool ensure_session();
   bool rebuild_session();
-  struct DroppedSession {
+  struct DroppedSession : LongLived {
     int32_t last_stream = 0;     // its last stream id
     int32_t window = 0;          // the client's connection window for us
     uint32_t settings[10] = {};  // the client's SETTINGS values, by id (1..9)

@@ -1,7 +1,8 @@
 // The per-worker keepalive pool on real loopback connections: a released connection is parked
 // and handed out again (last in, first out), the limits decide what is parked and what is
-// closed, a parked connection the node closed is never handed out, and a failed connect comes
-// back as an error and a rate-limited warning.
+// closed, a parked connection the node closed is never handed out, a retired pool hands its
+// returning connections to the pool now serving their node, and a failed connect comes back as
+// an error and a rate-limited warning.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -129,6 +130,52 @@ TEST_F(PoolTest, ConnectionAtMaxRequestsIsClosedNotParked) {
   EXPECT_EQ(pool->idle(), 1u);
   EXPECT_EQ(pool->take_idle(0).conn, a);
   pool->release(a, false);
+}
+
+TEST_F(PoolTest, ARetiredPoolHandsAReleasedConnectionToThePoolNowServingItsNode) {
+  // A reload changed the node list (another node first): the connection of the request in flight
+  // parks in the new pool, on its node's new index, rather than being closed.
+  UpstreamConnection* a = connect();
+  ASSERT_TRUE(a);
+  tcp::acceptor other{ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  std::vector<NodeSpec> next_specs = {{other.local_endpoint().port(), 1}, specs[0]};
+  config::UpstreamConfig next_cfg = make_config(next_specs);
+  next_cfg.keepalive_max_idle = 4;
+  UpstreamPool next(ioc, buffers, make_upstream(next_cfg, next_specs));
+  pool->hand_over_to(&next);
+  pool->release(a, true);
+  EXPECT_EQ(pool->active(), 0u);
+  EXPECT_EQ(pool->idle(), 0u);
+  EXPECT_EQ(next.idle(), 1u);
+  EXPECT_EQ(next.take_idle(0).conn, nullptr);
+  auto got = next.take_idle(1);
+  EXPECT_EQ(got.conn, a);
+  ASSERT_TRUE(got.conn);
+  EXPECT_TRUE(got.conn->reused);
+  EXPECT_EQ(next.active(), 1u);
+  next.release(a, false);
+  ioc.restart();
+  ioc.poll();
+}
+
+TEST_F(PoolTest, ARetiredPoolClosesAReleasedConnectionWhoseNodeIsGone) {
+  UpstreamConnection* a = connect();
+  ASSERT_TRUE(a);
+  tcp::acceptor other{ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  std::vector<NodeSpec> next_specs = {{other.local_endpoint().port(), 1}};
+  config::UpstreamConfig next_cfg = make_config(next_specs);
+  UpstreamPool next(ioc, buffers, make_upstream(next_cfg, next_specs));
+  pool->hand_over_to(&next);
+  pool->release(a, true);
+  EXPECT_EQ(pool->active(), 0u);
+  EXPECT_EQ(pool->idle(), 0u);
+  EXPECT_EQ(next.idle(), 0u);
+  pollfd p{far[0].native_handle(), POLLIN, 0};  // the node sees the close
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  char byte;
+  EXPECT_EQ(::recv(far[0].native_handle(), &byte, 1, MSG_DONTWAIT), 0);
+  ioc.restart();
+  ioc.poll();
 }
 
 TEST_F(PoolTest, ConnectionWithUnreadBytesOrATimeoutIsClosed) {
