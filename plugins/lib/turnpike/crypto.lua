@@ -476,6 +476,12 @@ function crypto.verify(alg, key, msg, sig)
   if spec.size then
     if #sig ~= 2 * spec.size then return false end
     sig = jose_to_der(sig, spec.size)
+  elseif spec.family == "rsa" and #sig ~= math.floor((key.bits + 7) / 8) then
+    -- RFC 8017 §8.1.2 and §8.2.2, step 1: a signature not exactly as long as the modulus is
+    -- invalid. OpenSSL checks that for PKCS #1 v1.5 but takes a shorter PSS signature as the
+    -- same number with leading zeros: one whose first byte is 0 (1 in 256) verified with that
+    -- byte cut off.
+    return false
   end
   local rc = C.EVP_DigestVerify(sig_ctx, sig, #sig, msg, #msg)
   if rc ~= 1 then C.ERR_clear_error() end  -- a bad signature queues errors too

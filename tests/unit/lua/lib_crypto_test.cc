@@ -235,6 +235,32 @@ TEST_F(LibCryptoTest, VerifiesSignaturesMadeByLibcrypto) {
   }
 }
 
+TEST_F(LibCryptoTest, AnRsaSignatureShorterThanTheModulusIsRefusedEvenWithALeadingZeroCut) {
+  // RFC 8017 §8.1.2 step 1. OpenSSL checks the length for PKCS #1 v1.5 but takes a short PSS
+  // signature as the same number with leading zeros, so 1 PSS signature in 256 verified with
+  // its first (zero) byte cut off. PSS signing is randomised: sign until one starts with 0
+  // (bounded; ~256 tries expected).
+  const std::string msg = "header.payload";
+  std::string sig;
+  for (int i = 0; i < 4096; ++i) {
+    sig = cxx_sign(*rsa(), EVP_sha256(), true, 0, msg);
+    if (!sig.empty() && sig[0] == '\0') break;
+  }
+  ASSERT_EQ(sig[0], '\0');
+  EXPECT_EQ(verify("PS256", *rsa(), msg, sig), "true");
+  EXPECT_EQ(verify("PS256", *rsa(), msg, sig.substr(1)), "false");
+  // PKCS #1 v1.5 the same way (the message varied: its signatures are deterministic).
+  std::string msg2;
+  for (int i = 0; i < 4096; ++i) {
+    msg2 = msg + std::to_string(i);
+    sig = cxx_sign(*rsa(), EVP_sha256(), false, 0, msg2);
+    if (!sig.empty() && sig[0] == '\0') break;
+  }
+  ASSERT_EQ(sig[0], '\0');
+  EXPECT_EQ(verify("RS256", *rsa(), msg2, sig), "true");
+  EXPECT_EQ(verify("RS256", *rsa(), msg2, sig.substr(1)), "false");
+}
+
 TEST_F(LibCryptoTest, PssAndPkcs1SignaturesAreNotInterchangeable) {
   const std::string msg = "header.payload";
   EXPECT_EQ(verify("PS256", *rsa(), msg, cxx_sign(*rsa(), EVP_sha256(), false, 0, msg)), "false");
