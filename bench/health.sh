@@ -8,6 +8,8 @@
 #   active   — active HTTP checks of every node every second (GET /, 1 s timeout)
 #   rolling  — the active case while 20 reloads, spread over the run, move all NODES nodes to
 #              127.0.0.2 (NODES/20 more each time): every node replaced
+#   reloads  — the active case with 20 reloads of the same nodes (each config differs by a
+#              comment): what reloading costs without replacing nodes (not in the default CASES)
 # Figures: Turnpike's CPU per request (all threads: workers, main thread with its reloads, the
 # checker), the checker thread's own CPU (thread "tp-health") as a share of one core, failed
 # requests (non-2xx + socket errors; must be 0).
@@ -68,6 +70,7 @@ import sys
 path, checks, moved, interval, ports = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 nodes = [f"127.0.0.{2 if i < moved else 1}:{p}" for i, p in enumerate(ports)]
 with open(path + ".tmp", "w") as f:
+    f.write(f"# {path}\n")  # the reloads case: every file differs, its nodes do not
     f.write("workers: 1\nlog: {error_log: stderr, level: warn, access_log: off}\n")
     f.write("listeners: [{name: bench, address: 127.0.0.1, port: 0}]\n")
     f.write("limits: {max_requests_per_connection: 1000000, max_connections_per_worker: 16384}\n")
@@ -113,7 +116,8 @@ rolling_hook() {
 }
 
 declare -A CPU RPS BAD CHK MAIN LABEL=([passive]="passive checks only (default)" [active]="active HTTP checks, $NODES nodes every $INTERVAL"
-  [rolling]="active checks + rolling update: 20 reloads replacing all $NODES nodes")
+  [rolling]="active checks + rolling update: 20 reloads replacing all $NODES nodes"
+  [reloads]="active checks + 20 reloads of the same $NODES nodes")
 CASES=${CASES:-passive active rolling}
 PERF_DIR=${PERF_DIR:-}
 PERF_PID=
@@ -151,6 +155,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
       ROLL_CFG=$cfg ROLL_PID=$pid ROLLING=1
       # Every reload moves NODES/20 more nodes to 127.0.0.2: new addresses, so new nodes.
       for ((k = 1; k <= RELOADS; k++)); do write_config "$cfg.$k" 1 $((k * NODES / RELOADS)); done
+    elif [[ $c == reloads ]]; then
+      ROLL_CFG=$cfg ROLL_PID=$pid ROLLING=1
+      for ((k = 1; k <= RELOADS; k++)); do write_config "$cfg.$k" 1 0; done
     fi
     h0=$(thread_ticks "$pid" tp-health); t0=$(date +%s.%N); m0=$(main_ticks "$pid")
     ORIGIN_PID_SAVED=$ORIGIN_PID; ORIGIN_PID=
@@ -163,14 +170,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
     ((M_REQS > 0)) || die "$c round $r: no requests"
     CPU[$c]+="$M_CPU " RPS[$c]+="$M_RPS " BAD[$c]+="$bad " CHK[$c]+="$chk " MAIN[$c]+="$main "
     log "round $r $c: $M_CPU µs/req, $M_RPS req/s, $bad failed, checker $chk% of a core"
-    if [[ $c == rolling ]]; then
+    if [[ $c == rolling || $c == reloads ]]; then
       for ((k = 0; k < 100; k++)); do
         n=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["generation"] - 1 if d["last_reload"] == "ok" else -1)' "$STARTED_READY")
         ((n == RELOADS)) && break
         sleep 0.1
       done
-      log "round $r rolling: $n reloads completed"
-      ((n == RELOADS)) || die "rolling round $r: $n of $RELOADS reloads completed: $(grep -m3 -iE 'error|refused' "$BENCH_TMP/tp-$c-$r.log")"
+      log "round $r $c: $n reloads completed"
+      ((n == RELOADS)) || die "$c round $r: $n of $RELOADS reloads completed: $(grep -m3 -iE 'error|refused' "$BENCH_TMP/tp-$c-$r.log")"
     fi
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   done
@@ -199,6 +206,10 @@ fi
 
 # shellcheck disable=SC2086
 base=$(median ${CPU[passive]:-})
+echo "### Health checks at $NODES nodes"
+env_header
+echo "- command: NODES=$NODES DUR=$DUR WARM=$WARM ROUNDS=$ROUNDS CASES=\"$CASES\" bench/health.sh"
+echo
 echo "| case | CPU µs/req (median of $ROUNDS) | vs passive | of which main thread (reloads) | req/s | failed requests | checker thread, % of a core | runs (µs/req) |"
 echo "|---|---|---|---|---|---|---|---|"
 for c in $CASES; do

@@ -11,6 +11,8 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <string>
+#include <unordered_set>
 
 #include "sections.h"
 #include "turnpike/common/strings.h"
@@ -539,6 +541,10 @@ class Loader {
       w.error(list, "at least one node is required");
       return;
     }
+    // Each node's identity (an SRV name, or host and port), to find one listed twice: a set, since
+    // comparing every pair was a quarter of reloading a 2,000-node upstream.
+    std::unordered_set<std::string> seen;
+    seen.reserve(list.size());
     size_t i = 0;
     for (auto it = list.begin(); it != list.end(); ++it, ++i) {
       const YAML::Node& n = *it;
@@ -594,11 +600,9 @@ class Loader {
         nw.error(n, "host " + quote(node.host) + " is neither an IP address nor a DNS name");
         continue;
       }
-      for (const UpstreamNodeConfig& other : u.nodes) {
-        if (other.host == node.host && other.srv == node.srv && (node.srv || other.port == node.port)) {
-          nw.error(n, "node " + node.host + ":" + std::to_string(node.port) +
-                          " is listed twice (use weight instead)");
-        }
+      std::string identity = node.srv ? "srv " + node.host : node.host + ":" + std::to_string(node.port);
+      if (!seen.insert(std::move(identity)).second) {
+        nw.error(n, "node " + node.host + ":" + std::to_string(node.port) + " is listed twice (use weight instead)");
       }
       u.nodes.push_back(std::move(node));
     }
