@@ -193,9 +193,9 @@ sleep 2
 h0=$(thread_ticks "$STARTED_PID" tp-health); c0=$(cpu_ticks "$STARTED_PID"); t0=$(date +%s.%N)
 if [[ -n $PERF_DIR ]]; then
   # The checker thread alone: perf record -t of the thread called tp-health.
-  tid=$(for d in /proc/"$STARTED_PID"/task/*; do [[ $(cat "$d/comm") == tp-health ]] && echo "${d##*/}"; done | head -1)
+  tid=$(for d in /proc/"$STARTED_PID"/task/*; do if [[ $(cat "$d/comm") == tp-health ]]; then echo "${d##*/}"; fi; done | head -1)
   mkdir -p "$PERF_DIR"
-  perf record -q -o "$PERF_DIR/idle-checker.data" -t "$tid" -- sleep 10 >/dev/null 2>&1 || sleep 10
+  perf record -q -g -o "$PERF_DIR/idle-checker.data" -t "$tid" -- sleep 10 >/dev/null 2>&1 || sleep 10
 else
   sleep 10
 fi
