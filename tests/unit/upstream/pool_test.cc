@@ -25,6 +25,7 @@ class PoolTest : public ::testing::Test {
   void SetUp() override { make_pool(); }
   void TearDown() override {
     pool.reset();
+    next_pool.reset();
     ioc.restart();
     ioc.poll();  // the pool frees connections in posted handlers
   }
@@ -48,6 +49,18 @@ class PoolTest : public ::testing::Test {
     return got->conn;
   }
 
+  // As a reload that changed the node list leaves it: `pool` retired, handing over to a new pool
+  // whose first node is another one, followed by the pool's node when `keep_node`.
+  UpstreamPool& retire_pool(bool keep_node) {
+    next_specs = {{other.local_endpoint().port(), 1}};
+    if (keep_node) next_specs.push_back(specs[0]);
+    next_cfg = make_config(next_specs);
+    next_cfg.keepalive_max_idle = 4;
+    next_pool = std::make_unique<UpstreamPool>(ioc, buffers, make_upstream(next_cfg, next_specs));
+    pool->hand_over_to(next_pool.get());
+    return *next_pool;
+  }
+
   // Waits (bounded) until the pool's end of `conn` sees the node's close.
   static bool wait_readable(UpstreamConnection* conn) {
     pollfd p{conn->io.socket().native_handle(), POLLIN, 0};
@@ -61,6 +74,11 @@ class PoolTest : public ::testing::Test {
   std::vector<NodeSpec> specs;
   config::UpstreamConfig cfg;
   std::unique_ptr<UpstreamPool> pool;
+  // retire_pool()'s: another node, and the pool serving the upstream after the "reload".
+  tcp::acceptor other{ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  std::vector<NodeSpec> next_specs;
+  config::UpstreamConfig next_cfg;
+  std::unique_ptr<UpstreamPool> next_pool;
 };
 
 TEST_F(PoolTest, ReleasedConnectionIsParkedAndReusedLastInFirstOut) {
@@ -137,12 +155,7 @@ TEST_F(PoolTest, ARetiredPoolHandsAReleasedConnectionToThePoolNowServingItsNode)
   // parks in the new pool, on its node's new index, rather than being closed.
   UpstreamConnection* a = connect();
   ASSERT_TRUE(a);
-  tcp::acceptor other{ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
-  std::vector<NodeSpec> next_specs = {{other.local_endpoint().port(), 1}, specs[0]};
-  config::UpstreamConfig next_cfg = make_config(next_specs);
-  next_cfg.keepalive_max_idle = 4;
-  UpstreamPool next(ioc, buffers, make_upstream(next_cfg, next_specs));
-  pool->hand_over_to(&next);
+  UpstreamPool& next = retire_pool(/*keep_node=*/true);
   pool->release(a, true);
   EXPECT_EQ(pool->active(), 0u);
   EXPECT_EQ(pool->idle(), 0u);
@@ -154,18 +167,12 @@ TEST_F(PoolTest, ARetiredPoolHandsAReleasedConnectionToThePoolNowServingItsNode)
   EXPECT_TRUE(got.conn->reused);
   EXPECT_EQ(next.active(), 1u);
   next.release(a, false);
-  ioc.restart();
-  ioc.poll();
 }
 
 TEST_F(PoolTest, ARetiredPoolClosesAReleasedConnectionWhoseNodeIsGone) {
   UpstreamConnection* a = connect();
   ASSERT_TRUE(a);
-  tcp::acceptor other{ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
-  std::vector<NodeSpec> next_specs = {{other.local_endpoint().port(), 1}};
-  config::UpstreamConfig next_cfg = make_config(next_specs);
-  UpstreamPool next(ioc, buffers, make_upstream(next_cfg, next_specs));
-  pool->hand_over_to(&next);
+  UpstreamPool& next = retire_pool(/*keep_node=*/false);
   pool->release(a, true);
   EXPECT_EQ(pool->active(), 0u);
   EXPECT_EQ(pool->idle(), 0u);
@@ -174,8 +181,6 @@ TEST_F(PoolTest, ARetiredPoolClosesAReleasedConnectionWhoseNodeIsGone) {
   ASSERT_EQ(::poll(&p, 1, 2000), 1);
   char byte;
   EXPECT_EQ(::recv(far[0].native_handle(), &byte, 1, MSG_DONTWAIT), 0);
-  ioc.restart();
-  ioc.poll();
 }
 
 TEST_F(PoolTest, ConnectionWithUnreadBytesOrATimeoutIsClosed) {
