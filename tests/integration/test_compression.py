@@ -114,7 +114,7 @@ class DocHandler(http.server.BaseHTTPRequestHandler):
 def doc_origin():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DocHandler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
