@@ -228,9 +228,10 @@ class H2Connection final : public ClientConnection, public LongLived {
   bool rebuilding_ = false;       // the callbacks ignore what rebuild_session() feeds nghttp2
   std::unique_ptr<DroppedSession> dropped_;  // while parked without a session: what to restore
 
-  // ---- Scratch for building header lists (single thread; nghttp2 copies on submit) ----
-  std::vector<nghttp2_nv> nv_;
-  std::string nv_names_;
+  // ---- Scratch for building header lists: the worker thread's, not each connection's (every
+  // list is submitted, and nghttp2 copies it, before the next is built) ----
+  static thread_local std::vector<nghttp2_nv> nv_;
+  static thread_local std::string nv_names_;
 };
 
 }  // namespace turnpike::proxy

@@ -114,8 +114,6 @@ void H2Connection::prepare_park() {
     std::string().swap(out_);
     out_pos_ = 0;
   }
-  std::vector<nghttp2_nv>().swap(nv_);
-  std::string().swap(nv_names_);
   if (snapshots_.size() == 1 && snapshots_.front().streams == 0) {
     // The connection's own snapshot_ keeps the current one alive; no stream holds this.
     std::vector<SnapshotUse>().swap(snapshots_);

@@ -198,6 +198,9 @@ std::string_view append_lower(std::string& out, std::string_view name) {
 }
 }  // namespace
 
+thread_local std::vector<nghttp2_nv> H2Connection::nv_;
+thread_local std::string H2Connection::nv_names_;
+
 std::span<nghttp2_nv> H2Connection::response_nv(RequestContext& ctx, const ResponseOut& head, const char* status) {
   nv_.clear();
   nv_names_.clear();
