@@ -92,16 +92,6 @@ os.replace(path + ".tmp", path)
 PY
 }
 
-# thread_ticks PID NAME: user+sys ticks of PID's threads called NAME.
-thread_ticks() {
-  local t=0 d v
-  for d in /proc/"$1"/task/*; do
-    [[ $(cat "$d/comm" 2>/dev/null) == "$2" ]] || continue
-    v=$(sed 's/^.*) //' "$d/stat" | awk '{print $12+$13}')
-    t=$((t + v))
-  done
-  echo "$t"
-}
 pct() { awk -v a="$1" -v b="$2" -v t="$TCK" -v s="$3" 'BEGIN{printf "%.2f", (b-a)/t*100/s}'; }
 
 # ---- idle: NAMES names every second ----

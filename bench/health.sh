@@ -85,20 +85,6 @@ os.replace(path + ".tmp", path)
 PY
 }
 
-# thread_ticks PID NAME: user+sys ticks of PID's threads called NAME.
-thread_ticks() {
-  local t=0 d v
-  for d in /proc/"$1"/task/*; do
-    [[ $(cat "$d/comm" 2>/dev/null) == "$2" ]] || continue
-    v=$(sed 's/^.*) //' "$d/stat" | awk '{print $12+$13}')
-    t=$((t + v))
-  done
-  echo "$t"
-}
-
-# main_ticks PID: user+sys ticks of PID's main thread (config loads and snapshot builds on reload).
-main_ticks() { sed 's/^.*) //' "/proc/$1/task/$1/stat" | awk '{print $12+$13}'; }
-
 TCK=$(getconf CLK_TCK)
 ROLL_CFG= ROLL_PID= ROLLER=
 # The rolling update, run by measure's hook: RELOADS reloads over the measured DUR seconds.

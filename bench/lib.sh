@@ -258,6 +258,20 @@ cpu_ticks() {
   echo "$t"
 }
 
+# thread_ticks PID NAME: user+sys ticks of PID's threads called NAME.
+thread_ticks() {
+  local t=0 d v
+  for d in /proc/"$1"/task/*; do
+    [[ $(cat "$d/comm" 2>/dev/null) == "$2" ]] || continue
+    v=$(sed 's/^.*) //' "$d/stat" | awk '{print $12+$13}')
+    t=$((t + v))
+  done
+  echo "$t"
+}
+
+# main_ticks PID: user+sys ticks of PID's main thread (config loads and snapshot builds on reload).
+main_ticks() { sed 's/^.*) //' "/proc/$1/task/$1/stat" | awk '{print $12+$13}'; }
+
 # rss_kib PID [FIELD]: VmRSS (or FIELD, e.g. VmHWM) summed over PID and its descendants, KiB.
 rss_kib() {
   local p t=0 v

@@ -104,7 +104,7 @@ void Worker::adopt_snapshot(std::shared_ptr<const Snapshot> snapshot) {
   for (auto& r : retired_pools_) {
     upstream::UpstreamPool* to = nullptr;
     for (auto& p : pools_) {
-      if (p->config().name == r->config().name && upstream::UpstreamPool::same_but_nodes(r->config(), p->config())) {
+      if (upstream::UpstreamPool::same_but_nodes(r->config(), p->config())) {
         to = p.get();
         break;
       }

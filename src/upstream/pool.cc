@@ -249,10 +249,7 @@ void UpstreamPool::release(UpstreamConnection* conn, bool reusable) {
     destroy(conn);
     return;
   }
-  conn->buffer.reset(&buffers_);
-  conn->arm(ConnState::idle, coarse_now());
-  n.idle.push_front(*conn);
-  ++n.idle_count;
+  park(conn);
   // Not watched yet: under load a parked connection is taken again within microseconds, and a
   // watch armed and completed per request was a reactor operation per request for nothing. The
   // sweep starts watching the ones still parked at its next tick (at most 100 ms from now).
@@ -333,15 +330,24 @@ bool UpstreamPool::take_released(UpstreamConnection* conn, std::string_view addr
   if (node == SIZE_MAX) return false;
   Node& to = nodes_[node];
   if (to.idle_count >= config().keepalive_max_idle) return false;
+  move_in(conn, node);
+  park(conn);
+  return true;
+}
+
+void UpstreamPool::move_in(UpstreamConnection* conn, size_t node) {
   conn->AllHook::unlink();
   all_.push_back(*conn);
   conn->pool = this;  // (a pending watch completes into this pool)
   conn->node = node;
+}
+
+void UpstreamPool::park(UpstreamConnection* conn) {
+  Node& n = nodes_[conn->node];
   conn->buffer.reset(&buffers_);
   conn->arm(ConnState::idle, coarse_now());
-  to.idle.push_front(*conn);
-  ++to.idle_count;
-  return true;
+  n.idle.push_front(*conn);
+  ++n.idle_count;
 }
 
 void UpstreamPool::take_idle_from(UpstreamPool& old) {
@@ -358,10 +364,7 @@ void UpstreamPool::take_idle_from(UpstreamPool& old) {
       UpstreamConnection* conn = &from.idle.back();  // oldest last: kept in order
       from.idle.pop_back();
       --from.idle_count;
-      conn->AllHook::unlink();
-      all_.push_back(*conn);
-      conn->pool = this;  // (a pending watch completes into this pool)
-      conn->node = node;
+      move_in(conn, node);  // parked as it was (its idle deadline kept)
       to.idle.push_front(*conn);
       ++to.idle_count;
     }

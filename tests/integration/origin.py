@@ -185,19 +185,24 @@ class Origin:
         self._socks: set = set()
         self._stopping = False
         self._listener: socket.socket | None = None
+        self.host = "127.0.0.1"
         self.port = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> "Origin":
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> "Origin":
+        """Listens on `host` (a loopback address) and `port` (0: any; a given one lets a stopped
+        origin come back where it was)."""
         lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lst.bind(("127.0.0.1", 0))
+        lst.bind((host, port))
         lst.listen(512)
         lst.settimeout(0.2)
         self._listener = lst
+        self._stopping = False
+        self.host = host
         self.port = lst.getsockname()[1]
-        threading.Thread(target=self._accept_loop, name=f"origin-accept-{self.port}", daemon=True).start()
+        threading.Thread(target=self._accept_loop, name=f"origin-accept-{host}:{self.port}", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -214,7 +219,7 @@ class Origin:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     # --- what the tests read -----------------------------------------------------------------
 

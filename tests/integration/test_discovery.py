@@ -25,26 +25,6 @@ pytestmark = pytest.mark.skipif(not shutil.which("dnsmasq") and not shutil.which
 ROUTES = [{"name": "all", "match": {"paths": ["/*"]}, "upstream": "app"}]
 
 
-class HostOrigin(Origin):
-    """The test origin on a given loopback address and port."""
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> "HostOrigin":
-        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lst.bind((host, port))
-        lst.listen(512)
-        lst.settimeout(0.2)
-        self._listener = lst
-        self.host = host
-        self.port = lst.getsockname()[1]
-        threading.Thread(target=self._accept_loop, name=f"origin-accept-{host}", daemon=True).start()
-        return self
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
 def common_port(hosts, tries=20) -> int:
     """A TCP port free on every one of `hosts` (a name's addresses share the node's port)."""
     for _ in range(tries):
@@ -158,7 +138,7 @@ def origins():
     started = []
 
     def make(hosts, port):
-        os = [HostOrigin().start(h, port) for h in hosts]
+        os = [Origin().start(h, port) for h in hosts]
         started.extend(os)
         return os
 

@@ -11,22 +11,6 @@ from harness import base_config, check_config, dump_yaml, json_access_log, upstr
 from origin import Origin, closed_port
 
 
-class PortOrigin(Origin):
-    """The test origin on a given port (0: any), so a stopped node can come back where it was."""
-
-    def start(self, port: int = 0) -> "PortOrigin":
-        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lst.bind(("127.0.0.1", port))
-        lst.listen(512)
-        lst.settimeout(0.2)
-        self._listener = lst
-        self._stopping = False
-        self.port = lst.getsockname()[1]
-        threading.Thread(target=self._accept_loop, name=f"origin-accept-{self.port}", daemon=True).start()
-        return self
-
-
 def health_upstream(nodes, health=None, retries=2, name="origin", **extra):
     u = upstream(name, nodes, retries=retries, **extra)
     u["timeouts"]["connect"] = "500ms"
@@ -131,7 +115,7 @@ def test_passive_checks_can_be_switched_off(origin, turnpike):
 
 
 def test_ejected_node_comes_back_after_the_ejection_time(turnpike):
-    a = PortOrigin().start()
+    a = Origin().start()
     b_port = closed_port()
     b = None
     try:
@@ -141,7 +125,7 @@ def test_ejected_node_comes_back_after_the_ejection_time(turnpike):
         statuses = get_many(tp.port(), 10)
         assert statuses == [200] * 10, statuses  # the failure was retried on the other node
         tp.wait_log(rf"node 127\.0\.0\.1:{b_port} ejected for 1\.0 s")
-        b = PortOrigin().start(b_port)
+        b = Origin().start(port=b_port)
         tp.wait_log(rf"node 127\.0\.0\.1:{b_port} back in rotation: ejection over", timeout=5)
         deadline = time.monotonic() + 5
         while not b.snapshot() and time.monotonic() < deadline:
@@ -168,7 +152,7 @@ def test_repeated_ejections_grow_up_to_the_cap(origin, turnpike):
 
 
 def test_configured_statuses_eject(turnpike):
-    a, b = PortOrigin().start(), PortOrigin().start()
+    a, b = Origin().start(), Origin().start()
     try:
         u = health_upstream([a.address, b.address], retries=0,
                             health={"passive": {"failures": 2, "statuses": [500]}})
@@ -236,7 +220,7 @@ def test_all_down_try_tries_anyway(origin, turnpike):
 # ---- active checks ----
 
 def test_killed_node_is_taken_out_and_comes_back_with_no_failed_request(turnpike):
-    a, b = PortOrigin().start(), PortOrigin().start()
+    a, b = Origin().start(), Origin().start()
     b_port = b.port
     try:
         u = health_upstream([a.address, b.address],
@@ -251,7 +235,7 @@ def test_killed_node_is_taken_out_and_comes_back_with_no_failed_request(turnpike
             # Within the thresholds: 2 failed checks 200 ms apart (or a failed request first).
             tp.wait_log(rf"node 127\.0\.0\.1:{b_port} (taken out|ejected)", timeout=3)
             time.sleep(0.5)
-            b = PortOrigin().start(b_port)
+            b = Origin().start(port=b_port)
             tp.wait_log(rf"node 127\.0\.0\.1:{b_port} back in rotation", timeout=5)
             b.wait_for(lambda rs: any(r.path == "/echo/load" for r in rs), timeout=5)
         # Requests the node had already received when it was killed fail (the retry policy does
@@ -283,7 +267,7 @@ def test_one_checker_per_process_not_per_worker(origin, turnpike):
 
 
 def test_http_check_status_and_body(turnpike):
-    ok, wrong_status, wrong_body = PortOrigin().start(), PortOrigin().start(), PortOrigin().start()
+    ok, wrong_status, wrong_body = Origin().start(), Origin().start(), Origin().start()
     try:
         ups = [
             health_upstream([ok.address], name="ok",
@@ -324,7 +308,7 @@ def test_tcp_check_takes_a_dead_node_out(origin, turnpike):
 # ---- reload ----
 
 def test_health_state_survives_a_reload_and_new_nodes_start_as_configured(turnpike):
-    a, c = PortOrigin().start(), PortOrigin().start()
+    a, c = Origin().start(), Origin().start()
     dead = closed_port()
     try:
         health = {"passive": {"ejection_time": "60s"}}
@@ -343,7 +327,7 @@ def test_health_state_survives_a_reload_and_new_nodes_start_as_configured(turnpi
         assert c.snapshot(), "the new node gets traffic"
         assert count(rf"{dead} ejected", tp.logs()) == 1
         # A node added with `initial: unhealthy` waits for its checks.
-        d = PortOrigin().start()
+        d = Origin().start()
         try:
             health3 = dict(health, initial="unhealthy",
                            active={"path": "/echo/health", "interval": "300ms", "healthy": 2})
@@ -361,7 +345,7 @@ def test_health_state_survives_a_reload_and_new_nodes_start_as_configured(turnpi
 
 
 def test_slow_start_ramps_a_new_node(turnpike):
-    a, b = PortOrigin().start(), PortOrigin().start()
+    a, b = Origin().start(), Origin().start()
     try:
         health = {"slow_start": "3s"}
         u = health_upstream([a.address], health=health)
@@ -421,7 +405,7 @@ def test_config_errors_point_at_the_key(turnpike_bin, tmp_path, origin):
 
 
 def test_a_rolling_update_keeps_the_connections_of_nodes_that_stay(turnpike):
-    a, b, c = PortOrigin().start(), PortOrigin().start(), PortOrigin().start()
+    a, b, c = Origin().start(), Origin().start(), Origin().start()
     try:
         cfg = base_config(upstreams=[health_upstream([a.address, b.address])],
                           routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}], workers=1)

@@ -237,7 +237,6 @@ class UpstreamPool {
   // is still in it: a rolling update then reconnects only to the nodes it adds. Null: closed as
   // before. The worker keeps it pointing at a live pool on every reload.
   void hand_over_to(UpstreamPool* next) { successor_ = next; }
-  bool hands_over_to(const UpstreamPool* p) const { return successor_ == p; }
   size_t active() const { return active_ + (h2_ ? h2_->active() : 0); }
   size_t idle() const;
 
@@ -251,6 +250,10 @@ class UpstreamPool {
   // Parks `conn` (released by a retired pool, its node's address `address`) on this pool's node
   // of that address. False when the node is gone or has its parked connections already.
   bool take_released(UpstreamConnection* conn, std::string_view address);
+  // Makes `conn`, another pool's, this pool's connection to `node` (not yet parked).
+  void move_in(UpstreamConnection* conn, size_t node);
+  // Parks a released connection on its node's idle list, its idle timeout starting now.
+  void park(UpstreamConnection* conn);
   // The node of `address`, or SIZE_MAX (an index built on first use).
   size_t node_of(std::string_view address);
   // https: the TLS handshake on a fresh connection (under the connect timeout).
