@@ -22,12 +22,6 @@ std::string peer_text(const tcp::socket& socket, size_t& ip_len) {
   return text;
 }
 
-std::string peer_text(tls::Transport& transport, size_t& ip_len) {
-  if (transport.client_address().empty()) return peer_text(transport.socket(), ip_len);
-  ip_len = transport.client_ip_len();
-  return transport.client_address();
-}
-
 bool DownstreamWorker::make_room_for_connection() {
   const auto max = snapshot()->config->limits.max_connections_per_worker;
   if (connection_count_ < max) return true;

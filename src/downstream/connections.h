@@ -24,9 +24,8 @@ using HeadHook = boost::intrusive::list_base_hook<boost::intrusive::tag<struct H
                                                   boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
 // The client's address as text, "ip:port" (empty if the socket has no peer); `ip_len` is the
-// length of the ip part. The transport's is the one a PROXY protocol header gave, if any.
+// length of the ip part.
 std::string peer_text(const tcp::socket& socket, size_t& ip_len);
-std::string peer_text(tls::Transport& transport, size_t& ip_len);
 
 // A client connection (HTTP/1.1, HTTP/2, a TLS handshake in progress): listed for the deadline
 // sweep, on the idle list while it waits between requests so drain and the connection limit can

@@ -75,8 +75,15 @@ class H2Client:
     soon as DATA arrives (else the test calls grant())."""
 
     def __init__(self, port: int, *, timeout: float = DEFAULT_TIMEOUT, settings: dict | None = None,
-                 auto_window: bool = True, validate: bool = True):
+                 auto_window: bool = True, validate: bool = True, prefix: bytes = b"", tls=None):
+        """`prefix`: bytes sent first (a PROXY protocol header); `tls`: an ssl.SSLContext offering
+        ALPN h2, the connection then speaks TLS (after the prefix)."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if prefix:
+            self.sock.sendall(prefix)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="example.test")
+            assert self.sock.selected_alpn_protocol() == "h2", self.sock.selected_alpn_protocol()
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
                                         validate_outbound_headers=validate, normalize_outbound_headers=validate,

@@ -233,6 +233,38 @@ def test_tls_listener_reads_the_header_before_the_handshake(origin, turnpike, tm
     assert header(echoed(out), "x-real-ip") == "203.0.113.77"
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls-alpn-h2"])
+def test_http2_connections_keep_the_headers_client(origin, turnpike, tmp_path, tls):
+    # The HTTP/1.1 connection that reads the header hands the address on when the client turns
+    # out to speak HTTP/2 (prior knowledge, or ALPN after the handshake).
+    import ssl
+    import tlsutil
+    from h2client import H2Client
+    log = tmp_path / "access.log"
+    extra = {"http2": {"enabled": True}}
+    ctx = None
+    if tls:
+        cert, key = tlsutil.make_cert(tmp_path, "srv", "example.test")
+        extra = {"tls": {"certificates": [{"cert": str(cert), "key": str(key)}]}}
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+    tp = turnpike(json_access_log(base_config(origin, listeners=pp_listener(**extra)), log))
+    c = H2Client(tp.port(), prefix=v2_header("203.0.113.9", sport=40001), tls=ctx)
+    try:
+        for _ in range(2):
+            r = c.get("/echo")
+            assert r.status == 200
+            req = json.loads(bytes(r.body))
+            assert header(req, "x-forwarded-for") == "203.0.113.9"
+            assert header(req, "x-real-ip") == "203.0.113.9"
+    finally:
+        c.close()
+    entry = wait_access_entry(log, "/echo", 5)
+    assert entry is not None and entry["remote_addr"] == "203.0.113.9:40001"
+
+
 # ---- HAProxy in TCP mode in front, sending PROXY v2 ----
 
 def free_port() -> int:

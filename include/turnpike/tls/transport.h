@@ -43,14 +43,6 @@ class Transport : public LongLived {
   void start_tls(SSL* ssl);
 
   tcp::socket& socket() { return socket_; }
-  // The client's address when a PROXY protocol header named it ("ip:port"; `ip_len` long ip
-  // part); empty: the socket's peer is the client.
-  void set_client_address(std::string text, size_t ip_len) {
-    client_address_ = std::move(text);
-    client_ip_len_ = ip_len;
-  }
-  const std::string& client_address() const { return client_address_; }
-  size_t client_ip_len() const { return client_ip_len_; }
   bool is_tls() const { return ssl_ != nullptr; }
   SSL* ssl() const { return ssl_; }
 
@@ -131,8 +123,6 @@ class Transport : public LongLived {
   bool read_starved_ = false;      // TLS: the last SSL_read needed more bytes from the socket
   bool write_wants_read_ = false;  // TLS: the last SSL_write needs the socket readable
   size_t retry_len_ = 0;           // TLS: length of a write OpenSSL must be given again
-  std::string client_address_;     // from a PROXY protocol header (set_client_address)
-  size_t client_ip_len_ = 0;
 };
 
 // Maps an OpenSSL failure (after SSL_get_error) to an error_code in a category that prints the

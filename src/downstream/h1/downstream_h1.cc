@@ -59,9 +59,14 @@ std::string_view to_string(DownstreamWait w) noexcept {
   return "unknown";
 }
 
-DownstreamConnection::DownstreamConnection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener)
-    : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
-  remote_ = peer_text(*transport_, ip_len_);
+DownstreamConnection::DownstreamConnection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener,
+                                           std::string client, size_t client_ip_len)
+    : worker_(worker),
+      transport_(std::move(transport)),
+      listener_(std::move(listener)),
+      remote_(std::move(client)),
+      ip_len_(client_ip_len) {
+  if (remote_.empty()) remote_ = peer_text(transport_->socket(), ip_len_);
   worker_.add_connection(*this, listener_);  // pending: until a request shows it is HTTP/1 (not h2c)
 }
 
@@ -249,7 +254,7 @@ boost::asio::awaitable<void> DownstreamConnection::start_tls(std::unique_ptr<Dow
   counters.tls_handshakes.inc();
   if (c.transport_->resumed()) counters.tls_resumed.inc();
   if (c.transport_->alpn() == "h2") {
-    serve_h2(c.worker_, std::move(c.transport_), c.listener_, {});
+    serve_h2(c.worker_, std::move(c.transport_), c.listener_, std::move(c.remote_), c.ip_len_, {});
     co_return;  // `self` goes; the HTTP/2 connection has the socket
   }
   co_await serve(std::move(self));
@@ -310,7 +315,7 @@ boost::asio::awaitable<bool> DownstreamConnection::run() {
     for (;;) {
       if (h2_preface_pending()) {
         if (in_.size() >= kH2Preface.size()) {
-          serve_h2(worker_, std::move(transport_), listener_, in_.view());
+          serve_h2(worker_, std::move(transport_), listener_, std::move(remote_), ip_len_, in_.view());
           co_return false;  // the HTTP/2 connection has the socket and the bytes
         }
       } else if (!in_.empty()) {
@@ -770,9 +775,8 @@ void serve_client(DownstreamWorker& worker, tcp::socket socket, const std::strin
   const ListenerRuntime* lr = worker.snapshot()->find_listener(listener);
   if (!lr) return;  // removed by a reload that this accept raced with
   if (!lr->tls) {
-    auto transport = std::make_unique<Transport>(std::move(socket));
-    if (!client.empty()) transport->set_client_address(std::move(client), client_ip_len);
-    auto conn = std::make_unique<DownstreamConnection>(worker, std::move(transport), listener);
+    auto conn = std::make_unique<DownstreamConnection>(worker, std::make_unique<Transport>(std::move(socket)), listener,
+                                                       std::move(client), client_ip_len);
     DownstreamConnection::park(std::move(conn));
     return;
   }
@@ -781,9 +785,8 @@ void serve_client(DownstreamWorker& worker, tcp::socket socket, const std::strin
     worker.counters().tls_handshake_failures.inc();
     return;
   }
-  auto transport = std::make_unique<Transport>(std::move(socket), ssl);
-  if (!client.empty()) transport->set_client_address(std::move(client), client_ip_len);
-  auto conn = std::make_unique<DownstreamConnection>(worker, std::move(transport), listener);
+  auto conn = std::make_unique<DownstreamConnection>(worker, std::make_unique<Transport>(std::move(socket), ssl), listener,
+                                                     std::move(client), client_ip_len);
   boost::asio::co_spawn(worker.io(), DownstreamConnection::start_tls(std::move(conn), lr->tls->config().handshake_timeout),
                         boost::asio::detached);
 }

@@ -32,7 +32,9 @@ using tls::Transport;
 
 class DownstreamConnection : public ClientConnection, public Downstream {
  public:
-  DownstreamConnection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener);
+  // `client`: the address a PROXY protocol header gave (see serve_client), or empty.
+  DownstreamConnection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener,
+                       std::string client = {}, size_t client_ip_len = 0);
   ~DownstreamConnection() override;
 
   // Waits (callback only, no coroutine, no buffer) for the client to send bytes, then serves.

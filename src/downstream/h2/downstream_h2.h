@@ -13,10 +13,12 @@ namespace turnpike::proxy {
 
 class DownstreamWorker;
 
-// Serves an HTTP/2 connection on `transport` until it ends. `already_read` holds bytes the caller
-// read before it knew the protocol (the client preface, for h2c); they are fed to the session
-// before anything else is read. Returns at once; the connection runs on the worker's io_context.
+// Serves an HTTP/2 connection on `transport` until it ends. `remote`: the client's address as the
+// HTTP/1.1 connection that found the protocol knew it ("ip:port", `ip_len` its ip part; a PROXY
+// protocol header's, or the socket's peer). `already_read` holds bytes the caller read before it
+// knew the protocol (the client preface, for h2c); they are fed to the session before anything
+// else is read. Returns at once; the connection runs on the worker's io_context.
 void serve_h2(DownstreamWorker& worker, std::unique_ptr<tls::Transport> transport, std::string listener,
-              std::string_view already_read);
+              std::string remote, size_t ip_len, std::string_view already_read);
 
 }  // namespace turnpike::proxy

@@ -42,15 +42,19 @@ std::string_view to_string(H2Goaway g) noexcept {
 }
 
 void serve_h2(DownstreamWorker& worker, std::unique_ptr<tls::Transport> transport, std::string listener,
-              std::string_view already_read) {
-  auto conn = std::make_unique<H2Connection>(worker, std::move(transport), std::move(listener));
+              std::string remote, size_t ip_len, std::string_view already_read) {
+  auto conn = std::make_unique<H2Connection>(worker, std::move(transport), std::move(listener), std::move(remote), ip_len);
   if (!conn->start(already_read)) return;  // destroyed: socket closed
   boost::asio::co_spawn(worker.io(), H2Connection::serve(std::move(conn), std::nullopt), boost::asio::detached);
 }
 
-H2Connection::H2Connection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener)
-    : worker_(worker), transport_(std::move(transport)), listener_(std::move(listener)) {
-  remote_ = peer_text(*transport_, ip_len_);
+H2Connection::H2Connection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener,
+                           std::string remote, size_t ip_len)
+    : worker_(worker),
+      transport_(std::move(transport)),
+      listener_(std::move(listener)),
+      remote_(std::move(remote)),
+      ip_len_(ip_len) {
   worker_.add_connection(*this, listener_, transport_->is_tls() ? metrics::ConnProtocol::h2_tls : metrics::ConnProtocol::h2c);
   worker_.counters().h2_connections.inc();
 }
@@ -59,8 +63,10 @@ H2Connection::~H2Connection() {
   // Normally empty by now (run() shuts, then waits for the last stream loop). Left over only when
   // the worker's io_context is torn down with the connection parked: deleting a stream then
   // destroys its parked loop with it.
-  while (!live_.empty()) delete &live_.front();
-  for (H2Stream* s : free_streams_) delete s;
+  if (awake_) {
+    while (!awake_->live.empty()) delete &awake_->live.front();
+    for (H2Stream* s : awake_->free_streams) delete s;
+  }
   if (session_) nghttp2_session_del(session_);
   worker_.connection_closed(*this);
 }
@@ -95,17 +101,17 @@ bool H2Connection::on_readable(error_code ec) {
 boost::asio::awaitable<bool> H2Connection::run(std::optional<error_code> resumed) {
   for (bool go_on = !resumed || on_readable(*resumed); go_on;) {
     if (!produce_and_write()) break;
-    if (out_pos_ < out_.size()) {
+    if (a().out_pos < a().out.size()) {
       // The client does not take our output: stop reading until it does (backpressure).
-      if (write_deadline_ == Clock::time_point::max()) {
-        write_deadline_ = Clock::now() + limits().send_timeout;
-        note_deadline(write_deadline_);
+      if (a().write_deadline == Clock::time_point::max()) {
+        a().write_deadline = Clock::now() + limits().send_timeout;
+        note_deadline(a().write_deadline);
       }
       auto ec = co_await transport_->wait_writable();
       if (ec || dead_) break;
       continue;
     }
-    write_deadline_ = Clock::time_point::max();
+    a().write_deadline = Clock::time_point::max();
     if (goaway_ == H2Goaway::calm) {
       co_await linger();  // the error GOAWAY is written: make sure the client gets to read it
       break;
@@ -124,8 +130,8 @@ boost::asio::awaitable<bool> H2Connection::run(std::optional<error_code> resumed
   shut();
   // Stream loops (running a pipeline, or ending) hold pointers to their streams and to us: wait
   // for the last one.
-  while (loops_ > 0) {
-    co_await all_done_.wait();
+  while (a().loops > 0) {
+    co_await a().all_done.wait();
   }
   co_return false;
 }
@@ -133,10 +139,10 @@ boost::asio::awaitable<bool> H2Connection::run(std::optional<error_code> resumed
 boost::asio::awaitable<void> H2Connection::linger() {
   // Closing with unread input makes the kernel send a reset, which can destroy the GOAWAY before
   // the client reads it. So: stop sending, then read and drop what still comes, for a bounded
-  // time and amount (the sweep ends it at linger_deadline_).
+  // time and amount (the sweep ends it at a().linger_deadline).
   transport_->shutdown_send();
-  linger_deadline_ = Clock::now() + std::chrono::seconds(1);
-  note_deadline(linger_deadline_);
+  a().linger_deadline = Clock::now() + std::chrono::seconds(1);
+  note_deadline(a().linger_deadline);
   BufferPool& pool = worker_.buffers();
   for (size_t drained = 0; drained < (1u << 20);) {
     auto ec = co_await transport_->wait_readable();
@@ -155,7 +161,7 @@ bool H2Connection::read_and_process() {
   BufferPool& pool = worker_.buffers();
   char* block = pool.acquire();
   bool ok = true;
-  now_ = Clock::now();
+  a().now = Clock::now();
   for (int i = 0; i < kReadsPerTurn; ++i) {
     error_code ec;
     size_t n = transport_->read_some(block, BufferPool::kBlockSize, ec);
@@ -192,12 +198,14 @@ void H2Connection::on_recv_error(ssize_t rv) {
 }
 
 bool H2Connection::produce_and_write() {
-  if (out_pos_ == out_.size()) {
-    out_.clear();
-    out_pos_ = 0;
+  std::string& out = a().out;
+  size_t& pos = a().out_pos;
+  if (pos == out.size()) {
+    out.clear();
+    pos = 0;
     // Only refilled once everything is written, so a partial TLS write is retried with the
     // same bytes at the same address.
-    while (out_.size() < kOutBatch) {
+    while (out.size() < kOutBatch) {
       const uint8_t* data = nullptr;
       ssize_t n = nghttp2_session_mem_send(session_, &data);
       if (n < 0) {
@@ -205,19 +213,19 @@ bool H2Connection::produce_and_write() {
         return false;
       }
       if (n == 0) break;
-      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+      out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
     }
   }
-  if (out_pos_ == out_.size()) return true;
+  if (pos == out.size()) return true;
   error_code ec;
-  boost::asio::const_buffer buf(out_.data() + out_pos_, out_.size() - out_pos_);
+  boost::asio::const_buffer buf(out.data() + pos, out.size() - pos);
   size_t done = transport_->write_some(std::span(&buf, 1), ec);
   if (ec) {
     spdlog::debug("h2 client {}: write: {}", remote_, ec.message());
     return false;
   }
-  out_pos_ += done;
-  if (out_pos_ == out_.size() && out_.capacity() > 4 * kOutBatch) std::string().swap(out_);
+  pos += done;
+  if (pos == out.size() && out.capacity() > 4 * kOutBatch) std::string().swap(out);
   return true;
 }
 
@@ -229,14 +237,14 @@ void H2Connection::shut() {
     worker_.mark_busy(*this);
     on_idle_list_ = false;
   }
-  for (auto it = live_.begin(); it != live_.end();) {
+  for (auto it = a().live.begin(); it != a().live.end();) {
     H2Stream* s = &*it++;
     stream_closed(s, NGHTTP2_CANCEL);
   }
-  for (H2Stream* s : free_streams_) retire(s);
-  free_streams_.clear();
-  std::string().swap(out_);
-  out_pos_ = 0;
+  for (H2Stream* s : a().free_streams) retire(s);
+  a().free_streams.clear();
+  std::string().swap(a().out);
+  a().out_pos = 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,7 +266,6 @@ void H2Connection::expire() {
     // and drain and the connection limit reach it through close_if_idle(): only the idle timeout
     // acts. A session is not rebuilt, nor the connection woken, just to look at it.
     if (idle_deadline_ > now) {
-      trim_deadline_ = Clock::time_point::max();
       recompute_deadline();
       return;
     }
@@ -266,23 +273,23 @@ void H2Connection::expire() {
   }
   auto& counters = worker_.counters();
   if (!on_idle_list_ && worker_.draining() && goaway_ == H2Goaway::none) start_graceful("drain");
-  if (linger_deadline_ <= now) {
+  if (a().linger_deadline <= now) {
     dead_ = true;
     transport_->cancel();
     return;
   }
-  if (write_deadline_ <= now) {
+  if (a().write_deadline <= now) {
     counters.send_timeouts.inc();
     spdlog::debug("h2 client {}: send timeout", remote_);
     dead_ = true;
     transport_->cancel();
     return;
   }
-  if (header_deadline_ <= now) {
+  if (a().header_deadline <= now) {
     // A header block started and never finished: the whole connection is stuck behind it.
     counters.header_timeouts.inc();
     spdlog::debug("h2 client {}: header timeout", remote_);
-    header_deadline_ = Clock::time_point::max();
+    a().header_deadline = Clock::time_point::max();
     calm_down(NGHTTP2_PROTOCOL_ERROR, nullptr, "header block timeout");
   }
   if (idle_deadline_ <= now) {
@@ -291,30 +298,33 @@ void H2Connection::expire() {
     idle_deadline_ = Clock::time_point::max();
     send_final_goaway();
   }
-  if (goaway_deadline_ <= now) {
-    goaway_deadline_ = Clock::time_point::max();
+  if (a().goaway_deadline <= now) {
+    a().goaway_deadline = Clock::time_point::max();
     send_final_goaway();
   }
-  if (trim_deadline_ <= now) {
-    trim_deadline_ = Clock::time_point::max();
-    if (live_count_ == 0 && pipelines_ == 0) prepare_park();
+  if (a().trim_deadline <= now) {
+    a().trim_deadline = Clock::time_point::max();
+    if (no_streams()) prepare_park();
   }
-  for (auto& s : live_) {
-    if (s.read_deadline_ <= now) {
-      s.read_deadline_ = Clock::time_point::max();
-      s.timed_out_ = true;
-      counters.body_timeouts.inc();
-      // The pipeline answers 408 if it still can; the stream is reset when it ends.
-      s.read_event_.signal(worker_.io(), boost::asio::error::timed_out);
-      spdlog::debug("h2 client {}: stream {}: {} timeout", remote_, s.id_, to_string(H2StreamWait::body));
-    }
-    if (s.send_deadline_ <= now) {
-      s.send_deadline_ = Clock::time_point::max();
-      s.timed_out_ = true;
-      counters.send_timeouts.inc();
-      reset_stream(&s, NGHTTP2_CANCEL);
-      s.send_event_.signal(worker_.io(), boost::asio::error::timed_out);
-      spdlog::debug("h2 client {}: stream {}: {} timeout", remote_, s.id_, to_string(H2StreamWait::send));
+  // A parked connection has no stream (nor an Awake to make just to look).
+  if (awake_) {
+    for (auto& s : awake_->live) {
+      if (s.read_deadline_ <= now) {
+        s.read_deadline_ = Clock::time_point::max();
+        s.timed_out_ = true;
+        counters.body_timeouts.inc();
+        // The pipeline answers 408 if it still can; the stream is reset when it ends.
+        s.read_event_.signal(worker_.io(), boost::asio::error::timed_out);
+        spdlog::debug("h2 client {}: stream {}: {} timeout", remote_, s.id_, to_string(H2StreamWait::body));
+      }
+      if (s.send_deadline_ <= now) {
+        s.send_deadline_ = Clock::time_point::max();
+        s.timed_out_ = true;
+        counters.send_timeouts.inc();
+        reset_stream(&s, NGHTTP2_CANCEL);
+        s.send_event_.signal(worker_.io(), boost::asio::error::timed_out);
+        spdlog::debug("h2 client {}: stream {}: {} timeout", remote_, s.id_, to_string(H2StreamWait::send));
+      }
     }
   }
   recompute_deadline();
@@ -322,9 +332,12 @@ void H2Connection::expire() {
 }
 
 void H2Connection::recompute_deadline() {
-  Clock::time_point d =
-      std::min({linger_deadline_, write_deadline_, header_deadline_, idle_deadline_, goaway_deadline_, trim_deadline_});
-  for (const auto& s : live_) d = std::min(d, s.deadline());
+  Clock::time_point d = idle_deadline_;
+  if (awake_) {  // (a parked connection has no stream, no write, no header block, no GOAWAY)
+    const Awake& w = *awake_;
+    d = std::min({d, w.linger_deadline, w.write_deadline, w.header_deadline, w.goaway_deadline, w.trim_deadline});
+    for (const auto& s : w.live) d = std::min(d, s.deadline());
+  }
   if (!on_idle_list_ && goaway_ == H2Goaway::none) d = std::min(d, Clock::now() + kDrainTick);
   deadline_ = d;
 }
@@ -335,7 +348,7 @@ void H2Connection::update_idle() {
   // Busy, it is off that list and its deadline ticks every kDrainTick so that expire() notices a
   // drain and sends the GOAWAY while its streams are still running.
   if (dead_) return;
-  if (live_count_ == 0 && pipelines_ == 0) {
+  if (no_streams()) {
     if (idle_deadline_ == Clock::time_point::max() && cfg_) {
       idle_deadline_ = Clock::now() + cfg_->idle_timeout;
       note_deadline(idle_deadline_);
@@ -346,9 +359,9 @@ void H2Connection::update_idle() {
     if (!park_wanted_ && goaway_ == H2Goaway::none) {
       if (worker_.many_connections()) {
         prepare_park();
-      } else if (trim_deadline_ == Clock::time_point::max()) {
-        trim_deadline_ = Clock::now() + kParkAfter;
-        note_deadline(trim_deadline_);
+      } else if (a().trim_deadline == Clock::time_point::max()) {
+        a().trim_deadline = Clock::now() + kParkAfter;
+        note_deadline(a().trim_deadline);
       }
     }
     if (!on_idle_list_ && goaway_ == H2Goaway::none) {
@@ -357,7 +370,7 @@ void H2Connection::update_idle() {
     }
   } else {
     idle_deadline_ = Clock::time_point::max();
-    trim_deadline_ = Clock::time_point::max();
+    a().trim_deadline = Clock::time_point::max();
     park_wanted_ = false;
     if (on_idle_list_) {
       worker_.mark_busy(*this);
@@ -396,7 +409,7 @@ void H2Connection::start_graceful(std::string_view why) {
   if (dead_ || !session_ || goaway_ != H2Goaway::none) return;
   spdlog::debug("h2 client {}: graceful GOAWAY ({})", remote_, why);
   worker_.counters().h2_goaways.inc();
-  if (live_count_ == 0 && pipelines_ == 0) {
+  if (no_streams()) {
     send_final_goaway();
     return;
   }
@@ -404,15 +417,15 @@ void H2Connection::start_graceful(std::string_view why) {
   // requests already on their way are not lost.
   nghttp2_submit_shutdown_notice(session_);
   goaway_ = H2Goaway::notice;
-  goaway_deadline_ = Clock::now() + kGoawayGrace;
-  note_deadline(goaway_deadline_);
+  a().goaway_deadline = Clock::now() + kGoawayGrace;
+  note_deadline(a().goaway_deadline);
   wake();
 }
 
 void H2Connection::send_final_goaway() {
   if (dead_ || !session_ || goaway_ == H2Goaway::final || goaway_ == H2Goaway::calm) return;
   goaway_ = H2Goaway::final;
-  goaway_deadline_ = Clock::time_point::max();
+  a().goaway_deadline = Clock::time_point::max();
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
                         NGHTTP2_NO_ERROR, nullptr, 0);
   wake();
@@ -443,14 +456,14 @@ void H2Connection::start_pipeline(H2Stream* s, int status, std::string_view code
   s->start_code_ = code;
   s->start_message_ = message;
   s->pipeline_running_ = true;
-  ++pipelines_;
+  ++a().pipelines;
   if (s->start_event_.waiting()) {
     // A recycled object: its loop waits for this request. It runs now, inside the nghttp2
     // callback, up to its first suspension, exactly as a freshly spawned coroutine would.
     s->start_event_.resume_now();
   } else {
     // Counted before the spawn: run() must wait for this loop even if its start were deferred.
-    ++loops_;
+    ++a().loops;
     s->has_loop_ = true;
     boost::asio::co_spawn(worker_.io(), stream_loop(s), boost::asio::detached);
   }
@@ -475,9 +488,9 @@ boost::asio::awaitable<void> H2Connection::stream_loop(H2Stream* s) {
   // Retired: nobody else holds it. (Otherwise the connection is dead with the stream still
   // listed, and its destructor deletes it.)
   if (s->retire_) delete s;
-  --loops_;
-  if (dead_ && loops_ == 0) all_done_.signal(worker_.io());
-  if (!dead_ && loops_ == 0 && park_wanted_) wake();  // the loop may park now
+  --a().loops;
+  if (dead_ && a().loops == 0) a().all_done.signal(worker_.io());
+  if (!dead_ && a().loops == 0 && park_wanted_) wake();  // the loop may park now
 }
 
 void H2Connection::finish_pipeline(H2Stream* s) {
@@ -503,7 +516,7 @@ void H2Connection::finish_pipeline(H2Stream* s) {
   worker_.release_context(&ctx);
   s->ctx_ = nullptr;
   s->pipeline_running_ = false;
-  --pipelines_;
+  --a().pipelines;
   maybe_release(s);
   if (dead_) return;
   if (worker_.draining() && goaway_ == H2Goaway::none) start_graceful("drain");
@@ -530,37 +543,37 @@ void H2Connection::reset_stream(H2Stream* s, uint32_t error_code) {
 
 H2Stream* H2Connection::new_stream(int32_t id) {
   H2Stream* raw;
-  if (!free_streams_.empty()) {
-    raw = free_streams_.back();
-    free_streams_.pop_back();
+  if (!a().free_streams.empty()) {
+    raw = a().free_streams.back();
+    a().free_streams.pop_back();
   } else {
     raw = new H2Stream(*this);
   }
   raw->reset_for(id, acquire_snapshot());
-  live_.push_back(*raw);
-  ++live_count_;
+  a().live.push_back(*raw);
+  ++a().live_count;
   update_idle();
   return raw;
 }
 
 const Snapshot* H2Connection::acquire_snapshot() {
   const auto& current = worker_.snapshot();
-  if (snapshots_.empty() || snapshots_.back().snapshot != current) {
-    if (!snapshots_.empty() && snapshots_.back().streams == 0) {
-      snapshots_.back().snapshot = current;  // a reload happened: the old one is unused
+  if (a().snapshots.empty() || a().snapshots.back().snapshot != current) {
+    if (!a().snapshots.empty() && a().snapshots.back().streams == 0) {
+      a().snapshots.back().snapshot = current;  // a reload happened: the old one is unused
     } else {
-      snapshots_.push_back({current, 0});
+      a().snapshots.push_back({current, 0});
     }
   }
-  ++snapshots_.back().streams;
+  ++a().snapshots.back().streams;
   return current.get();
 }
 
 void H2Connection::release_snapshot(const Snapshot* snapshot) {
-  for (size_t i = 0; i < snapshots_.size(); ++i) {
-    if (snapshots_[i].snapshot.get() != snapshot) continue;
+  for (size_t i = 0; i < a().snapshots.size(); ++i) {
+    if (a().snapshots[i].snapshot.get() != snapshot) continue;
     // The newest stays (the next stream most likely uses it); older ones go with their last stream.
-    if (--snapshots_[i].streams == 0 && i + 1 < snapshots_.size()) snapshots_.erase(snapshots_.begin() + i);
+    if (--a().snapshots[i].streams == 0 && i + 1 < a().snapshots.size()) a().snapshots.erase(a().snapshots.begin() + i);
     return;
   }
 }
@@ -586,7 +599,7 @@ void H2Connection::stream_closed(H2Stream* s, uint32_t error_code) {
 void H2Connection::maybe_release(H2Stream* s) {
   if (!s->closed_ || s->pipeline_running_) return;
   s->StreamHook::unlink();
-  --live_count_;
+  --a().live_count;
   s->drop_owned();
   release_snapshot(s->snapshot_);
   s->snapshot_ = nullptr;
@@ -594,8 +607,8 @@ void H2Connection::maybe_release(H2Stream* s) {
   if (s->body_in_.capacity() > kKeepBufferCapacity) std::string().swap(s->body_in_);
   if (s->body_out_.capacity() > kKeepBufferCapacity) std::string().swap(s->body_out_);
   if (s->owned_body_.capacity() > kKeepBufferCapacity) std::string().swap(s->owned_body_);
-  if (!dead_ && free_streams_.size() < kFreeStreams && s->arena_.capacity() <= kKeepBufferCapacity) {
-    free_streams_.push_back(s);
+  if (!dead_ && a().free_streams.size() < kFreeStreams && s->arena_.capacity() <= kKeepBufferCapacity) {
+    a().free_streams.push_back(s);
   } else {
     retire(s);
   }

@@ -38,7 +38,9 @@ std::string_view to_string(H2Goaway g) noexcept;
 
 class H2Connection final : public ClientConnection, public LongLived {
  public:
-  H2Connection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener);
+  // `remote`: the client's address, "ip:port" (`ip_len` its ip part).
+  H2Connection(DownstreamWorker& worker, std::unique_ptr<Transport> transport, std::string listener, std::string remote,
+               size_t ip_len);
   ~H2Connection() override;
   H2Connection(const H2Connection&) = delete;
   H2Connection& operator=(const H2Connection&) = delete;
@@ -66,9 +68,9 @@ class H2Connection final : public ClientConnection, public LongLived {
   }
   // Bytes of owned response bodies (H2Stream::owned_) nghttp2 has not taken yet: together they
   // must fit the connection's send window.
-  size_t owned_bytes() const { return owned_bytes_; }
-  void add_owned(size_t n) { owned_bytes_ += n; }
-  void remove_owned(size_t n) { owned_bytes_ -= n; }
+  size_t owned_bytes() const { return a().owned_bytes; }
+  void add_owned(size_t n) { a().owned_bytes += n; }
+  void remove_owned(size_t n) { a().owned_bytes -= n; }
   // Builds nghttp2_nv entries for response fields in scratch storage (valid until the next call).
   std::span<nghttp2_nv> response_nv(RequestContext& ctx, const ResponseOut& head, const char* status);
   std::span<nghttp2_nv> trailer_nv(std::span<const http::Header> trailers);
@@ -82,6 +84,15 @@ class H2Connection final : public ClientConnection, public LongLived {
   bool on_readable(boost::system::error_code ec);
 
   // ---- Parking (h2_park.cc) ----
+  // The state only a connection that is not parked holds (see Awake).
+  struct Awake;
+  Awake& a() {
+    if (!awake_) [[unlikely]] awake_ = std::make_unique<Awake>();
+    return *awake_;
+  }
+  const Awake& a() const { return *awake_; }  // only where the connection cannot be parked
+  // No stream open and no pipeline running (true of a parked connection).
+  bool no_streams() const;
   // Idle for a while (or the worker has many connections): drop the warm stream objects and the
   // scratch buffers, and let the loop park once the last stream loop has ended.
   void prepare_park();
@@ -179,44 +190,49 @@ class H2Connection final : public ClientConnection, public LongLived {
   size_t ip_len_ = 0;
 
   // ---- I/O ----
-  std::string out_;               // bytes from nghttp2 not yet written
-  size_t out_pos_ = 0;            // out_: first byte not yet written
   bool waiting_read_ = false;     // the loop waits for readability (wake() cancels that wait)
   bool wake_ = false;
   bool dead_ = false;             // the socket is closed: no more I/O, streams fail
-  WakeEvent all_done_;              // the loop waiting for the last stream loop after shut()
 
-  // ---- Streams ----
-  boost::intrusive::list<H2Stream, boost::intrusive::base_hook<StreamHook>,
-                         boost::intrusive::constant_time_size<false>> live_;
-  std::vector<H2Stream*> free_streams_;  // recycled objects, their loops waiting (owned here)
-  // The snapshots streams started with (usually one), counted here so that starting a stream
-  // copies no shared_ptr: its atomic count is shared by every worker.
+  // ---- What only a connection that is not parked holds: park() frees it (h2_park.cc). A parked
+  // connection has no stream, no output and no stream loop, which is what a fresh Awake holds,
+  // so a() makes one whenever it is missing. ----
   struct SnapshotUse {
     std::shared_ptr<const Snapshot> snapshot;
     uint32_t streams = 0;
   };
-  std::vector<SnapshotUse> snapshots_;
-  size_t live_count_ = 0;
-  size_t pipelines_ = 0;          // pipelines running (their streams may be closed)
-  size_t loops_ = 0;              // stream_loop coroutines alive (running a pipeline or waiting)
-  size_t owned_bytes_ = 0;        // see owned_bytes()
-  uint32_t requests_ = 0;
-  Clock::time_point now_;         // cached per read turn for the rate windows
+  struct Awake {
+    std::string out;                // bytes from nghttp2 not yet written
+    size_t out_pos = 0;             // out: first byte not yet written
+    WakeEvent all_done;             // the loop waiting for the last stream loop after shut()
+    boost::intrusive::list<H2Stream, boost::intrusive::base_hook<StreamHook>,
+                           boost::intrusive::constant_time_size<false>> live;
+    std::vector<H2Stream*> free_streams;  // recycled objects, their loops waiting (owned here)
+    // The snapshots streams started with (usually one), counted here so that starting a stream
+    // copies no shared_ptr: its atomic count is shared by every worker.
+    std::vector<SnapshotUse> snapshots;
+    uint32_t live_count = 0;
+    uint32_t pipelines = 0;         // pipelines running (their streams may be closed)
+    uint32_t loops = 0;             // stream_loop coroutines alive (running a pipeline or waiting)
+    size_t owned_bytes = 0;         // see owned_bytes()
+    Clock::time_point now;          // cached per read turn for the rate windows
+    Clock::time_point linger_deadline = Clock::time_point::max();  // draining input after GOAWAY
+    Clock::time_point header_deadline = Clock::time_point::max();  // a header block in progress
+    Clock::time_point write_deadline = Clock::time_point::max();   // the socket not taking output
+    Clock::time_point goaway_deadline = Clock::time_point::max();  // notice → final GOAWAY
+    Clock::time_point trim_deadline = Clock::time_point::max();    // idle: prepare_park()
+  };
+  std::unique_ptr<Awake> awake_ = std::make_unique<Awake>();
 
   // ---- Limits ----
+  uint32_t requests_ = 0;
   Clock::time_point rate_window_start_;
   uint32_t resets_in_window_ = 0;
   uint32_t control_in_window_ = 0;
   uint32_t refused_in_window_ = 0;  // streams nghttp2 refused past max_concurrent_streams
   uint32_t continuations_ = 0;    // CONTINUATION frames in the header block being received
   int32_t header_stream_ = 0;     // the stream whose header block header_deadline_ bounds
-  Clock::time_point linger_deadline_ = Clock::time_point::max();  // draining input after GOAWAY
-  Clock::time_point header_deadline_ = Clock::time_point::max();  // a header block in progress
-  Clock::time_point write_deadline_ = Clock::time_point::max();   // the socket not taking output
-  Clock::time_point idle_deadline_ = Clock::time_point::max();    // no stream open
-  Clock::time_point goaway_deadline_ = Clock::time_point::max();  // notice → final GOAWAY
-  Clock::time_point trim_deadline_ = Clock::time_point::max();    // idle: prepare_park()
+  Clock::time_point idle_deadline_ = Clock::time_point::max();  // no stream open (the others: Awake)
   H2Goaway goaway_ = H2Goaway::none;
   uint32_t calm_code_ = 0;        // set by a callback that aborted mem_recv for abuse
   uint8_t settings_acks_ = 0;     // the client's SETTINGS ACKs seen, up to the one taken out

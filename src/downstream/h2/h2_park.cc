@@ -108,15 +108,15 @@ ssize_t void_body(nghttp2_session*, int32_t, uint8_t*, size_t length, uint32_t* 
 void H2Connection::prepare_park() {
   if (dead_ || park_wanted_) return;
   park_wanted_ = true;
-  for (H2Stream* s : free_streams_) retire(s);  // their loops end (posted), then wake() us
-  std::vector<H2Stream*>().swap(free_streams_);
-  if (out_pos_ == out_.size()) {
-    std::string().swap(out_);
-    out_pos_ = 0;
+  for (H2Stream* s : a().free_streams) retire(s);  // their loops end (posted), then wake() us
+  std::vector<H2Stream*>().swap(a().free_streams);
+  if (a().out_pos == a().out.size()) {
+    std::string().swap(a().out);
+    a().out_pos = 0;
   }
-  if (snapshots_.size() == 1 && snapshots_.front().streams == 0) {
+  if (a().snapshots.size() == 1 && a().snapshots.front().streams == 0) {
     // The connection's own snapshot_ keeps the current one alive; no stream holds this.
-    std::vector<SnapshotUse>().swap(snapshots_);
+    std::vector<SnapshotUse>().swap(a().snapshots);
   }
   // Request-body bytes the streams took and nghttp2 has not given back yet (it waits until half
   // the window is used): given back now, so the session can be dropped with its window whole.
@@ -125,9 +125,11 @@ void H2Connection::prepare_park() {
   wake();
 }
 
+bool H2Connection::no_streams() const { return !awake_ || (awake_->live_count == 0 && awake_->pipelines == 0); }
+
 bool H2Connection::can_park() const {
-  return !dead_ && live_count_ == 0 && pipelines_ == 0 && loops_ == 0 && goaway_ == H2Goaway::none && !wake_ &&
-         out_pos_ == out_.size() && !nghttp2_session_want_write(session_) && !transport_->read_buffered();
+  return !dead_ && a().live_count == 0 && a().pipelines == 0 && a().loops == 0 && goaway_ == H2Goaway::none && !wake_ &&
+         a().out_pos == a().out.size() && !nghttp2_session_want_write(session_) && !transport_->read_buffered();
 }
 
 // Only what rebuild_session() can bring a fresh session back to (see the top of the file).
@@ -325,6 +327,7 @@ void H2Connection::park(std::unique_ptr<H2Connection> self) {
   H2Connection& c = *self;
   c.parked_ = true;
   c.waiting_read_ = true;  // wake() cancels this wait, as it does the loop's
+  c.awake_.reset();        // can_park(): nothing in it but empty buffers and unused snapshots
   if (c.can_drop_session() && !c.drop_session()) {
     c.dead_ = true;  // the wait below then ends at once, and serve() with it
     c.transport_->cancel();

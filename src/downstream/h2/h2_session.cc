@@ -86,8 +86,8 @@ struct H2Callbacks {
   static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
     H2Connection& c = conn(user);
     if (c.rebuilding_) return 0;  // (h2_park.cc: frames of our own, not the client's)
-    if (c.now_ - c.rate_window_start_ >= std::chrono::seconds(1)) {
-      c.rate_window_start_ = c.now_;
+    if (c.a().now - c.rate_window_start_ >= std::chrono::seconds(1)) {
+      c.rate_window_start_ = c.a().now;
       c.resets_in_window_ = 0;
       c.control_in_window_ = 0;
       c.refused_in_window_ = 0;
@@ -96,8 +96,8 @@ struct H2Callbacks {
       case NGHTTP2_HEADERS:
         c.continuations_ = 0;
         c.header_stream_ = hd->stream_id;
-        c.header_deadline_ = c.now_ + c.limits().header_timeout;
-        c.note_deadline(c.header_deadline_);
+        c.a().header_deadline = c.a().now + c.limits().header_timeout;
+        c.note_deadline(c.a().header_deadline);
         break;
       case NGHTTP2_CONTINUATION:
         // CVE-2024-28182: an endless header block costs CPU and memory while nothing is
@@ -108,7 +108,7 @@ struct H2Callbacks {
         }
         break;
       case NGHTTP2_DATA:
-        c.header_deadline_ = Clock::time_point::max();
+        c.a().header_deadline = Clock::time_point::max();
         // Empty DATA without END_STREAM does nothing but cost us work.
         if (hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM) && !c.count_control_frame()) {
           return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -118,11 +118,11 @@ struct H2Callbacks {
       case NGHTTP2_PING:
       case NGHTTP2_PRIORITY:
       case NGHTTP2_WINDOW_UPDATE:
-        c.header_deadline_ = Clock::time_point::max();
+        c.a().header_deadline = Clock::time_point::max();
         if (!c.count_control_frame()) return NGHTTP2_ERR_CALLBACK_FAILURE;
         break;
       default:
-        c.header_deadline_ = Clock::time_point::max();
+        c.a().header_deadline = Clock::time_point::max();
         break;
     }
     return 0;
@@ -135,7 +135,7 @@ struct H2Callbacks {
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       // Streams the client reset still hold a pipeline until the upstream answers: without this
       // bound, Rapid Reset below the rate limit would still pile up upstream work.
-      if (c.pipelines_ >= 2 * static_cast<size_t>(c.cfg_->max_concurrent_streams)) {
+      if (c.a().pipelines >= 2 * static_cast<size_t>(c.cfg_->max_concurrent_streams)) {
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
         return 0;  // no stream object: its fields are ignored
       }
@@ -263,7 +263,7 @@ struct H2Callbacks {
     if (c.rebuilding_) return 0;
     switch (frame->hd.type) {
       case NGHTTP2_HEADERS: {
-        c.header_deadline_ = Clock::time_point::max();
+        c.a().header_deadline = Clock::time_point::max();
         H2Stream* s = stream(session, frame->hd.stream_id);
         if (!s) break;
         const bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
@@ -315,7 +315,7 @@ struct H2Callbacks {
   static int on_stream_close(nghttp2_session* session, int32_t id, uint32_t error_code, void* user) {
     H2Connection& c = conn(user);
     // A header block nghttp2 or we rejected gets no on_frame_recv: its reset ends the wait.
-    if (id == c.header_stream_) c.header_deadline_ = Clock::time_point::max();
+    if (id == c.header_stream_) c.a().header_deadline = Clock::time_point::max();
     if (H2Stream* s = stream(session, id)) {
       // Closed with no reset from either side: both sent END_STREAM (RFC 9113 §5.1 "closed").
       if (error_code == NGHTTP2_NO_ERROR && !s->reset_submitted_) c.closed_streams_.ended(id);
@@ -438,7 +438,7 @@ bool H2Connection::start(std::string_view already_read) {
   update_idle();
 
   if (!already_read.empty()) {
-    now_ = Clock::now();
+    a().now = Clock::now();
     receive(already_read.data(), already_read.size());
   }
   return true;
