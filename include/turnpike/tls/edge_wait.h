@@ -23,6 +23,7 @@
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/version.hpp>
 #include <utility>
 
@@ -151,5 +152,108 @@ auto async_wait_read_edge(boost::asio::ip::tcp::socket& socket, EdgeReactor* rea
       },
       token);
 }
+
+// A readiness wait for a connection at rest (parked: no coroutine, no buffer), whose operation is
+// a member of the connection instead of a block allocated per wait: a parked connection holds
+// nothing else, and Asio's wait operation (144 bytes, most of it the executor twice) would cost
+// more than this one (88).
+//
+// Owner provides two static functions: parked_ready(Owner*, error_code), called on the owner's
+// io_context when the wait completes (success, or operation_aborted after cancel()/close(), or
+// another error), and parked_gone(Owner*), called when the io_context is destroyed with the wait
+// pending: it frees the owner, without I/O. One wait at a time; start it again only after it
+// completed.
+template <class Owner>
+class ParkedWait
+#if TURNPIKE_EDGE_WAIT
+    : public edge_detail::ad::reactor_op
+#endif
+{
+ public:
+  enum class Mode : unsigned char {
+    now,       // bytes are buffered above the socket: complete at once
+    edge,      // the last read found the socket empty: like async_wait_read_edge
+    readable,  // like socket.async_wait(wait_read)
+    writable,  // like socket.async_wait(wait_write) (a TLS read that needs to write first)
+  };
+
+#if TURNPIKE_EDGE_WAIT
+  explicit ParkedWait(Owner* owner)
+      : reactor_op(boost::system::error_code(), &ParkedWait::do_perform, &ParkedWait::do_complete), owner_(owner) {}
+  ~ParkedWait() = default;
+  ParkedWait(const ParkedWait&) = delete;
+  ParkedWait& operator=(const ParkedWait&) = delete;
+
+  // `*empty`: the owner's "last read found the socket empty", cleared when an edge is used up.
+  void start(boost::asio::ip::tcp::socket& socket, EdgeReactor* reactor, Mode mode, bool* empty) {
+    namespace ad = edge_detail::ad;
+    ec_ = boost::system::error_code();
+    empty_ = mode == Mode::edge ? empty : nullptr;
+    auto& data = edge_detail::SocketAccess::impl(socket).get_implementation();
+    if (mode == Mode::now) {
+      reactor->post_immediate_completion(this, false);
+    } else if ((data.state_ & ad::socket_ops::non_blocking) == 0 &&
+               !ad::socket_ops::set_internal_non_blocking(data.socket_, data.state_, true, ec_)) {
+      reactor->post_immediate_completion(this, false);
+    } else {
+      reactor->start_op(mode == Mode::writable ? ad::reactor::write_op : ad::reactor::read_op, data.socket_,
+                       data.reactor_data_, this, false, empty_ != nullptr);
+    }
+  }
+
+ private:
+  // As EdgeReadOp's: an edge wait uses up the edge (unless other waiters are queued behind it); a
+  // plain wait is done, as Asio's own.
+  static status do_perform(reactor_op* base) {
+    auto* o = static_cast<ParkedWait*>(base);
+    if (!o->empty_) return done;
+    *o->empty_ = false;
+    return edge_detail::ad::op_queue_access::next(base) ? done : done_and_exhausted;
+  }
+
+  // No memory to release: the operation is the owner's. The owner may be freed by the call.
+  static void do_complete(void* scheduler, edge_detail::ad::operation* base, const boost::system::error_code&,
+                          std::size_t) {
+    auto* o = static_cast<ParkedWait*>(base);
+    Owner* owner = o->owner_;
+    if (!scheduler) {
+      Owner::parked_gone(owner);
+      return;
+    }
+    const boost::system::error_code ec = o->ec_;
+    edge_detail::ad::fenced_block b(edge_detail::ad::fenced_block::half);
+    Owner::parked_ready(owner, ec);
+  }
+
+  Owner* owner_;
+  bool* empty_ = nullptr;  // an edge wait: the flag start() was given; a plain one: null
+#else
+  // Elsewhere: Asio's own wait, whose handler frees the owner if it is destroyed uncalled.
+  explicit ParkedWait(Owner* owner) : owner_(owner) {}
+
+  void start(boost::asio::ip::tcp::socket& socket, EdgeReactor*, Mode mode, bool* empty) {
+    struct Call {
+      Owner* owner;
+      explicit Call(Owner* o) : owner(o) {}
+      Call(Call&& other) noexcept : owner(std::exchange(other.owner, nullptr)) {}
+      ~Call() {
+        if (owner) Owner::parked_gone(owner);
+      }
+      void operator()(boost::system::error_code ec) { Owner::parked_ready(std::exchange(owner, nullptr), ec); }
+    };
+    if (mode == Mode::now) {
+      boost::asio::post(socket.get_executor(), [c = Call(owner_)]() mutable { c({}); });
+      return;
+    }
+    if (mode == Mode::edge) *empty = false;  // as async_wait_read_edge's fallback
+    socket.async_wait(mode == Mode::writable ? boost::asio::ip::tcp::socket::wait_write
+                                             : boost::asio::ip::tcp::socket::wait_read,
+                      Call(owner_));
+  }
+
+ private:
+  Owner* owner_;
+#endif
+};
 
 }  // namespace turnpike::tls

@@ -63,6 +63,16 @@ class Transport : public LongLived {
   // fewer per wait than wait_readable().
   bool read_buffered() const;
   boost::asio::awaitable<error_code> wait_readable();
+  // The same wait for a parked connection, with an operation the connection holds (edge_wait.h).
+  template <class Owner>
+  void park_wait(ParkedWait<Owner>& wait) {
+    using Mode = typename ParkedWait<Owner>::Mode;
+    const Mode mode = read_buffered()      ? Mode::now
+                      : read_wants_write_ ? Mode::writable
+                      : socket_empty_     ? Mode::edge
+                                          : Mode::readable;
+    wait.start(socket_, reactor_, mode, &socket_empty_);
+  }
   // Completion: void(error_code). When the last read found the socket empty, the wait costs no
   // system call (edge_wait.h); otherwise it asks the kernel for the current state (epoll_ctl).
   // One read wait per transport at a time, apart from the upstream pool's idle watch.

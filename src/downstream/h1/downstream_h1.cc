@@ -194,24 +194,30 @@ void DownstreamConnection::park(std::unique_ptr<DownstreamConnection> self) {
 
 void DownstreamConnection::wait_parked(std::unique_ptr<DownstreamConnection> self) {
   DownstreamConnection& c = *self;
-  c.transport_->async_wait_readable([self = std::move(self)](error_code ec) mutable {
-    DownstreamConnection& c = *self;
-    bool closing = ec || c.timed_out_;
-    if (closing) {
-      closing = !c.arrived_before_close(ec);
-    } else if (!c.take_arrival(ec)) {
-      wait_parked(std::move(self));
-      return;
-    }
-    c.parked_ = false;
-    c.worker_.mark_busy(c);
-    if (closing || ec) {
-      c.close();
-      return;  // `self` frees the connection
-    }
-    boost::asio::co_spawn(c.worker_.io(), serve(std::move(self)), boost::asio::detached);
-  });
+  c.transport_->park_wait(c.parked_wait_);
+  self.release();  // the wait owns the connection now: parked_ready() or parked_gone()
 }
+
+void DownstreamConnection::parked_ready(DownstreamConnection* owner, error_code ec) {
+  std::unique_ptr<DownstreamConnection> self(owner);
+  DownstreamConnection& c = *self;
+  bool closing = ec || c.timed_out_;
+  if (closing) {
+    closing = !c.arrived_before_close(ec);
+  } else if (!c.take_arrival(ec)) {
+    wait_parked(std::move(self));
+    return;
+  }
+  c.parked_ = false;
+  c.worker_.mark_busy(c);
+  if (closing || ec) {
+    c.close();
+    return;  // `self` frees the connection
+  }
+  boost::asio::co_spawn(c.worker_.io(), serve(std::move(self)), boost::asio::detached);
+}
+
+void DownstreamConnection::parked_gone(DownstreamConnection* owner) { delete owner; }
 
 bool DownstreamConnection::take_arrival(error_code& ec) {
   if (!in_.make_room(worker_.buffers(), BufferPool::kBlockSize)) {

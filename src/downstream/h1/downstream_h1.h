@@ -84,8 +84,12 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   // The idle wait ended by its deadline: while draining (not stopping), a request that arrived
   // meanwhile is taken (true) rather than reset by the close.
   bool arrived_before_close(boost::system::error_code& ec);
-  // park()'s wait, repeated while wakeups bring nothing.
+  // park()'s wait, repeated while wakeups bring nothing; its ends (tls::ParkedWait): it
+  // completed, or the io_context went with it.
   static void wait_parked(std::unique_ptr<DownstreamConnection> self);
+  friend class tls::ParkedWait<DownstreamConnection>;
+  static void parked_ready(DownstreamConnection* owner, boost::system::error_code ec);
+  static void parked_gone(DownstreamConnection* owner);
   // Writes ctx.out_head (when not empty) and the body pieces, framed. try_write_pieces writes the
   // first batch straight into the socket and returns true when that was all (result in `ec`);
   // otherwise finish_send() writes the rest, waiting for the socket.
@@ -124,6 +128,7 @@ class DownstreamConnection : public ClientConnection, public Downstream {
   Clock::time_point body_deadline_ = Clock::time_point::max();  // limits.body_deadline for this request
   RequestContext* upstream_ctx_ = nullptr;  // between upstream_wait_begin and _end
   bool parked_ = false;          // waiting in park()'s callback, no coroutine
+  tls::ParkedWait<DownstreamConnection> parked_wait_{this};
   bool park_requested_ = false;  // the sweep asked a coroutine-waiting connection to park
   bool http10_ = false;
   bool close_after_ = false;

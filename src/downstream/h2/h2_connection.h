@@ -100,6 +100,10 @@ class H2Connection final : public ClientConnection, public LongLived {
   // Waits for the client with a plain readiness callback holding only the connection: no
   // coroutine frame, no stream object, no buffer while parked.
   static void park(std::unique_ptr<H2Connection> self);
+  // The parked wait's ends (tls::ParkedWait): it completed, or the io_context went with it.
+  friend class tls::ParkedWait<H2Connection>;
+  static void parked_ready(H2Connection* owner, boost::system::error_code ec);
+  static void parked_gone(H2Connection* owner);
   // A parked connection gives up its nghttp2 session when a fresh one can be brought back to the
   // same state (see h2_park.cc), and gets the fresh one when it acts again.
   bool can_drop_session() const;
@@ -243,6 +247,7 @@ class H2Connection final : public ClientConnection, public LongLived {
   bool parked_ = false;           // waiting in park()'s callback, no coroutine
   bool rebuilding_ = false;       // the callbacks ignore what rebuild_session() feeds nghttp2
   std::unique_ptr<DroppedSession> dropped_;  // while parked without a session: what to restore
+  tls::ParkedWait<H2Connection> parked_wait_{this};  // park()'s wait for the client
 
   // ---- Scratch for building header lists: the worker thread's, not each connection's (every
   // list is submitted, and nghttp2 copies it, before the next is built) ----

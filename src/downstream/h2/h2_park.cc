@@ -333,13 +333,19 @@ void H2Connection::park(std::unique_ptr<H2Connection> self) {
     c.transport_->cancel();
     c.transport_->close();
   }
-  c.transport_->async_wait_readable([self = std::move(self)](boost::system::error_code ec) mutable {
-    H2Connection& c = *self;
-    c.parked_ = false;
-    c.waiting_read_ = false;
-    c.ensure_session();  // on failure the connection is dead: serve() ends it
-    boost::asio::co_spawn(c.worker_.io(), serve(std::move(self), ec), boost::asio::detached);
-  });
+  c.transport_->park_wait(c.parked_wait_);
+  self.release();  // the wait owns the connection now: parked_ready() or parked_gone()
 }
+
+void H2Connection::parked_ready(H2Connection* owner, boost::system::error_code ec) {
+  std::unique_ptr<H2Connection> self(owner);
+  self->parked_ = false;
+  self->waiting_read_ = false;
+  self->ensure_session();  // on failure the connection is dead: serve() ends it
+  H2Connection& c = *self;
+  boost::asio::co_spawn(c.worker_.io(), serve(std::move(self), ec), boost::asio::detached);
+}
+
+void H2Connection::parked_gone(H2Connection* owner) { delete owner; }
 
 }  // namespace turnpike::proxy
