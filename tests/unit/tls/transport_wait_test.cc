@@ -202,4 +202,69 @@ TEST(TransportWait, HasInputSeesBytesAndEndOfStreamWithoutConsuming) {
   EXPECT_TRUE(p.transport->has_input());
 }
 
+// ---- The parked wait (tls::ParkedWait): its operation is the owner's, reused wait after wait ----
+
+// A parked connection stand-in: records how its wait ended.
+struct ParkedOwner {
+  std::optional<error_code> ready;
+  int gone = 0;
+  turnpike::tls::ParkedWait<ParkedOwner> wait{this};
+  static void parked_ready(ParkedOwner* o, error_code ec) { o->ready = ec; }
+  static void parked_gone(ParkedOwner* o) { ++o->gone; }
+};
+
+TEST(TransportWait, ParkedWaitCompletesWhenBytesArriveAndCanBeMadeAgain) {
+  Pair p;
+  p.prime();
+  ParkedOwner owner;
+  for (const std::string bytes : {"first", "second", "third"}) {
+    owner.ready.reset();
+    p.transport->park_wait(owner.wait);
+    p.settle();
+    ASSERT_FALSE(owner.ready) << "completed before " << bytes << " was sent";
+    p.send(bytes);
+    ASSERT_TRUE(p.run_until(owner.ready)) << bytes << " did not complete the wait";
+    EXPECT_FALSE(*owner.ready);
+    EXPECT_EQ(p.drain(), bytes);
+  }
+  EXPECT_EQ(owner.gone, 0);
+}
+
+TEST(TransportWait, ParkedWaitOnUnreadBytesCompletesAtOnce) {
+  Pair p;
+  p.send("waiting");
+  ParkedOwner owner;  // the socket is not known empty: a plain readiness wait
+  p.transport->park_wait(owner.wait);
+  ASSERT_TRUE(p.run_until(owner.ready));
+  EXPECT_FALSE(*owner.ready);
+  EXPECT_EQ(p.drain(), "waiting");
+}
+
+TEST(TransportWait, CancelAbortsAParkedWait) {
+  Pair p;
+  p.prime();
+  ParkedOwner owner;
+  p.transport->park_wait(owner.wait);
+  p.settle();
+  ASSERT_FALSE(owner.ready);
+  p.transport->cancel();
+  ASSERT_TRUE(p.run_until(owner.ready));
+  EXPECT_EQ(*owner.ready, asio::error::operation_aborted);
+}
+
+TEST(TransportWait, AParkedWaitPendingWhenItsContextGoesTellsTheOwnerOnce) {
+  // The owner is then freed by parked_gone (a parked connection would leak otherwise) and never
+  // told it is ready.
+  ParkedOwner owner;
+  {
+    Pair p;
+    p.prime();
+    p.transport->park_wait(owner.wait);
+    p.settle();
+    ASSERT_FALSE(owner.ready);
+  }
+  EXPECT_FALSE(owner.ready);
+  EXPECT_EQ(owner.gone, 1);
+}
+
 }  // namespace
