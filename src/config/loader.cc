@@ -545,6 +545,7 @@ class Loader {
     // comparing every pair was a quarter of reloading a 2,000-node upstream.
     std::unordered_set<std::string> seen;
     seen.reserve(list.size());
+    u.nodes.reserve(u.nodes.size() + list.size());
     size_t i = 0;
     for (auto it = list.begin(); it != list.end(); ++it, ++i) {
       const YAML::Node& n = *it;
