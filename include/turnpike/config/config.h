@@ -263,11 +263,13 @@ struct UpstreamHealthConfig {
   bool operator==(const UpstreamHealthConfig&) const = default;
 };
 
-// Equality is the upstream's identity: a reload keeps the connection pools of an upstream whose
-// config compares equal and replaces any other (every field counts, lines excepted).
-struct UpstreamConfig {
+// An upstream's settings apart from its nodes and health checks: what its connection pools are
+// made for. A reload that changes only nodes or health (a rolling update, a discovery answer)
+// lets the new pool take the old one's connections to the nodes that stay
+// (UpstreamPool::same_but_nodes); any other change makes every connection new. So a new setting
+// belongs here unless changing it may leave open connections as they are.
+struct UpstreamSettings {
   std::string name;
-  std::vector<UpstreamNodeConfig> nodes;
   UpstreamProtocol protocol = UpstreamProtocol::http1;
   UpstreamTlsConfig tls;
   uint32_t h2_max_streams_per_connection = 100;  // h2/h2c: open another connection past this
@@ -279,11 +281,18 @@ struct UpstreamConfig {
   Duration send_timeout{30'000};   // max gap between two writes to the upstream
   Duration read_timeout{30'000};   // max gap between two reads from the upstream
   uint32_t retries = 2;            // extra attempts on other nodes after a connect failure
-  UpstreamHealthConfig health;     // passive and active health checks
   UpstreamBalancingConfig balancing;
   // How often its host names are looked up again; unset: the resolver's interval (or TTLs).
   std::optional<Duration> resolve_interval;
   SourceRef source;
+  bool operator==(const UpstreamSettings&) const = default;
+};
+
+// Equality is the upstream's identity: a reload keeps the connection pools of an upstream whose
+// config compares equal and replaces any other (every field counts, lines excepted).
+struct UpstreamConfig : UpstreamSettings {
+  std::vector<UpstreamNodeConfig> nodes;
+  UpstreamHealthConfig health;  // passive and active health checks
   bool operator==(const UpstreamConfig&) const = default;
 };
 

@@ -299,5 +299,36 @@ TEST_F(PoolTest, ReportedFailuresOfDifferentNodesAreLimitedSeparately) {
   EXPECT_EQ(lines[1], "[warning] upstream demo: 127.0.0.1:2: reset");
 }
 
+// A reload that changes only the nodes or the health checks lets the new pool take the old one's
+// connections; any other setting makes every connection new.
+TEST(SameButNodes, OnlyTheNodesAndTheHealthChecksMayDiffer) {
+  config::UpstreamConfig a;
+  a.name = "app";
+  a.nodes.push_back({.host = "127.0.0.1", .port = 8001});
+  config::UpstreamConfig b = a;
+  b.nodes = {{.host = "127.0.0.2", .port = 8002}, {.host = "127.0.0.3", .port = 8003}};
+  b.health.active.type = config::HealthCheckType::http;
+  b.health.max_ejected_percent = 20;
+  EXPECT_TRUE(UpstreamPool::same_but_nodes(a, b));
+  EXPECT_TRUE(UpstreamPool::same_but_nodes(b, a));
+
+  auto differs = [&](auto change) {
+    config::UpstreamConfig c = b;
+    change(c);
+    return !UpstreamPool::same_but_nodes(b, c);
+  };
+  EXPECT_TRUE(differs([](auto& c) { c.name = "other"; }));
+  EXPECT_TRUE(differs([](auto& c) { c.keepalive_max_idle = 3; }));
+  EXPECT_TRUE(differs([](auto& c) { c.connect_timeout = config::Duration{10}; }));
+  EXPECT_TRUE(differs([](auto& c) { c.retries = 0; }));
+  EXPECT_TRUE(differs([](auto& c) { c.tls.enabled = true; }));
+  EXPECT_TRUE(differs([](auto& c) { c.balancing.balancer = config::BalancerKind::random; }));
+  EXPECT_TRUE(differs([](auto& c) { c.resolve_interval = config::Duration{1000}; }));
+  // HTTP/2 pools keep their connections another way (never handed over).
+  config::UpstreamConfig h2 = a;
+  h2.protocol = config::UpstreamProtocol::h2c;
+  EXPECT_FALSE(UpstreamPool::same_but_nodes(h2, h2));
+}
+
 }  // namespace
 }  // namespace turnpike::upstream
