@@ -264,8 +264,8 @@ static PluginInfo describe(lua_State* L) {
   return info;
 }
 
-std::shared_ptr<const Generation> Vm::load(const std::vector<std::string>& names,
-                                           std::vector<std::string>& errors) {
+std::shared_ptr<const Generation> Vm::load(const std::vector<std::string>& names, std::vector<std::string>& errors,
+                                           const PluginSources* given, PluginSources* read) {
   int top = lua_gettop(L_);
   push_runtime_function("load");
   lua_createtable(L_, static_cast<int>(names.size()), 0);
@@ -273,8 +273,23 @@ std::shared_ptr<const Generation> Vm::load(const std::vector<std::string>& names
     lua_pushlstring(L_, names[i].data(), names[i].size());
     lua_rawseti(L_, -2, static_cast<int>(i + 1));
   }
+  if (given) {
+    lua_createtable(L_, 0, static_cast<int>(given->size()));
+    for (const PluginSource& src : *given) {
+      lua_createtable(L_, 0, 3);
+      lua_pushlstring(L_, src.file.data(), src.file.size());
+      lua_setfield(L_, -2, "file");
+      lua_pushboolean(L_, src.trusted);
+      lua_setfield(L_, -2, "trusted");
+      lua_pushlstring(L_, src.text.data(), src.text.size());
+      lua_setfield(L_, -2, "text");
+      lua_setfield(L_, -2, src.name.c_str());
+    }
+  } else {
+    lua_pushnil(L_);
+  }
   std::string error;
-  if (!protected_call(1, 2, error)) {
+  if (!protected_call(2, 2, error)) {
     errors.push_back(std::move(error));
     lua_settop(L_, top);
     return nullptr;
@@ -285,6 +300,30 @@ std::shared_ptr<const Generation> Vm::load(const std::vector<std::string>& names
     return nullptr;
   }
   lua_pop(L_, 1);  // the modules array stays on top
+  if (read) {
+    read->clear();
+    push_runtime_function("sources_read");
+    if (!protected_call(0, 1, error)) {
+      errors.push_back(std::move(error));
+      lua_settop(L_, top);
+      return nullptr;
+    }
+    for (lua_pushnil(L_); lua_next(L_, -2) != 0; lua_pop(L_, 1)) {
+      PluginSource src;
+      src.name = lua_tostring(L_, -2);
+      lua_getfield(L_, -1, "file");
+      src.file = lua_tostring(L_, -1);
+      lua_getfield(L_, -2, "trusted");
+      src.trusted = lua_toboolean(L_, -1);
+      lua_getfield(L_, -3, "text");
+      size_t n = 0;
+      const char* text = lua_tolstring(L_, -1, &n);
+      src.text.assign(text, n);
+      lua_pop(L_, 3);
+      read->push_back(std::move(src));
+    }
+    lua_pop(L_, 1);
+  }
   std::vector<PluginInfo> plugins;
   for (size_t i = 0; i < names.size(); ++i) {
     push_runtime_function("describe");

@@ -155,7 +155,7 @@ std::shared_ptr<const PluginCatalog> build_plugin_catalog(const config::Config& 
     return nullptr;
   }
   std::vector<std::string> load_errors;
-  std::shared_ptr<const lua::Generation> gen = vm->load(catalog->names, load_errors);
+  std::shared_ptr<const lua::Generation> gen = vm->load(catalog->names, load_errors, nullptr, &catalog->sources);
   if (!gen) {
     for (const auto& e : load_errors) {
       // Each message names its plugin: point at the first place the plugin is configured.
@@ -404,9 +404,9 @@ void WorkerPlugins::adopt(const std::shared_ptr<const Snapshot>& snapshot) {
     inst->vm = std::move(vm);
   }
   std::vector<std::string> errors;
-  inst->generation = inst->vm->load(catalog->names, errors);
+  inst->generation = inst->vm->load(catalog->names, errors, &catalog->sources);
   if (!inst->generation) {
-    // The files changed on disk since the config was checked.
+    // A module the checking load did not read (required only now) failed to load.
     inst->error = "plugins failed to load: " + (errors.empty() ? std::string("?") : errors.front());
     spdlog::error("worker {}: {}", worker_, inst->error);
     instances_.push_back(std::move(inst));

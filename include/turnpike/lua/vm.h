@@ -105,6 +105,16 @@ class Ref {
   int id_ = 0;
 };
 
+// A module's text as a load read it from a plugin directory: a later load (a worker's) uses it
+// instead of the file, which may have changed since.
+struct PluginSource {
+  std::string name;  // the module name (require's)
+  std::string file;  // where it was read (error messages say file:line)
+  bool trusted = false;
+  std::string text;
+};
+using PluginSources = std::vector<PluginSource>;
+
 // What the runtime knows about one loaded plugin module.
 struct PluginInfo {
   std::string name;
@@ -153,8 +163,10 @@ class Vm {
 
   // Loads the named plugin modules afresh (library modules from the plugin directories too) into
   // a new generation. On any failure returns nullptr and one message per failing plugin.
-  std::shared_ptr<const Generation> load(const std::vector<std::string>& names,
-                                         std::vector<std::string>& errors);
+  // `given`: the modules' text as an earlier load read it, used instead of the files; `read`:
+  // set to what this load read from the plugin directories.
+  std::shared_ptr<const Generation> load(const std::vector<std::string>& names, std::vector<std::string>& errors,
+                                         const PluginSources* given = nullptr, PluginSources* read = nullptr);
 
   // Validates a plugin conf given as Lua source of a table constructor (`{ key = "x" }`) against
   // the plugin's schema (defaults filled in) and its check_schema. Returns the conf, or an

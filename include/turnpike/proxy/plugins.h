@@ -43,6 +43,9 @@ struct PluginCatalog {
   lua::VmConfig vm;                    // for every worker's Vm (shared_dicts set by the worker)
   std::vector<std::string> names;      // modules, in the generation's order
   std::vector<lua::PluginInfo> info;   // as the validating load described them
+  // The plugin directories' modules as the validating load read them: every worker loads this
+  // text, so a file edited after the check (a refused reload's, say) changes no worker.
+  lua::PluginSources sources;
   struct Use {
     size_t plugin = 0;                 // into names / info
     const config::PluginConfig* config = nullptr;

@@ -8,6 +8,7 @@ local cfg = ...
 
 local jit = require "jit"
 local raw_loadfile = loadfile  -- the sandbox below removes the global; the searcher needs it
+local raw_load_text, raw_open = load, io.open  -- (the same)
 
 local runtime = { bridge = cfg.bridge }
 
@@ -57,12 +58,31 @@ local function user_env()
   return env
 end
 
+-- What a load read from the plugin directories, by module name ({ file, trusted, text }), and
+-- what it was given to use instead of reading: the workers load the text the config check read
+-- (runtime.load), so a file changed on disk in between cannot change a checked config.
+local sources_read, sources_given = {}, nil
+
 local function searcher(name)
-  local file, trusted, lib = locate(name, true)
-  if not file then
-    return "\n\tno file '" .. name .. "' in the plugin directories"
+  local given = sources_given and sources_given[name]
+  local file, trusted, lib, text
+  if given then
+    file, trusted, text = given.file, given.trusted, given.text
+  else
+    file, trusted, lib = locate(name, true)
+    if not file then
+      return "\n\tno file '" .. name .. "' in the plugin directories"
+    end
+    if not lib then
+      local f, open_err = raw_open(file, "rb")
+      if not f then error(open_err, 0) end
+      text = f:read("*a")
+      f:close()
+      sources_read[name] = { file = file, trusted = trusted, text = text }
+    end
   end
-  local chunk, err = raw_loadfile(file)
+  local chunk, err
+  if text then chunk, err = raw_load_text(text, "@" .. file) else chunk, err = raw_loadfile(file) end
   if not chunk then error(err, 0) end  -- a syntax error, as file:line: message
   if not trusted then
     jit.off(chunk, true)  -- every function the file defines
@@ -171,15 +191,17 @@ local function check_module(name, mod)
 end
 
 -- Loads `names` afresh. Returns the array of modules, or nil and one message per failing plugin.
-function runtime.load(names)
+-- `sources`: the modules' text as an earlier load read it (runtime.sources_read), or nil.
+function runtime.load(names, sources)
   for name in pairs(from_dirs) do package.loaded[name] = nil end
   from_dirs = {}
+  sources_read, sources_given = {}, sources
   local modules, errors = {}, {}
   for i, name in ipairs(names) do
     local prefix = "plugin \"" .. name .. "\": "
     if not name:match("^[%w_-]+$") then
       errors[#errors + 1] = prefix .. "a plugin name is letters, digits, '-' and '_'"
-    elseif not locate(name, false) then
+    elseif not (sources and sources[name]) and not locate(name, false) then
       errors[#errors + 1] = prefix .. "no " .. name .. ".lua in the plugin directories"
     else
       local ok, mod = pcall(require, name)
@@ -190,6 +212,8 @@ function runtime.load(names)
   if #errors > 0 then return nil, errors end
   return modules
 end
+
+function runtime.sources_read() return sources_read end
 
 -- What C++ keeps about a module: name, version, priority, trusted, which phases it has, whether
 -- it has a consumer schema, and whether its body_filter only observes the body.

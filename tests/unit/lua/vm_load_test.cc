@@ -142,6 +142,30 @@ TEST_F(VmLoadTest, FailedReloadLeavesTheRunningGenerationIntact) {
   EXPECT_EQ(running->plugins()[0].name, "good");
 }
 
+TEST_F(VmLoadTest, ALoadGivenTheCheckedTextIgnoresFilesEditedSince) {
+  // The config check's load reads the modules; each worker loads that text, never the files
+  // again: a plugin edited after the check (a refused reload's) must not reach a worker.
+  write_plugin("versioned", "local lib = require 'helper'\n"
+                            "return { name = 'versioned', priority = 1, schema = {},\n"
+                            "  version = lib.v }");
+  std::ofstream(dir_ / "helper.lua") << "return { v = 'checked' }";
+  PluginSources read;
+  std::vector<std::string> errors;
+  auto checked = vm().load({"versioned"}, errors, nullptr, &read);
+  ASSERT_TRUE(checked);
+  ASSERT_EQ(read.size(), 2u);  // the plugin and the module it requires
+  write_plugin("versioned", "return {");
+  std::ofstream(dir_ / "helper.lua") << "return { v = 'edited' }";
+  auto worker = vm().load({"versioned"}, errors, &read);
+  ASSERT_TRUE(worker) << (errors.empty() ? std::string() : errors.front());
+  EXPECT_EQ(worker->plugins()[0].version, "checked");
+  EXPECT_FALSE(worker->plugins()[0].trusted);
+  errors.clear();
+  EXPECT_FALSE(vm().load({"versioned"}, errors));  // read from disk: the edit shows
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("versioned.lua:1:"), std::string::npos) << errors[0];
+}
+
 TEST_F(VmLoadTest, MemoryCapFailsTheChunkAndTheVmStaysUsable) {
   config_.memory_limit = 8u << 20;
   std::string error;
