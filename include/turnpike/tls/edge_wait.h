@@ -97,21 +97,28 @@ class EdgeReadOp : public ad::reactor_op {
   bool* empty_;  // the owner's "last read found the socket empty"
 };
 
+// Queues `op` on `socket`'s descriptor as Asio's socket services do: the socket made non-blocking
+// first (the operation completes at once with the error when that fails).
+inline void start_socket_op(boost::asio::ip::tcp::socket& socket, ad::reactor& reactor, int op_type,
+                            ad::reactor_op* op, bool is_continuation, bool speculative) {
+  auto& data = SocketAccess::impl(socket).get_implementation();
+  if ((data.state_ & ad::socket_ops::non_blocking) == 0 &&
+      !ad::socket_ops::set_internal_non_blocking(data.socket_, data.state_, true, op->ec_)) {
+    reactor.post_immediate_completion(op, is_continuation);
+  } else {
+    reactor.start_op(op_type, data.socket_, data.reactor_data_, op, is_continuation, speculative);
+  }
+}
+
 template <class Handler>
 void start_edge_read_wait(boost::asio::ip::tcp::socket& socket, ad::reactor& reactor, bool* empty, Handler& handler) {
   auto& impl = SocketAccess::impl(socket);
-  auto& data = impl.get_implementation();
   using IoExecutor = std::decay_t<decltype(impl.get_executor())>;
   using Op = EdgeReadOp<Handler, IoExecutor>;
   const bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
   typename Op::ptr p = {ad::addressof(handler), Op::ptr::allocate(handler), nullptr};
   p.p = new (p.v) Op(handler, impl.get_executor(), empty);
-  if ((data.state_ & ad::socket_ops::non_blocking) == 0 &&
-      !ad::socket_ops::set_internal_non_blocking(data.socket_, data.state_, true, p.p->ec_)) {
-    reactor.post_immediate_completion(p.p, is_continuation);
-  } else {
-    reactor.start_op(ad::reactor::read_op, data.socket_, data.reactor_data_, p.p, is_continuation, true);
-  }
+  start_socket_op(socket, reactor, ad::reactor::read_op, p.p, is_continuation, true);
   p.v = p.p = nullptr;
 }
 
@@ -189,16 +196,12 @@ class ParkedWait
     namespace ad = edge_detail::ad;
     ec_ = boost::system::error_code();
     empty_ = mode == Mode::edge ? empty : nullptr;
-    auto& data = edge_detail::SocketAccess::impl(socket).get_implementation();
     if (mode == Mode::now) {
       reactor->post_immediate_completion(this, false);
-    } else if ((data.state_ & ad::socket_ops::non_blocking) == 0 &&
-               !ad::socket_ops::set_internal_non_blocking(data.socket_, data.state_, true, ec_)) {
-      reactor->post_immediate_completion(this, false);
-    } else {
-      reactor->start_op(mode == Mode::writable ? ad::reactor::write_op : ad::reactor::read_op, data.socket_,
-                       data.reactor_data_, this, false, empty_ != nullptr);
+      return;
     }
+    edge_detail::start_socket_op(socket, *reactor, mode == Mode::writable ? ad::reactor::write_op : ad::reactor::read_op,
+                                 this, false, empty_ != nullptr);
   }
 
  private:

@@ -139,7 +139,7 @@ boost::asio::awaitable<bool> H2Connection::run(std::optional<error_code> resumed
 boost::asio::awaitable<void> H2Connection::linger() {
   // Closing with unread input makes the kernel send a reset, which can destroy the GOAWAY before
   // the client reads it. So: stop sending, then read and drop what still comes, for a bounded
-  // time and amount (the sweep ends it at a().linger_deadline).
+  // time and amount (the sweep ends it at the linger deadline).
   transport_->shutdown_send();
   a().linger_deadline = Clock::now() + std::chrono::seconds(1);
   note_deadline(a().linger_deadline);
