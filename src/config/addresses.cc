@@ -56,7 +56,15 @@ bool valid_dns_name(std::string_view s) {
 }  // namespace
 
 bool valid_upstream_host(std::string_view host) {
-  return !canonical_ip(host).empty() || valid_dns_name(host);
+  // (Parsed, not formatted: canonical_ip's inet_ntop is a sprintf per node of a large upstream.)
+  char text[INET6_ADDRSTRLEN];
+  unsigned char buf[16];
+  if (host.size() < sizeof text) {
+    host.copy(text, host.size());
+    text[host.size()] = '\0';
+    if (inet_pton(AF_INET, text, buf) == 1 || inet_pton(AF_INET6, text, buf) == 1) return true;
+  }
+  return valid_dns_name(host);
 }
 
 // Short node form: "10.0.0.1:8080", "[::1]:8080", "backend.local:80" or a host alone (port 80).

@@ -549,9 +549,10 @@ class Loader {
     size_t i = 0;
     for (auto it = list.begin(); it != list.end(); ++it, ++i) {
       const YAML::Node& n = *it;
-      Where nw = w.index(i);
+      // The node's place ("nodes[12]"), made when a message needs it: most nodes are fine.
+      const auto nw = [&] { return w.index(i); };
       UpstreamNodeConfig node;
-      node.source = nw.source(n);
+      node.source = w.source(n);
       if (n.IsScalar() && n.Scalar().starts_with(kSrvScheme)) {
         node.host = n.Scalar().substr(kSrvScheme.size());
         node.srv = true;
@@ -559,34 +560,34 @@ class Loader {
         std::optional<int64_t> port;
         std::string why;
         if (!parse_host_port(n.Scalar(), node.host, port, why)) {
-          nw.error(n, quote(n.Scalar()) + " " + why);
+          nw().error(n, quote(n.Scalar()) + " " + why);
           continue;
         }
         if (port) node.port = static_cast<uint16_t>(*port);
       } else if (n.IsMap()) {
-        check_keys(nw, n, {"host", "service", "port", "weight", "tags", "zone"});
+        const Where at = nw();
+        check_keys(at, n, {"host", "service", "port", "weight", "tags", "zone"});
         if (n["service"]) {
           // SRV records give the targets' ports and weights.
           if (n["host"] || n["port"] || n["weight"]) {
-            nw.error(n, "\"service\" (an SRV name) gives the nodes' hosts, ports and weights: leave out host, port "
+            at.error(n, "\"service\" (an SRV name) gives the nodes' hosts, ports and weights: leave out host, port "
                         "and weight");
             continue;
           }
-          field(nw, n, "service", node.host);
+          field(at, n, "service", node.host);
           node.srv = true;
         } else if (!n["host"]) {
-          nw.error(n, "\"host\" (or \"service\", an SRV name) is required");
+          at.error(n, "\"host\" (or \"service\", an SRV name) is required");
           continue;
         }
-        if (!node.srv) field(nw, n, "host", node.host);
+        if (!node.srv) field(at, n, "host", node.host);
         node.host = std::string(strip_brackets(node.host));
-        field_int(nw, n, "port", node.port, 1, 65535);
-        field_int(nw, n, "weight", node.weight, 1, 10'000);
-        if (const YAML::Node t = n["tags"]) load_node_tags(nw.key("tags"), t, node);
-        load_node_zone(nw, n, node);
+        field_int(at, n, "port", node.port, 1, 65535);
+        field_int(at, n, "weight", node.weight, 1, 10'000);
+        if (const YAML::Node t = n["tags"]) load_node_tags(at.key("tags"), t, node);
+        load_node_zone(at, n, node);
       } else {
-        nw.error(n, "expected \"host:port\" or a mapping with host, port and weight, got " +
-                        describe(n));
+        nw().error(n, "expected \"host:port\" or a mapping with host, port and weight, got " + describe(n));
         continue;
       }
       if (node.srv) {
@@ -594,16 +595,16 @@ class Loader {
         std::string name = node.host;
         std::replace(name.begin(), name.end(), '_', 'x');
         if (!valid_upstream_host(name) || !canonical_ip(name).empty()) {
-          nw.error(n, "service " + quote(node.host) + " is not a DNS name (as \"_http._tcp.app.example\")");
+          nw().error(n, "service " + quote(node.host) + " is not a DNS name (as \"_http._tcp.app.example\")");
           continue;
         }
       } else if (!valid_upstream_host(node.host)) {
-        nw.error(n, "host " + quote(node.host) + " is neither an IP address nor a DNS name");
+        nw().error(n, "host " + quote(node.host) + " is neither an IP address nor a DNS name");
         continue;
       }
       std::string identity = node.srv ? "srv " + node.host : node.host + ":" + std::to_string(node.port);
       if (!seen.insert(std::move(identity)).second) {
-        nw.error(n, "node " + node.host + ":" + std::to_string(node.port) + " is listed twice (use weight instead)");
+        nw().error(n, "node " + node.host + ":" + std::to_string(node.port) + " is listed twice (use weight instead)");
       }
       u.nodes.push_back(std::move(node));
     }

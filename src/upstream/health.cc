@@ -61,9 +61,17 @@ std::shared_ptr<UpstreamHealth> HealthRegistry::attach(const config::UpstreamCon
   auto out = std::make_shared<UpstreamHealth>();
   out->config = &cfg.health;
   std::lock_guard lock(mutex_);
-  // Forget what no snapshot holds any more (the map would otherwise grow with every rolling update).
-  std::erase_if(nodes_, [](const auto& kv) { return kv.second.expired(); });
-  std::erase_if(groups_, [](const auto& kv) { return kv.second.expired(); });
+  // Forget what no snapshot holds any more (the maps would otherwise grow with every rolling
+  // update), once they have doubled since the last sweep: a sweep per call scanned every node of
+  // the config once per upstream.
+  if (nodes_.size() >= 2 * swept_nodes_ + 64) {
+    std::erase_if(nodes_, [](const auto& kv) { return kv.second.expired(); });
+    swept_nodes_ = nodes_.size();
+  }
+  if (groups_.size() >= 2 * swept_groups_ + 16) {
+    std::erase_if(groups_, [](const auto& kv) { return kv.second.expired(); });
+    swept_groups_ = groups_.size();
+  }
   bool new_group = false;
   std::weak_ptr<HealthGroup>& slot = groups_[cfg.name];
   out->group = slot.lock();
@@ -204,6 +212,11 @@ void HealthRegistry::tick() {
     n->ramp_from.store(0, std::memory_order_relaxed);  // (a node listed twice is done twice: harmless)
     return true;
   });
+}
+
+size_t HealthRegistry::entries() {
+  std::lock_guard lock(mutex_);
+  return nodes_.size();
 }
 
 size_t HealthRegistry::size() {

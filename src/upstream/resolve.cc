@@ -1,5 +1,6 @@
 // Expanding upstream nodes into addresses when a snapshot is built (never on the data path).
 #include <algorithm>
+#include <charconv>
 #include <unordered_set>
 
 #include "turnpike/upstream/discovery.h"
@@ -36,6 +37,22 @@ std::optional<DnsAnswer> answer_for(const config::UpstreamNodeConfig& node) {
   return e ? e->good : std::nullopt;
 }
 
+// "10.0.0.1:80", "[::1]:80": a node's address as the health table and the logs name it.
+std::string node_address(const asio::ip::address& ip, uint16_t port) {
+  if (ip.is_v6()) return "[" + ip.to_string() + "]:" + std::to_string(port);
+  // (IPv4 by hand: inet_ntop formats it with sprintf, a tenth of resolving a 2,000-node upstream.)
+  char text[sizeof "255.255.255.255:65535"];
+  char* p = text;
+  char* const end = text + sizeof text;
+  const asio::ip::address_v4::bytes_type b = ip.to_v4().to_bytes();
+  for (size_t i = 0; i < b.size(); ++i) {
+    p = std::to_chars(p, end, unsigned{b[i]}).ptr;
+    *p++ = i + 1 < b.size() ? '.' : ':';
+  }
+  p = std::to_chars(p, end, unsigned{port}).ptr;
+  return std::string(text, p);
+}
+
 }  // namespace
 
 bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
@@ -51,10 +68,12 @@ bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
     if (!out.tls) ok = false;
   }
   std::unordered_set<std::string> seen;  // addresses: two names with the same address make one node
+  seen.reserve(cfg.nodes.size());
+  out.nodes.reserve(cfg.nodes.size());
+  zones.reserve(cfg.nodes.size());
   auto add = [&](const config::UpstreamNodeConfig& node, const asio::ip::address& ip, uint16_t port,
                  uint32_t weight, const std::string& host) {
-    std::string address = ip.is_v6() ? "[" + ip.to_string() + "]:" + std::to_string(port)
-                                      : ip.to_string() + ":" + std::to_string(port);
+    std::string address = node_address(ip, port);
     if (!seen.insert(address).second) return;
     ResolvedNode rn;
     rn.endpoint = tcp::endpoint(ip, port);

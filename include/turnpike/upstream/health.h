@@ -127,6 +127,8 @@ class HealthRegistry {
 
   // Nodes known (tests, stats).
   size_t size();
+  // Entries in the table by address, those of nodes no snapshot holds any more included (tests).
+  size_t entries();
 
  private:
   // Starts `n`'s slow start at `from` (ms; mutex held).
@@ -137,6 +139,7 @@ class HealthRegistry {
   std::mutex mutex_;
   std::unordered_map<std::string, std::weak_ptr<HealthGroup>> groups_;   // by upstream name
   std::unordered_map<std::string, std::weak_ptr<NodeHealth>> nodes_;     // by "upstream\naddress"
+  size_t swept_groups_ = 0, swept_nodes_ = 0;  // the maps' sizes after their last sweep (attach)
   std::vector<std::weak_ptr<NodeHealth>> ejected_;                   // passively ejected, for tick()
   std::vector<std::weak_ptr<NodeHealth>> ramping_;  // in slow start, for tick()
 };

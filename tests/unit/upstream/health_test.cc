@@ -44,8 +44,26 @@ TEST(HealthRegistry, AttachKeepsTheStateOfNodesThatStay) {
   second.reset();
   other.reset();
   auto x = named("x");
-  reg.attach(x, {});  // forgets what nothing holds
+  reg.attach(x, {});
   EXPECT_EQ(reg.size(), 0u);
+}
+
+TEST(HealthRegistry, ARollingUpdateDoesNotGrowTheTable) {
+  // Each attach replaces every node (only the latest is held, as a snapshot holds its nodes):
+  // the nodes no snapshot holds are forgotten, a batch at a time.
+  HealthRegistry reg;
+  auto cfg = named("rolling");
+  std::shared_ptr<UpstreamHealth> held;
+  size_t most = 0;
+  for (int round = 0; round < 50; ++round) {
+    std::vector<std::string> addresses;
+    for (int i = 0; i < 100; ++i) addresses.push_back("127.0.0.1:" + std::to_string(1000 * round + i + 1));
+    held = reg.attach(cfg, addresses);
+    most = std::max(most, reg.entries());
+  }
+  EXPECT_EQ(reg.size(), 100u);
+  EXPECT_LE(most, 2 * 200u + 64u);  // swept once the table doubles: never the 5,000 ever attached
+  EXPECT_GE(most, 200u);            // (and not at every attach, which scanned every node each time)
 }
 
 TEST(HealthRegistry, FailuresInARowEjectWithGrowingTime) {
