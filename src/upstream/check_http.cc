@@ -3,6 +3,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,38 +31,48 @@ int status_of(std::string_view head) {
   return status;
 }
 
+// ASCII case-insensitive equality with a lower-case `lower` (no locale: this runs for every check).
 bool iequals(std::string_view a, std::string_view lower) {
-  return a.size() == lower.size() && std::equal(a.begin(), a.end(), lower.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == y;
-         });
-}
-
-// The value of the header field `name` (lower-case, colon included) in `head`, leading spaces
-// skipped; nullopt when absent. (No copy: this runs for every check.)
-std::optional<std::string_view> field_value(std::string_view head, std::string_view name) {
-  for (size_t at = head.find("\r\n"); at != std::string_view::npos; at = head.find("\r\n", at + 2)) {
-    std::string_view line = head.substr(at + 2);
-    line = line.substr(0, line.find("\r\n"));
-    if (line.size() < name.size() || !iequals(line.substr(0, name.size()), name)) continue;
-    line.remove_prefix(name.size());
-    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
-    return line;
+  if (a.size() != lower.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const char c = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] + ('a' - 'A')) : a[i];
+    if (c != lower[i]) return false;
   }
-  return std::nullopt;
+  return true;
 }
 
-// The head's framing: Content-Length (SIZE_MAX when absent, or chunked) and Connection: close.
+// The head's framing, in one pass over its field lines (the first of each name counts):
+// Content-Length (SIZE_MAX when absent, or with Transfer-Encoding) and Connection: close.
 void read_framing(std::string_view head, size_t& length, bool& close) {
   length = SIZE_MAX;
-  close = head.compare(0, 8, "HTTP/1.0") == 0;
-  if (auto c = field_value(head, "connection:"); c && c->size() >= 5 && iequals(c->substr(0, 5), "close")) close = true;
-  if (field_value(head, "transfer-encoding:")) return;
-  const auto v = field_value(head, "content-length:");
-  if (!v) return;
-  size_t n = 0;
-  size_t i = 0;
-  while (i < v->size() && (*v)[i] >= '0' && (*v)[i] <= '9' && n < ResponseParser::kMaxResponse) n = n * 10 + ((*v)[i++] - '0');
-  if (i > 0) length = n;
+  close = head.starts_with("HTTP/1.0");
+  bool have_length = false, have_connection = false, chunked = false;
+  size_t at = head.find('\n');  // (past the status line)
+  while (at != std::string_view::npos) {
+    const size_t from = at + 1;
+    at = head.find('\n', from);
+    std::string_view line = head.substr(from, (at == std::string_view::npos ? head.size() : at) - from);
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    const std::string_view name = line.substr(0, colon);
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    if (!have_length && iequals(name, "content-length")) {
+      have_length = true;
+      size_t n = 0;
+      size_t i = 0;
+      while (i < value.size() && value[i] >= '0' && value[i] <= '9' && n < ResponseParser::kMaxResponse) {
+        n = n * 10 + static_cast<size_t>(value[i++] - '0');
+      }
+      if (i > 0) length = n;
+    } else if (!have_connection && iequals(name, "connection")) {
+      have_connection = true;
+      if (value.size() >= 5 && iequals(value.substr(0, 5), "close")) close = true;
+    } else if (iequals(name, "transfer-encoding")) {
+      chunked = true;
+    }
+  }
+  if (chunked) length = SIZE_MAX;
 }
 
 }  // namespace
@@ -139,20 +150,46 @@ HealthChecker::Probe::Probe(asio::io_context& c, std::shared_ptr<NodeHealth> n) 
 
 HealthChecker::Probe::~Probe() { close_kept(); }
 
+// ---- kept cleartext connections (no reactor) ----
+
+namespace {
+
+std::string errno_text(int e) { return boost::system::error_code(e, boost::system::system_category()).message(); }
+
+// A connection made for this check: the request goes once the handshake is done (a send on a
+// connecting socket fails with EAGAIN; on a refused one, with the connect's error).
+KeptResult send_on_connect(HealthChecker::Probe& p, Clock::time_point now, std::string& why) {
+  const ssize_t sent = ::send(p.kept_fd, p.request.data(), p.request.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (sent == static_cast<ssize_t>(p.request.size())) {
+    p.connecting = false;
+    return KeptResult::pending;
+  }
+  if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (now < p.deadline) return KeptResult::pending;
+    why = "timeout";
+  } else {
+    why = sent < 0 ? "connect: " + errno_text(errno) : "send: short write";
+  }
+  p.close_kept();
+  return KeptResult::failed;
+}
+
+}  // namespace
+
 void HealthChecker::Probe::close_kept() {
   if (kept_fd >= 0) ::close(kept_fd);
   kept_fd = -1;
+  connecting = false;
   if (conn) conn->close();
   conn.reset();
   close_h2(*this);
 }
 
-// ---- kept cleartext connections (no reactor) ----
-
 KeptResult send_kept(HealthChecker::Probe& p, std::string& why) {
   const ssize_t sent = ::send(p.kept_fd, p.request.data(), p.request.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   if (sent == static_cast<ssize_t>(p.request.size())) {
     p.response.reset();
+    p.fresh = false;
     return KeptResult::pending;
   }
   p.close_kept();
@@ -161,7 +198,30 @@ KeptResult send_kept(HealthChecker::Probe& p, std::string& why) {
   return KeptResult::failed;
 }
 
+KeptResult connect_kept(HealthChecker::Probe& p, Clock::time_point now, std::string& why) {
+  p.close_kept();
+  p.response.reset();
+  const int fd = ::socket(p.endpoint.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) {
+    why = "connect: " + errno_text(errno);
+    return KeptResult::failed;
+  }
+  if (::connect(fd, p.endpoint.data(), static_cast<socklen_t>(p.endpoint.size())) != 0 && errno != EINPROGRESS) {
+    why = "connect: " + errno_text(errno);
+    ::close(fd);
+    return KeptResult::failed;
+  }
+  p.kept_fd = fd;
+  p.connecting = true;
+  p.fresh = true;
+  return send_on_connect(p, now, why);
+}
+
 KeptResult read_kept(HealthChecker::Probe& p, Clock::time_point now, std::string& why) {
+  if (p.connecting) {
+    const KeptResult sent = send_on_connect(p, now, why);
+    if (sent != KeptResult::pending || p.connecting) return sent;
+  }
   const config::ActiveHealthConfig& a = p.checking->health->active;
   ResponseParser& r = p.response;
   boost::system::error_code ec;
@@ -181,7 +241,7 @@ KeptResult read_kept(HealthChecker::Probe& p, Clock::time_point now, std::string
   const bool timed_out = !done && now >= p.deadline;
   if (!done && !timed_out) return KeptResult::pending;
   if (timed_out || !r.keep_alive()) p.close_kept();
-  if (r.in.empty() && ec) return KeptResult::stale;  // closed (or reset) before any byte
+  if (r.in.empty() && ec && !p.fresh) return KeptResult::stale;  // closed (or reset) before any byte
   return r.verdict(a, timed_out, ec, why) ? KeptResult::passed : KeptResult::failed;
 }
 
@@ -260,10 +320,7 @@ asio::awaitable<bool> check_through_reactor(HealthChecker::Probe& p, const Healt
     ok = r.verdict(a, *timed_out, ec, why);
   } while (false);
   deadline.cancel();
-  if (keep && a.type == config::HealthCheckType::http) {
-    boost::system::error_code ignored;
-    p.kept_fd = io->socket().release(ignored);  // leaves the reactor: send_kept / read_kept from now on
-  } else if (keep) {
+  if (keep) {
     p.conn = std::move(io);
   } else {
     io->close();

@@ -2,12 +2,14 @@
 // schedules probes, check_http.cc and check_h2.cc run one check each).
 //
 // A check is one of two kinds:
-//   - on a kept cleartext HTTP/1.1 connection: send_kept() writes the request and read_kept()
-//     reads the response on the following 10 ms ticks. The descriptor is outside the reactor, so
-//     such a check costs a send and a recv and no wake-up of its own: at 2,000 checks a second the
-//     checker thread wakes on its ticks only.
-//   - everything else (a new connection, TCP connects, HTTPS, HTTP/2 and gRPC): a coroutine on the
-//     checker's io_context, check_connected(), with its own deadline timer.
+//   - cleartext HTTP/1.1: on the connection kept from the last check, send_kept() writes the
+//     request; without one, connect_kept() starts a non-blocking connect and writes the request
+//     once it is made. read_kept() reads the response on the following 20 ms ticks. The
+//     descriptor is never in the reactor, so such a check costs a send and a recv (and a connect
+//     when new) and no wake-up of its own: at 2,000 checks a second, or while a rolling update
+//     replaces hundreds of nodes a second, the checker thread wakes on its ticks only.
+//   - everything else (TCP connects, HTTPS, HTTP/2 and gRPC): a coroutine on the checker's
+//     io_context, check_connected(), with its own deadline timer.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -50,13 +52,12 @@ struct ResponseParser {
   bool close = true;                   // the node asked to close (or answered HTTP/1.0)
   bool complete = false;               // the whole response (Content-Length) is in `in`
 
+  // As new, keeping `in`'s capacity.
   void reset() {
-    in.clear();
-    status = 0;
-    body_at = std::string::npos;
-    length = SIZE_MAX;
-    close = true;
-    complete = false;
+    std::string buffer = std::move(in);
+    buffer.clear();
+    *this = ResponseParser{};
+    in = std::move(buffer);
   }
   // Takes `n` more bytes; true when nothing more is needed to judge (or the cap is reached).
   bool feed(const config::ActiveHealthConfig& a, const char* data, size_t n);
@@ -98,15 +99,18 @@ struct HealthChecker::Probe {
   std::string host;                     // the node's configured host (Host header, TLS name, :authority)
   std::string request;                  // HTTP/1.x checks: the request's bytes
   // The connection kept from the last check: cleartext HTTP/1.1 as a bare descriptor outside the
-  // reactor (send_kept / read_kept); HTTPS as a transport; HTTP/2 as a session (check_h2.cc).
+  // reactor (send_kept / connect_kept / read_kept); HTTPS as a transport; HTTP/2 as a session
+  // (check_h2.cc).
   int kept_fd = -1;
+  bool connecting = false;              // kept_fd is still connecting: the request is not sent yet
+  bool fresh = false;                   // kept_fd was connected for the check in flight
   std::shared_ptr<tls::Transport> conn;
   std::unique_ptr<H2Check, H2CheckDelete> h2;
   ResponseParser response;
   asio::io_context& ioc;
   int64_t due_tick = 0;                 // the tick of the next check (while in the wheel)
   Clock::time_point started;            // of the check in flight
-  Clock::time_point deadline;           // of the kept check being read
+  Clock::time_point deadline;           // of the kept check being made or read
   bool busy = false;                    // a check is in flight (reading_ or a coroutine)
   bool reconnect = false;               // a reload changed its address or check type
   bool stopped = false;                 // no longer checked: dropped where it is found next
@@ -125,13 +129,17 @@ std::string_view to_string(KeptResult r) noexcept;
 
 // Sends the request on p.kept_fd: pending (now read it), failed, or stale (the descriptor is closed).
 KeptResult send_kept(HealthChecker::Probe& p, std::string& why);
-// Reads what arrived on p.kept_fd (non-blocking): pending until the response is judged or
-// `now` passes p.deadline. The descriptor is closed unless it can serve the next check.
+// Connects p.kept_fd anew (non-blocking) and sends the request when the connection is made at
+// once (on loopback it often is), else on a later read_kept: pending, or failed. p.deadline is
+// the check's.
+KeptResult connect_kept(HealthChecker::Probe& p, Clock::time_point now, std::string& why);
+// Sends the request once p.kept_fd is connected, then reads what arrived (non-blocking): pending
+// until the response is judged or `now` passes p.deadline. The descriptor is closed unless it can
+// serve the next check. Stale only for a connection kept from an earlier check.
 KeptResult read_kept(HealthChecker::Probe& p, Clock::time_point now, std::string& why);
 
-// One check through the reactor on a new connection (or on the kept HTTPS / HTTP/2 one): true when
-// it passed, else false with the reason in `why`. A cleartext HTTP/1.1 connection that the node
-// lets live is left in p.kept_fd for send_kept.
+// One check through the reactor on a new connection (or on the kept HTTPS / HTTP/2 one), for the
+// types other than cleartext HTTP/1.1: true when it passed, else false with the reason in `why`.
 asio::awaitable<bool> check_connected(HealthChecker::Probe& p, const HealthChecker::Spec& spec, std::string& why);
 
 // An HTTP/2 or gRPC check (check_h2.cc), on the probe's kept session when it has one.

@@ -499,6 +499,32 @@ def test_a_kept_check_connection_that_hangs_times_out(turnpike):
         node.close()
 
 
+def test_a_check_whose_connect_never_completes_times_out(turnpike):
+    # A listener whose accept queue is full drops further SYNs: the check's connect (made outside
+    # the event loop) stays unfinished, and the check fails as a timeout, not as an error.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+    fillers = []
+    try:
+        for _ in range(3):  # (a backlog of 0 queues one connection; the kernel may allow one more)
+            f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            f.setblocking(False)
+            f.connect_ex(listener.getsockname())
+            fillers.append(f)
+        time.sleep(0.2)
+        u = health_upstream([address], health={"max_ejected_percent": 100,
+                                               "active": {"interval": "100ms", "timeout": "300ms", "unhealthy": 2}})
+        tp = turnpike(base_config(upstreams=[u], routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}]))
+        tp.wait_log(rf"upstream origin: node {re.escape(address)} taken out: 2 check\(s\) failed in a row, "
+                    r"the last: timeout", timeout=5)
+    finally:
+        for f in fillers:
+            f.close()
+        listener.close()
+
+
 def test_a_kept_check_connection_the_node_drops_is_replaced_without_a_failure(origin, turnpike):
     # /drop-after answers (kept alive) and then drops the connection: every check finds the
     # last one closed, connects again and passes; with unhealthy: 1 one miscounted failure would show.

@@ -1,11 +1,11 @@
 // Active health checks: one checker per process, on its own thread and io_context, probing every
 // node of every upstream that configures `health.active` (docs/health-checks.md).
 //
-// Each node has one probe (src/upstream/probe.h). The checker runs on 10 ms ticks: a timer wheel
+// Each node has one probe (src/upstream/probe.h). The checker runs on 20 ms ticks: a timer wheel
 // holds the probes by the tick of their next check, so the probes due in one tick are started
-// together by one wake-up of the thread; checks on kept cleartext connections are read on the
-// following ticks with a plain recv (no wake-up per response); the other checks (new connections,
-// TCP, HTTPS, HTTP/2, gRPC) are coroutines. A result goes to the registry (health.h), which
+// together by one wake-up of the thread; cleartext HTTP/1.1 checks, on kept connections or new
+// ones, are sent and read on the following ticks with plain send and recv (no wake-up per
+// response or per connect); the other checks (TCP, HTTPS, HTTP/2, gRPC) are coroutines. A result goes to the registry (health.h), which
 // publishes state changes to the workers through atomics.
 //
 // A reload hands the checker the new snapshot's upstreams: probes of nodes that stay keep their
@@ -52,13 +52,15 @@ class HealthChecker {
   void on_check_tick();
   void start_check(const std::shared_ptr<Probe>& p, Clock::time_point now);
   void check_through_reactor(std::shared_ptr<Probe> p);
+  // A cleartext HTTP/1.1 check on a new connection made outside the reactor (connect_kept).
+  void connect_and_send(const std::shared_ptr<Probe>& p, Clock::time_point now);
   void finish(const std::shared_ptr<Probe>& p, bool passed, const std::string& why);
   void enqueue(std::shared_ptr<Probe> p, Clock::time_point due);  // into the wheel
 
   boost::asio::io_context ioc_;
   std::thread thread_;
   boost::asio::steady_timer tick_timer_;   // the registry's tick, every second
-  boost::asio::steady_timer check_timer_;  // the check ticks, every 10 ms while probes exist
+  boost::asio::steady_timer check_timer_;  // the check ticks, every 20 ms while probes exist
   bool checks_armed_ = false;
   std::shared_ptr<const void> config_;  // the config the probes' specs point into
   std::unordered_map<const NodeHealth*, std::shared_ptr<Probe>> probes_;  // the checker thread's
