@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# bench/checker_cost.sh — what active health checks and a rolling update of their nodes cost, by
+# thread, without traffic (issue 14). The CPU a request costs on these machines swings by ±15%
+# from run to run (bench/health.sh), more than the 2% targets; counting the checker's and the
+# main thread's CPU directly, with no load generator running, resolves them.
+#
+# One nginx origin listens on 2 x NODES loopback addresses (127.0.0.1 and 127.0.0.2). For each
+# binary (TURNPIKE_BIN, and BASE_BIN when set, interleaved over ROUNDS), Turnpike (1 worker)
+# checks an upstream of NODES nodes over HTTP every second, and two phases of SECS seconds each
+# are measured:
+#   steady   — the checks alone;
+#   rolling  — 20 reloads spread over the phase, each moving NODES/20 more nodes to 127.0.0.2:
+#              every node replaced (what bench/health.sh's "rolling" case does under load).
+# CPU time comes from /proc/PID/task/*/schedstat (ns). Figures per phase: the checker thread
+# ("tp-health") and the main thread (config loads and snapshot builds) as % of one core, and all
+# of Turnpike's threads. The rolling update's cost is the rolling phase minus the steady one.
+#
+# Env: TURNPIKE_BIN (default build-release/src/app/turnpike), BASE_BIN (unset: none), NODES=2000,
+#      SECS=8, ROUNDS=3, INTERVAL=1s.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need nginx python3 awk
+NODES=${NODES:-2000}
+SECS=${SECS:-8}
+ROUNDS=${ROUNDS:-3}
+INTERVAL=${INTERVAL:-1s}
+BASE_BIN=${BASE_BIN:-}
+RELOADS=20
+raise_nofile >/dev/null
+warn_if_busy
+
+# ---- the origin: NODES ports on two addresses ----
+read -r -a PORTS <<<"$(free_ports "$NODES")"
+ocfg=$BENCH_TMP/origin.conf
+{
+  cat <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+worker_rlimit_nofile 40000;
+pid $BENCH_TMP/upstream.pid;
+error_log $BENCH_TMP/upstream.err warn;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $BENCH_TMP/upstream_body;
+  proxy_temp_path $BENCH_TMP/upstream_proxy;
+  server {
+EOF
+  for p in "${PORTS[@]}"; do echo "    listen 127.0.0.1:$p; listen 127.0.0.2:$p;"; done
+  cat <<'EOF'
+    location / { default_type text/plain; return 200 "hello world\n"; }
+  }
+}
+EOF
+} >"$ocfg"
+start_bg origin nginx -p "$BENCH_TMP" -e "$BENCH_TMP/origin.err" -c "$ocfg"
+ORIGIN_PID=$LAST_PID
+wait_port "${PORTS[-1]}" "$ORIGIN_PID" 20 || die "origin did not start: $(tail -3 "$BENCH_TMP/origin.err" 2>/dev/null)"
+
+# write_config FILE MOVED: NODES nodes checked every $INTERVAL, the first MOVED on 127.0.0.2.
+write_config() {
+  python3 - "$1" "$2" "$INTERVAL" "${PORTS[@]}" <<'PY'
+import os, sys
+path, moved, interval, ports = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+with open(path + ".tmp", "w") as f:
+    f.write("workers: 1\nlog: {error_log: stderr, level: warn, access_log: off}\n")
+    f.write("listeners: [{name: bench, address: 127.0.0.1, port: 0}]\n")
+    f.write("upstreams:\n  - name: origin\n    nodes:\n")
+    f.writelines(f'      - "127.0.0.{2 if i < moved else 1}:{p}"\n' for i, p in enumerate(ports))
+    f.write(f"    health: {{active: {{type: http, path: /, interval: {interval}, timeout: 1s}}}}\n")
+    f.write('routes:\n  - name: all\n    match: {paths: ["/*"]}\n    upstream: origin\n')
+os.replace(path + ".tmp", path)
+PY
+}
+cfg0=$BENCH_TMP/nodes-0.yaml
+write_config "$cfg0" 0
+for ((k = 1; k <= RELOADS; k++)); do write_config "$BENCH_TMP/nodes-$k.yaml" $((k * NODES / RELOADS)); done
+
+# sample PID: "checker main all", CPU ns of the checker thread, the main thread and every thread.
+sample() {
+  local checker=0 main=0 all=0 d v
+  for d in /proc/"$1"/task/*; do
+    v=$(awk '{print $1}' "$d/schedstat")
+    all=$((all + v))
+    if [[ ${d##*/} == "$1" ]]; then main=$v; elif [[ $(cat "$d/comm") == tp-health ]]; then checker=$v; fi
+  done
+  echo "$checker $main $all"
+}
+pct() { awk -v a="$1" -v b="$2" -v s="$3" 'BEGIN{printf "%.2f", (b-a)/1e9*100/s}'; }
+
+# one BIN LABEL: sets S_CHK S_MAIN S_ALL (steady) and R_CHK R_MAIN R_ALL (rolling), % of a core.
+one() {
+  local bin=$1 cfg=$BENCH_TMP/turnpike.yaml c0 m0 a0 c1 m1 a1 k gap t0 t1 done_reloads
+  cp "$cfg0" "$cfg"
+  TURNPIKE_BIN=$bin start_turnpike "tp-$2" "$cfg"
+  local pid=$STARTED_PID
+  sleep 3  # the first round of checks (spread over one interval) connects
+  read -r c0 m0 a0 <<<"$(sample "$pid")"; t0=$(date +%s.%N)
+  sleep "$SECS"
+  read -r c1 m1 a1 <<<"$(sample "$pid")"; t1=$(date +%s.%N)
+  local s; s=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')
+  S_CHK=$(pct "$c0" "$c1" "$s") S_MAIN=$(pct "$m0" "$m1" "$s") S_ALL=$(pct "$a0" "$a1" "$s")
+  gap=$(awk -v d="$SECS" -v n="$RELOADS" 'BEGIN{printf "%.3f", d/n}')
+  read -r c0 m0 a0 <<<"$(sample "$pid")"; t0=$(date +%s.%N)
+  for ((k = 1; k <= RELOADS; k++)); do
+    cp "$BENCH_TMP/nodes-$k.yaml" "$cfg.new" && mv "$cfg.new" "$cfg"
+    kill -HUP "$pid"
+    sleep "$gap"
+  done
+  read -r c1 m1 a1 <<<"$(sample "$pid")"; t1=$(date +%s.%N)
+  s=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')
+  R_CHK=$(pct "$c0" "$c1" "$s") R_MAIN=$(pct "$m0" "$m1" "$s") R_ALL=$(pct "$a0" "$a1" "$s")
+  done_reloads=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["generation"] - 1)' "$STARTED_READY")
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  ((done_reloads == RELOADS)) || die "$2: $done_reloads of $RELOADS reloads completed"
+}
+
+declare -A SC SM SA RC RM RA
+bins=(new)
+[[ -n $BASE_BIN ]] && bins=(base new)
+for ((r = 1; r <= ROUNDS; r++)); do
+  for b in "${bins[@]}"; do
+    bin=$TURNPIKE_BIN; [[ $b == base ]] && bin=$BASE_BIN
+    one "$bin" "$b-$r"
+    SC[$b]+="$S_CHK " SM[$b]+="$S_MAIN " SA[$b]+="$S_ALL " RC[$b]+="$R_CHK " RM[$b]+="$R_MAIN " RA[$b]+="$R_ALL "
+    log "round $r $b: steady checker $S_CHK% all $S_ALL%; rolling checker $R_CHK% main $R_MAIN% all $R_ALL% (of a core)"
+  done
+done
+
+echo "### Active checks and a rolling update of $NODES nodes, CPU by thread without traffic"
+env_header
+echo "- command: NODES=$NODES SECS=$SECS ROUNDS=$ROUNDS INTERVAL=$INTERVAL${BASE_BIN:+ BASE_BIN=$BASE_BIN} bench/checker_cost.sh"
+echo
+echo "% of one core, medians of $ROUNDS rounds (rounds in brackets). Rolling: $RELOADS reloads in $SECS s replacing every node."
+echo
+echo "| binary | steady: checker | steady: all threads | rolling: checker | rolling: main thread | rolling: all threads | update cost (rolling - steady, all threads) |"
+echo "|---|---|---|---|---|---|---|"
+for b in "${bins[@]}"; do
+  label=$TURNPIKE_BIN; [[ $b == base ]] && label=$BASE_BIN
+  # shellcheck disable=SC2086
+  sa=$(median ${SA[$b]}) ra=$(median ${RA[$b]})
+  # shellcheck disable=SC2086
+  echo "| $label | $(median ${SC[$b]}) (${SC[$b]% }) | $sa | $(median ${RC[$b]}) (${RC[$b]% }) | $(median ${RM[$b]}) (${RM[$b]% }) | $ra | $(awk -v a="$ra" -v b="$sa" 'BEGIN{printf "%.2f", a-b}') |"
+done
