@@ -167,8 +167,12 @@ KeptResult send_on_connect(HealthChecker::Probe& p, Clock::time_point now, std::
   if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     if (now < p.deadline) return KeptResult::pending;
     why = "timeout";
+  } else if (sent < 0) {
+    // (Reset or closed once connected: the send's failure; anything else: the connect's.)
+    const int e = errno;
+    why = (e == EPIPE || e == ECONNRESET ? "send: " : "connect: ") + errno_text(e);
   } else {
-    why = sent < 0 ? "connect: " + errno_text(errno) : "send: short write";
+    why = "send: short write";
   }
   p.close_kept();
   return KeptResult::failed;

@@ -22,8 +22,8 @@ namespace {
 
 // Checks are due on 20 ms ticks: the probes due in one tick are started by one wake-up of the
 // thread (2,000 nodes every second are 50 wake-ups a second, not 2,000), and a check on a kept
-// connection is read on the ticks after it was sent. (10 ms ticks cost a tenth more of the
-// checker's CPU, the wake-ups, for precision no interval or timeout of a second needs.)
+// connection is read on the ticks after it was sent. (At 10 ms, waking up was ~8% of the
+// checker's profile with 2,000 nodes, for precision no interval (100 ms at least) needs.)
 constexpr Clock::duration kTick = std::chrono::milliseconds(20);
 constexpr size_t kWheelSlots = 1024;  // 20.48 s: longer intervals go round the wheel more than once
 
