@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <string_view>
+#include <unordered_set>
 
 #include "builtin_filters.h"
 #include "turnpike/metrics/series.h"
@@ -178,13 +180,21 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const config::Co
 
 namespace {
 
-// "10.0.0.1:80 10.0.0.2:80": the addresses of `a` that `b` does not have.
+// "10.0.0.1:80 10.0.0.2:80": the addresses of `a` that `b` does not have, the first 16 of them
+// ("... and 84 more"), so that a name whose 2,000 addresses all change logs a line, not a page.
+// (A set: comparing every pair was 4 million comparisons for 2,000 addresses.)
 std::string missing_from(const upstream::ResolvedUpstream& a, const upstream::ResolvedUpstream& b) {
+  constexpr size_t kListed = 16;
+  std::unordered_set<std::string_view> in_b;
+  in_b.reserve(b.nodes.size());
+  for (const auto& m : b.nodes) in_b.insert(m.address);
   std::string out;
+  size_t missing = 0;
   for (const auto& n : a.nodes) {
-    const bool kept = std::any_of(b.nodes.begin(), b.nodes.end(), [&](const auto& m) { return m.address == n.address; });
-    if (!kept) out += (out.empty() ? "" : " ") + n.address;
+    if (in_b.count(n.address)) continue;
+    if (missing++ < kListed) out += (out.empty() ? "" : " ") + n.address;
   }
+  if (missing > kListed) out += " ... and " + std::to_string(missing - kListed) + " more";
   return out.empty() ? "none" : out;
 }
 

@@ -237,6 +237,25 @@ def test_added_address_gets_traffic_and_removed_one_stops_without_a_reload(turnp
     assert after["generation"] == before["generation"] and after["reload_attempts"] == before["reload_attempts"]
 
 
+def test_a_name_whose_many_addresses_change_logs_the_first_sixteen_and_a_count(turnpike, dns):
+    # 40 addresses (nothing listens on them: the change is what is logged) replaced by 40 others.
+    first = [f"127.0.1.{i}" for i in range(1, 41)]
+    second = [f"127.0.2.{i}" for i in range(1, 41)]
+    d = dns()
+    d.set_hosts([(ip, "many.test") for ip in first], reload=False)
+    d.start()
+    tp = turnpike(discovery_config(d.server, ["many.test:8080"]))
+    d.set_hosts([(ip, "many.test") for ip in second])
+    line = tp.wait_log(r'upstream "app": nodes changed by DNS: 40 nodes, added .* removed .*')
+    line = next(ln for ln in line.splitlines() if "nodes changed by DNS: 40 nodes" in ln)
+    added = line.split("added ", 1)[1].split(", removed ", 1)[0]
+    removed = line.split(", removed ", 1)[1]
+    assert added.endswith(" ... and 24 more") and removed.endswith(" ... and 24 more"), line
+    assert len(added.split(" ... ")[0].split()) == 16 and len(removed.split(" ... ")[0].split()) == 16, line
+    assert all(a.startswith("127.0.2.") for a in added.split(" ... ")[0].split()), line
+    assert all(a.startswith("127.0.1.") for a in removed.split(" ... ")[0].split()), line
+
+
 def test_respect_ttl_looks_a_name_up_again_when_its_ttl_runs_out(turnpike, dns, origins):
     # dnsmasq answers with TTL 0: min_ttl (200ms) applies, not the hour-long interval.
     port = common_port(["127.0.0.2", "127.0.0.3"])
