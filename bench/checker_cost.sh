@@ -32,33 +32,9 @@ warn_if_busy
 
 # ---- the origin: NODES ports on two addresses ----
 read -r -a PORTS <<<"$(free_ports "$NODES")"
-ocfg=$BENCH_TMP/origin.conf
-{
-  cat <<EOF
-worker_processes 1;
-daemon off;
-master_process off;
-worker_rlimit_nofile 40000;
-pid $BENCH_TMP/upstream.pid;
-error_log $BENCH_TMP/upstream.err warn;
-events { worker_connections 30000; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $BENCH_TMP/upstream_body;
-  proxy_temp_path $BENCH_TMP/upstream_proxy;
-  server {
-EOF
-  for p in "${PORTS[@]}"; do echo "    listen 127.0.0.1:$p; listen 127.0.0.2:$p;"; done
-  cat <<'EOF'
-    location / { default_type text/plain; return 200 "hello world\n"; }
-  }
-}
-EOF
-} >"$ocfg"
-start_bg origin nginx -p "$BENCH_TMP" -e "$BENCH_TMP/origin.err" -c "$ocfg"
-ORIGIN_PID=$LAST_PID
-wait_port "${PORTS[-1]}" "$ORIGIN_PID" 20 || die "origin did not start: $(tail -3 "$BENCH_TMP/origin.err" 2>/dev/null)"
+listen=()
+for p in "${PORTS[@]}"; do listen+=("127.0.0.1:$p" "127.0.0.2:$p"); done
+start_hello_origin "${listen[@]}"
 
 # write_config FILE MOVED: NODES nodes checked every $INTERVAL, the first MOVED on 127.0.0.2.
 write_config() {
@@ -81,13 +57,13 @@ for ((k = 1; k <= RELOADS; k++)); do write_config "$BENCH_TMP/nodes-$k.yaml" $((
 
 # sample PID: "checker main all", CPU ns of the checker thread, the main thread and every thread.
 sample() {
-  local checker=0 main=0 all=0 d v
+  local checker=0 main=0 total=0 d v
   for d in /proc/"$1"/task/*; do
     v=$(awk '{print $1}' "$d/schedstat")
-    all=$((all + v))
+    total=$((total + v))
     if [[ ${d##*/} == "$1" ]]; then main=$v; elif [[ $(cat "$d/comm") == tp-health ]]; then checker=$v; fi
   done
-  echo "$checker $main $all"
+  echo "$checker $main $total"
 }
 pct() { awk -v a="$1" -v b="$2" -v s="$3" 'BEGIN{printf "%.2f", (b-a)/1e9*100/s}'; }
 
@@ -119,16 +95,13 @@ one() {
 }
 
 declare -A SC SM SA RC RM RA
-bins=(new)
-[[ -n $BASE_BIN ]] && bins=(base new)
-for ((r = 1; r <= ROUNDS; r++)); do
-  for b in "${bins[@]}"; do
-    bin=$TURNPIKE_BIN; [[ $b == base ]] && bin=$BASE_BIN
-    one "$bin" "$b-$r"
-    SC[$b]+="$S_CHK " SM[$b]+="$S_MAIN " SA[$b]+="$S_ALL " RC[$b]+="$R_CHK " RM[$b]+="$R_MAIN " RA[$b]+="$R_ALL "
-    log "round $r $b: steady checker $S_CHK% all $S_ALL%; rolling checker $R_CHK% main $R_MAIN% all $R_ALL% (of a core)"
-  done
-done
+# round BIN LABEL ROUND
+round() {
+  one "$1" "$2-$3"
+  SC[$2]+="$S_CHK " SM[$2]+="$S_MAIN " SA[$2]+="$S_ALL " RC[$2]+="$R_CHK " RM[$2]+="$R_MAIN " RA[$2]+="$R_ALL "
+  log "round $3 $2: steady checker $S_CHK% all $S_ALL%; rolling checker $R_CHK% main $R_MAIN% all $R_ALL% (of a core)"
+}
+interleaved round
 
 echo "### Active checks and a rolling update of $NODES nodes, CPU by thread without traffic"
 env_header
@@ -138,10 +111,9 @@ echo "% of one core, medians of $ROUNDS rounds (rounds in brackets). Rolling: $R
 echo
 echo "| binary | steady: checker | steady: all threads | rolling: checker | rolling: main thread | rolling: all threads | update cost (rolling - steady, all threads) |"
 echo "|---|---|---|---|---|---|---|"
-for b in "${bins[@]}"; do
-  label=$TURNPIKE_BIN; [[ $b == base ]] && label=$BASE_BIN
+for b in "${BINS[@]}"; do
   # shellcheck disable=SC2086
   sa=$(median ${SA[$b]}) ra=$(median ${RA[$b]})
   # shellcheck disable=SC2086
-  echo "| $label | $(median ${SC[$b]}) (${SC[$b]% }) | $sa | $(median ${RC[$b]}) (${RC[$b]% }) | $(median ${RM[$b]}) (${RM[$b]% }) | $ra | $(awk -v a="$ra" -v b="$sa" 'BEGIN{printf "%.2f", a-b}') |"
+  echo "| $(bin_path "$b") | $(median ${SC[$b]}) (${SC[$b]% }) | $sa | $(median ${RC[$b]}) (${RC[$b]% }) | $(median ${RM[$b]}) (${RM[$b]% }) | $ra | $(awk -v a="$ra" -v b="$sa" 'BEGIN{printf "%.2f", a-b}') |"
 done

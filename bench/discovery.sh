@@ -32,28 +32,7 @@ TCK=$(getconf CLK_TCK)
 
 # ---- the origin: one port on three loopback addresses ----
 OPORT=$(free_ports 1)
-ocfg=$BENCH_TMP/origin.conf
-cat >"$ocfg" <<CONF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $BENCH_TMP/upstream.pid;
-error_log $BENCH_TMP/upstream.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $BENCH_TMP/upstream_body;
-  proxy_temp_path $BENCH_TMP/upstream_proxy;
-  server {
-    listen 127.0.0.1:$OPORT; listen 127.0.0.2:$OPORT; listen 127.0.0.3:$OPORT;
-    location / { default_type text/plain; return 200 "hello world\n"; }
-  }
-}
-CONF
-start_bg origin nginx -p "$BENCH_TMP" -e "$BENCH_TMP/origin.err" -c "$ocfg"
-ORIGIN_PID=$LAST_PID
-wait_port "$OPORT" "$ORIGIN_PID" 20 || die "origin did not start"
+start_hello_origin "127.0.0.1:$OPORT" "127.0.0.2:$OPORT" "127.0.0.3:$OPORT"
 
 # ---- dnsmasq ----
 HOSTS=$BENCH_TMP/dns-hosts

@@ -33,33 +33,9 @@ warn_if_busy
 
 # ---- the origin: NODES ports on two addresses ----
 read -r -a PORTS <<<"$(free_ports "$NODES")"
-ocfg=$BENCH_TMP/origin.conf
-{
-  cat <<EOF
-worker_processes 1;
-daemon off;
-master_process off;
-worker_rlimit_nofile 40000;
-pid $BENCH_TMP/upstream.pid;
-error_log $BENCH_TMP/upstream.err warn;
-events { worker_connections 30000; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $BENCH_TMP/upstream_body;
-  proxy_temp_path $BENCH_TMP/upstream_proxy;
-  server {
-EOF
-  for p in "${PORTS[@]}"; do echo "    listen 127.0.0.1:$p; listen 127.0.0.2:$p;"; done
-  cat <<'EOF'
-    location / { default_type text/plain; return 200 "hello world\n"; }
-  }
-}
-EOF
-} >"$ocfg"
-start_bg origin nginx -p "$BENCH_TMP" -e "$BENCH_TMP/origin.err" -c "$ocfg"
-ORIGIN_PID=$LAST_PID
-wait_port "${PORTS[-1]}" "$ORIGIN_PID" 20 || die "origin did not start: $(cat "$BENCH_TMP/origin.err" 2>/dev/null | tail -3)"
+listen=()
+for p in "${PORTS[@]}"; do listen+=("127.0.0.1:$p" "127.0.0.2:$p"); done
+start_hello_origin "${listen[@]}"
 log "origin: pid $ORIGIN_PID, $NODES ports x 2 addresses"
 
 # write_config FILE CHECKS MOVED: NODES nodes, the first MOVED of them on 127.0.0.2; CHECKS 1:

@@ -102,6 +102,53 @@ start_bg() {
   BENCH_PIDS+=("$LAST_PID")
 }
 
+# start_hello_origin LISTEN...: an nginx origin (one worker) answering 200 "hello world\n" on every
+# "ADDRESS:PORT" given, keepalive without limit; waits until the last port accepts on 127.0.0.1
+# (list a port on 127.0.0.1 before its other addresses); pid in ORIGIN_PID.
+start_hello_origin() {
+  local ocfg=$BENCH_TMP/origin.conf l
+  {
+    cat <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+worker_rlimit_nofile 40000;
+pid $BENCH_TMP/upstream.pid;
+error_log $BENCH_TMP/upstream.err warn;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $BENCH_TMP/upstream_body;
+  proxy_temp_path $BENCH_TMP/upstream_proxy;
+  server {
+EOF
+    for l in "$@"; do echo "    listen $l;"; done
+    cat <<'EOF'
+    location / { default_type text/plain; return 200 "hello world\n"; }
+  }
+}
+EOF
+  } >"$ocfg"
+  start_bg origin nginx -p "$BENCH_TMP" -e "$BENCH_TMP/origin.err" -c "$ocfg"
+  ORIGIN_PID=$LAST_PID
+  local last=${!#}
+  wait_port "${last##*:}" "$ORIGIN_PID" 20 || die "origin did not start: $(tail -3 "$BENCH_TMP/origin.err" 2>/dev/null)"
+}
+
+# interleaved FN: ROUNDS rounds, each calling FN BIN LABEL ROUND for BASE_BIN (LABEL "base"), when
+# set, then for TURNPIKE_BIN ("new"): two binaries measured alternately, so that a drift of the
+# machine reaches both. Sets BINS to the labels in order; bin_path LABEL gives a label's binary.
+interleaved() {
+  local r b
+  BINS=(new)
+  [[ -n ${BASE_BIN:-} ]] && BINS=(base new)
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for b in "${BINS[@]}"; do "$1" "$(bin_path "$b")" "$b" "$r"; done
+  done
+}
+bin_path() { if [[ $1 == base ]]; then echo "$BASE_BIN"; else echo "$TURNPIKE_BIN"; fi; }
+
 # wait_port PORT PID [SECONDS]: polls until 127.0.0.1:PORT accepts; fails if PID dies or time runs out.
 wait_port() {
   local port=$1 pid=$2 secs=${3:-10} i

@@ -68,16 +68,13 @@ one() {
 }
 
 declare -A MAIN OTHERS
-bins=(new)
-[[ -n $BASE_BIN ]] && bins=(base new)
-for ((r = 1; r <= ROUNDS; r++)); do
-  for b in "${bins[@]}"; do
-    bin=$TURNPIKE_BIN; [[ $b == base ]] && bin=$BASE_BIN
-    one "$bin" "$b-$r"
-    MAIN[$b]+="$R_MAIN " OTHERS[$b]+="$R_OTHERS "
-    log "round $r $b: main thread $R_MAIN ms, other threads $R_OTHERS ms per reload"
-  done
-done
+# round BIN LABEL ROUND
+round() {
+  one "$1" "$2-$3"
+  MAIN[$2]+="$R_MAIN " OTHERS[$2]+="$R_OTHERS "
+  log "round $3 $2: main thread $R_MAIN ms, other threads $R_OTHERS ms per reload"
+}
+interleaved round
 
 echo "### CPU per reload of a $NODES-node upstream ($RELOADS reloads, every node changed each time)"
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
@@ -86,8 +83,7 @@ echo "- turnpike: $TURNPIKE_BIN"
 echo
 echo "| binary | main thread ms per reload (median) | other threads ms per reload (median) | rounds (main / others) |"
 echo "|---|---|---|---|"
-for b in "${bins[@]}"; do
-  label=$TURNPIKE_BIN; [[ $b == base ]] && label=$BASE_BIN
+for b in "${BINS[@]}"; do
   # shellcheck disable=SC2086
-  echo "| $label | $(median ${MAIN[$b]}) | $(median ${OTHERS[$b]}) | ${MAIN[$b]% } / ${OTHERS[$b]% } |"
+  echo "| $(bin_path "$b") | $(median ${MAIN[$b]}) | $(median ${OTHERS[$b]}) | ${MAIN[$b]% } / ${OTHERS[$b]% } |"
 done
