@@ -181,7 +181,14 @@ KeptResult send_on_connect(HealthChecker::Probe& p, Clock::time_point now, std::
 }  // namespace
 
 void HealthChecker::Probe::close_kept() {
-  if (kept_fd >= 0) ::close(kept_fd);
+  if (kept_fd >= 0) {
+    // Closed with a reset, as HAProxy closes its checks: nothing of a check is left to deliver,
+    // and a normal close would leave this side in TIME_WAIT for a minute per connection (a
+    // rolling update closes the connections of every node it removes).
+    const linger abort{1, 0};
+    ::setsockopt(kept_fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+    ::close(kept_fd);
+  }
   kept_fd = -1;
   connecting = false;
   if (conn) conn->close();

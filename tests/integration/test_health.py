@@ -3,6 +3,7 @@ TCP checks from one checker per process, the max-ejection share, the all-down po
 state across reloads, slow start, and every node of a request in the access log."""
 import re
 import socket
+import subprocess
 import threading
 import time
 
@@ -497,6 +498,34 @@ def test_a_kept_check_connection_that_hangs_times_out(turnpike):
         assert "back in rotation" not in log
     finally:
         node.close()
+
+
+def test_the_check_connection_of_a_removed_node_is_reset_not_left_in_time_wait(turnpike):
+    # A normal close by the checker would leave its side in TIME_WAIT for a minute per connection,
+    # for every node a rolling update removes. (Removed between checks: a check's response still
+    # unread when the connection closes makes a reset anyway.)
+    a, b = Origin().start(), Origin().start()
+    try:
+        health = {"active": {"path": "/echo/health", "interval": "500ms"}}
+        routes = [{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}]
+        cfg = base_config(upstreams=[health_upstream([a.address, b.address], health=health)], routes=routes, workers=1)
+        tp = turnpike(cfg)
+        b.wait_for(lambda rs: sum(r.path == "/echo/health" for r in rs) >= 2, timeout=5)
+        assert len({r.conn_id for r in b.snapshot()}) == 1  # one kept check connection
+        time.sleep(0.1)  # the check's response read: the connection idle until the next check
+        tp.reload(dict(cfg, upstreams=[health_upstream([a.address], health=health)]))
+        tp.wait_log(r"health checks: 1 node\(s\) checked \(0 new, 1 no longer\)")
+        time.sleep(0.5)
+        port = b.address.rsplit(":", 1)[1]
+        ss = subprocess.run(["ss", "-tanH", f"( dport = :{port} or sport = :{port} )"],
+                            capture_output=True, text=True, check=True).stdout
+        assert "TIME-WAIT" not in ss, ss
+        count = len(b.snapshot())
+        time.sleep(0.6)
+        assert len(b.snapshot()) == count, "the removed node is still checked"
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_a_check_whose_connect_never_completes_times_out(turnpike):
