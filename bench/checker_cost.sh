@@ -31,10 +31,7 @@ raise_nofile >/dev/null
 warn_if_busy
 
 # ---- the origin: NODES ports on two addresses ----
-read -r -a PORTS <<<"$(free_ports "$NODES")"
-listen=()
-for p in "${PORTS[@]}"; do listen+=("127.0.0.1:$p" "127.0.0.2:$p"); done
-start_hello_origin "${listen[@]}"
+start_nodes_origin "$NODES"
 
 # write_config FILE MOVED: NODES nodes checked every $INTERVAL, the first MOVED on 127.0.0.2.
 write_config() {

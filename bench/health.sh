@@ -32,10 +32,7 @@ raise_nofile >/dev/null
 warn_if_busy
 
 # ---- the origin: NODES ports on two addresses ----
-read -r -a PORTS <<<"$(free_ports "$NODES")"
-listen=()
-for p in "${PORTS[@]}"; do listen+=("127.0.0.1:$p" "127.0.0.2:$p"); done
-start_hello_origin "${listen[@]}"
+start_nodes_origin "$NODES"
 log "origin: pid $ORIGIN_PID, $NODES ports x 2 addresses"
 
 # write_config FILE CHECKS MOVED: NODES nodes, the first MOVED of them on 127.0.0.2; CHECKS 1:

@@ -136,6 +136,15 @@ EOF
   wait_port "${last##*:}" "$ORIGIN_PID" 20 || die "origin did not start: $(tail -3 "$BENCH_TMP/origin.err" 2>/dev/null)"
 }
 
+# start_nodes_origin N: the hello origin on N free ports, each on 127.0.0.1 and 127.0.0.2 (an
+# upstream of N nodes, and N others to move them to); the ports in PORTS.
+start_nodes_origin() {
+  local p listen=()
+  read -r -a PORTS <<<"$(free_ports "$1")"
+  for p in "${PORTS[@]}"; do listen+=("127.0.0.1:$p" "127.0.0.2:$p"); done
+  start_hello_origin "${listen[@]}"
+}
+
 # interleaved FN: ROUNDS rounds, each calling FN BIN LABEL ROUND for BASE_BIN (LABEL "base"), when
 # set, then for TURNPIKE_BIN ("new"): two binaries measured alternately, so that a drift of the
 # machine reaches both. Sets BINS to the labels in order; bin_path LABEL gives a label's binary.

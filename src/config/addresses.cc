@@ -6,17 +6,26 @@
 
 namespace turnpike::config::detail {
 
+namespace {
+
+// The family (AF_INET, AF_INET6) of the IP literal `s`, its bytes in `buf`; 0 when `s` is none.
+int parse_ip(std::string_view s, unsigned char (&buf)[16]) {
+  char text[INET6_ADDRSTRLEN];
+  if (s.size() >= sizeof text) return 0;  // (longer than any literal)
+  s.copy(text, s.size());
+  text[s.size()] = '\0';
+  if (inet_pton(AF_INET, text, buf) == 1) return AF_INET;
+  if (inet_pton(AF_INET6, text, buf) == 1) return AF_INET6;
+  return 0;
+}
+
+}  // namespace
+
 std::string canonical_ip(std::string_view s) {
-  std::string text(s);
   unsigned char buf[16];
   char out[INET6_ADDRSTRLEN];
-  if (inet_pton(AF_INET, text.c_str(), buf) == 1) {
-    return inet_ntop(AF_INET, buf, out, sizeof out) ? out : "";
-  }
-  if (inet_pton(AF_INET6, text.c_str(), buf) == 1) {
-    return inet_ntop(AF_INET6, buf, out, sizeof out) ? out : "";
-  }
-  return {};
+  const int family = parse_ip(s, buf);
+  return family != 0 && inet_ntop(family, buf, out, sizeof out) ? out : "";
 }
 
 std::string_view strip_brackets(std::string_view s) {
@@ -57,14 +66,8 @@ bool valid_dns_name(std::string_view s) {
 
 bool valid_upstream_host(std::string_view host) {
   // (Parsed, not formatted: canonical_ip's inet_ntop is a sprintf per node of a large upstream.)
-  char text[INET6_ADDRSTRLEN];
   unsigned char buf[16];
-  if (host.size() < sizeof text) {
-    host.copy(text, host.size());
-    text[host.size()] = '\0';
-    if (inet_pton(AF_INET, text, buf) == 1 || inet_pton(AF_INET6, text, buf) == 1) return true;
-  }
-  return valid_dns_name(host);
+  return parse_ip(host, buf) != 0 || valid_dns_name(host);
 }
 
 // Short node form: "10.0.0.1:8080", "[::1]:8080", "backend.local:80" or a host alone (port 80).
