@@ -66,6 +66,18 @@ def value(samples, name, **labels):
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def scrape_settled(tp, settled, timeout=5.0) -> dict:
+    """A scrape once settled(samples) holds, or the last one after timeout. What a request
+    counts after its last byte has gone out (its log phase, the end of its in-flight count)
+    can trail the client's read of that byte by a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = scrape(tp)
+        if settled(m) or time.monotonic() > deadline:
+            return m
+        time.sleep(0.02)
+
+
 def route(name, paths, upstream_name="origin", **extra):
     return {"name": name, "match": {"paths": paths}, "upstream": upstream_name, **extra}
 
@@ -79,7 +91,10 @@ def test_requests_are_counted_by_route_method_and_status(origin, turnpike):
     for _ in range(3):
         assert rawhttp.request(tp.port(), "POST", "/web/y", body=b"hello").status == 200
     assert rawhttp.request(tp.port(), "GET", "/nowhere").status == 404
-    m = scrape(tp)
+    m = scrape_settled(tp, lambda m: value(m, "turnpike_http_requests_total", route="api", method="read", code="200")
+                       + value(m, "turnpike_http_requests_total", route="web", method="write", code="200")
+                       + value(m, "turnpike_http_requests_total", route="(unmatched)", method="read", code="404") == 11
+                       and value(m, "turnpike_upstream_requests_in_flight", upstream="origin") == 0)
     assert value(m, "turnpike_http_requests_total", route="api", method="read", code="200") == 7
     assert value(m, "turnpike_http_requests_total", route="web", method="write", code="200") == 3
     assert value(m, "turnpike_http_requests_total", route="(unmatched)", method="read", code="404") == 1
@@ -459,7 +474,8 @@ def test_node_in_flight_rises_during_a_slow_request(origin, turnpike):
     finally:
         slow.join(timeout=10)
     assert results == [200]
-    m = scrape(tp)
+    m = scrape_settled(tp, lambda m: value(m, "turnpike_upstream_node_requests_in_flight",
+                                           upstream="origin", node=node) == 0)
     assert value(m, "turnpike_upstream_node_requests_in_flight", upstream="origin", node=node) == 0
     assert node_state(m, "origin", node) == "healthy"
 
