@@ -20,6 +20,8 @@ packages=(
   # node discovery: c-ares resolves upstream names (src/upstream/dns.cc); a real dnsmasq answers them
   # in tests/integration/test_discovery.py
   libc-ares-dev dnsmasq-base
+  # the health checker makes a tick's sends and receives in one system call (src/upstream/io_batch.h)
+  liburing-dev
 )
 
 missing=()

@@ -196,8 +196,7 @@ void HealthChecker::Probe::close_kept() {
   close_h2(*this);
 }
 
-KeptResult send_kept(HealthChecker::Probe& p, std::string& why) {
-  const ssize_t sent = ::send(p.kept_fd, p.request.data(), p.request.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+KeptResult sent_kept(HealthChecker::Probe& p, ssize_t sent, std::string& why) {
   if (sent == static_cast<ssize_t>(p.request.size())) {
     p.response.reset();
     p.fresh = false;
@@ -228,26 +227,33 @@ KeptResult connect_kept(HealthChecker::Probe& p, Clock::time_point now, std::str
   return send_on_connect(p, now, why);
 }
 
-KeptResult read_kept(HealthChecker::Probe& p, Clock::time_point now, std::string& why) {
+KeptResult read_kept(HealthChecker::Probe& p, Clock::time_point now, std::string& why, const Received* first) {
   if (p.connecting) {
     const KeptResult sent = send_on_connect(p, now, why);
     if (sent != KeptResult::pending || p.connecting) return sent;
+    first = nullptr;  // (nothing was received before the request went)
   }
   const config::ActiveHealthConfig& a = p.checking->health->active;
   ResponseParser& r = p.response;
   boost::system::error_code ec;
   bool done = false;
-  while (!done) {
+  // One receive's result: false when there is nothing more to read for now.
+  auto take = [&](ssize_t n, const char* data, size_t capacity) {
+    if (n > 0) {
+      done = r.feed(a, data, static_cast<size_t>(n));
+      return !done && static_cast<size_t>(n) == capacity;  // (a short read emptied the socket)
+    }
+    if (n == -EINTR) return true;
+    if (n == -EAGAIN || n == -EWOULDBLOCK) return false;
+    ec = n == 0 ? boost::system::error_code(asio::error::eof) : boost::system::error_code(static_cast<int>(-n), boost::system::system_category());
+    done = true;
+    return false;
+  };
+  bool more = first == nullptr || take(first->n, first->data, first->capacity);
+  while (more) {
     char buf[4096];
     const ssize_t n = ::recv(p.kept_fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) {
-      done = r.feed(a, buf, static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    ec = n == 0 ? boost::system::error_code(asio::error::eof) : boost::system::error_code(errno, boost::system::system_category());
-    done = true;
+    more = take(n < 0 ? -errno : n, buf, sizeof buf);
   }
   const bool timed_out = !done && now >= p.deadline;
   if (!done && !timed_out) return KeptResult::pending;

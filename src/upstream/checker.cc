@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <random>
 
+#include "io_batch.h"
 #include "probe.h"
 
 namespace turnpike::upstream {
@@ -26,6 +27,10 @@ namespace {
 // checker's profile with 2,000 nodes, for precision no interval (100 ms at least) needs.)
 constexpr Clock::duration kTick = std::chrono::milliseconds(20);
 constexpr size_t kWheelSlots = 1024;  // 20.48 s: longer intervals go round the wheel more than once
+// A check's response is received into a buffer of the tick's batch this big (read_kept receives
+// the rest of a longer one itself).
+constexpr size_t kReceive = 2048;
+constexpr size_t kNoOp = SIZE_MAX;  // (a check being read whose receive is not in the batch)
 
 int64_t tick_of(Clock::time_point t) { return t.time_since_epoch() / kTick; }
 // The first tick at or after `t`.
@@ -84,24 +89,16 @@ void HealthChecker::on_check_tick() {
   // The ticks since the last run (one, unless the thread was late), at most one round of the wheel.
   const int64_t from = std::max(last_tick_ + 1, tick - static_cast<int64_t>(kWheelSlots) + 1);
   last_tick_ = std::max(last_tick_, tick);  // (what is enqueued from here on is due after this tick)
-  // 1. The responses to the kept-connection checks of the earlier ticks.
-  for (size_t i = 0; i < reading_.size();) {
-    std::shared_ptr<Probe>& p = reading_[i];
-    KeptResult r = KeptResult::failed;
-    std::string why;
-    if (!p->stopped) r = read_kept(*p, now, why);
-    if (r == KeptResult::pending) {
-      ++i;
-      continue;
-    }
-    std::shared_ptr<Probe> done = std::move(p);
-    p = std::move(reading_.back());
-    reading_.pop_back();
-    if (done->stopped) continue;
-    if (r == KeptResult::stale) connect_and_send(done, now);  // the node had closed it: connect again
-    else finish(done, r == KeptResult::passed, why);
+  // The tick's system calls go together (io_batch.h): a receive for each check being read on
+  // its kept connection, and a send for each check due on one (start_check queues those).
+  if (!batch_) batch_ = std::make_unique<IoBatch>();
+  batch_->clear();
+  read_.swap(reading_);  // (what stays pending goes back)
+  read_ops_.clear();
+  for (const std::shared_ptr<Probe>& p : read_) {
+    read_ops_.push_back(p->stopped || p->connecting ? kNoOp : batch_->recv(p->kept_fd, kReceive));
   }
-  // 2. The checks due in those ticks.
+  // The checks due in those ticks.
   for (int64_t t = from; t <= tick; ++t) {
     std::vector<std::shared_ptr<Probe>>& slot = wheel_[static_cast<size_t>(t) % kWheelSlots];
     due_.swap(slot);
@@ -112,6 +109,38 @@ void HealthChecker::on_check_tick() {
     }
     due_.clear();
   }
+  batch_->run();
+  // 1. The responses to the kept-connection checks of the earlier ticks.
+  for (size_t i = 0; i < read_.size(); ++i) {
+    std::shared_ptr<Probe>& p = read_[i];
+    if (p->stopped) continue;
+    std::string why;
+    KeptResult r;
+    if (read_ops_[i] == kNoOp) {
+      r = read_kept(*p, now, why);
+    } else {
+      const Received got{batch_->result(read_ops_[i]), batch_->data(read_ops_[i]), kReceive};
+      r = read_kept(*p, now, why, &got);
+    }
+    if (r == KeptResult::pending) reading_.push_back(std::move(p));
+    else if (r == KeptResult::stale) connect_and_send(p, now);  // the node had closed it: connect again
+    else finish(p, r == KeptResult::passed, why);
+  }
+  read_.clear();
+  // 2. The requests sent on kept connections.
+  for (auto& [p, op] : sending_) {
+    std::string why;
+    const KeptResult r = sent_kept(*p, batch_->result(op), why);
+    if (r == KeptResult::pending) {
+      p->deadline = now + p->checking->health->active.timeout;
+      reading_.push_back(std::move(p));
+    } else if (r == KeptResult::stale) {
+      connect_and_send(p, now);
+    } else {
+      finish(p, false, why);
+    }
+  }
+  sending_.clear();
   if (probes_.empty() && reading_.empty()) {
     // Nothing to check: the ticks stop until a reload adds probes; the stopped probes go now
     // (with their kept connections), except those of checks still running.
@@ -134,16 +163,9 @@ void HealthChecker::start_check(const std::shared_ptr<Probe>& p, Clock::time_poi
   p->started = now;
   p->busy = true;
   if (p->checking->health->active.type != config::HealthCheckType::http) return check_through_reactor(p);
-  if (p->kept_fd >= 0) {
-    std::string why;
-    const KeptResult r = send_kept(*p, why);
-    if (r == KeptResult::pending) {
-      p->deadline = now + p->checking->health->active.timeout;
-      reading_.push_back(p);
-      return;
-    }
-    if (r == KeptResult::failed) return finish(p, false, why);
-    // stale: connect anew
+  if (p->kept_fd >= 0) {  // sent with the tick's batch, judged after it (on_check_tick)
+    sending_.emplace_back(p, batch_->send(p->kept_fd, p->request.data(), p->request.size()));
+    return;
   }
   connect_and_send(p, now);
 }

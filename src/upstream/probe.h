@@ -2,8 +2,8 @@
 // schedules probes, check_http.cc and check_h2.cc run one check each).
 //
 // A check is one of two kinds:
-//   - cleartext HTTP/1.1: on the connection kept from the last check, send_kept() writes the
-//     request; without one, connect_kept() starts a non-blocking connect and writes the request
+//   - cleartext HTTP/1.1: on the connection kept from the last check, the request is written
+//     with the tick's other sends and receives (io_batch.h) and judged by sent_kept(); without one, connect_kept() starts a non-blocking connect and writes the request
 //     once it is made. read_kept() reads the response on the following 20 ms ticks. The
 //     descriptor is never in the reactor, so such a check costs a send and a recv (and a connect
 //     when new) and no wake-up of its own: at 2,000 checks a second, or while a rolling update
@@ -99,7 +99,7 @@ struct HealthChecker::Probe {
   std::string host;                     // the node's configured host (Host header, TLS name, :authority)
   std::string request;                  // HTTP/1.x checks: the request's bytes
   // The connection kept from the last check: cleartext HTTP/1.1 as a bare descriptor outside the
-  // reactor (send_kept / connect_kept / read_kept); HTTPS as a transport; HTTP/2 as a session
+  // reactor (sent_kept / connect_kept / read_kept); HTTPS as a transport; HTTP/2 as a session
   // (check_h2.cc).
   int kept_fd = -1;
   bool connecting = false;              // kept_fd is still connecting: the request is not sent yet
@@ -127,16 +127,25 @@ enum class KeptResult : uint8_t {
 };
 std::string_view to_string(KeptResult r) noexcept;
 
-// Sends the request on p.kept_fd: pending (now read it), failed, or stale (the descriptor is closed).
-KeptResult send_kept(HealthChecker::Probe& p, std::string& why);
+// What sending the request on p.kept_fd came to, given the send's result (bytes, or -errno):
+// pending (now read it), failed, or stale (the descriptor is closed).
+KeptResult sent_kept(HealthChecker::Probe& p, ssize_t sent, std::string& why);
 // Connects p.kept_fd anew (non-blocking) and sends the request when the connection is made at
 // once (on loopback it often is), else on a later read_kept: pending, or failed. p.deadline is
 // the check's.
 KeptResult connect_kept(HealthChecker::Probe& p, Clock::time_point now, std::string& why);
 // Sends the request once p.kept_fd is connected, then reads what arrived (non-blocking): pending
 // until the response is judged or `now` passes p.deadline. The descriptor is closed unless it can
-// serve the next check. Stale only for a connection kept from an earlier check.
-KeptResult read_kept(HealthChecker::Probe& p, Clock::time_point now, std::string& why);
+// serve the next check. Stale only for a connection kept from an earlier check. `first`, when
+// given, is a receive already made on p.kept_fd for this call (the tick's IoBatch); read_kept
+// receives more only when it filled its buffer.
+struct Received {
+  ssize_t n;          // the recv's result: bytes, 0 (closed), or -errno
+  const char* data;
+  size_t capacity;
+};
+KeptResult read_kept(HealthChecker::Probe& p, Clock::time_point now, std::string& why,
+                     const Received* first = nullptr);
 
 // One check through the reactor on a new connection (or on the kept HTTPS / HTTP/2 one), for the
 // types other than cleartext HTTP/1.1: true when it passed, else false with the reason in `why`.

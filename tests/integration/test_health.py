@@ -296,6 +296,22 @@ def test_http_check_status_and_body(turnpike):
             o.stop()
 
 
+def test_the_checker_says_how_it_makes_its_system_calls(origin, turnpike):
+    # With io_uring (where the kernel allows it) a tick's sends and receives go in one system
+    # call; without it, or with TURNPIKE_IO_URING=off (integration_health_one_by_one runs this
+    # file's HTTP check tests that way), one call each. Either way the log says which, once.
+    import os
+    tp = turnpike(base_config(upstreams=[health_upstream([origin.address], health={
+        "active": {"path": "/echo/ready", "interval": "100ms"}})]))
+    log = tp.wait_log(r"health checks: (the sends and receives of each tick go in one io_uring_enter"
+                      r"|one system call per send and receive)")
+    if os.environ.get("TURNPIKE_IO_URING") == "off":
+        assert "one system call per send and receive (TURNPIKE_IO_URING=off)" in log
+    # Checks keep coming on the kept connection (so through the batch), and the line is not repeated.
+    origin.wait_for(lambda rs: len([r for r in rs if r.path == "/echo/ready"]) >= 5)
+    assert count(r"health checks: (the sends and receives|io_uring is not available|one system call per)", tp.logs()) == 1
+
+
 def test_tcp_check_takes_a_dead_node_out(origin, turnpike):
     dead = closed_port()
     u = health_upstream([origin.address, f"127.0.0.1:{dead}"], retries=0,

@@ -4,8 +4,8 @@
 // Each node has one probe (src/upstream/probe.h). The checker runs on 20 ms ticks: a timer wheel
 // holds the probes by the tick of their next check, so the probes due in one tick are started
 // together by one wake-up of the thread; cleartext HTTP/1.1 checks, on kept connections or new
-// ones, are sent and read on the following ticks with plain send and recv (no wake-up per
-// response or per connect); the other checks (TCP, HTTPS, HTTP/2, gRPC) are coroutines. A result goes to the registry (health.h), which
+// ones, are sent and read on the following ticks with plain send and recv, a tick's together in
+// one io_uring_enter where io_uring is available (no wake-up per response or per connect); the other checks (TCP, HTTPS, HTTP/2, gRPC) are coroutines. A result goes to the registry (health.h), which
 // publishes state changes to the workers through atomics.
 //
 // A reload hands the checker the new snapshot's upstreams: probes of nodes that stay keep their
@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -27,6 +28,8 @@
 #include "turnpike/upstream/upstream.h"
 
 namespace turnpike::upstream {
+
+class IoBatch;
 
 class HealthChecker {
  public:
@@ -69,6 +72,13 @@ class HealthChecker {
   std::vector<std::vector<std::shared_ptr<Probe>>> wheel_;
   std::vector<std::shared_ptr<Probe>> due_;      // the slot being run (capacity reused)
   std::vector<std::shared_ptr<Probe>> reading_;  // kept-connection checks sent, not yet judged
+  // One tick's system calls (src/upstream/io_batch.h), made once the tick knows them: the
+  // receives of the checks in read_ (by index in read_ops_) and the sends of the checks due
+  // on kept connections (sending_). The vectors keep their capacity from tick to tick.
+  std::unique_ptr<IoBatch> batch_;
+  std::vector<std::shared_ptr<Probe>> read_;
+  std::vector<size_t> read_ops_;
+  std::vector<std::pair<std::shared_ptr<Probe>, size_t>> sending_;
   int64_t last_tick_ = 0;                        // the last tick run
 };
 
