@@ -245,7 +245,8 @@ KeptResult read_kept(HealthChecker::Probe& p, Clock::time_point now, std::string
     }
     if (n == -EINTR) return true;
     if (n == -EAGAIN || n == -EWOULDBLOCK) return false;
-    ec = n == 0 ? boost::system::error_code(asio::error::eof) : boost::system::error_code(static_cast<int>(-n), boost::system::system_category());
+    ec = n == 0 ? boost::system::error_code(asio::error::eof)
+                : boost::system::error_code(static_cast<int>(-n), boost::system::system_category());
     done = true;
     return false;
   };

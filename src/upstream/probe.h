@@ -3,8 +3,9 @@
 //
 // A check is one of two kinds:
 //   - cleartext HTTP/1.1: on the connection kept from the last check, the request is written
-//     with the tick's other sends and receives (io_batch.h) and judged by sent_kept(); without one, connect_kept() starts a non-blocking connect and writes the request
-//     once it is made. read_kept() reads the response on the following 20 ms ticks. The
+//     with the tick's other sends and receives (io_batch.h) and judged by sent_kept(); without
+//     one, connect_kept() starts a non-blocking connect and writes the request once it is
+//     made. read_kept() reads the response on the following 20 ms ticks. The
 //     descriptor is never in the reactor, so such a check costs a send and a recv (and a connect
 //     when new) and no wake-up of its own: at 2,000 checks a second, or while a rolling update
 //     replaces hundreds of nodes a second, the checker thread wakes on its ticks only.

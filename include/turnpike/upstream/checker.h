@@ -5,8 +5,9 @@
 // holds the probes by the tick of their next check, so the probes due in one tick are started
 // together by one wake-up of the thread; cleartext HTTP/1.1 checks, on kept connections or new
 // ones, are sent and read on the following ticks with plain send and recv, a tick's together in
-// one io_uring_enter where io_uring is available (no wake-up per response or per connect); the other checks (TCP, HTTPS, HTTP/2, gRPC) are coroutines. A result goes to the registry (health.h), which
-// publishes state changes to the workers through atomics.
+// one io_uring_enter where io_uring is available (no wake-up per response or per connect); the
+// other checks (TCP, HTTPS, HTTP/2, gRPC) are coroutines. A result goes to the registry
+// (health.h), which publishes state changes to the workers through atomics.
 //
 // A reload hands the checker the new snapshot's upstreams: probes of nodes that stay keep their
 // schedule, counts and connection with the new settings (O(1) each), probes of removed nodes stop,
