@@ -3,8 +3,16 @@
 #include "io_batch.h"
 
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstddef>
 
 #include <cerrno>
 #include <cstdlib>
@@ -104,6 +112,61 @@ TEST_P(IoBatchTest, MoreOperationsThanTheRingTakesAtOnce) {
   ASSERT_EQ(batch.result(op), 4);
   EXPECT_EQ(std::string_view(batch.data(op), 4), "ping");
 }
+
+#if defined(__x86_64__)
+// Refuses io_uring_enter from now on (EPERM), as a seccomp profile that forbids io_uring would.
+bool refuse_io_uring_enter() {
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+TEST(IoBatchFailure, ARingThatFailsGivesWayToOneByOneWithoutSendingTwice) {
+  ::unsetenv("TURNPIKE_IO_URING");
+  {
+    IoBatch probe;
+    if (!probe.uring()) GTEST_SKIP() << "io_uring is not available here";
+  }
+  // In a child process, so that the filter stays there. Exit codes: 0 passed, else the step
+  // that failed.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    IoBatch batch;
+    Pair in, out;
+    if (!batch.uring()) ::_exit(2);
+    if (::send(in.fd[1], "answer", 6, 0) != 6) ::_exit(3);
+    if (!refuse_io_uring_enter()) ::_exit(4);
+    batch.clear();
+    const size_t got = batch.recv(in.fd[0], 64);
+    const size_t sent = batch.send(out.fd[0], "request", 7);
+    batch.run();
+    if (batch.uring()) ::_exit(5);                       // the ring is gone
+    if (batch.result(got) != 6) ::_exit(6);              // the receive made one by one
+    if (std::string_view(batch.data(got), 6) != "answer") ::_exit(7);
+    if (batch.result(sent) != -ECANCELED) ::_exit(8);    // a send that may have gone is not repeated
+    char buf[16];
+    if (::recv(out.fd[1], buf, sizeof buf, MSG_DONTWAIT) != -1) ::_exit(9);
+    batch.clear();                                       // the next tick: one by one
+    const size_t again = batch.send(out.fd[0], "request", 7);
+    batch.run();
+    if (batch.result(again) != 7) ::_exit(10);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the step that failed (see the test's exit codes)";
+}
+#endif
 
 INSTANTIATE_TEST_SUITE_P(Ways, IoBatchTest, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "Uring" : "OneByOne"; });
