@@ -53,6 +53,7 @@ def test_control_fields(package):
     depends = [l for l in fields.splitlines() if l.startswith("Depends:")][0]
     assert "adduser" in depends
     assert "libssl3" in depends, depends  # from dpkg-shlibdeps
+    assert "liburing2" in depends, depends  # the health checker's batched system calls
 
 
 def test_contents(package):
