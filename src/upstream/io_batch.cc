@@ -110,7 +110,7 @@ void IoBatch::run_uring() {
       io_uring_cqe_seen(ring, cqe);
       ++reaped;
     }
-    if (submitted < 0 || static_cast<unsigned>(submitted) != queued ||
+    if (queued == 0 || submitted < 0 || static_cast<unsigned>(submitted) != queued ||
         reaped != static_cast<unsigned>(submitted)) {
       // Not seen in practice. The ring goes; what it made keeps its result, a receive without a
       // result is made again below (at worst it finds nothing, and the check times out), and a
