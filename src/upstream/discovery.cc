@@ -25,7 +25,10 @@ std::string describe(const DnsAnswer& a) {
   for (const DnsTarget& t : a.targets) {
     if (!out.empty()) out += ' ';
     out += t.address.to_string();
-    if (t.port) out += ":" + std::to_string(t.port);
+    if (t.port) {
+      out += ':';
+      out += std::to_string(t.port);
+    }
   }
   return out;
 }
