@@ -93,11 +93,11 @@ void HealthChecker::on_check_tick() {
   // its kept connection, and a send for each check due on one (start_check queues those).
   if (!batch_) batch_ = std::make_unique<IoBatch>();
   batch_->clear();
-  read_.swap(reading_);  // (what stays pending goes back)
-  read_ops_.clear();
-  for (const std::shared_ptr<Probe>& p : read_) {
-    read_ops_.push_back(p->stopped || p->connecting ? kNoOp : batch_->recv(p->kept_fd, kReceive));
+  for (std::shared_ptr<Probe>& p : reading_) {  // (what stays pending goes back to reading_)
+    const size_t op = p->stopped || p->connecting ? kNoOp : batch_->recv(p->kept_fd, kReceive);
+    read_.emplace_back(std::move(p), op);
   }
+  reading_.clear();
   // The checks due in those ticks.
   for (int64_t t = from; t <= tick; ++t) {
     std::vector<std::shared_ptr<Probe>>& slot = wheel_[static_cast<size_t>(t) % kWheelSlots];
@@ -111,15 +111,14 @@ void HealthChecker::on_check_tick() {
   }
   batch_->run();
   // 1. The responses to the kept-connection checks of the earlier ticks.
-  for (size_t i = 0; i < read_.size(); ++i) {
-    std::shared_ptr<Probe>& p = read_[i];
+  for (auto& [p, op] : read_) {
     if (p->stopped) continue;
     std::string why;
     KeptResult r;
-    if (read_ops_[i] == kNoOp) {
+    if (op == kNoOp) {
       r = read_kept(*p, now, why);
     } else {
-      const Received got{batch_->result(read_ops_[i]), batch_->data(read_ops_[i]), kReceive};
+      const Received got{batch_->result(op), batch_->data(op), kReceive};
       r = read_kept(*p, now, why, &got);
     }
     if (r == KeptResult::pending) reading_.push_back(std::move(p));

@@ -74,11 +74,11 @@ class HealthChecker {
   std::vector<std::shared_ptr<Probe>> due_;      // the slot being run (capacity reused)
   std::vector<std::shared_ptr<Probe>> reading_;  // kept-connection checks sent, not yet judged
   // One tick's system calls (src/upstream/io_batch.h), made once the tick knows them: the
-  // receives of the checks in read_ (by index in read_ops_) and the sends of the checks due
-  // on kept connections (sending_). The vectors keep their capacity from tick to tick.
+  // receives of the checks being read (read_) and the sends of the checks due on kept
+  // connections (sending_), each probe with its operation's index in the batch. The vectors
+  // keep their capacity from tick to tick.
   std::unique_ptr<IoBatch> batch_;
-  std::vector<std::shared_ptr<Probe>> read_;
-  std::vector<size_t> read_ops_;
+  std::vector<std::pair<std::shared_ptr<Probe>, size_t>> read_;
   std::vector<std::pair<std::shared_ptr<Probe>, size_t>> sending_;
   int64_t last_tick_ = 0;                        // the last tick run
 };
