@@ -70,6 +70,34 @@ bool valid_upstream_host(std::string_view host) {
   return parse_ip(host, buf) != 0 || valid_dns_name(host);
 }
 
+bool valid_tag(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+std::string node_host_error(const UpstreamNodeConfig& node) {
+  if (node.srv) {
+    // SRV owner names start with "_service._proto" labels (RFC 2782): underscores allowed.
+    std::string name = node.host;
+    std::replace(name.begin(), name.end(), '_', 'x');
+    if (!valid_upstream_host(name) || !canonical_ip(name).empty()) {
+      return "service " + quote(node.host) + " is not a DNS name (as \"_http._tcp.app.example\")";
+    }
+    return {};
+  }
+  if (!valid_upstream_host(node.host)) return "host " + quote(node.host) + " is neither an IP address nor a DNS name";
+  return {};
+}
+
+std::string node_identity(const UpstreamNodeConfig& node) {
+  if (node.srv) return "srv " + node.host;
+  std::string id = node.host;
+  id += ':';
+  id += std::to_string(node.port);
+  return id;
+}
+
 // Short node form: "10.0.0.1:8080", "[::1]:8080", "backend.local:80" or a host alone (port 80).
 bool parse_host_port(std::string_view s, std::string& host, std::optional<int64_t>& port,
                      std::string& why) {

@@ -37,11 +37,7 @@ namespace {
 constexpr Duration kPositive{1};
 
 // Zone names: short, like tags.
-bool valid_zone(std::string_view z) {
-  return !z.empty() && z.size() <= 64 && std::all_of(z.begin(), z.end(), [](unsigned char c) {
-    return std::isalnum(c) || c == '.' || c == '_' || c == '-';
-  });
-}
+bool valid_zone(std::string_view z) { return valid_tag(z); }
 
 void load_balancer(const Where& w, const YAML::Node& n, BalancerKind& out) {
   auto s = read_string(w, n);

@@ -19,6 +19,23 @@ std::pair<std::string_view, std::string_view> split_number(std::string_view s) {
 
 }  // namespace
 
+UpstreamConfig UpstreamConfig::with_nodes(std::vector<UpstreamNodeConfig> other) const {
+  // Every field but the nodes is copied below. A field added to UpstreamConfig must be copied
+  // here too: this layout stops the build until it is.
+  struct Fields : UpstreamSettings {
+    std::vector<UpstreamNodeConfig> nodes;
+    std::string nodes_file;
+    UpstreamHealthConfig health;
+  };
+  static_assert(sizeof(Fields) == sizeof(UpstreamConfig), "UpstreamConfig::with_nodes: copy the new field");
+  UpstreamConfig out;
+  static_cast<UpstreamSettings&>(out) = *this;
+  out.nodes_file = nodes_file;
+  out.health = health;
+  out.nodes = std::move(other);
+  return out;
+}
+
 std::optional<Duration> parse_duration(std::string_view s) {
   auto [digits, unit] = split_number(s);
   std::optional<uint64_t> n = parse_decimal(digits);

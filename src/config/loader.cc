@@ -52,7 +52,6 @@ namespace {
 
 constexpr Duration kPositive{1};  // the smallest duration accepted where 0 makes no sense
 constexpr Duration kZero{0};
-constexpr std::string_view kSrvScheme = "srv://";  // a node given as "srv://_http._tcp.app.example"
 
 using detail::canonical_ip;
 using detail::parse_host_port;
@@ -481,7 +480,7 @@ class Loader {
       check_keys(uw, item, {"name", "nodes", "protocol", "tls", "h2_max_streams_per_connection", "keepalive",
                             "timeouts", "retries", "health", "balancer", "lb", "hash_key", "ewma_decay",
                             "retry_on_statuses", "retry_on_timeout", "retry_budget", "prefer_local_zone",
-                            "resolve_interval"});
+                            "resolve_interval", "nodes_file"});
       load_nodes(uw, item, u);
       if (const YAML::Node p = item["protocol"]) {
         if (auto s = detail::read_string(uw.key("protocol"), p)) {
@@ -532,8 +531,16 @@ class Loader {
   void load_nodes(const Where& uw, const YAML::Node& item, UpstreamConfig& u) {
     const YAML::Node list = item["nodes"];
     Where w = uw.key("nodes");
+    if (const YAML::Node f = item["nodes_file"]) {
+      if (list) {
+        uw.error(f, "give the nodes either under \"nodes\" or in \"nodes_file\", not both");
+        return;
+      }
+      load_nodes_file(uw.key("nodes_file"), f, u);
+      return;
+    }
     if (!list) {
-      uw.error(item, "\"nodes\" is required (at least one node)");
+      uw.error(item, "\"nodes\" (or \"nodes_file\") is required (at least one node)");
       return;
     }
     if (!expect_list(w, list)) return;
@@ -553,8 +560,8 @@ class Loader {
       const auto nw = [&] { return w.index(i); };
       UpstreamNodeConfig node;
       node.source = w.source(n);
-      if (n.IsScalar() && n.Scalar().starts_with(kSrvScheme)) {
-        node.host = n.Scalar().substr(kSrvScheme.size());
+      if (n.IsScalar() && n.Scalar().starts_with(detail::kSrvScheme)) {
+        node.host = n.Scalar().substr(detail::kSrvScheme.size());
         node.srv = true;
       } else if (n.IsScalar()) {
         std::optional<int64_t> port;
@@ -590,20 +597,11 @@ class Loader {
         nw().error(n, "expected \"host:port\" or a mapping with host, port and weight, got " + describe(n));
         continue;
       }
-      if (node.srv) {
-        // SRV owner names start with "_service._proto" labels (RFC 2782): underscores allowed.
-        std::string name = node.host;
-        std::replace(name.begin(), name.end(), '_', 'x');
-        if (!valid_upstream_host(name) || !canonical_ip(name).empty()) {
-          nw().error(n, "service " + quote(node.host) + " is not a DNS name (as \"_http._tcp.app.example\")");
-          continue;
-        }
-      } else if (!valid_upstream_host(node.host)) {
-        nw().error(n, "host " + quote(node.host) + " is neither an IP address nor a DNS name");
+      if (std::string why = detail::node_host_error(node); !why.empty()) {
+        nw().error(n, why);
         continue;
       }
-      std::string identity = node.srv ? "srv " + node.host : node.host + ":" + std::to_string(node.port);
-      if (!seen.insert(std::move(identity)).second) {
+      if (!seen.insert(detail::node_identity(node)).second) {
         nw().error(n, "node " + node.host + ":" + std::to_string(node.port) + " is listed twice (use weight instead)");
       }
       u.nodes.push_back(std::move(node));
@@ -613,16 +611,35 @@ class Loader {
     if (tagged && u.nodes.size() > 64) w.error(list, "an upstream with tagged nodes may have at most 64 nodes");
   }
 
+  // `nodes_file: path`: the nodes come from that file (node_file.cc), its errors at its lines.
+  void load_nodes_file(const Where& w, const YAML::Node& f, UpstreamConfig& u) {
+    const std::optional<std::string> path = detail::read_string(w, f);
+    if (!path) return;
+    if (path->empty()) {
+      w.error(f, "a file path is required");
+      return;
+    }
+    u.nodes_file = relative_to_config(*path);
+    std::vector<ConfigError> errors;
+    if (read_node_file(u.nodes_file, u.nodes, errors)) return;
+    for (ConfigError& e : errors) {
+      // "cannot read" belongs to the config's line that names the file.
+      if (e.line == 0 && e.message.starts_with("cannot read")) {
+        w.error(f, u.nodes_file + ": " + e.message);
+      } else {
+        e.message = detail::item_name("upstream", u.name) + ": " + e.message;
+        diag_.add_elsewhere(std::move(e));
+      }
+    }
+  }
+
   // A node's tags: short names of letters, digits, '.', '_' and '-'.
   void load_node_tags(const Where& w, const YAML::Node& list, UpstreamNodeConfig& node) {
     auto tags = detail::read_string_list(w, list);
     if (!tags) return;
     for (auto& [tag, item] : *tags) {
-      bool ok = !tag.empty() && tag.size() <= 64 && std::all_of(tag.begin(), tag.end(), [](unsigned char c) {
-        return std::isalnum(c) || c == '.' || c == '_' || c == '-';
-      });
-      if (!ok) {
-        w.error(item, quote(tag) + " is not a tag (1 to 64 letters, digits, '.', '_' or '-')");
+      if (!detail::valid_tag(tag)) {
+        w.error(item, quote(tag) + " is not a tag (" + std::string(detail::kTagRule) + ")");
         continue;
       }
       node.tags.push_back(std::move(tag));
@@ -668,27 +685,12 @@ LoadResult load_config_string(const std::string& yaml, const std::string& file) 
 }
 
 LoadResult load_config_file(const std::string& path) {
-  auto fail = [&](int err) {
+  std::string text, error;
+  if (!read_small_file(path, SIZE_MAX, text, error)) {
     LoadResult result;
-    result.errors.push_back(ConfigError{path, 0, std::string("cannot read: ") + std::strerror(err)});
+    result.errors.push_back(ConfigError{path, 0, std::move(error)});
     return result;
-  };
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno);
-  std::string text;
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return fail(err);
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
   }
-  ::close(fd);
   return load_config_string(text, path);
 }
 

@@ -34,6 +34,14 @@ bool valid_upstream_host(std::string_view host);
 // Short node form: "10.0.0.1:8080", "[::1]:8080", "backend.local:80" or a host alone (port
 // unset). False with `why` (to follow the quoted text) when it is malformed.
 bool parse_host_port(std::string_view s, std::string& host, std::optional<int64_t>& port, std::string& why);
+// Node tags and zones: 1 to 64 letters, digits, '.', '_' or '-'.
+bool valid_tag(std::string_view s);
+inline constexpr std::string_view kTagRule = "1 to 64 letters, digits, '.', '_' or '-'";
+inline constexpr std::string_view kSrvScheme = "srv://";  // a node given as "srv://_http._tcp.app.example"
+// What is wrong with a node's host (an SRV owner name when node.srv), or empty when nothing is.
+std::string node_host_error(const UpstreamNodeConfig& node);
+// A node's identity within its upstream ("srv name" or "host:port"): listed twice is an error.
+std::string node_identity(const UpstreamNodeConfig& node);
 
 // Reads the `routes` list into cfg.routes, checking references against cfg.listeners and
 // cfg.upstreams, which must already be loaded.

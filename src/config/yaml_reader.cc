@@ -23,8 +23,12 @@ void Diagnostics::add(int line, std::string message) {
 }
 
 std::vector<ConfigError> Diagnostics::take_sorted() {
-  std::stable_sort(errors_.begin(), errors_.end(),
-                   [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+  // The config's own errors by line, then those of other files in the order they were found.
+  std::stable_sort(errors_.begin(), errors_.end(), [this](const ConfigError& a, const ConfigError& b) {
+    const bool a_here = a.file == file_, b_here = b.file == file_;
+    if (a_here != b_here) return a_here;
+    return a_here && a.line < b.line;
+  });
   return std::move(errors_);
 }
 

@@ -28,6 +28,8 @@ class Diagnostics {
   explicit Diagnostics(std::string file) : file_(std::move(file)) {}
   const std::string& file() const { return file_; }
   void add(int line, std::string message);
+  // An error in another file the config names (a node file): listed after the config's own.
+  void add_elsewhere(ConfigError error) { errors_.push_back(std::move(error)); }
   bool empty() const { return errors_.empty(); }
   // The errors in file order (by line; equal lines keep the order they were found in).
   std::vector<ConfigError> take_sorted();

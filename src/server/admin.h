@@ -106,7 +106,7 @@ std::string status_json(const StatusInput& in);
 std::string upstreams_json(const Snapshot& snapshot, const std::vector<const metrics::WorkerMetrics*>& shards);
 // The effective configuration: what the file set and the defaults filled in. Secrets are left
 // out: the admin token, and plugin confs (credentials live there), of which only names show.
-std::string config_json(const config::Config& cfg);
+std::string config_json(const Snapshot& snapshot);
 // The errors of a refused reload: {"result": "failed", "errors": [{"file","line","message"}]}.
 std::string reload_json(bool ok, uint64_t generation, const std::vector<config::ConfigError>& errors);
 

@@ -1,6 +1,8 @@
 // The admin API's JSON documents (admin.h): status, upstreams, the effective config, reload
 // results. Main thread; built on request, never on the data path.
+#include <initializer_list>
 #include <string>
+#include <string_view>
 
 #include "admin.h"
 #include "metrics_export.h"
@@ -23,15 +25,21 @@ std::string errors_array(const std::vector<config::ConfigError>& errors) {
   return out + "]";
 }
 
+// Appends the parts in order. (Instead of `out += "," + json_string(x) + ...`: GCC 12 warns,
+// wrongly, of overlapping copies (-Wrestrict) when a literal is prepended to a temporary string.)
+void append(std::string& out, std::initializer_list<std::string_view> parts) {
+  for (std::string_view p : parts) out += p;
+}
+
 std::string plugin_names(const config::PluginList& plugins) {
   std::string out = "[";
-  for (size_t i = 0; i < plugins.items.size(); ++i) out += (i ? "," : "") + json_string(plugins.items[i].name);
+  for (size_t i = 0; i < plugins.items.size(); ++i) append(out, {i ? "," : "", json_string(plugins.items[i].name)});
   return out + "]";
 }
 
 std::string string_array(const std::vector<std::string>& items) {
   std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + json_string(items[i]);
+  for (size_t i = 0; i < items.size(); ++i) append(out, {i ? "," : "", json_string(items[i])});
   return out + "]";
 }
 
@@ -58,7 +66,7 @@ std::string status_json(const StatusInput& in) {
                     "},\"last_reload\":{\"result\":" + json_string(in.last_reload) +
                     ",\"errors\":" + errors_array(in.reload_errors) + "},\"listeners\":{";
   for (size_t i = 0; i < in.listeners.size(); ++i) {
-    out += (i ? "," : "") + json_string(in.listeners[i].first) + ":" + json_string(in.listeners[i].second);
+    append(out, {i ? "," : "", json_string(in.listeners[i].first), ":", json_string(in.listeners[i].second)});
   }
   return out + "}}\n";
 }
@@ -73,9 +81,9 @@ std::string upstreams_json(const Snapshot& snapshot, const std::vector<const met
         in_flight += static_cast<int64_t>(metrics::load(shard->upstream(snapshot.upstream_series[u]).in_flight));
       }
     }
-    out += (u ? "," : "") + std::string("{\"name\":") + json_string(up.config->name) + ",\"protocol\":" +
-           json_string(protocol_name(up.config->protocol)) + ",\"in_flight\":" + std::to_string(in_flight) +
-           ",\"nodes\":[";
+    append(out, {u ? "," : "", "{\"name\":", json_string(up.config->name), ",\"protocol\":",
+                 json_string(protocol_name(up.config->protocol)), ",\"in_flight\":", std::to_string(in_flight),
+                 ",\"nodes\":["});
     const int64_t now_ms = upstream::health_now_ms();
     for (size_t n = 0; n < up.nodes.size(); ++n) {
       // The node's shared health state (upstream/health.h): down (active checks, or a new node
@@ -98,52 +106,56 @@ std::string upstreams_json(const Snapshot& snapshot, const std::vector<const met
         const uint32_t id = snapshot.node_series[u][n];
         for (const auto* shard : shards) node_in_flight += static_cast<int64_t>(metrics::load(shard->node(id).in_flight));
       }
-      out += (n ? "," : "") + std::string("{\"address\":") + json_string(up.nodes[n].address) +
-             ",\"host\":" + json_string(up.nodes[n].host) +
-             ",\"weight\":" + std::to_string(up.nodes[n].weight) + ",\"health\":" + json_string(health) +
-             ",\"ejected\":" + (ejected ? "true" : "false") + ",\"failures\":" + std::to_string(failures) +
-             ",\"in_flight\":" + std::to_string(node_in_flight) + "}";
+      append(out, {n ? "," : "", "{\"address\":", json_string(up.nodes[n].address), ",\"host\":",
+                   json_string(up.nodes[n].host), ",\"weight\":", std::to_string(up.nodes[n].weight),
+                   ",\"health\":", json_string(health), ",\"ejected\":", ejected ? "true" : "false",
+                   ",\"failures\":", std::to_string(failures), ",\"in_flight\":", std::to_string(node_in_flight),
+                   "}"});
     }
     out += "]}";
   }
   return out + "]}\n";
 }
 
-std::string config_json(const config::Config& cfg) {
+std::string config_json(const Snapshot& snapshot) {
+  const config::Config& cfg = *snapshot.config;
   std::string out = "{\"file\":" + json_string(cfg.file) + ",\"workers\":" + std::to_string(cfg.workers) +
                     ",\"drain_timeout_ms\":" + std::to_string(cfg.drain_timeout.count()) +
                     ",\"via\":" + json_string(cfg.via) + ",\"listeners\":[";
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
     const auto& l = cfg.listeners[i];
-    out += (i ? "," : "") + std::string("{\"name\":") + json_string(l.name) + ",\"address\":" +
-           json_string(l.address) + ",\"port\":" + std::to_string(l.port) + ",\"tls\":" +
-           (l.tls ? "true" : "false") + ",\"plugins\":" + plugin_names(l.plugins) + "}";
+    append(out, {i ? "," : "", "{\"name\":", json_string(l.name), ",\"address\":", json_string(l.address),
+                 ",\"port\":", std::to_string(l.port), ",\"tls\":", l.tls ? "true" : "false",
+                 ",\"plugins\":", plugin_names(l.plugins), "}"});
   }
   out += "],\"upstreams\":[";
-  for (size_t i = 0; i < cfg.upstreams.size(); ++i) {
-    const auto& u = cfg.upstreams[i];
-    out += (i ? "," : "") + std::string("{\"name\":") + json_string(u.name) + ",\"protocol\":" +
-           json_string(protocol_name(u.protocol)) + ",\"retries\":" + std::to_string(u.retries) +
-           ",\"connect_timeout_ms\":" + std::to_string(u.connect_timeout.count()) +
-           ",\"read_timeout_ms\":" + std::to_string(u.read_timeout.count()) + ",\"nodes\":[";
+  for (size_t i = 0; i < snapshot.upstreams.size(); ++i) {
+    // The upstream's config in use: a node file's update replaces the one loaded from the file.
+    const config::UpstreamConfig& u = *snapshot.upstreams[i]->config;
+    append(out, {i ? "," : "", "{\"name\":", json_string(u.name), ",\"protocol\":",
+                 json_string(protocol_name(u.protocol)), ",\"retries\":", std::to_string(u.retries),
+                 ",\"connect_timeout_ms\":", std::to_string(u.connect_timeout.count()),
+                 ",\"read_timeout_ms\":", std::to_string(u.read_timeout.count())});
+    if (!u.nodes_file.empty()) append(out, {",\"nodes_file\":", json_string(u.nodes_file)});
+    out += ",\"nodes\":[";
     for (size_t n = 0; n < u.nodes.size(); ++n) {
-      out += (n ? "," : "") + std::string("{\"host\":") + json_string(u.nodes[n].host) +
-             ",\"port\":" + std::to_string(u.nodes[n].port) + ",\"weight\":" + std::to_string(u.nodes[n].weight) + "}";
+      append(out, {n ? "," : "", "{\"host\":", json_string(u.nodes[n].host), ",\"port\":",
+                   std::to_string(u.nodes[n].port), ",\"weight\":", std::to_string(u.nodes[n].weight), "}"});
     }
     out += "]}";
   }
   out += "],\"routes\":[";
   for (size_t i = 0; i < cfg.routes.size(); ++i) {
     const auto& r = cfg.routes[i];
-    out += (i ? "," : "") + std::string("{\"name\":") + json_string(r.name) + ",\"listeners\":" +
-           string_array(r.listeners) + ",\"upstream\":" + json_string(r.upstream) +
-           ",\"respond\":" + (r.respond ? std::to_string(r.respond->status) : std::string("null")) +
-           ",\"plugins\":" + plugin_names(r.plugins) + "}";
+    append(out, {i ? "," : "", "{\"name\":", json_string(r.name), ",\"listeners\":", string_array(r.listeners),
+                 ",\"upstream\":", json_string(r.upstream), ",\"respond\":",
+                 r.respond ? std::to_string(r.respond->status) : std::string("null"), ",\"plugins\":",
+                 plugin_names(r.plugins), "}"});
   }
   out += "],\"plugins\":" + plugin_names(cfg.plugins) + ",\"consumers\":[";
   for (size_t i = 0; i < cfg.consumers.size(); ++i) {
-    out += (i ? "," : "") + std::string("{\"username\":") + json_string(cfg.consumers[i].username) +
-           ",\"plugins\":" + plugin_names(cfg.consumers[i].plugins) + "}";
+    append(out, {i ? "," : "", "{\"username\":", json_string(cfg.consumers[i].username), ",\"plugins\":",
+                 plugin_names(cfg.consumers[i].plugins), "}"});
   }
   out += "],\"admin\":{\"listen\":" + json_string(cfg.admin.address + ":" + std::to_string(cfg.admin.port)) +
          ",\"token\":" + (cfg.admin.token.empty() ? std::string("null") : json_string("<redacted>")) +

@@ -555,6 +555,12 @@ void render_metrics(const ScrapeInput& in, std::string& out) {
                                "Snapshot swaps made because DNS answers changed an upstream's nodes.",
                                MetricType::Counter);
   Builder::counter(dns_changes, {}, static_cast<double>(in.dns_node_changes));
+  auto& node_files = b.family("turnpike_node_file_updates_total",
+                              "Node files read after they changed: ok (new nodes swapped in) or failed (refused, "
+                              "the upstream kept its nodes).",
+                              MetricType::Counter);
+  Builder::counter(node_files, {{"result", "ok"}}, static_cast<double>(in.node_file_updates_ok));
+  Builder::counter(node_files, {{"result", "failed"}}, static_cast<double>(in.node_file_updates_failed));
   auto& dropped = b.family("turnpike_log_lines_dropped_total", "Log lines dropped because the log writer fell behind.",
                            MetricType::Counter);
   Builder::counter(dropped, {}, static_cast<double>(in.log_lines_dropped));

@@ -32,6 +32,7 @@ struct ScrapeInput {
   uint64_t dns_lookups_ok = 0;
   uint64_t dns_lookups_failed = 0;
   uint64_t dns_node_changes = 0;
+  uint64_t node_file_updates_ok = 0, node_file_updates_failed = 0;  // node files read after a change
 };
 
 // Writes the exposition into `out` (cleared first; its capacity is reused, so a scrape of

@@ -28,6 +28,7 @@
 
 #include "admin.h"
 #include "metrics_export.h"
+#include "node_files.h"
 #include "turnpike/log/log.h"
 #include "turnpike/lua/limiter.h"
 #include "turnpike/metrics/series.h"
@@ -198,6 +199,26 @@ bool write_pid_file(const config::Config& cfg) {
   return ok;
 }
 
+// The upstream configs in use: the config's own, or a node file's update of one (which discovery
+// must watch the names of). Each keeps what owns it alive.
+std::vector<std::shared_ptr<const config::UpstreamConfig>> upstream_configs(const Snapshot& s) {
+  std::vector<std::shared_ptr<const config::UpstreamConfig>> out;
+  out.reserve(s.upstreams.size());
+  for (const auto& up : s.upstreams) {
+    out.push_back(up->own_config ? up->own_config : std::shared_ptr<const config::UpstreamConfig>(s.config, up->config));
+  }
+  return out;
+}
+
+// (upstream, node file) for every upstream whose nodes come from a file.
+std::vector<std::pair<std::string, std::string>> node_files_of(const Snapshot& s) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& up : s.upstreams) {
+    if (!up->config->nodes_file.empty()) out.emplace_back(up->config->name, up->config->nodes_file);
+  }
+  return out;
+}
+
 // Removed at exit only while it still names this process (a newer turnpike may have taken it).
 void remove_pid_file(const std::string& path) {
   if (path.empty()) return;
@@ -223,6 +244,12 @@ class Server {
   // Node discovery found new addresses for these upstreams: swap in a snapshot with their new
   // nodes (on this thread, as reloads, so the two never race).
   void apply_discovery(const std::vector<std::string>& upstreams);
+  // Upstream `upstream`'s node file may have changed: read it and, when its nodes are new and
+  // usable, swap in a snapshot with them; otherwise the upstream keeps its nodes (errors logged).
+  void apply_node_file(const std::string& upstream, const std::string& path);
+  // Every thread that keeps a view of the snapshot's upstreams (workers, checker, discovery,
+  // node-file watcher) is given `next`, which becomes the running snapshot.
+  void swap_upstreams(std::shared_ptr<const Snapshot> next);
   // The admin listener (admin: in the config), started after the workers.
   bool start_admin();
   AdminHooks admin_hooks();
@@ -256,6 +283,10 @@ class Server {
   std::vector<std::unique_ptr<WorkerThread>> workers_;
   upstream::HealthChecker health_checker_;  // the process's one active checker (its own thread)
   upstream::NodeDiscovery discovery_;       // looks upstream names up again (its own thread)
+  NodeFileWatcher node_files_{main_, [this](const std::string& upstream, const std::string& path) {
+                                apply_node_file(upstream, path);
+                              }};
+  uint64_t node_file_updates_ok_ = 0, node_file_updates_failed_ = 0;
   std::map<std::string, BoundListener> listeners_;
   unsigned worker_count_ = 1;
   uint64_t generation_ = 0;
@@ -385,7 +416,8 @@ bool Server::start() {
   discovery_.start([this](std::vector<std::string> upstreams) {
     boost::asio::post(main_, [this, upstreams = std::move(upstreams)] { apply_discovery(upstreams); });
   });
-  discovery_.update(snapshot_->config);
+  discovery_.update(snapshot_->config, upstream_configs(*snapshot_));
+  node_files_.watch(node_files_of(*snapshot_));
   spdlog::info("turnpike started: {} workers, {} routes, {} upstreams", worker_count_,
                snapshot_->config->routes.size(), snapshot_->config->upstreams.size());
   return true;
@@ -455,7 +487,8 @@ bool Server::reload() {
   snapshot_ = next;
   for (unsigned w = 0; w < worker_count_; ++w) workers_[w]->post_snapshot(next, std::move(per_worker[w]));
   health_checker_.update(next->config, next->upstreams);
-  discovery_.update(next->config);
+  discovery_.update(next->config, upstream_configs(*next));
+  node_files_.watch(node_files_of(*next));
   listeners_ = std::move(bound_next);
   last_reload_ = "ok";
   last_reload_errors_.clear();
@@ -472,9 +505,39 @@ void Server::apply_discovery(const std::vector<std::string>& upstreams) {
   std::shared_ptr<const Snapshot> next = Snapshot::with_new_nodes(snapshot_, upstreams, series_.get());
   if (!next) return;
   upstream::discovery_stats().changes.fetch_add(1, std::memory_order_relaxed);
+  swap_upstreams(std::move(next));
+}
+
+void Server::apply_node_file(const std::string& upstream, const std::string& path) {
+  if (stopping_) return;
+  const size_t u = snapshot_->find_upstream(upstream);
+  if (u == SIZE_MAX || snapshot_->upstreams[u]->config->nodes_file != path) return;  // a reload changed it
+  std::vector<config::UpstreamNodeConfig> nodes;
+  std::vector<config::ConfigError> errors;
+  std::shared_ptr<const Snapshot> next;
+  if (config::read_node_file(path, nodes, errors)) {
+    next = Snapshot::with_node_file(snapshot_, upstream, std::move(nodes), errors, series_.get());
+  }
+  if (!errors.empty()) {
+    ++node_file_updates_failed_;
+    // A list of 2,000 bad lines is not 2,000 log lines.
+    constexpr size_t kShown = 10;
+    spdlog::error("node file {} refused: upstream \"{}\" keeps its {} nodes", path, upstream,
+                  snapshot_->upstreams[u]->nodes.size());
+    for (size_t i = 0; i < errors.size() && i < kShown; ++i) spdlog::error("{}", errors[i].to_string());
+    if (errors.size() > kShown) spdlog::error("... and {} more errors", errors.size() - kShown);
+    return;
+  }
+  if (!next) return;  // the same nodes
+  ++node_file_updates_ok_;
+  swap_upstreams(std::move(next));
+}
+
+void Server::swap_upstreams(std::shared_ptr<const Snapshot> next) {
   snapshot_ = next;
   for (auto& w : workers_) w->post_snapshot(next, {});
   health_checker_.update(next->config, next->upstreams);
+  discovery_.update(next->config, upstream_configs(*next));
 }
 
 bool Server::start_admin() {
@@ -509,6 +572,8 @@ ScrapeInput Server::scrape_input() const {
   in.dns_lookups_ok = dns.lookups_ok.load(std::memory_order_relaxed);
   in.dns_lookups_failed = dns.lookups_failed.load(std::memory_order_relaxed);
   in.dns_node_changes = dns.changes.load(std::memory_order_relaxed);
+  in.node_file_updates_ok = node_file_updates_ok_;
+  in.node_file_updates_failed = node_file_updates_failed_;
   return in;
 }
 
@@ -536,7 +601,7 @@ AdminHooks Server::admin_hooks() {
     return status_json(in);
   };
   h.upstreams = [this] { return upstreams_json(*snapshot_, scrape_input().shards); };
-  h.config = [this] { return config_json(*snapshot_->config); };
+  h.config = [this] { return config_json(*snapshot_); };
   h.reload = [this] {
     if (stopping_) return AdminResponse{503, "application/json", reload_json(false, generation_, {})};
     if (upgrading_) {  // the new process reads the file anyway; this one must keep what it passed
@@ -726,6 +791,7 @@ boost::asio::awaitable<void> Server::drain() {
   }
   watchdog_timer_.cancel();
   trim_timer_.cancel();
+  node_files_.stop();  // (its poll timer and inotify read would keep main_ running)
   signals_.cancel();
   if (admin_) admin_->stop();
 }

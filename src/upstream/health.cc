@@ -57,7 +57,8 @@ uint32_t UpstreamHealth::ramped_weight(int64_t from, uint32_t weight) const noex
 }
 
 std::shared_ptr<UpstreamHealth> HealthRegistry::attach(const config::UpstreamConfig& cfg,
-                                                       const std::vector<std::string>& addresses) {
+                                                       const std::vector<std::string>& addresses,
+                                                       const UpstreamHealth* previous) {
   auto out = std::make_shared<UpstreamHealth>();
   out->config = &cfg.health;
   std::lock_guard lock(mutex_);
@@ -83,7 +84,14 @@ std::shared_ptr<UpstreamHealth> HealthRegistry::attach(const config::UpstreamCon
   out->group->nodes = static_cast<uint32_t>(addresses.size());
   const int64_t now = health_now_ms();
   std::string key;
-  for (const std::string& address : addresses) {
+  out->nodes.reserve(addresses.size());
+  if (previous && previous->group != out->group) previous = nullptr;
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    const std::string& address = addresses[i];
+    if (previous && i < previous->nodes.size() && previous->nodes[i]->address == address) {
+      out->nodes.push_back(previous->nodes[i]);  // (registered under its key while it lives)
+      continue;
+    }
     key.assign(cfg.name).append(1, '\n').append(address);
     std::weak_ptr<NodeHealth>& ns = nodes_[key];
     std::shared_ptr<NodeHealth> node = ns.lock();

@@ -62,7 +62,8 @@ std::string node_address(const asio::ip::address& ip, uint16_t port) {
 }  // namespace
 
 bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
-                      std::vector<config::ConfigError>& errors, std::string_view local_zone) {
+                      std::vector<config::ConfigError>& errors, std::string_view local_zone,
+                      const ResolvedUpstream* previous) {
   out.config = &cfg;
   out.nodes.clear();
   out.tagged_nodes.clear();
@@ -124,7 +125,7 @@ bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
     std::vector<std::string> addresses;
     addresses.reserve(out.nodes.size());
     for (const ResolvedNode& n : out.nodes) addresses.push_back(n.address);
-    out.health = health_registry().attach(cfg, addresses);
+    out.health = health_registry().attach(cfg, addresses, previous ? previous->health.get() : nullptr);
   }
   return ok;
 }

@@ -292,8 +292,14 @@ struct UpstreamSettings {
 // config compares equal and replaces any other (every field counts, lines excepted).
 struct UpstreamConfig : UpstreamSettings {
   std::vector<UpstreamNodeConfig> nodes;
+  // `nodes_file`: the nodes are read from this file (absolute), at load and again whenever it
+  // changes (server/node_files.h); empty when they are listed under `nodes`.
+  std::string nodes_file;
   UpstreamHealthConfig health;  // passive and active health checks
   bool operator==(const UpstreamConfig&) const = default;
+  // This upstream with `other` nodes, every other field the same (a node file's update), made
+  // without copying the current nodes.
+  UpstreamConfig with_nodes(std::vector<UpstreamNodeConfig> other) const;
 };
 
 struct HeaderOps {
@@ -506,6 +512,17 @@ struct LoadResult {
 LoadResult load_config_file(const std::string& path);
 // Same, from text (tests); `file` names it in errors.
 LoadResult load_config_string(const std::string& yaml, const std::string& file);
+
+// A node file (upstream `nodes_file`, docs/configuration.md "Node files"): one node per line,
+// "host:port" (or "[v6]:port", a host alone for port 80, "srv://name") followed by options
+// weight=N, zone=NAME, tags=A,B; '#' starts a comment. Fills `nodes` (file order) or adds every
+// error found, at its line of `path`, and returns false. No nodes at all is an error.
+bool parse_node_file(std::string_view text, const std::string& path, std::vector<UpstreamNodeConfig>& nodes,
+                     std::vector<ConfigError>& errors);
+// The same, reading `path` (a file that cannot be read is an error at its line 0).
+bool read_node_file(const std::string& path, std::vector<UpstreamNodeConfig>& nodes, std::vector<ConfigError>& errors);
+// Reads a whole file of at most `max_size` bytes; false with `error` ("cannot read: reason").
+bool read_small_file(const std::string& path, size_t max_size, std::string& text, std::string& error);
 
 // What a start needs from the file system, checked without changing anything that is there:
 // every log file opens for appending (it is created when missing, as a start would), the pid

@@ -86,6 +86,17 @@ struct Snapshot {
   static std::shared_ptr<const Snapshot> with_new_nodes(const std::shared_ptr<const Snapshot>& current,
                                                         const std::vector<std::string>& upstream_names,
                                                         metrics::SeriesRegistry* series = nullptr);
+
+  // Node files (config `nodes_file`, server/node_files.h): `current` with upstream `name`'s nodes
+  // replaced by `nodes`, as a reload of that upstream alone (same generation, config, routes and
+  // filters; health, pools and checks of the addresses that stay are kept). Names among the nodes
+  // are looked up as a reload would. Null when the upstream is gone, when the nodes are those in
+  // use (nothing to do; `errors` empty), or when they cannot be used (`errors` says why).
+  static std::shared_ptr<const Snapshot> with_node_file(const std::shared_ptr<const Snapshot>& current,
+                                                        const std::string& name,
+                                                        std::vector<config::UpstreamNodeConfig> nodes,
+                                                        std::vector<config::ConfigError>& errors,
+                                                        metrics::SeriesRegistry* series = nullptr);
 };
 
 }  // namespace turnpike::proxy

@@ -91,6 +91,9 @@ NameTable& name_table();
 // Looks up every name `config`'s upstreams use, now, and records the answers (snapshot build).
 // A failure that leaves a name with an older good answer is logged as a warning.
 void lookup_config_names(const config::Config& config);
+// Looks up the names among `nodes` that the table has no answer for yet (a node file's new
+// names), now, with `resolver`.
+void lookup_new_names(const config::ResolverConfig& resolver, const std::vector<config::UpstreamNodeConfig>& nodes);
 
 // Lookup counts since start, for /metrics (any thread).
 struct DiscoveryStats {
@@ -115,9 +118,12 @@ class NodeDiscovery {
 
   void start(OnChange on_change);
   void stop();
-  // Thread-safe: the names to watch from now on (after a start or a reload; the names have just
-  // been looked up, so the first lookups come one interval later).
-  void update(std::shared_ptr<const config::Config> config);
+  // Thread-safe: the names to watch from now on (after a start, a reload or a node file's
+  // change; the names have just been looked up, so the first lookups come one interval later):
+  // those of `upstreams`, the snapshot's upstream configs (a node file's update replaces one of
+  // the config's own), with `config`'s resolver settings.
+  void update(std::shared_ptr<const config::Config> config,
+              std::vector<std::shared_ptr<const config::UpstreamConfig>> upstreams);
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -135,7 +141,8 @@ class NodeDiscovery {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
-  std::shared_ptr<const config::Config> config_;  // the Watches point into it
+  std::shared_ptr<const config::Config> config_;  // the resolver settings
+  std::vector<std::shared_ptr<const config::UpstreamConfig>> upstreams_;  // the Watches point to them
   std::vector<Watch> watches_;
   uint64_t version_ = 0;  // bumped by update(): a lookup of older watches is not rescheduled
   OnChange on_change_;

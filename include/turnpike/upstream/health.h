@@ -103,8 +103,11 @@ class HealthRegistry {
  public:
   // The health of `cfg`'s resolved nodes (`addresses`, by index): the existing state of a node
   // that was there before, a new one in the configured initial state otherwise (snapshot build,
-  // main thread).
-  std::shared_ptr<UpstreamHealth> attach(const config::UpstreamConfig& cfg, const std::vector<std::string>& addresses);
+  // main thread). `previous`, the upstream's health in the running snapshot when known: a node
+  // at the same index with the same address is taken from it without a lookup (a node file's
+  // update keeps most nodes where they were).
+  std::shared_ptr<UpstreamHealth> attach(const config::UpstreamConfig& cfg, const std::vector<std::string>& addresses,
+                                         const UpstreamHealth* previous = nullptr);
 
   // Passive checks (workers): a request to the node failed / got a response with `status`.
   void record_failure(const UpstreamHealth& h, size_t node, std::string_view why);

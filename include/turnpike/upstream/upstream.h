@@ -44,7 +44,10 @@ struct ResolvedNode {
 };
 
 struct ResolvedUpstream {
-  const config::UpstreamConfig* config = nullptr;  // owned by the snapshot's Config
+  const config::UpstreamConfig* config = nullptr;  // owned by the snapshot's Config, or by own_config
+  // Set when the nodes were read again from the upstream's node file after the config was loaded
+  // (proxy::Snapshot::with_node_file): the config with those nodes, which `config` points to.
+  std::shared_ptr<const config::UpstreamConfig> own_config;
   std::vector<ResolvedNode> nodes;
   std::shared_ptr<const tls::ClientContext> tls;   // set when config->tls.enabled
   // Node tags (gray release), as sets of node indexes (bit i: nodes[i]; at most 64 nodes when
@@ -81,8 +84,11 @@ struct ResolvedUpstream {
 // resolved is an error naming the node's file:line.
 // `local_zone` is the gateway's zone (config `zone`): with prefer_local_zone, the nodes in it are
 // marked local.
+// `previous`: the upstream as the running snapshot has it, when this replaces it (its nodes'
+// health is found faster; HealthRegistry::attach).
 bool resolve_upstream(const config::UpstreamConfig& cfg, ResolvedUpstream& out,
-                      std::vector<config::ConfigError>& errors, std::string_view local_zone = {});
+                      std::vector<config::ConfigError>& errors, std::string_view local_zone = {},
+                      const ResolvedUpstream* previous = nullptr);
 // The same nodes (addresses, weights, hosts) in the same order: a pool made for one serves the other.
 bool same_nodes(const ResolvedUpstream& a, const ResolvedUpstream& b);
 // The balancing tables for out.nodes (weights, Maglev table, local zone): resolve_upstream calls

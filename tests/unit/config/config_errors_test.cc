@@ -148,7 +148,7 @@ TEST(ConfigErrors, MissingRequiredFields) {
                         "  - {name: v, nodes: []}\n"),
               ElementsAre("test.yaml:2: listener #1: \"name\" is required",
                           "test.yaml:2: listener #1: \"port\" is required (0 picks a free port)",
-                          "test.yaml:4: upstream \"u\": \"nodes\" is required (at least one node)",
+                          "test.yaml:4: upstream \"u\": \"nodes\" (or \"nodes_file\") is required (at least one node)",
                           "test.yaml:5: upstream \"v\": nodes: at least one node is required"));
 }
 

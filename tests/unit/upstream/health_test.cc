@@ -48,6 +48,28 @@ TEST(HealthRegistry, AttachKeepsTheStateOfNodesThatStay) {
   EXPECT_EQ(reg.size(), 0u);
 }
 
+TEST(HealthRegistry, APreviousAttachGivesTheNodesAtTheSameIndexesAndTheOthersByAddress) {
+  // A node file's update passes the running upstream's health: the nodes that kept their place
+  // are taken from it, a node that moved is still found by address, a new one is new.
+  HealthRegistry reg;
+  auto cfg = named("file");
+  auto first = reg.attach(cfg, addrs({1, 2, 3}));
+  first->nodes[2]->failures = 5;
+  auto second = reg.attach(cfg, addrs({1, 4, 2, 3}), first.get());
+  EXPECT_EQ(second->nodes[0].get(), first->nodes[0].get());
+  EXPECT_EQ(second->nodes[2].get(), first->nodes[1].get());  // moved one place down
+  EXPECT_EQ(second->nodes[3].get(), first->nodes[2].get());
+  EXPECT_EQ(second->nodes[3]->failures.load(), 5u);
+  EXPECT_EQ(second->nodes[1]->failures.load(), 0u);
+  // Without `previous` the same nodes come out.
+  auto third = reg.attach(cfg, addrs({1, 4, 2, 3}));
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(third->nodes[i].get(), second->nodes[i].get()) << i;
+  // Another upstream's health is not a source of nodes for this one.
+  auto other_cfg = named("other-file");
+  auto other = reg.attach(other_cfg, addrs({1}), first.get());
+  EXPECT_NE(other->nodes[0].get(), first->nodes[0].get());
+}
+
 TEST(HealthRegistry, ARollingUpdateDoesNotGrowTheTable) {
   // Each attach replaces every node (only the latest is held, as a snapshot holds its nodes):
   // the nodes no snapshot holds are forgotten, a batch at a time.
