@@ -10,6 +10,8 @@
 #              127.0.0.2 (NODES/20 more each time): every node replaced
 #   reloads  — the active case with 20 reloads of the same nodes (each config differs by a
 #              comment): what reloading costs without replacing nodes (not in the default CASES)
+#   rolling_file — the rolling case with the nodes in a node file (`nodes_file`): 20 new node
+#              files renamed into place, no reload (not in the default CASES)
 # Figures: Turnpike's CPU per request (all threads: workers, main thread with its reloads, the
 # checker), the checker thread's own CPU (thread "tp-health") as a share of one core, failed
 # requests (non-2xx + socket errors; must be 0).
@@ -35,20 +37,29 @@ warn_if_busy
 start_nodes_origin "$NODES"
 log "origin: pid $ORIGIN_PID, $NODES ports x 2 addresses"
 
-# write_config FILE CHECKS MOVED: NODES nodes, the first MOVED of them on 127.0.0.2; CHECKS 1:
-# active HTTP checks every $INTERVAL.
+# write_config FILE CHECKS MOVED [NODE_FILE]: NODES nodes, the first MOVED of them on 127.0.0.2;
+# CHECKS 1: active HTTP checks every $INTERVAL. With NODE_FILE: the nodes are written there, and
+# the config names it (nodes_file).
 write_config() {
-  python3 - "$1" "$2" "$3" "$INTERVAL" "${PORTS[@]}" <<'PY'
+  python3 - "$1" "$2" "$3" "$INTERVAL" "${4:-}" "${PORTS[@]}" <<'PY'
 import sys
-path, checks, moved, interval, ports = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+path, checks, moved, interval, node_file, ports = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
+                                                   sys.argv[5], sys.argv[6:])
 nodes = [f"127.0.0.{2 if i < moved else 1}:{p}" for i, p in enumerate(ports)]
 with open(path + ".tmp", "w") as f:
     f.write(f"# {path}\n")  # the reloads case: every file differs, its nodes do not
     f.write("workers: 1\nlog: {error_log: stderr, level: warn, access_log: off}\n")
     f.write("listeners: [{name: bench, address: 127.0.0.1, port: 0}]\n")
     f.write("limits: {max_requests_per_connection: 1000000, max_connections_per_worker: 16384}\n")
-    f.write("upstreams:\n  - name: origin\n    nodes:\n")
-    f.writelines(f'      - "{n}"\n' for n in nodes)
+    if node_file:
+        f.write(f"upstreams:\n  - name: origin\n    nodes_file: {node_file}\n")
+        with open(node_file + ".tmp", "w") as n:
+            n.writelines(f"{a}\n" for a in nodes)
+        import os
+        os.replace(node_file + ".tmp", node_file)
+    else:
+        f.write("upstreams:\n  - name: origin\n    nodes:\n")
+        f.writelines(f'      - "{n}"\n' for n in nodes)
     f.write("    keepalive: {max_idle: 4, idle_timeout: 55s, max_requests: 1000000}\n")
     if checks:
         f.write(f"    health: {{active: {{type: http, path: /, interval: {interval}, timeout: 1s}}}}\n")
@@ -59,7 +70,7 @@ PY
 }
 
 TCK=$(getconf CLK_TCK)
-ROLL_CFG= ROLL_PID= ROLLER=
+ROLL_CFG= ROLL_PID= ROLLER= ROLL_NODES=
 # The rolling update, run by measure's hook: RELOADS reloads over the measured DUR seconds.
 rolling_hook() {
   [[ $1 == start ]] || { wait "$ROLLER" 2>/dev/null || true; return 0; }
@@ -67,8 +78,12 @@ rolling_hook() {
   (
     for ((k = 1; k <= RELOADS; k++)); do
       sleep "$gap"
-      cp "$ROLL_CFG.$k" "$ROLL_CFG.new" && mv "$ROLL_CFG.new" "$ROLL_CFG"
-      kill -HUP "$ROLL_PID"
+      if [[ -n $ROLL_NODES ]]; then  # a node file renamed into place: no reload
+        cp "$ROLL_NODES.$k" "$ROLL_NODES.new" && mv "$ROLL_NODES.new" "$ROLL_NODES"
+      else
+        cp "$ROLL_CFG.$k" "$ROLL_CFG.new" && mv "$ROLL_CFG.new" "$ROLL_CFG"
+        kill -HUP "$ROLL_PID"
+      fi
     done
   ) &
   ROLLER=$!
@@ -76,7 +91,8 @@ rolling_hook() {
 
 declare -A CPU RPS BAD CHK MAIN LABEL=([passive]="passive checks only (default)" [active]="active HTTP checks, $NODES nodes every $INTERVAL"
   [rolling]="active checks + rolling update: 20 reloads replacing all $NODES nodes"
-  [reloads]="active checks + 20 reloads of the same $NODES nodes")
+  [reloads]="active checks + 20 reloads of the same $NODES nodes"
+  [rolling_file]="active checks + rolling update: 20 node files replacing all $NODES nodes (no reload)")
 CASES=${CASES:-passive active rolling}
 PERF_DIR=${PERF_DIR:-}
 PERF_PID=
@@ -102,18 +118,22 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for c in $CASES; do
     cfg=$BENCH_TMP/turnpike-$c-$r.yaml
     checks=1; [[ $c == passive ]] && checks=0
-    write_config "$cfg" "$checks" 0
+    nodes_file=; [[ $c == rolling_file ]] && nodes_file=$BENCH_TMP/nodes-$c-$r.txt
+    write_config "$cfg" "$checks" 0 "$nodes_file"
     start_turnpike "tp-$c-$r" "$cfg"
     pid=$STARTED_PID port=$STARTED_PORT
     precheck "http://127.0.0.1:$port/" || die "precheck: $PRECHECK_MSG"
     # Let the first round of checks (spread over one interval) start before measuring.
     sleep 2
-    MEASURE_HOOK=case_hook ROLLING=0 PERF_TARGET=$pid
+    MEASURE_HOOK=case_hook ROLLING=0 PERF_TARGET=$pid ROLL_NODES=
     [[ -n $PERF_DIR ]] && mkdir -p "$PERF_DIR" && PERF_OUT=$PERF_DIR/$c-$r.data
     if [[ $c == rolling ]]; then
       ROLL_CFG=$cfg ROLL_PID=$pid ROLLING=1
       # Every reload moves NODES/20 more nodes to 127.0.0.2: new addresses, so new nodes.
       for ((k = 1; k <= RELOADS; k++)); do write_config "$cfg.$k" 1 $((k * NODES / RELOADS)); done
+    elif [[ $c == rolling_file ]]; then
+      ROLL_CFG=$cfg ROLL_PID=$pid ROLLING=1 ROLL_NODES=$nodes_file
+      for ((k = 1; k <= RELOADS; k++)); do write_config "$cfg.$k" 1 $((k * NODES / RELOADS)) "$nodes_file.$k"; done
     elif [[ $c == reloads ]]; then
       ROLL_CFG=$cfg ROLL_PID=$pid ROLLING=1
       for ((k = 1; k <= RELOADS; k++)); do write_config "$cfg.$k" 1 0; done
@@ -129,6 +149,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
     ((M_REQS > 0)) || die "$c round $r: no requests"
     CPU[$c]+="$M_CPU " RPS[$c]+="$M_RPS " BAD[$c]+="$bad " CHK[$c]+="$chk " MAIN[$c]+="$main "
     log "round $r $c: $M_CPU µs/req, $M_RPS req/s, $bad failed, checker $chk% of a core"
+    if [[ $c == rolling_file ]]; then  # (each update removes nodes: a warning line each)
+      for ((k = 0; k < 100; k++)); do
+        n=$(grep -c 'nodes changed by' "$BENCH_TMP/tp-$c-$r.log" || true)
+        ((n == RELOADS)) && break
+        sleep 0.1
+      done
+      log "round $r $c: $n node-file updates completed"
+      ((n == RELOADS)) || die "$c round $r: $n of $RELOADS node-file updates completed"
+    fi
     if [[ $c == rolling || $c == reloads ]]; then
       for ((k = 0; k < 100; k++)); do
         n=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["generation"] - 1 if d["last_reload"] == "ok" else -1)' "$STARTED_READY")
