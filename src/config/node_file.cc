@@ -1,7 +1,7 @@
 // Node files (upstream `nodes_file`): an upstream's nodes, one per line, read at load and again
 // whenever the file changes (server/node_files.h), so a rolling update rewrites a short text file
 // instead of the whole config. A line is parsed without yaml-cpp: a 2,000-node list is read in
-// well under a millisecond, where the same nodes in YAML take a few milliseconds to parse.
+// under a millisecond, where the same nodes in YAML take a few milliseconds to parse.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
