@@ -281,3 +281,32 @@ def check_config(binary: str, path: Path, timeout: float = 20.0) -> subprocess.C
 
 
 ERROR_LINE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<message>.+)$", re.M)
+
+
+# --- the admin listener's view of the upstreams (config with admin: {listen: 127.0.0.1:0}) -----
+
+def admin_get(tp: Turnpike, path: str):
+    """GET `path` on tp's admin listener (its address from the ready-file)."""
+    import rawhttp  # (the tests' HTTP client; imported here so that harness alone needs nothing)
+    _, _, port = tp.state()["admin"].rpartition(":")
+    return rawhttp.request(int(port), "GET", path, timeout=10)
+
+
+def upstream_nodes(tp: Turnpike, name: str = "app") -> dict:
+    """Upstream `name`'s nodes on /upstreams, by address."""
+    body = json.loads(admin_get(tp, "/upstreams").body)
+    (up,) = [u for u in body["upstreams"] if u["name"] == name]
+    return {n["address"]: n for n in up["nodes"]}
+
+
+def wait_nodes(tp: Turnpike, want, timeout: float = 10.0, name: str = "app") -> dict:
+    """Waits until /upstreams lists exactly the addresses `want` for upstream `name`; returns
+    the nodes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = upstream_nodes(tp, name)
+        if set(nodes) == set(want):
+            return nodes
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"nodes {sorted(nodes)}, wanted {sorted(want)}\n{tp.logs()[-3000:]}")
+        time.sleep(0.02)

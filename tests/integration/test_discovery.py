@@ -3,7 +3,6 @@ and a free port answers for names that resolve to test origins on 127.0.0.x. Eve
 name is a node; re-resolution adds and removes nodes without a reload, keeps the health state of
 the addresses that stay, keeps the last addresses when DNS fails; SRV names give targets, ports
 and weights."""
-import json
 import re
 import shutil
 import signal
@@ -15,7 +14,7 @@ import time
 import pytest
 
 import rawhttp
-from harness import base_config, check_config, dump_yaml, upstream
+from harness import admin_get, base_config, check_config, dump_yaml, upstream, upstream_nodes, wait_nodes
 from origin import Origin
 
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
@@ -154,29 +153,6 @@ def discovery_config(dns_server, nodes, interval="200ms", **up_extra):
     cfg = base_config(upstreams=[u], routes=ROUTES, resolver={"servers": [dns_server]})
     cfg["admin"] = {"listen": "127.0.0.1:0"}
     return cfg
-
-
-def admin_get(tp, path):
-    host, _, port = tp.state()["admin"].rpartition(":")
-    return rawhttp.request(int(port), "GET", path, timeout=10)
-
-
-def upstream_nodes(tp):
-    body = json.loads(admin_get(tp, "/upstreams").body)
-    (app,) = [u for u in body["upstreams"] if u["name"] == "app"]
-    return {n["address"]: n for n in app["nodes"]}
-
-
-def wait_nodes(tp, want, timeout=10.0):
-    """Waits until /upstreams lists exactly the addresses `want`; returns the nodes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        nodes = upstream_nodes(tp)
-        if set(nodes) == set(want):
-            return nodes
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"nodes {sorted(nodes)}, wanted {sorted(want)}\n{tp.logs()[-3000:]}")
-        time.sleep(0.05)
 
 
 def get_many(port, n):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import rawhttp
-from harness import base_config, check_config, dump_yaml, upstream
+from harness import admin_get, base_config, check_config, dump_yaml, upstream, upstream_nodes, wait_nodes
 from origin import Origin
 
 ROUTES = [{"name": "all", "match": {"paths": ["/*"]}, "upstream": "app"}]
@@ -47,28 +47,6 @@ def replace(path, text):
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def admin_get(tp, path):
-    _, _, port = tp.state()["admin"].rpartition(":")
-    return rawhttp.request(int(port), "GET", path, timeout=10)
-
-
-def upstream_nodes(tp):
-    body = json.loads(admin_get(tp, "/upstreams").body)
-    (app,) = [u for u in body["upstreams"] if u["name"] == "app"]
-    return {n["address"]: n for n in app["nodes"]}
-
-
-def wait_nodes(tp, want, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        nodes = upstream_nodes(tp)
-        if set(nodes) == set(want):
-            return nodes
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"nodes {sorted(nodes)}, wanted {sorted(want)}\n{tp.logs()[-3000:]}")
-        time.sleep(0.02)
 
 
 def metric(tp, result):
