@@ -11,10 +11,13 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import yaml
+
+import rawhttp
 
 READY_TIMEOUT = 10.0
 RELOAD_TIMEOUT = 10.0
@@ -287,7 +290,6 @@ ERROR_LINE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<message>.+)$", re.M)
 
 def admin_get(tp: Turnpike, path: str):
     """GET `path` on tp's admin listener (its address from the ready-file)."""
-    import rawhttp  # (the tests' HTTP client; imported here so that harness alone needs nothing)
     _, _, port = tp.state()["admin"].rpartition(":")
     return rawhttp.request(int(port), "GET", path, timeout=10)
 
@@ -310,3 +312,49 @@ def wait_nodes(tp: Turnpike, want, timeout: float = 10.0, name: str = "app") -> 
         if time.monotonic() >= deadline:
             raise AssertionError(f"nodes {sorted(nodes)}, wanted {sorted(want)}\n{tp.logs()[-3000:]}")
         time.sleep(0.02)
+
+
+class KeepaliveLoad:
+    """Client threads doing keepalive GETs of /echo/load (the test origin) until stopped, at most
+    100,000 each; counts the 200s in `ok` and lists every other outcome in `failures`."""
+
+    def __init__(self, port, clients=3):
+        self.port = port
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.failures = []
+        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in self.threads), "load thread did not finish"
+
+    def _client(self, tid):
+        conn = None
+        i = 0
+        while not self.stop.is_set() and i < 100_000:
+            i += 1
+            try:
+                if conn is None:
+                    conn = rawhttp.HttpConn(self.port, timeout=5)
+                resp = conn.request("GET", f"/echo/load?t={tid}&i={i}")
+                with self.lock:
+                    if resp.status == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append((time.monotonic(), f"{tid}/{i}: status {resp.status} {resp.body[:200]!r}"))
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                with self.lock:
+                    self.failures.append((time.monotonic(), f"{tid}/{i}: {type(e).__name__}: {e}"))
+                conn = None
+            time.sleep(0.002)
+        if conn:
+            conn.close()

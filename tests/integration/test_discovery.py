@@ -8,13 +8,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
 import rawhttp
-from harness import admin_get, base_config, check_config, dump_yaml, upstream, upstream_nodes, wait_nodes
+from harness import KeepaliveLoad, admin_get, base_config, check_config, dump_yaml, upstream, upstream_nodes, wait_nodes
 from origin import Origin
 
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
@@ -256,38 +255,13 @@ def test_changes_under_load_fail_no_request(turnpike, dns, origins):
     d.set_hosts([(h, "app.test") for h in sets[0]], reload=False)
     d.start()
     tp = turnpike(discovery_config(d.server, [f"app.test:{port}"], interval="100ms"))
-    stop = threading.Event()
-    failures, ok = [], [0]
-
-    def client():
-        i = 0
-        conn = None
-        while not stop.is_set() and i < 100_000:
-            i += 1
-            try:
-                conn = conn or rawhttp.HttpConn(tp.port(), timeout=5)
-                resp = conn.request("GET", f"/echo/d?i={i}")
-                if resp.status == 200:
-                    ok[0] += 1
-                else:
-                    failures.append(resp.status)
-            except Exception as e:  # noqa: BLE001 - every failure counts
-                failures.append(repr(e))
-                conn = None
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
+    with KeepaliveLoad(tp.port()) as load:
         for round_ in range(8):
             hosts = sets[(round_ + 1) % len(sets)]
             d.set_hosts([(h, "app.test") for h in hosts])
             wait_nodes(tp, [f"{h}:{port}" for h in hosts])
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(15)
-    assert not failures, failures[:10]
-    assert ok[0] > 50
+    assert not load.failures, load.failures[:10]
+    assert load.ok > 50
     assert len(re.findall(r"nodes changed by DNS", tp.logs())) >= 8
 
 

@@ -8,7 +8,7 @@ import threading
 import time
 
 import rawhttp
-from harness import base_config, check_config, dump_yaml, json_access_log, upstream, wait_access_entry
+from harness import KeepaliveLoad, base_config, check_config, dump_yaml, json_access_log, upstream, wait_access_entry
 from origin import Origin, closed_port
 
 
@@ -39,51 +39,6 @@ def get_many(port, n, target="/echo/h"):
     if conn:
         conn.close()
     return statuses
-
-
-class Load:
-    """Client threads doing keepalive GETs until stopped; counts statuses and failures."""
-
-    def __init__(self, port, clients=3):
-        self.port = port
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = 0
-        self.failures = []
-        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
-        assert not any(t.is_alive() for t in self.threads), "load thread did not finish"
-
-    def _client(self, tid):
-        conn = None
-        i = 0
-        while not self.stop.is_set() and i < 100_000:
-            i += 1
-            try:
-                if conn is None:
-                    conn = rawhttp.HttpConn(self.port, timeout=5)
-                resp = conn.request("GET", f"/echo/load?t={tid}&i={i}")
-                with self.lock:
-                    if resp.status == 200:
-                        self.ok += 1
-                    else:
-                        self.failures.append((time.monotonic(), f"{tid}/{i}: status {resp.status} {resp.body[:200]!r}"))
-            except Exception as e:  # noqa: BLE001 - every failure counts
-                with self.lock:
-                    self.failures.append((time.monotonic(), f"{tid}/{i}: {type(e).__name__}: {e}"))
-                conn = None
-            time.sleep(0.002)
-        if conn:
-            conn.close()
 
 
 def count(pattern, text):
@@ -229,7 +184,7 @@ def test_killed_node_is_taken_out_and_comes_back_with_no_failed_request(turnpike
                                                "timeout": "300ms"}})
         tp = turnpike(base_config(upstreams=[u], routes=[{"name": "all", "match": {"paths": ["/*"]}, "upstream": "origin"}]))
         b.wait_for_path("/echo/health", timeout=5)
-        with Load(tp.port()) as load:
+        with KeepaliveLoad(tp.port()) as load:
             time.sleep(0.5)
             killed = time.monotonic()
             b.stop()

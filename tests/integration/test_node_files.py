@@ -6,13 +6,12 @@ health of the nodes that stay is kept; requests under a stream of changes all su
 import json
 import os
 import re
-import threading
 import time
 
 import pytest
 
 import rawhttp
-from harness import admin_get, base_config, check_config, dump_yaml, upstream, upstream_nodes, wait_nodes
+from harness import KeepaliveLoad, admin_get, base_config, check_config, dump_yaml, upstream, upstream_nodes, wait_nodes
 from origin import Origin
 
 ROUTES = [{"name": "all", "match": {"paths": ["/*"]}, "upstream": "app"}]
@@ -240,36 +239,10 @@ def test_changes_under_load_fail_no_request(turnpike, origins, tmp_path):
     nodes = tmp_path / "nodes.txt"
     nodes.write_text(f"{a.address}\n")
     tp = turnpike(node_file_config(nodes))
-    stop = threading.Event()
-    failures, ok = [], [0]
-
-    def client():
-        conn = None
-        for i in range(100_000):
-            if stop.is_set():
-                break
-            try:
-                conn = conn or rawhttp.HttpConn(tp.port(), timeout=5)
-                resp = conn.request("GET", f"/echo/n?i={i}")
-                if resp.status == 200:
-                    ok[0] += 1
-                else:
-                    failures.append(resp.status)
-            except Exception as e:  # noqa: BLE001 - every failure counts
-                failures.append(repr(e))
-                conn = None
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
+    with KeepaliveLoad(tp.port(), clients=4) as load:
         for i in range(20):
             replace(nodes, "".join(f"{o.address}\n" for o in sets[i % len(sets)]))
             time.sleep(0.1)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
-    assert failures == [], failures[:10]
-    assert ok[0] > 100
+    assert load.failures == [], load.failures[:10]
+    assert load.ok > 100
     assert metric(tp, "ok") >= 10

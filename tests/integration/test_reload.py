@@ -2,12 +2,11 @@
 and log reopening (SIGUSR1)."""
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
 import rawhttp
-from harness import REPO_ROOT, ERROR_LINE, base_config, check_config, dump_yaml
+from harness import REPO_ROOT, ERROR_LINE, KeepaliveLoad, base_config, check_config, dump_yaml
 
 RELOADS = 20
 CLIENTS = 4
@@ -20,27 +19,12 @@ def tagged_config(origin, tag: str) -> dict:
     return base_config(origin, routes=routes)
 
 
-class Load:
-    """CLIENTS threads doing keepalive GETs until stopped; every failure is recorded."""
+class Load(KeepaliveLoad):
+    """CLIENTS threads doing keepalive GETs until stopped; every failure is recorded, and a
+    response must come from one of the configs ("x-config" a or b)."""
 
     def __init__(self, port: int):
-        self.port = port
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = 0
-        self.failures = []
-        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(CLIENTS)]
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
-        assert not any(t.is_alive() for t in self.threads), "load thread did not finish"
+        super().__init__(port, clients=CLIENTS)
 
     def _client(self, tid: int) -> None:
         conn = None
