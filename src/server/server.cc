@@ -205,7 +205,9 @@ std::vector<std::shared_ptr<const config::UpstreamConfig>> upstream_configs(cons
   std::vector<std::shared_ptr<const config::UpstreamConfig>> out;
   out.reserve(s.upstreams.size());
   for (const auto& up : s.upstreams) {
-    out.push_back(up->own_config ? up->own_config : std::shared_ptr<const config::UpstreamConfig>(s.config, up->config));
+    // (The config's own: an aliasing pointer that keeps the whole config alive.)
+    out.push_back(up->own_config ? up->own_config
+                                 : std::shared_ptr<const config::UpstreamConfig>(s.config, up->config));
   }
   return out;
 }
@@ -247,8 +249,8 @@ class Server {
   // Upstream `upstream`'s node file may have changed: read it and, when its nodes are new and
   // usable, swap in a snapshot with them; otherwise the upstream keeps its nodes (errors logged).
   void apply_node_file(const std::string& upstream, const std::string& path);
-  // Every thread that keeps a view of the snapshot's upstreams (workers, checker, discovery,
-  // node-file watcher) is given `next`, which becomes the running snapshot.
+  // `next`, a snapshot with new nodes for some upstreams, becomes the running one, given to the
+  // workers and the health checker.
   void swap_upstreams(std::shared_ptr<const Snapshot> next);
   // The admin listener (admin: in the config), started after the workers.
   bool start_admin();
@@ -530,14 +532,14 @@ void Server::apply_node_file(const std::string& upstream, const std::string& pat
   }
   if (!next) return;  // the same nodes
   ++node_file_updates_ok_;
-  swap_upstreams(std::move(next));
+  swap_upstreams(next);
+  discovery_.update(next->config, upstream_configs(*next), /*all_looked_up=*/false);  // (its names may have changed)
 }
 
 void Server::swap_upstreams(std::shared_ptr<const Snapshot> next) {
   snapshot_ = next;
   for (auto& w : workers_) w->post_snapshot(next, {});
   health_checker_.update(next->config, next->upstreams);
-  discovery_.update(next->config, upstream_configs(*next));
 }
 
 bool Server::start_admin() {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <set>
+#include <utility>
 
 namespace turnpike::upstream {
 
@@ -19,7 +20,8 @@ constexpr std::string_view kSrvPrefix = "srv://";
 // (Parsing every node's address here was a fifth of swapping in a 2,000-node file's update.)
 bool is_ip_literal(std::string_view host) {
   if (host.find(':') != std::string_view::npos) return true;
-  return !host.empty() && std::all_of(host.begin(), host.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+  return !host.empty() &&
+         std::all_of(host.begin(), host.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
 }
 
 std::string describe(const DnsAnswer& a) {
@@ -145,7 +147,8 @@ void NodeDiscovery::stop() {
 }
 
 void NodeDiscovery::update(std::shared_ptr<const config::Config> config,
-                           std::vector<std::shared_ptr<const config::UpstreamConfig>> upstreams) {
+                           std::vector<std::shared_ptr<const config::UpstreamConfig>> upstreams,
+                           bool all_looked_up) {
   std::vector<Watch> next;
   for (const auto& up : upstreams) {
     Watch w{up.get(), {}, {}};
@@ -159,11 +162,23 @@ void NodeDiscovery::update(std::shared_ptr<const config::Config> config,
   {
     std::lock_guard lock(mutex_);
     config_ = std::move(config);
-    upstreams_ = std::move(upstreams);
+    // (The old watches point into the old configs: kept until they are compared below.)
+    const std::vector<std::shared_ptr<const config::UpstreamConfig>> old_upstreams =
+        std::exchange(upstreams_, std::move(upstreams));
+    const auto now = Clock::now();
+    auto same_names = [](const Watch& a, const Watch& b) {
+      return a.upstream->name == b.upstream->name &&
+             std::equal(a.names.begin(), a.names.end(), b.names.begin(), b.names.end(),
+                        [](const DnsQuery& x, const DnsQuery& y) { return x.name == y.name && x.srv == y.srv; });
+    };
+    for (Watch& w : next) {
+      w.due = now + interval(w);
+      if (all_looked_up) continue;
+      auto old = std::find_if(watches_.begin(), watches_.end(), [&](const Watch& o) { return same_names(o, w); });
+      if (old != watches_.end()) w.due = old->due;
+    }
     watches_ = std::move(next);
     ++version_;
-    const auto now = Clock::now();
-    for (Watch& w : watches_) w.due = now + interval(w);
   }
   wake_.notify_all();
 }

@@ -220,6 +220,30 @@ def test_a_reload_reads_the_file_again_and_may_name_another(turnpike, origins, t
     wait_nodes(tp, [a.address])
 
 
+def test_updates_do_not_postpone_another_upstreams_lookups(turnpike, origins, tmp_path):
+    # A node file updated more often than another upstream's resolve_interval: that upstream's
+    # name is still looked up at its interval.
+    a, b = origins(2)
+    nodes = tmp_path / "nodes.txt"
+    nodes.write_text(f"{a.address}\n")
+    cfg = node_file_config(nodes)
+    named = upstream("named", [f"localhost:{b.port}"])
+    named["resolve_interval"] = "500ms"
+    cfg["upstreams"].append(named)
+    tp = turnpike(cfg)
+
+    def lookups():
+        text = admin_get(tp, "/metrics").body.decode()
+        m = re.search(r'^turnpike_dns_lookups_total\{result="ok"\} (\d+)', text, re.M)
+        return int(m.group(1)) if m else 0
+
+    before = lookups()
+    for i in range(15):  # 3 s, an update every 200 ms
+        replace(nodes, f"{a.address}\n" if i % 2 else f"{a.address}\n{b.address}\n")
+        time.sleep(0.2)
+    assert lookups() - before >= 3, "the named upstream's lookups were postponed by the node-file updates"
+
+
 def test_check_config_reads_the_node_file(turnpike_bin, tmp_path):
     nodes = tmp_path / "nodes.txt"
     nodes.write_text("127.0.0.1:9000\n127.0.0.1:9001 weight=x\n")

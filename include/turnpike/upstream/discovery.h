@@ -118,12 +118,14 @@ class NodeDiscovery {
 
   void start(OnChange on_change);
   void stop();
-  // Thread-safe: the names to watch from now on (after a start, a reload or a node file's
-  // change; the names have just been looked up, so the first lookups come one interval later):
-  // those of `upstreams`, the snapshot's upstream configs (a node file's update replaces one of
-  // the config's own), with `config`'s resolver settings.
+  // Thread-safe: the names to watch from now on: those of `upstreams`, the snapshot's upstream
+  // configs (a node file's update replaces one of the config's own), with `config`'s resolver
+  // settings. After a start or a reload every name has just been looked up, so every upstream's
+  // next lookup comes one interval later. After a node file's update (`all_looked_up` false) only
+  // its new names were: an upstream whose names are unchanged keeps its schedule (a file updated
+  // more often than an interval must not postpone the other upstreams' lookups for ever).
   void update(std::shared_ptr<const config::Config> config,
-              std::vector<std::shared_ptr<const config::UpstreamConfig>> upstreams);
+              std::vector<std::shared_ptr<const config::UpstreamConfig>> upstreams, bool all_looked_up = true);
 
  private:
   using Clock = std::chrono::steady_clock;

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "temp_dir.h"
 #include "turnpike/config/config.h"
 
 namespace turnpike::config {
@@ -242,16 +243,7 @@ TEST(ConfigChecks, EmptyPidFileIsAnError) {
   EXPECT_THAT(strings(r.errors), ElementsAre(HasSubstr("test.yaml:1: pid_file: must not be empty")));
 }
 
-class FileChecks : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/turnpike-files-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
-  std::string dir_;
-};
+class FileChecks : public TempDirTest {};
 
 TEST_F(FileChecks, UnwritableLogFileIsReportedAtItsLine) {
   const std::string yaml = "listeners: [{name: l, port: 0}]\n"

@@ -2,11 +2,10 @@
 // reading the file a config names.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdio>
 #include <fstream>
 
+#include "temp_dir.h"
 #include "turnpike/config/config.h"
 
 namespace turnpike::config {
@@ -146,25 +145,14 @@ TEST(NodeFile, WithNodesKeepsEveryOtherField) {
   EXPECT_EQ(moved.with_nodes(u.nodes), u);  // nothing else differs
 }
 
-class NodeFileOnDisk : public ::testing::Test {
+class NodeFileOnDisk : public TempDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/tp-node-file-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::remove((dir_ + "/nodes.txt").c_str());
-    std::remove((dir_ + "/tp.yaml").c_str());
-    ::rmdir(dir_.c_str());
-  }
   void write(const std::string& name, const std::string& text) { std::ofstream(dir_ + "/" + name) << text; }
   LoadResult load(const std::string& upstream_yaml) {
     // The listener on line 1, "upstreams:" on line 2, the upstream from line 3.
     write("tp.yaml", "listeners: [{name: main, port: 8080}]\nupstreams:\n" + upstream_yaml);
     return load_config_file(dir_ + "/tp.yaml");
   }
-  std::string dir_;
 };
 
 TEST_F(NodeFileOnDisk, ARelativePathIsTheConfigsFolders) {
